@@ -1,0 +1,77 @@
+// The service API: what a handler (echo, key-value, pub/sub, load-generator client, peer)
+// implements and what it gets from the runtime. Services are plain classes, one instance
+// per worker (shared-nothing), held in a std::variant the worker dispatches on once per
+// item; nothing is virtual.
+//
+// A service S may implement any of these (all optional, detected at compile time):
+//
+//   template <class Io> void on_datagram(Ctx<Io>&, const dp::RxItem&);
+//       One UDP datagram. Reply with ctx.io.dgram_reserve/commit (to item.peer on item.sock).
+//   template <class Io> StreamVerdict on_stream(Ctx<Io>&, dp::ConnId, std::span<const uint8_t>);
+//       Bytes of a TCP connection, starting at a frame boundary. Consume whole frames only and
+//       say how many bytes were consumed; the runtime keeps the unconsumed tail and calls
+//       again, with the tail first, when more bytes arrive. Set close to drop the connection
+//       (after queued replies are sent).
+//   template <class Io> void on_open(Ctx<Io>&, const dp::RxItem&);    // stream_open
+//   template <class Io> void on_closed(Ctx<Io>&, const dp::RxItem&);  // stream_closed
+//   template <class Io> void on_tick(Ctx<Io>&);
+//       Once per loop iteration, after the burst (clients send due requests here).
+//   template <class Io> void on_mail(Ctx<Io>&, const Mail&);
+//       A mailbox message addressed to this service on this worker.
+//   uint32_t max_frame() const;
+//       Largest stream frame the protocol accepts; a partial frame beyond it closes the
+//       connection (counted as stream_oversize). Default kDefaultMaxFrame.
+//
+// Handlers run on their worker only and must not block, allocate per message or throw.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "app/runtime/stats.hh"
+#include "dataplane/io.hh"
+
+namespace cw::rt {
+
+inline constexpr uint32_t kDefaultMaxFrame = 64 * 1024 + 64;
+
+struct StreamVerdict {
+  uint32_t consumed = 0;  // bytes of whole frames handled
+  bool close = false;     // close the connection after queued output
+};
+
+// A fixed-size message between workers (or from the control thread to a worker).
+struct Mail {
+  uint16_t service = 0;  // index of the target service in the worker's service table
+  uint16_t kind = 0;     // meaning defined by the service
+  uint32_t from = 0;     // sending worker (kControlSender for the control thread)
+  uint64_t a = 0, b = 0;
+  void* p = nullptr;     // ownership defined by the service's protocol for this kind
+};
+inline constexpr uint32_t kControlSender = 0xFFFF;
+
+class Mailboxes;
+
+// What a handler sees of its worker. Owner-worker only.
+template <class Io>
+struct Ctx {
+  Io& io;
+  WorkerStats& stats;        // this worker's runtime counters
+  ServiceStats* svc;         // counters of the service being called (set per dispatch)
+  Mailboxes& mail;
+  unsigned worker;           // this worker's index
+  unsigned workers;          // how many workers there are
+  uint16_t service;          // index of the service being called
+  uint64_t now_ns;           // monotonic, refreshed once per burst
+  uint64_t wake_by_ns = 0;   // a handler lowers this to be called (on_tick) by then
+
+  // Ask to be ticked no later than t (interrupt mode would otherwise block longer).
+  void wake_at(uint64_t t) {
+    if (wake_by_ns == 0 || t < wake_by_ns) wake_by_ns = t;
+  }
+  // Send mail to the same service on another worker; false when that mailbox is full
+  // (counted in stats.mail_dropped).
+  bool post(unsigned to_worker, Mail m);
+};
+
+}  // namespace cw::rt

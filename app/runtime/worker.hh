@@ -1,0 +1,248 @@
+// The per-core worker loop, instantiated once per backend type (Io) and service set
+// (Services, a std::variant of service classes). Everything it touches is owned by its
+// thread; other threads reach it only through the mailboxes and read its counters.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <variant>
+#include <vector>
+
+#include "app/runtime/clock.hh"
+#include "app/runtime/mailbox.hh"
+#include "app/runtime/service.hh"
+#include "app/runtime/stats.hh"
+#include "app/runtime/stream_tails.hh"
+#include "dataplane/io.hh"
+
+namespace cw::rt {
+
+struct LoopConfig {
+  uint32_t burst = 64;                 // items per poll
+  bool busy_poll = false;              // never block in poll
+  uint64_t max_block_ns = 100'000'000; // interrupt mode: longest block (checks stop flag)
+  uint32_t tail_small = 4096;          // stream tail buffer sizes (bytes)
+  uint32_t tail_buffers = 4096;        // bound on tail buffers per worker
+};
+
+inline constexpr uint16_t kNoService = 0xFFFF;
+
+template <dp::WorkerIo Io, class Services>
+class Worker {
+ public:
+  // services: this worker's own instances; sock_service[s] = index into services of the
+  // service that owns SocketId s (kNoService if none).
+  Worker(Io& io, std::vector<Services> services, std::vector<uint16_t> sock_service,
+         const LoopConfig& cfg, uint32_t max_conns, WorkerStats& stats,
+         std::span<ServiceStats> svc_stats, Mailboxes& mail)
+      : io_(io),
+        services_(std::move(services)),
+        sock_service_(std::move(sock_service)),
+        cfg_(cfg),
+        stats_(stats),
+        svc_stats_(svc_stats),
+        mail_(mail),
+        tails_(max_conns, cfg.tail_small, max_frame_of_all(), cfg.tail_buffers),
+        items_(cfg.burst),
+        ctx_{io, stats, nullptr, mail, io.worker_id(), mail.workers(), kNoService, now_ns()} {
+    tails_.prepare();
+  }
+
+  // Runs until stop is set. Owner thread only.
+  void run(const std::atomic<bool>& stop) {
+    while (!stop.load(std::memory_order_relaxed)) run_once();
+  }
+
+  // One iteration of the loop; exposed for tests driving a fake backend.
+  void run_once() {
+    // 1. Receive a burst (block only in interrupt mode, and only when no mail is waiting).
+    const uint32_t n = io_.poll(items_.data(), uint32_t(items_.size()), block_ns());
+    ctx_.now_ns = now_ns();
+    stats_.loops.add();
+    // 2. Decode and dispatch each item to the service owning its socket.
+    if (n) {
+      stats_.bursts.add();
+      stats_.items.add(n);
+      for (uint32_t i = 0; i < n; ++i) dispatch(items_[i]);
+    }
+    // 3. Deliver mail, then tick services (clients originate requests here).
+    drain_mail();
+    ctx_.wake_by_ns = 0;
+    for (uint16_t s = 0; s < services_.size(); ++s) tick(s);
+    // 4. Transmit everything the handlers queued, in one batch.
+    io_.flush();
+    if (n) stats_.busy_ns.add(now_ns() - ctx_.now_ns);
+  }
+
+  Services& service(uint16_t i) { return services_[i]; }
+  const StreamTails& tails() const { return tails_; }
+
+ private:
+  uint32_t max_frame_of_all() const {
+    uint32_t m = 0;
+    for (auto& s : services_)
+      m = std::max(m, std::visit([](auto& svc) { return frame_limit(svc); }, s));
+    return m;
+  }
+  template <class S>
+  static uint32_t frame_limit(const S& s) {
+    if constexpr (requires { s.max_frame(); })
+      return s.max_frame();
+    else
+      return kDefaultMaxFrame;
+  }
+
+  int64_t block_ns() {
+    if (cfg_.busy_poll) return 0;
+    uint64_t t = cfg_.max_block_ns;
+    if (ctx_.wake_by_ns) {
+      const uint64_t now = now_ns();
+      t = ctx_.wake_by_ns <= now ? 0 : std::min<uint64_t>(t, ctx_.wake_by_ns - now);
+    }
+    if (t == 0) return 0;
+    mail_.set_sleeping(ctx_.worker, true);
+    if (mail_.has_mail(ctx_.worker)) t = 0;
+    sleeping_ = true;
+    return int64_t(t);
+  }
+
+  void enter(uint16_t s) {
+    ctx_.service = s;
+    ctx_.svc = &svc_stats_[s];
+  }
+
+  void dispatch(const dp::RxItem& it) {
+    if (sleeping_) {
+      mail_.set_sleeping(ctx_.worker, false);
+      sleeping_ = false;
+    }
+    const uint16_t s = it.sock < sock_service_.size() ? sock_service_[it.sock] : kNoService;
+    if (s == kNoService) {
+      stats_.unknown_socket.add();
+      if (it.kind == dp::RxKind::stream_open) io_.close(it.conn);
+      return;
+    }
+    enter(s);
+    std::visit([&](auto& svc) { handle(svc, it); }, services_[s]);
+  }
+
+  template <class S>
+  void handle(S& svc, const dp::RxItem& it) {
+    switch (it.kind) {
+      case dp::RxKind::datagram:
+        if constexpr (requires { svc.on_datagram(ctx_, it); }) svc.on_datagram(ctx_, it);
+        else stats_.unknown_socket.add();
+        break;
+      case dp::RxKind::stream_open:
+        if constexpr (requires { svc.on_open(ctx_, it); }) svc.on_open(ctx_, it);
+        break;
+      case dp::RxKind::stream_data:
+        if constexpr (requires { svc.on_stream(ctx_, it.conn, std::span<const uint8_t>{}); })
+          stream(svc, it.conn, it.data, it.len);
+        else io_.close(it.conn);
+        break;
+      case dp::RxKind::stream_closed:
+        tails_.release(tails_.at(dp::conn_slot(it.conn)));
+        if constexpr (requires { svc.on_closed(ctx_, it); }) svc.on_closed(ctx_, it);
+        break;
+    }
+  }
+
+  // Feed stream bytes to the service, whole frames at a time. Bytes are parsed in place
+  // when no tail is pending; otherwise they are appended to the tail until it yields frames.
+  template <class S>
+  void stream(S& svc, dp::ConnId c, const uint8_t* data, uint32_t len) {
+    StreamTails::Tail& t = tails_.at(dp::conn_slot(c));
+    const uint32_t limit = frame_limit(svc);
+    while (len) {
+      if (t.len == 0) {
+        const StreamVerdict v = svc.on_stream(ctx_, c, {data, len});
+        if (v.close) return close_conn(c, t);
+        const uint32_t used = std::min(v.consumed, len);
+        data += used;
+        len -= used;
+        if (len == 0) return;
+        if (len > limit) return oversize(c, t);
+        if (!tails_.reserve(t, len)) return no_buffer(c, t);
+        std::memcpy(t.buf, data, len);
+        t.len = len;
+        return;
+      }
+      // A tail is pending: top it up (growing toward the frame limit), then parse it.
+      if (t.len == t.cap && !tails_.reserve(t, std::min(limit, t.cap * 2))) {
+        return t.cap >= limit ? oversize(c, t) : no_buffer(c, t);
+      }
+      const uint32_t take = std::min(len, t.cap - t.len);
+      std::memcpy(t.buf + t.len, data, take);
+      t.len += take;
+      data += take;
+      len -= take;
+      const StreamVerdict v = svc.on_stream(ctx_, c, {t.buf, t.len});
+      if (v.close) return close_conn(c, t);
+      tails_.consume(t, std::min(v.consumed, t.len));
+      if (v.consumed == 0 && t.len >= limit) return oversize(c, t);
+    }
+  }
+
+  void close_conn(dp::ConnId c, StreamTails::Tail& t) {
+    tails_.release(t);
+    io_.close(c);
+  }
+  void oversize(dp::ConnId c, StreamTails::Tail& t) {
+    stats_.stream_oversize.add();
+    close_conn(c, t);
+  }
+  void no_buffer(dp::ConnId c, StreamTails::Tail& t) {
+    stats_.stream_no_buffer.add();
+    close_conn(c, t);
+  }
+
+  void drain_mail() {
+    if (sleeping_) {
+      mail_.set_sleeping(ctx_.worker, false);
+      sleeping_ = false;
+    }
+    Mail m;
+    for (unsigned f = 0; f <= mail_.workers(); ++f) {
+      auto& ring = mail_.ring(f, ctx_.worker);
+      // Bounded per loop so a flood of mail cannot starve the network.
+      for (uint32_t k = 0; k < cfg_.burst && ring.pop(m); ++k) {
+        stats_.mail_in.add();
+        if (m.service >= services_.size()) continue;
+        enter(m.service);
+        std::visit(
+            [&](auto& svc) {
+              if constexpr (requires { svc.on_mail(ctx_, m); }) svc.on_mail(ctx_, m);
+            },
+            services_[m.service]);
+      }
+    }
+  }
+
+  void tick(uint16_t s) {
+    std::visit(
+        [&](auto& svc) {
+          if constexpr (requires { svc.on_tick(ctx_); }) {
+            enter(s);
+            svc.on_tick(ctx_);
+          }
+        },
+        services_[s]);
+  }
+
+  Io& io_;
+  std::vector<Services> services_;
+  std::vector<uint16_t> sock_service_;
+  LoopConfig cfg_;
+  WorkerStats& stats_;
+  std::span<ServiceStats> svc_stats_;
+  Mailboxes& mail_;
+  StreamTails tails_;
+  std::vector<dp::RxItem> items_;
+  Ctx<Io> ctx_;
+  bool sleeping_ = false;
+};
+
+}  // namespace cw::rt

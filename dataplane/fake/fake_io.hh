@@ -1,0 +1,116 @@
+// An in-memory backend for unit tests: tests inject datagrams and stream bytes, run the
+// worker loop, and read back what the services sent. It follows the same ownership rules as
+// the real backends (rx data valid until the next poll; one open reservation; nothing is
+// "sent" before flush), and checks them with assertions so misuse fails tests loudly.
+#pragma once
+
+#include <cassert>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dataplane/io.hh"
+
+namespace cw::dp {
+
+class FakeBackend;
+
+class FakeWorker {
+ public:
+  struct SentDatagram {
+    SocketId sock;
+    Endpoint to;
+    std::vector<uint8_t> bytes;
+  };
+
+  FakeWorker(unsigned id, const IoConfig& cfg, size_t sockets) : id_(id), cfg_(cfg), nsock_(sockets) {}
+
+  // ---- test side -------------------------------------------------------------------
+  void inject_datagram(SocketId s, Endpoint from, std::span<const uint8_t> bytes);
+  ConnId inject_open(SocketId s, Endpoint from);  // a connection accepted on s
+  void inject_stream(ConnId c, std::span<const uint8_t> bytes);
+  void inject_peer_close(ConnId c);
+  // Limit on bytes a connection may have queued (simulates a peer that stops reading).
+  void set_conn_out_limit(uint32_t n) { cfg_.conn_out_limit = n; }
+  void set_tx_capacity(size_t n) { tx_capacity_ = n; }  // datagrams per flush
+
+  std::vector<SentDatagram> take_sent();             // datagrams flushed so far
+  std::vector<uint8_t> take_stream_out(ConnId c);    // stream bytes flushed so far
+  bool is_open(ConnId c) const;
+  std::vector<std::pair<ConnId, Endpoint>> take_connects();  // connect() calls made
+  void complete_connect(ConnId c);                           // deliver stream_open
+
+  // ---- WorkerIo --------------------------------------------------------------------
+  uint32_t poll(RxItem* out, uint32_t n, int64_t timeout_ns);
+  uint8_t* dgram_reserve(SocketId s, Endpoint to, uint32_t n);
+  void dgram_commit(uint32_t n);
+  uint8_t* stream_reserve(ConnId c, uint32_t n);
+  void stream_commit(ConnId c, uint32_t n);
+  ConnId connect(SocketId s, Endpoint to);
+  void close(ConnId c);
+  void flush();
+  void wake() { woken_ = true; }
+  const IoCounters& counters() const { return counters_; }
+  unsigned worker_id() const { return id_; }
+
+  bool woken() const { return woken_; }
+  int64_t last_timeout_ns() const { return last_timeout_; }
+
+ private:
+  struct Conn {
+    SocketId sock = 0;
+    Endpoint peer;
+    bool open = false;
+    std::vector<uint8_t> pending;  // committed, not flushed
+    std::vector<uint8_t> out;      // flushed ("on the wire")
+  };
+  struct Pending {
+    RxItem item;
+    std::vector<uint8_t> bytes;
+  };
+  Conn* find(ConnId c);
+  ConnId new_conn(SocketId s, Endpoint peer);
+  void closed(ConnId c, CloseReason r);
+
+  unsigned id_;
+  IoConfig cfg_;
+  size_t nsock_;
+  IoCounters counters_;
+  std::deque<Pending> rx_;
+  std::vector<std::vector<uint8_t>> delivered_;  // backing store of the last poll's items
+  std::vector<Conn> conns_;
+  std::vector<uint8_t> gen_;
+  std::vector<uint8_t> scratch_;
+  enum class Res { none, dgram, stream } res_ = Res::none;
+  SocketId res_sock_ = 0;
+  Endpoint res_to_;
+  ConnId res_conn_ = kNoConn;
+  uint32_t res_len_ = 0;
+  std::vector<SentDatagram> committed_, sent_;
+  std::vector<std::pair<ConnId, Endpoint>> connects_;
+  size_t tx_capacity_ = ~size_t{0};
+  bool woken_ = false;
+  int64_t last_timeout_ = 0;
+};
+
+class FakeBackend {
+ public:
+  using Worker = FakeWorker;
+  static Result<std::unique_ptr<FakeBackend>> create(const IoConfig& cfg,
+                                                     std::span<const SocketSpec> specs);
+  Result<std::unique_ptr<FakeWorker>> open_worker(unsigned i);
+  Endpoint bound(SocketId s) const { return bound_.at(s); }
+  static const char* name() { return "fake"; }
+
+ private:
+  IoConfig cfg_;
+  std::vector<Endpoint> bound_;
+};
+
+static_assert(Backend<FakeBackend>);
+
+}  // namespace cw::dp

@@ -1,0 +1,174 @@
+// The dataplane contract: what every packet-I/O backend (io_uring, epoll, DPDK, fake)
+// offers to a worker. Backends are chosen once at start-up (app/runtime/launch.hh) and the
+// worker loop is instantiated for the concrete type, so nothing here is virtual.
+//
+// Shape
+//   Backend         one per process; setup only. Opens sockets/ports for every worker,
+//                   then hands each worker thread its own WorkerIo.
+//   WorkerIo        one per worker thread; datapath only, owner-thread-only (`_st` rule:
+//                   every method except wake() must be called from the owning worker).
+//
+// Buffer ownership (the rules every backend and caller follow)
+//   * poll() fills RxItems whose `data` points into backend-owned receive buffers. They
+//     stay valid until the next poll() on the same WorkerIo; the caller copies what it keeps.
+//   * dgram_reserve()/stream_reserve() hand out a writable backend-owned tx buffer. The
+//     caller writes at most the reserved length, then commits the length it wrote. At most
+//     one reservation is open at a time; a reservation is not sent until flush().
+//   * After commit the buffer belongs to the backend until the send completes; the caller
+//     never touches it again. flush() submits every committed buffer in one batch.
+//   * A reserve that fails returns nullptr and counts the drop (IoCounters); nothing to undo.
+#pragma once
+
+#include <atomic>
+#include <concepts>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dataplane/result.hh"
+
+namespace cw::dp {
+
+// IPv4 endpoint; both fields in network byte order, as on the wire.
+struct Endpoint {
+  uint32_t addr_be = 0;
+  uint16_t port_be = 0;
+  friend bool operator==(const Endpoint&, const Endpoint&) = default;
+};
+
+std::string to_string(const Endpoint& ep);                  // "127.0.0.1:11111"
+Result<Endpoint> parse_endpoint(const std::string& host_port);  // "a.b.c.d:port"
+
+enum class Transport : uint8_t { udp, tcp };
+
+// A socket every worker has, declared before start. The index of a spec in the list passed
+// to the backend is its SocketId, the same on every worker.
+//   server = true:  all workers share the port (SO_REUSEPORT / RSS). Port 0 means "any":
+//                   the first worker's bind picks it and the others join it.
+//   server = false: a client socket; every worker binds its own (port 0 = ephemeral).
+//                   For tcp it is the group that connect() attaches connections to.
+struct SocketSpec {
+  Transport transport = Transport::udp;
+  Endpoint bind;
+  bool server = true;
+};
+using SocketId = uint16_t;
+
+// Worker-local TCP connection handle. Low 24 bits: a slot < IoConfig::max_conns, so callers
+// may index per-connection arrays by conn_slot(); high 8 bits: generation, so a stale
+// handle never names a newer connection.
+using ConnId = uint32_t;
+inline constexpr ConnId kNoConn = ~ConnId{0};
+inline constexpr uint32_t conn_slot(ConnId c) { return c & 0xFFFFFFu; }
+
+enum class RxKind : uint8_t {
+  datagram,       // one UDP datagram from `peer` on socket `sock`
+  stream_data,    // bytes of TCP connection `conn` (any segmentation)
+  stream_open,    // `conn` was accepted on server socket `sock`, or connect() succeeded
+  stream_closed,  // `conn` is gone (see `reason`); its ConnId is invalid from now on
+};
+
+enum class CloseReason : uint8_t {
+  none,
+  peer,            // orderly close or reset by the peer
+  error,           // socket error
+  idle,            // no traffic for IoConfig::idle_timeout_ms
+  overflow,        // output buffer reached IoConfig::conn_out_limit (peer stopped reading)
+  local,           // close() was called
+  connect_failed,  // connect() did not complete
+};
+
+struct RxItem {
+  RxKind kind;
+  CloseReason reason;    // stream_closed only
+  SocketId sock;         // socket the item belongs to
+  ConnId conn;           // stream kinds; kNoConn for datagrams
+  Endpoint peer;
+  uint32_t len;          // bytes at data (0 for open/closed)
+  const uint8_t* data;   // backend-owned; valid until the next poll()
+};
+
+// Sizes and modes, fixed at start-up (from the [runtime] config section).
+struct IoConfig {
+  unsigned workers = 1;
+  std::vector<int> cores;            // cores[i] is worker i's CPU; empty = unpinned
+  bool busy_poll = false;            // spin on completions instead of blocking
+  uint32_t max_conns = 16384;        // per worker
+  uint32_t conn_out_limit = 4u << 20;  // bytes queued per connection before it is closed
+  uint32_t idle_timeout_ms = 300000;   // 0 = never
+  uint32_t rx_buffers = 4096;        // per worker, power of two
+  uint32_t rx_buffer_size = 2048;    // bytes; datagrams above this use the large path
+  uint32_t tx_buffers = 4096;        // per worker
+  uint32_t max_datagram = 65535;     // largest UDP payload accepted/sent
+};
+
+// Per-worker counters the backend maintains. Single writer (the worker), read from other
+// threads with relaxed loads: see Counter.
+struct Counter {
+  // The owner bumps with a plain load+store (no lock prefix); readers get a torn-free value.
+  void add(uint64_t n = 1) { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void set(uint64_t n) { v.store(n, std::memory_order_relaxed); }
+  uint64_t get() const { return v.load(std::memory_order_relaxed); }
+  std::atomic<uint64_t> v{0};
+};
+
+struct alignas(64) IoCounters {
+  Counter rx_datagrams, rx_bytes, tx_datagrams, tx_bytes;
+  Counter rx_stream_bytes, tx_stream_bytes;
+  Counter tx_no_buffer;      // reserve failed: tx pool exhausted
+  Counter rx_no_buffer;      // kernel/NIC had no receive buffer (ENOBUFS, re-armed)
+  Counter rx_truncated;      // datagram larger than max_datagram
+  Counter tx_errors;         // send completed with an error
+  Counter conns_accepted, conns_connected, conns_closed;
+  Counter conns_rejected;    // accept beyond max_conns
+  Counter conns_overflow;    // closed at conn_out_limit
+  Counter conns_idle;        // closed by idle timeout
+  Counter conns_open;        // gauge
+  Counter polls, wakeups;    // poll() calls; polls that blocked and were woken
+};
+
+// What a per-worker datapath object offers. Every backend's WorkerIo satisfies this.
+template <class W>
+concept WorkerIo = requires(W w, const W cw, RxItem* items, uint32_t n, int64_t ns, SocketId s,
+                            ConnId c, Endpoint ep) {
+  // Receive a burst: fills at most n items, returns how many. When nothing is ready it
+  // blocks up to ns nanoseconds (0 = return at once; busy-poll callers always pass 0).
+  { w.poll(items, n, ns) } -> std::same_as<uint32_t>;
+  // Datagram tx on socket s to ep: a buffer of at least n bytes, or nullptr (counted).
+  { w.dgram_reserve(s, ep, n) } -> std::same_as<uint8_t*>;
+  { w.dgram_commit(n) } -> std::same_as<void>;
+  // Stream tx on connection c: nullptr if c is gone or its output bound was hit (then the
+  // connection is closed and a stream_closed item follows).
+  { w.stream_reserve(c, n) } -> std::same_as<uint8_t*>;
+  { w.stream_commit(c, n) } -> std::same_as<void>;
+  // Open a TCP connection from client socket s; kNoConn if it failed at once.
+  { w.connect(s, ep) } -> std::same_as<ConnId>;
+  // Close after queued output is sent; a stream_closed(local) item follows.
+  { w.close(c) } -> std::same_as<void>;
+  // Submit everything committed since the last flush.
+  { w.flush() } -> std::same_as<void>;
+  // Thread-safe: make a blocked poll() on this worker return soon.
+  { w.wake() } -> std::same_as<void>;
+  { cw.counters() } -> std::same_as<const IoCounters&>;
+  { cw.worker_id() } -> std::same_as<unsigned>;
+};
+
+// What a backend (setup object) offers. Created on the main thread by its own factory,
+//   static Result<std::unique_ptr<B>> create(const IoConfig&, std::span<const SocketSpec>);
+// which opens every socket/port (so bind errors surface before any thread starts);
+// open_worker(i) is then called on worker thread i (rings and queues belong to the thread
+// that uses them).
+template <class B>
+concept Backend = requires(B b, const B cb, unsigned i) {
+  typename B::Worker;
+  requires WorkerIo<typename B::Worker>;
+  { b.open_worker(i) } -> std::same_as<Result<std::unique_ptr<typename B::Worker>>>;
+  // The endpoint socket `s` is actually bound to (port resolved when the spec said 0).
+  { cb.bound(SocketId{}) } -> std::same_as<Endpoint>;
+  { B::name() } -> std::convertible_to<const char*>;
+};
+
+}  // namespace cw::dp

@@ -1,0 +1,206 @@
+// The worker loop over the fake backend: dispatch by socket, stream framing across
+// segments, oversize frames, mailboxes, and the interrupt-mode block/wake protocol.
+#include "app/runtime/worker.hh"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <variant>
+
+#include "dataplane/fake/fake_io.hh"
+
+namespace cw::rt {
+namespace {
+
+using dp::FakeWorker;
+
+// Frames are "<len byte><len bytes>"; the service replies with the body upper-cased.
+struct LenEcho {
+  uint32_t max_frame() const { return 200; }
+  template <class Io>
+  void on_datagram(Ctx<Io>& ctx, const dp::RxItem& it) {
+    uint8_t* out = ctx.io.dgram_reserve(it.sock, it.peer, it.len);
+    ASSERT_NE(out, nullptr);
+    std::memcpy(out, it.data, it.len);
+    ctx.io.dgram_commit(it.len);
+    ctx.svc->requests.add();
+  }
+  template <class Io>
+  StreamVerdict on_stream(Ctx<Io>& ctx, dp::ConnId c, std::span<const uint8_t> b) {
+    uint32_t used = 0;
+    while (used < b.size()) {
+      const uint32_t n = b[used];
+      if (n == 0) return {used, true};  // protocol error: close
+      if (b.size() - used < 1 + n) break;
+      uint8_t* out = ctx.io.stream_reserve(c, n);
+      if (!out) return {used, true};
+      for (uint32_t i = 0; i < n; ++i) out[i] = uint8_t(std::toupper(b[used + 1 + i]));
+      ctx.io.stream_commit(c, n);
+      used += 1 + n;
+      ctx.svc->requests.add();
+    }
+    return {used, false};
+  }
+  template <class Io>
+  void on_mail(Ctx<Io>&, const Mail& m) { mail_sum += m.a; }
+  template <class Io>
+  void on_tick(Ctx<Io>& ctx) {
+    ++ticks;
+    if (want_wake) ctx.wake_at(ctx.now_ns + 1000);
+  }
+  uint64_t mail_sum = 0;
+  uint64_t ticks = 0;
+  bool want_wake = false;
+};
+
+using Services = std::variant<LenEcho>;
+
+std::vector<uint8_t> frame(const std::string& s) {
+  std::vector<uint8_t> v{uint8_t(s.size())};
+  v.insert(v.end(), s.begin(), s.end());
+  return v;
+}
+std::string str(const std::vector<uint8_t>& v) { return {v.begin(), v.end()}; }
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  dp::IoConfig iocfg;
+  FakeWorker io{0, iocfg, 2};
+  WorkerStats stats;
+  std::vector<ServiceStats> svc_stats = std::vector<ServiceStats>(1);
+  Mailboxes mail{2, 8};
+  LoopConfig loop{.burst = 4, .busy_poll = true, .tail_small = 8, .tail_buffers = 2};
+  // socket 0 belongs to service 0; socket 1 to nobody.
+  Worker<FakeWorker, Services> w{io,   {LenEcho{}}, {0, kNoService}, loop, 64, stats, svc_stats,
+                                 mail};
+  dp::Endpoint peer{htonl(0x7f000001), htons(5555)};
+};
+
+TEST_F(WorkerTest, DatagramIsAnsweredToItsSourceAfterFlush) {
+  const uint8_t d[] = {1, 2, 3};
+  io.inject_datagram(0, peer, d);
+  w.run_once();
+  auto sent = io.take_sent();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to, peer);
+  EXPECT_EQ(sent[0].bytes, std::vector<uint8_t>(d, d + 3));
+  EXPECT_EQ(svc_stats[0].requests.get(), 1u);
+}
+
+TEST_F(WorkerTest, ItemOnUnownedSocketIsCountedAndDropped) {
+  const uint8_t d[] = {1};
+  io.inject_datagram(1, peer, d);
+  w.run_once();
+  EXPECT_TRUE(io.take_sent().empty());
+  EXPECT_EQ(stats.unknown_socket.get(), 1u);
+}
+
+TEST_F(WorkerTest, FramesSplitAcrossSegmentsAreReassembled) {
+  const dp::ConnId c = io.inject_open(0, peer);
+  std::vector<uint8_t> all;
+  for (const char* s : {"hello", "a", "world!", "xyzxyzxyzxyzxyz"}) {
+    auto f = frame(s);
+    all.insert(all.end(), f.begin(), f.end());
+  }
+  // Feed one byte at a time: every frame crosses segment boundaries, and the last one is
+  // larger than the small tail buffer (8 bytes), so the tail must grow.
+  for (uint8_t b : all) io.inject_stream(c, std::span(&b, 1));
+  for (size_t i = 0; i < all.size() + 2; ++i) w.run_once();
+  EXPECT_EQ(str(io.take_stream_out(c)), "HELLOAWORLD!XYZXYZXYZXYZXYZ");
+  EXPECT_TRUE(io.is_open(c));
+  EXPECT_EQ(w.tails().in_use(), 0u) << "a consumed tail returns its buffer";
+}
+
+TEST_F(WorkerTest, SeveralFramesInOneSegmentAndAPartialTail) {
+  const dp::ConnId c = io.inject_open(0, peer);
+  auto seg = frame("ab");
+  auto f2 = frame("cd");
+  seg.insert(seg.end(), f2.begin(), f2.end());
+  seg.push_back(3);  // start of a third frame
+  seg.push_back('e');
+  io.inject_stream(c, seg);
+  w.run_once();
+  w.run_once();
+  EXPECT_EQ(str(io.take_stream_out(c)), "ABCD");
+  EXPECT_EQ(w.tails().in_use(), 1u);
+  const uint8_t rest[] = {'f', 'g'};
+  io.inject_stream(c, rest);
+  w.run_once();
+  EXPECT_EQ(str(io.take_stream_out(c)), "EFG");
+}
+
+TEST_F(WorkerTest, PartialFrameAboveMaxFrameClosesTheConnection) {
+  const dp::ConnId c = io.inject_open(0, peer);
+  // A frame announcing 255 bytes, above max_frame (200): never completes within the limit.
+  std::vector<uint8_t> seg{255};
+  seg.resize(230, 'x');
+  io.inject_stream(c, seg);
+  for (int i = 0; i < 3; ++i) w.run_once();
+  EXPECT_FALSE(io.is_open(c));
+  EXPECT_EQ(stats.stream_oversize.get(), 1u);
+  EXPECT_EQ(w.tails().in_use(), 0u);
+}
+
+TEST_F(WorkerTest, ServiceVerdictClosesTheConnection) {
+  const dp::ConnId c = io.inject_open(0, peer);
+  const uint8_t bad[] = {0};
+  io.inject_stream(c, bad);
+  w.run_once();
+  EXPECT_FALSE(io.is_open(c));
+}
+
+TEST_F(WorkerTest, TailBufferBoundClosesAndCounts) {
+  // Only two tail buffers per worker: the third connection with a partial frame is closed.
+  dp::ConnId cs[3];
+  const uint8_t partial[] = {5, 'a'};
+  for (auto& c : cs) {
+    c = io.inject_open(0, peer);
+    io.inject_stream(c, partial);
+  }
+  for (int i = 0; i < 3; ++i) w.run_once();
+  EXPECT_TRUE(io.is_open(cs[0]));
+  EXPECT_TRUE(io.is_open(cs[1]));
+  EXPECT_FALSE(io.is_open(cs[2]));
+  EXPECT_EQ(stats.stream_no_buffer.get(), 1u);
+}
+
+TEST_F(WorkerTest, MailReachesTheServiceAndFullRingsCount) {
+  for (uint64_t i = 1; i <= 10; ++i) {
+    Mail m;
+    m.service = 0;
+    m.a = i;
+    const bool ok = mail.send(1, 0, m);
+    EXPECT_EQ(ok, i <= 8) << i;  // depth 8
+  }
+  for (int i = 0; i < 3; ++i) w.run_once();
+  EXPECT_EQ(std::get<LenEcho>(w.service(0)).mail_sum, 36u);  // 1+..+8
+  EXPECT_EQ(stats.mail_in.get(), 8u);
+}
+
+TEST(WorkerInterrupt, BlocksOnlyUntilTheNextRequestedTickAndNotWithMailWaiting) {
+  dp::IoConfig iocfg;
+  FakeWorker io{0, iocfg, 1};
+  WorkerStats stats;
+  std::vector<ServiceStats> svc(1);
+  Mailboxes mail{1, 8};
+  LoopConfig loop{.busy_poll = false, .max_block_ns = 50'000'000};
+  Worker<FakeWorker, Services> w{io, {LenEcho{}}, {0}, loop, 8, stats, svc, mail};
+  w.run_once();
+  EXPECT_EQ(io.last_timeout_ns(), 50'000'000) << "nothing due: block up to the maximum";
+  std::get<LenEcho>(w.service(0)).want_wake = true;
+  w.run_once();
+  w.run_once();
+  EXPECT_GT(io.last_timeout_ns(), 0);
+  EXPECT_LE(io.last_timeout_ns(), 1000) << "a requested tick bounds the block";
+  std::get<LenEcho>(w.service(0)).want_wake = false;
+  w.run_once();
+  mail.set_waker(0, [](void* p) { static_cast<FakeWorker*>(p)->wake(); }, &io);
+  Mail m;
+  ASSERT_TRUE(mail.send(0, 0, m));
+  w.run_once();
+  EXPECT_EQ(io.last_timeout_ns(), 0) << "mail waiting: do not block";
+}
+
+}  // namespace
+}  // namespace cw::rt
