@@ -23,12 +23,35 @@ struct alignas(64) WorkerStats {
   Counter busy_ns;          // time spent handling bursts (ns)
 };
 
+// Request latency, log-linear (1-2-5 per decade, 1 us .. 10 s, then +Inf). Buckets are
+// not cumulative; the exporter sums them. A service that can time a request records it
+// with ctx.svc->latency.record(ns); it costs one short scan and two plain stores.
+struct LatencyHist {
+  static constexpr uint32_t kBounded = 22;  // buckets with an upper bound
+  static constexpr uint32_t kBuckets = kBounded + 1;
+  static constexpr uint64_t kUpperNs[kBounded] = {
+      1'000,         2'000,         5'000,         10'000,        20'000,
+      50'000,        100'000,       200'000,       500'000,       1'000'000,
+      2'000'000,     5'000'000,     10'000'000,    20'000'000,    50'000'000,
+      100'000'000,   200'000'000,   500'000'000,   1'000'000'000, 2'000'000'000,
+      5'000'000'000, 10'000'000'000};
+  void record(uint64_t ns) {
+    uint32_t i = 0;
+    while (i < kBounded && ns > kUpperNs[i]) ++i;
+    bucket[i].add();
+    sum_ns.add(ns);
+  }
+  Counter bucket[kBuckets];  // bucket[i]: kUpperNs[i-1] < ns <= kUpperNs[i]; last: +Inf
+  Counter sum_ns;
+};
+
 struct alignas(64) ServiceStats {
   Counter requests;   // well-formed requests handled
   Counter responses;  // replies queued
   Counter errors;     // protocol error replies sent
   Counter malformed;  // input dropped as malformed (no reply possible or allowed)
   Counter dropped;    // replies not sent: no tx buffer, connection gone
+  LatencyHist latency;  // recorded by services that time their requests (optional)
 };
 
 }  // namespace cw::rt

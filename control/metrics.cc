@@ -1,0 +1,166 @@
+#include "control/metrics.hh"
+
+#include <charconv>
+#include <iterator>
+
+namespace cw::ctl {
+
+namespace {
+
+std::string num(double v) {
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+// One metric family: HELP and TYPE once, then its samples.
+class Out {
+ public:
+  void family(const std::string& name, const char* type, const std::string& help) {
+    s_ += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  }
+  void sample(const std::string& name, const std::string& labels, uint64_t v) {
+    s_ += name + (labels.empty() ? "" : "{" + labels + "}") + " " + std::to_string(v) + "\n";
+  }
+  void sample(const std::string& name, const std::string& labels, double v) {
+    s_ += name + (labels.empty() ? "" : "{" + labels + "}") + " " + num(v) + "\n";
+  }
+  std::string take() { return std::move(s_); }
+
+ private:
+  std::string s_;
+};
+
+std::string wlabel(size_t w) { return "worker=\"" + std::to_string(w) + "\""; }
+
+}  // namespace
+
+std::string escape_label(const std::string& v) {
+  std::string o;
+  for (char c : v) {
+    if (c == '\\') o += "\\\\";
+    else if (c == '"') o += "\\\"";
+    else if (c == '\n') o += "\\n";
+    else o += c;
+  }
+  return o;
+}
+
+std::string prometheus_text(const Snapshot* snap, const SupervisorMetrics& sup) {
+  Out o;
+  o.family("corewire_up", "gauge", "1 if the dataplane process is running");
+  o.sample("corewire_up", "", uint64_t(sup.dataplane_up));
+  o.family("corewire_restarts_total", "counter", "Dataplane restarts by the supervisor after a crash");
+  o.sample("corewire_restarts_total", "", sup.restarts);
+  o.family("corewire_scrapes_total", "counter", "Metrics scrapes served");
+  o.sample("corewire_scrapes_total", "", sup.scrapes);
+  if (!snap) return o.take();
+  const Snapshot& s = *snap;
+
+  o.family("corewire_dataplane_info", "gauge", "Dataplane identity (value is always 1)");
+  o.sample("corewire_dataplane_info",
+           "backend=\"" + escape_label(s.backend) + "\",pid=\"" + std::to_string(s.pid) +
+               "\",epoch=\"" + std::to_string(s.epoch) + "\"",
+           uint64_t(1));
+  o.family("corewire_dataplane_start_time_seconds", "gauge", "Dataplane start, Unix time");
+  o.sample("corewire_dataplane_start_time_seconds", "", double(s.start_unix_ns) / 1e9);
+  o.family("corewire_dataplane_state", "gauge",
+           "Dataplane state: 0 starting, 1 serving, 2 draining, 3 stopped");
+  o.sample("corewire_dataplane_state", "", uint64_t(s.state));
+  o.family("corewire_stats_publish_total", "counter", "Stats segment publish rounds");
+  o.sample("corewire_stats_publish_total", "", s.publish_count);
+
+  for (size_t i = 0; i < std::size(kWorkerFields); ++i) {
+    const auto& f = kWorkerFields[i];
+    const bool ns = std::string(f.name) == "busy_ns";
+    const std::string name = ns ? "corewire_worker_busy_seconds_total"
+                                : std::string("corewire_worker_") + f.name + "_total";
+    o.family(name, "counter", ns ? "Seconds spent handling bursts" : f.help);
+    for (size_t w = 0; w < s.workers.size(); ++w) {
+      if (ns) o.sample(name, wlabel(w), double(s.workers[w].worker[i]) / 1e9);
+      else o.sample(name, wlabel(w), s.workers[w].worker[i]);
+    }
+  }
+  for (size_t i = 0; i < std::size(kIoFields); ++i) {
+    const auto& f = kIoFields[i];
+    const std::string name = std::string("corewire_io_") + f.name + (f.gauge ? "" : "_total");
+    o.family(name, f.gauge ? "gauge" : "counter", f.help);
+    for (size_t w = 0; w < s.workers.size(); ++w) o.sample(name, wlabel(w), s.workers[w].io[i]);
+  }
+  for (size_t i = 0; i < std::size(kGaugeFields); ++i) {
+    const auto& f = kGaugeFields[i];
+    const std::string name = std::string("corewire_") + f.name;
+    o.family(name, "gauge", f.help);
+    for (size_t w = 0; w < s.workers.size(); ++w) o.sample(name, wlabel(w), s.workers[w].gauges[i]);
+  }
+  // Ports: only (port, worker) pairs that ever counted anything (kernel backends have none).
+  auto port_used = [](const PortSnapshot& p) {
+    if (p.rx_packets || p.tx_packets) return true;
+    for (auto d : p.drops)
+      if (d) return true;
+    return false;
+  };
+  bool any_port = false;
+  for (auto& w : s.workers)
+    for (auto& p : w.ports) any_port |= port_used(p);
+  if (any_port) {
+    struct PF {
+      const char* name;
+      const char* help;
+      uint64_t PortSnapshot::*m;
+    };
+    static constexpr PF kPortFields[] = {
+        {"rx_packets", "Packets received on the port queue", &PortSnapshot::rx_packets},
+        {"rx_bytes", "Bytes received on the port queue", &PortSnapshot::rx_bytes},
+        {"tx_packets", "Packets sent on the port queue", &PortSnapshot::tx_packets},
+        {"tx_bytes", "Bytes sent on the port queue", &PortSnapshot::tx_bytes}};
+    for (const auto& f : kPortFields) {
+      const std::string name = std::string("corewire_port_") + f.name + "_total";
+      o.family(name, "counter", f.help);
+      for (size_t w = 0; w < s.workers.size(); ++w)
+        for (uint32_t p = 0; p < kMaxPorts; ++p)
+          if (port_used(s.workers[w].ports[p]))
+            o.sample(name, "port=\"" + std::to_string(p) + "\"," + wlabel(w), s.workers[w].ports[p].*f.m);
+    }
+    o.family("corewire_port_drops_total", "counter", "Packets dropped on the port queue, by reason");
+    for (size_t w = 0; w < s.workers.size(); ++w)
+      for (uint32_t p = 0; p < kMaxPorts; ++p)
+        if (port_used(s.workers[w].ports[p]))
+          for (uint32_t r = 0; r < kDropReasons; ++r)
+            o.sample("corewire_port_drops_total",
+                     "port=\"" + std::to_string(p) + "\"," + wlabel(w) + ",reason=\"" +
+                         kDropReasonNames[r] + "\"",
+                     s.workers[w].ports[p].drops[r]);
+  }
+
+  auto slabel = [&](size_t svc, size_t w) {
+    return "service=\"" + escape_label(s.services[svc]) + "\"," + wlabel(w);
+  };
+  for (size_t i = 0; i < std::size(kServiceFields); ++i) {
+    const auto& f = kServiceFields[i];
+    const std::string name = std::string("corewire_service_") + f.name + "_total";
+    o.family(name, "counter", f.help);
+    for (size_t svc = 0; svc < s.services.size(); ++svc)
+      for (size_t w = 0; w < s.workers.size(); ++w)
+        o.sample(name, slabel(svc, w), s.workers[w].services[svc].c[i]);
+  }
+  const std::string h = "corewire_service_latency_seconds";
+  o.family(h, "histogram", "Request latency recorded by the service");
+  for (size_t svc = 0; svc < s.services.size(); ++svc)
+    for (size_t w = 0; w < s.workers.size(); ++w) {
+      const ServiceSnapshot& ss = s.workers[w].services[svc];
+      uint64_t cum = 0;
+      for (uint32_t k = 0; k < rt::LatencyHist::kBuckets; ++k) {
+        cum += ss.buckets[k];
+        const std::string le = k < rt::LatencyHist::kBounded
+                                   ? num(double(rt::LatencyHist::kUpperNs[k]) / 1e9)
+                                   : "+Inf";
+        o.sample(h + "_bucket", slabel(svc, w) + ",le=\"" + le + "\"", cum);
+      }
+      o.sample(h + "_sum", slabel(svc, w), double(ss.sum_ns) / 1e9);
+      o.sample(h + "_count", slabel(svc, w), cum);
+    }
+  return o.take();
+}
+
+}  // namespace cw::ctl

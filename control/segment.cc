@@ -1,0 +1,260 @@
+#include "control/segment.hh"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <new>
+
+namespace cw::ctl {
+
+namespace {
+
+std::string sys_error(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+void copy_name(char (&dst)[kNameBytes], const std::string& src) {
+  std::memset(dst, 0, kNameBytes);
+  std::memcpy(dst, src.data(), std::min<size_t>(src.size(), kNameBytes - 1));
+}
+
+std::string read_name(const char (&src)[kNameBytes]) { return std::string(src, strnlen(src, kNameBytes)); }
+
+uint64_t new_epoch() {
+  uint64_t e = 0;
+  if (getrandom(&e, sizeof e, 0) != sizeof e) e = uint64_t(getpid()) << 32 ^ uint64_t(time(nullptr));
+  return e | 1;  // never 0
+}
+
+}  // namespace
+
+Mapping& Mapping::operator=(Mapping&& o) noexcept {
+  if (this != &o) {
+    if (base_) munmap(base_, bytes_);
+    base_ = o.base_;
+    bytes_ = o.bytes_;
+    o.base_ = nullptr;
+  }
+  return *this;
+}
+
+Mapping::~Mapping() {
+  if (base_) munmap(base_, bytes_);
+}
+
+// ---- writer ----
+
+Result<SegmentWriter> SegmentWriter::create(const std::string& path, const SegmentInfo& info) {
+  if (info.workers == 0 || info.workers > kMaxWorkers)
+    return make_error("stats segment: workers must be 1.." + std::to_string(kMaxWorkers));
+  if (info.services.size() > kMaxServices)
+    return make_error("stats segment: at most " + std::to_string(kMaxServices) + " services");
+  const uint32_t nsvc = uint32_t(info.services.size());
+  const uint64_t bytes = segment_bytes(info.workers, nsvc);
+  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  ::unlink(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return make_error(sys_error("stats segment " + tmp));
+  if (::ftruncate(fd, off_t(bytes)) != 0) {
+    auto e = make_error(sys_error("stats segment " + tmp + ": ftruncate"));
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return e;
+  }
+  void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (base == MAP_FAILED) {
+    ::unlink(tmp.c_str());
+    return make_error(sys_error("stats segment " + tmp + ": mmap"));
+  }
+  // The file is zero-filled by ftruncate; construct the header and blocks in place.
+  auto* h = new (base) SegmentHeader{};
+  h->magic = kSegmentMagic;
+  h->layout_version = kLayoutVersion;
+  h->header_bytes = sizeof(SegmentHeader);
+  h->total_bytes = bytes;
+  h->epoch = new_epoch();
+  h->pid = getpid();
+  h->start_unix_ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count());
+  h->workers = info.workers;
+  h->services = nsvc;
+  h->worker_stride = worker_stride(nsvc);
+  h->worker_block_bytes = sizeof(WorkerBlock);
+  h->service_bytes = sizeof(rt::ServiceStats);
+  h->workers_offset = workers_offset();
+  copy_name(h->backend, info.backend);
+  for (uint32_t s = 0; s < nsvc; ++s) copy_name(h->service_names[s], info.services[s]);
+  for (uint32_t w = 0; w < info.workers; ++w) {
+    auto* p = static_cast<char*>(base) + h->workers_offset + uint64_t(w) * h->worker_stride;
+    new (p) WorkerBlock{};
+    for (uint32_t s = 0; s < nsvc; ++s)
+      new (p + sizeof(WorkerBlock) + s * sizeof(rt::ServiceStats)) rt::ServiceStats{};
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    auto e = make_error(sys_error("stats segment " + path + ": rename"));
+    ::munmap(base, bytes);
+    ::unlink(tmp.c_str());
+    return e;
+  }
+  SegmentWriter w;
+  w.map_ = Mapping(base, bytes);
+  w.path_ = path;
+  return w;
+}
+
+WorkerBlock& SegmentWriter::block(unsigned w) {
+  auto* p = static_cast<char*>(map_.base()) + header().workers_offset +
+            uint64_t(w) * header().worker_stride;
+  return *reinterpret_cast<WorkerBlock*>(p);
+}
+
+rt::ServiceStats* SegmentWriter::services(unsigned w) {
+  return reinterpret_cast<rt::ServiceStats*>(reinterpret_cast<char*>(&block(w)) +
+                                             sizeof(WorkerBlock));
+}
+
+WorkerBlock& SegmentWriter::begin_write(unsigned w) {
+  WorkerBlock& b = block(w);
+  // Odd seq first; the release fence keeps the data stores after it (classic seqlock).
+  b.seq.store(b.seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  return b;
+}
+
+void SegmentWriter::end_write(unsigned w) {
+  WorkerBlock& b = block(w);
+  b.seq.store(b.seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+}
+
+void SegmentWriter::round_done(uint64_t unix_ns) {
+  header().publish_unix_ns.store(unix_ns, std::memory_order_relaxed);
+  header().publish_count.fetch_add(1, std::memory_order_release);
+}
+
+// ---- reader ----
+
+Result<SegmentReader> SegmentReader::open(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return make_error(sys_error("stats segment " + path));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return make_error(sys_error("stats segment " + path + ": fstat"));
+  }
+  if (size_t(st.st_size) < sizeof(SegmentHeader)) {
+    ::close(fd);
+    return make_error("stats segment " + path + ": too small to be a segment");
+  }
+  void* base = ::mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (base == MAP_FAILED) return make_error(sys_error("stats segment " + path + ": mmap"));
+  SegmentReader r;
+  r.map_ = Mapping(base, size_t(st.st_size));
+  r.path_ = path;
+  r.dev_ = st.st_dev;
+  r.ino_ = st.st_ino;
+  const SegmentHeader& h = r.header();
+  const std::string where = "stats segment " + path + ": ";
+  if (h.magic != kSegmentMagic) return make_error(where + "bad magic (not a corewire segment)");
+  if (h.layout_version != kLayoutVersion)
+    return make_error(where + "layout version " + std::to_string(h.layout_version) +
+                      ", this reader understands " + std::to_string(kLayoutVersion));
+  if (h.header_bytes != sizeof(SegmentHeader) || h.worker_block_bytes != sizeof(WorkerBlock) ||
+      h.service_bytes != sizeof(rt::ServiceStats))
+    return make_error(where + "block sizes differ from this reader's (same version, other build?)");
+  if (h.workers == 0 || h.workers > kMaxWorkers || h.services > kMaxServices ||
+      h.worker_stride != worker_stride(h.services) || h.workers_offset != workers_offset() ||
+      h.total_bytes != segment_bytes(h.workers, h.services) || h.total_bytes > size_t(st.st_size))
+    return make_error(where + "inconsistent sizes in header");
+  if (h.epoch == 0) return make_error(where + "epoch 0 (segment not initialised)");
+  return r;
+}
+
+bool SegmentReader::replaced() const {
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) != 0) return true;
+  return st.st_dev != dev_ || st.st_ino != ino_;
+}
+
+bool read_worker_block(const WorkerBlock& b, uint32_t nsvc, WorkerSnapshot& out) {
+  const uint64_t s1 = b.seq.load(std::memory_order_acquire);
+  if (s1 & 1) return false;
+  for (size_t i = 0; i < std::size(kWorkerFields); ++i) out.worker[i] = (b.worker.*kWorkerFields[i].member).get();
+  for (size_t i = 0; i < std::size(kIoFields); ++i) out.io[i] = (b.io.*kIoFields[i].member).get();
+  for (size_t i = 0; i < std::size(kGaugeFields); ++i) out.gauges[i] = (b.gauges.*kGaugeFields[i].member).get();
+  for (uint32_t p = 0; p < kMaxPorts; ++p) {
+    const PortQueueCounters& q = b.ports[p];
+    PortSnapshot& o = out.ports[p];
+    o.rx_packets = q.rx_packets.get();
+    o.rx_bytes = q.rx_bytes.get();
+    o.tx_packets = q.tx_packets.get();
+    o.tx_bytes = q.tx_bytes.get();
+    for (uint32_t r = 0; r < kDropReasons; ++r) o.drops[r] = q.drops[r].get();
+  }
+  out.services.resize(nsvc);
+  auto* svc = reinterpret_cast<const rt::ServiceStats*>(reinterpret_cast<const char*>(&b) +
+                                                        sizeof(WorkerBlock));
+  for (uint32_t s = 0; s < nsvc; ++s) {
+    for (size_t i = 0; i < std::size(kServiceFields); ++i)
+      out.services[s].c[i] = (svc[s].*kServiceFields[i].member).get();
+    for (uint32_t k = 0; k < rt::LatencyHist::kBuckets; ++k)
+      out.services[s].buckets[k] = svc[s].latency.bucket[k].get();
+    out.services[s].sum_ns = svc[s].latency.sum_ns.get();
+  }
+  // The acquire fence orders the data loads above before the second seq load.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  out.publish_unix_ns = b.publish_unix_ns.get();
+  return b.seq.load(std::memory_order_relaxed) == s1;
+}
+
+Result<Snapshot> SegmentReader::snapshot() const {
+  const SegmentHeader& h = header();
+  Snapshot s;
+  s.epoch = h.epoch;
+  s.pid = h.pid;
+  s.start_unix_ns = h.start_unix_ns;
+  s.backend = read_name(h.backend);
+  for (uint32_t i = 0; i < h.services; ++i) s.services.push_back(read_name(h.service_names[i]));
+  s.publish_count = h.publish_count.load(std::memory_order_acquire);
+  s.publish_unix_ns = h.publish_unix_ns.load(std::memory_order_relaxed);
+  s.state = State(h.state.load(std::memory_order_acquire));
+  s.workers.resize(h.workers);
+  for (uint32_t w = 0; w < h.workers; ++w) {
+    auto* b = reinterpret_cast<const WorkerBlock*>(static_cast<const char*>(map_.base()) +
+                                                   h.workers_offset + uint64_t(w) * h.worker_stride);
+    int tries = 0;
+    while (!read_worker_block(*b, h.services, s.workers[w])) {
+      if (++tries >= kMaxRetries) return make_error("stats segment: worker block stayed busy");
+      ++s.retries;
+    }
+  }
+  if (h.epoch != s.epoch) return make_error("stats segment: dataplane restarted during the read");
+  return s;
+}
+
+uint64_t Snapshot::io_total(size_t i) const {
+  uint64_t t = 0;
+  for (auto& w : workers) t += w.io[i];
+  return t;
+}
+uint64_t Snapshot::worker_total(size_t i) const {
+  uint64_t t = 0;
+  for (auto& w : workers) t += w.worker[i];
+  return t;
+}
+uint64_t Snapshot::service_total(size_t svc, size_t i) const {
+  uint64_t t = 0;
+  for (auto& w : workers)
+    if (svc < w.services.size()) t += w.services[svc].c[i];
+  return t;
+}
+
+}  // namespace cw::ctl

@@ -1,0 +1,134 @@
+// Writing and reading the stats segment (layout: segment_layout.hh).
+//
+// SegmentWriter lives in the dataplane and is used by one thread, the publisher. It copies
+// the runtime's live counters into the segment (publisher.hh); workers never see it.
+// SegmentReader maps the file read-only and takes consistent snapshots without ever writing
+// to it, so readers cannot block or slow the writer.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "control/segment_layout.hh"
+#include "dataplane/result.hh"
+
+namespace cw::ctl {
+
+// A mapping of a segment file; moves, unmaps on destruction.
+class Mapping {
+ public:
+  Mapping() = default;
+  Mapping(void* base, size_t bytes) : base_(base), bytes_(bytes) {}
+  Mapping(Mapping&& o) noexcept : base_(o.base_), bytes_(o.bytes_) { o.base_ = nullptr; }
+  Mapping& operator=(Mapping&& o) noexcept;
+  ~Mapping();
+  void* base() const { return base_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* base_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+struct SegmentInfo {
+  uint32_t workers = 1;
+  std::vector<std::string> services;  // names by service index
+  std::string backend;
+};
+
+class SegmentWriter {
+ public:
+  // Builds the segment in "<path>.tmp.<pid>" (mode 0600) and renames it over path, so a
+  // reader sees either the previous dataplane's file or a complete new one.
+  static Result<SegmentWriter> create(const std::string& path, const SegmentInfo& info);
+
+  SegmentHeader& header() { return *static_cast<SegmentHeader*>(map_.base()); }
+  uint64_t epoch() { return header().epoch; }
+  const std::string& path() const { return path_; }
+
+  // Publisher thread only: open and close worker w's block for writing (seqlock).
+  WorkerBlock& begin_write(unsigned w);
+  void end_write(unsigned w);
+  rt::ServiceStats* services(unsigned w);  // worker w's ServiceStats array
+
+  // Publisher thread only.
+  void set_state(State s) { header().state.store(uint64_t(s), std::memory_order_release); }
+  void round_done(uint64_t unix_ns);
+
+ private:
+  WorkerBlock& block(unsigned w);
+  Mapping map_;
+  std::string path_;
+};
+
+// Plain copies of one worker's counters, indexed like the field tables.
+struct ServiceSnapshot {
+  std::array<uint64_t, std::size(kServiceFields)> c{};
+  std::array<uint64_t, rt::LatencyHist::kBuckets> buckets{};  // not cumulative
+  uint64_t sum_ns = 0;
+};
+struct PortSnapshot {
+  uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, tx_bytes = 0;
+  std::array<uint64_t, kDropReasons> drops{};
+};
+struct WorkerSnapshot {
+  std::array<uint64_t, std::size(kWorkerFields)> worker{};
+  std::array<uint64_t, std::size(kIoFields)> io{};
+  std::array<uint64_t, std::size(kGaugeFields)> gauges{};
+  std::array<PortSnapshot, kMaxPorts> ports{};
+  std::vector<ServiceSnapshot> services;
+  uint64_t publish_unix_ns = 0;
+};
+struct Snapshot {
+  uint64_t epoch = 0;
+  int64_t pid = 0;
+  uint64_t start_unix_ns = 0;
+  uint64_t publish_count = 0, publish_unix_ns = 0;
+  State state = State::starting;
+  std::string backend;
+  std::vector<std::string> services;
+  std::vector<WorkerSnapshot> workers;
+  uint64_t retries = 0;  // seqlock retries this snapshot needed (torn reads avoided)
+
+  // Sum over workers of field i of the given table.
+  uint64_t io_total(size_t i) const;
+  uint64_t worker_total(size_t i) const;
+  uint64_t service_total(size_t svc, size_t i) const;
+};
+
+class SegmentReader {
+ public:
+  // Maps path read-only and validates it; a wrong magic, layout version or size is an
+  // error naming what differs.
+  static Result<SegmentReader> open(const std::string& path);
+
+  // A consistent copy of every block. Fails if the writer restarted under us (epoch
+  // changed) or a block stayed busy for kMaxRetries attempts.
+  Result<Snapshot> snapshot() const;
+
+  // True when path now names another file than the one mapped (the dataplane restarted,
+  // or the file was removed); reopen to follow it.
+  bool replaced() const;
+
+  const SegmentHeader& header() const { return *static_cast<const SegmentHeader*>(map_.base()); }
+  uint64_t epoch() const { return header().epoch; }
+  int64_t pid() const { return header().pid; }
+
+  static constexpr int kMaxRetries = 1000;
+
+ private:
+  Mapping map_;
+  std::string path_;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+};
+
+// Reads one block under its seqlock into out; false if it was being written (retry).
+bool read_worker_block(const WorkerBlock& b, uint32_t services, WorkerSnapshot& out);
+
+}  // namespace cw::ctl

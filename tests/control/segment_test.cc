@@ -1,0 +1,189 @@
+#include "control/segment.hh"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "control/publisher.hh"
+
+namespace cw::ctl {
+namespace {
+
+// Stands in for rt::Runtime: the counter accessors publish() needs.
+struct FakeRuntime {
+  unsigned n = 2, nsvc = 2;
+  std::unique_ptr<rt::WorkerStats[]> ws = std::make_unique<rt::WorkerStats[]>(n);
+  std::unique_ptr<rt::ServiceStats[]> ss = std::make_unique<rt::ServiceStats[]>(n * nsvc);
+  std::unique_ptr<dp::IoCounters[]> io = std::make_unique<dp::IoCounters[]>(n);
+  unsigned workers() const { return n; }
+  const rt::WorkerStats& worker_stats(unsigned w) const { return ws[w]; }
+  const rt::ServiceStats& service_stats(unsigned w, uint16_t s) const { return ss[w * nsvc + s]; }
+  const dp::IoCounters& io_counters(unsigned w) const { return io[w]; }
+};
+
+class SegmentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cw-segment-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/stats";
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+  SegmentInfo info() { return {2, {"echo", "kv"}, "fake"}; }
+  std::string dir_, path_;
+};
+
+TEST_F(SegmentTest, PublishedCountersReadBack) {
+  auto w = SegmentWriter::create(path_, info());
+  ASSERT_TRUE(w) << w.error().message;
+  FakeRuntime rt;
+  rt.ws[1].items.add(7);
+  rt.io[0].rx_datagrams.add(11);
+  rt.io[1].conns_open.set(3);
+  rt.ss[1 * 2 + 1].requests.add(5);
+  rt.ss[1 * 2 + 1].latency.record(1500);     // 1 us < 1.5 us <= 2 us: bucket 1
+  rt.ss[1 * 2 + 1].latency.record(3'000'000'000'000ull);  // beyond 10 s: +Inf
+  publish(w.value(), rt);
+
+  auto r = SegmentReader::open(path_);
+  ASSERT_TRUE(r) << r.error().message;
+  auto s = r->snapshot();
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_EQ(s->pid, getpid());
+  EXPECT_EQ(s->epoch, w->epoch());
+  EXPECT_EQ(s->backend, "fake");
+  ASSERT_EQ(s->services.size(), 2u);
+  EXPECT_EQ(s->services[1], "kv");
+  ASSERT_EQ(s->workers.size(), 2u);
+  EXPECT_EQ(s->publish_count, 1u);
+  EXPECT_EQ(s->workers[1].worker[2], 7u);  // items
+  EXPECT_EQ(s->io_total(0), 11u);          // rx_datagrams
+  EXPECT_EQ(s->workers[1].io[16], 3u);     // conns_open
+  EXPECT_EQ(s->workers[1].services[1].c[0], 5u);
+  EXPECT_EQ(s->service_total(1, 0), 5u);
+  EXPECT_EQ(s->workers[1].services[1].buckets[1], 1u);
+  EXPECT_EQ(s->workers[1].services[1].buckets[rt::LatencyHist::kBounded], 1u);
+  EXPECT_EQ(s->workers[1].services[1].sum_ns, 3'000'000'001'500ull);
+  EXPECT_EQ(s->workers[0].services[0].c[0], 0u);
+}
+
+TEST_F(SegmentTest, FileIsOwnerOnly) {
+  auto w = SegmentWriter::create(path_, info());
+  ASSERT_TRUE(w) << w.error().message;
+  struct stat st {};
+  ASSERT_EQ(stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(SegmentTest, BlockBeingWrittenIsNotRead) {
+  auto w = SegmentWriter::create(path_, info());
+  ASSERT_TRUE(w) << w.error().message;
+  auto r = SegmentReader::open(path_);
+  ASSERT_TRUE(r);
+  w->begin_write(0);  // the writer is inside the block: seq is odd
+  WorkerSnapshot out;
+  auto* b = reinterpret_cast<const WorkerBlock*>(reinterpret_cast<const char*>(&r->header()) +
+                                                 r->header().workers_offset);
+  EXPECT_FALSE(read_worker_block(*b, 2, out));
+  EXPECT_FALSE(r->snapshot()) << "a block that never settles is an error, not a torn copy";
+  w->end_write(0);
+  EXPECT_TRUE(read_worker_block(*b, 2, out));
+  EXPECT_TRUE(r->snapshot());
+}
+
+// A writer thread keeps every counter of worker 0 equal to v while bumping v; the reader
+// must never see two different values in one snapshot.
+TEST_F(SegmentTest, ConcurrentWriterNeverYieldsATornSnapshot) {
+  auto w = SegmentWriter::create(path_, info());
+  ASSERT_TRUE(w) << w.error().message;
+  auto r = SegmentReader::open(path_);
+  ASSERT_TRUE(r);
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (uint64_t v = 1; !stop.load(std::memory_order_relaxed); ++v) {
+      WorkerBlock& b = w->begin_write(0);
+      for (auto& f : kWorkerFields) (b.worker.*f.member).set(v);
+      for (auto& f : kIoFields) (b.io.*f.member).set(v);
+      rt::ServiceStats* ss = w->services(0);
+      for (int s = 0; s < 2; ++s)
+        for (auto& f : kServiceFields) (ss[s].*f.member).set(v);
+      w->end_write(0);
+    }
+  });
+  uint64_t last = 0, changes = 0;
+  for (int i = 0; i < 20000 && changes < 2000; ++i) {
+    auto s = r->snapshot();
+    if (!s) continue;  // block busy for every retry: allowed, never a torn copy
+    const WorkerSnapshot& ws = s->workers[0];
+    const uint64_t v = ws.worker[0];
+    for (auto x : ws.worker) ASSERT_EQ(x, v);
+    for (auto x : ws.io) ASSERT_EQ(x, v);
+    for (auto& svc : ws.services)
+      for (auto x : svc.c) ASSERT_EQ(x, v);
+    ASSERT_GE(v, last) << "counters never go back within one epoch";
+    changes += v != last;
+    last = v;
+  }
+  stop.store(true);
+  writer.join();
+  EXPECT_GT(changes, 0u) << "the reader saw the writer make progress";
+}
+
+TEST_F(SegmentTest, RestartIsDetected) {
+  auto w1 = SegmentWriter::create(path_, info());
+  ASSERT_TRUE(w1);
+  auto r = SegmentReader::open(path_);
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->replaced());
+  const uint64_t e1 = r->epoch();
+  auto w2 = SegmentWriter::create(path_, info());  // a new dataplane starts
+  ASSERT_TRUE(w2);
+  EXPECT_TRUE(r->replaced());
+  auto r2 = SegmentReader::open(path_);
+  ASSERT_TRUE(r2);
+  EXPECT_NE(r2->epoch(), e1);
+  EXPECT_FALSE(r2->replaced());
+  unlink(path_.c_str());
+  EXPECT_TRUE(r2->replaced()) << "a removed segment counts as replaced";
+}
+
+TEST_F(SegmentTest, LayoutVersionMismatchIsRejected) {
+  {
+    auto w = SegmentWriter::create(path_, info());
+    ASSERT_TRUE(w);
+  }
+  const int fd = open(path_.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  const uint32_t v = kLayoutVersion + 1;
+  ASSERT_EQ(pwrite(fd, &v, sizeof v, offsetof(SegmentHeader, layout_version)), ssize_t(sizeof v));
+  auto r = SegmentReader::open(path_);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("layout version 2"), std::string::npos) << r.error().message;
+  const uint64_t bad = 0x1234;
+  ASSERT_EQ(pwrite(fd, &bad, sizeof bad, 0), ssize_t(sizeof bad));
+  auto r2 = SegmentReader::open(path_);
+  ASSERT_FALSE(r2);
+  EXPECT_NE(r2.error().message.find("bad magic"), std::string::npos);
+  ASSERT_EQ(ftruncate(fd, 100), 0);
+  EXPECT_FALSE(SegmentReader::open(path_));
+  close(fd);
+}
+
+TEST_F(SegmentTest, BadSizesAreRefused) {
+  EXPECT_FALSE(SegmentWriter::create(path_, {0, {}, "x"}));
+  EXPECT_FALSE(SegmentWriter::create(path_, {kMaxWorkers + 1, {}, "x"}));
+  EXPECT_FALSE(SegmentReader::open(dir_ + "/missing"));
+}
+
+}  // namespace
+}  // namespace cw::ctl
