@@ -1,0 +1,212 @@
+// What the dataplane (corewire's main) runs for management: the stats segment, its
+// publisher, and the control socket, all on one control thread that never touches the
+// workers except to read their counters and to push mail into their control mailboxes
+// (this thread is the only producer of those SPSC rings).
+//
+// Use from main, after rt.start():
+//   auto ctl = ctl::DataplaneControl<Rt>::start(rt, control_cfg, hooks);
+//   ... wait for a signal or hooks.request_exit ...
+//   ctl->set_state(ctl::State::draining); ctl::wait_drained(rt, deadline); rt.stop();
+#pragma once
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "app/runtime/service.hh"
+#include "control/control_config.hh"
+#include "control/control_socket.hh"
+#include "control/publisher.hh"
+#include "control/segment.hh"
+
+namespace cw::ctl {
+
+// Mail kinds the control thread sends to services (Mail::kind, from kControlSender). A
+// service that supports them implements on_mail; others ignore them.
+inline constexpr uint16_t kMailServiceDisable = 0xC001;  // stop serving new requests
+inline constexpr uint16_t kMailServiceEnable = 0xC002;
+inline constexpr uint16_t kMailDrain = 0xC003;  // finish in-flight work, accept nothing new
+
+struct DataplaneHooks {
+  std::function<Json()> config_json;                               // "config"
+  std::function<std::string(const std::string&)> set_log_level;    // "" on success, else error
+  std::function<Json()> reload;  // SIGHUP/"reload": {"applied":[..], "restart_needed":[..]}
+  std::function<void(bool drain)> request_exit;                    // "drain" / "shutdown"
+};
+
+// Sum of open connections over all workers (what a drain waits for).
+template <class R>
+uint64_t open_connections(const R& rt) {
+  uint64_t n = 0;
+  for (unsigned w = 0; w < rt.workers(); ++w) n += rt.io_counters(w).conns_open.get();
+  return n;
+}
+
+// Waits until no connection is open or the deadline passes; true if drained.
+template <class R>
+bool wait_drained(const R& rt, std::chrono::milliseconds deadline) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (open_connections(rt) != 0) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+template <class R>
+class DataplaneControl {
+ public:
+  static Result<std::unique_ptr<DataplaneControl>> start(R& rt, const ControlConfig& cfg,
+                                                         DataplaneHooks hooks) {
+    if (auto d = ensure_run_dir(cfg.run_dir); !d) return d.error();
+    SegmentInfo info;
+    info.workers = rt.workers();
+    info.services = rt.service_names();
+    info.backend = rt.backend_name();
+    auto seg = SegmentWriter::create(cfg.stats, info);
+    if (!seg) return seg.error();
+    auto srv = ControlServer::listen(cfg.socket);
+    if (!srv) return srv.error();
+    std::unique_ptr<DataplaneControl> c(new DataplaneControl(rt, cfg, std::move(hooks)));
+    c->seg_ = std::make_unique<SegmentWriter>(std::move(seg.value()));
+    c->srv_ = std::move(srv.value());
+    c->enabled_.assign(info.services.size(), true);
+    c->register_commands();
+    c->srv_->start([p = c.get()] { p->tick(); }, int(cfg.publish_ms));
+    return c;
+  }
+
+  ~DataplaneControl() {
+    srv_.reset();  // joins the control thread
+    if (seg_) {
+      publish(*seg_, rt_);  // final counters stay readable after exit
+      seg_->set_state(State::stopped);
+    }
+  }
+
+  // Any thread: the state published on the next tick.
+  void set_state(State s) { want_state_.store(uint64_t(s)); }
+  State state() const { return State(want_state_.load()); }
+  const std::string& stats_path() const { return cfg_.stats; }
+  const std::string& socket_path() const { return cfg_.socket; }
+
+ private:
+  DataplaneControl(R& rt, const ControlConfig& cfg, DataplaneHooks hooks)
+      : rt_(rt), cfg_(cfg), hooks_(std::move(hooks)), started_(std::chrono::steady_clock::now()) {}
+
+  // Control thread: publish counters and state.
+  void tick() {
+    publish(*seg_, rt_);
+    seg_->set_state(State(want_state_.load()));
+  }
+
+  // Control thread: mail to one service on every worker; returns how many were queued.
+  unsigned post_all(uint16_t service, uint16_t kind, uint64_t a = 0) {
+    unsigned sent = 0;
+    for (unsigned w = 0; w < rt_.workers(); ++w) {
+      rt::Mail m;
+      m.service = service;
+      m.kind = kind;
+      m.from = rt::kControlSender;
+      m.a = a;
+      sent += rt_.mailboxes().send(rt_.workers(), w, m);
+    }
+    return sent;
+  }
+
+  Result<uint16_t> service_index(const Json& req) {
+    auto n = req.find("name");
+    if (n == req.end() || !n->is_string()) return make_error("needs a string \"name\"");
+    const auto& names = rt_.service_names();
+    for (size_t i = 0; i < names.size(); ++i)
+      if (names[i] == n->template get<std::string>()) return uint16_t(i);
+    return make_error("no service named '" + n->template get<std::string>() + "'");
+  }
+
+  static Json fail(const std::string& e) { return Json{{"ok", false}, {"error", e}}; }
+
+  void register_commands() {
+    srv_->on("status", [this](const Json&) {
+      static constexpr const char* kStates[] = {"starting", "serving", "draining", "stopped"};
+      const auto up = std::chrono::steady_clock::now() - started_;
+      return Json{{"protocol", kControlProtocolVersion},
+                  {"pid", ::getpid()},
+                  {"epoch", seg_->epoch()},
+                  {"backend", rt_.backend_name()},
+                  {"workers", rt_.workers()},
+                  {"services", rt_.service_names()},
+                  {"state", kStates[std::min<uint64_t>(want_state_.load(), 3)]},
+                  {"uptime_s", std::chrono::duration<double>(up).count()},
+                  {"connections", open_connections(rt_)},
+                  {"stats", cfg_.stats},
+                  {"socket", cfg_.socket}};
+    });
+    srv_->on("services", [this](const Json&) {
+      Json list = Json::array();
+      const auto& names = rt_.service_names();
+      for (size_t s = 0; s < names.size(); ++s) {
+        Json j{{"name", names[s]}, {"enabled", bool(enabled_[s])}};
+        for (auto& f : kServiceFields) {
+          uint64_t t = 0;
+          for (unsigned w = 0; w < rt_.workers(); ++w) t += (rt_.service_stats(w, uint16_t(s)).*f.member).get();
+          j[f.name] = t;
+        }
+        list.push_back(j);
+      }
+      return Json{{"services", list}};
+    });
+    srv_->on("config", [this](const Json&) {
+      return Json{{"config", hooks_.config_json ? hooks_.config_json() : Json::object()}};
+    });
+    srv_->on("log-level", [this](const Json& req) {
+      auto l = req.find("level");
+      if (l == req.end() || !l->is_string()) return fail("needs a string \"level\"");
+      if (!hooks_.set_log_level) return fail("log level cannot be changed in this process");
+      const std::string e = hooks_.set_log_level(l->template get<std::string>());
+      return e.empty() ? Json{{"level", *l}} : fail(e);
+    });
+    srv_->on("service", [this](const Json& req) {
+      auto s = service_index(req);
+      if (!s) return fail(s.error().message);
+      auto en = req.find("enable");
+      if (en == req.end() || !en->is_boolean()) return fail("needs a boolean \"enable\"");
+      const bool on = en->template get<bool>();
+      const unsigned sent = post_all(s.value(), on ? kMailServiceEnable : kMailServiceDisable);
+      if (sent == rt_.workers()) enabled_[s.value()] = on;
+      return Json{{"name", req["name"]}, {"enabled", on}, {"workers_notified", sent}};
+    });
+    srv_->on("drain", [this](const Json&) {
+      set_state(State::draining);
+      unsigned sent = 0;
+      for (size_t s = 0; s < rt_.service_names().size(); ++s) sent += post_all(uint16_t(s), kMailDrain);
+      if (hooks_.request_exit) hooks_.request_exit(true);
+      return Json{{"state", "draining"}, {"deadline_ms", cfg_.drain_timeout_ms}, {"mail_sent", sent}};
+    });
+    srv_->on("shutdown", [this](const Json&) {
+      if (hooks_.request_exit) hooks_.request_exit(false);
+      return Json{{"state", "stopping"}};
+    });
+    srv_->on("reload", [this](const Json&) {
+      if (!hooks_.reload) return fail("reload is not supported by this process");
+      return hooks_.reload();
+    });
+  }
+
+  R& rt_;
+  ControlConfig cfg_;
+  DataplaneHooks hooks_;
+  std::chrono::steady_clock::time_point started_;
+  std::unique_ptr<SegmentWriter> seg_;
+  std::unique_ptr<ControlServer> srv_;
+  std::vector<char> enabled_;  // control thread only
+  std::atomic<uint64_t> want_state_{uint64_t(State::serving)};
+};
+
+}  // namespace cw::ctl

@@ -1,0 +1,150 @@
+#include "control/dataplane_control.hh"
+
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "app/runtime/mailbox.hh"
+
+namespace cw::ctl {
+namespace {
+
+struct FakeRuntime {
+  unsigned n = 2;
+  std::vector<std::string> names{"echo", "kv"};
+  std::unique_ptr<rt::WorkerStats[]> ws = std::make_unique<rt::WorkerStats[]>(n);
+  std::unique_ptr<rt::ServiceStats[]> ss = std::make_unique<rt::ServiceStats[]>(n * 2);
+  std::unique_ptr<dp::IoCounters[]> io = std::make_unique<dp::IoCounters[]>(n);
+  rt::Mailboxes mail{n, 16};
+  std::string backend = "fake";
+  unsigned workers() const { return n; }
+  const std::string& backend_name() const { return backend; }
+  const std::vector<std::string>& service_names() const { return names; }
+  const rt::WorkerStats& worker_stats(unsigned w) const { return ws[w]; }
+  const rt::ServiceStats& service_stats(unsigned w, uint16_t s) const { return ss[w * 2 + s]; }
+  const dp::IoCounters& io_counters(unsigned w) const { return io[w]; }
+  rt::Mailboxes& mailboxes() { return mail; }
+};
+
+class DataplaneControlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cw-dpc-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    cfg_.run_dir = std::string(tmpl) + "/run";
+    cfg_.socket = cfg_.run_dir + "/control.sock";
+    cfg_.stats = cfg_.run_dir + "/stats";
+    cfg_.publish_ms = 1;
+    DataplaneHooks hooks;
+    hooks.config_json = [] { return Json{{"runtime", {{"backend", "fake"}}}}; };
+    hooks.set_log_level = [this](const std::string& l) {
+      if (l != "debug" && l != "info") return std::string("unknown level ") + l;
+      level_ = l;
+      return std::string();
+    };
+    hooks.request_exit = [this](bool drain) { exit_requests_.push_back(drain); };
+    auto c = DataplaneControl<FakeRuntime>::start(rt_, cfg_, hooks);
+    ASSERT_TRUE(c) << c.error().message;
+    ctl_ = std::move(c.value());
+  }
+  void TearDown() override {
+    ctl_.reset();
+    std::system(("rm -rf " + cfg_.run_dir + "/..").c_str());
+  }
+  Json req(const Json& r) {
+    auto j = control_request(cfg_.socket, r);
+    EXPECT_TRUE(j) << j.error().message;
+    return j ? j.value() : Json{};
+  }
+  // Waits (bounded) until the segment shows at least `rounds` publish rounds.
+  Snapshot snapshot_after(uint64_t rounds) {
+    auto r = SegmentReader::open(cfg_.stats);
+    EXPECT_TRUE(r) << r.error().message;
+    for (int i = 0; i < 1000; ++i) {
+      auto s = r->snapshot();
+      if (s && s->publish_count >= rounds) return s.value();
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ADD_FAILURE() << "no publish round";
+    return {};
+  }
+
+  ControlConfig cfg_;
+  FakeRuntime rt_;
+  std::unique_ptr<DataplaneControl<FakeRuntime>> ctl_;
+  std::string level_;
+  std::vector<bool> exit_requests_;
+};
+
+TEST_F(DataplaneControlTest, StatusAndPublishedCounters) {
+  Json s = req({{"cmd", "status"}});
+  EXPECT_EQ(s["ok"], true);
+  EXPECT_EQ(s["pid"], getpid());
+  EXPECT_EQ(s["workers"], 2);
+  EXPECT_EQ(s["state"], "serving");
+  EXPECT_EQ(s["services"][1], "kv");
+  rt_.io[1].rx_datagrams.add(5);
+  rt_.ss[1].requests.add(4);  // worker 0, service kv
+  auto first = snapshot_after(1);
+  auto snap = snapshot_after(first.publish_count + 2);
+  EXPECT_EQ(snap.io_total(0), 5u);
+  EXPECT_EQ(snap.service_total(1, 0), 4u);
+  EXPECT_EQ(snap.state, State::serving);
+  EXPECT_EQ(snap.epoch, s["epoch"].get<uint64_t>());
+  Json svc = req({{"cmd", "services"}});
+  EXPECT_EQ(svc["services"][1]["requests"], 4);
+}
+
+TEST_F(DataplaneControlTest, ServiceDisableReachesEveryWorkerMailbox) {
+  Json r = req({{"cmd", "service"}, {"name", "kv"}, {"enable", false}});
+  EXPECT_EQ(r["ok"], true);
+  EXPECT_EQ(r["workers_notified"], 2);
+  for (unsigned w = 0; w < 2; ++w) {
+    rt::Mail m;
+    ASSERT_TRUE(rt_.mail.control_ring(w).pop(m));
+    EXPECT_EQ(m.kind, kMailServiceDisable);
+    EXPECT_EQ(m.service, 1);
+    EXPECT_EQ(m.from, rt::kControlSender);
+  }
+  EXPECT_EQ(req({{"cmd", "services"}})["services"][1]["enabled"], false);
+  Json bad = req({{"cmd", "service"}, {"name", "nope"}, {"enable", true}});
+  EXPECT_EQ(bad["ok"], false);
+  EXPECT_NE(bad["error"].get<std::string>().find("no service named 'nope'"), std::string::npos);
+}
+
+TEST_F(DataplaneControlTest, DrainShutdownLogLevelConfig) {
+  EXPECT_EQ(req({{"cmd", "log-level"}, {"level", "debug"}})["ok"], true);
+  EXPECT_EQ(level_, "debug");
+  EXPECT_EQ(req({{"cmd", "log-level"}, {"level", "loud"}})["ok"], false);
+  EXPECT_EQ(req({{"cmd", "config"}})["config"]["runtime"]["backend"], "fake");
+  Json d = req({{"cmd", "drain"}});
+  EXPECT_EQ(d["state"], "draining");
+  auto snap = snapshot_after(snapshot_after(1).publish_count + 2);
+  EXPECT_EQ(snap.state, State::draining);
+  req({{"cmd", "shutdown"}});
+  EXPECT_EQ(exit_requests_, (std::vector<bool>{true, false}));
+  EXPECT_EQ(req({{"cmd", "reload"}})["ok"], false) << "no reload hook";
+}
+
+TEST_F(DataplaneControlTest, WaitDrainedFollowsOpenConnections) {
+  rt_.io[0].conns_open.set(1);
+  EXPECT_FALSE(wait_drained(rt_, std::chrono::milliseconds(0)));
+  rt_.io[0].conns_open.set(0);
+  EXPECT_TRUE(wait_drained(rt_, std::chrono::milliseconds(0)));
+}
+
+TEST_F(DataplaneControlTest, StoppedStateAfterExit) {
+  ctl_.reset();
+  auto r = SegmentReader::open(cfg_.stats);
+  ASSERT_TRUE(r);
+  auto s = r->snapshot();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->state, State::stopped);
+  EXPECT_FALSE(control_request(cfg_.socket, {{"cmd", "status"}})) << "socket removed";
+}
+
+}  // namespace
+}  // namespace cw::ctl
