@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -90,8 +91,9 @@ void Supervisor::died(const std::string& reason, int code, Clock::time_point now
   pid_ = -1;
   last_exit_ = reason;
   last_code_ = code;
-  if (code == 0 || !restart_) {
-    finished_ = code == 0;
+  const bool final_code = std::find(cfg_.final_codes.begin(), cfg_.final_codes.end(), code) != cfg_.final_codes.end();
+  if (final_code || !restart_) {
+    finished_ = final_code;
     pending_ = false;
     return;
   }

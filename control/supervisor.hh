@@ -25,6 +25,9 @@ struct SupervisorConfig {
   std::chrono::milliseconds backoff_max{10'000};
   // A child that ran at least this long resets the backoff to backoff_initial.
   std::chrono::milliseconds stable_after{10'000};
+  // Exit codes that end supervision instead of a restart: 0 (asked to stop) and 2 (usage or
+  // configuration error: restarting cannot help).
+  std::vector<int> final_codes{0, 2};
 };
 
 class Supervisor {
@@ -60,7 +63,7 @@ class Supervisor {
   int last_exit_code() const { return last_code_; }  // -1 if killed or unknown
   // Delay before the pending restart (0 when running or none pending).
   std::chrono::milliseconds pending_backoff() const { return pending_ ? backoff_ : std::chrono::milliseconds{0}; }
-  // Whether it exited cleanly (status 0) and so will not be restarted.
+  // Whether it exited with one of final_codes and so will not be restarted.
   bool finished() const { return finished_; }
 
  private:

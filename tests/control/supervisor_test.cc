@@ -70,6 +70,16 @@ TEST(Supervisor, CleanExitIsNotRestarted) {
   EXPECT_FALSE(s.running());
 }
 
+TEST(Supervisor, ConfigErrorExitIsNotRestarted) {
+  Supervisor s(shell("exit 2"));
+  ASSERT_TRUE(s.start());
+  ASSERT_TRUE(poll_until(s, [&] { return !s.running(); }));
+  EXPECT_TRUE(s.finished()) << "exit 2 means a bad config: restarting cannot help";
+  EXPECT_EQ(s.last_exit_code(), 2);
+  s.poll(Supervisor::Clock::now() + 1h);
+  EXPECT_EQ(s.restarts(), 0u);
+}
+
 TEST(Supervisor, StopEscalatesToSigkill) {
   Supervisor s(shell("trap '' TERM; while :; do sleep 0.01; done"));
   ASSERT_TRUE(s.start());

@@ -1,0 +1,254 @@
+// corewirectl's read and request subcommands: human tables by default, JSON with --json.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <iterator>
+#include <thread>
+
+#include "control/cli.hh"
+#include "control/segment.hh"
+
+namespace cw::ctl {
+
+namespace {
+
+Result<Snapshot> read_segment(const std::string& path) {
+  auto r = SegmentReader::open(path);
+  if (!r) return r.error();
+  return r->snapshot();
+}
+
+size_t io_index(std::string_view name) {
+  for (size_t i = 0; i < std::size(kIoFields); ++i)
+    if (name == kIoFields[i].name) return i;
+  return 0;
+}
+
+const char* state_name(State s) {
+  static constexpr const char* kNames[] = {"starting", "serving", "draining", "stopped"};
+  return uint64_t(s) < 4 ? kNames[uint64_t(s)] : "unknown";
+}
+
+Json snapshot_json(const Snapshot& s) {
+  Json j{{"epoch", s.epoch}, {"pid", s.pid}, {"backend", s.backend}, {"state", state_name(s.state)},
+         {"publish_count", s.publish_count}, {"publish_unix_ns", s.publish_unix_ns}};
+  Json ws = Json::array();
+  for (auto& w : s.workers) {
+    Json o, io, g;
+    for (size_t i = 0; i < std::size(kWorkerFields); ++i) o[kWorkerFields[i].name] = w.worker[i];
+    for (size_t i = 0; i < std::size(kIoFields); ++i) io[kIoFields[i].name] = w.io[i];
+    for (size_t i = 0; i < std::size(kGaugeFields); ++i) g[kGaugeFields[i].name] = w.gauges[i];
+    Json svcs = Json::object();
+    for (size_t k = 0; k < w.services.size(); ++k) {
+      Json c;
+      for (size_t i = 0; i < std::size(kServiceFields); ++i) c[kServiceFields[i].name] = w.services[k].c[i];
+      c["latency_buckets"] = w.services[k].buckets;
+      c["latency_sum_ns"] = w.services[k].sum_ns;
+      svcs[s.services[k]] = c;
+    }
+    ws.push_back({{"runtime", o}, {"io", io}, {"gauges", g}, {"services", svcs}});
+  }
+  j["workers"] = ws;
+  return j;
+}
+
+bool alive(int64_t pid) { return pid > 0 && (::kill(pid_t(pid), 0) == 0 || errno == EPERM); }
+
+void print_totals(const Snapshot& s) {
+  std::printf("dataplane pid %lld (%s), backend %s, %zu worker(s), epoch %016llx\n",
+              (long long)s.pid, alive(s.pid) ? state_name(s.state) : "not running", s.backend.c_str(),
+              s.workers.size(), (unsigned long long)s.epoch);
+  std::printf("%-8s %14s %14s %14s %14s %10s %10s\n", "worker", "rx_dgrams", "tx_dgrams",
+              "rx_tcp_bytes", "tx_tcp_bytes", "conns", "drops");
+  const size_t rx = io_index("rx_datagrams"), tx = io_index("tx_datagrams"),
+               rs = io_index("rx_stream_bytes"), ts = io_index("tx_stream_bytes"),
+               co = io_index("conns_open"), nb = io_index("tx_no_buffer"), tr = io_index("rx_truncated");
+  for (size_t w = 0; w < s.workers.size(); ++w) {
+    const auto& io = s.workers[w].io;
+    std::printf("%-8zu %14llu %14llu %14llu %14llu %10llu %10llu\n", w, (unsigned long long)io[rx],
+                (unsigned long long)io[tx], (unsigned long long)io[rs], (unsigned long long)io[ts],
+                (unsigned long long)io[co], (unsigned long long)(io[nb] + io[tr]));
+  }
+  std::printf("\n%-16s %14s %14s %10s %10s %10s\n", "service", "requests", "responses", "errors",
+              "malformed", "dropped");
+  for (size_t k = 0; k < s.services.size(); ++k)
+    std::printf("%-16s %14llu %14llu %10llu %10llu %10llu\n", s.services[k].c_str(),
+                (unsigned long long)s.service_total(k, 0), (unsigned long long)s.service_total(k, 1),
+                (unsigned long long)s.service_total(k, 2), (unsigned long long)s.service_total(k, 3),
+                (unsigned long long)s.service_total(k, 4));
+}
+
+int fail(const std::string& msg) {
+  std::fprintf(stderr, "corewirectl: %s\n", msg.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int cmd_status(const CliTarget& t) {
+  auto r = control_request(t.socket, {{"cmd", "status"}});
+  if (!r) {
+    // No control socket: say what the segment knows (e.g. the last counters of a dead run).
+    auto s = read_segment(t.stats);
+    if (!s) return fail(r.error().message + "; " + s.error().message);
+    if (t.json) {
+      std::printf("%s\n", Json{{"ok", false}, {"error", r.error().message}, {"pid", s->pid},
+                               {"running", alive(s->pid)}, {"state", state_name(s->state)}}
+                              .dump()
+                              .c_str());
+    } else {
+      std::printf("control socket unreachable (%s)\nsegment: pid %lld %s, state %s\n",
+                  r.error().message.c_str(), (long long)s->pid, alive(s->pid) ? "alive" : "not running",
+                  state_name(s->state));
+    }
+    return 1;
+  }
+  const Json& j = r.value();
+  if (t.json) {
+    std::printf("%s\n", j.dump().c_str());
+    return j.value("ok", false) ? 0 : 1;
+  }
+  if (!j.value("ok", false)) return fail(j.value("error", "request failed"));
+  std::printf("state       %s\npid         %lld\nbackend     %s\nworkers     %u\nuptime      %.1f s\n"
+              "connections %llu\nservices   ",
+              j.value("state", "").c_str(), j.value("pid", 0LL), j.value("backend", "").c_str(),
+              j.value("workers", 0u), j.value("uptime_s", 0.0), j.value("connections", 0ULL));
+  for (auto& n : j["services"]) std::printf(" %s", n.get<std::string>().c_str());
+  std::printf("\nsocket      %s\nstats       %s\n", t.socket.c_str(), t.stats.c_str());
+  return 0;
+}
+
+int cmd_stats(const CliTarget& t, bool watch, int interval_ms, int count) {
+  auto s = read_segment(t.stats);
+  if (!s) return fail(s.error().message);
+  if (!watch) {
+    if (t.json) std::printf("%s\n", snapshot_json(s.value()).dump().c_str());
+    else print_totals(s.value());
+    return 0;
+  }
+  // Watch: one line of totals and rates per interval; reopens the segment after a restart.
+  auto reader = SegmentReader::open(t.stats);
+  if (!reader) return fail(reader.error().message);
+  Snapshot prev = s.value();
+  const size_t rx = io_index("rx_datagrams"), tx = io_index("tx_datagrams");
+  if (!t.json) std::printf("%12s %12s %12s %12s %8s\n", "rx_dgrams", "rx/s", "tx_dgrams", "tx/s", "conns");
+  for (int i = 0; count == 0 || i < count; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
+    if (reader->replaced()) {
+      auto again = SegmentReader::open(t.stats);
+      if (again) {
+        reader = std::move(again);
+        std::printf("# dataplane restarted (epoch %016llx)\n", (unsigned long long)reader->epoch());
+        prev = Snapshot{};
+      }
+    }
+    auto cur = reader->snapshot();
+    if (!cur) continue;
+    const double secs = interval_ms / 1000.0;
+    auto rate = [&](size_t f) {
+      const uint64_t a = cur->io_total(f), b = prev.workers.empty() ? a : prev.io_total(f);
+      return a >= b ? double(a - b) / secs : 0.0;
+    };
+    if (t.json) {
+      std::printf("%s\n", Json{{"rx_datagrams", cur->io_total(rx)}, {"rx_per_s", rate(rx)},
+                               {"tx_datagrams", cur->io_total(tx)}, {"tx_per_s", rate(tx)},
+                               {"conns_open", cur->io_total(io_index("conns_open"))}}
+                              .dump()
+                              .c_str());
+    } else {
+      std::printf("%12llu %12.0f %12llu %12.0f %8llu\n", (unsigned long long)cur->io_total(rx), rate(rx),
+                  (unsigned long long)cur->io_total(tx), rate(tx),
+                  (unsigned long long)cur->io_total(io_index("conns_open")));
+    }
+    std::fflush(stdout);
+    prev = std::move(cur.value());
+  }
+  return 0;
+}
+
+int cmd_top(const CliTarget& t, int interval_ms, int count) {
+  auto reader = SegmentReader::open(t.stats);
+  if (!reader) return fail(reader.error().message);
+  auto prev = reader->snapshot();
+  if (!prev) return fail(prev.error().message);
+  const size_t rx = io_index("rx_datagrams"), tx = io_index("tx_datagrams"), rs = io_index("rx_stream_bytes");
+  const bool tty = ::isatty(1);
+  for (int i = 0; count == 0 || i < count; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
+    auto cur = reader->snapshot();
+    if (!cur || reader->replaced()) return fail("dataplane restarted; run top again");
+    const double secs = interval_ms / 1000.0;
+    if (tty) std::printf("\033[H\033[2J");
+    std::printf("corewire pid %lld  backend %s  %s\n%-7s %10s %10s %12s %8s %7s\n", (long long)cur->pid,
+                cur->backend.c_str(), state_name(cur->state), "worker", "rx/s", "tx/s", "tcp_rx_B/s",
+                "conns", "busy%");
+    for (size_t w = 0; w < cur->workers.size(); ++w) {
+      const auto &a = cur->workers[w], &b = prev->workers[w];
+      auto d = [&](size_t f) { return double(a.io[f] - b.io[f]) / secs; };
+      const double busy = double(a.worker[8] - b.worker[8]) / (secs * 1e9) * 100.0;  // busy_ns
+      std::printf("%-7zu %10.0f %10.0f %12.0f %8llu %6.1f%%\n", w, d(rx), d(tx), d(rs),
+                  (unsigned long long)a.io[io_index("conns_open")], busy);
+    }
+    std::fflush(stdout);
+    prev = std::move(cur);
+  }
+  return 0;
+}
+
+int cmd_services(const CliTarget& t) {
+  auto r = control_request(t.socket, {{"cmd", "services"}});
+  if (!r) return fail(r.error().message);
+  const Json& j = r.value();
+  if (t.json) {
+    std::printf("%s\n", j.dump().c_str());
+    return j.value("ok", false) ? 0 : 1;
+  }
+  if (!j.value("ok", false)) return fail(j.value("error", "request failed"));
+  std::printf("%-16s %-8s %14s %14s %10s %10s %10s\n", "service", "enabled", "requests", "responses",
+              "errors", "malformed", "dropped");
+  for (auto& s : j["services"])
+    std::printf("%-16s %-8s %14llu %14llu %10llu %10llu %10llu\n", s.value("name", "").c_str(),
+                s.value("enabled", false) ? "yes" : "no", s.value("requests", 0ULL),
+                s.value("responses", 0ULL), s.value("errors", 0ULL), s.value("malformed", 0ULL),
+                s.value("dropped", 0ULL));
+  return 0;
+}
+
+int cmd_request(const CliTarget& t, const Json& request) {
+  auto r = control_request(t.socket, request);
+  if (!r) return fail(r.error().message);
+  const Json& j = r.value();
+  if (t.json || request["cmd"] == "config") {
+    std::printf("%s\n", t.json ? j.dump().c_str() : j["config"].dump(2).c_str());
+    return j.value("ok", false) ? 0 : 1;
+  }
+  if (!j.value("ok", false)) return fail(j.value("error", "request failed"));
+  Json rest = j;
+  rest.erase("ok");
+  std::printf("ok%s%s\n", rest.empty() ? "" : " ", rest.empty() ? "" : rest.dump().c_str());
+  return 0;
+}
+
+Result<ControlConfig> resolve_target(const std::string& config, const std::string& run_dir) {
+  ControlConfig c;
+  if (!config.empty()) {
+    auto r = control_config_from_file(config);
+    if (!r) return r.error();
+    c = r.value();
+  } else {
+    c = default_control_config();
+  }
+  if (!run_dir.empty()) {
+    // Keep file names, move them under the new directory.
+    auto base = [](const std::string& p) { return p.substr(p.rfind('/') + 1); };
+    c.socket = run_dir + "/" + base(c.socket);
+    c.stats = run_dir + "/" + base(c.stats);
+    c.run_dir = run_dir;
+  }
+  return c;
+}
+
+}  // namespace cw::ctl

@@ -1,0 +1,83 @@
+// corewirectl: runs and supervises the corewire dataplane, serves admin HTTP, and talks to a
+// running dataplane through its control socket and stats segment. See docs/management.md.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "control/cli.hh"
+
+int main(int argc, char** argv) {
+  using namespace cw::ctl;
+  CLI::App app{"corewirectl: manage a corewire dataplane"};
+  app.require_subcommand(1);
+  app.fallthrough();  // global options may follow the subcommand
+  std::string config, run_dir, socket, stats;
+  bool json = false;
+  app.add_option("-c,--config", config, "corewire.toml (its [control] section names the paths)");
+  app.add_option("--run-dir", run_dir, "override control.run_dir");
+  app.add_option("--socket", socket, "override the control socket path");
+  app.add_option("--stats", stats, "override the stats segment path");
+  app.add_flag("--json", json, "machine-readable output");
+
+  RunOptions ro;
+  auto* run = app.add_subcommand("run", "validate the config, start and supervise corewire, serve admin HTTP");
+  run->add_option("--corewire", ro.corewire, "dataplane executable (default: next to corewirectl)");
+  run->add_option("--admin-port", ro.admin_port, "admin HTTP port on 127.0.0.1 (0 = off)");
+  run->add_option("--backoff-ms", ro.backoff_initial_ms, "first restart delay after a crash");
+  run->add_option("--backoff-max-ms", ro.backoff_max_ms, "longest restart delay");
+  run->add_option("args", ro.extra_args, "extra corewire arguments (after --)");
+
+  auto* status = app.add_subcommand("status", "dataplane status");
+  bool watch = false;
+  int interval_ms = 1000, count = 0;
+  auto* st = app.add_subcommand("stats", "counters from the stats segment");
+  st->add_flag("-w,--watch", watch, "repeat, showing rates");
+  st->add_option("-i,--interval-ms", interval_ms, "watch interval")->check(CLI::Range(50, 600000));
+  st->add_option("-n,--count", count, "stop after N updates (0 = until interrupted)");
+  auto* top = app.add_subcommand("top", "per-worker rates, refreshed");
+  top->add_option("-i,--interval-ms", interval_ms, "refresh interval")->check(CLI::Range(50, 600000));
+  top->add_option("-n,--count", count, "stop after N updates (0 = until interrupted)");
+  auto* services = app.add_subcommand("services", "services and their counters");
+  auto* cfg = app.add_subcommand("config", "configuration");
+  cfg->add_subcommand("show", "the running dataplane's configuration")->required();
+  cfg->require_subcommand(1);
+  std::string level;
+  auto* ll = app.add_subcommand("log-level", "change the dataplane's log level");
+  ll->add_option("level", level, "trace|debug|info|warn|error|critical|off")->required();
+  std::string action, name;
+  auto* svc = app.add_subcommand("service", "enable or disable a service");
+  svc->add_option("action", action, "enable|disable")->required()->check(CLI::IsMember({"enable", "disable"}));
+  svc->add_option("name", name, "service name")->required();
+  auto* drain = app.add_subcommand("drain", "stop accepting, finish in-flight requests, exit");
+  auto* shutdown = app.add_subcommand("shutdown", "stop the dataplane now");
+  auto* reload = app.add_subcommand("reload", "reload what can change live (like SIGHUP)");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (run->parsed()) {
+    if (config.empty()) {
+      std::fprintf(stderr, "corewirectl run: -c corewire.toml is required\n");
+      return 2;
+    }
+    ro.config = config;
+    ro.run_dir = run_dir;
+    return cmd_run(ro);
+  }
+  auto target = resolve_target(config, run_dir);
+  if (!target) {
+    std::fprintf(stderr, "corewirectl: %s\n", target.error().message.c_str());
+    return 2;
+  }
+  CliTarget t{socket.empty() ? target->socket : socket, stats.empty() ? target->stats : stats, json};
+  if (status->parsed()) return cmd_status(t);
+  if (st->parsed()) return cmd_stats(t, watch, interval_ms, count);
+  if (top->parsed()) return cmd_top(t, interval_ms, count);
+  if (services->parsed()) return cmd_services(t);
+  if (cfg->parsed()) return cmd_request(t, {{"cmd", "config"}});
+  if (ll->parsed()) return cmd_request(t, {{"cmd", "log-level"}, {"level", level}});
+  if (svc->parsed()) return cmd_request(t, {{"cmd", "service"}, {"name", name}, {"enable", action == "enable"}});
+  if (drain->parsed()) return cmd_request(t, {{"cmd", "drain"}});
+  if (shutdown->parsed()) return cmd_request(t, {{"cmd", "shutdown"}});
+  if (reload->parsed()) return cmd_request(t, {{"cmd", "reload"}});
+  return 2;
+}

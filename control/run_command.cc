@@ -1,0 +1,164 @@
+// corewirectl run: validate, start (or re-attach to) and supervise the dataplane, serve admin
+// HTTP, tell systemd (Type=notify), turn SIGTERM/SIGINT into a graceful drain and SIGHUP into
+// a live reload.
+#include <limits.h>
+#include <signal.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+#include "control/admin_http.hh"
+#include "control/cli.hh"
+#include "control/supervisor.hh"
+
+namespace cw::ctl {
+
+namespace {
+
+constexpr auto kLoopPeriod = std::chrono::milliseconds(20);  // supervision granularity
+constexpr auto kStopGrace = std::chrono::milliseconds(2000);  // beyond the drain deadline
+
+void log(const char* fmt, auto... args) {
+  std::fprintf(stderr, "corewirectl: ");
+  std::fprintf(stderr, fmt, args...);
+  std::fprintf(stderr, "\n");
+}
+
+// The dataplane next to corewirectl, else in the build tree's app/server/.
+std::string find_corewire() {
+  char self[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return "corewire";
+  self[n] = 0;
+  std::string dir(self);
+  dir.resize(dir.rfind('/'));
+  for (const std::string& p : {dir + "/corewire", dir + "/../app/server/corewire"})
+    if (::access(p.c_str(), X_OK) == 0) return p;
+  return dir + "/corewire";
+}
+
+}  // namespace
+
+int cmd_run(const RunOptions& o) {
+  if (!o.run_dir.empty()) {
+    log("run: set control.run_dir in %s (the dataplane reads it there)", o.config.c_str());
+    return 2;
+  }
+  auto cfgr = resolve_target(o.config, "");
+  if (!cfgr) {
+    log("%s", cfgr.error().message.c_str());
+    return 2;
+  }
+  ControlConfig cfg = cfgr.value();
+  if (o.admin_port >= 0) cfg.admin_port = uint16_t(o.admin_port);
+  if (auto d = ensure_run_dir(cfg.run_dir); !d) {
+    log("%s", d.error().message.c_str());
+    return 2;
+  }
+
+  SupervisorConfig sc;
+  sc.program = o.corewire.empty() ? find_corewire() : o.corewire;
+  sc.args = {"-c", o.config};
+  sc.args.insert(sc.args.end(), o.extra_args.begin(), o.extra_args.end());
+  sc.backoff_initial = std::chrono::milliseconds(o.backoff_initial_ms);
+  sc.backoff_max = std::chrono::milliseconds(o.backoff_max_ms);
+  Supervisor sup(sc);
+
+  // Signals are taken synchronously by this loop; threads started below inherit the mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&sigs, s);
+  ::pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  AdminState st;
+  st.socket = cfg.socket;
+
+  // Re-attach to a dataplane left running by a previous corewirectl, else start one.
+  if (auto r = control_request(cfg.socket, {{"cmd", "status"}}, 1000); r && r.value().value("ok", false)) {
+    const pid_t pid = r.value().value("pid", -1);
+    if (auto a = sup.adopt(pid); !a) {
+      log("%s", a.error().message.c_str());
+      return 1;
+    }
+    log("re-attached to the running dataplane, pid %d", int(pid));
+  } else {
+    if (auto s = sup.start(); !s) {
+      log("%s", s.error().message.c_str());
+      return 2;
+    }
+    log("started %s (pid %d)", sc.program.c_str(), int(sup.pid()));
+  }
+
+  std::unique_ptr<AdminHttp> http;
+  if (cfg.admin_port != 0) {
+    auto h = AdminHttp::start(cfg.admin_host, cfg.admin_port, st);
+    if (!h) {
+      log("%s", h.error().message.c_str());
+      sup.stop(SIGTERM, std::chrono::milliseconds(cfg.drain_timeout_ms) + kStopGrace);
+      return 2;
+    }
+    http = std::move(h.value());
+    log("admin HTTP on http://%s:%u/", cfg.admin_host.c_str(), unsigned(http->port()));
+  }
+
+  bool notified_ready = false;
+  uint64_t seen_restarts = 0;
+  int exit_code = 0;
+  for (;;) {
+    // 1. Supervise: reap, restart after backoff.
+    if (sup.poll()) {
+      if (!sup.running() && !sup.finished())
+        log("dataplane %s; restart in %lld ms", sup.last_exit().c_str(),
+            (long long)sup.pending_backoff().count());
+      if (sup.restarts() != seen_restarts) {
+        seen_restarts = sup.restarts();
+        log("dataplane restarted (pid %d, restart #%llu)", int(sup.pid()), (unsigned long long)seen_restarts);
+        sd_notifyf(0, "STATUS=restarted after: %s", sup.last_exit().c_str());
+      }
+    }
+    if (sup.finished()) {
+      log("dataplane %s; exiting", sup.last_exit().c_str());
+      exit_code = sup.last_exit_code() == 0 ? 0 : 1;
+      break;
+    }
+    // 2. Follow the segment (new file after each dataplane start).
+    {
+      std::lock_guard g(st.mu);
+      if (!st.reader || st.reader->replaced()) {
+        auto r = SegmentReader::open(cfg.stats);
+        if (r && r->pid() == sup.pid()) st.reader = std::make_unique<SegmentReader>(std::move(r.value()));
+        else if (st.reader && st.reader->replaced()) st.reader.reset();
+      }
+      st.up = sup.running();
+      st.pid = sup.pid();
+      st.adopted = sup.adopted();
+      st.restarts = sup.restarts();
+      st.last_exit = sup.last_exit();
+      if (!notified_ready && st.reader && st.reader->pid() == sup.pid()) {
+        sd_notifyf(0, "READY=1\nMAINPID=%d\nSTATUS=serving (dataplane pid %d)", int(::getpid()), int(sup.pid()));
+        notified_ready = true;
+      }
+    }
+    // 3. Signals.
+    timespec ts{0, long(std::chrono::nanoseconds(kLoopPeriod).count())};
+    const int sig = ::sigtimedwait(&sigs, nullptr, &ts);
+    if (sig == SIGHUP) {
+      auto r = control_request(cfg.socket, {{"cmd", "reload"}});
+      log("reload: %s", r ? r.value().dump().c_str() : r.error().message.c_str());
+    } else if (sig == SIGTERM || sig == SIGINT) {
+      sd_notify(0, "STOPPING=1\nSTATUS=draining");
+      log("%s: draining the dataplane (deadline %u ms)", ::strsignal(sig), cfg.drain_timeout_ms);
+      // The dataplane drains on SIGTERM; after the deadline (+grace) it is killed.
+      const std::string why = sup.stop(SIGTERM, std::chrono::milliseconds(cfg.drain_timeout_ms) + kStopGrace);
+      log("dataplane %s", why.c_str());
+      break;
+    }
+  }
+  http.reset();
+  return exit_code;
+}
+
+}  // namespace cw::ctl

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""End-to-end test of `corewirectl run` (stdlib only).
+
+usage: corewirectl_run_test.py CTL DATAPLANE [--config-base FILE] [--udp-port-arg] [-- extra dataplane args]
+
+Starts `corewirectl run` on a config whose [control] section points at a temporary run dir,
+sends UDP datagrams to the dataplane and checks /metrics, kills the dataplane with SIGKILL
+(served again within 2 s, restart counted), kills corewirectl with SIGKILL (the dataplane keeps
+serving; a new corewirectl re-attaches), and finally drains with SIGTERM.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+CTL = DATAPLANE = None
+CONFIG_BASE = None   # the dataplane's own config text ([control] is appended)
+UDP_PORT = None      # the port the dataplane echoes on
+EXTRA = []
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_for(pred, timeout, what):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            v = pred()
+            if v:
+                return v
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+
+
+class CorewirectlRun(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="cw-run-")
+        self.admin = free_port()
+        self.cfg = os.path.join(self.dir, "corewire.toml")
+        with open(self.cfg, "w") as f:
+            f.write(CONFIG_BASE or "")
+            f.write('\n[control]\nrun_dir = "%s/run"\nadmin = "127.0.0.1:%d"\npublish_ms = 5\n'
+                    'drain_timeout_ms = 1000\n' % (self.dir, self.admin))
+        self.procs = []
+
+    def tearDown(self):
+        if True:  # corewirectl logs, shown by meson on failure
+            for i in range(len(self.procs)):
+                path = os.path.join(self.dir, "corewirectl-%d.log" % i)
+                if os.path.exists(path):
+                    with open(path) as f:
+                        sys.stderr.write("--- %s\n%s" % (path, f.read()))
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        # A dataplane left running (re-attach case) is found through the socket.
+        subprocess.run([CTL, "-c", self.cfg, "shutdown"], capture_output=True, timeout=10)
+        subprocess.run(["rm", "-rf", self.dir])
+
+    def start_ctl(self):
+        args = [CTL, "-c", self.cfg, "run", "--corewire", DATAPLANE, "--backoff-ms", "50",
+                "--backoff-max-ms", "200"]
+        if EXTRA:
+            args += ["--"] + EXTRA
+        log = open(os.path.join(self.dir, "corewirectl-%d.log" % len(self.procs)), "w")
+        p = subprocess.Popen(args, stderr=log)
+        log.close()
+        self.procs.append(p)
+        return p
+
+    def http(self, path, method="GET"):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.admin, path), method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def metric(self, name):
+        _, text = self.http("/metrics")
+        total, found = 0.0, False
+        for line in text.splitlines():
+            m = re.match(r"^%s(\{[^}]*\})? (\S+)$" % re.escape(name), line)
+            if m:
+                total += float(m.group(2))
+                found = True
+        return total if found else None
+
+    def status(self):
+        code, body = self.http("/status")
+        return json.loads(body)
+
+    def echo(self, n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(1.0)
+        got = 0
+        try:
+            for i in range(n):
+                s.sendto(b"ping %d" % i, ("127.0.0.1", UDP_PORT))
+                try:
+                    data, _ = s.recvfrom(2048)
+                    got += bool(data)
+                except socket.timeout:
+                    pass
+        finally:
+            s.close()
+        return got
+
+    def test_supervise_metrics_restart_reattach_drain(self):
+        ctl = self.start_ctl()
+        wait_for(lambda: self.http("/ready")[0] == 200, 10, "/ready")
+        pid1 = self.status()["dataplane"]["pid"]
+
+        # Counters: what the client sent is what /metrics shows.
+        self.assertEqual(self.echo(10), 10)
+        wait_for(lambda: self.metric("corewire_io_rx_datagrams_total") == 10, 5, "rx == 10 in /metrics")
+        self.assertEqual(self.metric("corewire_restarts_total"), 0)
+        self.assertEqual(self.http("/drain")[0], 405, "mutations are POST only")
+
+        # kill -9 the dataplane: serving again within 2 s, restart counted.
+        t0 = time.monotonic()
+        os.kill(pid1, signal.SIGKILL)
+        wait_for(lambda: self.metric("corewire_restarts_total") == 1, 2, "restart counted")
+        wait_for(lambda: self.echo(1) == 1, 2 - (time.monotonic() - t0) + 0.5, "echo after restart")
+        self.assertLess(time.monotonic() - t0, 2.5)
+        st = self.status()
+        pid2 = st["dataplane"]["pid"]
+        self.assertNotEqual(pid1, pid2)
+        self.assertIn("signal 9", st["supervisor"]["last_exit"])
+        wait_for(lambda: self.metric("corewire_io_rx_datagrams_total") is not None and
+                 self.metric("corewire_io_rx_datagrams_total") >= 1, 2, "new segment in /metrics")
+
+        # kill -9 corewirectl: the dataplane keeps serving; a new corewirectl re-attaches.
+        ctl.kill()
+        ctl.wait()
+        self.assertEqual(self.echo(3), 3)
+        os.kill(pid2, 0)  # still alive
+        ctl2 = self.start_ctl()
+        wait_for(lambda: self.status()["supervisor"]["adopted"], 5, "re-attach")
+        self.assertEqual(self.status()["dataplane"]["pid"], pid2)
+
+        # CLI over the socket and the segment.
+        out = subprocess.run([CTL, "-c", self.cfg, "--json", "status"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(json.loads(out.stdout)["pid"], pid2)
+        out = subprocess.run([CTL, "-c", self.cfg, "stats", "--json"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(json.loads(out.stdout)["pid"], pid2)
+        out = subprocess.run([CTL, "-c", self.cfg, "service", "disable", "nope"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("no service named", out.stderr)
+
+        # SIGTERM: graceful drain, both exit cleanly.
+        ctl2.send_signal(signal.SIGTERM)
+        self.assertEqual(ctl2.wait(timeout=10), 0)
+        wait_for(lambda: subprocess.run(["kill", "-0", str(pid2)], capture_output=True).returncode != 0,
+                 5, "dataplane exit")
+
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if "--" in argv:
+        i = argv.index("--")
+        argv, EXTRA = argv[:i], argv[i + 1:]
+    CTL, DATAPLANE = os.path.abspath(argv[0]), os.path.abspath(argv[1])
+    rest = argv[2:]
+    if "--config-base" in rest:
+        with open(rest[rest.index("--config-base") + 1]) as f:
+            CONFIG_BASE = f.read()
+    if "--udp-port" in rest:
+        UDP_PORT = int(rest[rest.index("--udp-port") + 1])
+    else:
+        UDP_PORT = free_port(socket.SOCK_DGRAM)
+        EXTRA = EXTRA + ["--udp-port", str(UDP_PORT)]
+    unittest.main(argv=[sys.argv[0]], verbosity=2)
