@@ -43,52 +43,6 @@ void* map_anon(size_t bytes) {
 
 size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
-sockaddr_in to_sockaddr(Endpoint ep) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = ep.addr_be;
-  a.sin_port = ep.port_be;
-  return a;
-}
-
-// Opens and binds one socket of `spec` (SO_REUSEPORT for servers; listening for TCP).
-// Sockets are blocking: io_uring issues every operation non-blocking itself and falls back
-// to its internal poll, and IORING_OP_CONNECT is simplest on a blocking socket.
-Result<int> open_socket(const SocketSpec& spec, Endpoint bind_to) {
-  const bool udp = spec.transport == Transport::udp;
-  const std::string what = std::string(udp ? "udp " : "tcp ") + to_string(bind_to);
-  const int fd = ::socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
-  if (fd < 0) return make_error(what + ": socket: " + errstr(errno));
-  const int one = 1;
-  if (spec.server) {
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-      const int e = errno;
-      ::close(fd);
-      return make_error(what + ": SO_REUSEPORT: " + errstr(e));
-    }
-  }
-  const sockaddr_in a = to_sockaddr(bind_to);
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
-    const int e = errno;
-    ::close(fd);
-    return make_error(what + ": bind: " + errstr(e));
-  }
-  if (!udp && ::listen(fd, uring::kListenBacklog) != 0) {
-    const int e = errno;
-    ::close(fd);
-    return make_error(what + ": listen: " + errstr(e));
-  }
-  return fd;
-}
-
-Endpoint local_endpoint(int fd) {
-  sockaddr_in a{};
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  return Endpoint{a.sin_addr.s_addr, a.sin_port};
-}
-
 // Sets up a ring with the given flags; returns 0 or -errno.
 int init_ring(io_uring* ring, unsigned sq, unsigned cq, unsigned flags) {
   io_uring_params p{};
@@ -190,25 +144,26 @@ Result<void> probe_ring(io_uring& ring, uring::BufRing& br) {
   // through a multishot request that stays armed.
   if (auto b = setup_buf_ring(&ring, br, 0, 2, 256); !b)
     return make_error(b.error().message + " (provided-buffer rings need Linux >= 5.19)");
-  SocketSpec spec{Transport::udp, Endpoint{htonl(INADDR_LOOPBACK), 0}, false};
-  auto fd = open_socket(spec, spec.bind);
+  auto fd = kernel::open_udp(Endpoint{htonl(INADDR_LOOPBACK), 0}, false);
   if (!fd) return make_error("io_uring probe: " + fd.error().message);
+  auto self_ep = kernel::local_endpoint(fd->get());
+  if (!self_ep) return make_error("io_uring probe: " + self_ep.error().message);
   msghdr mh{};
   mh.msg_namelen = sizeof(sockaddr_in);
   io_uring_sqe* sqe = io_uring_get_sqe(&ring);
-  io_uring_prep_recvmsg_multishot(sqe, *fd, &mh, 0);
+  io_uring_prep_recvmsg_multishot(sqe, fd->get(), &mh, 0);
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = 0;
   io_uring_submit(&ring);
-  const sockaddr_in self = to_sockaddr(local_endpoint(*fd));
+  const sockaddr_in self = kernel::to_sockaddr(*self_ep);
   const char ping = 'p';
-  sendto(*fd, &ping, 1, 0, reinterpret_cast<const sockaddr*>(&self), sizeof self);
+  sendto(fd->get(), &ping, 1, 0, reinterpret_cast<const sockaddr*>(&self), sizeof self);
   __kernel_timespec ts{1, 0};
   io_uring_cqe* cqe = nullptr;
   const int r = io_uring_wait_cqe_timeout(&ring, &cqe, &ts);
   const bool armed = r == 0 && cqe->res > 0 && (cqe->flags & IORING_CQE_F_MORE);
   const int res = r == 0 ? cqe->res : r;
-  ::close(*fd);  // the ring still holds the file until it is torn down
+  fd->reset();  // the ring still holds the file until it is torn down
   if (!armed)
     return make_error("kernel io_uring lacks multishot recvmsg (need Linux >= 6.0): " +
                       errstr(res));
@@ -281,35 +236,17 @@ Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& cfg,
                 cfg.tx_buffers, cfg.max_datagram);
   b->features_ = line;
 
-  // Open every socket now so bind errors surface before any thread starts. Server specs
-  // with port 0 take the port the first worker's bind picked.
-  b->fds_.assign(cfg.workers, std::vector<int>(specs.size(), -1));
-  b->bound_.assign(specs.size(), Endpoint{});
-  for (size_t s = 0; s < specs.size(); ++s) {
-    const SocketSpec& spec = specs[s];
-    b->bound_[s] = spec.bind;
-    if (spec.transport == Transport::tcp && !spec.server) continue;  // per connection
-    for (unsigned w = 0; w < cfg.workers; ++w) {
-      Endpoint at = spec.bind;
-      if (spec.server && w > 0) at = b->bound_[s];
-      auto fd = open_socket(spec, at);
-      if (!fd) return fd.error();
-      b->fds_[w][s] = *fd;
-      if (w == 0) b->bound_[s] = local_endpoint(*fd);
-    }
-  }
+  // Open every socket now so bind errors surface before any thread starts.
+  kernel::raise_nofile_limit(kernel::nofile_wanted(cfg, specs.size()));
+  auto set = kernel::open_socket_set(specs, cfg.workers);
+  if (!set) return set.error();
+  b->sockets_ = std::move(*set);
   return b;
-}
-
-UringBackend::~UringBackend() {
-  for (auto& row : fds_)
-    for (int fd : row)
-      if (fd >= 0) ::close(fd);
 }
 
 Result<std::unique_ptr<UringWorker>> UringBackend::open_worker(unsigned i) {
   if (i >= cfg_.workers) return make_error("io_uring: no worker " + std::to_string(i));
-  std::unique_ptr<UringWorker> w(new UringWorker);
+  std::unique_ptr<UringWorker> w(new UringWorker(cfg_.max_conns));
   w->id_ = i;
   w->cfg_ = cfg_;
   w->plan_ = plan_;
@@ -329,57 +266,37 @@ Result<std::unique_ptr<UringWorker>> UringBackend::open_worker(unsigned i) {
       !ok)
     return make_error(who + ok.error().message);
 
-  // Datagram tx slots.
-  w->tx_stride_ = uint32_t(round_up(cfg_.max_datagram, 64));
-  w->tx_mem_bytes_ = round_up(size_t(cfg_.tx_buffers) * w->tx_stride_, 4096);
-  w->tx_mem_ = static_cast<uint8_t*>(map_anon(w->tx_mem_bytes_));
-  if (!w->tx_mem_) return make_error(who + "cannot map tx buffers");
-  w->tx_.resize(cfg_.tx_buffers);
-  for (uint32_t t = 0; t < cfg_.tx_buffers; ++t) {
-    UringWorker::TxSlot& s = w->tx_[t];
-    s.msg = msghdr{};
-    s.msg.msg_name = &s.to;
-    s.msg.msg_namelen = sizeof s.to;
-    s.msg.msg_iov = &s.iov;
-    s.msg.msg_iovlen = 1;
-    s.iov.iov_base = w->tx_mem_ + size_t(t) * w->tx_stride_;
-    s.next_free = t + 1 < cfg_.tx_buffers ? t + 1 : ~0u;
+  // Datagram tx buffers and their sendmsg headers (pointing at the buffer, fixed for life).
+  auto tx = kernel::TxPool::create(cfg_.tx_buffers, kernel::kTxLargeBuffers, cfg_.max_datagram);
+  if (!tx) return make_error(who + tx.error().message);
+  w->tx_ = std::move(*tx);
+  w->txmsg_.resize(w->tx_.count());
+  for (uint32_t t = 0; t < w->tx_.count(); ++t) {
+    UringWorker::TxMsg& m = w->txmsg_[t];
+    m.msg = msghdr{};
+    m.msg.msg_name = &m.to;
+    m.msg.msg_namelen = sizeof m.to;
+    m.msg.msg_iov = &m.iov;
+    m.msg.msg_iovlen = 1;
+    m.iov.iov_base = w->tx_.data(t);
   }
-  w->tx_free_ = 0;
-
-  // Connection table and output regions.
-  w->out_stride_ = round_up(size_t(cfg_.conn_out_limit) * 2, 4096);
-  w->out_mem_bytes_ = w->out_stride_ * cfg_.max_conns;
-  w->out_mem_ = static_cast<uint8_t*>(map_anon(w->out_mem_bytes_));
-  if (!w->out_mem_)
-    return make_error(who + "cannot reserve " + std::to_string(w->out_mem_bytes_ >> 20) +
-                      " MiB of address space for connection output (max_conns x 2 x " +
-                      "conn_out_limit; lower one of them)");
-  w->conns_.resize(cfg_.max_conns);
-  for (uint32_t c = 0; c < cfg_.max_conns; ++c) {
-    w->conns_[c].out = w->out_mem_ + c * w->out_stride_;
-    w->conns_[c].next_free = c + 1 < cfg_.max_conns ? c + 1 : ~0u;
-  }
-  w->conn_free_ = 0;
-  w->closed_pending_.reserve(cfg_.max_conns);
   w->dirty_.reserve(cfg_.max_conns);
 
-  w->wake_fd_ = eventfd(0, EFD_CLOEXEC);
-  if (w->wake_fd_ < 0) return make_error(who + "eventfd: " + errstr(errno));
+  w->wake_fd_ = kernel::Fd(eventfd(0, EFD_CLOEXEC));
+  if (!w->wake_fd_.valid()) return make_error(who + "eventfd: " + errstr(errno));
 
   // Take this worker's sockets and arm them.
   w->recv_msg_.msg_namelen = sizeof(sockaddr_in);
+  std::vector<kernel::Fd> fds = sockets_.take(i);
   w->socks_.resize(specs_.size());
   for (size_t s = 0; s < specs_.size(); ++s) {
     UringWorker::Sock& k = w->socks_[s];
     k.transport = specs_[s].transport;
     k.server = specs_[s].server;
     k.bind = specs_[s].bind;
-    k.fd = std::exchange(fds_[i][s], -1);
-  }
-  for (size_t s = 0; s < specs_.size(); ++s) {
-    if (w->socks_[s].fd < 0) continue;
-    if (w->socks_[s].transport == Transport::udp)
+    k.fd = std::move(fds[s]);
+    if (!k.fd.valid()) continue;
+    if (k.transport == Transport::udp)
       w->arm_udp(SocketId(s));
     else
       w->arm_accept(SocketId(s));
@@ -391,18 +308,17 @@ Result<std::unique_ptr<UringWorker>> UringBackend::open_worker(unsigned i) {
 }
 
 UringWorker::~UringWorker() {
-  // Closing the ring cancels and reaps every request that is still armed; only then are
-  // the buffers the kernel might still write unmapped.
+  // Closing the ring cancels and reaps every request still armed; only then are buffers the
+  // kernel might still write unmapped (members are destroyed after this body).
   if (ring_ok_) io_uring_queue_exit(&ring_);
-  for (auto& s : socks_)
+  for (uint32_t i = 0; i < conns_.high_water(); ++i) {
+    auto& s = conns_.at(i);
+    if (s.state == kernel::ConnState::free) continue;
     if (s.fd >= 0) ::close(s.fd);
-  for (auto& c : conns_)
-    if (c.fd >= 0) ::close(c.fd);
-  if (wake_fd_ >= 0) ::close(wake_fd_);
+    s.x.out.clear(chunks_);
+  }
   free_buf_ring(udp_);
   free_buf_ring(tcp_);
-  if (tx_mem_) munmap(tx_mem_, tx_mem_bytes_);
-  if (out_mem_) munmap(out_mem_, out_mem_bytes_);
 }
 
 }  // namespace cw::dp
