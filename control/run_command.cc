@@ -1,7 +1,10 @@
 // corewirectl run: validate, start (or re-attach to) and supervise the dataplane, serve admin
 // HTTP, tell systemd (Type=notify), turn SIGTERM/SIGINT into a graceful drain and SIGHUP into
 // a live reload.
+#include <fcntl.h>
 #include <limits.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -40,6 +43,23 @@ std::string find_corewire() {
   return dir + "/corewire";
 }
 
+// Runs "<program> --check-config <args>" (stdout discarded); its exit code, or -1.
+int check_config(const std::string& program, const std::vector<std::string>& args) {
+  std::vector<char*> argv{const_cast<char*>(program.c_str()), const_cast<char*>("--check-config")};
+  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, program.c_str(), &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return -1;
+  int st = 0;
+  if (::waitpid(pid, &st, 0) != pid || !WIFEXITED(st)) return -1;
+  return WEXITSTATUS(st);
+}
+
 }  // namespace
 
 int cmd_run(const RunOptions& o) {
@@ -66,6 +86,12 @@ int cmd_run(const RunOptions& o) {
   sc.backoff_initial = std::chrono::milliseconds(o.backoff_initial_ms);
   sc.backoff_max = std::chrono::milliseconds(o.backoff_max_ms);
   Supervisor sup(sc);
+  // The dataplane validates its own config (one line naming file, line and key on error).
+  if (const int rc = check_config(sc.program, sc.args); rc != 0) {
+    log("%s --check-config %s: %s", sc.program.c_str(), o.config.c_str(),
+        rc < 0 ? "cannot run it" : "configuration rejected");
+    return 2;
+  }
 
   // Signals are taken synchronously by this loop; threads started below inherit the mask.
   sigset_t sigs;

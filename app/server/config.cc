@@ -124,8 +124,12 @@ class Parser {
         } else {
           for (size_t i = 0; i < a->size(); ++i) service(*a->get(i)->as_table(), i);
         }
+      } else if (k == "control") {
+        auto c = ctl::control_config_from(root);  // reads [control]; errors name the key
+        if (c) cfg_.control = c.value(), cfg_.control_explicit = true;
+        else fail(line, "control", c.error().message);
       } else {
-        fail(line, k.str(), "unknown section (known: runtime, log, service)");
+        fail(line, k.str(), "unknown section (known: runtime, log, service, control)");
       }
       if (err_) return *err_;
     }

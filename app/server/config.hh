@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "app/runtime/worker.hh"
+#include "control/control_config.hh"
 #include "dataplane/io.hh"
 #include "dataplane/result.hh"
 
@@ -55,6 +56,10 @@ struct ServerConfig {
   uint32_t listen_be = 0;     // default service address (network byte order)
   std::string log_level = "info";
   std::vector<ServiceConfig> services;
+  // [control] (control/control_config.hh): run dir, control socket, stats segment. Without
+  // the section, management runs at the default paths but is not required to start.
+  ctl::ControlConfig control = ctl::default_control_config();
+  bool control_explicit = false;
 
   // After finalize(): the endpoint each service transport binds (port may be 0).
   dp::Endpoint endpoint(const ListenSpec& l) const {

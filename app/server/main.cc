@@ -1,6 +1,9 @@
 // corewire: the server. Reads the config (file + command line), starts the per-core runtime
 // with the configured services, logs the endpoints it actually bound, and runs until SIGINT
-// or SIGTERM; then stops the workers, logs the counters and exits 0.
+// or SIGTERM; then drains (waits, up to control.drain_timeout_ms, for open connections to
+// close), stops the workers, logs the counters and exits 0. Management (control/): the stats
+// segment and the control socket run on one control thread; SIGHUP reloads the config and
+// applies what can change live (the log level), naming the keys that need a restart.
 //
 // Exit codes: 0 clean stop (or --help/--version/--check-config ok), 1 start-up failed
 // (bind, backend, pinning), 2 bad configuration or command line.
@@ -9,12 +12,14 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
 #include "app/runtime/launch.hh"
 #include "app/server/config.hh"
 #include "app/server/services.hh"
+#include "control/dataplane_control.hh"
 
 namespace {
 
@@ -78,6 +83,23 @@ void log_counters(const rt::Runtime<server::Services>& r) {
       unknown);
 }
 
+// SIGHUP / "reload": re-reads the config; the log level applies live, any other difference
+// is named as needing a restart.
+ctl::Json reload(const server::CommandLine& cl, const server::ServerConfig& running) {
+  auto next = server::load(cl);
+  if (!next) return {{"ok", false}, {"error", next.error().message}};
+  ctl::Json applied = ctl::Json::array(), restart = ctl::Json::array();
+  if (next.value().log_level != running.log_level) {
+    spdlog::set_level(spdlog::level::from_str(next.value().log_level));
+    applied.push_back("log.level = " + next.value().log_level);
+  }
+  const auto was = server::describe(running), now = server::describe(next.value());
+  for (const auto& l : now)
+    if (std::find(was.begin(), was.end(), l) == was.end() && l.find("log") == std::string::npos)
+      restart.push_back(l);
+  return {{"applied", applied}, {"restart_needed", restart}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -106,6 +128,8 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_sigs);
   sigaddset(&stop_sigs, SIGINT);
   sigaddset(&stop_sigs, SIGTERM);
+  sigaddset(&stop_sigs, SIGHUP);   // reload
+  sigaddset(&stop_sigs, SIGUSR1);  // immediate stop, raised by the "shutdown" command
   pthread_sigmask(SIG_BLOCK, &stop_sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -130,10 +154,44 @@ int main(int argc, char** argv) {
   }
   spdlog::info("ready (backend {}, pid {})", runtime.backend_name(), getpid());
 
-  int sig = 0;
-  while (sigwait(&stop_sigs, &sig) != 0) {
+  // Management: stats segment + control socket. Required when [control] is configured; with
+  // the defaults only, a failure (e.g. another corewire owns the default socket) is logged.
+  using Rt = rt::Runtime<server::Services>;
+  ctl::DataplaneHooks hooks;
+  hooks.set_log_level = [](const std::string& l) {
+    const auto lv = spdlog::level::from_str(l);
+    if (lv == spdlog::level::off && l != "off") return "unknown level '" + l + "'";
+    spdlog::set_level(lv);
+    return std::string();
+  };
+  hooks.config_json = [&cfg] { return ctl::Json(server::describe(cfg)); };
+  hooks.reload = [&cl, &cfg] { return reload(cl, cfg); };
+  hooks.request_exit = [](bool drain) { kill(getpid(), drain ? SIGTERM : SIGUSR1); };
+  std::unique_ptr<ctl::DataplaneControl<Rt>> control;
+  if (auto c = ctl::DataplaneControl<Rt>::start(runtime, cfg.control, hooks); c) {
+    control = std::move(c.value());
+    spdlog::info("control socket {}, stats {}", cfg.control.socket, cfg.control.stats);
+  } else if (cfg.control_explicit) {
+    spdlog::error("error: cannot start: {}", c.error().message);
+    return kExitStartFailed;
+  } else {
+    spdlog::warn("management disabled: {}", c.error().message);
   }
-  spdlog::info("{} received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+
+  int sig = 0;
+  for (;;) {
+    if (sigwait(&stop_sigs, &sig) != 0) continue;
+    if (sig != SIGHUP) break;
+    spdlog::info("SIGHUP: reload: {}", reload(cl, cfg).dump());
+  }
+  if (sig == SIGUSR1) {
+    spdlog::info("shutdown requested, stopping");
+  } else {
+    spdlog::info("{} received, draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (control) control->set_state(ctl::State::draining);
+    if (!ctl::wait_drained(runtime, std::chrono::milliseconds(cfg.control.drain_timeout_ms)))
+      spdlog::warn("drain deadline passed with connections open; stopping");
+  }
   runtime.stop();
   runtime.join();
   log_counters(runtime);

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -113,7 +114,11 @@ class CorewirectlRun(unittest.TestCase):
         got = 0
         try:
             for i in range(n):
-                s.sendto(b"ping %d" % i, ("127.0.0.1", UDP_PORT))
+                # A sockperf ping (client + pong-request): the real corewire answers it on
+                # its sockperf-echo port and the fake dataplane echoes anything.
+                payload = b"ping %d" % i
+                s.sendto(struct.pack(">QHI", i, 0x3, 14 + len(payload)) + payload,
+                         ("127.0.0.1", UDP_PORT))
                 try:
                     data, _ = s.recvfrom(2048)
                     got += bool(data)
@@ -131,6 +136,8 @@ class CorewirectlRun(unittest.TestCase):
         # Counters: what the client sent is what /metrics shows.
         self.assertEqual(self.echo(10), 10)
         wait_for(lambda: self.metric("corewire_io_rx_datagrams_total") == 10, 5, "rx == 10 in /metrics")
+        self.assertEqual(self.metric("corewire_io_tx_datagrams_total"), 10)
+        self.assertEqual(self.metric("corewire_service_requests_total"), 10)
         self.assertEqual(self.metric("corewire_restarts_total"), 0)
         self.assertEqual(self.http("/drain")[0], 405, "mutations are POST only")
 
@@ -184,8 +191,12 @@ if __name__ == "__main__":
     if "--config-base" in rest:
         with open(rest[rest.index("--config-base") + 1]) as f:
             CONFIG_BASE = f.read()
-    if "--udp-port" in rest:
-        UDP_PORT = int(rest[rest.index("--udp-port") + 1])
+    if "--real" in rest:
+        # The real corewire: its default config with the services on free ports.
+        UDP_PORT = free_port(socket.SOCK_DGRAM)
+        CONFIG_BASE = ('[runtime]\nworkers = 1\n\n[[service]]\nname = "sockperf-echo"\nudp = %d\n'
+                       'tcp = %d\n\n[[service]]\nname = "echo"\nudp = %d\ntcp = %d\n'
+                       % (UDP_PORT, free_port(), free_port(socket.SOCK_DGRAM), free_port()))
     else:
         UDP_PORT = free_port(socket.SOCK_DGRAM)
         EXTRA = EXTRA + ["--udp-port", str(UDP_PORT)]

@@ -44,12 +44,15 @@ int main(int argc, char** argv) {
   int port = 0;
   app.add_option("-c", config)->required();
   app.add_option("--udp-port", port);
+  bool check = false;
+  app.add_flag("--check-config", check);
   CLI11_PARSE(app, argc, argv);
   auto cfg = cw::ctl::control_config_from_file(config);
   if (!cfg) {
     std::fprintf(stderr, "fake_dataplane: %s\n", cfg.error().message.c_str());
     return 2;
   }
+  if (check) return 0;
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
