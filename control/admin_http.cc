@@ -20,7 +20,8 @@ void forward(AdminState& st, const Json& req, httplib::Response& res) {
   auto r = control_request(st.socket, req, kRequestTimeoutMs);
   if (!r) {
     res.status = 503;
-    res.set_content(Json{{"ok", false}, {"error", r.error().message}}.dump() + "\n", "application/json");
+    res.set_content(Json{{"ok", false}, {"error", r.error().message}}.dump() + "\n",
+                    "application/json");
     return;
   }
   reply_json(res, r.value());
@@ -36,7 +37,8 @@ void post_only(httplib::Server& s, const std::string& pattern) {
 
 }  // namespace
 
-Result<std::unique_ptr<AdminHttp>> AdminHttp::start(const std::string& host, uint16_t port, AdminState& st) {
+Result<std::unique_ptr<AdminHttp>> AdminHttp::start(const std::string& host, uint16_t port,
+                                                    AdminState& st) {
   if (host.rfind("127.", 0) != 0 && host != "::1")
     return make_error("admin HTTP: " + host + " is not a loopback address");
   std::unique_ptr<AdminHttp> a(new AdminHttp());
@@ -55,13 +57,18 @@ Result<std::unique_ptr<AdminHttp>> AdminHttp::start(const std::string& host, uin
     Json sup;
     {
       std::lock_guard g(st.mu);
-      sup = {{"dataplane_up", st.up}, {"pid", st.pid}, {"adopted", st.adopted},
-             {"restarts", st.restarts}, {"last_exit", st.last_exit}};
+      sup = {{"dataplane_up", st.up},
+             {"pid", st.pid},
+             {"adopted", st.adopted},
+             {"restarts", st.restarts},
+             {"last_exit", st.last_exit}};
     }
     auto r = control_request(st.socket, {{"cmd", "status"}}, kRequestTimeoutMs);
     Json j{{"ok", bool(r)}, {"supervisor", sup}};
-    if (r) j["dataplane"] = r.value();
-    else j["error"] = r.error().message;
+    if (r)
+      j["dataplane"] = r.value();
+    else
+      j["error"] = r.error().message;
     res.status = r ? 200 : 503;
     res.set_content(j.dump() + "\n", "application/json");
   });
@@ -87,10 +94,14 @@ Result<std::unique_ptr<AdminHttp>> AdminHttp::start(const std::string& host, uin
     forward(st, {{"cmd", "log-level"}, {"level", req.get_param_value("level")}}, res);
   });
   post_only(s, "/log-level");
-  s.Post(R"(/service/([^/]+)/(enable|disable))", [&st](const httplib::Request& req, httplib::Response& res) {
-    forward(st, {{"cmd", "service"}, {"name", req.matches[1].str()}, {"enable", req.matches[2].str() == "enable"}},
-            res);
-  });
+  s.Post(R"(/service/([^/]+)/(enable|disable))",
+         [&st](const httplib::Request& req, httplib::Response& res) {
+           forward(st,
+                   {{"cmd", "service"},
+                    {"name", req.matches[1].str()},
+                    {"enable", req.matches[2].str() == "enable"}},
+                   res);
+         });
   post_only(s, R"(/service/([^/]+)/(enable|disable))");
 
   if (port == 0) {
@@ -99,7 +110,8 @@ Result<std::unique_ptr<AdminHttp>> AdminHttp::start(const std::string& host, uin
     a->port_ = uint16_t(p);
   } else {
     if (!s.bind_to_port(host, port))
-      return make_error("admin HTTP: cannot bind " + host + ":" + std::to_string(port) + " (in use?)");
+      return make_error("admin HTTP: cannot bind " + host + ":" + std::to_string(port) +
+                        " (in use?)");
     a->port_ = port;
   }
   a->thread_ = std::thread([&s] { s.listen_after_bind(); });

@@ -40,7 +40,8 @@ struct AdminState {
 class AdminHttp {
  public:
   // Binds host:port (host must be a loopback address) and serves on its own thread.
-  static Result<std::unique_ptr<AdminHttp>> start(const std::string& host, uint16_t port, AdminState& st);
+  static Result<std::unique_ptr<AdminHttp>> start(const std::string& host, uint16_t port,
+                                                  AdminState& st);
   ~AdminHttp();
   uint16_t port() const { return port_; }
 

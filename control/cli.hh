@@ -23,11 +23,11 @@ int cmd_services(const CliTarget& t);
 int cmd_request(const CliTarget& t, const Json& request);
 
 struct RunOptions {
-  std::string config;                  // corewire.toml
-  std::string corewire;                // dataplane executable ("" = find it)
-  std::vector<std::string> extra_args; // passed to corewire after "-c config"
-  std::string run_dir;                 // overrides control.run_dir ("" = from config)
-  int admin_port = -1;                 // overrides control.admin port (-1 = from config)
+  std::string config;                   // corewire.toml
+  std::string corewire;                 // dataplane executable ("" = find it)
+  std::vector<std::string> extra_args;  // passed to corewire after "-c config"
+  std::string run_dir;                  // overrides control.run_dir ("" = from config)
+  int admin_port = -1;                  // overrides control.admin port (-1 = from config)
   uint32_t backoff_initial_ms = 100, backoff_max_ms = 10'000;
 };
 int cmd_run(const RunOptions& o);

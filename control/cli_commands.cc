@@ -33,8 +33,12 @@ const char* state_name(State s) {
 }
 
 Json snapshot_json(const Snapshot& s) {
-  Json j{{"epoch", s.epoch}, {"pid", s.pid}, {"backend", s.backend}, {"state", state_name(s.state)},
-         {"publish_count", s.publish_count}, {"publish_unix_ns", s.publish_unix_ns}};
+  Json j{{"epoch", s.epoch},
+         {"pid", s.pid},
+         {"backend", s.backend},
+         {"state", state_name(s.state)},
+         {"publish_count", s.publish_count},
+         {"publish_unix_ns", s.publish_unix_ns}};
   Json ws = Json::array();
   for (auto& w : s.workers) {
     Json o, io, g;
@@ -44,7 +48,8 @@ Json snapshot_json(const Snapshot& s) {
     Json svcs = Json::object();
     for (size_t k = 0; k < w.services.size(); ++k) {
       Json c;
-      for (size_t i = 0; i < std::size(kServiceFields); ++i) c[kServiceFields[i].name] = w.services[k].c[i];
+      for (size_t i = 0; i < std::size(kServiceFields); ++i)
+        c[kServiceFields[i].name] = w.services[k].c[i];
       c["latency_buckets"] = w.services[k].buckets;
       c["latency_sum_ns"] = w.services[k].sum_ns;
       svcs[s.services[k]] = c;
@@ -55,17 +60,20 @@ Json snapshot_json(const Snapshot& s) {
   return j;
 }
 
-bool alive(int64_t pid) { return pid > 0 && (::kill(pid_t(pid), 0) == 0 || errno == EPERM); }
+bool alive(int64_t pid) {
+  return pid > 0 && (::kill(pid_t(pid), 0) == 0 || errno == EPERM);
+}
 
 void print_totals(const Snapshot& s) {
   std::printf("dataplane pid %lld (%s), backend %s, %zu worker(s), epoch %016llx\n",
-              (long long)s.pid, alive(s.pid) ? state_name(s.state) : "not running", s.backend.c_str(),
-              s.workers.size(), (unsigned long long)s.epoch);
+              (long long)s.pid, alive(s.pid) ? state_name(s.state) : "not running",
+              s.backend.c_str(), s.workers.size(), (unsigned long long)s.epoch);
   std::printf("%-8s %14s %14s %14s %14s %10s %10s\n", "worker", "rx_dgrams", "tx_dgrams",
               "rx_tcp_bytes", "tx_tcp_bytes", "conns", "drops");
   const size_t rx = io_index("rx_datagrams"), tx = io_index("tx_datagrams"),
                rs = io_index("rx_stream_bytes"), ts = io_index("tx_stream_bytes"),
-               co = io_index("conns_open"), nb = io_index("tx_no_buffer"), tr = io_index("rx_truncated");
+               co = io_index("conns_open"), nb = io_index("tx_no_buffer"),
+               tr = io_index("rx_truncated");
   for (size_t w = 0; w < s.workers.size(); ++w) {
     const auto& io = s.workers[w].io;
     std::printf("%-8zu %14llu %14llu %14llu %14llu %10llu %10llu\n", w, (unsigned long long)io[rx],
@@ -75,10 +83,11 @@ void print_totals(const Snapshot& s) {
   std::printf("\n%-16s %14s %14s %10s %10s %10s\n", "service", "requests", "responses", "errors",
               "malformed", "dropped");
   for (size_t k = 0; k < s.services.size(); ++k)
-    std::printf("%-16s %14llu %14llu %10llu %10llu %10llu\n", s.services[k].c_str(),
-                (unsigned long long)s.service_total(k, 0), (unsigned long long)s.service_total(k, 1),
-                (unsigned long long)s.service_total(k, 2), (unsigned long long)s.service_total(k, 3),
-                (unsigned long long)s.service_total(k, 4));
+    std::printf(
+        "%-16s %14llu %14llu %10llu %10llu %10llu\n", s.services[k].c_str(),
+        (unsigned long long)s.service_total(k, 0), (unsigned long long)s.service_total(k, 1),
+        (unsigned long long)s.service_total(k, 2), (unsigned long long)s.service_total(k, 3),
+        (unsigned long long)s.service_total(k, 4));
 }
 
 int fail(const std::string& msg) {
@@ -95,14 +104,17 @@ int cmd_status(const CliTarget& t) {
     auto s = read_segment(t.stats);
     if (!s) return fail(r.error().message + "; " + s.error().message);
     if (t.json) {
-      std::printf("%s\n", Json{{"ok", false}, {"error", r.error().message}, {"pid", s->pid},
-                               {"running", alive(s->pid)}, {"state", state_name(s->state)}}
+      std::printf("%s\n", Json{{"ok", false},
+                               {"error", r.error().message},
+                               {"pid", s->pid},
+                               {"running", alive(s->pid)},
+                               {"state", state_name(s->state)}}
                               .dump()
                               .c_str());
     } else {
       std::printf("control socket unreachable (%s)\nsegment: pid %lld %s, state %s\n",
-                  r.error().message.c_str(), (long long)s->pid, alive(s->pid) ? "alive" : "not running",
-                  state_name(s->state));
+                  r.error().message.c_str(), (long long)s->pid,
+                  alive(s->pid) ? "alive" : "not running", state_name(s->state));
     }
     return 1;
   }
@@ -112,10 +124,11 @@ int cmd_status(const CliTarget& t) {
     return j.value("ok", false) ? 0 : 1;
   }
   if (!j.value("ok", false)) return fail(j.value("error", "request failed"));
-  std::printf("state       %s\npid         %lld\nbackend     %s\nworkers     %u\nuptime      %.1f s\n"
-              "connections %llu\nservices   ",
-              j.value("state", "").c_str(), j.value("pid", 0LL), j.value("backend", "").c_str(),
-              j.value("workers", 0u), j.value("uptime_s", 0.0), j.value("connections", 0ULL));
+  std::printf(
+      "state       %s\npid         %lld\nbackend     %s\nworkers     %u\nuptime      %.1f s\n"
+      "connections %llu\nservices   ",
+      j.value("state", "").c_str(), j.value("pid", 0LL), j.value("backend", "").c_str(),
+      j.value("workers", 0u), j.value("uptime_s", 0.0), j.value("connections", 0ULL));
   for (auto& n : j["services"]) std::printf(" %s", n.get<std::string>().c_str());
   std::printf("\nsocket      %s\nstats       %s\n", t.socket.c_str(), t.stats.c_str());
   return 0;
@@ -125,8 +138,10 @@ int cmd_stats(const CliTarget& t, bool watch, int interval_ms, int count) {
   auto s = read_segment(t.stats);
   if (!s) return fail(s.error().message);
   if (!watch) {
-    if (t.json) std::printf("%s\n", snapshot_json(s.value()).dump().c_str());
-    else print_totals(s.value());
+    if (t.json)
+      std::printf("%s\n", snapshot_json(s.value()).dump().c_str());
+    else
+      print_totals(s.value());
     return 0;
   }
   // Watch: one line of totals and rates per interval; reopens the segment after a restart.
@@ -134,7 +149,8 @@ int cmd_stats(const CliTarget& t, bool watch, int interval_ms, int count) {
   if (!reader) return fail(reader.error().message);
   Snapshot prev = s.value();
   const size_t rx = io_index("rx_datagrams"), tx = io_index("tx_datagrams");
-  if (!t.json) std::printf("%12s %12s %12s %12s %8s\n", "rx_dgrams", "rx/s", "tx_dgrams", "tx/s", "conns");
+  if (!t.json)
+    std::printf("%12s %12s %12s %12s %8s\n", "rx_dgrams", "rx/s", "tx_dgrams", "tx/s", "conns");
   for (int i = 0; count == 0 || i < count; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
     if (reader->replaced()) {
@@ -153,14 +169,16 @@ int cmd_stats(const CliTarget& t, bool watch, int interval_ms, int count) {
       return a >= b ? double(a - b) / secs : 0.0;
     };
     if (t.json) {
-      std::printf("%s\n", Json{{"rx_datagrams", cur->io_total(rx)}, {"rx_per_s", rate(rx)},
-                               {"tx_datagrams", cur->io_total(tx)}, {"tx_per_s", rate(tx)},
+      std::printf("%s\n", Json{{"rx_datagrams", cur->io_total(rx)},
+                               {"rx_per_s", rate(rx)},
+                               {"tx_datagrams", cur->io_total(tx)},
+                               {"tx_per_s", rate(tx)},
                                {"conns_open", cur->io_total(io_index("conns_open"))}}
                               .dump()
                               .c_str());
     } else {
-      std::printf("%12llu %12.0f %12llu %12.0f %8llu\n", (unsigned long long)cur->io_total(rx), rate(rx),
-                  (unsigned long long)cur->io_total(tx), rate(tx),
+      std::printf("%12llu %12.0f %12llu %12.0f %8llu\n", (unsigned long long)cur->io_total(rx),
+                  rate(rx), (unsigned long long)cur->io_total(tx), rate(tx),
                   (unsigned long long)cur->io_total(io_index("conns_open")));
     }
     std::fflush(stdout);
@@ -174,7 +192,8 @@ int cmd_top(const CliTarget& t, int interval_ms, int count) {
   if (!reader) return fail(reader.error().message);
   auto prev = reader->snapshot();
   if (!prev) return fail(prev.error().message);
-  const size_t rx = io_index("rx_datagrams"), tx = io_index("tx_datagrams"), rs = io_index("rx_stream_bytes");
+  const size_t rx = io_index("rx_datagrams"), tx = io_index("tx_datagrams"),
+               rs = io_index("rx_stream_bytes");
   const bool tty = ::isatty(1);
   for (int i = 0; count == 0 || i < count; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
@@ -182,9 +201,9 @@ int cmd_top(const CliTarget& t, int interval_ms, int count) {
     if (!cur || reader->replaced()) return fail("dataplane restarted; run top again");
     const double secs = interval_ms / 1000.0;
     if (tty) std::printf("\033[H\033[2J");
-    std::printf("corewire pid %lld  backend %s  %s\n%-7s %10s %10s %12s %8s %7s\n", (long long)cur->pid,
-                cur->backend.c_str(), state_name(cur->state), "worker", "rx/s", "tx/s", "tcp_rx_B/s",
-                "conns", "busy%");
+    std::printf("corewire pid %lld  backend %s  %s\n%-7s %10s %10s %12s %8s %7s\n",
+                (long long)cur->pid, cur->backend.c_str(), state_name(cur->state), "worker", "rx/s",
+                "tx/s", "tcp_rx_B/s", "conns", "busy%");
     for (size_t w = 0; w < cur->workers.size(); ++w) {
       const auto &a = cur->workers[w], &b = prev->workers[w];
       auto d = [&](size_t f) { return double(a.io[f] - b.io[f]) / secs; };
@@ -207,8 +226,8 @@ int cmd_services(const CliTarget& t) {
     return j.value("ok", false) ? 0 : 1;
   }
   if (!j.value("ok", false)) return fail(j.value("error", "request failed"));
-  std::printf("%-16s %-8s %14s %14s %10s %10s %10s\n", "service", "enabled", "requests", "responses",
-              "errors", "malformed", "dropped");
+  std::printf("%-16s %-8s %14s %14s %10s %10s %10s\n", "service", "enabled", "requests",
+              "responses", "errors", "malformed", "dropped");
   for (auto& s : j["services"])
     std::printf("%-16s %-8s %14llu %14llu %10llu %10llu %10llu\n", s.value("name", "").c_str(),
                 s.value("enabled", false) ? "yes" : "no", s.value("requests", 0ULL),

@@ -49,16 +49,22 @@ Result<ControlConfig> control_config_from(const toml::table& root) {
       auto num = [&](uint32_t& out, int64_t lo, int64_t hi) -> Result<void> {
         auto i = v.value<int64_t>();
         if (!v.is_integer() || !i || *i < lo || *i > hi)
-          return make_error(where + "must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi));
+          return make_error(where + "must be an integer in " + std::to_string(lo) + ".." +
+                            std::to_string(hi));
         out = uint32_t(*i);
         return {};
       };
       Result<void> r;
-      if (key == "run_dir") r = str(run_dir);
-      else if (key == "socket") r = str(socket);
-      else if (key == "stats") r = str(stats);
-      else if (key == "publish_ms") r = num(c.publish_ms, kMinPublishMs, kMaxPublishMs);
-      else if (key == "drain_timeout_ms") r = num(c.drain_timeout_ms, 0, 600'000);
+      if (key == "run_dir")
+        r = str(run_dir);
+      else if (key == "socket")
+        r = str(socket);
+      else if (key == "stats")
+        r = str(stats);
+      else if (key == "publish_ms")
+        r = num(c.publish_ms, kMinPublishMs, kMaxPublishMs);
+      else if (key == "drain_timeout_ms")
+        r = num(c.drain_timeout_ms, 0, 600'000);
       else if (key == "admin") {
         std::string a;
         r = str(a);
@@ -67,16 +73,19 @@ Result<ControlConfig> control_config_from(const toml::table& root) {
         } else if (r) {
           const size_t colon = a.rfind(':');
           in_addr ip{};
-          if (colon == std::string::npos || ::inet_pton(AF_INET, a.substr(0, colon).c_str(), &ip) != 1)
+          if (colon == std::string::npos ||
+              ::inet_pton(AF_INET, a.substr(0, colon).c_str(), &ip) != 1)
             return make_error(where + "must be \"127.0.0.1:PORT\"");
-          if ((ntohl(ip.s_addr) >> 24) != 127) return make_error(where + "admin HTTP listens on loopback only");
+          if ((ntohl(ip.s_addr) >> 24) != 127)
+            return make_error(where + "admin HTTP listens on loopback only");
           const long port = std::strtol(a.c_str() + colon + 1, nullptr, 10);
           if (port <= 0 || port > 65535) return make_error(where + "port must be 1..65535");
           c.admin_host = a.substr(0, colon);
           c.admin_port = uint16_t(port);
         }
       } else {
-        return make_error(where + "unknown key (run_dir, socket, stats, publish_ms, admin, drain_timeout_ms)");
+        return make_error(
+            where + "unknown key (run_dir, socket, stats, publish_ms, admin, drain_timeout_ms)");
       }
       if (!r) return r.error();
     }

@@ -17,7 +17,9 @@ namespace cw::ctl {
 
 namespace {
 
-std::string sys_error(const std::string& what) { return what + ": " + std::strerror(errno); }
+std::string sys_error(const std::string& what) {
+  return what + ": " + std::strerror(errno);
+}
 
 Result<sockaddr_un> unix_addr(const std::string& path) {
   sockaddr_un a{};
@@ -181,7 +183,8 @@ void ControlServer::run(const std::function<void()>& tick, int tick_ms) {
         c.buf.erase(0, nl + 1);
         if (!line.empty() && line.back() == '\r') line.pop_back();
         if (line.size() > kMaxRequestBytes) {
-          write_all(c.fd, error_line("request longer than " + std::to_string(kMaxRequestBytes) + " bytes"));
+          write_all(c.fd, error_line("request longer than " + std::to_string(kMaxRequestBytes) +
+                                     " bytes"));
           ::close(c.fd);
           c.fd = -1;
           break;
@@ -190,7 +193,8 @@ void ControlServer::run(const std::function<void()>& tick, int tick_ms) {
       }
       // Without a newline the line cannot be framed any more: answer and hang up.
       if (c.fd >= 0 && c.buf.size() > kMaxRequestBytes) {
-        write_all(c.fd, error_line("request longer than " + std::to_string(kMaxRequestBytes) + " bytes"));
+        write_all(c.fd,
+                  error_line("request longer than " + std::to_string(kMaxRequestBytes) + " bytes"));
         ::close(c.fd);
         c.fd = -1;
       }
@@ -241,7 +245,8 @@ Result<std::string> control_request_raw(const std::string& path, const std::stri
     out.append(buf, size_t(n));
   }
   ::close(s);
-  if (out.empty()) return make_error("control socket " + path + ": connection closed without a reply");
+  if (out.empty())
+    return make_error("control socket " + path + ": connection closed without a reply");
   const size_t nl = out.find('\n');
   return nl == std::string::npos ? out : out.substr(0, nl);
 }
@@ -250,7 +255,8 @@ Result<Json> control_request(const std::string& path, const Json& request, int t
   auto r = control_request_raw(path, request.dump() + "\n", timeout_ms);
   if (!r) return r.error();
   Json j = Json::parse(r.value(), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return make_error("control socket " + path + ": reply is not a JSON object");
+  if (j.is_discarded() || !j.is_object())
+    return make_error("control socket " + path + ": reply is not a JSON object");
   return j;
 }
 

@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
   app.add_flag("--json", json, "machine-readable output");
 
   RunOptions ro;
-  auto* run = app.add_subcommand("run", "validate the config, start and supervise corewire, serve admin HTTP");
+  auto* run = app.add_subcommand(
+      "run", "validate the config, start and supervise corewire, serve admin HTTP");
   run->add_option("--corewire", ro.corewire, "dataplane executable (default: next to corewirectl)");
   run->add_option("--admin-port", ro.admin_port, "admin HTTP port on 127.0.0.1 (0 = off)");
   run->add_option("--backoff-ms", ro.backoff_initial_ms, "first restart delay after a crash");
@@ -35,7 +36,8 @@ int main(int argc, char** argv) {
   st->add_option("-i,--interval-ms", interval_ms, "watch interval")->check(CLI::Range(50, 600000));
   st->add_option("-n,--count", count, "stop after N updates (0 = until interrupted)");
   auto* top = app.add_subcommand("top", "per-worker rates, refreshed");
-  top->add_option("-i,--interval-ms", interval_ms, "refresh interval")->check(CLI::Range(50, 600000));
+  top->add_option("-i,--interval-ms", interval_ms, "refresh interval")
+      ->check(CLI::Range(50, 600000));
   top->add_option("-n,--count", count, "stop after N updates (0 = until interrupted)");
   auto* services = app.add_subcommand("services", "services and their counters");
   auto* cfg = app.add_subcommand("config", "configuration");
@@ -46,7 +48,9 @@ int main(int argc, char** argv) {
   ll->add_option("level", level, "trace|debug|info|warn|error|critical|off")->required();
   std::string action, name;
   auto* svc = app.add_subcommand("service", "enable or disable a service");
-  svc->add_option("action", action, "enable|disable")->required()->check(CLI::IsMember({"enable", "disable"}));
+  svc->add_option("action", action, "enable|disable")
+      ->required()
+      ->check(CLI::IsMember({"enable", "disable"}));
   svc->add_option("name", name, "service name")->required();
   auto* drain = app.add_subcommand("drain", "stop accepting, finish in-flight requests, exit");
   auto* shutdown = app.add_subcommand("shutdown", "stop the dataplane now");
@@ -68,14 +72,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "corewirectl: %s\n", target.error().message.c_str());
     return 2;
   }
-  CliTarget t{socket.empty() ? target->socket : socket, stats.empty() ? target->stats : stats, json};
+  CliTarget t{socket.empty() ? target->socket : socket, stats.empty() ? target->stats : stats,
+              json};
   if (status->parsed()) return cmd_status(t);
   if (st->parsed()) return cmd_stats(t, watch, interval_ms, count);
   if (top->parsed()) return cmd_top(t, interval_ms, count);
   if (services->parsed()) return cmd_services(t);
   if (cfg->parsed()) return cmd_request(t, {{"cmd", "config"}});
   if (ll->parsed()) return cmd_request(t, {{"cmd", "log-level"}, {"level", level}});
-  if (svc->parsed()) return cmd_request(t, {{"cmd", "service"}, {"name", name}, {"enable", action == "enable"}});
+  if (svc->parsed())
+    return cmd_request(t, {{"cmd", "service"}, {"name", name}, {"enable", action == "enable"}});
   if (drain->parsed()) return cmd_request(t, {{"cmd", "drain"}});
   if (shutdown->parsed()) return cmd_request(t, {{"cmd", "shutdown"}});
   if (reload->parsed()) return cmd_request(t, {{"cmd", "reload"}});

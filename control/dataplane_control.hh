@@ -35,10 +35,10 @@ inline constexpr uint16_t kMailServiceEnable = 0xC002;
 inline constexpr uint16_t kMailDrain = 0xC003;  // finish in-flight work, accept nothing new
 
 struct DataplaneHooks {
-  std::function<Json()> config_json;                               // "config"
-  std::function<std::string(const std::string&)> set_log_level;    // "" on success, else error
+  std::function<Json()> config_json;                             // "config"
+  std::function<std::string(const std::string&)> set_log_level;  // "" on success, else error
   std::function<Json()> reload;  // SIGHUP/"reload": {"applied":[..], "restart_needed":[..]}
-  std::function<void(bool drain)> request_exit;                    // "drain" / "shutdown"
+  std::function<void(bool drain)> request_exit;  // "drain" / "shutdown"
 };
 
 // Sum of open connections over all workers (what a drain waits for).
@@ -155,7 +155,8 @@ class DataplaneControl {
         Json j{{"name", names[s]}, {"enabled", bool(enabled_[s])}};
         for (auto& f : kServiceFields) {
           uint64_t t = 0;
-          for (unsigned w = 0; w < rt_.workers(); ++w) t += (rt_.service_stats(w, uint16_t(s)).*f.member).get();
+          for (unsigned w = 0; w < rt_.workers(); ++w)
+            t += (rt_.service_stats(w, uint16_t(s)).*f.member).get();
           j[f.name] = t;
         }
         list.push_back(j);
@@ -185,9 +186,11 @@ class DataplaneControl {
     srv_->on("drain", [this](const Json&) {
       set_state(State::draining);
       unsigned sent = 0;
-      for (size_t s = 0; s < rt_.service_names().size(); ++s) sent += post_all(uint16_t(s), kMailDrain);
+      for (size_t s = 0; s < rt_.service_names().size(); ++s)
+        sent += post_all(uint16_t(s), kMailDrain);
       if (hooks_.request_exit) hooks_.request_exit(true);
-      return Json{{"state", "draining"}, {"deadline_ms", cfg_.drain_timeout_ms}, {"mail_sent", sent}};
+      return Json{
+          {"state", "draining"}, {"deadline_ms", cfg_.drain_timeout_ms}, {"mail_sent", sent}};
     });
     srv_->on("shutdown", [this](const Json&) {
       if (hooks_.request_exit) hooks_.request_exit(false);

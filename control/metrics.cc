@@ -31,17 +31,23 @@ class Out {
   std::string s_;
 };
 
-std::string wlabel(size_t w) { return "worker=\"" + std::to_string(w) + "\""; }
+std::string wlabel(size_t w) {
+  return "worker=\"" + std::to_string(w) + "\"";
+}
 
 }  // namespace
 
 std::string escape_label(const std::string& v) {
   std::string o;
   for (char c : v) {
-    if (c == '\\') o += "\\\\";
-    else if (c == '"') o += "\\\"";
-    else if (c == '\n') o += "\\n";
-    else o += c;
+    if (c == '\\')
+      o += "\\\\";
+    else if (c == '"')
+      o += "\\\"";
+    else if (c == '\n')
+      o += "\\n";
+    else
+      o += c;
   }
   return o;
 }
@@ -50,7 +56,8 @@ std::string prometheus_text(const Snapshot* snap, const SupervisorMetrics& sup) 
   Out o;
   o.family("corewire_up", "gauge", "1 if the dataplane process is running");
   o.sample("corewire_up", "", uint64_t(sup.dataplane_up));
-  o.family("corewire_restarts_total", "counter", "Dataplane restarts by the supervisor after a crash");
+  o.family("corewire_restarts_total", "counter",
+           "Dataplane restarts by the supervisor after a crash");
   o.sample("corewire_restarts_total", "", sup.restarts);
   o.family("corewire_scrapes_total", "counter", "Metrics scrapes served");
   o.sample("corewire_scrapes_total", "", sup.scrapes);
@@ -77,8 +84,10 @@ std::string prometheus_text(const Snapshot* snap, const SupervisorMetrics& sup) 
                                 : std::string("corewire_worker_") + f.name + "_total";
     o.family(name, "counter", ns ? "Seconds spent handling bursts" : f.help);
     for (size_t w = 0; w < s.workers.size(); ++w) {
-      if (ns) o.sample(name, wlabel(w), double(s.workers[w].worker[i]) / 1e9);
-      else o.sample(name, wlabel(w), s.workers[w].worker[i]);
+      if (ns)
+        o.sample(name, wlabel(w), double(s.workers[w].worker[i]) / 1e9);
+      else
+        o.sample(name, wlabel(w), s.workers[w].worker[i]);
     }
   }
   for (size_t i = 0; i < std::size(kIoFields); ++i) {
@@ -120,9 +129,11 @@ std::string prometheus_text(const Snapshot* snap, const SupervisorMetrics& sup) 
       for (size_t w = 0; w < s.workers.size(); ++w)
         for (uint32_t p = 0; p < kMaxPorts; ++p)
           if (port_used(s.workers[w].ports[p]))
-            o.sample(name, "port=\"" + std::to_string(p) + "\"," + wlabel(w), s.workers[w].ports[p].*f.m);
+            o.sample(name, "port=\"" + std::to_string(p) + "\"," + wlabel(w),
+                     s.workers[w].ports[p].*f.m);
     }
-    o.family("corewire_port_drops_total", "counter", "Packets dropped on the port queue, by reason");
+    o.family("corewire_port_drops_total", "counter",
+             "Packets dropped on the port queue, by reason");
     for (size_t w = 0; w < s.workers.size(); ++w)
       for (uint32_t p = 0; p < kMaxPorts; ++p)
         if (port_used(s.workers[w].ports[p]))

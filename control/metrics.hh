@@ -17,8 +17,8 @@ namespace cw::ctl {
 // What corewirectl knows beyond the segment.
 struct SupervisorMetrics {
   bool dataplane_up = false;
-  uint64_t restarts = 0;     // dataplane restarts after a crash
-  uint64_t scrapes = 0;      // /metrics requests served (including this one)
+  uint64_t restarts = 0;  // dataplane restarts after a crash
+  uint64_t scrapes = 0;   // /metrics requests served (including this one)
 };
 
 // snap may be null (no dataplane attached yet): only the supervisor's metrics are written.

@@ -3,9 +3,9 @@
 // a live reload.
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
-#include <signal.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -21,7 +21,7 @@ namespace cw::ctl {
 
 namespace {
 
-constexpr auto kLoopPeriod = std::chrono::milliseconds(20);  // supervision granularity
+constexpr auto kLoopPeriod = std::chrono::milliseconds(20);   // supervision granularity
 constexpr auto kStopGrace = std::chrono::milliseconds(2000);  // beyond the drain deadline
 
 void log(const char* fmt, auto... args) {
@@ -103,7 +103,8 @@ int cmd_run(const RunOptions& o) {
   st.socket = cfg.socket;
 
   // Re-attach to a dataplane left running by a previous corewirectl, else start one.
-  if (auto r = control_request(cfg.socket, {{"cmd", "status"}}, 1000); r && r.value().value("ok", false)) {
+  if (auto r = control_request(cfg.socket, {{"cmd", "status"}}, 1000);
+      r && r.value().value("ok", false)) {
     const pid_t pid = r.value().value("pid", -1);
     if (auto a = sup.adopt(pid); !a) {
       log("%s", a.error().message.c_str());
@@ -141,7 +142,8 @@ int cmd_run(const RunOptions& o) {
             (long long)sup.pending_backoff().count());
       if (sup.restarts() != seen_restarts) {
         seen_restarts = sup.restarts();
-        log("dataplane restarted (pid %d, restart #%llu)", int(sup.pid()), (unsigned long long)seen_restarts);
+        log("dataplane restarted (pid %d, restart #%llu)", int(sup.pid()),
+            (unsigned long long)seen_restarts);
         sd_notifyf(0, "STATUS=restarted after: %s", sup.last_exit().c_str());
       }
     }
@@ -155,8 +157,10 @@ int cmd_run(const RunOptions& o) {
       std::lock_guard g(st.mu);
       if (!st.reader || st.reader->replaced()) {
         auto r = SegmentReader::open(cfg.stats);
-        if (r && r->pid() == sup.pid()) st.reader = std::make_unique<SegmentReader>(std::move(r.value()));
-        else if (st.reader && st.reader->replaced()) st.reader.reset();
+        if (r && r->pid() == sup.pid())
+          st.reader = std::make_unique<SegmentReader>(std::move(r.value()));
+        else if (st.reader && st.reader->replaced())
+          st.reader.reset();
       }
       st.up = sup.running();
       st.pid = sup.pid();
@@ -164,7 +168,8 @@ int cmd_run(const RunOptions& o) {
       st.restarts = sup.restarts();
       st.last_exit = sup.last_exit();
       if (!notified_ready && st.reader && st.reader->pid() == sup.pid()) {
-        sd_notifyf(0, "READY=1\nMAINPID=%d\nSTATUS=serving (dataplane pid %d)", int(::getpid()), int(sup.pid()));
+        sd_notifyf(0, "READY=1\nMAINPID=%d\nSTATUS=serving (dataplane pid %d)", int(::getpid()),
+                   int(sup.pid()));
         notified_ready = true;
       }
     }
@@ -178,7 +183,8 @@ int cmd_run(const RunOptions& o) {
       sd_notify(0, "STOPPING=1\nSTATUS=draining");
       log("%s: draining the dataplane (deadline %u ms)", ::strsignal(sig), cfg.drain_timeout_ms);
       // The dataplane drains on SIGTERM; after the deadline (+grace) it is killed.
-      const std::string why = sup.stop(SIGTERM, std::chrono::milliseconds(cfg.drain_timeout_ms) + kStopGrace);
+      const std::string why =
+          sup.stop(SIGTERM, std::chrono::milliseconds(cfg.drain_timeout_ms) + kStopGrace);
       log("dataplane %s", why.c_str());
       break;
     }

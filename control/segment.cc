@@ -6,8 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <ctime>
@@ -17,18 +17,23 @@ namespace cw::ctl {
 
 namespace {
 
-std::string sys_error(const std::string& what) { return what + ": " + std::strerror(errno); }
+std::string sys_error(const std::string& what) {
+  return what + ": " + std::strerror(errno);
+}
 
 void copy_name(char (&dst)[kNameBytes], const std::string& src) {
   std::memset(dst, 0, kNameBytes);
   std::memcpy(dst, src.data(), std::min<size_t>(src.size(), kNameBytes - 1));
 }
 
-std::string read_name(const char (&src)[kNameBytes]) { return std::string(src, strnlen(src, kNameBytes)); }
+std::string read_name(const char (&src)[kNameBytes]) {
+  return std::string(src, strnlen(src, kNameBytes));
+}
 
 uint64_t new_epoch() {
   uint64_t e = 0;
-  if (getrandom(&e, sizeof e, 0) != sizeof e) e = uint64_t(getpid()) << 32 ^ uint64_t(time(nullptr));
+  if (getrandom(&e, sizeof e, 0) != sizeof e)
+    e = uint64_t(getpid()) << 32 ^ uint64_t(time(nullptr));
   return e | 1;  // never 0
 }
 
@@ -187,9 +192,11 @@ bool SegmentReader::replaced() const {
 bool read_worker_block(const WorkerBlock& b, uint32_t nsvc, WorkerSnapshot& out) {
   const uint64_t s1 = b.seq.load(std::memory_order_acquire);
   if (s1 & 1) return false;
-  for (size_t i = 0; i < std::size(kWorkerFields); ++i) out.worker[i] = (b.worker.*kWorkerFields[i].member).get();
+  for (size_t i = 0; i < std::size(kWorkerFields); ++i)
+    out.worker[i] = (b.worker.*kWorkerFields[i].member).get();
   for (size_t i = 0; i < std::size(kIoFields); ++i) out.io[i] = (b.io.*kIoFields[i].member).get();
-  for (size_t i = 0; i < std::size(kGaugeFields); ++i) out.gauges[i] = (b.gauges.*kGaugeFields[i].member).get();
+  for (size_t i = 0; i < std::size(kGaugeFields); ++i)
+    out.gauges[i] = (b.gauges.*kGaugeFields[i].member).get();
   for (uint32_t p = 0; p < kMaxPorts; ++p) {
     const PortQueueCounters& q = b.ports[p];
     PortSnapshot& o = out.ports[p];
@@ -228,8 +235,8 @@ Result<Snapshot> SegmentReader::snapshot() const {
   s.state = State(h.state.load(std::memory_order_acquire));
   s.workers.resize(h.workers);
   for (uint32_t w = 0; w < h.workers; ++w) {
-    auto* b = reinterpret_cast<const WorkerBlock*>(static_cast<const char*>(map_.base()) +
-                                                   h.workers_offset + uint64_t(w) * h.worker_stride);
+    auto* b = reinterpret_cast<const WorkerBlock*>(
+        static_cast<const char*>(map_.base()) + h.workers_offset + uint64_t(w) * h.worker_stride);
     int tries = 0;
     while (!read_worker_block(*b, h.services, s.workers[w])) {
       if (++tries >= kMaxRetries) return make_error("stats segment: worker block stayed busy");

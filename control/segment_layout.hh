@@ -41,12 +41,12 @@ enum class State : uint64_t { starting = 0, serving = 1, draining = 2, stopped =
 // Per (port, queue) packet counters and drops by reason. Room for the DPDK backend; the
 // kernel backends leave them zero.
 enum class DropReason : uint32_t {
-  no_mbuf = 0,     // mempool empty at rx refill
-  rx_ring_full,    // NIC queue overflow (imissed)
-  bad_header,      // malformed L2/L3/L4
-  no_listener,     // no socket for the destination port
-  fragment,        // IP fragment (not reassembled)
-  tx_ring_full,    // tx burst left packets behind
+  no_mbuf = 0,   // mempool empty at rx refill
+  rx_ring_full,  // NIC queue overflow (imissed)
+  bad_header,    // malformed L2/L3/L4
+  no_listener,   // no socket for the destination port
+  fragment,      // IP fragment (not reassembled)
+  tx_ring_full,  // tx burst left packets behind
   reserved6,
   reserved7,
 };
@@ -71,9 +71,9 @@ struct alignas(64) SegmentHeader {
   int64_t pid;              // the dataplane's pid
   uint64_t start_unix_ns;   // wall clock at start
   uint32_t workers, services;
-  uint32_t worker_stride;   // bytes from one WorkerBlock to the next
+  uint32_t worker_stride;       // bytes from one WorkerBlock to the next
   uint32_t worker_block_bytes;  // sizeof(WorkerBlock); ServiceStats follow at this offset
-  uint32_t service_bytes;   // sizeof(rt::ServiceStats)
+  uint32_t service_bytes;       // sizeof(rt::ServiceStats)
   uint32_t reserved0;
   uint64_t workers_offset;  // first WorkerBlock, from the start of the file
   char backend[kNameBytes];
@@ -85,7 +85,7 @@ struct alignas(64) SegmentHeader {
 };
 
 struct alignas(64) WorkerBlock {
-  std::atomic<uint64_t> seq;  // seqlock: odd while the publisher writes this block
+  std::atomic<uint64_t> seq;    // seqlock: odd while the publisher writes this block
   dp::Counter publish_unix_ns;  // when this copy was taken (wall clock, ns)
   alignas(64) rt::WorkerStats worker;
   dp::IoCounters io;
@@ -97,11 +97,15 @@ struct alignas(64) WorkerBlock {
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "counters must be lock-free");
 static_assert(sizeof(dp::Counter) == 8);
 
-constexpr uint64_t round_up64(uint64_t n) { return (n + 63) & ~uint64_t(63); }
+constexpr uint64_t round_up64(uint64_t n) {
+  return (n + 63) & ~uint64_t(63);
+}
 constexpr uint32_t worker_stride(uint32_t services) {
   return uint32_t(round_up64(sizeof(WorkerBlock) + uint64_t(services) * sizeof(rt::ServiceStats)));
 }
-constexpr uint64_t workers_offset() { return round_up64(sizeof(SegmentHeader)); }
+constexpr uint64_t workers_offset() {
+  return round_up64(sizeof(SegmentHeader));
+}
 constexpr uint64_t segment_bytes(uint32_t workers, uint32_t services) {
   return workers_offset() + uint64_t(workers) * worker_stride(services);
 }
@@ -168,8 +172,8 @@ inline constexpr Field<Gauges> kGaugeFields[] = {
 };
 
 inline constexpr const char* kDropReasonNames[kDropReasons] = {
-    "no_mbuf", "rx_ring_full", "bad_header", "no_listener",
-    "fragment", "tx_ring_full", "reserved6", "reserved7"};
+    "no_mbuf",  "rx_ring_full", "bad_header", "no_listener",
+    "fragment", "tx_ring_full", "reserved6",  "reserved7"};
 
 // The segment embeds the runtime's counter structs. If one of them changes size, the layout
 // changed: bump kLayoutVersion and update the field tables above.

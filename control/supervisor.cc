@@ -15,7 +15,9 @@ namespace cw::ctl {
 
 namespace {
 
-int pidfd_open(pid_t pid) { return int(::syscall(SYS_pidfd_open, pid, 0)); }
+int pidfd_open(pid_t pid) {
+  return int(::syscall(SYS_pidfd_open, pid, 0));
+}
 
 bool pidfd_exited(int fd) {
   pollfd p{fd, POLLIN, 0};
@@ -35,7 +37,9 @@ std::string describe_wait_status(int status) {
   return "stopped (status " + std::to_string(status) + ")";
 }
 
-Supervisor::~Supervisor() { close_pidfd(); }
+Supervisor::~Supervisor() {
+  close_pidfd();
+}
 
 void Supervisor::close_pidfd() {
   if (pidfd_ >= 0) ::close(pidfd_);
@@ -75,7 +79,9 @@ Result<void> Supervisor::start() {
 
 Result<void> Supervisor::adopt(pid_t pid) {
   const int fd = pidfd_open(pid);
-  if (fd < 0) return make_error("supervisor: cannot watch pid " + std::to_string(pid) + ": " + std::strerror(errno));
+  if (fd < 0)
+    return make_error("supervisor: cannot watch pid " + std::to_string(pid) + ": " +
+                      std::strerror(errno));
   close_pidfd();
   pidfd_ = fd;
   pid_ = pid;
@@ -91,7 +97,8 @@ void Supervisor::died(const std::string& reason, int code, Clock::time_point now
   pid_ = -1;
   last_exit_ = reason;
   last_code_ = code;
-  const bool final_code = std::find(cfg_.final_codes.begin(), cfg_.final_codes.end(), code) != cfg_.final_codes.end();
+  const bool final_code =
+      std::find(cfg_.final_codes.begin(), cfg_.final_codes.end(), code) != cfg_.final_codes.end();
   if (final_code || !restart_) {
     finished_ = final_code;
     pending_ = false;

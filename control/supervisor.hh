@@ -62,7 +62,9 @@ class Supervisor {
   const std::string& last_exit() const { return last_exit_; }
   int last_exit_code() const { return last_code_; }  // -1 if killed or unknown
   // Delay before the pending restart (0 when running or none pending).
-  std::chrono::milliseconds pending_backoff() const { return pending_ ? backoff_ : std::chrono::milliseconds{0}; }
+  std::chrono::milliseconds pending_backoff() const {
+    return pending_ ? backoff_ : std::chrono::milliseconds{0};
+  }
   // Whether it exited with one of final_codes and so will not be restarted.
   bool finished() const { return finished_; }
 

@@ -145,8 +145,8 @@ TEST_F(ControlSocketTest, OtherUidIsRefusedByPeerCredentials) {
   const int code = as_nobody([&] {
     auto r = control_request(path_, {{"cmd", "status"}}, 2000);
     if (!r) return 3;
-    return r.value()["ok"] == false &&
-                   r.value()["error"].get<std::string>().find("permission denied") != std::string::npos
+    return r.value()["ok"] == false && r.value()["error"].get<std::string>().find(
+                                           "permission denied") != std::string::npos
                ? 0
                : 4;
   });

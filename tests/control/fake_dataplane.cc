@@ -73,7 +73,10 @@ int main(int argc, char** argv) {
   cw::ctl::DataplaneHooks hooks;
   hooks.request_exit = [](bool drain) { g_exit.store(drain ? 1 : 2); };
   hooks.config_json = [&] { return cw::ctl::Json{{"control", {{"socket", cfg->socket}}}}; };
-  hooks.reload = [] { return cw::ctl::Json{{"applied", cw::ctl::Json::array()}, {"restart_needed", {"runtime.cores"}}}; };
+  hooks.reload = [] {
+    return cw::ctl::Json{{"applied", cw::ctl::Json::array()},
+                         {"restart_needed", {"runtime.cores"}}};
+  };
   auto ctl = cw::ctl::DataplaneControl<FakeRuntime>::start(rt, cfg.value(), hooks);
   if (!ctl) {
     std::fprintf(stderr, "fake_dataplane: %s\n", ctl.error().message.c_str());

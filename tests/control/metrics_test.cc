@@ -69,15 +69,18 @@ TEST(Metrics, TextFormatIsWellFormed) {
       EXPECT_FALSE(type_of.count(name)) << "family twice: " << name;
       type_of[name] = type;
       current = name;
-      if (type == "counter") EXPECT_TRUE(name.ends_with("_total")) << name;
+      if (type == "counter") {
+        EXPECT_TRUE(name.ends_with("_total")) << name;
+      }
       continue;
     }
     ASSERT_TRUE(std::regex_match(l, m, sample)) << "bad sample line: " << l;
     const std::string name = m[1];
     // Samples belong to the family announced last (histograms add suffixes).
-    const bool ok = name == current || (type_of[current] == "histogram" &&
-                                        (name == current + "_bucket" || name == current + "_sum" ||
-                                         name == current + "_count"));
+    const bool ok =
+        name == current ||
+        (type_of[current] == "histogram" &&
+         (name == current + "_bucket" || name == current + "_sum" || name == current + "_count"));
     EXPECT_TRUE(ok) << name << " outside its family " << current;
   }
   EXPECT_EQ(type_of["corewire_io_rx_datagrams_total"], "counter");
@@ -98,7 +101,8 @@ TEST(Metrics, HistogramIsCumulativeAndCounted) {
   for (const auto& l : lines_of(text)) {
     if (l.rfind("corewire_service_latency_seconds_bucket{" + sel, 0) != 0) continue;
     const auto le0 = l.find("le=\"") + 4;
-    buckets.emplace_back(l.substr(le0, l.find('"', le0) - le0), std::stoull(l.substr(l.rfind(' ') + 1)));
+    buckets.emplace_back(l.substr(le0, l.find('"', le0) - le0),
+                         std::stoull(l.substr(l.rfind(' ') + 1)));
   }
   ASSERT_EQ(buckets.size(), rt::LatencyHist::kBuckets);
   EXPECT_EQ(buckets.front(), std::make_pair(std::string("1e-06"), uint64_t(3)));
@@ -106,8 +110,10 @@ TEST(Metrics, HistogramIsCumulativeAndCounted) {
   EXPECT_EQ(buckets[4].second, 5u);
   EXPECT_EQ(buckets.back(), std::make_pair(std::string("+Inf"), uint64_t(6)));
   for (size_t i = 1; i < buckets.size(); ++i) EXPECT_GE(buckets[i].second, buckets[i - 1].second);
-  EXPECT_NE(text.find("corewire_service_latency_seconds_count{" + sel + "} 6\n"), std::string::npos);
-  EXPECT_NE(text.find("corewire_service_latency_seconds_sum{" + sel + "} 0.004\n"), std::string::npos);
+  EXPECT_NE(text.find("corewire_service_latency_seconds_count{" + sel + "} 6\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("corewire_service_latency_seconds_sum{" + sel + "} 0.004\n"),
+            std::string::npos);
 }
 
 TEST(Metrics, PortsAppearOnceUsed) {
@@ -115,7 +121,8 @@ TEST(Metrics, PortsAppearOnceUsed) {
   s.workers[0].ports[1].rx_packets = 9;
   s.workers[0].ports[1].drops[0] = 2;
   const std::string text = prometheus_text(&s, {});
-  EXPECT_NE(text.find("corewire_port_rx_packets_total{port=\"1\",worker=\"0\"} 9\n"), std::string::npos);
+  EXPECT_NE(text.find("corewire_port_rx_packets_total{port=\"1\",worker=\"0\"} 9\n"),
+            std::string::npos);
   EXPECT_NE(text.find("corewire_port_drops_total{port=\"1\",worker=\"0\",reason=\"no_mbuf\"} 2\n"),
             std::string::npos);
   EXPECT_EQ(text.find("port=\"0\""), std::string::npos);

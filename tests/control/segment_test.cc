@@ -52,7 +52,7 @@ TEST_F(SegmentTest, PublishedCountersReadBack) {
   rt.io[0].rx_datagrams.add(11);
   rt.io[1].conns_open.set(3);
   rt.ss[1 * 2 + 1].requests.add(5);
-  rt.ss[1 * 2 + 1].latency.record(1500);     // 1 us < 1.5 us <= 2 us: bucket 1
+  rt.ss[1 * 2 + 1].latency.record(1500);                  // 1 us < 1.5 us <= 2 us: bucket 1
   rt.ss[1 * 2 + 1].latency.record(3'000'000'000'000ull);  // beyond 10 s: +Inf
   publish(w.value(), rt);
 
@@ -181,6 +181,25 @@ TEST_F(SegmentTest, LayoutVersionMismatchIsRejected) {
   ASSERT_EQ(ftruncate(fd, 100), 0);
   EXPECT_FALSE(SegmentReader::open(path_));
   close(fd);
+}
+
+// The byte layout documented in docs/management.md (readers in other languages rely on it).
+TEST(SegmentLayout, MatchesTheDocumentedOffsets) {
+  EXPECT_EQ(sizeof(SegmentHeader), 1216u);
+  EXPECT_EQ(offsetof(SegmentHeader, layout_version), 8u);
+  EXPECT_EQ(offsetof(SegmentHeader, epoch), 24u);
+  EXPECT_EQ(offsetof(SegmentHeader, pid), 32u);
+  EXPECT_EQ(offsetof(SegmentHeader, workers), 48u);
+  EXPECT_EQ(offsetof(SegmentHeader, workers_offset), 72u);
+  EXPECT_EQ(offsetof(SegmentHeader, backend), 80u);
+  EXPECT_EQ(offsetof(SegmentHeader, publish_count), 1152u);
+  EXPECT_EQ(offsetof(SegmentHeader, state), 1168u);
+  EXPECT_EQ(offsetof(WorkerBlock, worker), 64u);
+  EXPECT_EQ(offsetof(WorkerBlock, io), 192u);
+  EXPECT_EQ(offsetof(WorkerBlock, gauges), 384u);
+  EXPECT_EQ(offsetof(WorkerBlock, ports), 448u);
+  EXPECT_EQ(sizeof(WorkerBlock), 960u);
+  EXPECT_EQ(worker_stride(2), 960u + 2 * 256u);
 }
 
 TEST_F(SegmentTest, BadSizesAreRefused) {
