@@ -13,14 +13,14 @@ namespace cw::rt {
 using dp::Counter;
 
 struct alignas(64) WorkerStats {
-  Counter loops;            // iterations of the poll loop
-  Counter bursts;           // iterations that received at least one item
-  Counter items;            // items received
-  Counter unknown_socket;   // item on a socket no service owns (dropped)
-  Counter stream_oversize;  // partial frame above the service's max_frame (conn closed)
-  Counter stream_no_buffer; // no tail buffer left for a partial frame (conn closed)
+  Counter loops;             // iterations of the poll loop
+  Counter bursts;            // iterations that received at least one item
+  Counter items;             // items received
+  Counter unknown_socket;    // item on a socket no service owns (dropped)
+  Counter stream_oversize;   // partial frame above the service's max_frame (conn closed)
+  Counter stream_no_buffer;  // no tail buffer left for a partial frame (conn closed)
   Counter mail_in, mail_dropped;
-  Counter busy_ns;          // time spent handling bursts (ns)
+  Counter busy_ns;  // time spent handling bursts (ns)
 };
 
 // Request latency, log-linear (1-2-5 per decade, 1 us .. 10 s, then +Inf). Buckets are
@@ -30,11 +30,10 @@ struct LatencyHist {
   static constexpr uint32_t kBounded = 22;  // buckets with an upper bound
   static constexpr uint32_t kBuckets = kBounded + 1;
   static constexpr uint64_t kUpperNs[kBounded] = {
-      1'000,         2'000,         5'000,         10'000,        20'000,
-      50'000,        100'000,       200'000,       500'000,       1'000'000,
-      2'000'000,     5'000'000,     10'000'000,    20'000'000,    50'000'000,
-      100'000'000,   200'000'000,   500'000'000,   1'000'000'000, 2'000'000'000,
-      5'000'000'000, 10'000'000'000};
+      1'000,         2'000,         5'000,         10'000,        20'000,      50'000,
+      100'000,       200'000,       500'000,       1'000'000,     2'000'000,   5'000'000,
+      10'000'000,    20'000'000,    50'000'000,    100'000'000,   200'000'000, 500'000'000,
+      1'000'000'000, 2'000'000'000, 5'000'000'000, 10'000'000'000};
   void record(uint64_t ns) {
     uint32_t i = 0;
     while (i < kBounded && ns > kUpperNs[i]) ++i;
@@ -46,11 +45,11 @@ struct LatencyHist {
 };
 
 struct alignas(64) ServiceStats {
-  Counter requests;   // well-formed requests handled
-  Counter responses;  // replies queued
-  Counter errors;     // protocol error replies sent
-  Counter malformed;  // input dropped as malformed (no reply possible or allowed)
-  Counter dropped;    // replies not sent: no tx buffer, connection gone
+  Counter requests;     // well-formed requests handled
+  Counter responses;    // replies queued
+  Counter errors;       // protocol error replies sent
+  Counter malformed;    // input dropped as malformed (no reply possible or allowed)
+  Counter dropped;      // replies not sent: no tx buffer, connection gone
   LatencyHist latency;  // recorded by services that time their requests (optional)
 };
 
