@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <sched.h>
 
+#include <toml++/toml.h>
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <charconv>
@@ -12,7 +13,6 @@
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "app/server/services.hh"
 
@@ -64,16 +64,26 @@ Error cli_error(std::string_view flag, const std::string& what) {
 
 const char* type_name(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a floating-point number";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    default: return "nothing";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a floating-point number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    default:
+      return "nothing";
   }
 }
 
@@ -91,16 +101,19 @@ std::string ipv4_text(uint32_t be) {
   return buf;
 }
 
-bool is_backend(std::string_view b) { return b == "auto" || b == "io_uring" || b == "epoll"; }
+bool is_backend(std::string_view b) {
+  return b == "auto" || b == "io_uring" || b == "epoll";
+}
 bool is_log_level(std::string_view l) {
-  return l == "trace" || l == "debug" || l == "info" || l == "warn" || l == "error" ||
-         l == "off";
+  return l == "trace" || l == "debug" || l == "info" || l == "warn" || l == "error" || l == "off";
 }
 
 // Reads one config file's tables into a ServerConfig; remembers the first error.
 class Parser {
  public:
-  explicit Parser(std::string src) : src_(std::move(src)) { cfg_.listen_be = htonl(INADDR_LOOPBACK); }
+  explicit Parser(std::string src) : src_(std::move(src)) {
+    cfg_.listen_be = htonl(INADDR_LOOPBACK);
+  }
 
   Result<ServerConfig> run(std::string_view text) {
     toml::table root;
@@ -112,11 +125,15 @@ class Parser {
     for (auto&& [k, v] : root) {
       const int line = int(k.source().begin.line);
       if (k == "runtime") {
-        if (auto* t = v.as_table()) runtime(*t);
-        else type(line, "runtime", v, "a table ([runtime])");
+        if (auto* t = v.as_table())
+          runtime(*t);
+        else
+          type(line, "runtime", v, "a table ([runtime])");
       } else if (k == "log") {
-        if (auto* t = v.as_table()) log(*t);
-        else type(line, "log", v, "a table ([log])");
+        if (auto* t = v.as_table())
+          log(*t);
+        else
+          type(line, "log", v, "a table ([log])");
       } else if (k == "service") {
         auto* a = v.as_array();
         if (!a || !a->is_array_of_tables()) {
@@ -147,8 +164,8 @@ class Parser {
   }
 
   // An integer in [lo, hi].
-  std::optional<int64_t> integer(int line, const std::string& key, const toml::node& v,
-                                 int64_t lo, int64_t hi) {
+  std::optional<int64_t> integer(int line, const std::string& key, const toml::node& v, int64_t lo,
+                                 int64_t hi) {
     auto* i = v.as_integer();
     if (!i) {
       type(line, key, v, "an integer");
@@ -172,8 +189,8 @@ class Parser {
     return s->get();
   }
   // Bytes: an integer or a size string ("4MiB"), in [lo, hi].
-  std::optional<uint64_t> size(int line, const std::string& key, const toml::node& v,
-                               uint64_t lo, uint64_t hi) {
+  std::optional<uint64_t> size(int line, const std::string& key, const toml::node& v, uint64_t lo,
+                               uint64_t hi) {
     std::optional<uint64_t> x;
     if (auto* i = v.as_integer()) {
       if (i->get() >= 0) x = uint64_t(i->get());
@@ -224,8 +241,10 @@ class Parser {
       const std::string key = "runtime." + std::string(k.str());
       if (k == "backend") {
         if (auto s = string(line, key, v)) {
-          if (is_backend(*s)) cfg_.backend = *s;
-          else fail(line, key, "unknown backend '" + *s + "' (auto, io_uring, epoll)");
+          if (is_backend(*s))
+            cfg_.backend = *s;
+          else
+            fail(line, key, "unknown backend '" + *s + "' (auto, io_uring, epoll)");
         }
       } else if (k == "cores") {
         cores_line = line;
@@ -241,22 +260,28 @@ class Parser {
         for (auto& e : *a) {
           auto c = integer(int(e.source().begin.line), key, e, 0, kMaxCore);
           if (!c) break;
-          if (!seen.insert(int(*c)).second) fail(line, key, "core " + std::to_string(*c) + " is listed twice");
+          if (!seen.insert(int(*c)).second)
+            fail(line, key, "core " + std::to_string(*c) + " is listed twice");
           cores.push_back(int(*c));
         }
-        if (cores.size() > kMaxWorkers) fail(line, key, "more than " + std::to_string(kMaxWorkers) + " cores");
+        if (cores.size() > kMaxWorkers)
+          fail(line, key, "more than " + std::to_string(kMaxWorkers) + " cores");
         cfg_.io.cores = cores;
         cfg_.io.workers = unsigned(cores.size());
       } else if (k == "workers") {
         workers_line = line;
         if (auto w = integer(line, key, v, 1, kMaxWorkers)) cfg_.io.workers = unsigned(*w);
       } else if (k == "busy_poll") {
-        if (auto* b = v.as_boolean()) cfg_.io.busy_poll = b->get();
-        else type(line, key, v, "a boolean (true or false)");
+        if (auto* b = v.as_boolean())
+          cfg_.io.busy_poll = b->get();
+        else
+          type(line, key, v, "a boolean (true or false)");
       } else if (k == "listen") {
         if (auto s = string(line, key, v)) {
-          if (auto a = parse_ipv4(*s)) cfg_.listen_be = *a;
-          else fail(line, key, "'" + *s + "' is not an IPv4 address");
+          if (auto a = parse_ipv4(*s))
+            cfg_.listen_be = *a;
+          else
+            fail(line, key, "'" + *s + "' is not an IPv4 address");
         }
       } else if (k == "max_conns") {
         if (auto x = integer(line, key, v, 1, kMaxConnsPerWorker)) cfg_.io.max_conns = uint32_t(*x);
@@ -264,7 +289,8 @@ class Parser {
         if (auto x = size(line, key, v, kMinConnOutLimit, kMaxConnOutLimit))
           cfg_.io.conn_out_limit = uint32_t(*x);
       } else if (k == "idle_timeout") {
-        if (auto x = duration(line, key, v, kMaxIdleTimeoutMs)) cfg_.io.idle_timeout_ms = uint32_t(*x);
+        if (auto x = duration(line, key, v, kMaxIdleTimeoutMs))
+          cfg_.io.idle_timeout_ms = uint32_t(*x);
       } else if (k == "rx_buffers") {
         if (auto x = integer(line, key, v, kMinRxBuffers, kMaxRxBuffers)) {
           if ((*x & (*x - 1)) != 0) fail(line, key, std::to_string(*x) + " is not a power of two");
@@ -274,7 +300,8 @@ class Parser {
         if (auto x = size(line, key, v, kMinRxBufferSize, kMaxRxBufferSize))
           cfg_.io.rx_buffer_size = uint32_t(*x);
       } else if (k == "tx_buffers") {
-        if (auto x = integer(line, key, v, kMinTxBuffers, kMaxTxBuffers)) cfg_.io.tx_buffers = uint32_t(*x);
+        if (auto x = integer(line, key, v, kMinTxBuffers, kMaxTxBuffers))
+          cfg_.io.tx_buffers = uint32_t(*x);
       } else if (k == "burst") {
         if (auto x = integer(line, key, v, 1, kMaxBurst)) cfg_.loop.burst = uint32_t(*x);
       } else {
@@ -284,7 +311,8 @@ class Parser {
       }
     }
     if (cores_line && workers_line)
-      fail(std::max(cores_line, workers_line), cores_line > workers_line ? "runtime.cores" : "runtime.workers",
+      fail(std::max(cores_line, workers_line),
+           cores_line > workers_line ? "runtime.cores" : "runtime.workers",
            "give either cores (pinned workers) or workers (unpinned), not both");
   }
 
@@ -294,8 +322,10 @@ class Parser {
       const std::string key = "log." + std::string(k.str());
       if (k == "level") {
         if (auto s = string(line, key, v)) {
-          if (is_log_level(*s)) cfg_.log_level = *s;
-          else fail(line, key, "unknown level '" + *s + "' (trace, debug, info, warn, error, off)");
+          if (is_log_level(*s))
+            cfg_.log_level = *s;
+          else
+            fail(line, key, "unknown level '" + *s + "' (trace, debug, info, warn, error, off)");
         }
       } else {
         fail(line, key, "unknown key (known: level)");
@@ -372,7 +402,9 @@ std::string ms_text(uint64_t ms) {
 
 }  // namespace
 
-std::string_view default_config_toml() { return kDefaultToml; }
+std::string_view default_config_toml() {
+  return kDefaultToml;
+}
 
 ServerConfig default_config() {
   // The built-in text is checked by the unit tests; a failure here is a build defect.
@@ -408,11 +440,14 @@ std::optional<std::vector<int>> parse_core_list(std::string_view s, std::string&
   }
   while (pos <= s.size()) {
     const size_t comma = s.find(',', pos);
-    const std::string_view item = s.substr(pos, comma == std::string_view::npos ? s.npos : comma - pos);
+    const std::string_view item =
+        s.substr(pos, comma == std::string_view::npos ? s.npos : comma - pos);
     int c = -1;
     auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), c);
-    if (item.empty() || ec != std::errc() || p != item.data() + item.size() || c < 0 || c > kMaxCore) {
-      err = "'" + std::string(item) + "' is not a core number in [0, " + std::to_string(kMaxCore) + "]";
+    if (item.empty() || ec != std::errc() || p != item.data() + item.size() || c < 0 ||
+        c > kMaxCore) {
+      err = "'" + std::string(item) + "' is not a core number in [0, " + std::to_string(kMaxCore) +
+            "]";
       return std::nullopt;
     }
     if (!seen.insert(c).second) {
@@ -481,7 +516,8 @@ Result<void> apply_overrides(ServerConfig& cfg, const Overrides& o) {
       return cli_error("--backend", "unknown backend '" + *o.backend + "' (auto, io_uring, epoll)");
     cfg.backend = *o.backend;
   }
-  if (o.cores && o.workers) return cli_error("--cores", "give either --cores or --workers, not both");
+  if (o.cores && o.workers)
+    return cli_error("--cores", "give either --cores or --workers, not both");
   if (o.cores) {
     std::string err;
     auto c = parse_core_list(*o.cores, err);
@@ -522,9 +558,10 @@ Result<void> finalize(ServerConfig& cfg) {
         std::string list;
         for (int i = 0; i < CPU_SETSIZE; ++i)
           if (CPU_ISSET(i, &allowed)) list += (list.empty() ? "" : ",") + std::to_string(i);
-        return where_error(cfg.cores_line < 0 ? "command line" : cfg.source,
-                           std::max(cfg.cores_line, 0), cfg.cores_line < 0 ? "--cores" : "runtime.cores",
-                           "core " + std::to_string(c) + " is not available here (allowed: " + list + ")");
+        return where_error(
+            cfg.cores_line < 0 ? "command line" : cfg.source, std::max(cfg.cores_line, 0),
+            cfg.cores_line < 0 ? "--cores" : "runtime.cores",
+            "core " + std::to_string(c) + " is not available here (allowed: " + list + ")");
       }
     }
   }
@@ -538,18 +575,20 @@ Result<void> finalize(ServerConfig& cfg) {
   std::vector<Claim> claims;
   for (size_t i = 0; i < cfg.services.size(); ++i) {
     const auto& s = cfg.services[i];
-    for (auto [t, l] : {std::pair{dp::Transport::udp, &s.udp}, std::pair{dp::Transport::tcp, &s.tcp}}) {
+    for (auto [t, l] :
+         {std::pair{dp::Transport::udp, &s.udp}, std::pair{dp::Transport::tcp, &s.tcp}}) {
       if (!*l) continue;
       const dp::Endpoint ep = cfg.endpoint(**l);
       const char* tn = t == dp::Transport::udp ? "udp" : "tcp";
       if (ep.port_be != 0) {
         for (const auto& c : claims) {
-          const bool addr_clash = c.ep.addr_be == ep.addr_be || c.ep.addr_be == 0 || ep.addr_be == 0;
+          const bool addr_clash =
+              c.ep.addr_be == ep.addr_be || c.ep.addr_be == 0 || ep.addr_be == 0;
           if (c.t == t && c.ep.port_be == ep.port_be && addr_clash) {
-            return where_error(cfg.source, (*l)->line,
-                               "service[" + std::to_string(i) + "]." + tn,
-                               std::string(tn) + " " + dp::to_string(ep) + " is already used by service[" +
-                                   std::to_string(c.svc) + "] (" + cfg.services[c.svc].name + ")" +
+            return where_error(cfg.source, (*l)->line, "service[" + std::to_string(i) + "]." + tn,
+                               std::string(tn) + " " + dp::to_string(ep) +
+                                   " is already used by service[" + std::to_string(c.svc) + "] (" +
+                                   cfg.services[c.svc].name + ")" +
                                    (c.line ? " on line " + std::to_string(c.line) : ""));
           }
         }
@@ -623,14 +662,16 @@ std::vector<std::string> describe(const ServerConfig& cfg) {
     w += " unpinned";
   } else {
     w += " on core(s) ";
-    for (size_t i = 0; i < cfg.io.cores.size(); ++i) w += (i ? "," : "") + std::to_string(cfg.io.cores[i]);
+    for (size_t i = 0; i < cfg.io.cores.size(); ++i)
+      w += (i ? "," : "") + std::to_string(cfg.io.cores[i]);
   }
   out.push_back("config " + cfg.source + ": backend " + cfg.backend + ", " + w + ", " +
                 (cfg.io.busy_poll ? "busy-poll" : "interrupt mode") + ", listen " +
                 ipv4_text(cfg.listen_be));
-  out.push_back("limits: max_conns " + std::to_string(cfg.io.max_conns) + "/worker, conn_out_limit " +
-                std::to_string(cfg.io.conn_out_limit) + " B, idle_timeout " +
-                ms_text(cfg.io.idle_timeout_ms) + ", log level " + cfg.log_level);
+  out.push_back("limits: max_conns " + std::to_string(cfg.io.max_conns) +
+                "/worker, conn_out_limit " + std::to_string(cfg.io.conn_out_limit) +
+                " B, idle_timeout " + ms_text(cfg.io.idle_timeout_ms) + ", log level " +
+                cfg.log_level);
   for (const auto& s : cfg.services) {
     std::string line = "service " + s.name + ":";
     if (s.udp) line += " udp " + dp::to_string(cfg.endpoint(*s.udp));

@@ -20,11 +20,11 @@ namespace cw::server {
 
 // Limits on configurable values (what validation enforces).
 inline constexpr uint32_t kMaxWorkers = 256;
-inline constexpr int kMaxCore = 1023;                      // CPU_SETSIZE - 1
-inline constexpr uint32_t kMaxConnsPerWorker = 1u << 24;   // ConnId has a 24-bit slot
-inline constexpr uint64_t kMinConnOutLimit = 4096;         // bytes
-inline constexpr uint64_t kMaxConnOutLimit = 1ull << 30;   // bytes
-inline constexpr uint64_t kMaxIdleTimeoutMs = 86'400'000;  // one day
+inline constexpr int kMaxCore = 1023;                                 // CPU_SETSIZE - 1
+inline constexpr uint32_t kMaxConnsPerWorker = 1u << 24;              // ConnId has a 24-bit slot
+inline constexpr uint64_t kMinConnOutLimit = 4096;                    // bytes
+inline constexpr uint64_t kMaxConnOutLimit = 1ull << 30;              // bytes
+inline constexpr uint64_t kMaxIdleTimeoutMs = 86'400'000;             // one day
 inline constexpr uint32_t kMinRxBuffers = 64, kMaxRxBuffers = 32768;  // power of two
 inline constexpr uint32_t kMinRxBufferSize = 512, kMaxRxBufferSize = 65536;  // bytes
 inline constexpr uint32_t kMinTxBuffers = 64, kMaxTxBuffers = 1u << 20;
@@ -39,10 +39,10 @@ struct ListenSpec {
 };
 
 struct ServiceConfig {
-  std::string name;                // a registered service name (app/server/services.hh)
-  std::optional<ListenSpec> udp;   // empty = not served on UDP
-  std::optional<ListenSpec> tcp;   // empty = not served on TCP
-  int line = 0;                    // line of the [[service]] header
+  std::string name;               // a registered service name (app/server/services.hh)
+  std::optional<ListenSpec> udp;  // empty = not served on UDP
+  std::optional<ListenSpec> tcp;  // empty = not served on TCP
+  int line = 0;                   // line of the [[service]] header
 };
 
 struct ServerConfig {
@@ -52,8 +52,8 @@ struct ServerConfig {
   std::string backend = "auto";  // auto | io_uring | epoll
   dp::IoConfig io;               // workers, cores, busy_poll, per-connection limits
   rt::LoopConfig loop;           // burst size
-  int cores_line = 0;         // where runtime.cores was set (-1: --cores), for messages
-  uint32_t listen_be = 0;     // default service address (network byte order)
+  int cores_line = 0;            // where runtime.cores was set (-1: --cores), for messages
+  uint32_t listen_be = 0;        // default service address (network byte order)
   std::string log_level = "info";
   std::vector<ServiceConfig> services;
   // [control] (control/control_config.hh): run dir, control socket, stats segment. Without
@@ -70,9 +70,9 @@ struct ServerConfig {
 // Values given on the command line; each set one wins over the file.
 struct Overrides {
   std::optional<std::string> backend;
-  std::optional<std::string> cores;    // "1" or "0,2,3"
+  std::optional<std::string> cores;  // "1" or "0,2,3"
   std::optional<unsigned> workers;
-  std::optional<std::string> listen;   // IPv4 address
+  std::optional<std::string> listen;  // IPv4 address
   std::optional<bool> busy_poll;
   std::optional<std::string> log_level;
 };

@@ -141,7 +141,8 @@ int main(int argc, char** argv) {
   auto app = server::make_app(cfg);
   const auto sockets = app.sockets;
   const auto sock_service = app.sock_service;
-  auto started = runtime.start(rc, std::move(app), [](const std::string& m) { spdlog::info("{}", m); });
+  auto started =
+      runtime.start(rc, std::move(app), [](const std::string& m) { spdlog::info("{}", m); });
   if (!started) {
     spdlog::error("error: cannot start: {}", started.error().message);
     return kExitStartFailed;

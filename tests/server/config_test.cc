@@ -165,12 +165,14 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"[runtim]\nbackend = \"epoll\"\n", "t.toml:1: runtim: ", "unknown section"},
         BadCase{"\n\nfoo = 1\n", "t.toml:3: foo: ", "unknown section"},
         BadCase{"[log]\nlevel = \"info\"\nlevle = \"x\"\n", "t.toml:3: log.levle: ", "unknown key"},
-        BadCase{"[[service]]\nname = \"echo\"\nudp = 1\nudpp = 2\n", "t.toml:4: service[0].udpp: ",
-                "unknown key"},
-        BadCase{"[runtime]\nbackend = \"dpdk2\"\n", "t.toml:2: runtime.backend: ", "unknown backend"},
-        BadCase{"[runtime]\nbackend = 1\n", "t.toml:2: runtime.backend: ",
-                "expected a string, got an integer"},
-        BadCase{"[runtime]\nworkers = \"2\"\n", "t.toml:2: runtime.workers: ", "expected an integer"},
+        BadCase{"[[service]]\nname = \"echo\"\nudp = 1\nudpp = 2\n",
+                "t.toml:4: service[0].udpp: ", "unknown key"},
+        BadCase{"[runtime]\nbackend = \"dpdk2\"\n",
+                "t.toml:2: runtime.backend: ", "unknown backend"},
+        BadCase{"[runtime]\nbackend = 1\n",
+                "t.toml:2: runtime.backend: ", "expected a string, got an integer"},
+        BadCase{"[runtime]\nworkers = \"2\"\n",
+                "t.toml:2: runtime.workers: ", "expected an integer"},
         BadCase{"[runtime]\nworkers = 0\n", "t.toml:2: runtime.workers: ", "out of range"},
         BadCase{"[runtime]\nworkers = 100000\n", "t.toml:2: runtime.workers: ", "out of range"},
         BadCase{"[runtime]\ncores = 1\n", "t.toml:2: runtime.cores: ", "expected an array"},
@@ -181,33 +183,34 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"[runtime]\ncores = [1023]\n", "t.toml:2: runtime.cores: ", "not available"},
         BadCase{"[runtime]\ncores = [0]\nworkers = 2\n", "t.toml:3: runtime.workers: ", "not both"},
         BadCase{"[runtime]\nbusy_poll = \"yes\"\n", "t.toml:2: runtime.busy_poll: ", "boolean"},
-        BadCase{"[runtime]\nlisten = \"localhost\"\n", "t.toml:2: runtime.listen: ",
-                "not an IPv4 address"},
+        BadCase{"[runtime]\nlisten = \"localhost\"\n",
+                "t.toml:2: runtime.listen: ", "not an IPv4 address"},
         BadCase{"[runtime]\nlisten = \"1.2.3.256\"\n", "t.toml:2: runtime.listen: ", "IPv4"},
         BadCase{"[runtime]\nmax_conns = 0\n", "t.toml:2: runtime.max_conns: ", "out of range"},
-        BadCase{"[runtime]\nmax_conns = 16777217\n", "t.toml:2: runtime.max_conns: ", "out of range"},
-        BadCase{"[runtime]\nconn_out_limit = \"4 parsecs\"\n", "t.toml:2: runtime.conn_out_limit: ",
-                "not a size"},
-        BadCase{"[runtime]\nconn_out_limit = 100\n", "t.toml:2: runtime.conn_out_limit: ",
-                "out of range"},
-        BadCase{"[runtime]\nconn_out_limit = \"2GiB\"\n", "t.toml:2: runtime.conn_out_limit: ",
-                "out of range"},
-        BadCase{"[runtime]\nconn_out_limit = -5\n", "t.toml:2: runtime.conn_out_limit: ",
-                "out of range"},
-        BadCase{"[runtime]\nidle_timeout = \"300\"\n", "t.toml:2: runtime.idle_timeout: ",
-                "not a duration"},
-        BadCase{"[runtime]\nidle_timeout = \"3 fortnights\"\n", "t.toml:2: runtime.idle_timeout: ",
-                "not a duration"},
-        BadCase{"[runtime]\nidle_timeout = \"2d\"\n", "t.toml:2: runtime.idle_timeout: ",
-                "not a duration"},
-        BadCase{"[runtime]\nidle_timeout = \"25h\"\n", "t.toml:2: runtime.idle_timeout: ",
-                "out of range"},
-        BadCase{"[runtime]\nidle_timeout = 1.5\n", "t.toml:2: runtime.idle_timeout: ",
-                "got a floating-point number"},
-        BadCase{"[runtime]\nrx_buffers = 1000\n", "t.toml:2: runtime.rx_buffers: ",
-                "not a power of two"},
-        BadCase{"[runtime]\nrx_buffer_size = 100\n", "t.toml:2: runtime.rx_buffer_size: ",
-                "out of range"},
+        BadCase{"[runtime]\nmax_conns = 16777217\n",
+                "t.toml:2: runtime.max_conns: ", "out of range"},
+        BadCase{"[runtime]\nconn_out_limit = \"4 parsecs\"\n",
+                "t.toml:2: runtime.conn_out_limit: ", "not a size"},
+        BadCase{"[runtime]\nconn_out_limit = 100\n",
+                "t.toml:2: runtime.conn_out_limit: ", "out of range"},
+        BadCase{"[runtime]\nconn_out_limit = \"2GiB\"\n",
+                "t.toml:2: runtime.conn_out_limit: ", "out of range"},
+        BadCase{"[runtime]\nconn_out_limit = -5\n",
+                "t.toml:2: runtime.conn_out_limit: ", "out of range"},
+        BadCase{"[runtime]\nidle_timeout = \"300\"\n",
+                "t.toml:2: runtime.idle_timeout: ", "not a duration"},
+        BadCase{"[runtime]\nidle_timeout = \"3 fortnights\"\n",
+                "t.toml:2: runtime.idle_timeout: ", "not a duration"},
+        BadCase{"[runtime]\nidle_timeout = \"2d\"\n",
+                "t.toml:2: runtime.idle_timeout: ", "not a duration"},
+        BadCase{"[runtime]\nidle_timeout = \"25h\"\n",
+                "t.toml:2: runtime.idle_timeout: ", "out of range"},
+        BadCase{"[runtime]\nidle_timeout = 1.5\n",
+                "t.toml:2: runtime.idle_timeout: ", "got a floating-point number"},
+        BadCase{"[runtime]\nrx_buffers = 1000\n",
+                "t.toml:2: runtime.rx_buffers: ", "not a power of two"},
+        BadCase{"[runtime]\nrx_buffer_size = 100\n",
+                "t.toml:2: runtime.rx_buffer_size: ", "out of range"},
         BadCase{"[runtime]\ntx_buffers = 1\n", "t.toml:2: runtime.tx_buffers: ", "out of range"},
         BadCase{"[runtime]\nburst = 0\n", "t.toml:2: runtime.burst: ", "out of range"},
         BadCase{"[log]\nlevel = \"loud\"\n", "t.toml:2: log.level: ", "unknown level"},
@@ -218,12 +221,12 @@ INSTANTIATE_TEST_SUITE_P(
                 "unknown service 'ehco' (known: sockperf-echo, echo)"},
         BadCase{"[[service]]\nudp = 1\n", "t.toml:1: service[0].name: ", "missing"},
         BadCase{"[[service]]\nname = \"echo\"\n", "t.toml:1: service[0]: ", "serves nothing"},
-        BadCase{"[[service]]\nname = \"echo\"\nudp = 70000\n", "t.toml:3: service[0].udp: ",
-                "out of range"},
-        BadCase{"[[service]]\nname = \"echo\"\ntcp = \"1.2.3.4\"\n", "t.toml:3: service[0].tcp: ",
-                "not a port"},
-        BadCase{"[[service]]\nname = \"echo\"\ntcp = true\n", "t.toml:3: service[0].tcp: ",
-                "got a boolean"},
+        BadCase{"[[service]]\nname = \"echo\"\nudp = 70000\n",
+                "t.toml:3: service[0].udp: ", "out of range"},
+        BadCase{"[[service]]\nname = \"echo\"\ntcp = \"1.2.3.4\"\n",
+                "t.toml:3: service[0].tcp: ", "not a port"},
+        BadCase{"[[service]]\nname = \"echo\"\ntcp = true\n",
+                "t.toml:3: service[0].tcp: ", "got a boolean"},
         BadCase{"[[service]]\nname = \"echo\"\nudp = 5000\n[[service]]\nname = \"sockperf-echo\"\n"
                 "udp = 5000\n",
                 "t.toml:6: service[1].udp: ", "already used by service[0] (echo) on line 3"},
@@ -234,10 +237,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"[runtime]\nbackend = \"a\"\nbackend = \"b\"\n", "t.toml:3: syntax: ", ""}));
 
 TEST(Config, SamePortOnOtherTransportOrAddressIsFine) {
-  EXPECT_EQ(error_of("[[service]]\nname = \"echo\"\nudp = 5000\ntcp = 5000\n"
-                     "[[service]]\nname = \"echo\"\nudp = \"127.0.0.2:5000\"\n"
-                     "[[service]]\nname = \"echo\"\nudp = 0\n[[service]]\nname = \"echo\"\nudp = 0\n"),
-            "");
+  EXPECT_EQ(
+      error_of("[[service]]\nname = \"echo\"\nudp = 5000\ntcp = 5000\n"
+               "[[service]]\nname = \"echo\"\nudp = \"127.0.0.2:5000\"\n"
+               "[[service]]\nname = \"echo\"\nudp = 0\n[[service]]\nname = \"echo\"\nudp = 0\n"),
+      "");
 }
 
 TEST(Config, SizesAndDurations) {
@@ -366,8 +370,8 @@ TEST(Config, BadOverridesNameTheFlag) {
 }
 
 TEST(Config, CommandLine) {
-  const char* argv[] = {"corewire", "-c",         "x.toml", "--backend", "epoll",
-                        "--cores",  "0,1",        "--listen", "0.0.0.0", "--busy-poll",
+  const char* argv[] = {"corewire",       "-c",          "x.toml",   "--backend", "epoll",
+                        "--cores",        "0,1",         "--listen", "0.0.0.0",   "--busy-poll",
                         "--check-config", "--log-level", "debug"};
   CommandLine cl = parse_command_line(int(std::size(argv)), argv);
   ASSERT_FALSE(cl.exit_code) << cl.output;
