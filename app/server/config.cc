@@ -143,8 +143,12 @@ class Parser {
         }
       } else if (k == "control") {
         auto c = ctl::control_config_from(root);  // reads [control]; errors name the key
-        if (c) cfg_.control = c.value(), cfg_.control_explicit = true;
-        else fail(line, "control", c.error().message);
+        if (c) {
+          cfg_.control = c.value();
+          cfg_.control_explicit = true;
+        } else {
+          fail(line, "control", c.error().message);
+        }
       } else {
         fail(line, k.str(), "unknown section (known: runtime, log, service, control)");
       }
