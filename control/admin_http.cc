@@ -12,7 +12,7 @@ namespace {
 constexpr int kRequestTimeoutMs = 2000;  // a control-socket request made for an HTTP call
 
 void reply_json(httplib::Response& res, const Json& j, int ok_status = 200) {
-  res.status = j.value("ok", false) ? ok_status : 502;
+  res.status = j.value("ok", false) ? ok_status : 400;  // the dataplane refused it
   res.set_content(j.dump() + "\n", "application/json");
 }
 
@@ -25,6 +25,14 @@ void forward(AdminState& st, const Json& req, httplib::Response& res) {
     return;
   }
   reply_json(res, r.value());
+}
+
+// POST handlers take the content-reader form: the request body is never read, so a POST
+// without Content-Length (curl -X POST) is accepted instead of answered 400 by httplib.
+void post(httplib::Server& s, const std::string& pattern,
+          std::function<void(const httplib::Request&, httplib::Response&)> fn) {
+  s.Post(pattern, [fn = std::move(fn)](const httplib::Request& req, httplib::Response& res,
+                                       const httplib::ContentReader&) { fn(req, res); });
 }
 
 void post_only(httplib::Server& s, const std::string& pattern) {
@@ -80,12 +88,12 @@ Result<std::unique_ptr<AdminHttp>> AdminHttp::start(const std::string& host, uin
   });
   for (const char* cmd : {"drain", "shutdown", "reload"}) {
     const std::string path = std::string("/") + cmd;
-    s.Post(path, [&st, cmd](const httplib::Request&, httplib::Response& res) {
+    post(s, path, [&st, cmd](const httplib::Request&, httplib::Response& res) {
       forward(st, {{"cmd", cmd}}, res);
     });
     post_only(s, path);
   }
-  s.Post("/log-level", [&st](const httplib::Request& req, httplib::Response& res) {
+  post(s, "/log-level", [&st](const httplib::Request& req, httplib::Response& res) {
     if (!req.has_param("level")) {
       res.status = 400;
       res.set_content("needs ?level=\n", "text/plain");
@@ -94,14 +102,14 @@ Result<std::unique_ptr<AdminHttp>> AdminHttp::start(const std::string& host, uin
     forward(st, {{"cmd", "log-level"}, {"level", req.get_param_value("level")}}, res);
   });
   post_only(s, "/log-level");
-  s.Post(R"(/service/([^/]+)/(enable|disable))",
-         [&st](const httplib::Request& req, httplib::Response& res) {
-           forward(st,
-                   {{"cmd", "service"},
-                    {"name", req.matches[1].str()},
-                    {"enable", req.matches[2].str() == "enable"}},
-                   res);
-         });
+  post(s, R"(/service/([^/]+)/(enable|disable))",
+       [&st](const httplib::Request& req, httplib::Response& res) {
+         forward(st,
+                 {{"cmd", "service"},
+                  {"name", req.matches[1].str()},
+                  {"enable", req.matches[2].str() == "enable"}},
+                 res);
+       });
   post_only(s, R"(/service/([^/]+)/(enable|disable))");
 
   if (port == 0) {

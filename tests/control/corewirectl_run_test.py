@@ -140,6 +140,10 @@ class CorewirectlRun(unittest.TestCase):
         self.assertEqual(self.metric("corewire_service_requests_total"), 10)
         self.assertEqual(self.metric("corewire_restarts_total"), 0)
         self.assertEqual(self.http("/drain")[0], 405, "mutations are POST only")
+        code, body = self.http("/log-level?level=debug", "POST")  # no body, no Content-Length
+        self.assertEqual(code, 200, body)
+        self.assertEqual(json.loads(body)["level"], "debug")
+        self.assertEqual(self.http("/service/nope/disable", "POST")[0], 400)
 
         # kill -9 the dataplane: serving again within 2 s, restart counted.
         t0 = time.monotonic()

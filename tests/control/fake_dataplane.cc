@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
   FakeRuntime rt;
   cw::ctl::DataplaneHooks hooks;
   hooks.request_exit = [](bool drain) { g_exit.store(drain ? 1 : 2); };
+  hooks.set_log_level = [](const std::string&) { return std::string(); };
   hooks.config_json = [&] { return cw::ctl::Json{{"control", {{"socket", cfg->socket}}}}; };
   hooks.reload = [] {
     return cw::ctl::Json{{"applied", cw::ctl::Json::array()},
