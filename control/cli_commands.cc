@@ -27,6 +27,12 @@ size_t io_index(std::string_view name) {
   return 0;
 }
 
+size_t worker_index(std::string_view name) {
+  for (size_t i = 0; i < std::size(kWorkerFields); ++i)
+    if (name == kWorkerFields[i].name) return i;
+  return 0;
+}
+
 const char* state_name(State s) {
   static constexpr const char* kNames[] = {"starting", "serving", "draining", "stopped"};
   return uint64_t(s) < 4 ? kNames[uint64_t(s)] : "unknown";
@@ -194,6 +200,7 @@ int cmd_top(const CliTarget& t, int interval_ms, int count) {
   if (!prev) return fail(prev.error().message);
   const size_t rx = io_index("rx_datagrams"), tx = io_index("tx_datagrams"),
                rs = io_index("rx_stream_bytes");
+  const size_t busy = worker_index("busy_ns");
   const bool tty = ::isatty(1);
   for (int i = 0; count == 0 || i < count; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
@@ -207,7 +214,7 @@ int cmd_top(const CliTarget& t, int interval_ms, int count) {
     for (size_t w = 0; w < cur->workers.size(); ++w) {
       const auto &a = cur->workers[w], &b = prev->workers[w];
       auto d = [&](size_t f) { return double(a.io[f] - b.io[f]) / secs; };
-      const double busy = double(a.worker[8] - b.worker[8]) / (secs * 1e9) * 100.0;  // busy_ns
+      const double busy = double(a.worker[busy] - b.worker[busy]) / (secs * 1e9) * 100.0;
       std::printf("%-7zu %10.0f %10.0f %12.0f %8llu %6.1f%%\n", w, d(rx), d(tx), d(rs),
                   (unsigned long long)a.io[io_index("conns_open")], busy);
     }

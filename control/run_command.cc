@@ -5,10 +5,12 @@
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -102,6 +104,28 @@ int cmd_run(const RunOptions& o) {
   AdminState st;
   st.socket = cfg.socket;
 
+  // One supervisor per run dir: the lock is released by the kernel when corewirectl dies
+  // (even by SIGKILL), and is close-on-exec so the dataplane never holds it.
+  const std::string lock_path = cfg.run_dir + "/corewirectl.lock";
+  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0 || ::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    log("%s: %s", lock_path.c_str(),
+        errno == EWOULDBLOCK ? "another corewirectl supervises this run dir"
+                             : std::strerror(errno));
+    return 1;
+  }
+  // Admin HTTP before touching the dataplane, so a bind failure leaves it alone.
+  std::unique_ptr<AdminHttp> http;
+  if (cfg.admin_port != 0) {
+    auto h = AdminHttp::start(cfg.admin_host, cfg.admin_port, st);
+    if (!h) {
+      log("%s", h.error().message.c_str());
+      return 2;
+    }
+    http = std::move(h.value());
+    log("admin HTTP on http://%s:%u/", cfg.admin_host.c_str(), unsigned(http->port()));
+  }
+
   // Re-attach to a dataplane left running by a previous corewirectl, else start one.
   if (auto r = control_request(cfg.socket, {{"cmd", "status"}}, 1000);
       r && r.value().value("ok", false)) {
@@ -117,18 +141,6 @@ int cmd_run(const RunOptions& o) {
       return 2;
     }
     log("started %s (pid %d)", sc.program.c_str(), int(sup.pid()));
-  }
-
-  std::unique_ptr<AdminHttp> http;
-  if (cfg.admin_port != 0) {
-    auto h = AdminHttp::start(cfg.admin_host, cfg.admin_port, st);
-    if (!h) {
-      log("%s", h.error().message.c_str());
-      sup.stop(SIGTERM, std::chrono::milliseconds(cfg.drain_timeout_ms) + kStopGrace);
-      return 2;
-    }
-    http = std::move(h.value());
-    log("admin HTTP on http://%s:%u/", cfg.admin_host.c_str(), unsigned(http->port()));
   }
 
   bool notified_ready = false;

@@ -166,6 +166,11 @@ class CorewirectlRun(unittest.TestCase):
         ctl2 = self.start_ctl()
         wait_for(lambda: self.status()["supervisor"]["adopted"], 5, "re-attach")
         self.assertEqual(self.status()["dataplane"]["pid"], pid2)
+        # A second supervisor for the same run dir is refused and leaves the dataplane alone.
+        third = self.start_ctl()
+        self.assertEqual(third.wait(timeout=10), 1)
+        self.assertEqual(self.echo(1), 1)
+        self.assertEqual(self.status()["dataplane"]["pid"], pid2)
 
         # CLI over the socket and the segment.
         out = subprocess.run([CTL, "-c", self.cfg, "--json", "status"], capture_output=True, text=True, timeout=10)
