@@ -200,7 +200,7 @@ int cmd_top(const CliTarget& t, int interval_ms, int count) {
   if (!prev) return fail(prev.error().message);
   const size_t rx = io_index("rx_datagrams"), tx = io_index("tx_datagrams"),
                rs = io_index("rx_stream_bytes");
-  const size_t busy = worker_index("busy_ns");
+  const size_t busy_f = worker_index("busy_ns");
   const bool tty = ::isatty(1);
   for (int i = 0; count == 0 || i < count; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(interval_ms));
@@ -214,7 +214,7 @@ int cmd_top(const CliTarget& t, int interval_ms, int count) {
     for (size_t w = 0; w < cur->workers.size(); ++w) {
       const auto &a = cur->workers[w], &b = prev->workers[w];
       auto d = [&](size_t f) { return double(a.io[f] - b.io[f]) / secs; };
-      const double busy = double(a.worker[busy] - b.worker[busy]) / (secs * 1e9) * 100.0;
+      const double busy = double(a.worker[busy_f] - b.worker[busy_f]) / (secs * 1e9) * 100.0;
       std::printf("%-7zu %10.0f %10.0f %12.0f %8llu %6.1f%%\n", w, d(rx), d(tx), d(rs),
                   (unsigned long long)a.io[io_index("conns_open")], busy);
     }
