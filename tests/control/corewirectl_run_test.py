@@ -59,6 +59,11 @@ class CorewirectlRun(unittest.TestCase):
             f.write('\n[control]\nrun_dir = "%s/run"\nadmin = "127.0.0.1:%d"\npublish_ms = 5\n'
                     'drain_timeout_ms = 1000\n' % (self.dir, self.admin))
         self.procs = []
+        # Stands in for systemd's notify socket (Type=notify).
+        self.notify_path = os.path.join(self.dir, "notify.sock")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.notify.settimeout(0.1)
 
     def tearDown(self):
         if True:  # corewirectl logs, shown by meson on failure
@@ -73,6 +78,7 @@ class CorewirectlRun(unittest.TestCase):
                 p.wait()
         # A dataplane left running (re-attach case) is found through the socket.
         subprocess.run([CTL, "-c", self.cfg, "shutdown"], capture_output=True, timeout=10)
+        self.notify.close()
         subprocess.run(["rm", "-rf", self.dir])
 
     def start_ctl(self):
@@ -81,7 +87,8 @@ class CorewirectlRun(unittest.TestCase):
         if EXTRA:
             args += ["--"] + EXTRA
         log = open(os.path.join(self.dir, "corewirectl-%d.log" % len(self.procs)), "w")
-        p = subprocess.Popen(args, stderr=log)
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path)
+        p = subprocess.Popen(args, stderr=log, env=env)
         log.close()
         self.procs.append(p)
         return p
@@ -132,6 +139,8 @@ class CorewirectlRun(unittest.TestCase):
         ctl = self.start_ctl()
         wait_for(lambda: self.http("/ready")[0] == 200, 10, "/ready")
         pid1 = self.status()["dataplane"]["pid"]
+        notes = wait_for(lambda: self.notify.recv(4096).decode(), 5, "sd_notify message")
+        self.assertIn("READY=1", notes)
 
         # Counters: what the client sent is what /metrics shows.
         self.assertEqual(self.echo(10), 10)
