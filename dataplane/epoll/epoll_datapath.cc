@@ -366,7 +366,7 @@ void EpollWorker::begin_drain(uint32_t slot, CloseReason r) {
   s.state = ConnState::draining;
   s.reason = r;
   set_events(slot, s.x.events & EPOLLOUT);
-  mark_dirty(slot);  // flush() finishes it (sends what is queued by then)
+  mark_dirty(slot);  // flush() finishes it (sends what is queued by then); no-op if it failed
 }
 
 // Output is all in the kernel: shut down, discard unread input (closing with unread input
@@ -415,7 +415,7 @@ void EpollWorker::set_events(uint32_t slot, uint32_t ev) {
 // the slots so a connection closed in between leaves it in O(1).
 void EpollWorker::mark_dirty(uint32_t slot) {
   Slot& s = conns_.at(slot);
-  if (s.x.dirty) return;
+  if (s.x.dirty || s.state == ConnState::zombie) return;  // zombies must never be listed
   s.x.dirty = true;
   s.x.dirty_prev = kNilSlot;
   s.x.dirty_next = dirty_head_;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -147,6 +148,15 @@ inline ssize_t recv_eof(const Sock& s) {
   }
 }
 
+inline int open_fds() {
+  int n = 0;
+  DIR* d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  while (readdir(d)) ++n;
+  closedir(d);
+  return n;
+}
+
 // ---- the fixture ---------------------------------------------------------------------------
 
 template <class B>
@@ -227,6 +237,8 @@ class BackendConformance : public ::testing::Test {
 };
 
 TYPED_TEST_SUITE_P(BackendConformance);
+// Files that include this header only for the peer helpers do not instantiate the suite.
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(BackendConformance);
 
 // ---- UDP -----------------------------------------------------------------------------------
 
@@ -710,7 +722,80 @@ TYPED_TEST_P(BackendConformance, RxDataStaysValidUntilTheNextPoll) {
   EXPECT_GT(multi, 0u);
 }
 
-REGISTER_TYPED_TEST_SUITE_P(BackendConformance, UdpEchoRoundTripAllSizes,
+TYPED_TEST_P(BackendConformance, ManyConnectionsAreServed) {
+  constexpr int kConns = 1000;
+  IoConfig cfg = this->small_config();
+  cfg.max_conns = kConns + 8;
+  this->open(cfg, {{Transport::tcp, loopback(), true}});
+  std::vector<Sock> peers;
+  peers.reserve(kConns);
+  for (int i = 0; i < kConns; ++i) {
+    peers.push_back(tcp_peer(this->bound(0)));
+    ASSERT_GE(peers.back().fd, 0) << i;
+    uint32_t v = uint32_t(i);
+    ASSERT_EQ(::send(peers.back().fd, &v, 4, 0), 4);
+    if (i % 64 == 63) {  // keep the accept queue short: serve as we go
+      RxItem items[64];
+      for (int k = 0; k < 4; ++k) {
+        const uint32_t n = this->io().poll(items, 64, 0);
+        for (uint32_t j = 0; j < n; ++j) this->echo(0, items[j]);
+        this->io().flush();
+      }
+    }
+  }
+  ASSERT_TRUE(this->pump(0, [&](const RxItem& it) { this->echo(0, it); },
+                         [&] { return this->io().counters().tx_stream_bytes.get() == 4u * kConns; }));
+  EXPECT_EQ(this->io().counters().conns_open.get(), uint64_t(kConns));
+  for (int i = 0; i < kConns; ++i) {
+    uint32_t v = ~0u;
+    ASSERT_EQ(::recv(peers[size_t(i)].fd, &v, 4, MSG_WAITALL), 4) << i;
+    EXPECT_EQ(v, uint32_t(i));
+  }
+}
+
+TYPED_TEST_P(BackendConformance, TeardownClosesEveryDescriptor) {
+  const int before = open_fds();
+  Sock blocked_reader, open_peer;
+  IoConfig cfg = this->small_config();
+  cfg.workers = 2;
+  this->open(cfg, {{Transport::udp, loopback(), true},
+                   {Transport::tcp, loopback(), true},
+                   {Transport::tcp, loopback(), false}});
+  // Leave connections in every state (open; draining with output blocked; a client), and
+  // unsent datagrams, then destroy the workers and the backend.
+  open_peer = tcp_peer(this->bound(1));
+  blocked_reader = tcp_peer(this->bound(1));
+  const ConnId c = this->io(0).connect(2, this->bound(1));
+  EXPECT_NE(c, kNoConn);
+  uint32_t opened = 0;
+  RxItem items[16];
+  const auto end = Clock::now() + kDeadline;
+  while (opened < 3 && Clock::now() < end) {
+    for (unsigned w = 0; w < 2; ++w) {
+      const uint32_t n = this->io(w).poll(items, 16, 0);
+      for (uint32_t k = 0; k < n; ++k) {
+        if (items[k].kind != RxKind::stream_open || items[k].sock != 1) continue;
+        if (++opened == 1) {
+          EXPECT_TRUE(this->queue_stream(w, items[k].conn, 1, 0, 3u << 20, 60000));
+          this->io(w).close(items[k].conn);
+        }
+      }
+      this->io(w).flush();
+    }
+  }
+  EXPECT_EQ(opened, 3u);
+  uint8_t* p = this->io(0).dgram_reserve(0, loopback(9), 10);
+  ASSERT_NE(p, nullptr);
+  this->io(0).dgram_commit(10);
+  const int during = open_fds();
+  this->workers_.clear();
+  this->backend_.reset();
+  EXPECT_GT(during, before + 8);
+  EXPECT_EQ(open_fds(), before + 2) << "only the two peers' sockets are left";
+}
+
+REGISTER_TYPED_TEST_SUITE_P(BackendConformance, ManyConnectionsAreServed,
+                            TeardownClosesEveryDescriptor, UdpEchoRoundTripAllSizes,
                             UdpBurstIsDeliveredCompletelyInSmallPolls,
                             DatagramAboveMaxIsDroppedAndCounted,
                             TxPoolExhaustionIsCountedAndTheRestIsSent, TwoWorkersShareAServerPort,
