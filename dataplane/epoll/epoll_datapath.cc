@@ -22,7 +22,9 @@ using kernel::kNilSlot;
 namespace {
 
 enum : uint64_t { kTagWake = 1, kTagUdp = 2, kTagListener = 3, kTagConn = 4 };
-constexpr uint64_t tag_conn(ConnId c) { return (kTagConn << 56) | c; }
+constexpr uint64_t tag_conn(ConnId c) {
+  return (kTagConn << 56) | c;
+}
 
 uint64_t mono_ns() {
   timespec ts;
@@ -263,7 +265,7 @@ uint32_t EpollWorker::conn_event(ConnId c, uint32_t ev, RxItem* out, uint32_t ro
       counters_.conns_connected.add();
       set_events(slot, EPOLLIN | EPOLLRDHUP);
       if (!s->x.out.empty()) mark_dirty(slot);  // output queued while connecting
-      if (room == 0) {  // deliver it with the next poll
+      if (room == 0) {                          // deliver it with the next poll
         s->x.open_owed = true;
         conns_.notify(slot);
         return 0;
@@ -347,8 +349,8 @@ void EpollWorker::write_conn(uint32_t slot) {
     // Peer gone (EPIPE, ECONNRESET) or a socket error: the output cannot be delivered.
     const bool peer = errno == EPIPE || errno == ECONNRESET;
     zombify(slot, s.state == ConnState::draining ? s.reason
-                  : peer                           ? CloseReason::peer
-                                                   : CloseReason::error);
+                  : peer                         ? CloseReason::peer
+                                                 : CloseReason::error);
     return;
   }
   const uint32_t base = s.state == ConnState::open ? (EPOLLIN | EPOLLRDHUP) : 0u;
