@@ -67,7 +67,12 @@ uint32_t EpollWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   const int ne = wait(t);
 
   // 3. Dispatch ready descriptors. Readiness that finds no room stays level-triggered.
-  for (int i = 0; i < ne; ++i) {
+  // Level-triggered epoll reports ready descriptors in a stable order, so a busy socket
+  // early in the list could fill every poll's items and starve the rest: start at a
+  // rotating position instead.
+  const int first = ne > 1 ? int(rotate_++ % uint32_t(ne)) : 0;
+  for (int j = 0; j < ne; ++j) {
+    const int i = first + j < ne ? first + j : first + j - ne;
     const uint64_t tag = events_[i].data.u64;
     const uint32_t ev = events_[i].events;
     switch (tag >> 56) {

@@ -8,10 +8,10 @@
 //
 // Readiness. Every descriptor is registered level-triggered. A poll() stops early when its
 // item array or its rx arena is full; whatever was not read stays ready and is reported by
-// the next epoll_wait, so no work is lost and every socket gets its turn (the kernel rotates
-// ready descriptors). Listeners accept up to the free items per poll; a connection gets one
-// read per poll (fairness between connections). EPOLLOUT is armed only while a
-// connection's kernel send buffer is full.
+// the next epoll_wait, so no work is lost; dispatch starts at a rotating position in the
+// event list, so a busy socket cannot starve the others. Listeners accept up to the free items per
+// poll; a connection gets one read per poll (fairness between connections). EPOLLOUT is armed only
+// while a connection's kernel send buffer is full.
 //
 // Receive memory. A per-worker arena of rx_buffers x rx_buffer_size bytes is bump-allocated
 // during a poll and reused by the next one, so RxItem data is valid until the next poll().
@@ -133,6 +133,7 @@ class EpollWorker {
   IoConfig cfg_;
   uint64_t now_ns_ = 0;
   uint64_t idle_ns_ = 0;
+  uint32_t rotate_ = 0;        // where event dispatch starts (fairness; see poll)
   int epfd_ = -1, evfd_ = -1;  // owned via epfd_owner_/evfd_owner_
   std::vector<Sock> socks_;
 
