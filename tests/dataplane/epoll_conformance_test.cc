@@ -132,3 +132,33 @@ TEST(EpollBackend, SignalInterruptedPollReturnsEmptyAndRecovers) {
 
 }  // namespace
 }  // namespace cw::dp::conformance
+
+// epoll-specific: setup errors are values with a message, never crashes.
+namespace cw::dp::conformance {
+namespace {
+
+TEST(EpollBackend, SetupErrors) {
+  const SocketSpec specs[] = {{Transport::udp, loopback(), true}};
+  IoConfig bad;
+  bad.max_conns = 0;
+  auto b = EpollBackend::create(bad, specs);
+  ASSERT_FALSE(b);
+  EXPECT_NE(b.error().message.find("max_conns"), std::string::npos) << b.error().message;
+  bad = IoConfig{};
+  bad.max_datagram = 70000;
+  EXPECT_FALSE(EpollBackend::create(bad, specs));
+
+  IoConfig cfg;
+  cfg.max_conns = 8;
+  auto ok = EpollBackend::create(cfg, specs);
+  ASSERT_TRUE(ok) << ok.error().message;
+  auto w0 = (*ok)->open_worker(0);
+  ASSERT_TRUE(w0) << w0.error().message;
+  auto again = (*ok)->open_worker(0);
+  ASSERT_FALSE(again);
+  EXPECT_NE(again.error().message.find("already"), std::string::npos);
+  EXPECT_FALSE((*ok)->open_worker(1)) << "only one worker was configured";
+}
+
+}  // namespace
+}  // namespace cw::dp::conformance
