@@ -323,6 +323,19 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(h.udp_call(srv.ep(SP, "udp"), m), h.sockperf_reply_of(m))
 
 
+    def test_smallest_buffers_still_echo_large_messages(self):
+        rt = "rx_buffers = 64\nrx_buffer_size = 512\ntx_buffers = 64\nburst = 1\nmax_conns = 8"
+        with h.Server(h.config(rt)) as srv:
+            for size in (14, 600, 1472, 9000, 65507):  # above rx_buffer_size: the large path
+                m = h.sockperf_msg(size, size)
+                self.assertEqual(h.udp_call(srv.ep(SP, "udp"), m), h.sockperf_reply_of(m), size)
+            with h.tcp_connect(srv.ep(SP, "tcp")) as s:
+                msgs = [h.sockperf_msg(i, 14 + 97 * i) for i in range(1, 60)]
+                s.sendall(b"".join(msgs))
+                want = b"".join(h.sockperf_reply_of(m) for m in msgs)
+                self.assertEqual(h.recv_exact(s, len(want)), want)
+            self.assertEqual(srv.stop(), 0, srv.log())
+
 class BackendTest(unittest.TestCase):
     def serve_on(self, backend):
         srv = h.Server(h.config(backend="auto"), args=["--backend", backend], expect_start=False)
