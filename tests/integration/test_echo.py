@@ -279,6 +279,62 @@ class LifecycleTest(unittest.TestCase):
         self.assertIn("cannot start", srv.log())
         self.assertIn("192.0.2.1", srv.log())
 
+    def test_max_conns_rejects_beyond_limit(self):
+        with h.Server(h.config("workers = 1\nmax_conns = 4")) as srv:
+            ep = srv.ep(SP, "tcp")
+            conns, closed = [], 0
+            for _ in range(10):
+                conns.append(h.tcp_connect(ep))  # the kernel completes the handshake anyway
+                conns[-1].settimeout(2)
+            m = h.sockperf_msg(3, 64)
+            for s in conns:
+                try:
+                    s.sendall(m)
+                    if h.recv_exact(s, len(m)) != h.sockperf_reply_of(m):
+                        self.fail("wrong reply")
+                except (AssertionError, ConnectionResetError, BrokenPipeError, socket.timeout):
+                    closed += 1
+            for s in conns:
+                s.close()
+            self.assertGreaterEqual(closed, 1, "all 10 connections served with max_conns = 4")
+            self.assertLessEqual(closed, 6)
+            m = h.sockperf_msg(4, 64)
+            for _ in range(50):  # slots come back once those connections are closed
+                s = h.tcp_connect(ep)
+                s.settimeout(2)
+                try:
+                    s.sendall(m)
+                    if h.recv_exact(s, len(m)) == h.sockperf_reply_of(m):
+                        break
+                except (AssertionError, ConnectionResetError, BrokenPipeError, socket.timeout):
+                    time.sleep(0.1)
+                finally:
+                    s.close()
+            else:
+                self.fail("no new connection served after the others closed")
+            self.assertEqual(srv.stop(), 0, srv.log())
+            self.assertGreaterEqual(srv.stats()["io"]["conns_rejected"], 1, srv.log())
+
+    def test_pinned_worker(self):
+        core = min(os.sched_getaffinity(0))
+        with h.Server(h.config(), args=["--cores", str(core)]) as srv:
+            self.assertIn(f"1 worker(s) on core(s) {core}", srv.log())
+            m = h.sockperf_msg(2, 100)
+            self.assertEqual(h.udp_call(srv.ep(SP, "udp"), m), h.sockperf_reply_of(m))
+
+
+    def test_smallest_buffers_still_echo_large_messages(self):
+        rt = "rx_buffers = 64\nrx_buffer_size = 512\ntx_buffers = 64\nburst = 1\nmax_conns = 8"
+        with h.Server(h.config(rt)) as srv:
+            for size in (14, 600, 1472, 9000, 65507):  # above rx_buffer_size: the large path
+                m = h.sockperf_msg(size, size)
+                self.assertEqual(h.udp_call(srv.ep(SP, "udp"), m), h.sockperf_reply_of(m), size)
+            with h.tcp_connect(srv.ep(SP, "tcp")) as s:
+                msgs = [h.sockperf_msg(i, 14 + 97 * i) for i in range(1, 60)]
+                s.sendall(b"".join(msgs))
+                want = b"".join(h.sockperf_reply_of(m) for m in msgs)
+                self.assertEqual(h.recv_exact(s, len(want)), want)
+            self.assertEqual(srv.stop(), 0, srv.log())
 
 class BackendTest(unittest.TestCase):
     def serve_on(self, backend):
