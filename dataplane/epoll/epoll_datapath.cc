@@ -22,7 +22,9 @@ using kernel::kNilSlot;
 namespace {
 
 enum : uint64_t { kTagWake = 1, kTagUdp = 2, kTagListener = 3, kTagConn = 4 };
-constexpr uint64_t tag_conn(ConnId c) { return (kTagConn << 56) | c; }
+constexpr uint64_t tag_conn(ConnId c) {
+  return (kTagConn << 56) | c;
+}
 
 uint64_t mono_ns() {
   timespec ts;
@@ -263,7 +265,7 @@ uint32_t EpollWorker::conn_event(ConnId c, uint32_t ev, RxItem* out, uint32_t ro
       counters_.conns_connected.add();
       set_events(slot, EPOLLIN | EPOLLRDHUP);
       if (!s->x.out.empty()) mark_dirty(slot);  // output queued while connecting
-      if (room == 0) {  // deliver it with the next poll
+      if (room == 0) {                          // deliver it with the next poll
         s->x.open_owed = true;
         conns_.notify(slot);
         return 0;
@@ -347,8 +349,8 @@ void EpollWorker::write_conn(uint32_t slot) {
     // Peer gone (EPIPE, ECONNRESET) or a socket error: the output cannot be delivered.
     const bool peer = errno == EPIPE || errno == ECONNRESET;
     zombify(slot, s.state == ConnState::draining ? s.reason
-                  : peer                           ? CloseReason::peer
-                                                   : CloseReason::error);
+                  : peer                         ? CloseReason::peer
+                                                 : CloseReason::error);
     return;
   }
   const uint32_t base = s.state == ConnState::open ? (EPOLLIN | EPOLLRDHUP) : 0u;
@@ -366,7 +368,7 @@ void EpollWorker::begin_drain(uint32_t slot, CloseReason r) {
   s.state = ConnState::draining;
   s.reason = r;
   set_events(slot, s.x.events & EPOLLOUT);
-  mark_dirty(slot);  // flush() finishes it (sends what is queued by then)
+  mark_dirty(slot);  // flush() finishes it (sends what is queued by then); no-op if it failed
 }
 
 // Output is all in the kernel: shut down, discard unread input (closing with unread input
@@ -415,7 +417,7 @@ void EpollWorker::set_events(uint32_t slot, uint32_t ev) {
 // the slots so a connection closed in between leaves it in O(1).
 void EpollWorker::mark_dirty(uint32_t slot) {
   Slot& s = conns_.at(slot);
-  if (s.x.dirty) return;
+  if (s.x.dirty || s.state == ConnState::zombie) return;  // zombies must never be listed
   s.x.dirty = true;
   s.x.dirty_prev = kNilSlot;
   s.x.dirty_next = dirty_head_;

@@ -44,15 +44,15 @@
 namespace cw::dp {
 
 namespace epoll_limits {
-inline constexpr uint32_t kMaxEvents = 256;        // epoll_wait batch
-inline constexpr uint32_t kRxBatch = 32;           // datagrams per recvmmsg
-inline constexpr uint32_t kRxLargeSlots = 64;      // datagrams > rx_buffer_size per poll
+inline constexpr uint32_t kMaxEvents = 256;              // epoll_wait batch
+inline constexpr uint32_t kRxBatch = 32;                 // datagrams per recvmmsg
+inline constexpr uint32_t kRxLargeSlots = 64;            // datagrams > rx_buffer_size per poll
 inline constexpr uint32_t kStreamReadBytes = 64 * 1024;  // most bytes per connection read
 inline constexpr uint32_t kStreamReadMinBytes = 512;     // stop reading below this arena room
-inline constexpr uint32_t kAcceptBatch = 64;       // accept4 calls per listener per poll
-inline constexpr uint32_t kIovMax = 64;            // chunks per sendmsg
-inline constexpr uint32_t kSendmmsgMax = 1024;     // datagrams per sendmmsg (UIO_MAXIOV)
-inline constexpr uint32_t kDiscardReads = 4;       // reads of unread input before close
+inline constexpr uint32_t kAcceptBatch = 64;             // accept4 calls per listener per poll
+inline constexpr uint32_t kIovMax = 64;                  // chunks per sendmsg
+inline constexpr uint32_t kSendmmsgMax = 1024;           // datagrams per sendmmsg (UIO_MAXIOV)
+inline constexpr uint32_t kDiscardReads = 4;             // reads of unread input before close
 }  // namespace epoll_limits
 
 class EpollBackend;
@@ -89,11 +89,11 @@ class EpollWorker {
   };
   // The backend's part of a connection slot.
   struct ConnExtra {
-    kernel::OutBuffer out;        // queued stream output
+    kernel::OutBuffer out;  // queued stream output
     uint32_t dirty_prev = kernel::kNilSlot, dirty_next = kernel::kNilSlot;
-    uint32_t events = 0;          // epoll mask currently registered
-    bool dirty = false;           // on the dirty list (output or a drain to finish at flush)
-    bool open_owed = false;       // stream_open to deliver via the notify list
+    uint32_t events = 0;     // epoll mask currently registered
+    bool dirty = false;      // on the dirty list (output or a drain to finish at flush)
+    bool open_owed = false;  // stream_open to deliver via the notify list
   };
   using Conns = kernel::ConnTable<ConnExtra>;
   using Slot = Conns::Slot;
@@ -128,11 +128,11 @@ class EpollWorker {
   std::vector<Sock> socks_;
 
   // receive
-  kernel::MemMap rx_arena_;        // rx_buffers * rx_buffer_size, reused every poll
-  size_t rx_used_ = 0;             // bytes handed out in this poll
-  kernel::MemMap rx_large_;        // kRxLargeSlots * large_stride_
-  uint32_t large_stride_ = 0;      // 0 = no large path (max_datagram <= rx_buffer_size)
-  uint32_t large_used_ = 0;        // large slots handed out in this poll
+  kernel::MemMap rx_arena_;    // rx_buffers * rx_buffer_size, reused every poll
+  size_t rx_used_ = 0;         // bytes handed out in this poll
+  kernel::MemMap rx_large_;    // kRxLargeSlots * large_stride_
+  uint32_t large_stride_ = 0;  // 0 = no large path (max_datagram <= rx_buffer_size)
+  uint32_t large_used_ = 0;    // large slots handed out in this poll
   uint32_t large_order_[epoll_limits::kRxLargeSlots];  // permutation: [0, large_used_) used
   mmsghdr rx_msgs_[epoll_limits::kRxBatch];
   iovec rx_iov_[epoll_limits::kRxBatch][2];

@@ -14,7 +14,8 @@ namespace cw::dp {
 namespace {
 
 Error sys_error(unsigned w, const char* what) {
-  return make_error("epoll worker " + std::to_string(w) + ": " + what + ": " + std::strerror(errno));
+  return make_error("epoll worker " + std::to_string(w) + ": " + what + ": " +
+                    std::strerror(errno));
 }
 
 }  // namespace
@@ -50,7 +51,10 @@ Result<std::unique_ptr<EpollWorker>> EpollBackend::open_worker(unsigned i) {
 }
 
 EpollWorker::EpollWorker(unsigned id, const IoConfig& cfg)
-    : id_(id), cfg_(cfg), idle_ns_(uint64_t(cfg.idle_timeout_ms) * 1'000'000), conns_(cfg.max_conns) {}
+    : id_(id),
+      cfg_(cfg),
+      idle_ns_(uint64_t(cfg.idle_timeout_ms) * 1'000'000),
+      conns_(cfg.max_conns) {}
 
 Result<void> EpollWorker::setup(std::vector<kernel::Fd> fds, std::span<const SocketSpec> specs) {
   using namespace epoll_limits;
@@ -81,8 +85,8 @@ Result<void> EpollWorker::setup(std::vector<kernel::Fd> fds, std::span<const Soc
     if (k.fd < 0) continue;  // tcp client group: no socket of its own
     const uint64_t kind = k.transport == Transport::udp ? 2 : 3;
     if (!add(k.fd, (kind << 56) | s))
-      return make_error("epoll worker " + std::to_string(id_) + ": " +
-                        kernel::describe(specs[s]) + ": epoll_ctl: " + std::strerror(errno));
+      return make_error("epoll worker " + std::to_string(id_) + ": " + kernel::describe(specs[s]) +
+                        ": epoll_ctl: " + std::strerror(errno));
   }
 
   // Receive arena and the large-datagram slots (lazily backed: see MemMap).
