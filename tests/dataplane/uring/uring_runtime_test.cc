@@ -96,7 +96,9 @@ TEST_P(RuntimeUring, EchoesUdpAndTcpThenStops) {
     EXPECT_EQ(mail_sum.load(), 42u);
     // Interrupt mode: the idle worker was blocked in the ring, and wake() (eventfd read
     // armed in the ring) is what returned it.
-    if (!busy) EXPECT_GE(rt.io_counters(0).wakeups.get(), 1u);
+    if (!busy) {
+      EXPECT_GE(rt.io_counters(0).wakeups.get(), 1u);
+    }
 
     uint64_t udp_rx = 0, accepted = 0;
     for (unsigned w = 0; w < rt.workers(); ++w) {
