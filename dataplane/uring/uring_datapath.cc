@@ -149,9 +149,10 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   counters_.polls.add();
   // 1. Last poll's receive buffers go back to the kernel.
   return_buffers();
-  // 2. Timers: idle connections (a bounded slice of the table per call).
-  now_ns_ = monotonic_ns();
+  // 2. Timers: idle connections (a bounded slice of the table per call). The clock is
+  //    read only while connections exist (pure datagram traffic never needs it).
   if (conns_.in_use()) {
+    now_ns_ = monotonic_ns();
     conns_.sweep_idle(now_ns_, uint64_t(cfg_.idle_timeout_ms) * 1'000'000u, [&](uint32_t slot) {
       if (!conns_.at(slot).x.closing) counters_.conns_idle.add();
       teardown(slot, conns_.at(slot).state == kernel::ConnState::connecting
@@ -168,7 +169,7 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   // 4. Nothing ready: enter the kernel once (submit re-arms, run deferred completions),
   //    blocking up to timeout_ns in interrupt mode.
   const unsigned sq_flags = IO_URING_READ_ONCE(*ring_.sq.kflags);
-  const bool must_enter = plan_.defer_taskrun || io_uring_sq_ready(&ring_) ||
+  const bool must_enter = plan_.enter_for_completions || io_uring_sq_ready(&ring_) ||
                           (sq_flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN));
   if (timeout_ns > 0) {
     // Do not sleep past the next idle sweep while connections are open.
@@ -271,6 +272,7 @@ void UringWorker::on_accept(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   sockaddr_in peer{};
   socklen_t len = sizeof peer;
   getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len);
+  now_ns_ = monotonic_ns();  // may be stale: poll() reads the clock only while conns exist
   const uint32_t slot =
       conns_.alloc(fd, s, kernel::from_sockaddr(peer), kernel::ConnState::open, now_ns_);
   if (slot == kernel::kNilSlot) {

@@ -46,7 +46,10 @@ struct RingPlan {
   unsigned setup_flags = 0;  // IORING_SETUP_* actually accepted by the kernel
   unsigned sq_entries = 0;
   unsigned cq_entries = 0;
-  bool defer_taskrun = false;  // completions only appear when we enter the kernel
+  // Completions appear only when the worker enters the kernel (DEFER_TASKRUN or
+  // COOP_TASKRUN); otherwise task work interrupts the worker and the CQ fills by itself.
+  bool enter_for_completions = false;
+  bool ring_fd_registered = false;  // per worker: enter via the registered ring index
 };
 
 // The low level pieces, kept apart so tests can check them directly.
