@@ -390,9 +390,14 @@ uint8_t* UringWorker::dgram_reserve(SocketId s, Endpoint to, uint32_t n) {
 void UringWorker::dgram_commit(uint32_t n) {
   assert(res_buf_ != kernel::kNoTxBuf && n <= res_len_);
   TxMsg& m = txmsg_[res_buf_];
-  m.iov.iov_len = n;
   io_uring_sqe* e = sqe();
-  io_uring_prep_sendmsg(e, socks_[res_sock_].fd.get(), &m.msg, 0);
+  if (plan_.send_to) {
+    io_uring_prep_send(e, socks_[res_sock_].fd.get(), m.iov.iov_base, n, 0);
+    io_uring_prep_send_set_addr(e, reinterpret_cast<const sockaddr*>(&m.to), sizeof m.to);
+  } else {
+    m.iov.iov_len = n;
+    io_uring_prep_sendmsg(e, socks_[res_sock_].fd.get(), &m.msg, 0);
+  }
   io_uring_sqe_set_data64(e, pack(Op::udp_send, res_buf_));
   res_buf_ = kernel::kNoTxBuf;
 }

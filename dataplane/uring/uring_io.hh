@@ -50,6 +50,9 @@ struct RingPlan {
   // COOP_TASKRUN); otherwise task work interrupts the worker and the CQ fills by itself.
   bool enter_for_completions = false;
   bool ring_fd_registered = false;  // per worker: enter via the registered ring index
+  // Datagrams go out as IORING_OP_SEND with a destination address (sendto) when the kernel
+  // takes one; else as IORING_OP_SENDMSG (the kernel then also copies a msghdr per send).
+  bool send_to = false;
 };
 
 // The low level pieces, kept apart so tests can check them directly.
@@ -256,6 +259,9 @@ class UringBackend {
   // One line for the start-up log: ring flags in use and buffer sizing.
   const std::string& features() const { return features_; }
   const uring::RingPlan& plan() const { return plan_; }
+  // Tests: send datagrams with IORING_OP_SENDMSG even where sendto is available (the
+  // fallback path stays covered). Before open_worker().
+  void force_sendmsg() { plan_.send_to = false; }
 
  private:
   UringBackend() = default;

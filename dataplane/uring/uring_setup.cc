@@ -251,6 +251,37 @@ Result<void> probe_on_this_thread() {
   return ok;
 }
 
+// Does IORING_OP_SEND take a destination address (sendto; newer kernels)? A datagram sent
+// that way from an unconnected socket must arrive. Runs on a probe thread (see above).
+bool probe_send_to() {
+  io_uring ring;
+  if (io_uring_queue_init(4, &ring, 0) != 0) return false;
+  bool ok = false;
+  auto a = kernel::open_udp(Endpoint{htonl(INADDR_LOOPBACK), 0}, false);
+  auto b = kernel::open_udp(Endpoint{htonl(INADDR_LOOPBACK), 0}, false);
+  if (a && b) {
+    auto to = kernel::local_endpoint(b->get());
+    if (to) {
+      const sockaddr_in dst = kernel::to_sockaddr(*to);
+      static const char kPing[] = "sendto-probe";
+      io_uring_sqe* e = io_uring_get_sqe(&ring);
+      io_uring_prep_send(e, a->get(), kPing, sizeof kPing, 0);
+      io_uring_prep_send_set_addr(e, reinterpret_cast<const sockaddr*>(&dst), sizeof dst);
+      io_uring_submit(&ring);
+      __kernel_timespec ts{1, 0};
+      io_uring_cqe* cqe = nullptr;
+      if (io_uring_wait_cqe_timeout(&ring, &cqe, &ts) == 0 && cqe->res == int(sizeof kPing)) {
+        char got[sizeof kPing] = {};
+        ok = ::recv(b->get(), got, sizeof got, MSG_DONTWAIT) == ssize_t(sizeof kPing) &&
+             std::memcmp(got, kPing, sizeof kPing) == 0;
+      }
+    }
+  }
+  quiesce_ring(&ring);
+  io_uring_queue_exit(&ring);
+  return ok;
+}
+
 }  // namespace
 
 Result<void> UringBackend::probe() { return on_own_thread(probe_on_this_thread); }
@@ -302,16 +333,18 @@ Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& cfg,
     return p;
   });
   if (pick.err != 0) return make_error(setup_failure(pick.err));
+  b->plan_.send_to = on_own_thread(probe_send_to);
   b->plan_.setup_flags = pick.flags;
   b->plan_.sq_entries = uring::kSqEntries;
   b->plan_.cq_entries = cq;
   b->plan_.enter_for_completions =
       b->plan_.setup_flags & (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN);
-  char line[256];
+  char line[320];
   std::snprintf(line, sizeof line,
-                "ring flags %s, sq %u cq %u; udp rx %u x %u B, tcp rx %u x %u B, "
-                "tx %u x %u B + %u x %u B",
+                "ring flags %s (busy-poll and interrupt mode), sq %u cq %u; datagram tx %s; "
+                "udp rx %u x %u B, tcp rx %u x %u B, tx %u x %u B + %u x %u B",
                 flag_names(b->plan_.setup_flags).c_str(), uring::kSqEntries, cq,
+                b->plan_.send_to ? "send+addr" : "sendmsg",
                 udp_buf_count(cfg), udp_buf_size(cfg), cfg.rx_buffers, cfg.rx_buffer_size,
                 cfg.tx_buffers, kernel::kTxSmallBytes, kernel::kTxLargeBuffers,
                 cfg.max_datagram);
