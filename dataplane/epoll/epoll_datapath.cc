@@ -67,7 +67,12 @@ uint32_t EpollWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   const int ne = wait(t);
 
   // 3. Dispatch ready descriptors. Readiness that finds no room stays level-triggered.
-  for (int i = 0; i < ne; ++i) {
+  // Level-triggered epoll reports ready descriptors in a stable order, so a busy socket
+  // early in the list could fill every poll's items and starve the rest: start at a
+  // rotating position instead.
+  const int first = ne > 1 ? int(rotate_++ % uint32_t(ne)) : 0;
+  for (int j = 0; j < ne; ++j) {
+    const int i = first + j < ne ? first + j : first + j - ne;
     const uint64_t tag = events_[i].data.u64;
     const uint32_t ev = events_[i].events;
     switch (tag >> 56) {
@@ -161,6 +166,8 @@ uint32_t EpollWorker::rx_udp_batch(SocketId s, RxItem* out, uint32_t room, bool*
     h.msg_namelen = sizeof rx_addr_[i];
     h.msg_iov = rx_iov_[i];
     h.msg_iovlen = iovs;
+    h.msg_control = rx_ctrl_[i];
+    h.msg_controllen = sizeof rx_ctrl_[i];
     rx_msgs_[i].msg_len = 0;
   }
   int r;
@@ -169,6 +176,13 @@ uint32_t EpollWorker::rx_udp_batch(SocketId s, RxItem* out, uint32_t room, bool*
   if (r <= 0) {
     if (r < 0 && (errno == ENOBUFS || errno == ENOMEM)) counters_.rx_no_buffer.add();
     return 0;  // EAGAIN: another worker or an earlier batch took it
+  }
+
+  // Datagrams the kernel dropped on this socket (receive queue full) since the last batch.
+  uint32_t drops;
+  if (kernel::rxq_drops(rx_msgs_[r - 1].msg_hdr, &drops)) {
+    counters_.rx_no_buffer.add(uint32_t(drops - socks_[s].drops_seen));
+    socks_[s].drops_seen = drops;
   }
 
   uint32_t k = 0, large_taken = 0;
@@ -517,7 +531,10 @@ ConnId EpollWorker::connect(SocketId s, Endpoint to) {
     return kNoConn;
   }
   const int fd = kernel::open_tcp_client(socks_[s].bind);
-  if (fd < 0) return kNoConn;
+  if (fd < 0) {  // out of descriptors or memory: refused like a connection beyond max_conns
+    counters_.conns_rejected.add();
+    return kNoConn;
+  }
   if (now_ns_ == 0) now_ns_ = mono_ns();
   const uint32_t slot = conns_.alloc(fd, s, to, ConnState::connecting, now_ns_);
   counters_.conns_open.add();

@@ -44,8 +44,11 @@ Result<std::unique_ptr<EpollBackend>> EpollBackend::create(const IoConfig& cfg,
 
 Result<std::unique_ptr<EpollWorker>> EpollBackend::open_worker(unsigned i) {
   if (i >= cfg_.workers) return make_error("epoll: no worker " + std::to_string(i));
+  auto fds = sockets_.take(i);
+  if (fds.size() != specs_.size())
+    return make_error("epoll: worker " + std::to_string(i) + " was already opened");
   auto w = std::unique_ptr<EpollWorker>(new EpollWorker(i, cfg_));
-  auto r = w->setup(sockets_.take(i), specs_);
+  auto r = w->setup(std::move(fds), specs_);
   if (!r) return r.error();
   return w;
 }

@@ -64,6 +64,9 @@ Result<Fd> open_udp(const Endpoint& bind, bool reuseport) {
   if (setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUFFORCE, &kUdpSocketBufferBytes,
                  sizeof kUdpSocketBufferBytes) != 0)
     set_int_opt(fd.get(), SOL_SOCKET, SO_SNDBUF, kUdpSocketBufferBytes);
+  // Received datagrams carry the socket's count of datagrams the kernel dropped for want of
+  // buffer space (a cmsg), so a backend can count them (IoCounters::rx_no_buffer).
+  set_int_opt(fd.get(), SOL_SOCKET, SO_RXQ_OVFL, 1);
   const sockaddr_in sa = to_sockaddr(bind);
   if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0)
     return sock_error("udp", bind, "bind", errno);
