@@ -9,6 +9,7 @@
 
 #include <cassert>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 
 #include "dataplane/uring/uring_io.hh"
@@ -239,6 +240,18 @@ void UringWorker::on_udp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   if (c.flags & IORING_CQE_F_BUFFER) {
     const uint16_t bid = uint16_t(c.flags >> IORING_CQE_BUFFER_SHIFT);
     io_uring_recvmsg_out* o = io_uring_recvmsg_validate(udp_.buf(bid), c.res, &recv_msg_);
+    if (o && o->controllen) {
+      // The kernel dropped datagrams for want of socket buffer space since the last report:
+      // its cumulative count rides along as SO_RXQ_OVFL.
+      for (cmsghdr* m = io_uring_recvmsg_cmsg_firsthdr(o, &recv_msg_); m;
+           m = io_uring_recvmsg_cmsg_nexthdr(o, &recv_msg_, m)) {
+        if (m->cmsg_level != SOL_SOCKET || m->cmsg_type != SO_RXQ_OVFL) continue;
+        uint32_t drops;
+        std::memcpy(&drops, CMSG_DATA(m), sizeof drops);
+        counters_.rx_no_buffer.add(drops - socks_[s].rxq_drops);  // wraps like the kernel's
+        socks_[s].rxq_drops = drops;
+      }
+    }
     if (c.res > 0 && o && !(o->flags & MSG_TRUNC)) {
       const auto* from = static_cast<const sockaddr_in*>(io_uring_recvmsg_name(o));
       RxItem& it = out[k++];

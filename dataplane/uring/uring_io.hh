@@ -160,6 +160,7 @@ class UringWorker {
   unsigned worker_id() const { return id_; }
 
   // Receive buffers in the datagram group (after clamping to the memory budget).
+  // Opened once per worker index.
   uint32_t udp_rx_buffers() const { return udp_.count; }
   // Connection slots in use (including ones draining, tearing down or owing stream_closed).
   uint32_t conns_in_use() const { return conns_.in_use(); }
@@ -182,6 +183,7 @@ class UringWorker {
     Transport transport = Transport::udp;
     bool server = true;
     Endpoint bind;  // spec's bind address; tcp client connections bind to it
+    uint32_t rxq_drops = 0;  // udp: the kernel's cumulative drop count last seen (SO_RXQ_OVFL)
   };
 
   // Datapath helpers (uring_datapath.cc).
@@ -217,7 +219,9 @@ class UringWorker {
   IoCounters counters_;
 
   std::vector<Sock> socks_;
-  msghdr recv_msg_{};  // multishot recvmsg template: name = sockaddr_in, no control
+  // Multishot recvmsg template: name = sockaddr_in, control = room for the SO_RXQ_OVFL
+  // drop counter. Each buffer holds io_uring_recvmsg_out, name, control, then the payload.
+  msghdr recv_msg_{};
 
   uring::BufRing udp_;
   uring::BufRing tcp_;
@@ -268,8 +272,9 @@ class UringBackend {
 
   IoConfig cfg_;
   std::vector<SocketSpec> specs_;
-  // Every worker's sockets; open_worker(i) takes row i.
+  // Every worker's sockets; open_worker(i) takes row i (once: opened_[i]).
   kernel::SocketSet sockets_;
+  std::vector<bool> opened_;
   uring::RingPlan plan_;
   std::string features_;
 };

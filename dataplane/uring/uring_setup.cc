@@ -168,9 +168,12 @@ void absorb_ring_exit() {
 
 uint32_t floor_pow2(uint64_t v) { return v == 0 ? 0 : uint32_t(std::bit_floor(v)); }
 
-// Bytes of one datagram receive buffer: recvmsg header, sockaddr_in, payload; 64-aligned.
+// Bytes of one datagram receive buffer: recvmsg header, sockaddr_in, control (the kernel
+// drop counter), payload up to max_datagram; 64-aligned.
 uint32_t udp_buf_size(const IoConfig& cfg) {
-  return uint32_t(round_up(sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_in) + cfg.max_datagram, 64));
+  return uint32_t(round_up(sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_in) +
+                               kernel::kRxqOvflControlBytes + cfg.max_datagram,
+                           64));
 }
 uint32_t udp_buf_count(const IoConfig& cfg) {
   const uint64_t budget = uring::kUdpRxVirtualBudget / udp_buf_size(cfg);
@@ -360,6 +363,9 @@ Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& cfg,
 
 Result<std::unique_ptr<UringWorker>> UringBackend::open_worker(unsigned i) {
   if (i >= cfg_.workers) return make_error("io_uring: no worker " + std::to_string(i));
+  if (opened_.empty()) opened_.assign(cfg_.workers, false);
+  if (opened_[i]) return make_error("io_uring: worker " + std::to_string(i) + " opened twice");
+  opened_[i] = true;
   std::unique_ptr<UringWorker> w(new UringWorker(cfg_.max_conns));
   w->id_ = i;
   w->cfg_ = cfg_;
@@ -405,6 +411,7 @@ Result<std::unique_ptr<UringWorker>> UringBackend::open_worker(unsigned i) {
 
   // Take this worker's sockets and arm them.
   w->recv_msg_.msg_namelen = sizeof(sockaddr_in);
+  w->recv_msg_.msg_controllen = kernel::kRxqOvflControlBytes;
   std::vector<kernel::Fd> fds = sockets_.take(i);
   w->socks_.resize(specs_.size());
   for (size_t s = 0; s < specs_.size(); ++s) {

@@ -262,6 +262,43 @@ TEST_F(UringTest, BufferExhaustionRearmsAndServiceContinues) {
   ::close(c);
 }
 
+TEST_F(UringTest, KernelReceiveQueueDropsAreCounted) {
+  open({{Transport::udp, {kLoopback, 0}, true}});
+  const int c = udp_client();
+  const sockaddr_in to = sa(backend->bound(0));
+  // Far more than any socket buffer the kernel grants, while the worker does not enter the
+  // kernel (DEFER_TASKRUN: nothing is received meanwhile) or has no buffers left.
+  constexpr uint32_t kSent = 20000;
+  const std::string m(1400, 'd');
+  for (uint32_t i = 0; i < kSent; ++i)
+    sendto(c, m.data(), m.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+  echo = false;
+  for (int quiet = 0, i = 0; quiet < 3 && i < 100000; ++i) {
+    RxItem items[64];
+    quiet = io->poll(items, 64, 0) ? 0 : quiet + 1;
+  }
+  // The kernel reports its drop count with the next datagram it queues.
+  const uint64_t before = io->counters().rx_datagrams.get();
+  sendto(c, m.data(), m.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+  ASSERT_TRUE(poll_until([&] { return io->counters().rx_datagrams.get() > before; }));
+  const IoCounters& k = io->counters();
+  EXPECT_GT(k.rx_no_buffer.get(), 0u);
+  // No silent loss: every datagram was received or counted (rx_no_buffer also counts the
+  // ENOBUFS re-arms of the multishot receive, so it may exceed the kernel's drops).
+  EXPECT_LE(k.rx_datagrams.get(), uint64_t(kSent + 1));
+  EXPECT_GE(k.rx_datagrams.get() + k.rx_no_buffer.get(), uint64_t(kSent + 1))
+      << k.rx_datagrams.get() << " received, " << k.rx_no_buffer.get() << " dropped";
+  ::close(c);
+}
+
+TEST_F(UringTest, WorkerOpensOnce) {
+  open({{Transport::udp, {kLoopback, 0}, true}});
+  auto again = backend->open_worker(0);
+  ASSERT_FALSE(again);
+  EXPECT_NE(again.error().message.find("twice"), std::string::npos);
+  EXPECT_FALSE(backend->open_worker(1));
+}
+
 TEST_F(UringTest, TxPoolExhaustionIsCounted) {
   cfg.tx_buffers = 4;
   open({{Transport::udp, {kLoopback, 0}, true}});
