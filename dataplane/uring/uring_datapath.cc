@@ -300,7 +300,8 @@ void UringWorker::on_accept(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   counters_.conns_open.add();
   arm_recv(slot);
   auto& cn = conns_.at(slot);
-  out[k++] = RxItem{RxKind::stream_open, CloseReason::none, s, conns_.id(slot), cn.peer, 0, nullptr};
+  out[k++] =
+      RxItem{RxKind::stream_open, CloseReason::none, s, conns_.id(slot), cn.peer, 0, nullptr};
 }
 
 void UringWorker::on_tcp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
@@ -320,7 +321,7 @@ void UringWorker::on_tcp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
     counters_.rx_stream_bytes.add(uint64_t(c.res));
     const uint16_t bid = uint16_t(c.flags >> IORING_CQE_BUFFER_SHIFT);
     out[k++] = RxItem{RxKind::stream_data, CloseReason::none, cn.sock, conns_.id(slot), cn.peer,
-                      uint32_t(c.res), tcp_.buf(bid)};
+                      uint32_t(c.res),     tcp_.buf(bid)};
     tcp_.out[tcp_.nout++] = bid;
   } else {
     recycle(tcp_, c);  // draining or closing: input is dropped
@@ -346,8 +347,8 @@ void UringWorker::on_tcp_send(const io_uring_cqe& c) {
   if (c.res < 0) {
     if (!cn.x.closing) {
       counters_.tx_errors.add();
-      teardown(slot, c.res == -EPIPE || c.res == -ECONNRESET ? CloseReason::peer
-                                                             : CloseReason::error);
+      teardown(slot,
+               c.res == -EPIPE || c.res == -ECONNRESET ? CloseReason::peer : CloseReason::error);
     }
     return maybe_finish(slot);
   }
@@ -374,8 +375,8 @@ void UringWorker::on_connect(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   counters_.conns_connected.add();
   arm_recv(slot);
   if (!cn.x.out.empty()) arm_send(slot);  // output queued while connecting
-  out[k++] = RxItem{RxKind::stream_open, CloseReason::none, cn.sock, conns_.id(slot), cn.peer, 0,
-                    nullptr};
+  out[k++] =
+      RxItem{RxKind::stream_open, CloseReason::none, cn.sock, conns_.id(slot), cn.peer, 0, nullptr};
 }
 
 // ---- datagrams ----------------------------------------------------------------------------
@@ -416,7 +417,8 @@ void UringWorker::dgram_commit(uint32_t n) {
 }
 
 void UringWorker::flush() {
-  assert(res_buf_ == kernel::kNoTxBuf && res_conn_ == kNoConn && "flush() with an open reservation");
+  assert(res_buf_ == kernel::kNoTxBuf && res_conn_ == kNoConn &&
+         "flush() with an open reservation");
   // Connections with new output and no send in flight get one send each; drains with
   // nothing left to send finish.
   for (uint32_t slot : dirty_) {

@@ -71,9 +71,15 @@ enum class Op : uint8_t {
 inline constexpr uint64_t pack(Op op, uint32_t index, uint32_t gen = 0) {
   return uint64_t(op) << 56 | uint64_t(gen & 0xFFFFFFu) << 32 | index;
 }
-inline constexpr Op op_of(uint64_t ud) { return Op(ud >> 56); }
-inline constexpr uint32_t index_of(uint64_t ud) { return uint32_t(ud); }
-inline constexpr uint32_t gen_of(uint64_t ud) { return uint32_t(ud >> 32) & 0xFFFFFFu; }
+inline constexpr Op op_of(uint64_t ud) {
+  return Op(ud >> 56);
+}
+inline constexpr uint32_t index_of(uint64_t ud) {
+  return uint32_t(ud);
+}
+inline constexpr uint32_t gen_of(uint64_t ud) {
+  return uint32_t(ud >> 32) & 0xFFFFFFu;
+}
 
 // Buffer group ids registered on every worker ring.
 inline constexpr uint16_t kUdpGroup = 0;
@@ -127,17 +133,17 @@ class UringBackend;
 // a zombie owing its stream_closed item, only when ops is 0 -- so no CQE can ever reach a
 // reused slot (the user_data generation check is a second guard).
 struct UringConnOps {
-  kernel::OutBuffer out;      // queued output; the first `inflight` bytes are the kernel's
-  uint32_t inflight = 0;      // bytes of the send in flight (at most one per connection)
-  uint32_t ops = 0;           // SQEs naming this slot not yet completed
-  bool recv_armed = false;    // multishot recv outstanding
+  kernel::OutBuffer out;    // queued output; the first `inflight` bytes are the kernel's
+  uint32_t inflight = 0;    // bytes of the send in flight (at most one per connection)
+  uint32_t ops = 0;         // SQEs naming this slot not yet completed
+  bool recv_armed = false;  // multishot recv outstanding
   bool send_armed = false;
-  bool closing = false;       // teardown started: cancel sent, no new SQEs
-  bool dirty = false;         // in dirty_, output to send at flush()
-  bool graceful = false;      // drained: FIN sent; unread input is discarded before close
-  msghdr msg{};               // the in-flight sendmsg; read by the kernel until its CQE
+  bool closing = false;   // teardown started: cancel sent, no new SQEs
+  bool dirty = false;     // in dirty_, output to send at flush()
+  bool graceful = false;  // drained: FIN sent; unread input is discarded before close
+  msghdr msg{};           // the in-flight sendmsg; read by the kernel until its CQE
   iovec iov[uring::kSendIov]{};
-  sockaddr_in addr{};         // connect() target
+  sockaddr_in addr{};  // connect() target
 };
 
 class UringWorker {
@@ -182,7 +188,7 @@ class UringWorker {
     kernel::Fd fd;  // invalid for a tcp client spec (each connection has its own socket)
     Transport transport = Transport::udp;
     bool server = true;
-    Endpoint bind;  // spec's bind address; tcp client connections bind to it
+    Endpoint bind;           // spec's bind address; tcp client connections bind to it
     uint32_t rxq_drops = 0;  // udp: the kernel's cumulative drop count last seen (SO_RXQ_OVFL)
   };
 
@@ -231,7 +237,7 @@ class UringWorker {
   std::vector<TxMsg> txmsg_;
   uint32_t res_buf_ = kernel::kNoTxBuf;  // open datagram reservation
   SocketId res_sock_ = 0;
-  ConnId res_conn_ = kNoConn;            // open stream reservation
+  ConnId res_conn_ = kNoConn;  // open stream reservation
   uint32_t res_len_ = 0;
 
   // Connections (shared slot table), their output chunks, and the slots with new output.

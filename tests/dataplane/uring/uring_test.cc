@@ -180,7 +180,8 @@ TEST_F(UringTest, UdpEchoBatch) {
 }
 
 TEST_F(UringTest, SendmsgFallbackEchoes) {
-  auto b = UringBackend::create(cfg, std::vector<SocketSpec>{{Transport::udp, {kLoopback, 0}, true}});
+  auto b =
+      UringBackend::create(cfg, std::vector<SocketSpec>{{Transport::udp, {kLoopback, 0}, true}});
   ASSERT_TRUE(b) << b.error().message;
   backend = std::move(b.value());
   backend->force_sendmsg();
@@ -313,9 +314,8 @@ TEST_F(UringTest, TxPoolExhaustionIsCounted) {
   EXPECT_EQ(io->counters().tx_no_buffer.get(), 1u);
   io->flush();
   // Slots come back with their CQEs.
-  ASSERT_TRUE(poll_until([&] {
-    return io->counters().tx_datagrams.get() + io->counters().tx_errors.get() == total;
-  }));
+  ASSERT_TRUE(poll_until(
+      [&] { return io->counters().tx_datagrams.get() + io->counters().tx_errors.get() == total; }));
   EXPECT_NE(io->dgram_reserve(0, to, 10), nullptr);
   io->dgram_commit(0);
   io->flush();
@@ -356,6 +356,29 @@ TEST_F(UringTest, TcpEchoAndPeerClose) {
   ASSERT_TRUE(poll_until([&] { return io->conns_in_use() == 0; }));
   // The handle is dead.
   EXPECT_EQ(io->stream_reserve(opened[0], 1), nullptr);
+}
+
+TEST_F(UringTest, StreamBufferExhaustionRearmsWithoutLosingBytes) {
+  cfg.rx_buffers = 2;       // two 64-byte stream buffers: the multishot recv runs dry
+  cfg.rx_buffer_size = 64;  // constantly and must be re-armed
+  open({{Transport::tcp, {kLoopback, 0}, true}});
+  const int c = tcp_client(backend->bound(0));
+  ASSERT_TRUE(poll_until([&] { return opened.size() == 1; }));
+  std::string msg(50000, 0);
+  for (size_t i = 0; i < msg.size(); ++i) msg[i] = char('a' + i % 23);
+  std::thread writer([&] { ASSERT_EQ(send(c, msg.data(), msg.size(), 0), ssize_t(msg.size())); });
+  std::string back;
+  ASSERT_TRUE(poll_until([&] {
+    char buf[65536];
+    ssize_t r;
+    while ((r = recv(c, buf, sizeof buf, MSG_DONTWAIT)) > 0) back.append(buf, size_t(r));
+    return back.size() == msg.size();
+  }));
+  writer.join();
+  EXPECT_EQ(stream_in, msg);
+  EXPECT_EQ(back, msg);
+  EXPECT_GE(io->counters().rx_no_buffer.get(), 1u);
+  ::close(c);
 }
 
 TEST_F(UringTest, LocalCloseSendsQueuedOutputFirst) {
@@ -507,7 +530,8 @@ TEST_F(UringTest, ConnectionChurnLeaksNoFds) {
 
 TEST_F(UringTest, TwoWorkersShareAServerPort) {
   cfg.workers = 2;
-  auto b = UringBackend::create(cfg, std::vector<SocketSpec>{{Transport::udp, {kLoopback, 0}, true}});
+  auto b =
+      UringBackend::create(cfg, std::vector<SocketSpec>{{Transport::udp, {kLoopback, 0}, true}});
   ASSERT_TRUE(b) << b.error().message;
   // Each worker's ring is created on its own thread (SINGLE_ISSUER).
   for (unsigned w = 0; w < 2; ++w) {
