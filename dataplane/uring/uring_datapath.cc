@@ -121,6 +121,17 @@ void UringWorker::emit_closed(RxItem* out, uint32_t& k, uint32_t n) {
   }
 }
 
+// Re-arms listeners whose accept backoff is over.
+void UringWorker::resume_accepts(uint64_t now) {
+  for (size_t s = 0; s < socks_.size(); ++s) {
+    Sock& k = socks_[s];
+    if (!k.rearm_at_ns || now < k.rearm_at_ns) continue;
+    k.rearm_at_ns = 0;
+    --accepts_paused_;
+    arm_accept(SocketId(s));
+  }
+}
+
 // Enters the kernel once: submits queued SQEs and, with wait_nr, waits up to timeout_ns.
 void UringWorker::enter(unsigned wait_nr, int64_t timeout_ns) {
   if (wait_nr == 0) {
@@ -161,6 +172,7 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
                          : CloseReason::idle);
     });
   }
+  if (accepts_paused_) resume_accepts(monotonic_ns());
   // 3. Deliver finished closes, then whatever completed.
   uint32_t k = 0;
   woken_ = false;
@@ -173,6 +185,8 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   const bool must_enter = plan_.enter_for_completions || io_uring_sq_ready(&ring_) ||
                           (sq_flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN));
   if (timeout_ns > 0) {
+    if (accepts_paused_ && timeout_ns > int64_t(uring::kAcceptBackoffNs))
+      timeout_ns = int64_t(uring::kAcceptBackoffNs);
     // Do not sleep past the next idle sweep while connections are open.
     if (conns_.in_use() && cfg_.idle_timeout_ms) {
       const uint64_t due = conns_.next_sweep_ns();
@@ -279,8 +293,19 @@ void UringWorker::on_udp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
 
 void UringWorker::on_accept(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   const SocketId s = SocketId(uring::index_of(c.user_data));
-  if (!(c.flags & IORING_CQE_F_MORE)) arm_accept(s);
-  if (c.res < 0) return;  // EMFILE, ECONNABORTED, ...: the listener stays armed
+  const bool starved =
+      c.res == -EMFILE || c.res == -ENFILE || c.res == -ENOMEM || c.res == -ENOBUFS;
+  if (!(c.flags & IORING_CQE_F_MORE)) {
+    if (starved) {
+      // Out of descriptors or memory: the connection stays in the backlog; retry later
+      // rather than spin on the same failure.
+      socks_[s].rearm_at_ns = monotonic_ns() + uring::kAcceptBackoffNs;
+      ++accepts_paused_;
+    } else {
+      arm_accept(s);
+    }
+  }
+  if (c.res < 0) return;  // ECONNABORTED and friends: the listener stays armed
   const int fd = c.res;
   sockaddr_in peer{};
   socklen_t len = sizeof peer;

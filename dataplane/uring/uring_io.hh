@@ -2,17 +2,19 @@
 //
 //   UDP   one SO_REUSEPORT socket per worker and spec; a multishot recvmsg per socket draws
 //         from the worker's datagram buffer ring (group kUdpGroup); every committed datagram
-//         is one sendmsg SQE; flush() submits them all in one io_uring_enter.
+//         is one send SQE (sendto, or sendmsg on kernels without it); flush() submits them
+//         all in one io_uring_enter, which also collects completions.
 //   TCP   one SO_REUSEPORT listener per worker (multishot accept); a connection lives on the
-//         worker that accepted (or connected) it; multishot recv draws from the stream
-//         buffer ring (group kTcpGroup); output goes through a bounded per-connection ring
-//         with at most one send in flight.
+//         worker that accepted (or connected, IORING_OP_CONNECT) it; multishot recv draws
+//         from the stream buffer ring (group kTcpGroup); output is queued in a bounded
+//         per-connection chunk queue and gathered into one sendmsg, at most one in flight.
 //   Shared with the epoll backend (dataplane/kernel/): socket set-up, the connection slot
 //   table, the per-connection output chunks and the datagram tx pool.
 //
 // Buffer lifetimes: receive buffers are handed out in RxItems and go back to their buffer
-// ring at the start of the next poll(). Tx slots belong to the kernel from commit until the
-// send's CQE. A connection slot is reused only once every SQE that names it has completed.
+// ring at the start of the next poll(). Tx buffers belong to the kernel from commit until
+// the send's CQE. A connection slot is reused only once every SQE that names it has
+// completed and its stream_closed item was handed out.
 //
 // Setup (probe, create, open_worker, ring and buffer-ring set-up) is in uring_setup.cc; the
 // datapath (poll, reserve/commit, flush, connect, close, wake) is in uring_datapath.cc.
@@ -55,12 +57,12 @@ struct RingPlan {
   bool send_to = false;
 };
 
-// The low level pieces, kept apart so tests can check them directly.
-// user_data layout: [63..56] op, [55..32] generation (24 bits), [31..0] index.
+// SQE user_data: [63..56] op, [55..32] generation, [31..0] index. For connection ops the
+// generation is the slot's (ConnSlot::gen), checked on every CQE.
 enum class Op : uint8_t {
   none = 0,
   udp_recv,  // index = SocketId
-  udp_send,  // index = tx slot
+  udp_send,  // index = tx pool buffer
   accept,    // index = SocketId
   tcp_recv,  // index = connection slot
   tcp_send,  // index = connection slot
@@ -86,11 +88,14 @@ inline constexpr uint16_t kUdpGroup = 0;
 inline constexpr uint16_t kTcpGroup = 1;
 
 // Datagram receive buffers hold a whole datagram of up to IoConfig::max_datagram bytes
-// (plus the 32-byte recvmsg header), so nothing below max_datagram is ever truncated. They
-// are mapped MAP_NORESERVE: small datagrams touch one page per buffer, so resident memory
-// is ~4 KiB per buffer and grows toward buffers x 64 KiB only under large datagrams. The
-// count is min(IoConfig::rx_buffers, kUdpRxVirtualBudget / buffer size), a power of two:
-// with the defaults 1024 buffers of 64 KiB = 64 MiB virtual, 4 MiB resident per worker.
+// (plus ~72 bytes of recvmsg header, address and control), so nothing up to max_datagram
+// is ever truncated: a multishot receive cannot pick a buffer size per datagram, so one
+// size fits all. They are mapped MAP_NORESERVE: a small datagram touches one page of its
+// buffer, so resident memory is ~4 KiB per buffer and grows toward count x 64 KiB only
+// under large datagrams. The count is min(IoConfig::rx_buffers, kUdpRxVirtualBudget /
+// buffer size), rounded down to a power of two. With the defaults: 512 buffers of 65,600
+// bytes = 32 MiB of address space, ~2 MiB resident per worker for small datagrams.
+// (IoConfig::rx_buffer_size sizes the stream buffers: rx_buffers x rx_buffer_size.)
 inline constexpr size_t kUdpRxVirtualBudget = size_t(64) << 20;
 inline constexpr uint32_t kMinRxBuffers = 2;
 inline constexpr uint32_t kMaxRingBuffers = 32768;  // buffer ring entries limit (bid is u16)
@@ -102,6 +107,9 @@ inline constexpr unsigned kSendIov = 8;
 // Reads of unread input discarded before closing a drained connection (closing with unread
 // input would reset it and lose output still in flight).
 inline constexpr unsigned kDiscardReads = 16;
+// A listener whose accept failed for want of resources (EMFILE, ENFILE, ENOMEM, ENOBUFS)
+// pauses this long before accepting again, instead of spinning on the same failure.
+inline constexpr uint64_t kAcceptBackoffNs = 10'000'000;
 
 // A provided-buffer ring: `count` buffers of `size` bytes in one mapping, registered as
 // group `bgid`. Owned by one worker; the kernel reads the ring, we write it.
@@ -166,7 +174,6 @@ class UringWorker {
   unsigned worker_id() const { return id_; }
 
   // Receive buffers in the datagram group (after clamping to the memory budget).
-  // Opened once per worker index.
   uint32_t udp_rx_buffers() const { return udp_.count; }
   // Connection slots in use (including ones draining, tearing down or owing stream_closed).
   uint32_t conns_in_use() const { return conns_.in_use(); }
@@ -188,8 +195,9 @@ class UringWorker {
     kernel::Fd fd;  // invalid for a tcp client spec (each connection has its own socket)
     Transport transport = Transport::udp;
     bool server = true;
-    Endpoint bind;           // spec's bind address; tcp client connections bind to it
-    uint32_t rxq_drops = 0;  // udp: the kernel's cumulative drop count last seen (SO_RXQ_OVFL)
+    Endpoint bind;             // spec's bind address; tcp client connections bind to it
+    uint32_t rxq_drops = 0;    // udp: the kernel's cumulative drop count last seen (SO_RXQ_OVFL)
+    uint64_t rearm_at_ns = 0;  // tcp listener: accept paused (out of fds/memory) until then
   };
 
   // Datapath helpers (uring_datapath.cc).
@@ -215,6 +223,7 @@ class UringWorker {
   void maybe_finish(uint32_t slot);
   void emit_closed(RxItem* out, uint32_t& k, uint32_t n);
   void enter(unsigned wait_nr, int64_t timeout_ns);
+  void resume_accepts(uint64_t now);
 
   unsigned id_ = 0;
   IoConfig cfg_;
@@ -244,12 +253,14 @@ class UringWorker {
   Conns conns_;
   kernel::OutChunkPool chunks_;
   std::vector<uint32_t> dirty_;  // reserved max_conns at setup
-  uint64_t now_ns_ = 0;          // CLOCK_MONOTONIC at the start of the current poll()
+  // CLOCK_MONOTONIC ns, read by poll() while connections exist and at each accept.
+  uint64_t now_ns_ = 0;
 
   // Wake-up: wake() writes the eventfd; a read of it is kept armed in the ring.
   kernel::Fd wake_fd_;
   uint64_t wake_buf_ = 0;
   bool woken_ = false;
+  uint32_t accepts_paused_ = 0;  // listeners waiting out kAcceptBackoffNs
 };
 
 class UringBackend {

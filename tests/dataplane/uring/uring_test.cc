@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -500,6 +501,45 @@ TEST_F(UringTest, MaxConnsRejectsBeyondLimit) {
   char b;
   EXPECT_EQ(recv(c3, &b, 1, 0), 0);
   for (int fd : {c1, c2, c3}) ::close(fd);
+}
+
+TEST_F(UringTest, AcceptOutOfFdsPausesAndResumes) {
+  const std::vector<SocketSpec> specs{{Transport::tcp, {kLoopback, 0}, true}};
+  auto b = UringBackend::create(cfg, specs);
+  ASSERT_TRUE(b) << b.error().message;
+  backend = std::move(b.value());
+  // Three clients complete their handshakes into the listener's backlog...
+  std::vector<int> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(tcp_client(backend->bound(0)));
+  // ...and the worker starts with no descriptor to spare (the accept takes its limit when
+  // armed): every number below the limit is taken but the two the ring and eventfd need.
+  rlimit old{};
+  getrlimit(RLIMIT_NOFILE, &old);
+  rlimit tight = old;
+  tight.rlim_cur = 4096;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+  std::vector<int> filler;
+  for (int fd; (fd = dup(clients[0])) >= 0;) filler.push_back(fd);
+  ASSERT_EQ(errno, EMFILE);
+  for (int i = 0; i < 2; ++i) {
+    ::close(filler.back());
+    filler.pop_back();
+  }
+  auto w = backend->open_worker(0);
+  ASSERT_TRUE(w) << w.error().message;
+  io = std::move(w.value());
+  for (int i = 0; i < 20; ++i) {
+    RxItem items[8];
+    const uint32_t n = io->poll(items, 8, 1'000'000);
+    for (uint32_t k = 0; k < n; ++k) on_item(items[k]);
+    io->flush();
+  }
+  EXPECT_EQ(opened.size(), 0u);
+  for (int fd : filler) ::close(fd);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+  // Accepting resumes after the back-off; every client gets through.
+  ASSERT_TRUE(poll_until([&] { return opened.size() == 3; }));
+  for (int fd : clients) ::close(fd);
 }
 
 TEST_F(UringTest, ConnectionChurnLeaksNoFds) {
