@@ -117,6 +117,7 @@ TEST_P(RuntimeUring, EchoesUdpAndTcpThenStops) {
     rt.join();
   }
   EXPECT_NE(log.find("backend io_uring"), std::string::npos) << log;
+  EXPECT_NE(log.find("ring flags"), std::string::npos) << log;
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, RuntimeUring, ::testing::Values(false, true),
