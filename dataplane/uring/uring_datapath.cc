@@ -9,6 +9,7 @@
 
 #include <cassert>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 
 #include "dataplane/uring/uring_io.hh"
@@ -120,6 +121,17 @@ void UringWorker::emit_closed(RxItem* out, uint32_t& k, uint32_t n) {
   }
 }
 
+// Re-arms listeners whose accept backoff is over.
+void UringWorker::resume_accepts(uint64_t now) {
+  for (size_t s = 0; s < socks_.size(); ++s) {
+    Sock& k = socks_[s];
+    if (!k.rearm_at_ns || now < k.rearm_at_ns) continue;
+    k.rearm_at_ns = 0;
+    --accepts_paused_;
+    arm_accept(SocketId(s));
+  }
+}
+
 // Enters the kernel once: submits queued SQEs and, with wait_nr, waits up to timeout_ns.
 void UringWorker::enter(unsigned wait_nr, int64_t timeout_ns) {
   if (wait_nr == 0) {
@@ -149,9 +161,10 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   counters_.polls.add();
   // 1. Last poll's receive buffers go back to the kernel.
   return_buffers();
-  // 2. Timers: idle connections (a bounded slice of the table per call).
-  now_ns_ = monotonic_ns();
+  // 2. Timers: idle connections (a bounded slice of the table per call). The clock is
+  //    read only while connections exist (pure datagram traffic never needs it).
   if (conns_.in_use()) {
+    now_ns_ = monotonic_ns();
     conns_.sweep_idle(now_ns_, uint64_t(cfg_.idle_timeout_ms) * 1'000'000u, [&](uint32_t slot) {
       if (!conns_.at(slot).x.closing) counters_.conns_idle.add();
       teardown(slot, conns_.at(slot).state == kernel::ConnState::connecting
@@ -159,6 +172,7 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
                          : CloseReason::idle);
     });
   }
+  if (accepts_paused_) resume_accepts(monotonic_ns());
   // 3. Deliver finished closes, then whatever completed.
   uint32_t k = 0;
   woken_ = false;
@@ -168,9 +182,11 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   // 4. Nothing ready: enter the kernel once (submit re-arms, run deferred completions),
   //    blocking up to timeout_ns in interrupt mode.
   const unsigned sq_flags = IO_URING_READ_ONCE(*ring_.sq.kflags);
-  const bool must_enter = plan_.defer_taskrun || io_uring_sq_ready(&ring_) ||
+  const bool must_enter = plan_.enter_for_completions || io_uring_sq_ready(&ring_) ||
                           (sq_flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN));
   if (timeout_ns > 0) {
+    if (accepts_paused_ && timeout_ns > int64_t(uring::kAcceptBackoffNs))
+      timeout_ns = int64_t(uring::kAcceptBackoffNs);
     // Do not sleep past the next idle sweep while connections are open.
     if (conns_.in_use() && cfg_.idle_timeout_ms) {
       const uint64_t due = conns_.next_sweep_ns();
@@ -238,6 +254,18 @@ void UringWorker::on_udp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   if (c.flags & IORING_CQE_F_BUFFER) {
     const uint16_t bid = uint16_t(c.flags >> IORING_CQE_BUFFER_SHIFT);
     io_uring_recvmsg_out* o = io_uring_recvmsg_validate(udp_.buf(bid), c.res, &recv_msg_);
+    if (o && o->controllen) {
+      // The kernel dropped datagrams for want of socket buffer space since the last report:
+      // its cumulative count rides along as SO_RXQ_OVFL.
+      for (cmsghdr* m = io_uring_recvmsg_cmsg_firsthdr(o, &recv_msg_); m;
+           m = io_uring_recvmsg_cmsg_nexthdr(o, &recv_msg_, m)) {
+        if (m->cmsg_level != SOL_SOCKET || m->cmsg_type != SO_RXQ_OVFL) continue;
+        uint32_t drops;
+        std::memcpy(&drops, CMSG_DATA(m), sizeof drops);
+        counters_.rx_no_buffer.add(drops - socks_[s].rxq_drops);  // wraps like the kernel's
+        socks_[s].rxq_drops = drops;
+      }
+    }
     if (c.res > 0 && o && !(o->flags & MSG_TRUNC)) {
       const auto* from = static_cast<const sockaddr_in*>(io_uring_recvmsg_name(o));
       RxItem& it = out[k++];
@@ -265,12 +293,24 @@ void UringWorker::on_udp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
 
 void UringWorker::on_accept(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   const SocketId s = SocketId(uring::index_of(c.user_data));
-  if (!(c.flags & IORING_CQE_F_MORE)) arm_accept(s);
-  if (c.res < 0) return;  // EMFILE, ECONNABORTED, ...: the listener stays armed
+  const bool starved =
+      c.res == -EMFILE || c.res == -ENFILE || c.res == -ENOMEM || c.res == -ENOBUFS;
+  if (!(c.flags & IORING_CQE_F_MORE)) {
+    if (starved) {
+      // Out of descriptors or memory: the connection stays in the backlog; retry later
+      // rather than spin on the same failure.
+      socks_[s].rearm_at_ns = monotonic_ns() + uring::kAcceptBackoffNs;
+      ++accepts_paused_;
+    } else {
+      arm_accept(s);
+    }
+  }
+  if (c.res < 0) return;  // ECONNABORTED and friends: the listener stays armed
   const int fd = c.res;
   sockaddr_in peer{};
   socklen_t len = sizeof peer;
   getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len);
+  now_ns_ = monotonic_ns();  // may be stale: poll() reads the clock only while conns exist
   const uint32_t slot =
       conns_.alloc(fd, s, kernel::from_sockaddr(peer), kernel::ConnState::open, now_ns_);
   if (slot == kernel::kNilSlot) {
@@ -285,7 +325,8 @@ void UringWorker::on_accept(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   counters_.conns_open.add();
   arm_recv(slot);
   auto& cn = conns_.at(slot);
-  out[k++] = RxItem{RxKind::stream_open, CloseReason::none, s, conns_.id(slot), cn.peer, 0, nullptr};
+  out[k++] =
+      RxItem{RxKind::stream_open, CloseReason::none, s, conns_.id(slot), cn.peer, 0, nullptr};
 }
 
 void UringWorker::on_tcp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
@@ -305,19 +346,15 @@ void UringWorker::on_tcp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
     counters_.rx_stream_bytes.add(uint64_t(c.res));
     const uint16_t bid = uint16_t(c.flags >> IORING_CQE_BUFFER_SHIFT);
     out[k++] = RxItem{RxKind::stream_data, CloseReason::none, cn.sock, conns_.id(slot), cn.peer,
-                      uint32_t(c.res), tcp_.buf(bid)};
+                      uint32_t(c.res),     tcp_.buf(bid)};
     tcp_.out[tcp_.nout++] = bid;
   } else {
     recycle(tcp_, c);  // draining or closing: input is dropped
   }
   if (cn.x.closing) return maybe_finish(slot);
-  if (c.res == 0) {
-    // Peer's orderly close: what we still owe it goes out first, then we close.
-    if (cn.x.out.empty() && !cn.x.send_armed) return teardown(slot, CloseReason::peer);
-    cn.state = kernel::ConnState::draining;
-    if (cn.reason == CloseReason::none) cn.reason = CloseReason::peer;
-    return;
-  }
+  // Peer's orderly close (FIN): replies may still be queued (this poll's items included);
+  // they go out, then we close (flush() finishes the drain).
+  if (c.res == 0) return begin_drain(slot, CloseReason::peer);
   if (c.res < 0 && c.res != -ENOBUFS)
     return teardown(slot, c.res == -ECONNRESET ? CloseReason::peer : CloseReason::error);
   if (!more) {
@@ -335,8 +372,8 @@ void UringWorker::on_tcp_send(const io_uring_cqe& c) {
   if (c.res < 0) {
     if (!cn.x.closing) {
       counters_.tx_errors.add();
-      teardown(slot, c.res == -EPIPE || c.res == -ECONNRESET ? CloseReason::peer
-                                                             : CloseReason::error);
+      teardown(slot,
+               c.res == -EPIPE || c.res == -ECONNRESET ? CloseReason::peer : CloseReason::error);
     }
     return maybe_finish(slot);
   }
@@ -348,7 +385,7 @@ void UringWorker::on_tcp_send(const io_uring_cqe& c) {
   cn.x.inflight = 0;
   if (cn.x.closing) return maybe_finish(slot);
   if (!cn.x.out.empty()) return arm_send(slot);
-  if (cn.state == kernel::ConnState::draining) teardown(slot, cn.reason);  // all out: close
+  if (cn.state == kernel::ConnState::draining) finish_drain(slot);  // all out: close
 }
 
 void UringWorker::on_connect(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
@@ -363,8 +400,8 @@ void UringWorker::on_connect(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   counters_.conns_connected.add();
   arm_recv(slot);
   if (!cn.x.out.empty()) arm_send(slot);  // output queued while connecting
-  out[k++] = RxItem{RxKind::stream_open, CloseReason::none, cn.sock, conns_.id(slot), cn.peer, 0,
-                    nullptr};
+  out[k++] =
+      RxItem{RxKind::stream_open, CloseReason::none, cn.sock, conns_.id(slot), cn.peer, 0, nullptr};
 }
 
 // ---- datagrams ----------------------------------------------------------------------------
@@ -392,22 +429,32 @@ uint8_t* UringWorker::dgram_reserve(SocketId s, Endpoint to, uint32_t n) {
 void UringWorker::dgram_commit(uint32_t n) {
   assert(res_buf_ != kernel::kNoTxBuf && n <= res_len_);
   TxMsg& m = txmsg_[res_buf_];
-  m.iov.iov_len = n;
   io_uring_sqe* e = sqe();
-  io_uring_prep_sendmsg(e, socks_[res_sock_].fd.get(), &m.msg, 0);
+  if (plan_.send_to) {
+    io_uring_prep_send(e, socks_[res_sock_].fd.get(), m.iov.iov_base, n, 0);
+    io_uring_prep_send_set_addr(e, reinterpret_cast<const sockaddr*>(&m.to), sizeof m.to);
+  } else {
+    m.iov.iov_len = n;
+    io_uring_prep_sendmsg(e, socks_[res_sock_].fd.get(), &m.msg, 0);
+  }
   io_uring_sqe_set_data64(e, pack(Op::udp_send, res_buf_));
   res_buf_ = kernel::kNoTxBuf;
 }
 
 void UringWorker::flush() {
-  assert(res_buf_ == kernel::kNoTxBuf && res_conn_ == kNoConn && "flush() with an open reservation");
-  // Connections with new output and no send in flight get one send each.
+  assert(res_buf_ == kernel::kNoTxBuf && res_conn_ == kNoConn &&
+         "flush() with an open reservation");
+  // Connections with new output and no send in flight get one send each; drains with
+  // nothing left to send finish.
   for (uint32_t slot : dirty_) {
     auto& c = conns_.at(slot);
     c.x.dirty = false;
-    if (c.state != kernel::ConnState::free && c.state != kernel::ConnState::connecting &&
-        !c.x.closing && !c.x.send_armed && !c.x.out.empty())
+    if (c.x.closing || c.x.send_armed) continue;
+    if (c.state != kernel::ConnState::open && c.state != kernel::ConnState::draining) continue;
+    if (!c.x.out.empty())
       arm_send(slot);
+    else if (c.state == kernel::ConnState::draining)
+      finish_drain(slot);
   }
   dirty_.clear();
   // One enter: submit the batch and run deferred completions, so the next poll() usually
@@ -416,6 +463,30 @@ void UringWorker::flush() {
 }
 
 // ---- streams -------------------------------------------------------------------------------
+
+void UringWorker::mark_dirty(uint32_t slot) {
+  auto& c = conns_.at(slot);
+  if (c.x.dirty) return;
+  c.x.dirty = true;
+  dirty_.push_back(slot);
+}
+
+// Stop delivering input; queued output (and, after a peer FIN, replies still being
+// written) goes out first. flush() or the last send's CQE finishes the drain.
+void UringWorker::begin_drain(uint32_t slot, CloseReason why) {
+  auto& c = conns_.at(slot);
+  c.state = kernel::ConnState::draining;
+  if (c.reason == CloseReason::none) c.reason = why;
+  mark_dirty(slot);
+}
+
+// All output is in the kernel: FIN now (after that output), then close.
+void UringWorker::finish_drain(uint32_t slot) {
+  auto& c = conns_.at(slot);
+  ::shutdown(c.fd, SHUT_WR);
+  c.x.graceful = true;
+  teardown(slot, c.reason);
+}
 
 // Stops all I/O on the slot: cancels what is armed; maybe_finish() closes the fd once no
 // SQE names the slot any more. `why` is what stream_closed will say (the first reason wins).
@@ -439,6 +510,11 @@ void UringWorker::teardown(uint32_t slot, CloseReason why) {
 void UringWorker::maybe_finish(uint32_t slot) {
   auto& c = conns_.at(slot);
   if (!c.x.closing || c.x.ops || c.state == kernel::ConnState::zombie) return;
+  if (c.x.graceful && c.reason == CloseReason::local) {
+    uint8_t scratch[4096];
+    for (unsigned i = 0; i < uring::kDiscardReads; ++i)
+      if (::recv(c.fd, scratch, sizeof scratch, MSG_DONTWAIT) <= 0) break;
+  }
   ::close(c.fd);
   c.fd = -1;
   c.x.out.clear(chunks_);
@@ -451,8 +527,10 @@ void UringWorker::maybe_finish(uint32_t slot) {
 uint8_t* UringWorker::stream_reserve(ConnId id, uint32_t n) {
   assert(res_buf_ == kernel::kNoTxBuf && res_conn_ == kNoConn && "one reservation at a time");
   auto* c = conns_.find(id);
+  // Writable: open, connecting (sent once connected), or half-closed by the peer.
   if (!c || c->x.closing ||
-      (c->state != kernel::ConnState::open && c->state != kernel::ConnState::connecting))
+      !(c->state == kernel::ConnState::open || c->state == kernel::ConnState::connecting ||
+        (c->state == kernel::ConnState::draining && c->reason == CloseReason::peer)))
     return nullptr;
   const uint32_t slot = conn_slot(id);
   if (uint64_t(c->x.out.bytes()) + n > cfg_.conn_out_limit) {
@@ -478,10 +556,7 @@ void UringWorker::stream_commit(ConnId id, uint32_t n) {
   auto* c = conns_.find(id);
   if (!c) return;
   c->x.out.commit(n);
-  if (!c->x.dirty && n) {
-    c->x.dirty = true;
-    dirty_.push_back(conn_slot(id));
-  }
+  if (n) mark_dirty(conn_slot(id));
 }
 
 ConnId UringWorker::connect(SocketId s, Endpoint to) {
@@ -508,14 +583,13 @@ void UringWorker::close(ConnId id) {
   auto* c = conns_.find(id);
   if (!c || c->x.closing || c->state == kernel::ConnState::zombie) return;
   const uint32_t slot = conn_slot(id);
-  if (c->reason == CloseReason::none) c->reason = CloseReason::local;
-  // Queued output still goes out; the slot is torn down once it has (or on idle timeout).
-  if (c->state == kernel::ConnState::open && (!c->x.out.empty() || c->x.send_armed)) {
-    c->state = kernel::ConnState::draining;
+  if (c->state == kernel::ConnState::connecting) return teardown(slot, CloseReason::local);
+  if (c->state == kernel::ConnState::draining) {
+    c->reason = CloseReason::local;  // the app is done too; nothing more may be queued
     return;
   }
-  if (c->state == kernel::ConnState::draining) return;
-  teardown(slot, CloseReason::local);
+  // Queued output still goes out, then the connection closes (or on idle timeout).
+  begin_drain(slot, CloseReason::local);
 }
 
 }  // namespace cw::dp
