@@ -153,6 +153,9 @@ class CorewirectlRun(unittest.TestCase):
         self.assertEqual(code, 200, body)
         self.assertEqual(json.loads(body)["level"], "debug")
         self.assertEqual(self.http("/service/nope/disable", "POST")[0], 400)
+        code, body = self.http("/reload", "POST")
+        self.assertEqual(code, 200, body)
+        self.assertIn("restart_needed", json.loads(body))
 
         # kill -9 the dataplane: serving again within 2 s, restart counted.
         t0 = time.monotonic()
