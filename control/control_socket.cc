@@ -17,6 +17,8 @@ namespace cw::ctl {
 
 namespace {
 
+constexpr int kSendTimeoutMs = 1000;  // a reply that cannot be written by then is dropped
+
 std::string sys_error(const std::string& what) {
   return what + ": " + std::strerror(errno);
 }
@@ -48,15 +50,17 @@ std::string error_line(const std::string& msg) {
   return Json{{"ok", false}, {"error", msg}}.dump() + "\n";
 }
 
-// Writes all of s (small replies; the socket is blocking for this write).
-void write_all(int fd, const std::string& s) {
+// Writes all of s; false if the peer is gone or stopped reading (SO_SNDTIMEO on server-side
+// sockets bounds how long a client that never reads can hold the control thread).
+bool write_all(int fd, const std::string& s) {
   size_t off = 0;
   while (off < s.size()) {
     const ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
+    if (n <= 0) return false;
     off += size_t(n);
   }
+  return true;
 }
 
 bool peer_allowed(int fd) {
@@ -189,7 +193,10 @@ void ControlServer::run(const std::function<void()>& tick, int tick_ms) {
           c.fd = -1;
           break;
         }
-        write_all(c.fd, handle_line(line));
+        if (!write_all(c.fd, handle_line(line))) {
+          ::close(c.fd);
+          c.fd = -1;
+        }
       }
       // Without a newline the line cannot be framed any more: answer and hang up.
       if (c.fd >= 0 && c.buf.size() > kMaxRequestBytes) {
@@ -203,6 +210,8 @@ void ControlServer::run(const std::function<void()>& tick, int tick_ms) {
     if (fds[1].revents & POLLIN) {
       const int cfd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (cfd >= 0) {
+        const timeval tv{kSendTimeoutMs / 1000, (kSendTimeoutMs % 1000) * 1000};
+        ::setsockopt(cfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         if (!peer_allowed(cfd)) {
           refused_.fetch_add(1);
           write_all(cfd, error_line("permission denied: peer uid is not the server's or root"));

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 namespace cw::ctl {
 namespace {
@@ -82,6 +83,33 @@ TEST_F(ControlSocketTest, SeveralRequestsOnOneConnection) {
   auto r = control_request_raw(path_, "{\"cmd\":\"status\"}\n{\"cmd\":\"status\"}\n");
   ASSERT_TRUE(r);
   EXPECT_EQ(Json::parse(r.value())["ok"], true);
+}
+
+// A client that floods requests and never reads its replies must not stall the control
+// thread (which also publishes the stats): its replies time out and it is dropped.
+TEST_F(ControlSocketTest, ClientThatNeverReadsIsDropped) {
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strcpy(a.sun_path, path_.c_str());
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  std::string flood;
+  for (int i = 0; i < 60000; ++i) flood += "{\"cmd\":\"status\"}\n";
+  std::thread writer([&] {
+    size_t off = 0;
+    while (off < flood.size()) {
+      const ssize_t n = send(fd, flood.data() + off, flood.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) break;  // the server hung up
+      off += size_t(n);
+    }
+  });
+  writer.join();
+  auto r = control_request(path_, {{"cmd", "status"}}, 10000);
+  EXPECT_TRUE(r) << r.error().message;
+  const int t0 = ticks_.load();
+  for (int i = 0; i < 500 && ticks_.load() == t0; ++i) usleep(10'000);
+  EXPECT_GT(ticks_.load(), t0) << "the tick (stats publisher) keeps running";
+  close(fd);
 }
 
 TEST_F(ControlSocketTest, TickRuns) {
