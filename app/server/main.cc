@@ -93,10 +93,10 @@ ctl::Json reload(const server::CommandLine& cl, const server::ServerConfig& runn
     spdlog::set_level(spdlog::level::from_str(next.value().log_level));
     applied.push_back("log.level = " + next.value().log_level);
   }
+  next.value().log_level = running.log_level;  // applied above; compare everything else
   const auto was = server::describe(running), now = server::describe(next.value());
   for (const auto& l : now)
-    if (std::find(was.begin(), was.end(), l) == was.end() && l.find("log") == std::string::npos)
-      restart.push_back(l);
+    if (std::find(was.begin(), was.end(), l) == was.end()) restart.push_back(l);
   return {{"applied", applied}, {"restart_needed", restart}};
 }
 

@@ -24,6 +24,7 @@ import urllib.request
 
 CTL = DATAPLANE = None
 CONFIG_BASE = None   # the dataplane's own config text ([control] is appended)
+REAL = False         # the real corewire (not tests/control/fake_dataplane)
 UDP_PORT = None      # the port the dataplane echoes on
 EXTRA = []
 
@@ -195,6 +196,18 @@ class CorewirectlRun(unittest.TestCase):
         self.assertEqual(out.returncode, 1)
         self.assertIn("no service named", out.stderr)
 
+        if REAL:
+            # SIGHUP-style reload: the log level applies live, a worker count needs a restart.
+            with open(self.cfg) as f:
+                text = f.read()
+            with open(self.cfg, "w") as f:
+                f.write(text.replace("workers = 1", "workers = 2") + '\n[log]\nlevel = "warn"\n')
+            code, body = self.http("/reload", "POST")
+            self.assertEqual(code, 200, body)
+            reply = json.loads(body)
+            self.assertEqual(reply["applied"], ["log.level = warn"])
+            self.assertTrue(any("2 worker" in l for l in reply["restart_needed"]), reply)
+
         # SIGTERM: graceful drain, both exit cleanly.
         ctl2.send_signal(signal.SIGTERM)
         self.assertEqual(ctl2.wait(timeout=10), 0)
@@ -213,6 +226,7 @@ if __name__ == "__main__":
         with open(rest[rest.index("--config-base") + 1]) as f:
             CONFIG_BASE = f.read()
     if "--real" in rest:
+        REAL = True
         # The real corewire: its default config with the services on free ports.
         UDP_PORT = free_port(socket.SOCK_DGRAM)
         CONFIG_BASE = ('[runtime]\nworkers = 1\n\n[[service]]\nname = "sockperf-echo"\nudp = %d\n'
