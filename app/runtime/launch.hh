@@ -176,6 +176,10 @@ template <class B>
 Result<void> Runtime<Services>::run_on(std::unique_ptr<B> backend, const LogFn& log) {
   static_assert(dp::Backend<B>);
   backend_name_ = B::name();
+  // Backends that made start-up choices (io_uring: ring flags, send path, buffer sizes)
+  // describe them in one line.
+  if constexpr (requires { backend->features(); })
+    log(std::string("backend ") + B::name() + " features: " + backend->features());
   for (size_t s = 0; s < app_.sockets.size(); ++s) bound_.push_back(backend->bound(dp::SocketId(s)));
   B* be = backend.get();
   backend_ = std::shared_ptr<B>(std::move(backend));
