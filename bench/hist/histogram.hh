@@ -46,7 +46,7 @@ class Histogram {
     if (v < min_) min_ = v;
     counts_[index_of(v)] += n;
     total_ += n;
-    sum_ += static_cast<long double>(v) * n;
+    sum_ += v * n;
   }
 
   // Adds every count of other to this one.
@@ -56,7 +56,7 @@ class Histogram {
   uint64_t clamped() const { return clamped_; }
   uint64_t min() const { return total_ ? min_ : 0; }  // exact
   uint64_t max() const { return max_; }               // exact
-  double mean() const { return total_ ? double(sum_ / total_) : 0.0; }
+  double mean() const { return total_ ? double(sum_) / double(total_) : 0.0; }
   // Standard deviation over the buckets' median-equivalent values (as HdrHistogram does).
   double stddev() const;
   // The value at percentile p (0..100): the highest value equivalent to the bucket holding
@@ -93,7 +93,7 @@ class Histogram {
   uint64_t clamped_ = 0;
   uint64_t min_ = ~uint64_t{0};
   uint64_t max_ = 0;
-  long double sum_ = 0;  // exact enough for mean over 2^64 ns totals
+  uint64_t sum_ = 0;  // ns; wraps only after ~584 years of summed latency
 };
 
 }  // namespace cw::bench
