@@ -42,7 +42,7 @@ def run_bench(bench, args, tmp):
     out = os.path.join(tmp, "report.json")
     if os.path.exists(out):
         os.remove(out)
-    cmd = [bench, "--proto", "sockperf", "--count", str(COUNT), "--check", "--timeout", "2",
+    cmd = [bench, "--proto", "sockperf", "--count", str(COUNT), "--check", "--timeout", "5",
            "--json", out, "-q", "-m", "100"] + args
     print("+", " ".join(cmd), flush=True)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
@@ -74,7 +74,7 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             run_bench(bench, ["--udp", "--target", f"127.0.0.1:{udp}", "--window", "4"], tmp)
             run_bench(bench, ["--udp", "--target", f"127.0.0.1:{udp}", "--mode", "open",
-                              "--rate", "20000", "--arrival", "poisson", "--flows", "2"], tmp)
+                              "--rate", "4000", "--arrival", "poisson", "--flows", "2"], tmp)
             rep = run_bench(bench, ["--tcp", "--target", f"127.0.0.1:{tcp}", "--flows", "4",
                                     "--window", "2"], tmp)
             if rep["conns"]["open"] != 4 or rep["conns"]["failed"] != 0:
