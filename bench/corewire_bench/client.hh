@@ -42,6 +42,7 @@ enum class LoopMode : uint8_t { closed, open };
 enum class Arrival : uint8_t { fixed, poisson };
 
 inline constexpr uint32_t kMaxSendsPerTick = 256;  // bounds one tick's work (then flush)
+inline constexpr uint32_t kConnectsPerTick = 256;  // tcp connects issued per tick
 
 // What a worker's client does; fixed for the run. Per-worker shares (rate, count) are
 // computed by the caller (see share()).
@@ -116,7 +117,7 @@ class Client {
     const uint64_t now = ctx.now_ns;
     if (phase() == Phase::done) return;
     if (phase() == Phase::connecting) {
-      if (!connects_issued_) start_connects(ctx);
+      if (connects_issued_ < cfg_.flows) start_connects(ctx);
       if (connected_ + failed_ == cfg_.flows || now >= connect_deadline_) start_running(now);
     }
     if (phase() == Phase::running) {
@@ -219,16 +220,19 @@ class Client {
   }
   void set_phase(Phase p) { res_->phase.store(uint8_t(p), std::memory_order_release); }
 
+  // TCP connects are issued kConnectsPerTick at a time so a large --conns run does not
+  // flood the backend's submission queue in one tick.
   template <class Io>
   void start_connects(rt::Ctx<Io>& ctx) {
-    connects_issued_ = true;
-    connect_deadline_ = ctx.now_ns + cfg_.connect_timeout_ns;
+    if (connects_issued_ == 0) connect_deadline_ = ctx.now_ns + cfg_.connect_timeout_ns;
     if (cfg_.transport == dp::Transport::udp) {
       for (auto& f : flows_) f.open = true;
       connected_ = alive_ = cfg_.flows;
+      connects_issued_ = cfg_.flows;
       return;
     }
-    for (uint32_t f = 0; f < cfg_.flows; ++f) {
+    const uint32_t end = std::min(cfg_.flows, connects_issued_ + kConnectsPerTick);
+    for (uint32_t f = connects_issued_; f < end; ++f) {
       const dp::ConnId c = ctx.io.connect(0, cfg_.target);
       if (c == dp::kNoConn || dp::conn_slot(c) >= conn_flow_.size()) {
         ++failed_;
@@ -239,6 +243,7 @@ class Client {
       flows_[f].conn = c;
       conn_flow_[dp::conn_slot(c)] = f;
     }
+    connects_issued_ = end;
   }
 
   void start_running(uint64_t now) {
@@ -463,7 +468,7 @@ class Client {
   std::vector<Flow> flows_;
   std::vector<Entry> entries_;       // flows * cap_
   std::vector<uint32_t> conn_flow_;  // conn_slot -> flow (tcp)
-  bool connects_issued_ = false;
+  uint32_t connects_issued_ = 0;
   uint64_t connect_deadline_ = 0;
   uint32_t connected_ = 0, failed_ = 0, alive_ = 0;
   uint64_t start_ns_ = 0;

@@ -162,7 +162,7 @@ Result<RunResult> run_one(const Options& o, double rate, bool progress) {
   runtime.join();
 
   r.info = {o.proto, o.tcp ? "tcp" : "udp", o.target, o.mode, o.arrival, runtime.backend_name(),
-            o.msg_size, o.flows, n, o.window, o.conns, rate, o.duration_s, o.warmup_s, o.count};
+            o.msg_size, flows_max, n, o.window, o.conns, rate, o.duration_s, o.warmup_s, o.count};
   for (unsigned w = 0; w < n; ++w) r.add(results[w]);
   r.conns_open = open_at_end;
   return r;

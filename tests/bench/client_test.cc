@@ -348,5 +348,22 @@ TEST_F(ClientTest, FailedConnectsAreCountedAndTheRunStillEnds) {
   EXPECT_EQ(res->sent.get(), 0u);
 }
 
+TEST_F(ClientTest, ManyConnectionsAreOpenedInPacedBatches) {
+  auto c = open_loop(1000, 1);
+  c.transport = dp::Transport::tcp;
+  c.flows = kConnectsPerTick + 10;
+  make(c);
+  tick(0);
+  EXPECT_EQ(io.take_connects().size(), kConnectsPerTick);
+  tick(1);
+  EXPECT_EQ(io.take_connects().size(), 10u);
+  tick(2);
+  EXPECT_TRUE(io.take_connects().empty());
+  EXPECT_EQ(client->phase(), Phase::connecting);
+  // Nobody answers: after the connect timeout the run starts with no live flow and ends.
+  tick(c.connect_timeout_ns + 1);
+  EXPECT_TRUE(res->done());
+}
+
 }  // namespace
 }  // namespace cw::bench
