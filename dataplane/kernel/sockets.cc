@@ -54,8 +54,14 @@ Result<Fd> open_udp(const Endpoint& bind, bool reuseport) {
                                  "SO_REUSEPORT");
     if (!r) return r.error();
   }
-  set_int_opt(fd.get(), SOL_SOCKET, SO_RCVBUF, kUdpSocketBufferBytes);
-  set_int_opt(fd.get(), SOL_SOCKET, SO_SNDBUF, kUdpSocketBufferBytes);
+  // The *FORCE variants pass net.core.[rw]mem_max when privileged; otherwise the plain
+  // ones get as much as the sysctl allows.
+  if (setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &kUdpSocketBufferBytes,
+                 sizeof kUdpSocketBufferBytes) != 0)
+    set_int_opt(fd.get(), SOL_SOCKET, SO_RCVBUF, kUdpSocketBufferBytes);
+  if (setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUFFORCE, &kUdpSocketBufferBytes,
+                 sizeof kUdpSocketBufferBytes) != 0)
+    set_int_opt(fd.get(), SOL_SOCKET, SO_SNDBUF, kUdpSocketBufferBytes);
   const sockaddr_in sa = to_sockaddr(bind);
   if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0)
     return sock_error("udp", bind, "bind", errno);
