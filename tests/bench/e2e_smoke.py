@@ -2,7 +2,8 @@
 """End-to-end smoke test: corewire-bench against cw-ceiling-echo on loopback.
 
 Starts cw-ceiling-echo (sockperf mode) on free 127.0.0.1 ports, runs corewire-bench
---count 2000 over UDP and TCP (closed and open loop, payload check on), and asserts zero
+--count 2000 over UDP and TCP (closed and open loop, payload check on; backends auto and
+epoll), and asserts zero
 loss, zero errors and a well-formed JSON report. Bounded: each step has a timeout and the
 server is killed at the end, on failure too.
 usage: e2e_smoke.py CW_CEILING_ECHO COREWIRE_BENCH
@@ -72,13 +73,18 @@ def main():
     try:
         wait_listening(server, 2)
         with tempfile.TemporaryDirectory() as tmp:
-            run_bench(bench, ["--udp", "--target", f"127.0.0.1:{udp}", "--window", "4"], tmp)
-            run_bench(bench, ["--udp", "--target", f"127.0.0.1:{udp}", "--mode", "open",
-                              "--rate", "4000", "--arrival", "poisson", "--flows", "2"], tmp)
-            rep = run_bench(bench, ["--tcp", "--target", f"127.0.0.1:{tcp}", "--flows", "4",
-                                    "--window", "2"], tmp)
-            if rep["conns"]["open"] != 4 or rep["conns"]["failed"] != 0:
-                raise AssertionError(f"connections: {rep['conns']}")
+            # auto is io_uring where the kernel allows it; epoll is always there.
+            for backend in ("auto", "epoll"):
+                be = ["--backend", backend]
+                run_bench(bench, be + ["--udp", "--target", f"127.0.0.1:{udp}", "--window", "4"],
+                          tmp)
+                run_bench(bench, be + ["--udp", "--target", f"127.0.0.1:{udp}", "--mode", "open",
+                                       "--rate", "4000", "--arrival", "poisson", "--flows", "2"],
+                          tmp)
+                rep = run_bench(bench, be + ["--tcp", "--target", f"127.0.0.1:{tcp}",
+                                             "--flows", "4", "--window", "2"], tmp)
+                if rep["conns"]["open"] != 4 or rep["conns"]["failed"] != 0:
+                    raise AssertionError(f"connections: {rep['conns']}")
     finally:
         server.terminate()
         try:
