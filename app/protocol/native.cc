@@ -70,13 +70,19 @@ uint32_t encode_error(uint8_t* out, const Header& req, ErrorCode code) {
 
 ErrorCode error_for(Status s) {
   switch (s) {
-    case Status::bad_version: return ErrorCode::bad_version;
-    case Status::bad_kind: return ErrorCode::bad_kind;
-    case Status::too_large: return ErrorCode::too_large;
-    case Status::bad_reserved: return ErrorCode::bad_reserved;
-    case Status::need_more: return ErrorCode::truncated;
+    case Status::bad_version:
+      return ErrorCode::bad_version;
+    case Status::bad_kind:
+      return ErrorCode::bad_kind;
+    case Status::too_large:
+      return ErrorCode::too_large;
+    case Status::bad_reserved:
+      return ErrorCode::bad_reserved;
+    case Status::need_more:
+      return ErrorCode::truncated;
     case Status::ok:
-    case Status::bad_magic: break;
+    case Status::bad_magic:
+      break;
   }
   // Not answerable: callers check first. Map to something harmless rather than assert.
   return ErrorCode::truncated;

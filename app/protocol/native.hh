@@ -49,9 +49,9 @@ struct Header {
 
 enum class Status : uint8_t {
   ok,
-  need_more,     // fewer bytes than a whole message (stream: wait; datagram: truncated)
-  bad_magic,     // not this protocol: drop, never answer
-  bad_version,   // header readable: answer with an error
+  need_more,    // fewer bytes than a whole message (stream: wait; datagram: truncated)
+  bad_magic,    // not this protocol: drop, never answer
+  bad_version,  // header readable: answer with an error
   bad_kind,
   too_large,
   bad_reserved,
