@@ -112,6 +112,27 @@ TEST_P(Loopback, ConnectionRefusedIsCountedAsFailed) {
   EXPECT_EQ(r.value().sent, 0u);
 }
 
+TEST_P(Loopback, ManyConnectionsStayOpen) {
+  // --conns as main() sets it up: tcp, open loop, one small request per connection per
+  // second, small outstanding tables. 300 connections (x2 fds) fit the default fd limit.
+  auto o = opts("native", true, 1);
+  o.conns = 300;
+  o.threads = 2;
+  o.mode = "open";
+  o.count = 0;
+  o.duration_s = 0.5;
+  o.max_outstanding = 8;
+  o.msg_size = 32;
+  auto r = run_one(o, 600, false);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value().conns_open, 300u);
+  EXPECT_EQ(r.value().conns_failed, 0u);
+  EXPECT_EQ(r.value().conns_closed, 0u);
+  EXPECT_GT(r.value().received, 0u);
+  EXPECT_EQ(r.value().lost, 0u);
+  EXPECT_EQ(r.value().errors, 0u);
+}
+
 TEST(Sweep, Parse) {
   auto a = parse_sweep("1000:5000:5");
   ASSERT_TRUE(a.ok());
