@@ -193,8 +193,8 @@ int main(int argc, char** argv) {
 
   auto udp = std::make_unique<Udp>();
   Tcp tcp;
-  for (auto [at, type, fd] : {std::tuple{&udp_at, SOCK_DGRAM, &udp->fd},
-                              std::tuple{&tcp_at, SOCK_STREAM, &tcp.lfd}}) {
+  for (auto [at, type, fd] :
+       {std::tuple{&udp_at, SOCK_DGRAM, &udp->fd}, std::tuple{&tcp_at, SOCK_STREAM, &tcp.lfd}}) {
     if (at->empty()) continue;
     auto ep = cw::dp::parse_endpoint(*at);
     if (!ep) {

@@ -50,23 +50,23 @@ struct ClientConfig {
   Dialect dialect = Dialect::native;
   dp::Transport transport = dp::Transport::udp;
   dp::Endpoint target;
-  uint32_t msg_size = 64;        // bytes per message, header included
-  uint32_t flows = 1;            // UDP sockets (SocketIds 0..flows-1) or TCP connections
+  uint32_t msg_size = 64;  // bytes per message, header included
+  uint32_t flows = 1;      // UDP sockets (SocketIds 0..flows-1) or TCP connections
   LoopMode mode = LoopMode::closed;
-  uint32_t window = 1;           // closed loop: outstanding per flow
-  double rate = 0;               // open loop: this worker's requests per second
+  uint32_t window = 1;  // closed loop: outstanding per flow
+  double rate = 0;      // open loop: this worker's requests per second
   Arrival arrival = Arrival::fixed;
   uint64_t seed = 1;
-  uint64_t count = 0;            // measured requests this worker sends (0 = no bound)
-  uint64_t duration_ns = 0;      // measured phase length (0 = no bound)
-  uint64_t warmup_ns = 0;        // sent but not measured, before the measured phase
+  uint64_t count = 0;        // measured requests this worker sends (0 = no bound)
+  uint64_t duration_ns = 0;  // measured phase length (0 = no bound)
+  uint64_t warmup_ns = 0;    // sent but not measured, before the measured phase
   uint64_t timeout_ns = 1'000'000'000;
   uint64_t connect_timeout_ns = 5'000'000'000;
-  uint64_t scan_ns = 1'000'000;  // how often expired requests are swept (bounds the cost)
+  uint64_t scan_ns = 1'000'000;    // how often expired requests are swept (bounds the cost)
   uint32_t max_outstanding = 256;  // per flow, rounded up to a power of two
-  uint16_t service_id = 0;       // native: service field of requests
-  bool check = false;            // verify reply payloads
-  uint32_t max_conns = 16384;    // the backend's per-worker connection slots (tcp)
+  uint16_t service_id = 0;         // native: service field of requests
+  bool check = false;              // verify reply payloads
+  uint32_t max_conns = 16384;      // the backend's per-worker connection slots (tcp)
 };
 
 enum class Phase : uint8_t { connecting, running, draining, done };
@@ -74,9 +74,9 @@ enum class Phase : uint8_t { connecting, running, draining, done };
 // One worker's results. Counters count measured requests only, except where noted.
 struct alignas(64) ClientResults {
   dp::Counter sent, received, lost, errors;
-  dp::Counter late;            // replies after their request was counted lost (or unknown)
-  dp::Counter warmup_sent;     // all phases: not in the counters above
-  dp::Counter send_blocked;    // ticks that found no tx buffer (requests sent late)
+  dp::Counter late;          // replies after their request was counted lost (or unknown)
+  dp::Counter warmup_sent;   // all phases: not in the counters above
+  dp::Counter send_blocked;  // ticks that found no tx buffer (requests sent late)
   dp::Counter conns_open, conns_failed, conns_closed;  // tcp; open is a gauge
   std::atomic<uint8_t> phase{uint8_t(Phase::connecting)};
   // Written by the worker; read by others only once phase == done (or the thread exited).
@@ -88,7 +88,9 @@ struct alignas(64) ClientResults {
 };
 
 // Payload byte j of request seq (so replies can be checked without keeping what was sent).
-inline uint8_t pattern_byte(uint64_t seq, uint32_t j) { return uint8_t(seq * 131 + j * 7 + 1); }
+inline uint8_t pattern_byte(uint64_t seq, uint32_t j) {
+  return uint8_t(seq * 131 + j * 7 + 1);
+}
 
 class Client {
  public:
@@ -121,8 +123,10 @@ class Client {
       if (connected_ + failed_ == cfg_.flows || now >= connect_deadline_) start_running(now);
     }
     if (phase() == Phase::running) {
-      if (cfg_.mode == LoopMode::open) send_open(ctx);
-      else send_closed(ctx);
+      if (cfg_.mode == LoopMode::open)
+        send_open(ctx);
+      else
+        send_closed(ctx);
       if (sending_over(now)) set_phase(Phase::draining);
     }
     if (now >= next_scan_ns_) {
@@ -338,8 +342,10 @@ class Client {
     }
     const uint64_t seq = fl.next_seq++;
     encode(out, seq);
-    if (cfg_.transport == dp::Transport::udp) ctx.io.dgram_commit(n);
-    else ctx.io.stream_commit(fl.conn, n);
+    if (cfg_.transport == dp::Transport::udp)
+      ctx.io.dgram_commit(n);
+    else
+      ctx.io.stream_commit(fl.conn, n);
     Entry& e = entry(f, seq);
     e = Entry{seq, intended, State::waiting, !in_warmup(intended)};
     ++fl.outstanding;

@@ -71,13 +71,15 @@ int run(int argc, char** argv) {
   }
   if (o.count && o.count < o.threads) o.threads = uint32_t(o.count);
   if (o.duration_s <= 0 && o.count == 0) {
-    if (!o.sweep.empty()) o.duration_s = kDefaultSweepStep_s;
-    else return fail("give --duration and/or --count (runs are always bounded)");
+    if (!o.sweep.empty())
+      o.duration_s = kDefaultSweepStep_s;
+    else
+      return fail("give --duration and/or --count (runs are always bounded)");
   }
   if (o.mode == "open" && o.rate <= 0 && o.sweep.empty())
     return fail("--mode open needs --rate (or --sweep)");
-  const double min_msg = o.proto == "native" ? proto::native::kHeaderSize
-                                             : proto::sockperf::kHeaderSize;
+  const double min_msg =
+      o.proto == "native" ? proto::native::kHeaderSize : proto::sockperf::kHeaderSize;
   if (o.msg_size < min_msg) return fail("-m: at least " + std::to_string(int(min_msg)) + " bytes");
   if (o.msg_size > proto::sockperf::kMaxMessage) return fail("-m: at most 65507 bytes");
 
@@ -94,8 +96,8 @@ int run(int argc, char** argv) {
       std::fflush(stdout);
       if (!o.hgrm.empty())
         r->hist->write_hgrm(o.hgrm + "." + std::to_string(uint64_t(rate)) + ".hgrm");
-      const bool saturated = r->throughput() < kSaturatedAchieved * rate ||
-                             r->loss_ratio() > kSaturatedLoss;
+      const bool saturated =
+          r->throughput() < kSaturatedAchieved * rate || r->loss_ratio() > kSaturatedLoss;
       steps.push_back(std::move(*r));
       if (saturated) {
         std::printf("saturated at %.0f msg/s offered\n", rate);
@@ -121,4 +123,6 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace cw::bench
 
-int main(int argc, char** argv) { return cw::bench::run(argc, argv); }
+int main(int argc, char** argv) {
+  return cw::bench::run(argc, argv);
+}

@@ -8,7 +8,9 @@ namespace cw::bench {
 
 namespace {
 
-double us(uint64_t ns) { return double(ns) / 1000.0; }
+double us(uint64_t ns) {
+  return double(ns) / 1000.0;
+}
 
 nlohmann::json latency_json(const Histogram& h) {
   return {{"unit", "us"},
@@ -72,17 +74,17 @@ std::string text_report(const RunResult& r) {
   const Histogram& h = *r.hist;
   char b[1024];
   std::string s;
-  std::snprintf(b, sizeof b,
-                "corewire-bench: %s/%s -> %s, %u B, %u thread(s) x %u flow(s), %s loop, backend %s\n",
-                r.info.proto.c_str(), r.info.transport.c_str(), r.info.target.c_str(),
-                r.info.msg_size, r.info.threads, r.info.flows, r.info.mode.c_str(),
-                r.info.backend.c_str());
+  std::snprintf(
+      b, sizeof b,
+      "corewire-bench: %s/%s -> %s, %u B, %u thread(s) x %u flow(s), %s loop, backend %s\n",
+      r.info.proto.c_str(), r.info.transport.c_str(), r.info.target.c_str(), r.info.msg_size,
+      r.info.threads, r.info.flows, r.info.mode.c_str(), r.info.backend.c_str());
   s += b;
-  std::snprintf(b, sizeof b,
-                "sent %llu  received %llu  lost %llu  errors %llu  late %llu  (%.3f s, %.0f msg/s)\n",
-                (unsigned long long)r.sent, (unsigned long long)r.received,
-                (unsigned long long)r.lost, (unsigned long long)r.errors,
-                (unsigned long long)r.late, r.elapsed_s, r.throughput());
+  std::snprintf(
+      b, sizeof b,
+      "sent %llu  received %llu  lost %llu  errors %llu  late %llu  (%.3f s, %.0f msg/s)\n",
+      (unsigned long long)r.sent, (unsigned long long)r.received, (unsigned long long)r.lost,
+      (unsigned long long)r.errors, (unsigned long long)r.late, r.elapsed_s, r.throughput());
   s += b;
   std::snprintf(b, sizeof b,
                 "latency us: min %.3f  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  p99.99 %.3f  "
@@ -105,7 +107,9 @@ std::string text_report(const RunResult& r) {
   return s;
 }
 
-std::string json_report(const RunResult& r) { return run_json(r).dump(2) + "\n"; }
+std::string json_report(const RunResult& r) {
+  return run_json(r).dump(2) + "\n";
+}
 
 std::string json_sweep(const std::vector<RunResult>& steps) {
   nlohmann::json a = nlohmann::json::array();
@@ -124,8 +128,8 @@ std::string sweep_row(const RunResult& r) {
   char b[200];
   const Histogram& h = *r.hist;
   std::snprintf(b, sizeof b, "%12.0f %12.0f %10.3f %10.3f %10.3f %10.3f %8.3f\n", r.info.rate,
-                r.throughput(), us(h.percentile(50)), us(h.percentile(99)),
-                us(h.percentile(99.9)), us(h.max()), 100.0 * r.loss_ratio());
+                r.throughput(), us(h.percentile(50)), us(h.percentile(99)), us(h.percentile(99.9)),
+                us(h.max()), 100.0 * r.loss_ratio());
   return b;
 }
 

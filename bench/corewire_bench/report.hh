@@ -38,7 +38,7 @@ struct RunResult {
 };
 
 std::string text_report(const RunResult& r);
-std::string json_report(const RunResult& r);                 // one run
+std::string json_report(const RunResult& r);                  // one run
 std::string json_sweep(const std::vector<RunResult>& steps);  // {"sweep": [...]}
 std::string sweep_header();
 std::string sweep_row(const RunResult& r);

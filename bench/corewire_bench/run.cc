@@ -20,7 +20,9 @@ using Services = std::variant<Client>;
 constexpr double kProgressEvery_s = 1.0;
 constexpr uint32_t kConnSlack = 64;  // extra connection slots per worker
 
-uint64_t share(uint64_t total, unsigned w, unsigned n) { return total / n + (w < total % n); }
+uint64_t share(uint64_t total, unsigned w, unsigned n) {
+  return total / n + (w < total % n);
+}
 
 }  // namespace
 
@@ -30,7 +32,8 @@ void raise_nofile(uint64_t want) {
   rlim_t target = std::max<rlim_t>(r.rlim_cur, std::min<rlim_t>(r.rlim_max, rlim_t(want)));
   if (target > r.rlim_cur) {
     r.rlim_cur = target;
-    if (setrlimit(RLIMIT_NOFILE, &r) != 0) std::fprintf(stderr, "corewire-bench: setrlimit failed\n");
+    if (setrlimit(RLIMIT_NOFILE, &r) != 0)
+      std::fprintf(stderr, "corewire-bench: setrlimit failed\n");
   }
   if (r.rlim_cur < want)
     std::fprintf(stderr, "corewire-bench: open-file limit %llu is below the %llu needed\n",
@@ -100,9 +103,8 @@ Result<RunResult> run_one(const Options& o, double rate, bool progress) {
 
   // Wait for every worker to finish; print progress once a second on long runs.
   const double expected_s = o.warmup_s + o.duration_s;
-  const double cutoff_s = o.duration_s > 0
-                              ? expected_s + o.timeout_s + o.connect_timeout_s + 5.0
-                              : o.max_time_s;
+  const double cutoff_s =
+      o.duration_s > 0 ? expected_s + o.timeout_s + o.connect_timeout_s + 5.0 : o.max_time_s;
   const auto t0 = std::chrono::steady_clock::now();
   double next_progress = kProgressEvery_s;
   uint64_t last_rx = 0;
@@ -126,8 +128,8 @@ Result<RunResult> run_one(const Options& o, double rate, bool progress) {
         err += results[w].errors.get();
         open += results[w].conns_open.get();
       }
-      std::fprintf(stderr, "[%5.0fs] sent %llu  received %llu (%llu/s)  lost %llu  errors %llu",
-                   t, (unsigned long long)sent, (unsigned long long)rx,
+      std::fprintf(stderr, "[%5.0fs] sent %llu  received %llu (%llu/s)  lost %llu  errors %llu", t,
+                   (unsigned long long)sent, (unsigned long long)rx,
                    (unsigned long long)(rx - last_rx), (unsigned long long)lost,
                    (unsigned long long)err);
       if (o.tcp) std::fprintf(stderr, "  conns open %llu", (unsigned long long)open);
@@ -142,8 +144,21 @@ Result<RunResult> run_one(const Options& o, double rate, bool progress) {
   runtime.stop();
   runtime.join();
 
-  r.info = {o.proto, o.tcp ? "tcp" : "udp", o.target, o.mode, o.arrival, runtime.backend_name(),
-            o.msg_size, flows_max, n, o.window, o.conns, rate, o.duration_s, o.warmup_s, o.count};
+  r.info = {o.proto,
+            o.tcp ? "tcp" : "udp",
+            o.target,
+            o.mode,
+            o.arrival,
+            runtime.backend_name(),
+            o.msg_size,
+            flows_max,
+            n,
+            o.window,
+            o.conns,
+            rate,
+            o.duration_s,
+            o.warmup_s,
+            o.count};
   for (unsigned w = 0; w < n; ++w) r.add(results[w]);
   r.conns_open = open_at_end;
   return r;
@@ -175,6 +190,5 @@ Result<std::vector<double>> parse_sweep(const std::string& s) {
   if (rates.empty()) return make_error("--sweep: no rates given");
   return rates;
 }
-
 
 }  // namespace cw::bench

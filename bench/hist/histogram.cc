@@ -76,8 +76,8 @@ std::string Histogram::hgrm(unsigned ticks) const {
   out += line;
   auto emit = [&](uint64_t v_ns, double level, uint64_t cum) {
     const double frac = level / 100.0;
-    std::snprintf(line, sizeof line, "%12.3f %2.12f %10llu %14.2f\n", double(v_ns) / kNsPerUs,
-                  frac, (unsigned long long)cum, 1.0 / (1.0 - frac));
+    std::snprintf(line, sizeof line, "%12.3f %2.12f %10llu %14.2f\n", double(v_ns) / kNsPerUs, frac,
+                  (unsigned long long)cum, 1.0 / (1.0 - frac));
     out += line;
   };
   if (total_ > 0) {

@@ -26,7 +26,8 @@ class Histogram {
   // counted in clamped()); max() still reports the exact value recorded.
   static constexpr unsigned kMaxValueMagnitude = 40;
   static constexpr uint64_t kHighestTrackable = (uint64_t{1} << kMaxValueMagnitude) - 1;
-  static constexpr unsigned kBucketCount = kMaxValueMagnitude - (kSubBucketHalfCountMagnitude + 1) + 1;
+  static constexpr unsigned kBucketCount =
+      kMaxValueMagnitude - (kSubBucketHalfCountMagnitude + 1) + 1;
   static constexpr size_t kCountsLen = size_t(kBucketCount + 1) * kSubBucketHalfCount;
 
   Histogram() { reset(); }

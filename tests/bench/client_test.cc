@@ -42,7 +42,7 @@ class ClientTest : public ::testing::Test {
   }
   void reply_dgram(uint64_t now, dp::SocketId s, std::vector<uint8_t> bytes) {
     auto c = ctx(now);
-    dp::RxItem it{dp::RxKind::datagram, dp::CloseReason::none, s, dp::kNoConn, target,
+    dp::RxItem it{dp::RxKind::datagram,   dp::CloseReason::none, s, dp::kNoConn, target,
                   uint32_t(bytes.size()), bytes.data()};
     client->on_datagram(c, it);
   }
@@ -299,7 +299,7 @@ TEST_F(ClientTest, TcpConnectsFlowsThenStreamsRepliesAcrossSegments) {
   auto cx = ctx(kMs);
   for (uint32_t i = 0; i < n; ++i) client->on_open(cx, items[i]);
   EXPECT_EQ(res->conns_open.get(), 2u);
-  tick(kMs);  // starts the schedule at 1 ms: first request on flow 0
+  tick(kMs);      // starts the schedule at 1 ms: first request on flow 0
   tick(2 * kMs);  // flow 1
   tick(3 * kMs);  // flow 0
   auto out0 = io.take_stream_out(conns[0].first);
@@ -322,8 +322,8 @@ TEST_F(ClientTest, TcpConnectsFlowsThenStreamsRepliesAcrossSegments) {
   EXPECT_TRUE(v.close);
   EXPECT_EQ(res->errors.get(), 1u);
   // A closed connection loses what it had outstanding.
-  dp::RxItem closed{dp::RxKind::stream_closed, dp::CloseReason::peer, 0, conns[1].first,
-                    target, 0, nullptr};
+  dp::RxItem closed{
+      dp::RxKind::stream_closed, dp::CloseReason::peer, 0, conns[1].first, target, 0, nullptr};
   client->on_closed(cx, closed);
   EXPECT_EQ(res->lost.get(), 1u);
   EXPECT_EQ(res->conns_open.get(), 1u);
@@ -339,8 +339,13 @@ TEST_F(ClientTest, FailedConnectsAreCountedAndTheRunStillEnds) {
   auto conns = io.take_connects();
   ASSERT_EQ(conns.size(), 1u);
   auto cx = ctx(kMs);
-  dp::RxItem failed{dp::RxKind::stream_closed, dp::CloseReason::connect_failed, 0,
-                    conns[0].first, target, 0, nullptr};
+  dp::RxItem failed{dp::RxKind::stream_closed,
+                    dp::CloseReason::connect_failed,
+                    0,
+                    conns[0].first,
+                    target,
+                    0,
+                    nullptr};
   client->on_closed(cx, failed);
   EXPECT_EQ(res->conns_failed.get(), 1u);
   tick(kMs);

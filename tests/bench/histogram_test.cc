@@ -13,7 +13,9 @@
 namespace cw::bench {
 namespace {
 
-std::unique_ptr<Histogram> make() { return std::make_unique<Histogram>(); }
+std::unique_ptr<Histogram> make() {
+  return std::make_unique<Histogram>();
+}
 
 TEST(Histogram, RelativeErrorBelowOnePercentAcrossTheRange) {
   std::mt19937_64 rng(42);

@@ -24,8 +24,10 @@ class Loopback : public ::testing::TestWithParam<std::string> {
     rt::AppSpec<ServerServices> app;
     const dp::Endpoint lo{htonl(INADDR_LOOPBACK), 0};
     // 0/1: native udp/tcp (service 0); 2/3: sockperf udp/tcp (service 1).
-    app.sockets = {{dp::Transport::udp, lo, true}, {dp::Transport::tcp, lo, true},
-                   {dp::Transport::udp, lo, true}, {dp::Transport::tcp, lo, true}};
+    app.sockets = {{dp::Transport::udp, lo, true},
+                   {dp::Transport::tcp, lo, true},
+                   {dp::Transport::udp, lo, true},
+                   {dp::Transport::tcp, lo, true}};
     app.sock_service = {0, 0, 1, 1};
     app.service_names = {"native-echo", "sockperf-echo"};
     app.make_services = [](unsigned) {
