@@ -19,8 +19,6 @@
 // is the only writer, others read the Counters while it runs and the histogram after done.
 #pragma once
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -151,7 +149,7 @@ class Client {
     if (f == kNoFlow) return {uint32_t(b.size()), true};
     uint32_t used = 0;
     for (;;) {
-      const uint32_t n = on_bytes(ctx.now_ns, f, b.subspan(used), /*stream=*/true);
+      const uint32_t n = on_bytes(ctx.now_ns, f, b.subspan(used));
       if (n == 0) break;
       if (n == kBadFrame) {
         res_->errors.add();
@@ -379,20 +377,20 @@ class Client {
 
   // Parses one reply at the start of b for flow f and accounts it. Returns the bytes it
   // used: 0 = need more (stream) / truncated (datagram), kBadFrame = not this protocol.
-  uint32_t on_bytes(uint64_t now, uint32_t f, std::span<const uint8_t> b, bool stream = false) {
+  uint32_t on_bytes(uint64_t now, uint32_t f, std::span<const uint8_t> b) {
     uint64_t seq;
     uint32_t len;
     bool ok;
     if (cfg_.dialect == Dialect::native) {
       const auto d = proto::native::decode(b);
-      if (d.status == proto::native::Status::need_more) return stream ? 0 : fail_truncated();
+      if (d.status == proto::native::Status::need_more) return 0;
       if (d.status != proto::native::Status::ok) return kBadFrame;
       seq = d.header.request_id;
       len = d.frame_len;
       ok = d.header.kind == proto::native::Kind::response;
     } else {
       const auto p = proto::sockperf::parse(b);
-      if (p.status == proto::sockperf::Status::need_more) return stream ? 0 : fail_truncated();
+      if (p.status == proto::sockperf::Status::need_more) return 0;
       if (p.status != proto::sockperf::Status::ok) return kBadFrame;
       seq = p.header.seq;
       len = p.frame_len;
@@ -403,8 +401,6 @@ class Client {
     match(now, f, seq, ok);
     return len;
   }
-  uint32_t fail_truncated() { return 0; }
-
   bool payload_ok(uint64_t seq, std::span<const uint8_t> msg) const {
     for (uint32_t j = header_size(); j < msg.size(); ++j)
       if (msg[j] != pattern_byte(seq, j)) return false;

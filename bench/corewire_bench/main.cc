@@ -10,7 +10,6 @@
 namespace cw::bench {
 namespace {
 
-constexpr double kLongRun_s = 2.0;           // runs expected longer than this print progress
 constexpr double kDefaultSweepStep_s = 2.0;  // seconds per sweep step without --duration
 constexpr double kSaturatedAchieved = 0.95;  // sweep stops when achieved < this * offered
 constexpr double kSaturatedLoss = 0.01;      // ... or loss above this ratio
@@ -109,8 +108,7 @@ int run(int argc, char** argv) {
     return 0;
   }
 
-  const bool progress = !o.quiet && o.warmup_s + o.duration_s > kLongRun_s;
-  auto r = run_one(o, o.mode == "open" ? o.rate : 0, progress);
+  auto r = run_one(o, o.mode == "open" ? o.rate : 0, !o.quiet);
   if (!r) return fail(r.error().message);
   std::printf("%s", text_report(*r).c_str());
   if (!o.json.empty() && !write_file(o.json, json_report(*r)))

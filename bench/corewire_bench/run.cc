@@ -18,6 +18,7 @@ namespace {
 using Services = std::variant<Client>;
 
 constexpr double kProgressEvery_s = 1.0;
+constexpr double kProgressFrom_s = 2.0;  // short runs print no progress at all
 constexpr uint32_t kConnSlack = 64;  // extra connection slots per worker
 
 uint64_t share(uint64_t total, unsigned w, unsigned n) {
@@ -101,12 +102,12 @@ Result<RunResult> run_one(const Options& o, double rate, bool progress) {
   });
   if (!started) return started.error();
 
-  // Wait for every worker to finish; print progress once a second on long runs.
+  // Wait for every worker to finish; on long runs print progress once a second.
   const double expected_s = o.warmup_s + o.duration_s;
   const double cutoff_s =
       o.duration_s > 0 ? expected_s + o.timeout_s + o.connect_timeout_s + 5.0 : o.max_time_s;
   const auto t0 = std::chrono::steady_clock::now();
-  double next_progress = kProgressEvery_s;
+  double next_progress = kProgressFrom_s;
   uint64_t last_rx = 0;
   for (;;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

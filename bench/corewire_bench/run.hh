@@ -29,7 +29,8 @@ struct Options {
 };
 
 // Runs once at `rate` msgs/s (open loop) or closed loop (rate ignored). Blocks until every
-// worker finished or the run was cut off (RunResult::unfinished says so).
+// worker finished or the run was cut off (RunResult::unfinished says so). With progress, a
+// line per second goes to stderr once the run has lasted 2 s.
 Result<RunResult> run_one(const Options& o, double rate, bool progress);
 
 // "R1:R2:STEPS" (STEPS rates from R1 to R2, evenly spaced) or "R1,R2,...".
