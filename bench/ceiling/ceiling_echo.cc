@@ -1,10 +1,13 @@
 // cw-ceiling-echo: the kernel's ceiling. The smallest single-threaded busy-poll echo server
 // over plain sockets (UDP recvmmsg/sendmmsg batches, TCP nonblocking recv/send), so a
 // measurement of corewire can be put next to "what the kernel gives with no framework".
-//   cw-ceiling-echo --udp 127.0.0.1:11111 --tcp 127.0.0.1:11111 [--core N] [--mode raw|sockperf]
+//   cw-ceiling-echo --udp 127.0.0.1:11111 --tcp 127.0.0.1:11111 [--core N]
+//                   [--mode raw|sockperf|native]
 // raw: every datagram / every stream byte is sent back unchanged.
 // sockperf: only messages with client|pong-request set and warm-up clear are answered, with
 // the client bit cleared (app/protocol/sockperf.hh); TCP is framed by the length field.
+// native: requests come back as responses (same id, service, payload); everything else is
+// ignored (no error replies: this is a reference, not the server).
 // Prints "udp <addr>" / "tcp <addr>" (the bound addresses) on stdout once listening.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -23,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "app/protocol/native.hh"
 #include "app/protocol/sockperf.hh"
 #include "dataplane/io.hh"
 
@@ -34,7 +38,30 @@ constexpr size_t kMaxConns = 256;          // TCP connections served at once
 constexpr uint32_t kConnBuf = 128 * 1024;  // bytes buffered per connection (>= 1 frame)
 
 volatile std::sig_atomic_t g_stop = 0;
-bool g_sockperf = false;
+enum class Mode { raw, sockperf, native };
+Mode g_mode = Mode::raw;
+
+// Framed modes: turns the message at msg (avail bytes) into its reply in place. Returns the
+// message length, 0 when incomplete, -1 when it is not this protocol; *answer says whether
+// the (now rewritten) message is to be sent back.
+int64_t reply_in_place(uint8_t* msg, uint32_t avail, bool* answer) {
+  *answer = false;
+  if (g_mode == Mode::sockperf) {
+    namespace sp = cw::proto::sockperf;
+    const sp::Frame f = sp::parse({msg, avail});
+    if (f.status != sp::Status::ok) return f.status == sp::Status::need_more ? 0 : -1;
+    if ((*answer = sp::wants_reply(f.header))) sp::make_reply(msg);
+    return f.frame_len;
+  }
+  namespace nt = cw::proto::native;
+  nt::Decoded d = nt::decode({msg, avail});
+  if (d.status != nt::Status::ok) return d.status == nt::Status::need_more ? 0 : -1;
+  if ((*answer = d.header.kind == nt::Kind::request)) {
+    d.header.kind = nt::Kind::response;
+    nt::encode_header(msg, d.header);
+  }
+  return d.frame_len;
+}
 
 int open_socket(int type, const cw::dp::Endpoint& ep, std::string* bound) {
   const int fd = socket(AF_INET, type | SOCK_NONBLOCK, 0);
@@ -74,7 +101,11 @@ struct Udp {
     unsigned m = 0;
     for (int i = 0; i < n; ++i) {
       const uint32_t len = in[i].msg_len;
-      if (g_sockperf && !sockperf_reply(static_cast<uint8_t*>(iov[i].iov_base), len)) continue;
+      bool answer = true;
+      if (g_mode != Mode::raw &&
+          reply_in_place(static_cast<uint8_t*>(iov[i].iov_base), len, &answer) <= 0)
+        continue;
+      if (!answer) continue;
       out[m].msg_hdr = in[i].msg_hdr;
       out[m].msg_hdr.msg_iov->iov_len = len;
       ++m;
@@ -85,20 +116,13 @@ struct Udp {
       sent += unsigned(k);
     }
   }
-  static bool sockperf_reply(uint8_t* msg, uint32_t len) {
-    namespace sp = cw::proto::sockperf;
-    const sp::Frame f = sp::parse({msg, len});
-    if (f.status != sp::Status::ok || !sp::wants_reply(f.header)) return false;
-    sp::make_reply(msg);
-    return true;
-  }
 };
 
 // TCP: accept what is waiting, then one nonblocking recv per connection per loop.
 struct Tcp {
   struct Conn {
     int fd = -1;
-    uint32_t len = 0;  // bytes buffered (sockperf mode: a partial frame)
+    uint32_t len = 0;  // bytes buffered (framed modes: a partial frame)
     std::unique_ptr<uint8_t[]> buf;
   };
   int lfd = -1;
@@ -128,23 +152,20 @@ struct Tcp {
     if (r == 0) return false;
     if (r < 0) return errno == EAGAIN || errno == EINTR;
     c.len += uint32_t(r);
-    if (!g_sockperf) {
+    if (g_mode == Mode::raw) {
       const bool ok = send_all(c.fd, c.buf.get(), c.len);
       c.len = 0;
       return ok;
     }
-    namespace sp = cw::proto::sockperf;
     uint32_t used = 0;
     for (;;) {
-      const sp::Frame f = sp::parse({c.buf.get() + used, c.len - used});
-      if (f.status == sp::Status::bad_length) return false;
-      if (f.status == sp::Status::need_more) break;
+      bool answer;
       uint8_t* msg = c.buf.get() + used;
-      if (sp::wants_reply(f.header)) {
-        sp::make_reply(msg);
-        if (!send_all(c.fd, msg, f.frame_len)) return false;
-      }
-      used += f.frame_len;
+      const int64_t n = reply_in_place(msg, c.len - used, &answer);
+      if (n < 0) return false;
+      if (n == 0) break;
+      if (answer && !send_all(c.fd, msg, uint32_t(n))) return false;
+      used += uint32_t(n);
     }
     std::memmove(c.buf.get(), c.buf.get() + used, c.len - used);
     c.len -= used;
@@ -175,13 +196,14 @@ int main(int argc, char** argv) {
   app.add_option("--udp", udp_at, "UDP address:port to echo on");
   app.add_option("--tcp", tcp_at, "TCP address:port to echo on");
   app.add_option("--core", core, "pin to this CPU");
-  app.add_option("--mode", mode, "raw | sockperf")->check(CLI::IsMember({"raw", "sockperf"}));
+  app.add_option("--mode", mode, "raw | sockperf | native")
+      ->check(CLI::IsMember({"raw", "sockperf", "native"}));
   CLI11_PARSE(app, argc, argv);
   if (udp_at.empty() && tcp_at.empty()) {
     std::fprintf(stderr, "cw-ceiling-echo: give --udp and/or --tcp\n");
     return 2;
   }
-  g_sockperf = mode == "sockperf";
+  g_mode = mode == "sockperf" ? Mode::sockperf : mode == "native" ? Mode::native : Mode::raw;
   if (core >= 0) {
     cpu_set_t set;
     CPU_ZERO(&set);

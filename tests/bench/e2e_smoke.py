@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """End-to-end smoke test: corewire-bench against cw-ceiling-echo on loopback.
 
-Starts cw-ceiling-echo (sockperf mode) on free 127.0.0.1 ports, runs corewire-bench
---count 2000 over UDP and TCP (closed and open loop, payload check on; backends auto and
-epoll), and asserts zero
+Starts cw-ceiling-echo (sockperf mode, then native mode) on free 127.0.0.1 ports, runs
+corewire-bench --count 2000 over UDP and TCP (closed and open loop, payload check on;
+backends auto and epoll), and asserts zero
 loss, zero errors and a well-formed JSON report. Bounded: each step has a timeout and the
 server is killed at the end, on failure too.
 usage: e2e_smoke.py CW_CEILING_ECHO COREWIRE_BENCH
@@ -43,7 +43,7 @@ def run_bench(bench, args, tmp):
     out = os.path.join(tmp, "report.json")
     if os.path.exists(out):
         os.remove(out)
-    cmd = [bench, "--proto", "sockperf", "--count", str(COUNT), "--check", "--timeout", "5",
+    cmd = [bench, "--count", str(COUNT), "--check", "--timeout", "5",
            "--json", out, "-q", "-m", "100"] + args
     print("+", " ".join(cmd), flush=True)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
@@ -64,34 +64,53 @@ def run_bench(bench, args, tmp):
     return rep
 
 
+class Ceiling:
+    """cw-ceiling-echo in `mode` on free loopback ports; killed on exit, failures included."""
+
+    def __init__(self, binary, mode):
+        self.udp, self.tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+        self.proc = subprocess.Popen(
+            [binary, "--mode", mode, "--udp", f"127.0.0.1:{self.udp}",
+             "--tcp", f"127.0.0.1:{self.tcp}"], stdout=subprocess.PIPE, text=True)
+
+    def __enter__(self):
+        try:
+            wait_listening(self.proc, 2)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def main():
     ceiling, bench = sys.argv[1], sys.argv[2]
-    udp, tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
-    server = subprocess.Popen(
-        [ceiling, "--mode", "sockperf", "--udp", f"127.0.0.1:{udp}", "--tcp", f"127.0.0.1:{tcp}"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        wait_listening(server, 2)
-        with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
+        with Ceiling(ceiling, "sockperf") as srv:
+            udp, tcp = f"127.0.0.1:{srv.udp}", f"127.0.0.1:{srv.tcp}"
             # auto is io_uring where the kernel allows it; epoll is always there.
             for backend in ("auto", "epoll"):
-                be = ["--backend", backend]
-                run_bench(bench, be + ["--udp", "--target", f"127.0.0.1:{udp}", "--window", "4"],
-                          tmp)
-                run_bench(bench, be + ["--udp", "--target", f"127.0.0.1:{udp}", "--mode", "open",
+                be = ["--proto", "sockperf", "--backend", backend]
+                run_bench(bench, be + ["--udp", "--target", udp, "--window", "4"], tmp)
+                run_bench(bench, be + ["--udp", "--target", udp, "--mode", "open",
                                        "--rate", "4000", "--arrival", "poisson", "--flows", "2"],
                           tmp)
-                rep = run_bench(bench, be + ["--tcp", "--target", f"127.0.0.1:{tcp}",
-                                             "--flows", "4", "--window", "2"], tmp)
+                rep = run_bench(bench, be + ["--tcp", "--target", tcp, "--flows", "4",
+                                             "--window", "2"], tmp)
                 if rep["conns"]["open"] != 4 or rep["conns"]["failed"] != 0:
                     raise AssertionError(f"connections: {rep['conns']}")
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        with Ceiling(ceiling, "native") as srv:
+            run_bench(bench, ["--proto", "native", "--udp", "--target", f"127.0.0.1:{srv.udp}",
+                              "--window", "4"], tmp)
+            run_bench(bench, ["--proto", "native", "--tcp", "--target", f"127.0.0.1:{srv.tcp}",
+                              "--flows", "2", "--window", "4"], tmp)
     print("ok")
 
 
