@@ -19,7 +19,7 @@ using Services = std::variant<Client>;
 
 constexpr double kProgressEvery_s = 1.0;
 constexpr double kProgressFrom_s = 2.0;  // short runs print no progress at all
-constexpr uint32_t kConnSlack = 64;  // extra connection slots per worker
+constexpr uint32_t kConnSlack = 64;      // extra connection slots per worker
 
 uint64_t share(uint64_t total, unsigned w, unsigned n) {
   return total / n + (w < total % n);
@@ -109,6 +109,7 @@ Result<RunResult> run_one(const Options& o, double rate, bool progress) {
   const auto t0 = std::chrono::steady_clock::now();
   double next_progress = kProgressFrom_s;
   uint64_t last_rx = 0;
+  double last_t = 0;
   for (;;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     bool all = true;
@@ -121,21 +122,25 @@ Result<RunResult> run_one(const Options& o, double rate, bool progress) {
     }
     if (progress && t >= next_progress) {
       next_progress += kProgressEvery_s;
-      uint64_t sent = 0, rx = 0, lost = 0, err = 0, open = 0;
+      uint64_t sent = 0, warm = 0, rx = 0, lost = 0, err = 0, open = 0;
       for (unsigned w = 0; w < n; ++w) {
-        sent += results[w].sent.get() + results[w].warmup_sent.get();
+        sent += results[w].sent.get();
+        warm += results[w].warmup_sent.get();
         rx += results[w].received.get();
         lost += results[w].lost.get();
         err += results[w].errors.get();
         open += results[w].conns_open.get();
       }
-      std::fprintf(stderr, "[%5.0fs] sent %llu  received %llu (%llu/s)  lost %llu  errors %llu", t,
-                   (unsigned long long)sent, (unsigned long long)rx,
-                   (unsigned long long)(rx - last_rx), (unsigned long long)lost,
+      std::fprintf(stderr,
+                   "[%5.1fs] sent %llu (+%llu warm-up)  received %llu (%.0f/s)  lost %llu  "
+                   "errors %llu",
+                   t, (unsigned long long)sent, (unsigned long long)warm, (unsigned long long)rx,
+                   double(rx - last_rx) / (t - last_t), (unsigned long long)lost,
                    (unsigned long long)err);
       if (o.tcp) std::fprintf(stderr, "  conns open %llu", (unsigned long long)open);
       std::fprintf(stderr, "\n");
       last_rx = rx;
+      last_t = t;
     }
   }
   RunResult r;
