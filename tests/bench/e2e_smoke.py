@@ -100,7 +100,7 @@ def main():
                 be = ["--proto", "sockperf", "--backend", backend]
                 run_bench(bench, be + ["--udp", "--target", udp, "--window", "4"], tmp)
                 run_bench(bench, be + ["--udp", "--target", udp, "--mode", "open",
-                                       "--rate", "4000", "--arrival", "poisson", "--flows", "2"],
+                                       "--rate", "2500", "--arrival", "poisson", "--flows", "2"],
                           tmp)
                 rep = run_bench(bench, be + ["--tcp", "--target", tcp, "--flows", "4",
                                              "--window", "2"], tmp)

@@ -83,7 +83,10 @@ TEST_P(Loopback, NativeTcpClosedLoopTwoWorkers) {
 TEST_P(Loopback, SockperfUdpOpenLoop) {
   auto o = opts("sockperf", false, 2);
   o.mode = "open";
-  expect_clean(run_one(o, 5000, false), 500);
+  o.count = 200;
+  // A modest rate: UDP has no flow control, and a slow (sanitized, loaded) server must not
+  // overflow its socket buffer and turn this into a loss test.
+  expect_clean(run_one(o, 1000, false), 200);
 }
 
 TEST_P(Loopback, SockperfTcpClosedLoop) {
