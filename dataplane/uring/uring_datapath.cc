@@ -26,8 +26,6 @@ uint64_t monotonic_ns() {
   return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
 }
 
-Endpoint endpoint_of(const sockaddr_in& a) { return Endpoint{a.sin_addr.s_addr, a.sin_port}; }
-
 }  // namespace
 
 // ---- SQE helpers --------------------------------------------------------------------------
@@ -45,55 +43,57 @@ io_uring_sqe* UringWorker::sqe() {
 
 void UringWorker::arm_udp(SocketId s) {
   io_uring_sqe* e = sqe();
-  io_uring_prep_recvmsg_multishot(e, socks_[s].fd, &recv_msg_, 0);
+  io_uring_prep_recvmsg_multishot(e, socks_[s].fd.get(), &recv_msg_, 0);
   e->flags |= IOSQE_BUFFER_SELECT;
   e->buf_group = uring::kUdpGroup;
   io_uring_sqe_set_data64(e, pack(Op::udp_recv, s));
-  socks_[s].armed = true;
 }
 
 void UringWorker::arm_accept(SocketId s) {
   io_uring_sqe* e = sqe();
-  io_uring_prep_multishot_accept(e, socks_[s].fd, nullptr, nullptr, SOCK_CLOEXEC);
+  io_uring_prep_multishot_accept(e, socks_[s].fd.get(), nullptr, nullptr,
+                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
   io_uring_sqe_set_data64(e, pack(Op::accept, s));
-  socks_[s].armed = true;
 }
 
 void UringWorker::arm_recv(uint32_t slot) {
-  Conn& c = conns_[slot];
+  auto& c = conns_.at(slot);
   io_uring_sqe* e = sqe();
   io_uring_prep_recv_multishot(e, c.fd, nullptr, 0, 0);
   e->flags |= IOSQE_BUFFER_SELECT;
   e->buf_group = uring::kTcpGroup;
-  io_uring_sqe_set_data64(e, pack(Op::tcp_recv, slot, c.ugen));
-  c.recv_armed = true;
-  ++c.ops;
+  io_uring_sqe_set_data64(e, pack(Op::tcp_recv, slot, c.gen));
+  c.x.recv_armed = true;
+  ++c.x.ops;
 }
 
-// Sends the contiguous queued run at head (one send in flight per connection).
+// One sendmsg of the queued output (up to kSendIov chunks); at most one in flight, and the
+// bytes it covers are not touched until its CQE (OutBuffer only appends).
 void UringWorker::arm_send(uint32_t slot) {
-  Conn& c = conns_[slot];
-  assert(!c.send_armed && c.queued > 0);
-  const uint32_t end = c.wrap_end ? c.wrap_end : c.tail;
-  c.inflight = end - c.head;
+  auto& c = conns_.at(slot);
+  assert(!c.x.send_armed && !c.x.out.empty());
+  uint64_t total = 0;
+  c.x.msg = msghdr{};
+  c.x.msg.msg_iov = c.x.iov;
+  c.x.msg.msg_iovlen = c.x.out.gather(c.x.iov, uring::kSendIov, &total);
+  c.x.inflight = uint32_t(total);
   io_uring_sqe* e = sqe();
-  io_uring_prep_send(e, c.fd, c.out + c.head, c.inflight, MSG_NOSIGNAL);
-  io_uring_sqe_set_data64(e, pack(Op::tcp_send, slot, c.ugen));
-  c.send_armed = true;
-  ++c.ops;
+  io_uring_prep_sendmsg(e, c.fd, &c.x.msg, MSG_NOSIGNAL);
+  io_uring_sqe_set_data64(e, pack(Op::tcp_send, slot, c.gen));
+  c.x.send_armed = true;
+  ++c.x.ops;
 }
 
 void UringWorker::arm_wake() {
   io_uring_sqe* e = sqe();
-  io_uring_prep_read(e, wake_fd_, &wake_buf_, sizeof wake_buf_, 0);
+  io_uring_prep_read(e, wake_fd_.get(), &wake_buf_, sizeof wake_buf_, 0);
   io_uring_sqe_set_data64(e, pack(Op::wake, 0));
-  wake_armed_ = true;
 }
 
 void UringWorker::wake() {
   const uint64_t one = 1;
   // A full counter (never in practice) still leaves the fd readable, so ignoring is safe.
-  [[maybe_unused]] ssize_t r = ::write(wake_fd_, &one, sizeof one);
+  [[maybe_unused]] ssize_t r = ::write(wake_fd_.get(), &one, sizeof one);
 }
 
 // ---- poll -------------------------------------------------------------------------------
@@ -109,11 +109,14 @@ void UringWorker::return_buffers() {
   }
 }
 
-void UringWorker::emit_pending(RxItem* out, uint32_t& k, uint32_t n) {
-  while (k < n && closed_head_ < closed_pending_.size()) out[k++] = closed_pending_[closed_head_++];
-  if (closed_head_ == closed_pending_.size()) {
-    closed_pending_.clear();
-    closed_head_ = 0;
+// Hands out stream_closed for connections whose teardown finished; the slot is free (and
+// its ConnId dead) from here on.
+void UringWorker::emit_closed(RxItem* out, uint32_t& k, uint32_t n) {
+  while (k < n && conns_.has_notify()) {
+    const uint32_t slot = conns_.pop_notify();
+    auto& c = conns_.at(slot);
+    out[k++] = RxItem{RxKind::stream_closed, c.reason, c.sock, conns_.id(slot), c.peer, 0, nullptr};
+    conns_.release(slot);
   }
 }
 
@@ -146,21 +149,35 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   counters_.polls.add();
   // 1. Last poll's receive buffers go back to the kernel.
   return_buffers();
-  // 2. Timers: idle connections.
-  now_ns_ = monotonic_ns();
-  if (now_ns_ >= next_sweep_ns_) sweep_idle(now_ns_);
-  // 3. Deliver queued close notices, then whatever completed.
+  // 2. Timers: idle connections (a bounded slice of the table per call). The clock is
+  //    read only while connections exist (pure datagram traffic never needs it).
+  if (conns_.in_use()) {
+    now_ns_ = monotonic_ns();
+    conns_.sweep_idle(now_ns_, uint64_t(cfg_.idle_timeout_ms) * 1'000'000u, [&](uint32_t slot) {
+      if (!conns_.at(slot).x.closing) counters_.conns_idle.add();
+      teardown(slot, conns_.at(slot).state == kernel::ConnState::connecting
+                         ? CloseReason::connect_failed
+                         : CloseReason::idle);
+    });
+  }
+  // 3. Deliver finished closes, then whatever completed.
   uint32_t k = 0;
   woken_ = false;
-  emit_pending(out, k, n);
+  emit_closed(out, k, n);
   if (k < n) k += reap(out + k, n - k);
   if (k || woken_) return k;
   // 4. Nothing ready: enter the kernel once (submit re-arms, run deferred completions),
   //    blocking up to timeout_ns in interrupt mode.
   const unsigned sq_flags = IO_URING_READ_ONCE(*ring_.sq.kflags);
-  const bool must_enter = plan_.defer_taskrun || io_uring_sq_ready(&ring_) ||
+  const bool must_enter = plan_.enter_for_completions || io_uring_sq_ready(&ring_) ||
                           (sq_flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN));
   if (timeout_ns > 0) {
+    // Do not sleep past the next idle sweep while connections are open.
+    if (conns_.in_use() && cfg_.idle_timeout_ms) {
+      const uint64_t due = conns_.next_sweep_ns();
+      const int64_t until = due > now_ns_ ? int64_t(due - now_ns_) : 0;
+      if (until < timeout_ns) timeout_ns = until > 0 ? until : 1;
+    }
     enter(1, timeout_ns);
     k = reap(out, n);
   } else if (must_enter) {
@@ -170,235 +187,234 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   return k;
 }
 
-// Processes one CQE; writes at most one item at out[k] (k < n on entry).
+// Processes one CQE; writes at most one item at out[k] (the caller guarantees room).
 void UringWorker::handle(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
-  const uint64_t ud = c.user_data;
-  const uint32_t idx = uring::index_of(ud);
-  const bool more = c.flags & IORING_CQE_F_MORE;
-  switch (uring::op_of(ud)) {
-    case Op::udp_recv: {
-      if (c.flags & IORING_CQE_F_BUFFER) {
-        const uint16_t bid = uint16_t(c.flags >> IORING_CQE_BUFFER_SHIFT);
-        uint8_t* buf = udp_.buf(bid);
-        io_uring_recvmsg_out* o = io_uring_recvmsg_validate(buf, c.res, &recv_msg_);
-        if (c.res > 0 && o && !(o->flags & MSG_TRUNC)) {
-          const auto* from = static_cast<const sockaddr_in*>(io_uring_recvmsg_name(o));
-          RxItem& it = out[k++];
-          it.kind = RxKind::datagram;
-          it.reason = CloseReason::none;
-          it.sock = SocketId(idx);
-          it.conn = kNoConn;
-          it.peer = endpoint_of(*from);
-          it.len = io_uring_recvmsg_payload_length(o, c.res, &recv_msg_);
-          it.data = static_cast<const uint8_t*>(io_uring_recvmsg_payload(o, &recv_msg_));
-          counters_.rx_datagrams.add();
-          counters_.rx_bytes.add(it.len);
-          udp_.out[udp_.nout++] = bid;
-        } else {
-          if (o && (o->flags & MSG_TRUNC)) counters_.rx_truncated.add();
-          udp_.give_back(bid, 0);
-          io_uring_buf_ring_advance(udp_.ring, 1);
-        }
-      } else if (c.res == -ENOBUFS) {
-        counters_.rx_no_buffer.add();
-      }
-      // The multishot ended (ENOBUFS, error, cancel): re-arm; submitted at the next enter,
-      // after this poll's buffers have gone back.
-      if (!more) arm_udp(SocketId(idx));
-      return;
-    }
+  switch (uring::op_of(c.user_data)) {
+    case Op::udp_recv:
+      return on_udp_recv(c, out, k);
     case Op::udp_send: {
-      TxSlot& t = tx_[idx];
+      const uint32_t b = uring::index_of(c.user_data);
       if (c.res >= 0) {
         counters_.tx_datagrams.add();
         counters_.tx_bytes.add(uint64_t(c.res));
       } else {
         counters_.tx_errors.add();
       }
-      t.next_free = tx_free_;
-      tx_free_ = idx;
+      tx_.give(b);
       return;
     }
-    case Op::accept: {
-      if (!more) arm_accept(SocketId(idx));
-      if (c.res < 0) return;  // EMFILE and friends: the listener stays armed
-      const int fd = c.res;
-      const uint32_t slot = alloc_conn();
-      if (slot == ~0u) {
-        ::close(fd);
-        counters_.conns_rejected.add();
-        return;
-      }
-      Conn& cn = conns_[slot];
-      cn.fd = fd;
-      cn.state = ConnState::open;
-      cn.sock = SocketId(idx);
-      sockaddr_in peer{};
-      socklen_t len = sizeof peer;
-      getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len);
-      cn.peer = endpoint_of(peer);
-      const int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      cn.user_open = true;
-      counters_.conns_accepted.add();
-      counters_.conns_open.add();
-      arm_recv(slot);
-      out[k++] = RxItem{RxKind::stream_open, CloseReason::none, cn.sock, conn_id(slot), cn.peer,
-                        0, nullptr};
-      return;
-    }
-    case Op::tcp_recv: {
-      Conn& cn = conns_[idx];
-      const bool ours = cn.state != ConnState::free && cn.ugen == uring::gen_of(ud);
-      if (!more && ours) {
-        cn.recv_armed = false;
-        --cn.ops;
-      }
-      if (c.flags & IORING_CQE_F_BUFFER) {
-        const uint16_t bid = uint16_t(c.flags >> IORING_CQE_BUFFER_SHIFT);
-        if (ours && cn.user_open && c.res > 0) {
-          cn.last_ns = now_ns_;
-          counters_.rx_stream_bytes.add(uint64_t(c.res));
-          out[k++] = RxItem{RxKind::stream_data, CloseReason::none, cn.sock, conn_id(idx),
-                            cn.peer, uint32_t(c.res), tcp_.buf(bid)};
-          tcp_.out[tcp_.nout++] = bid;
-        } else {
-          tcp_.give_back(bid, 0);
-          io_uring_buf_ring_advance(tcp_.ring, 1);
-        }
-      }
-      if (!ours) return;
-      if (c.res == 0 || (c.res < 0 && c.res != -ENOBUFS && c.res != -ECANCELED)) {
-        // Peer closed (EOF) or reset: the connection is done.
-        user_closed(idx, c.res == 0 || c.res == -ECONNRESET ? CloseReason::peer
-                                                            : CloseReason::error);
-        teardown(idx);
-      } else if (!more && cn.state != ConnState::closing) {
-        if (c.res == -ENOBUFS) counters_.rx_no_buffer.add();
-        arm_recv(idx);
-      }
-      op_done(idx);
-      return;
-    }
-    case Op::tcp_send: {
-      Conn& cn = conns_[idx];
-      if (cn.state == ConnState::free || cn.ugen != uring::gen_of(ud)) return;
-      cn.send_armed = false;
-      --cn.ops;
-      if (c.res < 0) {
-        if (c.res != -ECANCELED) {
-          counters_.tx_errors.add();
-          user_closed(idx, c.res == -EPIPE || c.res == -ECONNRESET ? CloseReason::peer
-                                                                   : CloseReason::error);
-          teardown(idx);
-        }
-        op_done(idx);
-        return;
-      }
-      // Partial sends are normal: drop what went, send the rest next.
-      const uint32_t sent = uint32_t(c.res);
-      counters_.tx_stream_bytes.add(sent);
-      cn.last_ns = now_ns_;
-      cn.head += sent;
-      cn.queued -= sent;
-      cn.inflight = 0;
-      if (cn.wrap_end && cn.head == cn.wrap_end) {
-        cn.head = 0;
-        cn.wrap_end = 0;
-      }
-      if (cn.queued == 0) cn.head = cn.tail = 0;
-      if (cn.state != ConnState::closing) {
-        if (cn.queued) {
-          arm_send(idx);
-        } else if (cn.state == ConnState::draining) {
-          teardown(idx);  // local close: all output is out
-        }
-      }
-      op_done(idx);
-      return;
-    }
-    case Op::connect: {
-      Conn& cn = conns_[idx];
-      if (cn.state == ConnState::free || cn.ugen != uring::gen_of(ud)) return;
-      cn.connect_armed = false;
-      --cn.ops;
-      if (cn.state == ConnState::connecting) {
-        if (c.res == 0) {
-          cn.state = ConnState::open;
-          cn.last_ns = now_ns_;
-          const int one = 1;
-          setsockopt(cn.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-          counters_.conns_connected.add();
-          arm_recv(idx);
-          if (cn.queued && !cn.send_armed) arm_send(idx);
-          out[k++] = RxItem{RxKind::stream_open, CloseReason::none, cn.sock, conn_id(idx),
-                            cn.peer, 0, nullptr};
-        } else {
-          user_closed(idx, CloseReason::connect_failed);
-          teardown(idx);
-        }
-      }
-      op_done(idx);
-      return;
-    }
+    case Op::accept:
+      return on_accept(c, out, k);
+    case Op::tcp_recv:
+      return on_tcp_recv(c, out, k);
+    case Op::tcp_send:
+      return on_tcp_send(c);
+    case Op::connect:
+      return on_connect(c, out, k);
     case Op::cancel: {
-      Conn& cn = conns_[idx];
-      if (cn.state == ConnState::free || cn.ugen != uring::gen_of(ud)) return;
-      --cn.ops;
-      op_done(idx);
-      return;
+      const uint32_t slot = uring::index_of(c.user_data);
+      auto& cn = conns_.at(slot);
+      if (cn.state == kernel::ConnState::free || cn.gen != uring::gen_of(c.user_data)) return;
+      --cn.x.ops;
+      return maybe_finish(slot);
     }
     case Op::wake:
       woken_ = true;
       counters_.wakeups.add();
-      arm_wake();
-      return;
+      return arm_wake();
     case Op::none:
       return;
   }
-  return;
+}
+
+// A buffer that carried nothing for the caller goes straight back to its ring.
+void UringWorker::recycle(uring::BufRing& br, const io_uring_cqe& c) {
+  if (!(c.flags & IORING_CQE_F_BUFFER)) return;
+  br.give_back(uint16_t(c.flags >> IORING_CQE_BUFFER_SHIFT), 0);
+  io_uring_buf_ring_advance(br.ring, 1);
+}
+
+void UringWorker::on_udp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
+  const SocketId s = SocketId(uring::index_of(c.user_data));
+  if (c.flags & IORING_CQE_F_BUFFER) {
+    const uint16_t bid = uint16_t(c.flags >> IORING_CQE_BUFFER_SHIFT);
+    io_uring_recvmsg_out* o = io_uring_recvmsg_validate(udp_.buf(bid), c.res, &recv_msg_);
+    if (c.res > 0 && o && !(o->flags & MSG_TRUNC)) {
+      const auto* from = static_cast<const sockaddr_in*>(io_uring_recvmsg_name(o));
+      RxItem& it = out[k++];
+      it.kind = RxKind::datagram;
+      it.reason = CloseReason::none;
+      it.sock = s;
+      it.conn = kNoConn;
+      it.peer = kernel::from_sockaddr(*from);
+      it.len = io_uring_recvmsg_payload_length(o, c.res, &recv_msg_);
+      it.data = static_cast<const uint8_t*>(io_uring_recvmsg_payload(o, &recv_msg_));
+      counters_.rx_datagrams.add();
+      counters_.rx_bytes.add(it.len);
+      udp_.out[udp_.nout++] = bid;  // back to the ring at the next poll()
+    } else {
+      if (o && (o->flags & MSG_TRUNC)) counters_.rx_truncated.add();  // > max_datagram
+      recycle(udp_, c);
+    }
+  } else if (c.res == -ENOBUFS) {
+    counters_.rx_no_buffer.add();
+  }
+  // The multishot ended (ENOBUFS, error): re-arm. The SQE goes in at the next enter, after
+  // this poll's buffers went back, and the socket kept what arrived meanwhile.
+  if (!(c.flags & IORING_CQE_F_MORE)) arm_udp(s);
+}
+
+void UringWorker::on_accept(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
+  const SocketId s = SocketId(uring::index_of(c.user_data));
+  if (!(c.flags & IORING_CQE_F_MORE)) arm_accept(s);
+  if (c.res < 0) return;  // EMFILE, ECONNABORTED, ...: the listener stays armed
+  const int fd = c.res;
+  sockaddr_in peer{};
+  socklen_t len = sizeof peer;
+  getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len);
+  now_ns_ = monotonic_ns();  // may be stale: poll() reads the clock only while conns exist
+  const uint32_t slot =
+      conns_.alloc(fd, s, kernel::from_sockaddr(peer), kernel::ConnState::open, now_ns_);
+  if (slot == kernel::kNilSlot) {
+    ::close(fd);
+    counters_.conns_rejected.add();
+    return;
+  }
+  // Request/response traffic: never wait for Nagle to coalesce small replies.
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  counters_.conns_accepted.add();
+  counters_.conns_open.add();
+  arm_recv(slot);
+  auto& cn = conns_.at(slot);
+  out[k++] = RxItem{RxKind::stream_open, CloseReason::none, s, conns_.id(slot), cn.peer, 0, nullptr};
+}
+
+void UringWorker::on_tcp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
+  const uint32_t slot = uring::index_of(c.user_data);
+  auto& cn = conns_.at(slot);
+  if (cn.state == kernel::ConnState::free || cn.gen != uring::gen_of(c.user_data)) {
+    recycle(tcp_, c);  // cannot happen (slots outlive their SQEs); harmless if it did
+    return;
+  }
+  const bool more = c.flags & IORING_CQE_F_MORE;
+  if (!more) {
+    cn.x.recv_armed = false;
+    --cn.x.ops;
+  }
+  if (c.res > 0 && cn.state == kernel::ConnState::open && !cn.x.closing) {
+    cn.last_ns = now_ns_;
+    counters_.rx_stream_bytes.add(uint64_t(c.res));
+    const uint16_t bid = uint16_t(c.flags >> IORING_CQE_BUFFER_SHIFT);
+    out[k++] = RxItem{RxKind::stream_data, CloseReason::none, cn.sock, conns_.id(slot), cn.peer,
+                      uint32_t(c.res), tcp_.buf(bid)};
+    tcp_.out[tcp_.nout++] = bid;
+  } else {
+    recycle(tcp_, c);  // draining or closing: input is dropped
+  }
+  if (cn.x.closing) return maybe_finish(slot);
+  // Peer's orderly close (FIN): replies may still be queued (this poll's items included);
+  // they go out, then we close (flush() finishes the drain).
+  if (c.res == 0) return begin_drain(slot, CloseReason::peer);
+  if (c.res < 0 && c.res != -ENOBUFS)
+    return teardown(slot, c.res == -ECONNRESET ? CloseReason::peer : CloseReason::error);
+  if (!more) {
+    if (c.res == -ENOBUFS) counters_.rx_no_buffer.add();
+    arm_recv(slot);  // multishot ended (ENOBUFS, or the kernel's own limit)
+  }
+}
+
+void UringWorker::on_tcp_send(const io_uring_cqe& c) {
+  const uint32_t slot = uring::index_of(c.user_data);
+  auto& cn = conns_.at(slot);
+  if (cn.state == kernel::ConnState::free || cn.gen != uring::gen_of(c.user_data)) return;
+  cn.x.send_armed = false;
+  --cn.x.ops;
+  if (c.res < 0) {
+    if (!cn.x.closing) {
+      counters_.tx_errors.add();
+      teardown(slot, c.res == -EPIPE || c.res == -ECONNRESET ? CloseReason::peer
+                                                             : CloseReason::error);
+    }
+    return maybe_finish(slot);
+  }
+  // Partial sends are normal: drop what went, send the rest next.
+  const uint32_t sent = uint32_t(c.res);
+  counters_.tx_stream_bytes.add(sent);
+  cn.last_ns = now_ns_;
+  cn.x.out.consume(chunks_, sent);
+  cn.x.inflight = 0;
+  if (cn.x.closing) return maybe_finish(slot);
+  if (!cn.x.out.empty()) return arm_send(slot);
+  if (cn.state == kernel::ConnState::draining) finish_drain(slot);  // all out: close
+}
+
+void UringWorker::on_connect(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
+  const uint32_t slot = uring::index_of(c.user_data);
+  auto& cn = conns_.at(slot);
+  if (cn.state == kernel::ConnState::free || cn.gen != uring::gen_of(c.user_data)) return;
+  --cn.x.ops;
+  if (cn.x.closing || cn.state != kernel::ConnState::connecting) return maybe_finish(slot);
+  if (c.res != 0) return teardown(slot, CloseReason::connect_failed);
+  cn.state = kernel::ConnState::open;
+  cn.last_ns = now_ns_;
+  counters_.conns_connected.add();
+  arm_recv(slot);
+  if (!cn.x.out.empty()) arm_send(slot);  // output queued while connecting
+  out[k++] = RxItem{RxKind::stream_open, CloseReason::none, cn.sock, conns_.id(slot), cn.peer, 0,
+                    nullptr};
 }
 
 // ---- datagrams ----------------------------------------------------------------------------
 
 uint8_t* UringWorker::dgram_reserve(SocketId s, Endpoint to, uint32_t n) {
-  assert(res_slot_ == ~0u && res_conn_ == kNoConn && "one reservation at a time");
-  if (tx_free_ == ~0u || n > cfg_.max_datagram || s >= socks_.size() ||
-      socks_[s].transport != Transport::udp || socks_[s].fd < 0) {
+  assert(res_buf_ == kernel::kNoTxBuf && res_conn_ == kNoConn && "one reservation at a time");
+  if (n > cfg_.max_datagram || s >= socks_.size() || socks_[s].transport != Transport::udp ||
+      !socks_[s].fd.valid()) {
     counters_.tx_no_buffer.add();
     return nullptr;
   }
-  const uint32_t t = tx_free_;
-  TxSlot& slot = tx_[t];
-  tx_free_ = slot.next_free;
-  slot.to.sin_family = AF_INET;
-  slot.to.sin_addr.s_addr = to.addr_be;
-  slot.to.sin_port = to.port_be;
-  res_slot_ = t;
+  const uint32_t b = tx_.take(n);
+  if (b == kernel::kNoTxBuf) {
+    counters_.tx_no_buffer.add();
+    return nullptr;
+  }
+  txmsg_[b].to = kernel::to_sockaddr(to);
+  res_buf_ = b;
   res_sock_ = s;
   res_len_ = n;
-  return static_cast<uint8_t*>(slot.iov.iov_base);
+  return tx_.data(b);
 }
 
+// Queues one sendmsg SQE; the buffer is the kernel's until the CQE gives it back to the pool.
 void UringWorker::dgram_commit(uint32_t n) {
-  assert(res_slot_ != ~0u && n <= res_len_);
-  TxSlot& slot = tx_[res_slot_];
-  slot.iov.iov_len = n;
+  assert(res_buf_ != kernel::kNoTxBuf && n <= res_len_);
+  TxMsg& m = txmsg_[res_buf_];
   io_uring_sqe* e = sqe();
-  io_uring_prep_sendmsg(e, socks_[res_sock_].fd, &slot.msg, 0);
-  io_uring_sqe_set_data64(e, pack(Op::udp_send, res_slot_));
-  res_slot_ = ~0u;
+  if (plan_.send_to) {
+    io_uring_prep_send(e, socks_[res_sock_].fd.get(), m.iov.iov_base, n, 0);
+    io_uring_prep_send_set_addr(e, reinterpret_cast<const sockaddr*>(&m.to), sizeof m.to);
+  } else {
+    m.iov.iov_len = n;
+    io_uring_prep_sendmsg(e, socks_[res_sock_].fd.get(), &m.msg, 0);
+  }
+  io_uring_sqe_set_data64(e, pack(Op::udp_send, res_buf_));
+  res_buf_ = kernel::kNoTxBuf;
 }
 
 void UringWorker::flush() {
-  assert(res_slot_ == ~0u && res_conn_ == kNoConn && "flush() with an open reservation");
-  // Connections with new output and no send in flight get one send each.
+  assert(res_buf_ == kernel::kNoTxBuf && res_conn_ == kNoConn && "flush() with an open reservation");
+  // Connections with new output and no send in flight get one send each; drains with
+  // nothing left to send finish.
   for (uint32_t slot : dirty_) {
-    Conn& c = conns_[slot];
-    c.dirty = false;
-    if ((c.state == ConnState::open || c.state == ConnState::draining) && !c.send_armed &&
-        c.queued)
+    auto& c = conns_.at(slot);
+    c.x.dirty = false;
+    if (c.x.closing || c.x.send_armed) continue;
+    if (c.state != kernel::ConnState::open && c.state != kernel::ConnState::draining) continue;
+    if (!c.x.out.empty())
       arm_send(slot);
+    else if (c.state == kernel::ConnState::draining)
+      finish_drain(slot);
   }
   dirty_.clear();
   // One enter: submit the batch and run deferred completions, so the next poll() usually
@@ -408,191 +424,132 @@ void UringWorker::flush() {
 
 // ---- streams -------------------------------------------------------------------------------
 
-UringWorker::Conn* UringWorker::find(ConnId c) {
-  const uint32_t slot = conn_slot(c);
-  if (c == kNoConn || slot >= conns_.size()) return nullptr;
-  Conn& k = conns_[slot];
-  if (!k.user_open || k.gen != uint8_t(c >> 24)) return nullptr;
-  return &k;
+void UringWorker::mark_dirty(uint32_t slot) {
+  auto& c = conns_.at(slot);
+  if (c.x.dirty) return;
+  c.x.dirty = true;
+  dirty_.push_back(slot);
 }
 
-uint32_t UringWorker::alloc_conn() {
-  if (conn_free_ == ~0u) return ~0u;
-  const uint32_t slot = conn_free_;
-  Conn& c = conns_[slot];
-  conn_free_ = c.next_free;
-  c.state = ConnState::open;
-  c.reason = CloseReason::none;
-  c.user_open = false;
-  c.recv_armed = c.send_armed = c.connect_armed = false;
-  c.ugen = (c.ugen + 1) & 0xFFFFFFu;
-  c.ops = 0;
-  c.head = c.tail = c.wrap_end = c.inflight = c.queued = 0;
-  c.hiwater = 0;
-  c.dirty = false;
-  c.last_ns = monotonic_ns();  // connect() runs outside poll(), so now_ns_ may be stale
-  ++conns_used_;
-  return slot;
+// Stop delivering input; queued output (and, after a peer FIN, replies still being
+// written) goes out first. flush() or the last send's CQE finishes the drain.
+void UringWorker::begin_drain(uint32_t slot, CloseReason why) {
+  auto& c = conns_.at(slot);
+  c.state = kernel::ConnState::draining;
+  if (c.reason == CloseReason::none) c.reason = why;
+  mark_dirty(slot);
 }
 
-// The user learns the connection is gone (one stream_closed item) and its ConnId dies.
-void UringWorker::user_closed(uint32_t slot, CloseReason r) {
-  Conn& c = conns_[slot];
-  if (!c.user_open) return;
-  closed_pending_.push_back(
-      RxItem{RxKind::stream_closed, r, c.sock, conn_id(slot), c.peer, 0, nullptr});
-  c.user_open = false;
-  ++c.gen;
-  counters_.conns_closed.add();
-  counters_.conns_open.set(counters_.conns_open.get() - 1);
+// All output is in the kernel: FIN now (after that output), then close.
+void UringWorker::finish_drain(uint32_t slot) {
+  auto& c = conns_.at(slot);
+  ::shutdown(c.fd, SHUT_WR);
+  c.x.graceful = true;
+  teardown(slot, c.reason);
 }
 
-// Stops all I/O on the slot: cancel what is armed; the fd is closed and the slot freed by
-// op_done() once no SQE names it any more (so no CQE can reach a reused slot).
-void UringWorker::teardown(uint32_t slot) {
-  Conn& c = conns_[slot];
-  if (c.state == ConnState::closing || c.state == ConnState::free) return;
-  c.state = ConnState::closing;
-  if (c.ops) {
+// Stops all I/O on the slot: cancels what is armed; maybe_finish() closes the fd once no
+// SQE names the slot any more. `why` is what stream_closed will say (the first reason wins).
+void UringWorker::teardown(uint32_t slot, CloseReason why) {
+  auto& c = conns_.at(slot);
+  if (c.x.closing) return;
+  c.x.closing = true;
+  if (c.reason == CloseReason::none) c.reason = why;
+  if (c.x.ops) {
     io_uring_sqe* e = sqe();
     io_uring_prep_cancel_fd(e, c.fd, IORING_ASYNC_CANCEL_ALL);
-    io_uring_sqe_set_data64(e, pack(Op::cancel, slot, c.ugen));
-    ++c.ops;
+    io_uring_sqe_set_data64(e, pack(Op::cancel, slot, c.gen));
+    ++c.x.ops;
   }
-  op_done(slot);
+  maybe_finish(slot);
 }
 
-void UringWorker::op_done(uint32_t slot) {
-  Conn& c = conns_[slot];
-  if (c.state != ConnState::closing || c.ops) return;
-  if (c.fd >= 0) ::close(c.fd);
+// Last step of a teardown: no SQE names the slot, so the fd can be closed (its number may
+// be reused at once) and the stream_closed item queued. The slot is freed when that item
+// is handed out (emit_closed), so the ConnId stays unique until then.
+void UringWorker::maybe_finish(uint32_t slot) {
+  auto& c = conns_.at(slot);
+  if (!c.x.closing || c.x.ops || c.state == kernel::ConnState::zombie) return;
+  if (c.x.graceful && c.reason == CloseReason::local) {
+    uint8_t scratch[4096];
+    for (unsigned i = 0; i < uring::kDiscardReads; ++i)
+      if (::recv(c.fd, scratch, sizeof scratch, MSG_DONTWAIT) <= 0) break;
+  }
+  ::close(c.fd);
   c.fd = -1;
-  if (c.hiwater > uring::kOutKeepBytes) madvise(c.out, c.hiwater, MADV_DONTNEED);
-  c.state = ConnState::free;
-  c.next_free = conn_free_;
-  conn_free_ = slot;
-  --conns_used_;
-}
-
-void UringWorker::sweep_idle(uint64_t now) {
-  next_sweep_ns_ = now + uring::kIdleSweepNs;
-  if (cfg_.idle_timeout_ms == 0 || conns_used_ == 0) return;
-  const uint64_t limit = uint64_t(cfg_.idle_timeout_ms) * 1'000'000u;
-  for (uint32_t slot = 0; slot < conns_.size(); ++slot) {
-    Conn& c = conns_[slot];
-    if (c.state == ConnState::free || c.state == ConnState::closing) continue;
-    if (now - c.last_ns < limit) continue;
-    if (c.user_open) {
-      counters_.conns_idle.add();
-      user_closed(slot, c.state == ConnState::connecting ? CloseReason::connect_failed
-                                                         : CloseReason::idle);
-    }
-    teardown(slot);
-  }
+  c.x.out.clear(chunks_);
+  c.state = kernel::ConnState::zombie;
+  counters_.conns_closed.add();
+  counters_.conns_open.set(counters_.conns_open.get() - 1);
+  conns_.notify(slot);
 }
 
 uint8_t* UringWorker::stream_reserve(ConnId id, uint32_t n) {
-  assert(res_slot_ == ~0u && res_conn_ == kNoConn && "one reservation at a time");
-  Conn* c = find(id);
-  if (!c) return nullptr;
-  const uint32_t limit = cfg_.conn_out_limit;
+  assert(res_buf_ == kernel::kNoTxBuf && res_conn_ == kNoConn && "one reservation at a time");
+  auto* c = conns_.find(id);
+  // Writable: open, connecting (sent once connected), or half-closed by the peer.
+  if (!c || c->x.closing ||
+      !(c->state == kernel::ConnState::open || c->state == kernel::ConnState::connecting ||
+        (c->state == kernel::ConnState::draining && c->reason == CloseReason::peer)))
+    return nullptr;
   const uint32_t slot = conn_slot(id);
-  if (n > limit || c->queued + n > limit) {
-    // The peer is not reading (or the reply is larger than the bound): close it.
+  if (uint64_t(c->x.out.bytes()) + n > cfg_.conn_out_limit) {
+    // The peer stopped reading (or one reply exceeds the bound): close it.
     counters_.conns_overflow.add();
-    user_closed(slot, CloseReason::overflow);
-    teardown(slot);
+    teardown(slot, CloseReason::overflow);
     return nullptr;
   }
-  // Bip-buffer placement: after tail; or wrap to the front when the end has no room.
-  const uint32_t cap = uint32_t(out_stride_);
-  uint32_t pos;
-  if (c->wrap_end) {
-    pos = c->tail;  // room up to head is guaranteed (see Conn)
-  } else if (c->tail + n <= cap) {
-    pos = c->tail;
-  } else {
-    pos = 0;  // head >= n is guaranteed
+  uint8_t* p = c->x.out.reserve(chunks_, n);
+  if (!p) {
+    counters_.tx_no_buffer.add();
+    teardown(slot, CloseReason::error);
+    return nullptr;
   }
   res_conn_ = id;
-  res_pos_ = pos;
   res_len_ = n;
-  return c->out + pos;
+  return p;
 }
 
 void UringWorker::stream_commit(ConnId id, uint32_t n) {
   assert(res_conn_ == id && n <= res_len_);
   res_conn_ = kNoConn;
-  Conn* c = find(id);
-  if (!c || n == 0) return;
-  const uint32_t slot = conn_slot(id);
-  if (!c->wrap_end && res_pos_ == 0 && c->queued) {
-    c->wrap_end = c->tail;  // wrapped: [head, wrap_end) then [0, tail)
-  } else if (c->queued == 0) {
-    c->head = res_pos_;
-  }
-  c->tail = res_pos_ + n;
-  c->queued += n;
-  if (c->tail > c->hiwater) c->hiwater = c->tail;
-  if (!c->dirty) {
-    c->dirty = true;
-    dirty_.push_back(slot);
-  }
+  auto* c = conns_.find(id);
+  if (!c) return;
+  c->x.out.commit(n);
+  if (n) mark_dirty(conn_slot(id));
 }
 
 ConnId UringWorker::connect(SocketId s, Endpoint to) {
   if (s >= socks_.size() || socks_[s].transport != Transport::tcp || socks_[s].server)
     return kNoConn;
-  // A blocking socket: io_uring completes the connect asynchronously through its own poll.
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return kNoConn;
-  const Endpoint& b = socks_[s].bind;
-  if (b.addr_be || b.port_be) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = b.addr_be;
-    a.sin_port = b.port_be;
-    if (::bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
-      ::close(fd);
-      return kNoConn;
-    }
-  }
-  const uint32_t slot = alloc_conn();
-  if (slot == ~0u) {
-    ::close(fd);
+  if (conns_.full()) {
     counters_.conns_rejected.add();
     return kNoConn;
   }
-  Conn& c = conns_[slot];
-  c.fd = fd;
-  c.state = ConnState::connecting;
-  c.sock = s;
-  c.peer = to;
-  c.user_open = true;
-  c.addr = sockaddr_in{};
-  c.addr.sin_family = AF_INET;
-  c.addr.sin_addr.s_addr = to.addr_be;
-  c.addr.sin_port = to.port_be;
+  const int fd = kernel::open_tcp_client(socks_[s].bind);
+  if (fd < 0) return kNoConn;
+  const uint32_t slot = conns_.alloc(fd, s, to, kernel::ConnState::connecting, monotonic_ns());
+  auto& c = conns_.at(slot);
+  c.x.addr = kernel::to_sockaddr(to);
   counters_.conns_open.add();
   io_uring_sqe* e = sqe();
-  io_uring_prep_connect(e, fd, reinterpret_cast<const sockaddr*>(&c.addr), sizeof c.addr);
-  io_uring_sqe_set_data64(e, pack(Op::connect, slot, c.ugen));
-  c.connect_armed = true;
-  ++c.ops;
-  return conn_id(slot);
+  io_uring_prep_connect(e, fd, reinterpret_cast<const sockaddr*>(&c.x.addr), sizeof c.x.addr);
+  io_uring_sqe_set_data64(e, pack(Op::connect, slot, c.gen));
+  ++c.x.ops;
+  return conns_.id(slot);
 }
 
 void UringWorker::close(ConnId id) {
-  Conn* c = find(id);
-  if (!c) return;
+  auto* c = conns_.find(id);
+  if (!c || c->x.closing || c->state == kernel::ConnState::zombie) return;
   const uint32_t slot = conn_slot(id);
-  user_closed(slot, CloseReason::local);
-  // Queued output still goes out; the slot is torn down when it has (or on idle timeout).
-  if (c->state == ConnState::open && (c->queued || c->send_armed)) {
-    c->state = ConnState::draining;
-  } else {
-    teardown(slot);
+  if (c->state == kernel::ConnState::connecting) return teardown(slot, CloseReason::local);
+  if (c->state == kernel::ConnState::draining) {
+    c->reason = CloseReason::local;  // the app is done too; nothing more may be queued
+    return;
   }
+  // Queued output still goes out, then the connection closes (or on idle timeout).
+  begin_drain(slot, CloseReason::local);
 }
 
 }  // namespace cw::dp

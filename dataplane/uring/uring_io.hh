@@ -7,6 +7,8 @@
 //         worker that accepted (or connected) it; multishot recv draws from the stream
 //         buffer ring (group kTcpGroup); output goes through a bounded per-connection ring
 //         with at most one send in flight.
+//   Shared with the epoll backend (dataplane/kernel/): socket set-up, the connection slot
+//   table, the per-connection output chunks and the datagram tx pool.
 //
 // Buffer lifetimes: receive buffers are handed out in RxItems and go back to their buffer
 // ring at the start of the next poll(). Tx slots belong to the kernel from commit until the
@@ -19,6 +21,7 @@
 #include <liburing.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include <cstdint>
 #include <memory>
@@ -27,6 +30,10 @@
 #include <vector>
 
 #include "dataplane/io.hh"
+#include "dataplane/kernel/conn_table.hh"
+#include "dataplane/kernel/out_buffer.hh"
+#include "dataplane/kernel/sockets.hh"
+#include "dataplane/kernel/tx_pool.hh"
 #include "dataplane/result.hh"
 
 namespace cw::dp {
@@ -39,7 +46,13 @@ struct RingPlan {
   unsigned setup_flags = 0;  // IORING_SETUP_* actually accepted by the kernel
   unsigned sq_entries = 0;
   unsigned cq_entries = 0;
-  bool defer_taskrun = false;  // completions only appear when we enter the kernel
+  // Completions appear only when the worker enters the kernel (DEFER_TASKRUN or
+  // COOP_TASKRUN); otherwise task work interrupts the worker and the CQ fills by itself.
+  bool enter_for_completions = false;
+  bool ring_fd_registered = false;  // per worker: enter via the registered ring index
+  // Datagrams go out as IORING_OP_SEND with a destination address (sendto) when the kernel
+  // takes one; else as IORING_OP_SENDMSG (the kernel then also copies a msghdr per send).
+  bool send_to = false;
 };
 
 // The low level pieces, kept apart so tests can check them directly.
@@ -78,10 +91,11 @@ inline constexpr uint32_t kMaxRingBuffers = 32768;  // buffer ring entries limit
 // SQ depth; a commit that finds the SQ full submits early (one extra enter per 1024 SQEs).
 inline constexpr unsigned kSqEntries = 1024;
 inline constexpr unsigned kMaxCqEntries = 65536;
-// Idle sweep period: connections are checked for idle_timeout_ms this often.
-inline constexpr uint64_t kIdleSweepNs = 250'000'000;
-inline constexpr int kListenBacklog = 4096;
-inline constexpr uint32_t kOutKeepBytes = 64u << 10;
+// iovecs per stream send (output chunks gathered into one sendmsg).
+inline constexpr unsigned kSendIov = 8;
+// Reads of unread input discarded before closing a drained connection (closing with unread
+// input would reset it and lose output still in flight).
+inline constexpr unsigned kDiscardReads = 16;
 
 // A provided-buffer ring: `count` buffers of `size` bytes in one mapping, registered as
 // group `bgid`. Owned by one worker; the kernel reads the ring, we write it.
@@ -108,6 +122,24 @@ struct BufRing {
 
 class UringBackend;
 
+// Per-connection io_uring state, kept in the shared connection table's slot (ConnSlot::x).
+// Every SQE naming the slot counts in `ops`; the slot's fd is closed, and the slot becomes
+// a zombie owing its stream_closed item, only when ops is 0 -- so no CQE can ever reach a
+// reused slot (the user_data generation check is a second guard).
+struct UringConnOps {
+  kernel::OutBuffer out;      // queued output; the first `inflight` bytes are the kernel's
+  uint32_t inflight = 0;      // bytes of the send in flight (at most one per connection)
+  uint32_t ops = 0;           // SQEs naming this slot not yet completed
+  bool recv_armed = false;    // multishot recv outstanding
+  bool send_armed = false;
+  bool closing = false;       // teardown started: cancel sent, no new SQEs
+  bool dirty = false;         // in dirty_, output to send at flush()
+  bool graceful = false;      // drained: FIN sent; unread input is discarded before close
+  msghdr msg{};               // the in-flight sendmsg; read by the kernel until its CQE
+  iovec iov[uring::kSendIov]{};
+  sockaddr_in addr{};         // connect() target
+};
+
 class UringWorker {
  public:
   UringWorker(const UringWorker&) = delete;
@@ -129,56 +161,26 @@ class UringWorker {
 
   // Receive buffers in the datagram group (after clamping to the memory budget).
   uint32_t udp_rx_buffers() const { return udp_.count; }
-  // Open connection slots (including ones draining after close); for tests.
-  uint32_t conns_in_use() const { return conns_used_; }
+  // Connection slots in use (including ones draining, tearing down or owing stream_closed).
+  uint32_t conns_in_use() const { return conns_.in_use(); }
 
  private:
   friend class UringBackend;
-  UringWorker() = default;
+  using Conns = kernel::ConnTable<UringConnOps>;
+  explicit UringWorker(uint32_t max_conns) : conns_(max_conns) {}
 
-  // A tx slot: one datagram from reserve until its send CQE.
-  struct TxSlot {
+  // The sendmsg header of one datagram tx buffer (TxPool index); read by the kernel from
+  // commit until the send's CQE.
+  struct TxMsg {
     msghdr msg;
     iovec iov;
     sockaddr_in to;
-    uint32_t next_free;
-  };
-
-  enum class ConnState : uint8_t { free, connecting, open, draining, closing };
-  // One TCP connection. Output is a bip-buffer in the slot's 2 x conn_out_limit region of
-  // out_mem_: queued bytes are [head, tail) or, once wrapped, [head, wrap_end) then
-  // [0, tail). The first `inflight` bytes at head belong to the kernel until the send CQE.
-  // With capacity 2 x limit and at most `limit` bytes queued, a reservation of up to
-  // `limit` bytes always finds contiguous room.
-  struct Conn {
-    int fd = -1;
-    ConnState state = ConnState::free;
-    CloseReason reason = CloseReason::none;
-    bool user_open = false;    // the user holds a valid ConnId
-    bool recv_armed = false;
-    bool send_armed = false;
-    bool connect_armed = false;
-    bool close_queued = false;  // a stream_closed item is waiting in the pending list
-    uint8_t gen = 0;            // ConnId generation (8 bits, io.hh)
-    uint32_t ugen = 0;          // user_data generation (24 bits), bumped on every reuse
-    uint32_t ops = 0;           // SQEs naming this slot not yet completed
-    SocketId sock = 0;
-    Endpoint peer;
-    uint64_t last_ns = 0;
-    uint8_t* out = nullptr;
-    uint32_t head = 0, tail = 0, wrap_end = 0, inflight = 0;
-    uint32_t queued = 0;      // bytes in the buffer, in flight included
-    uint32_t hiwater = 0;     // highest offset written since the slot was taken
-    bool dirty = false;       // in dirty_, to be sent at flush()
-    uint32_t next_free = 0;
-    sockaddr_in addr{};       // connect() target; read by the kernel at submission
   };
 
   struct Sock {
-    int fd = -1;  // -1 for a tcp client spec (each connection has its own socket)
+    kernel::Fd fd;  // invalid for a tcp client spec (each connection has its own socket)
     Transport transport = Transport::udp;
     bool server = true;
-    bool armed = false;
     Endpoint bind;  // spec's bind address; tcp client connections bind to it
   };
 
@@ -187,19 +189,23 @@ class UringWorker {
   void return_buffers();
   uint32_t reap(RxItem* out, uint32_t n);
   void handle(const io_uring_cqe& c, RxItem* out, uint32_t& k);
+  void on_udp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k);
+  void on_accept(const io_uring_cqe& c, RxItem* out, uint32_t& k);
+  void on_tcp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k);
+  void on_tcp_send(const io_uring_cqe& c);
+  void on_connect(const io_uring_cqe& c, RxItem* out, uint32_t& k);
   void arm_udp(SocketId s);
   void arm_accept(SocketId s);
   void arm_recv(uint32_t slot);
   void arm_send(uint32_t slot);
   void arm_wake();
-  void op_done(uint32_t slot);
-  ConnId conn_id(uint32_t slot) const { return ConnId(conns_[slot].gen) << 24 | slot; }
-  Conn* find(ConnId c);
-  uint32_t alloc_conn();
-  void user_closed(uint32_t slot, CloseReason r);
-  void teardown(uint32_t slot);
-  void sweep_idle(uint64_t now);
-  void emit_pending(RxItem* out, uint32_t& k, uint32_t n);
+  void recycle(uring::BufRing& br, const io_uring_cqe& c);
+  void mark_dirty(uint32_t slot);
+  void begin_drain(uint32_t slot, CloseReason why);
+  void finish_drain(uint32_t slot);
+  void teardown(uint32_t slot, CloseReason why);
+  void maybe_finish(uint32_t slot);
+  void emit_closed(RxItem* out, uint32_t& k, uint32_t n);
   void enter(unsigned wait_nr, int64_t timeout_ns);
 
   unsigned id_ = 0;
@@ -207,6 +213,7 @@ class UringWorker {
   uring::RingPlan plan_;
   io_uring ring_{};
   bool ring_ok_ = false;
+  pid_t owner_tid_ = 0;  // thread that created (and submits to) the ring
   IoCounters counters_;
 
   std::vector<Sock> socks_;
@@ -215,39 +222,23 @@ class UringWorker {
   uring::BufRing udp_;
   uring::BufRing tcp_;
 
-  // Datagram tx slots: tx_count x max_datagram bytes, MAP_NORESERVE; LIFO free list so the
-  // hot slots stay resident.
-  uint8_t* tx_mem_ = nullptr;
-  size_t tx_mem_bytes_ = 0;
-  uint32_t tx_stride_ = 0;
-  std::vector<TxSlot> tx_;
-  uint32_t tx_free_ = ~0u;
-  uint32_t res_slot_ = ~0u;   // open datagram reservation
+  // Datagram tx buffers (shared pool) and their sendmsg headers, by pool index.
+  kernel::TxPool tx_;
+  std::vector<TxMsg> txmsg_;
+  uint32_t res_buf_ = kernel::kNoTxBuf;  // open datagram reservation
   SocketId res_sock_ = 0;
-  ConnId res_conn_ = kNoConn;  // open stream reservation
+  ConnId res_conn_ = kNoConn;            // open stream reservation
   uint32_t res_len_ = 0;
-  uint32_t res_pos_ = 0;       // offset of the open stream reservation in its buffer
 
-  // Connections. out_mem_: max_conns x 2 x conn_out_limit bytes, MAP_NORESERVE; pages are
-  // touched only as output queues up and released (MADV_DONTNEED) when a slot is freed
-  // after holding more than kOutKeepBytes.
-  uint8_t* out_mem_ = nullptr;
-  size_t out_mem_bytes_ = 0;
-  size_t out_stride_ = 0;
-  std::vector<Conn> conns_;
-  uint32_t conn_free_ = ~0u;
-  uint32_t conns_used_ = 0;
-  // stream_closed items not yet delivered (at most one per slot: reserved max_conns).
-  std::vector<RxItem> closed_pending_;
-  size_t closed_head_ = 0;
-  std::vector<uint32_t> dirty_;  // slots with output to send at flush() (reserved max_conns)
+  // Connections (shared slot table), their output chunks, and the slots with new output.
+  Conns conns_;
+  kernel::OutChunkPool chunks_;
+  std::vector<uint32_t> dirty_;  // reserved max_conns at setup
   uint64_t now_ns_ = 0;          // CLOCK_MONOTONIC at the start of the current poll()
-  uint64_t next_sweep_ns_ = 0;
 
   // Wake-up: wake() writes the eventfd; a read of it is kept armed in the ring.
-  int wake_fd_ = -1;
+  kernel::Fd wake_fd_;
   uint64_t wake_buf_ = 0;
-  bool wake_armed_ = false;
   bool woken_ = false;
 };
 
@@ -260,25 +251,25 @@ class UringBackend {
   static Result<void> probe();
   static Result<std::unique_ptr<UringBackend>> create(const IoConfig& cfg,
                                                       std::span<const SocketSpec> specs);
-  ~UringBackend();
   // Called on worker thread i: creates its ring (SINGLE_ISSUER binds it to this thread),
   // registers its buffer rings and arms its sockets.
   Result<std::unique_ptr<UringWorker>> open_worker(unsigned i);
-  Endpoint bound(SocketId s) const { return bound_.at(s); }
+  Endpoint bound(SocketId s) const { return sockets_.bound(s); }
   static const char* name() { return "io_uring"; }
   // One line for the start-up log: ring flags in use and buffer sizing.
   const std::string& features() const { return features_; }
   const uring::RingPlan& plan() const { return plan_; }
+  // Tests: send datagrams with IORING_OP_SENDMSG even where sendto is available (the
+  // fallback path stays covered). Before open_worker().
+  void force_sendmsg() { plan_.send_to = false; }
 
  private:
   UringBackend() = default;
 
   IoConfig cfg_;
   std::vector<SocketSpec> specs_;
-  std::vector<Endpoint> bound_;
-  // fds_[w][s]: worker w's socket for spec s (client TCP specs have -1: per connection).
-  // Ownership moves to the worker in open_worker(); the rest are closed by the destructor.
-  std::vector<std::vector<int>> fds_;
+  // Every worker's sockets; open_worker(i) takes row i.
+  kernel::SocketSet sockets_;
   uring::RingPlan plan_;
   std::string features_;
 };
