@@ -217,7 +217,10 @@ void DpdkWorker::arp_received(const net::ArpPacket& a, const net::Mac& eth_src, 
   const net::ArpDecision d =
       net::arp_input(a, eth_src, sh_->ifc, arp_, sh_->arp_policy, now_ns_);
   // Copies from other workers were counted (and answered) by the worker that received them.
-  if (from_wire && d.drop != DropReason::count) drops_->add(d.drop);
+  // With several workers a reply this worker did not ask for may be another worker's, so it
+  // is forwarded below, not counted as unsolicited (see docs/dpdk.md).
+  const bool maybe_others = d.drop == DropReason::arp_unsolicited_reply && !sh_->arp_rings.empty();
+  if (from_wire && d.drop != DropReason::count && !maybe_others) drops_->add(d.drop);
   if (from_wire && d.reply) send_arp(net::kArpReply, a.sha, a.tpa_be, a.sha, a.spa_be);
   const bool learned = d.drop == DropReason::count &&
                        (a.op == net::kArpReply ||

@@ -32,7 +32,8 @@ namespace cw::dp {
 // Port and stack settings (the [dpdk] config section; see docs/dpdk.md).
 struct DpdkConfig {
   // EAL arguments, without argv[0]. corewire adds "-l <first allowed CPU>" when none of
-  // -l/-c/--lcores is given and "--in-memory" when neither --file-prefix nor --in-memory is.
+  // -l/-c/--lcores is given and, when neither --file-prefix nor --in-memory is, "--in-memory"
+  // (or "--file-prefix=corewire-<pid>" with --no-huge, which --in-memory refuses).
   std::vector<std::string> eal_args;
   // The port: a PCI address ("0000:03:00.0", probed by EAL), a vdev devargs string
   // ("net_tap0,iface=cw0", hot-plugged if EAL does not have it yet), or a port number.

@@ -6,6 +6,7 @@
 #include <rte_errno.h>
 #include <rte_lcore.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
@@ -54,7 +55,14 @@ Result<void> eal_init_once(const DpdkConfig& cfg, const std::function<void(const
     args.push_back("-l");
     args.push_back(std::to_string(first));
   }
-  if (!has_arg(cfg.eal_args, {"--file-prefix", "--in-memory"})) args.push_back("--in-memory");
+  // Each EAL instance on a machine needs its own runtime files: keep none (--in-memory),
+  // or, with --no-huge (which --in-memory refuses), use a per-process prefix.
+  if (!has_arg(cfg.eal_args, {"--file-prefix", "--in-memory"})) {
+    if (has_arg(cfg.eal_args, {"--no-huge"}))
+      args.push_back("--file-prefix=corewire-" + std::to_string(getpid()));
+    else
+      args.push_back("--in-memory");
+  }
   args.insert(args.end(), cfg.eal_args.begin(), cfg.eal_args.end());
   std::string line;
   std::vector<char*> argv;
