@@ -25,12 +25,18 @@
 #if CW_HAVE_IO_URING
 #include "dataplane/uring/uring_io.hh"
 #endif
+#if CW_HAVE_DPDK
+#include "dataplane/dpdk/dpdk_io.hh"
+#endif
 
 namespace cw::rt {
 
 struct RuntimeConfig {
-  std::string backend = "auto";  // auto | io_uring | epoll
+  std::string backend = "auto";  // auto | io_uring | epoll | dpdk (never chosen by auto)
   dp::IoConfig io;
+#if CW_HAVE_DPDK
+  dp::DpdkConfig dpdk;  // EAL arguments, port, addresses: used by backend "dpdk" only
+#endif
   LoopConfig loop;
   size_t mailbox_depth = 1024;
 };
@@ -168,7 +174,17 @@ Result<void> Runtime<Services>::start(const RuntimeConfig& cfg, AppSpec<Services
     if (!b) return b.error();
     return run_on(std::move(b.value()), log);
   }
-  return make_error("runtime.backend: unknown backend '" + want + "' (auto, io_uring, epoll)");
+  if (want == "dpdk") {
+#if CW_HAVE_DPDK
+    auto b = dp::DpdkBackend::create(cfg_.io, app_.sockets, cfg_.dpdk, log);
+    if (!b) return b.error();
+    return run_on(std::move(b.value()), log);
+#else
+    return make_error("backend dpdk: this build has no DPDK (libdpdk-dev)");
+#endif
+  }
+  return make_error("runtime.backend: unknown backend '" + want +
+                    "' (auto, io_uring, epoll, dpdk)");
 }
 
 template <class Services>
