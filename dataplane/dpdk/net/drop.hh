@@ -50,7 +50,6 @@ namespace cw::dp::net {
   X(udp_too_large)        /* payload above max_datagram */                              \
   /* Receive path resources */                                                          \
   X(rx_no_slot)           /* burst held more datagrams than poll() could return */      \
-  X(rx_link_down)         /* frame dropped because the port went down */                \
   /* Transmit path */                                                                   \
   X(tx_no_route)          /* destination not on a local subnet and no gateway */        \
   X(tx_too_large)         /* datagram above max_datagram */                             \
