@@ -50,7 +50,9 @@ DpdkWorker::~DpdkWorker() {
   for (auto& w : waiting_) rte_pktmbuf_free(w.m);
 }
 
-const net::DropCounters& DpdkWorker::drops() const { return *drops_; }
+const net::DropCounters& DpdkWorker::drops() const {
+  return *drops_;
+}
 
 void DpdkWorker::free_held() {
   if (held_n_) rte_pktmbuf_free_bulk(held_, held_n_);
@@ -172,8 +174,7 @@ bool DpdkWorker::deliver_udp(const uint8_t* base, const void* parsed, RxItem* ou
   return true;
 }
 
-void DpdkWorker::rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t n,
-                             uint32_t& got) {
+void DpdkWorker::rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t n, uint32_t& got) {
   auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l3_off);
   m->l2_len = l3_off;
   m->l3_len = uint16_t((ip->version_ihl & 0xF) * 4);
@@ -183,8 +184,7 @@ void DpdkWorker::rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t
     drops_->add(DropReason::ip_frag_dropped, dr->cnt);
     rte_ip_frag_free_death_row(dr, 0);
   }
-  rte_mbuf* whole =
-      rte_ipv4_frag_reassemble_packet(sh_->frag_tables[id_], dr, m, rte_rdtsc(), ip);
+  rte_mbuf* whole = rte_ipv4_frag_reassemble_packet(sh_->frag_tables[id_], dr, m, rte_rdtsc(), ip);
   if (!whole) return;  // kept for later fragments, or on the death row
   // The datagram is a chain of fragments; RxItem data must be contiguous, so copy it into
   // this poll's arena (valid until the next poll, like rx mbufs).
@@ -198,8 +198,7 @@ void DpdkWorker::rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t
     const void* src = rte_pktmbuf_read(whole, whole->l2_len, len, dst);
     if (src != dst) std::memcpy(dst, src, len);
     // Reassembly rewrote the IPv4 header without a checksum; every fragment was checked.
-    const net::Parsed p =
-        net::parse_ipv4_datagram(dst, len, sh_->ifc, {net::CsumState::good, {}});
+    const net::Parsed p = net::parse_ipv4_datagram(dst, len, sh_->ifc, {net::CsumState::good, {}});
     if (p.kind == net::FrameKind::udp) {
       if (deliver_udp(dst, &p, out, n, got)) arena_used_ += len;
     } else if (p.kind == net::FrameKind::drop) {
@@ -214,17 +213,16 @@ void DpdkWorker::rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t
 // ---- ARP --------------------------------------------------------------------------------
 
 void DpdkWorker::arp_received(const net::ArpPacket& a, const net::Mac& eth_src, bool from_wire) {
-  const net::ArpDecision d =
-      net::arp_input(a, eth_src, sh_->ifc, arp_, sh_->arp_policy, now_ns_);
+  const net::ArpDecision d = net::arp_input(a, eth_src, sh_->ifc, arp_, sh_->arp_policy, now_ns_);
   // Copies from other workers were counted (and answered) by the worker that received them.
   // With several workers a reply this worker did not ask for may be another worker's, so it
   // is forwarded below, not counted as unsolicited (see docs/dpdk.md).
   const bool maybe_others = d.drop == DropReason::arp_unsolicited_reply && !sh_->arp_rings.empty();
   if (from_wire && d.drop != DropReason::count && !maybe_others) drops_->add(d.drop);
   if (from_wire && d.reply) send_arp(net::kArpReply, a.sha, a.tpa_be, a.sha, a.spa_be);
-  const bool learned = d.drop == DropReason::count &&
-                       (a.op == net::kArpReply ||
-                        (sh_->arp_policy.learn_from_requests && a.spa_be != 0));
+  const bool learned =
+      d.drop == DropReason::count &&
+      (a.op == net::kArpReply || (sh_->arp_policy.learn_from_requests && a.spa_be != 0));
   if (learned && !waiting_.empty()) release_waiting(a.spa_be, &a.sha);
   // Other workers may be waiting for this neighbour: give each a copy.
   if (from_wire && d.drop != DropReason::arp_bad_sender && !sh_->arp_rings.empty()) {

@@ -41,13 +41,13 @@ struct DpdkConfig {
   std::vector<net::LocalAddr> addresses;  // at least one; e.g. parse_cidr("10.0.0.2/24")
   uint32_t gateway_be = 0;                // 0 = only on-link destinations are reachable
   uint16_t mtu = 1500;
-  uint16_t rx_desc = 1024;                // per queue; adjusted to the device's limits
+  uint16_t rx_desc = 1024;  // per queue; adjusted to the device's limits
   uint16_t tx_desc = 1024;
   uint32_t arp_entries = net::kArpDefaultEntries;  // per worker
   uint32_t arp_queue = 64;  // datagrams per worker waiting for ARP resolution
   bool arp_learn_from_requests = true;
-  uint32_t frag_flows = 1024;        // datagrams reassembled at once, per worker
-  uint32_t frag_timeout_ms = 2000;   // incomplete reassemblies are dropped after this
+  uint32_t frag_flows = 1024;       // datagrams reassembled at once, per worker
+  uint32_t frag_timeout_ms = 2000;  // incomplete reassemblies are dropped after this
 };
 
 // "a.b.c.d/len" (len defaults to 32).
@@ -55,11 +55,11 @@ Result<net::LocalAddr> parse_cidr(const std::string& s);
 
 struct DpdkShared;  // port state shared by the backend and its workers (dpdk_port.hh)
 
-inline constexpr uint32_t kDpdkRxBurst = 64;   // frames per rte_eth_rx_burst
-inline constexpr uint32_t kDpdkTxBatch = 128;  // frames collected before a forced tx_burst
+inline constexpr uint32_t kDpdkRxBurst = 64;            // frames per rte_eth_rx_burst
+inline constexpr uint32_t kDpdkTxBatch = 128;           // frames collected before a forced tx_burst
 inline constexpr uint32_t kDpdkReasmArena = 4 * 65536;  // reassembled bytes per poll
 inline constexpr int64_t kDpdkHousekeepNs = 100'000'000;  // link, ARP and reassembly timers
-inline constexpr int64_t kDpdkIdlePauseNs = 100'000;  // longest pause of an idle non-busy poll
+inline constexpr int64_t kDpdkIdlePauseNs = 100'000;      // longest pause of an idle non-busy poll
 
 class alignas(64) DpdkWorker {
  public:
@@ -91,12 +91,11 @@ class alignas(64) DpdkWorker {
 
   void rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got);
   void rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t n, uint32_t& got);
-  bool deliver_udp(const uint8_t* base, const void* parsed, RxItem* out, uint32_t n,
-                   uint32_t& got);
+  bool deliver_udp(const uint8_t* base, const void* parsed, RxItem* out, uint32_t n, uint32_t& got);
   void arp_received(const net::ArpPacket& a, const net::Mac& eth_src, bool from_wire);
   void send_arp(uint16_t op, const net::Mac& eth_dst, uint32_t spa_be, const net::Mac& tha,
                 uint32_t tpa_be);
-  void route_frame(rte_mbuf* m, uint32_t dst_be);  // fill dst MAC, or queue/drop for ARP
+  void route_frame(rte_mbuf* m, uint32_t dst_be);             // fill dst MAC, or queue/drop for ARP
   void release_waiting(uint32_t ip_be, const net::Mac* mac);  // nullptr: ARP failed
   void queue_tx(rte_mbuf* m);
   void commit_fragmented(uint32_t len);
@@ -128,9 +127,9 @@ class alignas(64) DpdkWorker {
   uint32_t arena_used_ = 0;
   IoCounters counters_;
   net::ArpTable arp_;
-  std::vector<Waiting> waiting_;         // capacity DpdkConfig::arp_queue, never grows
-  std::unique_ptr<uint8_t[]> big_;       // large datagram being reserved (UDP hdr + data)
-  std::unique_ptr<uint8_t[]> arena_;     // reassembled datagrams of the current poll
+  std::vector<Waiting> waiting_;      // capacity DpdkConfig::arp_queue, never grows
+  std::unique_ptr<uint8_t[]> big_;    // large datagram being reserved (UDP hdr + data)
+  std::unique_ptr<uint8_t[]> arena_;  // reassembled datagrams of the current poll
   std::atomic<bool> woken_{false};
 };
 

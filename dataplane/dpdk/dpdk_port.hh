@@ -37,7 +37,7 @@ struct DpdkShared {
   DpdkConfig cfg;
   uint16_t port = 0;
   bool port_started = false;
-  bool hotplugged = false;     // we probed the vdev, so we remove it
+  bool hotplugged = false;       // we probed the vdev, so we remove it
   rte_device* device = nullptr;  // for rte_dev_remove
   bool lsc_registered = false;
   net::Interface ifc;

@@ -18,7 +18,9 @@
 namespace cw::dp {
 namespace {
 
-std::string rte_err(int e) { return rte_strerror(e < 0 ? -e : e); }
+std::string rte_err(int e) {
+  return rte_strerror(e < 0 ? -e : e);
+}
 
 bool has_arg(const std::vector<std::string>& a, std::initializer_list<const char*> names) {
   for (const auto& s : a)
@@ -32,7 +34,8 @@ bool has_arg(const std::vector<std::string>& a, std::initializer_list<const char
 std::mutex g_eal_mu;
 bool g_eal_ready = false;
 
-Result<void> eal_init_once(const DpdkConfig& cfg, const std::function<void(const std::string&)>& log) {
+Result<void> eal_init_once(const DpdkConfig& cfg,
+                           const std::function<void(const std::string&)>& log) {
   std::lock_guard g(g_eal_mu);
   if (g_eal_ready) {
     if (log) log("dpdk: EAL already initialised in this process; eal arguments ignored");
@@ -177,12 +180,11 @@ Result<std::unique_ptr<DpdkBackend>> DpdkBackend::create(
   // One queue pair per worker. Fewer queues than workers is refused rather than shared:
   // a queue has exactly one owner thread (DPDK queues are not thread-safe).
   if (info.max_rx_queues < nw || info.max_tx_queues < nw)
-    return make_error(where + "driver " + info.driver_name + " offers " +
-                      std::to_string(info.max_rx_queues) + " rx / " +
-                      std::to_string(info.max_tx_queues) + " tx queues; " + std::to_string(nw) +
-                      " workers need one pair each: use at most " +
-                      std::to_string(std::min(info.max_rx_queues, info.max_tx_queues)) +
-                      " workers");
+    return make_error(
+        where + "driver " + info.driver_name + " offers " + std::to_string(info.max_rx_queues) +
+        " rx / " + std::to_string(info.max_tx_queues) + " tx queues; " + std::to_string(nw) +
+        " workers need one pair each: use at most " +
+        std::to_string(std::min(info.max_rx_queues, info.max_tx_queues)) + " workers");
 
   rte_eth_conf conf{};
   const uint64_t want_rss = RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_FRAG_IPV4 | RTE_ETH_RSS_NONFRAG_IPV4_UDP;
@@ -202,8 +204,8 @@ Result<std::unique_ptr<DpdkBackend>> DpdkBackend::create(
   if (sh->rx_csum_offload) conf.rxmode.offloads |= rx_ck;
   if (sh->tx_csum_offload) conf.txmode.offloads |= tx_ck;
   if (log)
-    log(std::string("dpdk: checksums rx ") + (sh->rx_csum_offload ? "NIC" : "software") +
-        ", tx " + (sh->tx_csum_offload ? "NIC" : "software"));
+    log(std::string("dpdk: checksums rx ") + (sh->rx_csum_offload ? "NIC" : "software") + ", tx " +
+        (sh->tx_csum_offload ? "NIC" : "software"));
   // Link changes by interrupt when the driver has them (memif, most NICs); workers also poll
   // the link every kDpdkHousekeepNs.
   if (*info.dev_flags & RTE_ETH_DEV_INTR_LSC) conf.intr_conf.lsc = 1;
@@ -249,8 +251,8 @@ Result<std::unique_ptr<DpdkBackend>> DpdkBackend::create(
   const uint32_t frag_buckets = std::max<uint32_t>(16, std::bit_ceil(cfg.frag_flows) / 4);
   for (unsigned i = 0; i < nw; ++i) {
     const std::string nm = "cw" + std::to_string(gen) + "_" + std::to_string(i);
-    rte_mempool* mp = rte_pktmbuf_pool_create(("mp" + nm).c_str(), nmbuf, 256, 0,
-                                              uint16_t(room), sock);
+    rte_mempool* mp =
+        rte_pktmbuf_pool_create(("mp" + nm).c_str(), nmbuf, 256, 0, uint16_t(room), sock);
     if (!mp)
       return make_error("dpdk: mempool of " + std::to_string(nmbuf) + " mbufs for worker " +
                         std::to_string(i) + ": " + rte_err(rte_errno) +
@@ -264,8 +266,8 @@ Result<std::unique_ptr<DpdkBackend>> DpdkBackend::create(
     txc.offloads = conf.txmode.offloads;
     if (int r = rte_eth_tx_queue_setup(port, uint16_t(i), nb_txd, unsigned(sock), &txc); r != 0)
       return make_error(where + "tx queue " + std::to_string(i) + ": " + rte_err(r));
-    rte_ip_frag_tbl* ft = rte_ip_frag_table_create(frag_buckets, 4, frag_buckets * 4,
-                                                   frag_cycles, sock);
+    rte_ip_frag_tbl* ft =
+        rte_ip_frag_table_create(frag_buckets, 4, frag_buckets * 4, frag_cycles, sock);
     if (!ft) return make_error("dpdk: reassembly table for worker " + std::to_string(i));
     sh->frag_tables.push_back(ft);
     sh->death_rows.push_back(std::make_unique<rte_ip_frag_death_row>());
@@ -307,8 +309,9 @@ Result<std::unique_ptr<DpdkBackend>> DpdkBackend::create(
       if (log) log("dpdk: " + what + ": no TCP on the DPDK stack; this socket never receives");
     } else {
       if (!sp.server && nw > 1)
-        return make_error(what + ": client UDP sockets need a single worker on DPDK (replies "
-                                 "cannot be steered to the sending worker's queue)");
+        return make_error(what +
+                          ": client UDP sockets need a single worker on DPDK (replies "
+                          "cannot be steered to the sending worker's queue)");
       uint16_t p = ntohs(b.port_be);
       if (p == 0) {
         while (next_ephemeral != 0 && sh->by_port[next_ephemeral] != kNoSocket) ++next_ephemeral;
@@ -352,19 +355,28 @@ Result<std::unique_ptr<DpdkWorker>> DpdkBackend::open_worker(unsigned i) {
   if (i >= sh_->io.workers) return make_error("dpdk: no worker " + std::to_string(i));
   if (rte_lcore_id() == LCORE_ID_ANY) {
     if (rte_thread_register() != 0)
-      return make_error("dpdk: worker " + std::to_string(i) +
-                        ": rte_thread_register: " + rte_err(rte_errno) +
-                        " (no free lcore id; RTE_MAX_LCORE reached?)");
+      return make_error("dpdk: worker " + std::to_string(i) + ": rte_thread_register: " +
+                        rte_err(rte_errno) + " (no free lcore id; RTE_MAX_LCORE reached?)");
     t_lcore.registered = true;
   }
   return std::make_unique<DpdkWorker>(sh_, i);
 }
 
-Endpoint DpdkBackend::bound(SocketId s) const { return sh_->bound.at(s); }
-const net::DropCounters& DpdkBackend::drops(unsigned w) const { return sh_->drops[w]; }
-bool DpdkBackend::link_up() const { return sh_->link_up.load(std::memory_order_relaxed); }
-const net::Mac& DpdkBackend::mac() const { return sh_->ifc.mac; }
-uint16_t DpdkBackend::port_id() const { return sh_->port; }
+Endpoint DpdkBackend::bound(SocketId s) const {
+  return sh_->bound.at(s);
+}
+const net::DropCounters& DpdkBackend::drops(unsigned w) const {
+  return sh_->drops[w];
+}
+bool DpdkBackend::link_up() const {
+  return sh_->link_up.load(std::memory_order_relaxed);
+}
+const net::Mac& DpdkBackend::mac() const {
+  return sh_->ifc.mac;
+}
+uint16_t DpdkBackend::port_id() const {
+  return sh_->port;
+}
 
 std::vector<DpdkBackend::PortStat> DpdkBackend::port_stats() const {
   std::vector<PortStat> out;
@@ -386,8 +398,8 @@ std::vector<DpdkBackend::PortStat> DpdkBackend::port_stats() const {
     if (rte_eth_xstats_get_names(sh_->port, names.data(), unsigned(n)) == n &&
         rte_eth_xstats_get(sh_->port, vals.data(), unsigned(n)) == n)
       for (int k = 0; k < n; ++k)
-        out.push_back({std::string("x.") + names[size_t(vals[size_t(k)].id)].name,
-                       vals[size_t(k)].value});
+        out.push_back(
+            {std::string("x.") + names[size_t(vals[size_t(k)].id)].name, vals[size_t(k)].value});
   }
   return out;
 }

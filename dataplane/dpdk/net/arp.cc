@@ -114,8 +114,8 @@ uint32_t ArpTable::size() const {
   return n;
 }
 
-ArpDecision arp_input(const ArpPacket& a, const Mac& eth_src, const Interface& ifc,
-                      ArpTable& table, const ArpPolicy& policy, int64_t now) {
+ArpDecision arp_input(const ArpPacket& a, const Mac& eth_src, const Interface& ifc, ArpTable& table,
+                      const ArpPolicy& policy, int64_t now) {
   ArpDecision d;
   // The sender must be a unicast station; spa 0 is an RFC 5227 probe (answered, not learned).
   // A sender claiming one of our addresses is a conflict or a spoof: never answered.

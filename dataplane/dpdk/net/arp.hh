@@ -33,12 +33,12 @@ inline constexpr uint32_t kArpWays = 4;
 inline constexpr uint32_t kArpDefaultEntries = 256;
 
 enum class ArpLookup : uint8_t {
-  hit,            // mac is valid
-  hit_refresh,    // mac is valid (stale); caller sends a request now
-  miss_request,   // unknown; caller sends a request now and queues or drops the packet
-  miss_pending,   // a request is already outstanding; queue or drop
-  failed,         // the neighbour did not answer recently: drop
-  table_full,     // no slot: drop
+  hit,           // mac is valid
+  hit_refresh,   // mac is valid (stale); caller sends a request now
+  miss_request,  // unknown; caller sends a request now and queues or drops the packet
+  miss_pending,  // a request is already outstanding; queue or drop
+  failed,        // the neighbour did not answer recently: drop
+  table_full,    // no slot: drop
 };
 
 struct ArpLookupResult {
@@ -118,7 +118,7 @@ void ArpTable::run_timers(int64_t now, F&& f) {
 
 // What to do with a received ARP packet (after parse_arp and the Ethernet checks).
 struct ArpDecision {
-  bool reply = false;                   // answer with our MAC for arp.tpa_be to arp.sha
+  bool reply = false;  // answer with our MAC for arp.tpa_be to arp.sha
   // Count when not `count`. With reply == false the packet is done; with reply == true the
   // request is still answered and only its learning was dropped (table full).
   DropReason drop = DropReason::count;
@@ -130,7 +130,7 @@ struct ArpPolicy {
 
 // Applies the policy above: validates the sender, answers requests for our addresses,
 // learns only solicited replies (and, by policy, requesters).
-ArpDecision arp_input(const ArpPacket& a, const Mac& eth_src, const Interface& ifc,
-                      ArpTable& table, const ArpPolicy& policy, int64_t now_ns);
+ArpDecision arp_input(const ArpPacket& a, const Mac& eth_src, const Interface& ifc, ArpTable& table,
+                      const ArpPolicy& policy, int64_t now_ns);
 
 }  // namespace cw::dp::net

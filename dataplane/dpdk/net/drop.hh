@@ -11,6 +11,7 @@
 
 namespace cw::dp::net {
 
+// clang-format off
 #define CW_DROP_REASONS(X)                                                              \
   /* Ethernet */                                                                        \
   X(eth_too_short)        /* shorter than the 14-byte Ethernet header */                \
@@ -58,6 +59,7 @@ namespace cw::dp::net {
   X(tx_arp_failed)        /* next hop did not answer ARP */                             \
   X(tx_ring_full)         /* NIC TX ring did not take the packet */                     \
   X(tx_link_down)         /* port down: packet not sent */
+// clang-format on
 
 enum class DropReason : uint8_t {
 #define CW_X(name) name,

@@ -11,8 +11,8 @@ Parsed dropped(DropReason r) {
 }
 
 // L4 of an unfragmented datagram; `ip` points at the IPv4 header, p has the L3 fields.
-void parse_l4(const uint8_t* ip, uint8_t proto, uint32_t ihl, const Interface& ifc,
-              RxOffload off, Parsed& p) {
+void parse_l4(const uint8_t* ip, uint8_t proto, uint32_t ihl, const Interface& ifc, RxOffload off,
+              Parsed& p) {
   const uint8_t* l4 = ip + ihl;
   const uint32_t l4_len = p.ip_len - ihl;
   p.l4_off = uint16_t(p.l3_off + ihl);
@@ -138,8 +138,7 @@ Parsed parse_frame(const uint8_t* f, uint32_t len, const Interface& ifc, RxOfflo
   return dropped(DropReason::eth_unknown_type);
 }
 
-Parsed parse_ipv4_datagram(const uint8_t* ip, uint32_t len, const Interface& ifc,
-                           RxOffload off) {
+Parsed parse_ipv4_datagram(const uint8_t* ip, uint32_t len, const Interface& ifc, RxOffload off) {
   return parse_ipv4_at(ip, 0, len, ifc, off, Mac{});
 }
 
@@ -234,8 +233,8 @@ void write_udp_frame(uint8_t* f, const UdpHeaderSpec& h, uint32_t len, TxCsum cs
   store16(u + 6, csum_fold_raw(pseudo_header_sum(h.src_be, h.dst_be, kProtoUdp, ulen)));
 }
 
-void write_fragment_headers(uint8_t* f, const UdpHeaderSpec& h, uint32_t offset,
-                            uint32_t frag_len, bool more) {
+void write_fragment_headers(uint8_t* f, const UdpHeaderSpec& h, uint32_t offset, uint32_t frag_len,
+                            bool more) {
   const uint16_t field = uint16_t((more ? 0x2000 : 0) | (offset / 8));
   write_eth_ipv4(f, h, kIpv4MinHdrLen + frag_len, field, true);
 }

@@ -57,8 +57,7 @@ Parsed parse_frame(const uint8_t* frame, uint32_t len, const Interface& ifc, RxO
 // An IPv4 datagram without L2 header (used for reassembled datagrams: pass
 // off.ip = good, since reassembly rewrote the header without a checksum). Fragments are
 // reported as ipv4_fragment, never parsed further.
-Parsed parse_ipv4_datagram(const uint8_t* ip, uint32_t len, const Interface& ifc,
-                           RxOffload off);
+Parsed parse_ipv4_datagram(const uint8_t* ip, uint32_t len, const Interface& ifc, RxOffload off);
 
 // Checks an ARP body (28 bytes, Ethernet/IPv4). False + *why on malformed input.
 bool parse_arp(const uint8_t* p, uint32_t len, ArpPacket* out, DropReason* why);
@@ -92,7 +91,9 @@ void write_udp_frame(uint8_t* frame, const UdpHeaderSpec& h, uint32_t len, TxCsu
 // Fragmentation (RFC 791) of a UDP datagram too large for one frame. The L4 bytes (UDP
 // header + payload, `l4_len` bytes) are split into pieces of frag_payload(mtu) bytes (a
 // multiple of 8), the last one shorter.
-inline uint32_t frag_payload(uint16_t mtu) { return ((mtu - kIpv4MinHdrLen) / 8) * 8; }
+inline uint32_t frag_payload(uint16_t mtu) {
+  return ((mtu - kIpv4MinHdrLen) / 8) * 8;
+}
 // Writes the UDP header (with software checksum over the whole datagram) for `payload`.
 void write_udp_header(uint8_t* udp, const UdpHeaderSpec& h, const uint8_t* payload, uint32_t len);
 // Writes Ethernet+IPv4 headers (34 bytes) of one fragment carrying `frag_len` L4 bytes at

@@ -34,7 +34,9 @@ inline constexpr uint8_t kProtoTcp = 6;
 inline constexpr uint8_t kProtoUdp = 17;
 inline constexpr uint8_t kDefaultTtl = 64;
 
-inline uint16_t load16(const uint8_t* p) { return uint16_t(p[0] << 8 | p[1]); }
+inline uint16_t load16(const uint8_t* p) {
+  return uint16_t(p[0] << 8 | p[1]);
+}
 inline uint32_t load32(const uint8_t* p) {
   return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
 }
@@ -48,24 +50,33 @@ inline uint32_t load_be32(const uint8_t* p) {
   std::memcpy(&v, p, 4);
   return v;
 }
-inline void store_be32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
+inline void store_be32(uint8_t* p, uint32_t v) {
+  std::memcpy(p, &v, 4);
+}
 inline uint16_t load_be16(const uint8_t* p) {
   uint16_t v;
   std::memcpy(&v, p, 2);
   return v;
 }
-inline void store_be16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
+inline void store_be16(uint8_t* p, uint16_t v) {
+  std::memcpy(p, &v, 2);
+}
 
 using Mac = std::array<uint8_t, 6>;
 inline constexpr Mac kBroadcastMac{0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 inline constexpr Mac kZeroMac{};
-inline bool is_multicast_mac(const Mac& m) { return (m[0] & 1) != 0; }  // includes broadcast
+// Group bit set: multicast, including broadcast.
+inline bool is_multicast_mac(const Mac& m) {
+  return (m[0] & 1) != 0;
+}
 inline Mac load_mac(const uint8_t* p) {
   Mac m;
   std::memcpy(m.data(), p, 6);
   return m;
 }
-inline void store_mac(uint8_t* p, const Mac& m) { std::memcpy(p, m.data(), 6); }
+inline void store_mac(uint8_t* p, const Mac& m) {
+  std::memcpy(p, m.data(), 6);
+}
 
 // RFC 1071 one's-complement sum of `len` bytes as big-endian 16-bit words, unfolded. A 64-bit
 // accumulator cannot overflow for any IPv4 datagram (at most 2^15 words of 2^16).
@@ -84,7 +95,9 @@ inline uint16_t csum_fold_raw(uint64_t sum) {  // folded sum, not complemented
 }
 // The value to store in a checksum field (host order; write with store16). A block whose
 // stored checksum is right sums to 0xFFFF, so csum_fold() over it is 0.
-inline uint16_t csum_fold(uint64_t sum) { return uint16_t(~csum_fold_raw(sum)); }
+inline uint16_t csum_fold(uint64_t sum) {
+  return uint16_t(~csum_fold_raw(sum));
+}
 
 // Sum of the UDP/TCP pseudo-header (RFC 768): addresses, protocol, L4 length.
 inline uint64_t pseudo_header_sum(uint32_t src_be, uint32_t dst_be, uint8_t proto,
@@ -98,7 +111,9 @@ inline uint64_t pseudo_header_sum(uint32_t src_be, uint32_t dst_be, uint8_t prot
   return csum_add(ph, sizeof ph);
 }
 
-inline uint32_t host(uint32_t be) { return ntohl(be); }
+inline uint32_t host(uint32_t be) {
+  return ntohl(be);
+}
 
 // One address of the interface with its prefix (e.g. 10.0.0.2/24).
 struct LocalAddr {
@@ -159,6 +174,8 @@ inline bool is_martian_src(uint32_t ip_be) {
   const uint32_t top = h >> 24;
   return top == 0 || top == 127 || top >= 224;
 }
-inline bool is_multicast_ip(uint32_t ip_be) { return (host(ip_be) >> 28) == 0xE; }
+inline bool is_multicast_ip(uint32_t ip_be) {
+  return (host(ip_be) >> 28) == 0xE;
+}
 
 }  // namespace cw::dp::net

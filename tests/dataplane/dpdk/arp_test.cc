@@ -151,8 +151,10 @@ TEST_F(ArpFixture, TableIsBounded) {
     a.spa_be = htonl(ntohl(ip("10.0.1.0")) + uint32_t(i));
     auto d = input(a, 0);
     EXPECT_TRUE(d.reply);
-    if (d.drop == DropReason::arp_table_full) ++full;
-    else ++learned;
+    if (d.drop == DropReason::arp_table_full)
+      ++full;
+    else
+      ++learned;
   }
   EXPECT_LE(table.size(), table.capacity());
   EXPECT_GT(full, 0u);

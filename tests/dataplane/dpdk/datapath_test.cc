@@ -34,15 +34,21 @@ class DpdkDatapath : public ::testing::Test {
     io.tx_buffers = 512;
     io.max_datagram = kMaxDatagram;
     DpdkConfig cfg;
-    cfg.eal_args = {"--no-huge", "-m", "128", "--no-pci", "--no-shconf",
-                    "--log-level=lib.eal:error", "--file-prefix=cwdp" + std::to_string(getpid())};
+    cfg.eal_args = {"--no-huge",
+                    "-m",
+                    "128",
+                    "--no-pci",
+                    "--no-shconf",
+                    "--log-level=lib.eal:error",
+                    "--file-prefix=cwdp" + std::to_string(getpid())};
     cfg.port = "net_ring_cwdp";
     cfg.addresses = {parse_cidr("10.0.0.2/24").value()};
     cfg.rx_desc = 256;
     cfg.tx_desc = 256;
     cfg.arp_queue = kArpQueue;
     cfg.frag_timeout_ms = 100;
-    const std::vector<SocketSpec> specs{{Transport::udp, parse_endpoint("0.0.0.0:7").value(), true}};
+    const std::vector<SocketSpec> specs{
+        {Transport::udp, parse_endpoint("0.0.0.0:7").value(), true}};
     auto b = DpdkBackend::create(io, specs, cfg);
     if (!b) {
       skip_ = b.error().message;
@@ -56,8 +62,8 @@ class DpdkDatapath : public ::testing::Test {
     }
     worker_ = std::move(w.value());
     ring_ = rte_ring_lookup("ETH_RXTX0_net_ring_cwdp");
-    pool_ = rte_pktmbuf_pool_create("cwdp_test", 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                    SOCKET_ID_ANY);
+    pool_ =
+        rte_pktmbuf_pool_create("cwdp_test", 1023, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
     if (!ring_ || !pool_) skip_ = "ring PMD layout not as expected";
     std::system(("rm -rf /var/run/dpdk/cwdp" + std::to_string(getpid())).c_str());
   }
@@ -203,8 +209,8 @@ TEST_F(DpdkDatapath, SendWaitsForArpBoundedThenGoes) {
     EXPECT_EQ(csum_fold(csum_add(ip4, 20)), 0);
     const uint8_t* u = ip4 + 20;
     EXPECT_EQ(ntohs(load_be16(u)), 7);  // from the socket's port
-    EXPECT_EQ(csum_fold(csum_add(u, 108, pseudo_header_sum(ip("10.0.0.2"), ip("10.0.0.5"),
-                                                           kProtoUdp, 108))),
+    EXPECT_EQ(csum_fold(csum_add(
+                  u, 108, pseudo_header_sum(ip("10.0.0.2"), ip("10.0.0.5"), kProtoUdp, 108))),
               0);
   }
   // Resolved now: the next send goes straight out.
@@ -332,7 +338,6 @@ TEST_F(DpdkDatapath, UnansweredArpFailsQueuedSends) {
   EXPECT_EQ(requests, int(kArpMaxTries));
   send("10.0.0.7", 9000, 10);  // failed neighbour: dropped at once
   EXPECT_EQ(drops(DropReason::tx_arp_failed), 2u);
-
 }
 
 TEST_F(DpdkDatapath, LinkDownStopsRxAndDropsTx) {

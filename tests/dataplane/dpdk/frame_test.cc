@@ -12,8 +12,12 @@ using namespace test;
 Parsed parse(const std::vector<uint8_t>& f, RxOffload off = {}) {
   return parse_frame(f.data(), uint32_t(f.size()), test_interface(), off);
 }
-uint8_t* iph(std::vector<uint8_t>& f) { return f.data() + kEthHdrLen; }
-uint8_t* udph(std::vector<uint8_t>& f) { return f.data() + kEthHdrLen + kIpv4MinHdrLen; }
+uint8_t* iph(std::vector<uint8_t>& f) {
+  return f.data() + kEthHdrLen;
+}
+uint8_t* udph(std::vector<uint8_t>& f) {
+  return f.data() + kEthHdrLen + kIpv4MinHdrLen;
+}
 
 void expect_drop(const std::vector<uint8_t>& f, DropReason r, RxOffload off = {}) {
   const Parsed p = parse(f, off);
@@ -74,7 +78,9 @@ TEST(DpdkFrame, NicVerifiedChecksumsSkipSoftware) {
   EXPECT_EQ(parse(f, {CsumState::good, CsumState::good}).kind, FrameKind::udp);
 }
 
-TEST(DpdkFrame, EthTooShort) { expect_drop(std::vector<uint8_t>(13), DropReason::eth_too_short); }
+TEST(DpdkFrame, EthTooShort) {
+  expect_drop(std::vector<uint8_t>(13), DropReason::eth_too_short);
+}
 
 TEST(DpdkFrame, EthNotForUs) {
   auto f = udp_frame({1});
@@ -151,8 +157,8 @@ TEST(DpdkFrame, IpBadChecksum) {
 }
 
 TEST(DpdkFrame, IpBadSrc) {
-  for (const char* src : {"0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", "10.0.0.2",
-                          "10.0.0.255"}) {
+  for (const char* src :
+       {"0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", "10.0.0.2", "10.0.0.255"}) {
     UdpHeaderSpec h = peer_to_us();
     h.src_be = ip(src);
     expect_drop(udp_frame({1}, h), DropReason::ip_bad_src);

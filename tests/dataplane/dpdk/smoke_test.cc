@@ -30,7 +30,9 @@ int run(const std::string& cmd) {
   const int r = std::system(cmd.c_str());
   return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
 }
-int sh(const std::string& cmd) { return run(cmd + " >/dev/null 2>&1"); }
+int sh(const std::string& cmd) {
+  return run(cmd + " >/dev/null 2>&1");
+}
 
 // Creates a namespace, moves this thread into it; the destructor moves back and deletes it.
 class Netns {
@@ -117,8 +119,13 @@ TEST(DpdkSmoke, TapInNamespaceAnswersArpPingAndUdp) {
   io.rx_buffers = 1024;
   io.tx_buffers = 1024;
   DpdkConfig cfg;
-  cfg.eal_args = {"--no-huge", "-m", "256", "--no-pci", "--log-level=lib.eal:error",
-                  "--no-shconf", "--file-prefix=cwsmoke" + tag};
+  cfg.eal_args = {"--no-huge",
+                  "-m",
+                  "256",
+                  "--no-pci",
+                  "--log-level=lib.eal:error",
+                  "--no-shconf",
+                  "--file-prefix=cwsmoke" + tag};
   cfg.port = "net_tap_cw" + tag + ",iface=" + iface;
   cfg.addresses = {parse_cidr("10.99.0.2/24").value()};
   cfg.arp_learn_from_requests = false;  // so our replies must resolve the peer by ARP
@@ -189,8 +196,9 @@ TEST(DpdkSmoke, TapInNamespaceAnswersArpPingAndUdp) {
     for (size_t r = 0; r < net::kDropReasonCount; ++r) {
       const uint64_t v = be.drops(i).get(net::DropReason(r));
       sum.add(net::DropReason(r), v);
-      if (v) std::printf("worker %u drop %s = %llu\n", i, net::drop_reason_name(net::DropReason(r)),
-                         static_cast<unsigned long long>(v));
+      if (v)
+        std::printf("worker %u drop %s = %llu\n", i, net::drop_reason_name(net::DropReason(r)),
+                    static_cast<unsigned long long>(v));
     }
   }
   for (const auto& st : be.port_stats())
