@@ -117,7 +117,7 @@ void DpdkWorker::rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got) {
   const net::Parsed p = net::parse_frame(f, rte_pktmbuf_data_len(m), sh_->ifc, off);
   switch (p.kind) {
     case net::FrameKind::udp:
-      if (deliver_udp(f, &p, out, n, got)) {
+      if (deliver_udp(f, p, out, n, got)) {
         held_[held_n_++] = m;  // the item points into m until the next poll
         return;
       }
@@ -143,10 +143,9 @@ void DpdkWorker::rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got) {
   rte_pktmbuf_free(m);
 }
 
-// UDP datagram `parsed` (a net::Parsed) whose bytes start at base -> one RxItem.
-bool DpdkWorker::deliver_udp(const uint8_t* base, const void* parsed, RxItem* out, uint32_t n,
+// UDP datagram p whose bytes start at base -> one RxItem.
+bool DpdkWorker::deliver_udp(const uint8_t* base, const net::Parsed& p, RxItem* out, uint32_t n,
                              uint32_t& got) {
-  const auto& p = *static_cast<const net::Parsed*>(parsed);
   const uint16_t s = sh_->by_port[ntohs(p.dport_be)];
   if (s == kNoSocket || (sh_->bound[s].addr_be != 0 && sh_->bound[s].addr_be != p.dst_be)) {
     drops_->add(DropReason::udp_no_socket);
@@ -200,7 +199,7 @@ void DpdkWorker::rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t
     // Reassembly rewrote the IPv4 header without a checksum; every fragment was checked.
     const net::Parsed p = net::parse_ipv4_datagram(dst, len, sh_->ifc, {net::CsumState::good, {}});
     if (p.kind == net::FrameKind::udp) {
-      if (deliver_udp(dst, &p, out, n, got)) arena_used_ += len;
+      if (deliver_udp(dst, p, out, n, got)) arena_used_ += len;
     } else if (p.kind == net::FrameKind::drop) {
       drops_->add(p.drop);
     } else {
@@ -224,8 +223,11 @@ void DpdkWorker::arp_received(const net::ArpPacket& a, const net::Mac& eth_src, 
       d.drop == DropReason::count &&
       (a.op == net::kArpReply || (sh_->arp_policy.learn_from_requests && a.spa_be != 0));
   if (learned && !waiting_.empty()) release_waiting(a.spa_be, &a.sha);
-  // Other workers may be waiting for this neighbour: give each a copy.
-  if (from_wire && d.drop != DropReason::arp_bad_sender && !sh_->arp_rings.empty()) {
+  // Other workers may be waiting for this neighbour: give each a copy of what concerns us
+  // (not of requests for other hosts, which every host on the LAN sees).
+  const bool useful = d.drop == DropReason::count || d.drop == DropReason::arp_table_full ||
+                      d.drop == DropReason::arp_unsolicited_reply;
+  if (from_wire && useful && !sh_->arp_rings.empty()) {
     ArpCopyElem e{a, eth_src, 0};
     for (unsigned w = 0; w < sh_->arp_rings.size(); ++w)
       if (w != id_) rte_ring_mp_enqueue_elem(sh_->arp_rings[w], &e, sizeof e);

@@ -91,7 +91,8 @@ class alignas(64) DpdkWorker {
 
   void rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got);
   void rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t n, uint32_t& got);
-  bool deliver_udp(const uint8_t* base, const void* parsed, RxItem* out, uint32_t n, uint32_t& got);
+  bool deliver_udp(const uint8_t* base, const net::Parsed& p, RxItem* out, uint32_t n,
+                   uint32_t& got);
   void arp_received(const net::ArpPacket& a, const net::Mac& eth_src, bool from_wire);
   void send_arp(uint16_t op, const net::Mac& eth_dst, uint32_t spa_be, const net::Mac& tha,
                 uint32_t tpa_be);
