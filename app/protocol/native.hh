@@ -12,6 +12,10 @@
 //    16    4  payload length (bytes after the header, <= kMaxPayload)
 //    20    4  reserved     must be 0 in v1
 //   All integers big-endian. An error message's payload is a 2-byte ErrorCode.
+// Versioning: every version keeps bytes 0..15 (magic, version, kind, service, flags, request
+// id) where v1 has them, so a server can answer a version it does not know with a
+// bad_version error that echoes the request id; that error carries the highest version the
+// server speaks in its version byte.
 #pragma once
 
 #include <cstdint>
@@ -45,9 +49,9 @@ struct Header {
 
 enum class Status : uint8_t {
   ok,
-  need_more,     // fewer bytes than a whole message (stream: wait; datagram: truncated)
-  bad_magic,     // not this protocol: drop, never answer
-  bad_version,   // header readable: answer with an error
+  need_more,    // fewer bytes than a whole message (stream: wait; datagram: truncated)
+  bad_magic,    // not this protocol: drop, never answer
+  bad_version,  // header readable: answer with an error
   bad_kind,
   too_large,
   bad_reserved,
@@ -55,19 +59,27 @@ enum class Status : uint8_t {
 
 struct Decoded {
   Status status = Status::need_more;
-  Header header;                     // valid when status != need_more && != bad_magic
+  // Valid for every status except bad_magic and a need_more given fewer than kHeaderSize
+  // bytes (a need_more with a whole header says the payload is short: "truncated").
+  Header header;
   std::span<const uint8_t> payload;  // ok only
   uint32_t frame_len = 0;            // ok only: header + payload bytes consumed
 };
 
-// Decodes the message at the start of bytes.
+// Decodes the message at the start of bytes (bytes may hold more after it). Checks, in
+// order: magic (as soon as 1-2 bytes are there, so a stream of garbage is refused early),
+// whole header, version, kind, flags/reserved, payload length, whole payload.
 Decoded decode(std::span<const uint8_t> bytes);
 // Writes a header (kHeaderSize bytes) at out.
 void encode_header(uint8_t* out, const Header& h);
 // Writes a whole error message answering `req` at out (kHeaderSize + 2 bytes); returns size.
 uint32_t encode_error(uint8_t* out, const Header& req, ErrorCode code);
 inline constexpr uint32_t kErrorSize = kHeaderSize + 2;
-// The ErrorCode a non-ok, answerable status maps to.
+// Writes header h (its payload_len is set to payload.size()) followed by payload at out,
+// which must hold kHeaderSize + payload.size() bytes; returns the bytes written.
+uint32_t encode_message(uint8_t* out, Header h, std::span<const uint8_t> payload);
+// The ErrorCode a non-ok, answerable status maps to (need_more with a whole header maps to
+// truncated). Only bad_version, bad_kind, too_large, bad_reserved, need_more are answerable.
 ErrorCode error_for(Status s);
 
 }  // namespace cw::proto::native

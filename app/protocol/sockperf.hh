@@ -1,14 +1,16 @@
-// sockperf's wire message (the Debian `sockperf` tool, client side), so its unmodified
-// client can measure corewire. Pure functions over bytes.
+// sockperf's wire message (the Debian `sockperf` 3.7 tool), so its unmodified client can
+// measure corewire. Pure functions over bytes: no I/O, no globals, no allocation.
 //
 //   off size field
 //     0    8  sequence number
 //     8    2  flags   0x1 client, 0x2 pong-request, 0x4 warm-up
-//    10    4  total message length, header included
-//   (byte order: see docs/protocol.md, verified against a capture of the real client)
+//    10    4  total message length, header included (14 .. kMaxMessage)
+//    14    .  payload (the client fills it with arbitrary bytes)
+//   All integers big-endian (verified against the real client and server; the captures are
+//   in docs/protocol.md).
 // A server answers a message that has client and pong-request set and warm-up clear by
-// sending the same bytes back with the client bit cleared; it ignores every other message.
-// On TCP the length field frames the stream.
+// sending the same bytes back with the client bit cleared (other flag bits are kept); it
+// ignores every other message. On TCP the length field frames the stream.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +22,10 @@ inline constexpr uint32_t kHeaderSize = 14;
 inline constexpr uint16_t kClient = 0x1;
 inline constexpr uint16_t kPongRequest = 0x2;
 inline constexpr uint16_t kWarmup = 0x4;
-inline constexpr uint32_t kMaxMessage = 65507;  // sockperf's own upper bound (-m)
+// `sockperf server` rejects longer messages ("Message received was larger than expected")
+// and its UDP client refuses -m above this; its TCP client allows up to 1048575, which the
+// stock server does not accept either, so neither do we.
+inline constexpr uint32_t kMaxMessage = 65507;
 
 struct Header {
   uint64_t seq = 0;
@@ -36,11 +41,13 @@ enum class Status : uint8_t {
 
 struct Frame {
   Status status = Status::need_more;
-  Header header;
-  uint32_t frame_len = 0;  // ok only
+  Header header;           // filled whenever at least kHeaderSize bytes were given
+  uint32_t frame_len = 0;  // ok only: == header.len
 };
 
+// Parses the message at the start of bytes (bytes may hold more after it).
 Frame parse(std::span<const uint8_t> bytes);
+// Writes a header (kHeaderSize bytes) at out.
 void encode_header(uint8_t* out, const Header& h);
 inline bool wants_reply(const Header& h) {
   return (h.flags & (kClient | kPongRequest | kWarmup)) == (kClient | kPongRequest);

@@ -1,0 +1,92 @@
+// sockperf-compatible echo (default port 11111, UDP and TCP): answers every message that
+// asks for a reply (client + pong-request, no warm-up) with its own bytes, client bit
+// cleared; counts and ignores the rest. Rules and the facts behind them: docs/protocol.md.
+// One instance per worker; stateless, so nothing is shared and nothing is allocated.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <span>
+
+#include "app/protocol/sockperf.hh"
+#include "app/runtime/service.hh"
+#include "dataplane/io.hh"
+
+namespace cw::svc {
+
+class SockperfEcho {
+ public:
+  uint32_t max_frame() const { return proto::sockperf::kMaxMessage; }
+
+  // Each datagram stands alone (no per-source reassembly, unlike the stock server). Whole
+  // messages are parsed in order; the replies of one datagram go back in one datagram, so a
+  // reply is never larger than its request. A bad or truncated message ends the parse and is
+  // counted once as malformed; replies for the messages before it are still sent.
+  template <class Io>
+  void on_datagram(rt::Ctx<Io>& ctx, const dp::RxItem& it) {
+    namespace sp = proto::sockperf;
+    const uint8_t* p = it.data;
+    uint32_t left = it.len;
+    if (left == 0) return ctx.svc->malformed.add();
+    uint8_t* out = nullptr;  // reservation (at most `left` bytes), opened by the first reply
+    uint32_t out_len = 0, replies = 0, unsent = 0;
+    while (left) {
+      const sp::Frame f = sp::parse({p, left});
+      if (f.status != sp::Status::ok) {
+        ctx.svc->malformed.add();
+        break;
+      }
+      ctx.svc->requests.add();
+      if (sp::wants_reply(f.header)) {
+        if (!out && unsent == 0) out = ctx.io.dgram_reserve(it.sock, it.peer, left);
+        if (out) {
+          std::memcpy(out + out_len, p, f.frame_len);
+          sp::make_reply(out + out_len);
+          out_len += f.frame_len;
+          ++replies;
+        } else {
+          ++unsent;  // no tx buffer: the backend counted it too (tx_no_buffer)
+        }
+      }
+      p += f.frame_len;
+      left -= f.frame_len;
+    }
+    if (out) {
+      ctx.io.dgram_commit(out_len);
+      ctx.svc->responses.add(replies);
+    }
+    if (unsent) ctx.svc->dropped.add(unsent);
+  }
+
+  // Whole messages are answered in order; a partial one is left to the runtime (its bytes
+  // come back with the next segment). A bad length closes the connection.
+  template <class Io>
+  rt::StreamVerdict on_stream(rt::Ctx<Io>& ctx, dp::ConnId c, std::span<const uint8_t> b) {
+    namespace sp = proto::sockperf;
+    uint32_t used = 0;
+    while (used < b.size()) {
+      const sp::Frame f = sp::parse(b.subspan(used));
+      if (f.status == sp::Status::need_more) break;
+      if (f.status == sp::Status::bad_length) {
+        ctx.svc->malformed.add();
+        return {used, true};
+      }
+      ctx.svc->requests.add();
+      if (sp::wants_reply(f.header)) {
+        uint8_t* out = ctx.io.stream_reserve(c, f.frame_len);
+        if (!out) {  // connection gone or its output bound hit (the backend closes it)
+          ctx.svc->dropped.add();
+          return {used, true};
+        }
+        std::memcpy(out, b.data() + used, f.frame_len);
+        sp::make_reply(out);
+        ctx.io.stream_commit(c, f.frame_len);
+        ctx.svc->responses.add();
+      }
+      used += f.frame_len;
+    }
+    return {used, false};
+  }
+};
+
+}  // namespace cw::svc

@@ -1,0 +1,261 @@
+// io_uring backend: one ring per worker, created on the worker's thread.
+//
+//   UDP   one SO_REUSEPORT socket per worker and spec; a multishot recvmsg per socket draws
+//         from the worker's datagram buffer ring (group kUdpGroup); every committed datagram
+//         is one sendmsg SQE; flush() submits them all in one io_uring_enter.
+//   TCP   one SO_REUSEPORT listener per worker (multishot accept); a connection lives on the
+//         worker that accepted (or connected) it; multishot recv draws from the stream
+//         buffer ring (group kTcpGroup); output goes through a bounded per-connection ring
+//         with at most one send in flight.
+//   Shared with the epoll backend (dataplane/kernel/): socket set-up, the connection slot
+//   table, the per-connection output chunks and the datagram tx pool.
+//
+// Buffer lifetimes: receive buffers are handed out in RxItems and go back to their buffer
+// ring at the start of the next poll(). Tx slots belong to the kernel from commit until the
+// send's CQE. A connection slot is reused only once every SQE that names it has completed.
+//
+// Setup (probe, create, open_worker, ring and buffer-ring set-up) is in uring_setup.cc; the
+// datapath (poll, reserve/commit, flush, connect, close, wake) is in uring_datapath.cc.
+#pragma once
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dataplane/io.hh"
+#include "dataplane/kernel/conn_table.hh"
+#include "dataplane/kernel/out_buffer.hh"
+#include "dataplane/kernel/sockets.hh"
+#include "dataplane/kernel/tx_pool.hh"
+#include "dataplane/result.hh"
+
+namespace cw::dp {
+
+namespace uring {
+
+// What a worker ring was set up with; decided once by UringBackend::create (probe of the
+// running kernel) and logged by the caller through UringBackend::features().
+struct RingPlan {
+  unsigned setup_flags = 0;  // IORING_SETUP_* actually accepted by the kernel
+  unsigned sq_entries = 0;
+  unsigned cq_entries = 0;
+  bool defer_taskrun = false;  // completions only appear when we enter the kernel
+};
+
+// The low level pieces, kept apart so tests can check them directly.
+// user_data layout: [63..56] op, [55..32] generation (24 bits), [31..0] index.
+enum class Op : uint8_t {
+  none = 0,
+  udp_recv,  // index = SocketId
+  udp_send,  // index = tx slot
+  accept,    // index = SocketId
+  tcp_recv,  // index = connection slot
+  tcp_send,  // index = connection slot
+  connect,   // index = connection slot
+  cancel,    // index = connection slot (result ignored)
+  wake,      // eventfd read
+};
+inline constexpr uint64_t pack(Op op, uint32_t index, uint32_t gen = 0) {
+  return uint64_t(op) << 56 | uint64_t(gen & 0xFFFFFFu) << 32 | index;
+}
+inline constexpr Op op_of(uint64_t ud) { return Op(ud >> 56); }
+inline constexpr uint32_t index_of(uint64_t ud) { return uint32_t(ud); }
+inline constexpr uint32_t gen_of(uint64_t ud) { return uint32_t(ud >> 32) & 0xFFFFFFu; }
+
+// Buffer group ids registered on every worker ring.
+inline constexpr uint16_t kUdpGroup = 0;
+inline constexpr uint16_t kTcpGroup = 1;
+
+// Datagram receive buffers hold a whole datagram of up to IoConfig::max_datagram bytes
+// (plus the 32-byte recvmsg header), so nothing below max_datagram is ever truncated. They
+// are mapped MAP_NORESERVE: small datagrams touch one page per buffer, so resident memory
+// is ~4 KiB per buffer and grows toward buffers x 64 KiB only under large datagrams. The
+// count is min(IoConfig::rx_buffers, kUdpRxVirtualBudget / buffer size), a power of two:
+// with the defaults 1024 buffers of 64 KiB = 64 MiB virtual, 4 MiB resident per worker.
+inline constexpr size_t kUdpRxVirtualBudget = size_t(64) << 20;
+inline constexpr uint32_t kMinRxBuffers = 2;
+inline constexpr uint32_t kMaxRingBuffers = 32768;  // buffer ring entries limit (bid is u16)
+// SQ depth; a commit that finds the SQ full submits early (one extra enter per 1024 SQEs).
+inline constexpr unsigned kSqEntries = 1024;
+inline constexpr unsigned kMaxCqEntries = 65536;
+// iovecs per stream send (output chunks gathered into one sendmsg).
+inline constexpr unsigned kSendIov = 8;
+
+// A provided-buffer ring: `count` buffers of `size` bytes in one mapping, registered as
+// group `bgid`. Owned by one worker; the kernel reads the ring, we write it.
+struct BufRing {
+  io_uring_buf_ring* ring = nullptr;
+  size_t ring_bytes = 0;
+  uint8_t* mem = nullptr;
+  size_t mem_bytes = 0;
+  uint32_t count = 0;
+  uint32_t size = 0;  // bytes per buffer
+  uint16_t bgid = 0;
+  int mask = 0;
+  // Buffers handed out in RxItems by the last poll(); returned at the next one.
+  std::vector<uint16_t> out;
+  uint32_t nout = 0;
+
+  uint8_t* buf(uint16_t bid) const { return mem + size_t(bid) * size; }
+  void give_back(uint16_t bid, int offset) {
+    io_uring_buf_ring_add(ring, buf(bid), size, bid, mask, offset);
+  }
+};
+
+}  // namespace uring
+
+class UringBackend;
+
+// Per-connection io_uring state, kept in the shared connection table's slot (ConnSlot::x).
+// Every SQE naming the slot counts in `ops`; the slot's fd is closed, and the slot becomes
+// a zombie owing its stream_closed item, only when ops is 0 -- so no CQE can ever reach a
+// reused slot (the user_data generation check is a second guard).
+struct UringConnOps {
+  kernel::OutBuffer out;      // queued output; the first `inflight` bytes are the kernel's
+  uint32_t inflight = 0;      // bytes of the send in flight (at most one per connection)
+  uint32_t ops = 0;           // SQEs naming this slot not yet completed
+  bool recv_armed = false;    // multishot recv outstanding
+  bool send_armed = false;
+  bool closing = false;       // teardown started: cancel sent, no new SQEs
+  bool dirty = false;         // in dirty_, output to send at flush()
+  msghdr msg{};               // the in-flight sendmsg; read by the kernel until its CQE
+  iovec iov[uring::kSendIov]{};
+  sockaddr_in addr{};         // connect() target
+};
+
+class UringWorker {
+ public:
+  UringWorker(const UringWorker&) = delete;
+  UringWorker& operator=(const UringWorker&) = delete;
+  ~UringWorker();
+
+  // ---- WorkerIo (owner thread only, except wake) ------------------------------------
+  uint32_t poll(RxItem* out, uint32_t n, int64_t timeout_ns);
+  uint8_t* dgram_reserve(SocketId s, Endpoint to, uint32_t n);
+  void dgram_commit(uint32_t n);
+  uint8_t* stream_reserve(ConnId c, uint32_t n);
+  void stream_commit(ConnId c, uint32_t n);
+  ConnId connect(SocketId s, Endpoint to);
+  void close(ConnId c);
+  void flush();
+  void wake();
+  const IoCounters& counters() const { return counters_; }
+  unsigned worker_id() const { return id_; }
+
+  // Receive buffers in the datagram group (after clamping to the memory budget).
+  uint32_t udp_rx_buffers() const { return udp_.count; }
+  // Connection slots in use (including ones draining, tearing down or owing stream_closed).
+  uint32_t conns_in_use() const { return conns_.in_use(); }
+
+ private:
+  friend class UringBackend;
+  using Conns = kernel::ConnTable<UringConnOps>;
+  explicit UringWorker(uint32_t max_conns) : conns_(max_conns) {}
+
+  // The sendmsg header of one datagram tx buffer (TxPool index); read by the kernel from
+  // commit until the send's CQE.
+  struct TxMsg {
+    msghdr msg;
+    iovec iov;
+    sockaddr_in to;
+  };
+
+  struct Sock {
+    kernel::Fd fd;  // invalid for a tcp client spec (each connection has its own socket)
+    Transport transport = Transport::udp;
+    bool server = true;
+    Endpoint bind;  // spec's bind address; tcp client connections bind to it
+  };
+
+  // Datapath helpers (uring_datapath.cc).
+  io_uring_sqe* sqe();
+  void return_buffers();
+  uint32_t reap(RxItem* out, uint32_t n);
+  void handle(const io_uring_cqe& c, RxItem* out, uint32_t& k);
+  void on_udp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k);
+  void on_accept(const io_uring_cqe& c, RxItem* out, uint32_t& k);
+  void on_tcp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k);
+  void on_tcp_send(const io_uring_cqe& c);
+  void on_connect(const io_uring_cqe& c, RxItem* out, uint32_t& k);
+  void arm_udp(SocketId s);
+  void arm_accept(SocketId s);
+  void arm_recv(uint32_t slot);
+  void arm_send(uint32_t slot);
+  void arm_wake();
+  void recycle(uring::BufRing& br, const io_uring_cqe& c);
+  void teardown(uint32_t slot, CloseReason why);
+  void maybe_finish(uint32_t slot);
+  void emit_closed(RxItem* out, uint32_t& k, uint32_t n);
+  void enter(unsigned wait_nr, int64_t timeout_ns);
+
+  unsigned id_ = 0;
+  IoConfig cfg_;
+  uring::RingPlan plan_;
+  io_uring ring_{};
+  bool ring_ok_ = false;
+  IoCounters counters_;
+
+  std::vector<Sock> socks_;
+  msghdr recv_msg_{};  // multishot recvmsg template: name = sockaddr_in, no control
+
+  uring::BufRing udp_;
+  uring::BufRing tcp_;
+
+  // Datagram tx buffers (shared pool) and their sendmsg headers, by pool index.
+  kernel::TxPool tx_;
+  std::vector<TxMsg> txmsg_;
+  uint32_t res_buf_ = kernel::kNoTxBuf;  // open datagram reservation
+  SocketId res_sock_ = 0;
+  ConnId res_conn_ = kNoConn;            // open stream reservation
+  uint32_t res_len_ = 0;
+
+  // Connections (shared slot table), their output chunks, and the slots with new output.
+  Conns conns_;
+  kernel::OutChunkPool chunks_;
+  std::vector<uint32_t> dirty_;  // reserved max_conns at setup
+  uint64_t now_ns_ = 0;          // CLOCK_MONOTONIC at the start of the current poll()
+
+  // Wake-up: wake() writes the eventfd; a read of it is kept armed in the ring.
+  kernel::Fd wake_fd_;
+  uint64_t wake_buf_ = 0;
+  bool woken_ = false;
+};
+
+class UringBackend {
+ public:
+  using Worker = UringWorker;
+
+  // Whether this process can use io_uring with the features the backend needs (ring
+  // set-up, buffer rings, multishot recvmsg). The error says why not.
+  static Result<void> probe();
+  static Result<std::unique_ptr<UringBackend>> create(const IoConfig& cfg,
+                                                      std::span<const SocketSpec> specs);
+  // Called on worker thread i: creates its ring (SINGLE_ISSUER binds it to this thread),
+  // registers its buffer rings and arms its sockets.
+  Result<std::unique_ptr<UringWorker>> open_worker(unsigned i);
+  Endpoint bound(SocketId s) const { return sockets_.bound(s); }
+  static const char* name() { return "io_uring"; }
+  // One line for the start-up log: ring flags in use and buffer sizing.
+  const std::string& features() const { return features_; }
+  const uring::RingPlan& plan() const { return plan_; }
+
+ private:
+  UringBackend() = default;
+
+  IoConfig cfg_;
+  std::vector<SocketSpec> specs_;
+  // Every worker's sockets; open_worker(i) takes row i.
+  kernel::SocketSet sockets_;
+  uring::RingPlan plan_;
+  std::string features_;
+};
+
+static_assert(Backend<UringBackend>);
+
+}  // namespace cw::dp

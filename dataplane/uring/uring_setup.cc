@@ -1,0 +1,324 @@
+// io_uring backend set-up: kernel probe, socket opening, per-worker ring and buffer rings.
+// Everything here may allocate and fail; errors come back as one line saying what and why.
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "dataplane/uring/uring_io.hh"
+
+namespace cw::dp {
+
+namespace {
+
+std::string errstr(int err) { return std::strerror(err < 0 ? -err : err); }
+
+// Why io_uring_setup failed, in words an operator can act on.
+std::string setup_failure(int err) {
+  int disabled = -1;
+  if (FILE* f = std::fopen("/proc/sys/kernel/io_uring_disabled", "r")) {
+    if (std::fscanf(f, "%d", &disabled) != 1) disabled = -1;
+    std::fclose(f);
+  }
+  if (disabled == 2) return "disabled by sysctl kernel.io_uring_disabled=2";
+  if (disabled == 1 && err == -EPERM)
+    return "restricted by sysctl kernel.io_uring_disabled=1 (process not in io_uring_group)";
+  if (err == -ENOSYS) return "io_uring_setup: not implemented (old kernel or blocked by seccomp)";
+  if (err == -EPERM) return "io_uring_setup: operation not permitted (seccomp or container policy)";
+  if (err == -ENOMEM) return "io_uring_setup: out of memory (RLIMIT_MEMLOCK?)";
+  return "io_uring_setup: " + errstr(err);
+}
+
+void* map_anon(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+// Sets up a ring with the given flags; returns 0 or -errno.
+int init_ring(io_uring* ring, unsigned sq, unsigned cq, unsigned flags) {
+  io_uring_params p{};
+  p.flags = flags | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+  p.cq_entries = cq;
+  return io_uring_queue_init_params(sq, ring, &p);
+}
+
+// Flag sets to try, best first. DEFER_TASKRUN runs completions only when we enter the
+// kernel (no IPIs into a busy worker, batched task work); it needs SINGLE_ISSUER (6.1).
+// COOP_TASKRUN (5.19) is the next best; SUBMIT_ALL keeps one bad SQE from stalling a batch.
+constexpr unsigned kFlagSets[] = {
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+    IORING_SETUP_SUBMIT_ALL,
+    0,
+};
+
+std::string flag_names(unsigned f) {
+  std::string s;
+  auto add = [&](unsigned bit, const char* name) {
+    if (!(f & bit)) return;
+    if (!s.empty()) s.push_back('|');
+    s.append(name);
+  };
+  add(IORING_SETUP_SINGLE_ISSUER, "SINGLE_ISSUER");
+  add(IORING_SETUP_DEFER_TASKRUN, "DEFER_TASKRUN");
+  add(IORING_SETUP_COOP_TASKRUN, "COOP_TASKRUN");
+  add(IORING_SETUP_SUBMIT_ALL, "SUBMIT_ALL");
+  return s.empty() ? "none" : s;
+}
+
+Result<void> setup_buf_ring(io_uring* ring, uring::BufRing& br, uint16_t bgid, uint32_t count,
+                            uint32_t size) {
+  br.bgid = bgid;
+  br.count = count;
+  br.size = size;
+  br.mask = io_uring_buf_ring_mask(count);
+  br.ring_bytes = round_up(size_t(count) * sizeof(io_uring_buf), 4096);
+  br.ring = static_cast<io_uring_buf_ring*>(map_anon(br.ring_bytes));
+  br.mem_bytes = round_up(size_t(count) * size, 4096);
+  br.mem = static_cast<uint8_t*>(map_anon(br.mem_bytes));
+  if (!br.ring || !br.mem) return make_error("io_uring: cannot map receive buffers");
+  io_uring_buf_ring_init(br.ring);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<uintptr_t>(br.ring);
+  reg.ring_entries = count;
+  reg.bgid = bgid;
+  const int r = io_uring_register_buf_ring(ring, &reg, 0);
+  if (r != 0) return make_error("io_uring: register buffer ring: " + errstr(r));
+  for (uint32_t i = 0; i < count; ++i) br.give_back(uint16_t(i), int(i));
+  io_uring_buf_ring_advance(br.ring, int(count));
+  br.out.assign(count, 0);
+  br.nout = 0;
+  return {};
+}
+
+void free_buf_ring(uring::BufRing& br) {
+  if (br.ring) munmap(br.ring, br.ring_bytes);
+  if (br.mem) munmap(br.mem, br.mem_bytes);
+  br.ring = nullptr;
+  br.mem = nullptr;
+}
+
+uint32_t floor_pow2(uint64_t v) { return v == 0 ? 0 : uint32_t(std::bit_floor(v)); }
+
+// Bytes of one datagram receive buffer: recvmsg header, sockaddr_in, payload; 64-aligned.
+uint32_t udp_buf_size(const IoConfig& cfg) {
+  return uint32_t(round_up(sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_in) + cfg.max_datagram, 64));
+}
+uint32_t udp_buf_count(const IoConfig& cfg) {
+  const uint64_t budget = uring::kUdpRxVirtualBudget / udp_buf_size(cfg);
+  return std::max(uring::kMinRxBuffers, floor_pow2(std::min<uint64_t>(cfg.rx_buffers, budget)));
+}
+
+}  // namespace
+
+// ---- probe ------------------------------------------------------------------------------
+
+namespace {
+
+// The checks that need a live ring; the caller owns and tears down ring and buffers.
+Result<void> probe_ring(io_uring& ring, uring::BufRing& br) {
+  const unsigned feats = ring.features;
+  if (!(feats & IORING_FEAT_NODROP) || !(feats & IORING_FEAT_FAST_POLL) ||
+      !(feats & IORING_FEAT_EXT_ARG))
+    return make_error("kernel io_uring lacks NODROP/FAST_POLL/EXT_ARG (need Linux >= 5.19)");
+  io_uring_probe* p = io_uring_get_probe_ring(&ring);
+  if (!p) return make_error("io_uring: opcode probe failed");
+  const int need[] = {IORING_OP_RECVMSG, IORING_OP_SENDMSG, IORING_OP_ACCEPT,
+                      IORING_OP_RECV,    IORING_OP_SEND,    IORING_OP_CONNECT,
+                      IORING_OP_ASYNC_CANCEL, IORING_OP_READ};
+  bool ok = true;
+  for (int op : need) ok = ok && io_uring_opcode_supported(p, op);
+  io_uring_free_probe(p);
+  if (!ok) return make_error("kernel io_uring lacks a needed opcode (need Linux >= 6.0)");
+  // Provided-buffer ring plus multishot recvmsg (6.0): a datagram to ourselves must arrive
+  // through a multishot request that stays armed.
+  if (auto b = setup_buf_ring(&ring, br, 0, 2, 256); !b)
+    return make_error(b.error().message + " (provided-buffer rings need Linux >= 5.19)");
+  auto fd = kernel::open_udp(Endpoint{htonl(INADDR_LOOPBACK), 0}, false);
+  if (!fd) return make_error("io_uring probe: " + fd.error().message);
+  auto self_ep = kernel::local_endpoint(fd->get());
+  if (!self_ep) return make_error("io_uring probe: " + self_ep.error().message);
+  msghdr mh{};
+  mh.msg_namelen = sizeof(sockaddr_in);
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+  io_uring_prep_recvmsg_multishot(sqe, fd->get(), &mh, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = 0;
+  io_uring_submit(&ring);
+  const sockaddr_in self = kernel::to_sockaddr(*self_ep);
+  const char ping = 'p';
+  sendto(fd->get(), &ping, 1, 0, reinterpret_cast<const sockaddr*>(&self), sizeof self);
+  __kernel_timespec ts{1, 0};
+  io_uring_cqe* cqe = nullptr;
+  const int r = io_uring_wait_cqe_timeout(&ring, &cqe, &ts);
+  const bool armed = r == 0 && cqe->res > 0 && (cqe->flags & IORING_CQE_F_MORE);
+  const int res = r == 0 ? cqe->res : r;
+  fd->reset();  // the ring still holds the file until it is torn down
+  if (!armed)
+    return make_error("kernel io_uring lacks multishot recvmsg (need Linux >= 6.0): " +
+                      errstr(res));
+  return {};
+}
+
+}  // namespace
+
+Result<void> UringBackend::probe() {
+  io_uring ring;
+  const int r = io_uring_queue_init(8, &ring, 0);
+  if (r < 0) return make_error(setup_failure(r));
+  uring::BufRing br;
+  auto ok = probe_ring(ring, br);
+  io_uring_queue_exit(&ring);
+  free_buf_ring(br);
+  return ok;
+}
+
+// ---- backend ----------------------------------------------------------------------------
+
+Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& cfg,
+                                                           std::span<const SocketSpec> specs) {
+  if (cfg.workers == 0) return make_error("io_uring: at least one worker is needed");
+  if (cfg.rx_buffers < uring::kMinRxBuffers || !std::has_single_bit(cfg.rx_buffers) ||
+      cfg.rx_buffers > uring::kMaxRingBuffers)
+    return make_error("runtime.rx_buffers: must be a power of two in [2, 32768]");
+  if (cfg.rx_buffer_size < 64 || cfg.rx_buffer_size > (1u << 20))
+    return make_error("runtime.rx_buffer_size: must be in [64, 1048576] bytes");
+  if (cfg.max_datagram == 0 || cfg.max_datagram > 65535)
+    return make_error("runtime.max_datagram: must be in [1, 65535]");
+  if (cfg.tx_buffers == 0 || cfg.tx_buffers > (1u << 20))
+    return make_error("runtime.tx_buffers: must be in [1, 1048576]");
+  if (cfg.max_conns == 0 || cfg.max_conns >= (1u << 24))
+    return make_error("runtime.max_conns: must be in [1, 16777215]");
+  if (cfg.conn_out_limit == 0 || cfg.conn_out_limit > (1u << 30))
+    return make_error("runtime.conn_out_limit: must be in [1, 1 GiB]");
+  if (specs.size() > 0xFFFF) return make_error("io_uring: too many sockets");
+
+  std::unique_ptr<UringBackend> b(new UringBackend);
+  b->cfg_ = cfg;
+  b->specs_.assign(specs.begin(), specs.end());
+
+  // Which ring flags does this kernel take? Try the best set first and fall back on EINVAL.
+  const unsigned cq = std::min<unsigned>(
+      uring::kMaxCqEntries,
+      std::bit_ceil(2u * (udp_buf_count(cfg) + cfg.rx_buffers + cfg.tx_buffers) + 1024u));
+  int last = 0;
+  bool found = false;
+  for (unsigned flags : kFlagSets) {
+    io_uring ring;
+    last = init_ring(&ring, uring::kSqEntries, cq, flags);
+    if (last == 0) {
+      io_uring_queue_exit(&ring);
+      b->plan_.setup_flags = flags;
+      found = true;
+      break;
+    }
+    if (last != -EINVAL) break;
+  }
+  if (!found) return make_error(setup_failure(last));
+  b->plan_.sq_entries = uring::kSqEntries;
+  b->plan_.cq_entries = cq;
+  b->plan_.defer_taskrun = b->plan_.setup_flags & IORING_SETUP_DEFER_TASKRUN;
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "ring flags %s, sq %u cq %u; udp rx %u x %u B, tcp rx %u x %u B, tx %u x %u B",
+                flag_names(b->plan_.setup_flags).c_str(), uring::kSqEntries, cq,
+                udp_buf_count(cfg), udp_buf_size(cfg), cfg.rx_buffers, cfg.rx_buffer_size,
+                cfg.tx_buffers, cfg.max_datagram);
+  b->features_ = line;
+
+  // Open every socket now so bind errors surface before any thread starts.
+  kernel::raise_nofile_limit(kernel::nofile_wanted(cfg, specs.size()));
+  auto set = kernel::open_socket_set(specs, cfg.workers);
+  if (!set) return set.error();
+  b->sockets_ = std::move(*set);
+  return b;
+}
+
+Result<std::unique_ptr<UringWorker>> UringBackend::open_worker(unsigned i) {
+  if (i >= cfg_.workers) return make_error("io_uring: no worker " + std::to_string(i));
+  std::unique_ptr<UringWorker> w(new UringWorker(cfg_.max_conns));
+  w->id_ = i;
+  w->cfg_ = cfg_;
+  w->plan_ = plan_;
+  const std::string who = "io_uring worker " + std::to_string(i) + ": ";
+
+  int r = init_ring(&w->ring_, plan_.sq_entries, plan_.cq_entries, plan_.setup_flags);
+  if (r < 0) return make_error(who + setup_failure(r));
+  w->ring_ok_ = true;
+
+  // Receive buffer rings: datagrams (whole, up to max_datagram) and stream bytes.
+  if (auto ok = setup_buf_ring(&w->ring_, w->udp_, uring::kUdpGroup, udp_buf_count(cfg_),
+                               udp_buf_size(cfg_));
+      !ok)
+    return make_error(who + ok.error().message);
+  if (auto ok = setup_buf_ring(&w->ring_, w->tcp_, uring::kTcpGroup, cfg_.rx_buffers,
+                               cfg_.rx_buffer_size);
+      !ok)
+    return make_error(who + ok.error().message);
+
+  // Datagram tx buffers and their sendmsg headers (pointing at the buffer, fixed for life).
+  auto tx = kernel::TxPool::create(cfg_.tx_buffers, kernel::kTxLargeBuffers, cfg_.max_datagram);
+  if (!tx) return make_error(who + tx.error().message);
+  w->tx_ = std::move(*tx);
+  w->txmsg_.resize(w->tx_.count());
+  for (uint32_t t = 0; t < w->tx_.count(); ++t) {
+    UringWorker::TxMsg& m = w->txmsg_[t];
+    m.msg = msghdr{};
+    m.msg.msg_name = &m.to;
+    m.msg.msg_namelen = sizeof m.to;
+    m.msg.msg_iov = &m.iov;
+    m.msg.msg_iovlen = 1;
+    m.iov.iov_base = w->tx_.data(t);
+  }
+  w->dirty_.reserve(cfg_.max_conns);
+
+  w->wake_fd_ = kernel::Fd(eventfd(0, EFD_CLOEXEC));
+  if (!w->wake_fd_.valid()) return make_error(who + "eventfd: " + errstr(errno));
+
+  // Take this worker's sockets and arm them.
+  w->recv_msg_.msg_namelen = sizeof(sockaddr_in);
+  std::vector<kernel::Fd> fds = sockets_.take(i);
+  w->socks_.resize(specs_.size());
+  for (size_t s = 0; s < specs_.size(); ++s) {
+    UringWorker::Sock& k = w->socks_[s];
+    k.transport = specs_[s].transport;
+    k.server = specs_[s].server;
+    k.bind = specs_[s].bind;
+    k.fd = std::move(fds[s]);
+    if (!k.fd.valid()) continue;
+    if (k.transport == Transport::udp)
+      w->arm_udp(SocketId(s));
+    else
+      w->arm_accept(SocketId(s));
+  }
+  w->arm_wake();
+  r = io_uring_submit(&w->ring_);
+  if (r < 0) return make_error(who + "io_uring_submit: " + errstr(r));
+  return w;
+}
+
+UringWorker::~UringWorker() {
+  // Closing the ring cancels and reaps every request still armed; only then are buffers the
+  // kernel might still write unmapped (members are destroyed after this body).
+  if (ring_ok_) io_uring_queue_exit(&ring_);
+  for (uint32_t i = 0; i < conns_.high_water(); ++i) {
+    auto& s = conns_.at(i);
+    if (s.state == kernel::ConnState::free) continue;
+    if (s.fd >= 0) ::close(s.fd);
+    s.x.out.clear(chunks_);
+  }
+  free_buf_ring(udp_);
+  free_buf_ring(tcp_);
+}
+
+}  // namespace cw::dp

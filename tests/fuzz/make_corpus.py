@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Writes the small seed corpus under tests/fuzz/corpus/ (re-run to regenerate)."""
+import os, struct
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+def native(kind=0, service=1, rid=1, payload=b'', version=1, flags=0, reserved=0, plen=None):
+    return struct.pack('>HBBHHQII', 0x4357, version, kind, service, flags, rid,
+                       len(payload) if plen is None else plen, reserved) + payload
+
+def sockperf(seq, flags, ln, payload=None):
+    body = payload if payload is not None else bytes(range(14, ln))[: max(ln - 14, 0)]
+    return struct.pack('>QHI', seq, flags, ln) + body
+
+native_seeds = {
+    'request_empty': native(),
+    'request_hello': native(rid=7, payload=b'hello'),
+    'oneway': native(kind=2, payload=b'x'),
+    'response': native(kind=1, payload=b'r'),
+    'error': native(kind=3, payload=b'\x00\x04'),
+    'bad_version': native(version=2),
+    'bad_kind': native(kind=9),
+    'bad_flags': native(flags=1),
+    'bad_reserved': native(reserved=1),
+    'too_large': native(plen=0xFFFF),
+    'truncated': native(payload=b'abcdef')[:27],
+    'unknown_service': native(service=77, payload=b'?'),
+    'two_requests': native(rid=1, payload=b'a') + native(rid=2, payload=b'bb'),
+    'garbage': b'GET / HTTP/1.1\r\n\r\n',
+}
+sockperf_seeds = {
+    'pingpong_14': bytes.fromhex('000000000000000700030000000e'),  # captured
+    'pingpong_20': bytes.fromhex('0000000000000001000300000014b73158a35a25'),  # captured (TCP)
+    'throughput': sockperf(1, 1, 14),
+    'warmup': sockperf(2, 7, 14),
+    'flags_0x13': sockperf(3, 0x13, 14),
+    'len_5': sockperf(4, 3, 5, b''),
+    'len_huge': sockperf(5, 3, 70000, b''),
+    'truncated': sockperf(6, 3, 100, b'abc'),
+    'three': sockperf(1, 3, 14) + sockperf(2, 1, 20) + sockperf(3, 3, 16),
+    'trailing': sockperf(1, 3, 14) + b'XXXXXX',
+}
+
+def write(dirname, seeds, service):
+    d = os.path.join(here, 'corpus', dirname)
+    os.makedirs(d, exist_ok=True)
+    for name, b in seeds.items():
+        if service:
+            # stream bytes + no cuts; and a variant cut into 1-byte and 3-byte segments
+            open(os.path.join(d, name), 'wb').write(b + b'\x00')
+            open(os.path.join(d, name + '_cut'), 'wb').write(b + bytes([0, 2, 0, 2]) + b'\x04')
+        else:
+            open(os.path.join(d, name), 'wb').write(b)
+
+write('native', native_seeds, False)
+write('sockperf', sockperf_seeds, False)
+write('native_service', native_seeds, True)
+write('sockperf_service', sockperf_seeds, True)
