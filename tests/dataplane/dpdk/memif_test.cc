@@ -29,8 +29,13 @@ constexpr int kDatagrams = 20;
 DpdkConfig memif_config(const std::string& role, const std::string& sock, const char* addr,
                         const std::string& prefix) {
   DpdkConfig cfg;
-  cfg.eal_args = {"--no-huge", "-m", "128", "--no-pci", "--no-shconf",
-                  "--log-level=lib.eal:error", "--file-prefix=" + prefix};
+  cfg.eal_args = {"--no-huge",
+                  "-m",
+                  "128",
+                  "--no-pci",
+                  "--no-shconf",
+                  "--log-level=lib.eal:error",
+                  "--file-prefix=" + prefix};
   cfg.port = "net_memif0,role=" + role + ",socket=" + sock;
   cfg.addresses = {parse_cidr(addr).value()};
   cfg.rx_desc = 256;
@@ -51,9 +56,9 @@ TEST(DpdkMemif, Peer) {
   const char* sock = std::getenv(kPeerEnv);
   if (!sock) GTEST_SKIP() << "runs only as the child of DpdkMemif.EchoAcrossProcesses";
   const std::vector<SocketSpec> specs{{Transport::udp, parse_endpoint("0.0.0.0:0").value(), false}};
-  auto b = DpdkBackend::create(small_io(), specs,
-                               memif_config("client", sock, "10.98.0.2/24",
-                                            "cwmc" + std::to_string(getpid())));
+  auto b = DpdkBackend::create(
+      small_io(), specs,
+      memif_config("client", sock, "10.98.0.2/24", "cwmc" + std::to_string(getpid())));
   ASSERT_TRUE(b.ok()) << b.error().message;
   auto w = b.value()->open_worker(0);
   ASSERT_TRUE(w.ok()) << w.error().message;
@@ -76,9 +81,9 @@ TEST(DpdkMemif, Peer) {
     }
     const uint32_t n = io.poll(items, 64, 1'000'000);
     for (uint32_t k = 0; k < n; ++k)
-      if (items[k].peer == server && std::string(reinterpret_cast<const char*>(items[k].data),
-                                                 items[k].len)
-                                             .rfind("memif ", 0) == 0)
+      if (items[k].peer == server &&
+          std::string(reinterpret_cast<const char*>(items[k].data), items[k].len)
+                  .rfind("memif ", 0) == 0)
         ++echoed;
     io.flush();
   }
@@ -93,7 +98,8 @@ TEST(DpdkMemif, EchoAcrossProcessesAndSurvivePeerExit) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root (EAL)";
   const std::string tag = std::to_string(getpid());
   const std::string sock = "/tmp/cw-memif-" + tag + ".sock";
-  const std::vector<SocketSpec> specs{{Transport::udp, parse_endpoint("0.0.0.0:7777").value(), true}};
+  const std::vector<SocketSpec> specs{
+      {Transport::udp, parse_endpoint("0.0.0.0:7777").value(), true}};
   auto b = DpdkBackend::create(small_io(), specs,
                                memif_config("server", sock, "10.98.0.1/24", "cwms" + tag));
   if (!b && b.error().message.rfind("dpdk.eal", 0) == 0)

@@ -6,9 +6,6 @@
 // The tap must be created inside the namespace (so the PMD's ioctl/netlink sockets live
 // there): the test thread enters the namespace before the backend hot-plugs the tap and
 // leaves it after the backend is gone.
-#include <fcntl.h>
-#include <sched.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -22,44 +19,14 @@
 #include <vector>
 
 #include "dataplane/dpdk/dpdk_io.hh"
+#include "tests/dataplane/dpdk/netns.hh"
 
 namespace cw::dp {
 namespace {
 
-int run(const std::string& cmd) {
-  const int r = std::system(cmd.c_str());
-  return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
-}
-int sh(const std::string& cmd) {
-  return run(cmd + " >/dev/null 2>&1");
-}
-
-// Creates a namespace, moves this thread into it; the destructor moves back and deletes it.
-class Netns {
- public:
-  explicit Netns(std::string name) : name_(std::move(name)) {
-    sh("ip netns del " + name_);
-    if (sh("ip netns add " + name_) != 0) return;
-    added_ = true;
-    home_ = open("/proc/self/task/" + std::to_string(gettid()) + "/ns/net", O_RDONLY);
-    const int fd = open(("/var/run/netns/" + name_).c_str(), O_RDONLY);
-    entered_ = home_ >= 0 && fd >= 0 && setns(fd, CLONE_NEWNET) == 0;
-    if (fd >= 0) ::close(fd);
-  }
-  ~Netns() {
-    if (entered_) setns(home_, CLONE_NEWNET);
-    if (home_ >= 0) ::close(home_);
-    if (added_) sh("ip netns del " + name_);
-  }
-  bool ok() const { return entered_; }
-  std::string exec(const std::string& cmd) const { return "ip netns exec " + name_ + " " + cmd; }
-
- private:
-  static int open(const std::string& p, int flags) { return ::open(p.c_str(), flags); }
-  std::string name_;
-  int home_ = -1;
-  bool added_ = false, entered_ = false;
-};
+using test::Netns;
+using test::run;
+using test::sh;
 
 // Runs in the namespace: ICMP echo by raw socket (no ping binary needed), then UDP echo of a
 // small and a fragmented datagram, then one datagram to a port nobody serves.
@@ -143,10 +110,7 @@ TEST(DpdkSmoke, TapInNamespaceAnswersArpPingAndUdp) {
   EXPECT_EQ(ntohs(be.bound(0).port_be), 7777);
 
   // Kernel side of the tap: its own MAC (the PMD set ours on it), an address, up.
-  ASSERT_EQ(sh(ns.exec("ip link set " + iface + " down")), 0);
-  ASSERT_EQ(sh(ns.exec("ip link set " + iface + " address 02:00:00:00:99:01")), 0);
-  ASSERT_EQ(sh(ns.exec("ip addr add 10.99.0.1/24 dev " + iface)), 0);
-  ASSERT_EQ(sh(ns.exec("ip link set " + iface + " up")), 0);
+  ASSERT_TRUE(test::configure_kernel_side(ns, iface, "10.99.0.1/24"));
 
   // Echo workers, one per queue, until told to stop.
   std::atomic<bool> stop{false};
