@@ -278,8 +278,10 @@ void DpdkWorker::route_frame(rte_mbuf* m, uint32_t dst_be) {
     net::store_mac(f, net::kBroadcastMac);
     return queue_tx(m);
   }
+  // No route: off-link without a gateway, or a destination no frame can reach (ourselves,
+  // 0.0.0.0, multicast: none is resolvable by ARP).
   const uint32_t nh = sh_->ifc.next_hop(dst_be);
-  if (nh == 0) {
+  if (nh == 0 || dst_be == 0 || sh_->ifc.is_local(dst_be) || net::is_multicast_ip(dst_be)) {
     drops_->add(DropReason::tx_no_route);
     return rte_pktmbuf_free(m);
   }
@@ -386,8 +388,9 @@ void DpdkWorker::commit_fragmented(uint32_t len) {
   const uint32_t l4 = len + net::kUdpHdrLen;
   const uint32_t step = net::frag_payload(sh_->ifc.mtu);
   const uint32_t nfrag = (l4 + step - 1) / step;
-  rte_mbuf* frags[64];  // 65515 / 68 (MTU 576 minimum) < 1000; bounded by nfrag checks below
-  if (nfrag > 64) {     // only with tiny MTUs and huge datagrams
+  // At MTU 1500 a 64 KiB datagram needs 45 fragments; only small MTUs exceed the bound.
+  rte_mbuf* frags[kDpdkMaxTxFragments];
+  if (nfrag > kDpdkMaxTxFragments) {
     drops_->add(DropReason::tx_too_large);
     return;
   }

@@ -57,6 +57,7 @@ struct DpdkShared;  // port state shared by the backend and its workers (dpdk_po
 
 inline constexpr uint32_t kDpdkRxBurst = 64;            // frames per rte_eth_rx_burst
 inline constexpr uint32_t kDpdkTxBatch = 128;           // frames collected before a forced tx_burst
+inline constexpr uint32_t kDpdkMaxTxFragments = 64;     // larger datagrams: tx_too_large
 inline constexpr uint32_t kDpdkReasmArena = 4 * 65536;  // reassembled bytes per poll
 inline constexpr int64_t kDpdkHousekeepNs = 100'000'000;  // link, ARP and reassembly timers
 inline constexpr int64_t kDpdkIdlePauseNs = 100'000;      // longest pause of an idle non-busy poll

@@ -242,6 +242,11 @@ TEST_F(DpdkDatapath, UnsolicitedReplyIsNotLearned) {
 TEST_F(DpdkDatapath, NoRouteAndTooLarge) {
   send("192.168.7.7", 9000, 10);  // off-link, no gateway
   EXPECT_EQ(drops(DropReason::tx_no_route), 1u);
+  send("10.0.0.2", 9000, 10);   // ourselves
+  send("224.1.2.3", 9000, 10);  // multicast
+  EXPECT_EQ(drops(DropReason::tx_no_route), 3u);
+  worker_->flush();
+  EXPECT_TRUE(take_tx().empty());  // and no ARP request for any of them
   EXPECT_EQ(worker_->dgram_reserve(0, Endpoint{ip("10.0.0.5"), htons(1)}, kMaxDatagram + 1),
             nullptr);
   EXPECT_EQ(drops(DropReason::tx_too_large), 1u);
