@@ -24,7 +24,8 @@ TEST(DpdkRuntime, SockperfPingPongThroughTheRuntime) {
   const std::string tag = std::to_string(getpid());
   const std::string iface = "cwr" + tag.substr(tag.size() > 6 ? tag.size() - 6 : 0);
   Netns ns("cwdpdkrt" + tag);  // declared first: outlives the runtime (and its tap)
-  ASSERT_TRUE(ns.ok()) << "cannot create or enter network namespace";
+  if (!ns.ok()) GTEST_SKIP() << "cannot create or enter a network namespace here";
+  if (access("/dev/net/tun", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/net/tun for net_tap";
 
   rt::RuntimeConfig rc;
   rc.backend = "dpdk";

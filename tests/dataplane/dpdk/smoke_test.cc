@@ -79,7 +79,8 @@ TEST(DpdkSmoke, TapInNamespaceAnswersArpPingAndUdp) {
   const std::string tag = std::to_string(getpid());
   const std::string iface = "cwt" + tag.substr(tag.size() > 6 ? tag.size() - 6 : 0);
   Netns ns("cwdpdk" + tag);
-  ASSERT_TRUE(ns.ok()) << "cannot create or enter network namespace";
+  if (!ns.ok()) GTEST_SKIP() << "cannot create or enter a network namespace here";
+  if (access("/dev/net/tun", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/net/tun for net_tap";
 
   IoConfig io;
   io.workers = 2;  // two queue pairs: exercises ARP copies between workers
