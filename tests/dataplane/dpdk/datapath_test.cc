@@ -326,6 +326,38 @@ TEST_F(DpdkDatapath, LargeSendIsFragmented) {
   EXPECT_LE(tx[0].size(), 1514u);
 }
 
+TEST_F(DpdkDatapath, EverySendIsSentOrCounted) {
+  // Make sure 10.0.0.5 is resolved, then overrun the TX ring (1023 frames) without reading it.
+  send("10.0.0.5", 9000, 10);
+  worker_->flush();
+  if (auto tx = take_tx(); tx.size() == 1 && is_arp_request_for(tx[0], "10.0.0.5")) {
+    arp_reply_from("10.0.0.5", Mac{0x02, 0, 0, 0, 0, 0x05});
+    std::vector<RxItem> items;
+    poll(items);
+    worker_->flush();
+    take_tx();
+  }
+  const uint64_t ring0 = drops(DropReason::tx_ring_full), mbuf0 = drops(DropReason::tx_no_mbuf);
+  uint64_t reserved = 0, refused = 0;
+  for (int i = 0; i < 1500; ++i) {
+    uint8_t* p = worker_->dgram_reserve(0, Endpoint{ip("10.0.0.5"), htons(9000)}, 64);
+    if (!p) {
+      ++refused;
+      continue;
+    }
+    std::memset(p, 1, 64);
+    worker_->dgram_commit(64);
+    ++reserved;
+  }
+  worker_->flush();
+  const uint64_t sent = take_tx().size();
+  const uint64_t ring_full = drops(DropReason::tx_ring_full) - ring0;
+  EXPECT_GT(ring_full, 0u);
+  EXPECT_EQ(sent + ring_full, reserved);
+  EXPECT_EQ(refused, drops(DropReason::tx_no_mbuf) - mbuf0);
+  EXPECT_EQ(reserved + refused, 1500u);
+}
+
 TEST_F(DpdkDatapath, UnansweredArpFailsQueuedSends) {
   send("10.0.0.7", 9000, 10);
   worker_->flush();
