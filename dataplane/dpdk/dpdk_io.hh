@@ -88,7 +88,6 @@ class alignas(64) DpdkWorker {
     rte_mbuf* m;
     uint32_t next_hop_be;
   };
-  struct ArpCopy;  // an ARP packet another worker received (see dpdk_port.hh)
 
   void rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got);
   void rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t n, uint32_t& got);
