@@ -11,7 +11,6 @@ namespace {
 
 using namespace test;
 
-constexpr int64_t kSec = 1'000'000'000;
 const Mac kOtherMac{0x02, 0, 0, 0, 0, 0x77};
 
 ArpPacket pkt(uint16_t op, const Mac& sha, const char* spa, const char* tpa) {
