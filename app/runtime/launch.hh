@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -88,6 +89,12 @@ class Runtime {
     return sstats_[size_t(w) * nservices_ + s];
   }
   const dp::IoCounters& io_counters(unsigned w) const { return *io_counters_[w]; }
+  // Backend-specific counters as (name, total over workers), for backends that have them
+  // (DPDK: drop reasons and port statistics); empty otherwise. Control path: allocates.
+  std::vector<std::pair<std::string, uint64_t>> backend_counters() const {
+    if (!backend_counters_) return {};
+    return backend_counters_();
+  }
   const std::vector<std::string>& service_names() const { return app_.service_names; }
   Mailboxes& mailboxes() { return *mail_; }
 
@@ -123,6 +130,7 @@ class Runtime {
   std::string first_error_;
   std::vector<std::shared_ptr<void>> ios_;  // each worker's WorkerIo
   std::shared_ptr<void> backend_;  // keeps the chosen backend alive while workers run
+  std::function<std::vector<std::pair<std::string, uint64_t>>()> backend_counters_;
 };
 
 // Whether io_uring can be used here; Error says why not (disabled by sysctl, seccomp, ...).
@@ -192,6 +200,8 @@ template <class B>
 Result<void> Runtime<Services>::run_on(std::unique_ptr<B> backend, const LogFn& log) {
   static_assert(dp::Backend<B>);
   backend_name_ = B::name();
+  if constexpr (requires(const B& cb) { cb.counters_by_name(); })
+    backend_counters_ = [be = backend.get()] { return be->counters_by_name(); };
   for (size_t s = 0; s < app_.sockets.size(); ++s) bound_.push_back(backend->bound(dp::SocketId(s)));
   B* be = backend.get();
   backend_ = std::shared_ptr<B>(std::move(backend));

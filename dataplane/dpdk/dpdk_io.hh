@@ -156,6 +156,9 @@ class DpdkBackend {
   // rte_eth_stats plus the driver's extended statistics (setup/control path: allocates).
   std::vector<PortStat> port_stats() const;
   bool link_up() const;
+  // Drop reasons summed over workers ("drop.<reason>", non-zero only) and port_stats()
+  // ("port.<name>"): what Runtime::backend_counters() reports.
+  std::vector<std::pair<std::string, uint64_t>> counters_by_name() const;
   const net::Mac& mac() const;
   uint16_t port_id() const;
 

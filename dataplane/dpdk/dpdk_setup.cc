@@ -404,6 +404,17 @@ std::vector<DpdkBackend::PortStat> DpdkBackend::port_stats() const {
   return out;
 }
 
+std::vector<std::pair<std::string, uint64_t>> DpdkBackend::counters_by_name() const {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  for (size_t r = 0; r < net::kDropReasonCount; ++r) {
+    uint64_t v = 0;
+    for (unsigned w = 0; w < sh_->io.workers; ++w) v += sh_->drops[w].get(net::DropReason(r));
+    if (v) out.emplace_back(std::string("drop.") + net::drop_reason_name(net::DropReason(r)), v);
+  }
+  for (auto& st : port_stats()) out.emplace_back("port." + st.name, st.value);
+  return out;
+}
+
 // Workers hold sh_ too; the port is stopped when the last of them is gone (the runtime
 // joins worker threads before it destroys WorkerIo objects or the backend).
 DpdkBackend::~DpdkBackend() = default;

@@ -65,8 +65,12 @@ TEST(DpdkRuntime, SockperfPingPongThroughTheRuntime) {
   uint64_t responses = 0;
   for (unsigned w = 0; w < runtime.workers(); ++w)
     responses += runtime.service_stats(w, 0).responses.get();
+  const auto counters = runtime.backend_counters();
   runtime.stop();
   runtime.join();
+  bool has_port_stats = false;
+  for (const auto& [name, v] : counters) has_port_stats |= name == "port.ipackets" && v > 0;
+  EXPECT_TRUE(has_port_stats);
   EXPECT_EQ(rc_sp, 0) << text.str();
   EXPECT_NE(text.str().find("Summary: Latency"), std::string::npos) << text.str();
   EXPECT_GT(responses, 100u) << text.str();
