@@ -1,0 +1,639 @@
+// Parsing and validating the server config. Setup-only: exceptions from toml++ and CLI11 are
+// caught here and turned into one-line errors; nothing here runs on the datapath.
+#include "app/server/config.hh"
+
+#include <arpa/inet.h>
+#include <sched.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "app/server/services.hh"
+
+#ifndef CW_VERSION
+#define CW_VERSION "unknown"
+#endif
+
+namespace cw::server {
+namespace {
+
+constexpr std::string_view kDefaultToml = R"(# corewire built-in default configuration
+[runtime]
+backend = "auto"
+workers = 1
+busy_poll = false
+listen = "127.0.0.1"
+max_conns = 16384
+conn_out_limit = "4MiB"
+idle_timeout = "300s"
+
+[log]
+level = "info"
+
+[[service]]
+name = "sockperf-echo"
+udp = 11111
+tcp = 11111
+
+[[service]]
+name = "echo"
+udp = 11112
+tcp = 11112
+)";
+
+// "<where>: <key>: <what>" where <where> is "file:line", "file" or "command line".
+Error where_error(const std::string& src, int line, std::string_view key, const std::string& what) {
+  std::string m = src;
+  if (line > 0) m += ":" + std::to_string(line);
+  m += ": ";
+  m += key;
+  m += ": ";
+  m += what;
+  return make_error(std::move(m));
+}
+
+Error cli_error(std::string_view flag, const std::string& what) {
+  return where_error("command line", 0, flag, what);
+}
+
+const char* type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a floating-point number";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    default: return "nothing";
+  }
+}
+
+std::optional<uint32_t> parse_ipv4(std::string_view s) {
+  in_addr a{};
+  if (inet_pton(AF_INET, std::string(s).c_str(), &a) != 1) return std::nullopt;
+  return a.s_addr;
+}
+
+std::string ipv4_text(uint32_t be) {
+  char buf[INET_ADDRSTRLEN] = {};
+  in_addr a{};
+  a.s_addr = be;
+  inet_ntop(AF_INET, &a, buf, sizeof buf);
+  return buf;
+}
+
+bool is_backend(std::string_view b) { return b == "auto" || b == "io_uring" || b == "epoll"; }
+bool is_log_level(std::string_view l) {
+  return l == "trace" || l == "debug" || l == "info" || l == "warn" || l == "error" ||
+         l == "off";
+}
+
+// Reads one config file's tables into a ServerConfig; remembers the first error.
+class Parser {
+ public:
+  explicit Parser(std::string src) : src_(std::move(src)) { cfg_.listen_be = htonl(INADDR_LOOPBACK); }
+
+  Result<ServerConfig> run(std::string_view text) {
+    toml::table root;
+    try {
+      root = toml::parse(text, src_);
+    } catch (const toml::parse_error& e) {
+      return where_error(src_, int(e.source().begin.line), "syntax", std::string(e.description()));
+    }
+    for (auto&& [k, v] : root) {
+      const int line = int(k.source().begin.line);
+      if (k == "runtime") {
+        if (auto* t = v.as_table()) runtime(*t);
+        else type(line, "runtime", v, "a table ([runtime])");
+      } else if (k == "log") {
+        if (auto* t = v.as_table()) log(*t);
+        else type(line, "log", v, "a table ([log])");
+      } else if (k == "service") {
+        auto* a = v.as_array();
+        if (!a || !a->is_array_of_tables()) {
+          type(line, "service", v, "an array of tables ([[service]])");
+        } else {
+          for (size_t i = 0; i < a->size(); ++i) service(*a->get(i)->as_table(), i);
+        }
+      } else {
+        fail(line, k.str(), "unknown section (known: runtime, log, service)");
+      }
+      if (err_) return *err_;
+    }
+    if (err_) return *err_;
+    cfg_.source = src_;
+    return std::move(cfg_);
+  }
+
+ private:
+  void fail(int line, std::string_view key, const std::string& what) {
+    if (!err_) err_ = where_error(src_, line, key, what);
+  }
+  void type(int line, std::string_view key, const toml::node& v, std::string_view want) {
+    fail(line, key, "expected " + std::string(want) + ", got " + type_name(v));
+  }
+
+  // An integer in [lo, hi].
+  std::optional<int64_t> integer(int line, const std::string& key, const toml::node& v,
+                                 int64_t lo, int64_t hi) {
+    auto* i = v.as_integer();
+    if (!i) {
+      type(line, key, v, "an integer");
+      return std::nullopt;
+    }
+    const int64_t x = i->get();
+    if (x < lo || x > hi) {
+      fail(line, key,
+           std::to_string(x) + " is out of range [" + std::to_string(lo) + ", " +
+               std::to_string(hi) + "]");
+      return std::nullopt;
+    }
+    return x;
+  }
+  std::optional<std::string> string(int line, const std::string& key, const toml::node& v) {
+    auto* s = v.as_string();
+    if (!s) {
+      type(line, key, v, "a string");
+      return std::nullopt;
+    }
+    return s->get();
+  }
+  // Bytes: an integer or a size string ("4MiB"), in [lo, hi].
+  std::optional<uint64_t> size(int line, const std::string& key, const toml::node& v,
+                               uint64_t lo, uint64_t hi) {
+    std::optional<uint64_t> x;
+    if (auto* i = v.as_integer()) {
+      if (i->get() >= 0) x = uint64_t(i->get());
+    } else if (auto* s = v.as_string()) {
+      x = parse_size(s->get());
+      if (!x) {
+        fail(line, key, "'" + s->get() + "' is not a size (e.g. 65536, \"64KiB\", \"4MiB\")");
+        return std::nullopt;
+      }
+    } else {
+      type(line, key, v, "a size (integer bytes or a string like \"4MiB\")");
+      return std::nullopt;
+    }
+    if (!x || *x < lo || *x > hi) {
+      fail(line, key,
+           "out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "] bytes");
+      return std::nullopt;
+    }
+    return x;
+  }
+  // Milliseconds: an integer (seconds) or a duration string ("300s", "250ms", "5m").
+  std::optional<uint64_t> duration(int line, const std::string& key, const toml::node& v,
+                                   uint64_t max_ms) {
+    std::optional<uint64_t> ms;
+    if (auto* i = v.as_integer()) {
+      if (i->get() >= 0 && uint64_t(i->get()) <= max_ms / 1000) ms = uint64_t(i->get()) * 1000;
+    } else if (auto* s = v.as_string()) {
+      ms = parse_duration_ms(s->get());
+      if (!ms) {
+        fail(line, key, "'" + s->get() + "' is not a duration (e.g. \"300s\", \"250ms\", \"5m\")");
+        return std::nullopt;
+      }
+    } else {
+      type(line, key, v, "a duration (integer seconds or a string like \"300s\")");
+      return std::nullopt;
+    }
+    if (!ms || *ms > max_ms) {
+      fail(line, key, "out of range [0, " + std::to_string(max_ms / 1000) + "s]");
+      return std::nullopt;
+    }
+    return ms;
+  }
+
+  void runtime(const toml::table& t) {
+    int cores_line = 0, workers_line = 0;
+    for (auto&& [k, v] : t) {
+      const int line = int(k.source().begin.line);
+      const std::string key = "runtime." + std::string(k.str());
+      if (k == "backend") {
+        if (auto s = string(line, key, v)) {
+          if (is_backend(*s)) cfg_.backend = *s;
+          else fail(line, key, "unknown backend '" + *s + "' (auto, io_uring, epoll)");
+        }
+      } else if (k == "cores") {
+        cores_line = line;
+        cfg_.cores_line = line;
+        auto* a = v.as_array();
+        if (!a) {
+          type(line, key, v, "an array of core numbers (e.g. [1] or [0, 1])");
+          continue;
+        }
+        if (a->empty()) fail(line, key, "the list is empty (give at least one core)");
+        std::vector<int> cores;
+        std::set<int> seen;
+        for (auto& e : *a) {
+          auto c = integer(int(e.source().begin.line), key, e, 0, kMaxCore);
+          if (!c) break;
+          if (!seen.insert(int(*c)).second) fail(line, key, "core " + std::to_string(*c) + " is listed twice");
+          cores.push_back(int(*c));
+        }
+        if (cores.size() > kMaxWorkers) fail(line, key, "more than " + std::to_string(kMaxWorkers) + " cores");
+        cfg_.io.cores = cores;
+        cfg_.io.workers = unsigned(cores.size());
+      } else if (k == "workers") {
+        workers_line = line;
+        if (auto w = integer(line, key, v, 1, kMaxWorkers)) cfg_.io.workers = unsigned(*w);
+      } else if (k == "busy_poll") {
+        if (auto* b = v.as_boolean()) cfg_.io.busy_poll = b->get();
+        else type(line, key, v, "a boolean (true or false)");
+      } else if (k == "listen") {
+        if (auto s = string(line, key, v)) {
+          if (auto a = parse_ipv4(*s)) cfg_.listen_be = *a;
+          else fail(line, key, "'" + *s + "' is not an IPv4 address");
+        }
+      } else if (k == "max_conns") {
+        if (auto x = integer(line, key, v, 1, kMaxConnsPerWorker)) cfg_.io.max_conns = uint32_t(*x);
+      } else if (k == "conn_out_limit") {
+        if (auto x = size(line, key, v, kMinConnOutLimit, kMaxConnOutLimit))
+          cfg_.io.conn_out_limit = uint32_t(*x);
+      } else if (k == "idle_timeout") {
+        if (auto x = duration(line, key, v, kMaxIdleTimeoutMs)) cfg_.io.idle_timeout_ms = uint32_t(*x);
+      } else if (k == "rx_buffers") {
+        if (auto x = integer(line, key, v, kMinRxBuffers, kMaxRxBuffers)) {
+          if ((*x & (*x - 1)) != 0) fail(line, key, std::to_string(*x) + " is not a power of two");
+          cfg_.io.rx_buffers = uint32_t(*x);
+        }
+      } else if (k == "rx_buffer_size") {
+        if (auto x = size(line, key, v, kMinRxBufferSize, kMaxRxBufferSize))
+          cfg_.io.rx_buffer_size = uint32_t(*x);
+      } else if (k == "tx_buffers") {
+        if (auto x = integer(line, key, v, kMinTxBuffers, kMaxTxBuffers)) cfg_.io.tx_buffers = uint32_t(*x);
+      } else if (k == "burst") {
+        if (auto x = integer(line, key, v, 1, kMaxBurst)) cfg_.loop.burst = uint32_t(*x);
+      } else {
+        fail(line, key,
+             "unknown key (known: backend, cores, workers, busy_poll, listen, max_conns, "
+             "conn_out_limit, idle_timeout, rx_buffers, rx_buffer_size, tx_buffers, burst)");
+      }
+    }
+    if (cores_line && workers_line)
+      fail(std::max(cores_line, workers_line), cores_line > workers_line ? "runtime.cores" : "runtime.workers",
+           "give either cores (pinned workers) or workers (unpinned), not both");
+  }
+
+  void log(const toml::table& t) {
+    for (auto&& [k, v] : t) {
+      const int line = int(k.source().begin.line);
+      const std::string key = "log." + std::string(k.str());
+      if (k == "level") {
+        if (auto s = string(line, key, v)) {
+          if (is_log_level(*s)) cfg_.log_level = *s;
+          else fail(line, key, "unknown level '" + *s + "' (trace, debug, info, warn, error, off)");
+        }
+      } else {
+        fail(line, key, "unknown key (known: level)");
+      }
+    }
+  }
+
+  // udp/tcp = 11111 or "addr:port".
+  std::optional<ListenSpec> listen(int line, const std::string& key, const toml::node& v) {
+    ListenSpec l;
+    l.line = line;
+    if (v.is_integer()) {
+      auto p = integer(line, key, v, 0, 65535);
+      if (!p) return std::nullopt;
+      l.port = uint16_t(*p);
+      return l;
+    }
+    if (auto* s = v.as_string()) {
+      auto ep = dp::parse_endpoint(s->get());
+      if (!ep) {
+        fail(line, key, "'" + s->get() + "' is not a port or \"a.b.c.d:port\"");
+        return std::nullopt;
+      }
+      l.addr_be = ep->addr_be;
+      l.port = ntohs(ep->port_be);
+      return l;
+    }
+    type(line, key, v, "a port number or a string \"a.b.c.d:port\"");
+    return std::nullopt;
+  }
+
+  void service(const toml::table& t, size_t index) {
+    ServiceConfig s;
+    s.line = int(t.source().begin.line);
+    const std::string base = "service[" + std::to_string(index) + "]";
+    bool named = false;
+    for (auto&& [k, v] : t) {
+      const int line = int(k.source().begin.line);
+      const std::string key = base + "." + std::string(k.str());
+      if (k == "name") {
+        if (auto n = string(line, key, v)) {
+          named = true;
+          if (is_service_name(*n)) {
+            s.name = *n;
+          } else {
+            std::string known;
+            for (auto kn : kServiceNames) known += (known.empty() ? "" : ", ") + std::string(kn);
+            fail(line, key, "unknown service '" + *n + "' (known: " + known + ")");
+          }
+        }
+      } else if (k == "udp") {
+        s.udp = listen(line, key, v);
+      } else if (k == "tcp") {
+        s.tcp = listen(line, key, v);
+      } else {
+        fail(line, key, "unknown key (known: name, udp, tcp)");
+      }
+    }
+    if (!named) fail(s.line, base + ".name", "missing (every [[service]] needs a name)");
+    if (!s.udp && !s.tcp) fail(s.line, base, "serves nothing (give udp and/or tcp)");
+    cfg_.services.push_back(std::move(s));
+  }
+
+  std::string src_;
+  ServerConfig cfg_;
+  std::optional<Error> err_;
+};
+
+std::string ms_text(uint64_t ms) {
+  if (ms == 0) return "never";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+}  // namespace
+
+std::string_view default_config_toml() { return kDefaultToml; }
+
+ServerConfig default_config() {
+  // The built-in text is checked by the unit tests; a failure here is a build defect.
+  auto r = Parser("<built-in default>").run(kDefaultToml);
+  if (!r) std::abort();
+  return std::move(r.value());
+}
+
+Result<ServerConfig> parse_config(std::string_view text, const std::string& source) {
+  auto r = Parser(source).run(text);
+  if (!r) return r;
+  // A file without [[service]] tables serves the built-in services.
+  if (r->services.empty()) r->services = default_config().services;
+  return r;
+}
+
+Result<ServerConfig> load_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(path + ": cannot open: " + std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return make_error(path + ": cannot read: " + std::strerror(errno));
+  return parse_config(ss.str(), path);
+}
+
+std::optional<std::vector<int>> parse_core_list(std::string_view s, std::string& err) {
+  std::vector<int> out;
+  std::set<int> seen;
+  size_t pos = 0;
+  if (s.empty()) {
+    err = "empty core list (e.g. 1 or 0,1)";
+    return std::nullopt;
+  }
+  while (pos <= s.size()) {
+    const size_t comma = s.find(',', pos);
+    const std::string_view item = s.substr(pos, comma == std::string_view::npos ? s.npos : comma - pos);
+    int c = -1;
+    auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), c);
+    if (item.empty() || ec != std::errc() || p != item.data() + item.size() || c < 0 || c > kMaxCore) {
+      err = "'" + std::string(item) + "' is not a core number in [0, " + std::to_string(kMaxCore) + "]";
+      return std::nullopt;
+    }
+    if (!seen.insert(c).second) {
+      err = "core " + std::to_string(c) + " is listed twice";
+      return std::nullopt;
+    }
+    out.push_back(c);
+    if (comma == std::string_view::npos) break;
+    pos = comma + 1;
+  }
+  if (out.size() > kMaxWorkers) {
+    err = "more than " + std::to_string(kMaxWorkers) + " cores";
+    return std::nullopt;
+  }
+  return out;
+}
+
+namespace {
+// Splits "123abc" into 123 and "abc"; empty when there is no leading number or it overflows.
+std::optional<std::pair<uint64_t, std::string>> number_unit(std::string_view s) {
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec != std::errc() || p == s.data()) return std::nullopt;
+  std::string unit(p, s.data() + s.size());
+  while (!unit.empty() && unit.front() == ' ') unit.erase(unit.begin());
+  for (auto& ch : unit) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  return std::pair{n, unit};
+}
+std::optional<uint64_t> scale(uint64_t n, uint64_t mul) {
+  if (mul != 0 && n > UINT64_MAX / mul) return std::nullopt;
+  return n * mul;
+}
+}  // namespace
+
+std::optional<uint64_t> parse_size(std::string_view s) {
+  auto nu = number_unit(s);
+  if (!nu) return std::nullopt;
+  const auto& [n, u] = *nu;
+  if (u.empty() || u == "b") return n;
+  if (u == "k" || u == "kib") return scale(n, 1ull << 10);
+  if (u == "m" || u == "mib") return scale(n, 1ull << 20);
+  if (u == "g" || u == "gib") return scale(n, 1ull << 30);
+  if (u == "kb") return scale(n, 1000);
+  if (u == "mb") return scale(n, 1000'000);
+  if (u == "gb") return scale(n, 1000'000'000);
+  return std::nullopt;
+}
+
+std::optional<uint64_t> parse_duration_ms(std::string_view s) {
+  auto nu = number_unit(s);
+  if (!nu) return std::nullopt;
+  const auto& [n, u] = *nu;
+  if (u.empty()) return n == 0 ? std::optional<uint64_t>(0) : std::nullopt;  // a unit is required
+  if (u == "ms") return n;
+  if (u == "s") return scale(n, 1000);
+  if (u == "m" || u == "min") return scale(n, 60'000);
+  if (u == "h") return scale(n, 3'600'000);
+  return std::nullopt;
+}
+
+Result<void> apply_overrides(ServerConfig& cfg, const Overrides& o) {
+  if (o.backend) {
+    if (!is_backend(*o.backend))
+      return cli_error("--backend", "unknown backend '" + *o.backend + "' (auto, io_uring, epoll)");
+    cfg.backend = *o.backend;
+  }
+  if (o.cores && o.workers) return cli_error("--cores", "give either --cores or --workers, not both");
+  if (o.cores) {
+    std::string err;
+    auto c = parse_core_list(*o.cores, err);
+    if (!c) return cli_error("--cores", err);
+    cfg.io.cores = *c;
+    cfg.io.workers = unsigned(c->size());
+    cfg.cores_line = -1;
+  }
+  if (o.workers) {
+    if (*o.workers < 1 || *o.workers > kMaxWorkers)
+      return cli_error("--workers", std::to_string(*o.workers) + " is out of range [1, " +
+                                        std::to_string(kMaxWorkers) + "]");
+    cfg.io.cores.clear();
+    cfg.io.workers = *o.workers;
+  }
+  if (o.listen) {
+    auto a = parse_ipv4(*o.listen);
+    if (!a) return cli_error("--listen", "'" + *o.listen + "' is not an IPv4 address");
+    cfg.listen_be = *a;
+  }
+  if (o.busy_poll) cfg.io.busy_poll = *o.busy_poll;
+  if (o.log_level) {
+    if (!is_log_level(*o.log_level))
+      return cli_error("--log-level", "unknown level '" + *o.log_level +
+                                          "' (trace, debug, info, warn, error, off)");
+    cfg.log_level = *o.log_level;
+  }
+  return {};
+}
+
+Result<void> finalize(ServerConfig& cfg) {
+  // Pinned cores must be ones this process may run on.
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (!cfg.io.cores.empty() && sched_getaffinity(0, sizeof allowed, &allowed) == 0) {
+    for (int c : cfg.io.cores) {
+      if (!CPU_ISSET(c, &allowed)) {
+        std::string list;
+        for (int i = 0; i < CPU_SETSIZE; ++i)
+          if (CPU_ISSET(i, &allowed)) list += (list.empty() ? "" : ",") + std::to_string(i);
+        return where_error(cfg.cores_line < 0 ? "command line" : cfg.source,
+                           std::max(cfg.cores_line, 0), cfg.cores_line < 0 ? "--cores" : "runtime.cores",
+                           "core " + std::to_string(c) + " is not available here (allowed: " + list + ")");
+      }
+    }
+  }
+  // No two services may claim the same transport endpoint (port 0 is always distinct).
+  struct Claim {
+    dp::Transport t;
+    dp::Endpoint ep;
+    size_t svc;
+    int line;
+  };
+  std::vector<Claim> claims;
+  for (size_t i = 0; i < cfg.services.size(); ++i) {
+    const auto& s = cfg.services[i];
+    for (auto [t, l] : {std::pair{dp::Transport::udp, &s.udp}, std::pair{dp::Transport::tcp, &s.tcp}}) {
+      if (!*l) continue;
+      const dp::Endpoint ep = cfg.endpoint(**l);
+      const char* tn = t == dp::Transport::udp ? "udp" : "tcp";
+      if (ep.port_be != 0) {
+        for (const auto& c : claims) {
+          const bool addr_clash = c.ep.addr_be == ep.addr_be || c.ep.addr_be == 0 || ep.addr_be == 0;
+          if (c.t == t && c.ep.port_be == ep.port_be && addr_clash) {
+            return where_error(cfg.source, (*l)->line,
+                               "service[" + std::to_string(i) + "]." + tn,
+                               std::string(tn) + " " + dp::to_string(ep) + " is already used by service[" +
+                                   std::to_string(c.svc) + "] (" + cfg.services[c.svc].name + ")" +
+                                   (c.line ? " on line " + std::to_string(c.line) : ""));
+          }
+        }
+      }
+      claims.push_back({t, ep, i, (*l)->line});
+    }
+  }
+  return {};
+}
+
+CommandLine parse_command_line(int argc, const char* const* argv) {
+  CommandLine cl;
+  CLI::App app{"corewire: a per-core, shared-nothing message server (echo over UDP and TCP).",
+               "corewire"};
+  app.set_version_flag("--version", std::string("corewire ") + CW_VERSION);
+  std::string config, backend, cores, listen, log_level;
+  unsigned workers = 0;
+  bool busy = false;
+  auto* o_config = app.add_option("-c,--config", config, "TOML config file (default: built-in)");
+  app.add_flag("--check-config", cl.check_only, "validate the configuration, print it, and exit");
+  auto* o_backend = app.add_option("--backend", backend, "auto | io_uring | epoll");
+  auto* o_cores = app.add_option("--cores", cores, "pin one worker per core, e.g. 1 or 0,1");
+  auto* o_workers = app.add_option("--workers", workers, "N unpinned workers");
+  auto* o_listen = app.add_option("--listen", listen, "default IPv4 address for services");
+  auto* o_busy = app.add_flag("--busy-poll,!--no-busy-poll", busy, "spin instead of blocking");
+  auto* o_level = app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off");
+  std::vector<std::string> args;
+  for (int i = argc - 1; i > 0; --i) args.emplace_back(argv[i]);
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& e) {
+    std::ostringstream out, err;
+    const int code = app.exit(e, out, err);
+    if (code == 0) {
+      cl.exit_code = 0;
+      cl.output = out.str();
+    } else {
+      cl.exit_code = 2;
+      cl.output = std::string("corewire: usage error: ") + e.what() + " (see --help)\n";
+    }
+    return cl;
+  }
+  if (o_config->count()) cl.config_path = config;
+  if (o_backend->count()) cl.overrides.backend = backend;
+  if (o_cores->count()) cl.overrides.cores = cores;
+  if (o_workers->count()) cl.overrides.workers = workers;
+  if (o_listen->count()) cl.overrides.listen = listen;
+  if (o_busy->count()) cl.overrides.busy_poll = busy;
+  if (o_level->count()) cl.overrides.log_level = log_level;
+  return cl;
+}
+
+Result<ServerConfig> load(const CommandLine& cl) {
+  ServerConfig cfg;
+  if (cl.config_path) {
+    auto r = load_config_file(*cl.config_path);
+    if (!r) return r.error();
+    cfg = std::move(r.value());
+  } else {
+    cfg = default_config();
+  }
+  if (auto r = apply_overrides(cfg, cl.overrides); !r) return r.error();
+  if (auto r = finalize(cfg); !r) return r.error();
+  return cfg;
+}
+
+std::vector<std::string> describe(const ServerConfig& cfg) {
+  std::vector<std::string> out;
+  std::string w = std::to_string(cfg.io.workers) + " worker(s)";
+  if (cfg.io.cores.empty()) {
+    w += " unpinned";
+  } else {
+    w += " on core(s) ";
+    for (size_t i = 0; i < cfg.io.cores.size(); ++i) w += (i ? "," : "") + std::to_string(cfg.io.cores[i]);
+  }
+  out.push_back("config " + cfg.source + ": backend " + cfg.backend + ", " + w + ", " +
+                (cfg.io.busy_poll ? "busy-poll" : "interrupt mode") + ", listen " +
+                ipv4_text(cfg.listen_be));
+  out.push_back("limits: max_conns " + std::to_string(cfg.io.max_conns) + "/worker, conn_out_limit " +
+                std::to_string(cfg.io.conn_out_limit) + " B, idle_timeout " +
+                ms_text(cfg.io.idle_timeout_ms) + ", log level " + cfg.log_level);
+  for (const auto& s : cfg.services) {
+    std::string line = "service " + s.name + ":";
+    if (s.udp) line += " udp " + dp::to_string(cfg.endpoint(*s.udp));
+    if (s.tcp) line += " tcp " + dp::to_string(cfg.endpoint(*s.tcp));
+    out.push_back(line);
+  }
+  return out;
+}
+
+}  // namespace cw::server

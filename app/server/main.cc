@@ -1,0 +1,142 @@
+// corewire: the server. Reads the config (file + command line), starts the per-core runtime
+// with the configured services, logs the endpoints it actually bound, and runs until SIGINT
+// or SIGTERM; then stops the workers, logs the counters and exits 0.
+//
+// Exit codes: 0 clean stop (or --help/--version/--check-config ok), 1 start-up failed
+// (bind, backend, pinning), 2 bad configuration or command line.
+#include <signal.h>
+
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "app/runtime/launch.hh"
+#include "app/server/config.hh"
+#include "app/server/services.hh"
+
+namespace {
+
+using namespace cw;
+
+constexpr int kExitStartFailed = 1;
+constexpr int kExitBadConfig = 2;
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_logger_mt("corewire");
+  logger->set_pattern("corewire: %v");
+  logger->set_level(spdlog::level::from_str(level));
+  logger->flush_on(spdlog::level::trace);  // tests and supervisors read lines as they come
+  spdlog::set_default_logger(logger);
+}
+
+// Totals over every worker, one line per service and one for the backend.
+void log_counters(const rt::Runtime<server::Services>& r) {
+  const auto& names = r.service_names();
+  for (uint16_t s = 0; s < names.size(); ++s) {
+    uint64_t req = 0, resp = 0, err = 0, bad = 0, drop = 0;
+    for (unsigned w = 0; w < r.workers(); ++w) {
+      const auto& st = r.service_stats(w, s);
+      req += st.requests.get();
+      resp += st.responses.get();
+      err += st.errors.get();
+      bad += st.malformed.get();
+      drop += st.dropped.get();
+    }
+    spdlog::info("stats service[{}] {}: requests={} responses={} errors={} malformed={} dropped={}",
+                 s, names[s], req, resp, err, bad, drop);
+  }
+  uint64_t rxd = 0, txd = 0, rxs = 0, txs = 0, acc = 0, closed = 0, ovf = 0, rej = 0, idle = 0,
+           txnb = 0, rxnb = 0, trunc = 0, txerr = 0, oversize = 0, nobuf = 0, unknown = 0;
+  for (unsigned w = 0; w < r.workers(); ++w) {
+    const auto& io = r.io_counters(w);
+    rxd += io.rx_datagrams.get();
+    txd += io.tx_datagrams.get();
+    rxs += io.rx_stream_bytes.get();
+    txs += io.tx_stream_bytes.get();
+    acc += io.conns_accepted.get();
+    closed += io.conns_closed.get();
+    ovf += io.conns_overflow.get();
+    rej += io.conns_rejected.get();
+    idle += io.conns_idle.get();
+    txnb += io.tx_no_buffer.get();
+    rxnb += io.rx_no_buffer.get();
+    trunc += io.rx_truncated.get();
+    txerr += io.tx_errors.get();
+    const auto& ws = r.worker_stats(w);
+    oversize += ws.stream_oversize.get();
+    nobuf += ws.stream_no_buffer.get();
+    unknown += ws.unknown_socket.get();
+  }
+  spdlog::info(
+      "stats io: rx_datagrams={} tx_datagrams={} rx_stream_bytes={} tx_stream_bytes={} "
+      "conns_accepted={} conns_closed={} conns_overflow={} conns_rejected={} conns_idle={} "
+      "tx_no_buffer={} rx_no_buffer={} rx_truncated={} tx_errors={} stream_oversize={} "
+      "stream_no_buffer={} unknown_socket={}",
+      rxd, txd, rxs, txs, acc, closed, ovf, rej, idle, txnb, rxnb, trunc, txerr, oversize, nobuf,
+      unknown);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const server::CommandLine cl = server::parse_command_line(argc, argv);
+  if (cl.exit_code) {
+    std::fputs(cl.output.c_str(), *cl.exit_code == 0 ? stdout : stderr);
+    return *cl.exit_code;
+  }
+  auto loaded = server::load(cl);
+  if (!loaded) {
+    std::fprintf(stderr, "corewire: config error: %s\n", loaded.error().message.c_str());
+    return kExitBadConfig;
+  }
+  server::ServerConfig& cfg = loaded.value();
+  if (cl.check_only) {
+    for (const auto& l : server::describe(cfg)) std::printf("%s\n", l.c_str());
+    std::printf("corewire: config ok\n");
+    return 0;
+  }
+  setup_logging(cfg.log_level);
+  for (const auto& l : server::describe(cfg)) spdlog::info("{}", l);
+
+  // Block the stop signals before any worker starts, so every thread inherits the mask and
+  // only sigwait() below sees them. A peer closing a socket must not kill the process.
+  sigset_t stop_sigs;
+  sigemptyset(&stop_sigs);
+  sigaddset(&stop_sigs, SIGINT);
+  sigaddset(&stop_sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  rt::RuntimeConfig rc;
+  rc.backend = cfg.backend;
+  rc.io = cfg.io;
+  rc.loop = cfg.loop;
+  rt::Runtime<server::Services> runtime;
+  auto app = server::make_app(cfg);
+  const auto sockets = app.sockets;
+  const auto sock_service = app.sock_service;
+  auto started = runtime.start(rc, std::move(app), [](const std::string& m) { spdlog::info("{}", m); });
+  if (!started) {
+    spdlog::error("error: cannot start: {}", started.error().message);
+    return kExitStartFailed;
+  }
+  // The endpoints actually bound (ports resolved when the config said 0); tests read these.
+  for (size_t s = 0; s < sockets.size(); ++s) {
+    spdlog::info("serving {} {} {}", runtime.service_names()[sock_service[s]],
+                 sockets[s].transport == dp::Transport::udp ? "udp" : "tcp",
+                 dp::to_string(runtime.bound(dp::SocketId(s))));
+  }
+  spdlog::info("ready (backend {}, pid {})", runtime.backend_name(), getpid());
+
+  int sig = 0;
+  while (sigwait(&stop_sigs, &sig) != 0) {
+  }
+  spdlog::info("{} received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  runtime.stop();
+  runtime.join();
+  log_counters(runtime);
+  spdlog::info("stopped");
+  return 0;
+}

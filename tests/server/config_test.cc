@@ -1,0 +1,439 @@
+// Config parsing and validation: defaults, every error names its key and line, command-line
+// overrides win, sizes and durations, the shipped example parses.
+#include "app/server/config.hh"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+namespace cw::server {
+namespace {
+
+uint32_t ip(const char* s) {
+  in_addr a{};
+  inet_pton(AF_INET, s, &a);
+  return a.s_addr;
+}
+
+std::string error_of(std::string_view toml) {
+  auto r = parse_config(toml, "t.toml");
+  if (r) {
+    auto f = finalize(r.value());
+    return f ? "" : f.error().message;
+  }
+  return r.error().message;
+}
+
+TEST(Config, BuiltInDefault) {
+  ServerConfig c = default_config();
+  EXPECT_EQ(c.backend, "auto");
+  EXPECT_EQ(c.io.workers, 1u);
+  EXPECT_TRUE(c.io.cores.empty());
+  EXPECT_FALSE(c.io.busy_poll);
+  EXPECT_EQ(c.listen_be, ip("127.0.0.1"));
+  EXPECT_EQ(c.io.max_conns, 16384u);
+  EXPECT_EQ(c.io.conn_out_limit, 4u << 20);
+  EXPECT_EQ(c.io.idle_timeout_ms, 300'000u);
+  EXPECT_EQ(c.log_level, "info");
+  ASSERT_EQ(c.services.size(), 2u);
+  EXPECT_EQ(c.services[0].name, "sockperf-echo");
+  EXPECT_EQ(c.services[0].udp->port, 11111);
+  EXPECT_EQ(c.services[0].tcp->port, 11111);
+  EXPECT_EQ(c.services[1].name, "echo");
+  EXPECT_EQ(c.services[1].udp->port, 11112);
+  EXPECT_EQ(c.services[1].tcp->port, 11112);
+  EXPECT_EQ(dp::to_string(c.endpoint(*c.services[1].tcp)), "127.0.0.1:11112");
+  EXPECT_TRUE(finalize(c));
+}
+
+TEST(Config, EmptyFileMeansDefaults) {
+  auto r = parse_config("", "empty.toml");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->source, "empty.toml");
+  EXPECT_EQ(r->services.size(), 2u);
+  EXPECT_EQ(r->listen_be, ip("127.0.0.1"));
+  EXPECT_EQ(r->io.workers, 1u);
+}
+
+TEST(Config, NoCommandLineMeansBuiltIn) {
+  const char* argv[] = {"corewire"};
+  CommandLine cl = parse_command_line(1, argv);
+  EXPECT_FALSE(cl.exit_code);
+  auto r = load(cl);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->source, "<built-in default>");
+  EXPECT_EQ(r->services.size(), 2u);
+}
+
+TEST(Config, ExampleFileParsesAndMatchesDefaults) {
+  auto r = load_config_file(CW_SOURCE_ROOT "/docs/corewire.example.toml");
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_TRUE(finalize(r.value())) << "example must finalize";
+  ServerConfig d = default_config();
+  EXPECT_EQ(r->backend, d.backend);
+  EXPECT_EQ(r->io.workers, d.io.workers);
+  EXPECT_EQ(r->io.conn_out_limit, d.io.conn_out_limit);
+  EXPECT_EQ(r->io.idle_timeout_ms, d.io.idle_timeout_ms);
+  EXPECT_EQ(r->io.rx_buffers, d.io.rx_buffers);
+  EXPECT_EQ(r->io.rx_buffer_size, d.io.rx_buffer_size);
+  EXPECT_EQ(r->io.tx_buffers, d.io.tx_buffers);
+  EXPECT_EQ(r->loop.burst, d.loop.burst);
+  ASSERT_EQ(r->services.size(), 2u);
+  EXPECT_EQ(describe(r.value()).back(), describe(d).back());
+}
+
+TEST(Config, FullFile) {
+  auto r = parse_config(R"(
+[runtime]
+backend = "epoll"
+cores = [0]
+busy_poll = true
+listen = "0.0.0.0"
+max_conns = 100
+conn_out_limit = 65536
+idle_timeout = "2m"
+rx_buffers = 1024
+rx_buffer_size = "4KiB"
+tx_buffers = 512
+burst = 32
+[log]
+level = "debug"
+[[service]]
+name = "echo"
+udp = "127.0.0.2:7000"
+[[service]]
+name = "sockperf-echo"
+tcp = 0
+)",
+                        "full.toml");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->backend, "epoll");
+  EXPECT_EQ(r->io.cores, std::vector<int>{0});
+  EXPECT_EQ(r->io.workers, 1u);
+  EXPECT_TRUE(r->io.busy_poll);
+  EXPECT_EQ(r->listen_be, 0u);
+  EXPECT_EQ(r->io.max_conns, 100u);
+  EXPECT_EQ(r->io.conn_out_limit, 65536u);
+  EXPECT_EQ(r->io.idle_timeout_ms, 120'000u);
+  EXPECT_EQ(r->io.rx_buffers, 1024u);
+  EXPECT_EQ(r->io.rx_buffer_size, 4096u);
+  EXPECT_EQ(r->io.tx_buffers, 512u);
+  EXPECT_EQ(r->loop.burst, 32u);
+  EXPECT_EQ(r->log_level, "debug");
+  ASSERT_EQ(r->services.size(), 2u);
+  EXPECT_FALSE(r->services[0].tcp);
+  EXPECT_EQ(dp::to_string(r->endpoint(*r->services[0].udp)), "127.0.0.2:7000");
+  EXPECT_FALSE(r->services[1].udp);
+  EXPECT_EQ(dp::to_string(r->endpoint(*r->services[1].tcp)), "0.0.0.0:0");
+  EXPECT_EQ(r->services[1].tcp->line, 21);
+  EXPECT_TRUE(finalize(r.value()));
+}
+
+TEST(Config, WorkersUnpinned) {
+  auto r = parse_config("[runtime]\nworkers = 3\n", "w.toml");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->io.workers, 3u);
+  EXPECT_TRUE(r->io.cores.empty());
+}
+
+// Each bad config yields "<file>:<line>: <key>: ..." naming the right place.
+struct BadCase {
+  const char* toml;
+  const char* prefix;  // expected start of the message
+  const char* detail;  // expected somewhere after it
+};
+
+class BadConfig : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(BadConfig, NamesKeyAndLine) {
+  const BadCase& c = GetParam();
+  const std::string m = error_of(c.toml);
+  ASSERT_FALSE(m.empty()) << "accepted: " << c.toml;
+  EXPECT_EQ(m.rfind(c.prefix, 0), 0u) << m;
+  EXPECT_NE(m.find(c.detail), std::string::npos) << m;
+  EXPECT_EQ(m.find('\n'), std::string::npos) << "one line: " << m;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Errors, BadConfig,
+    ::testing::Values(
+        BadCase{"[runtime]\nbakend = \"epoll\"\n", "t.toml:2: runtime.bakend: ", "unknown key"},
+        BadCase{"[runtim]\nbackend = \"epoll\"\n", "t.toml:1: runtim: ", "unknown section"},
+        BadCase{"\n\nfoo = 1\n", "t.toml:3: foo: ", "unknown section"},
+        BadCase{"[log]\nlevel = \"info\"\nlevle = \"x\"\n", "t.toml:3: log.levle: ", "unknown key"},
+        BadCase{"[[service]]\nname = \"echo\"\nudp = 1\nudpp = 2\n", "t.toml:4: service[0].udpp: ",
+                "unknown key"},
+        BadCase{"[runtime]\nbackend = \"dpdk2\"\n", "t.toml:2: runtime.backend: ", "unknown backend"},
+        BadCase{"[runtime]\nbackend = 1\n", "t.toml:2: runtime.backend: ",
+                "expected a string, got an integer"},
+        BadCase{"[runtime]\nworkers = \"2\"\n", "t.toml:2: runtime.workers: ", "expected an integer"},
+        BadCase{"[runtime]\nworkers = 0\n", "t.toml:2: runtime.workers: ", "out of range"},
+        BadCase{"[runtime]\nworkers = 100000\n", "t.toml:2: runtime.workers: ", "out of range"},
+        BadCase{"[runtime]\ncores = 1\n", "t.toml:2: runtime.cores: ", "expected an array"},
+        BadCase{"[runtime]\ncores = []\n", "t.toml:2: runtime.cores: ", "empty"},
+        BadCase{"[runtime]\ncores = [-1]\n", "t.toml:2: runtime.cores: ", "out of range"},
+        BadCase{"[runtime]\ncores = [0, 0]\n", "t.toml:2: runtime.cores: ", "listed twice"},
+        BadCase{"[runtime]\ncores = [\"a\"]\n", "t.toml:2: runtime.cores: ", "expected an integer"},
+        BadCase{"[runtime]\ncores = [1023]\n", "t.toml:2: runtime.cores: ", "not available"},
+        BadCase{"[runtime]\ncores = [0]\nworkers = 2\n", "t.toml:3: runtime.workers: ", "not both"},
+        BadCase{"[runtime]\nbusy_poll = \"yes\"\n", "t.toml:2: runtime.busy_poll: ", "boolean"},
+        BadCase{"[runtime]\nlisten = \"localhost\"\n", "t.toml:2: runtime.listen: ",
+                "not an IPv4 address"},
+        BadCase{"[runtime]\nlisten = \"1.2.3.256\"\n", "t.toml:2: runtime.listen: ", "IPv4"},
+        BadCase{"[runtime]\nmax_conns = 0\n", "t.toml:2: runtime.max_conns: ", "out of range"},
+        BadCase{"[runtime]\nmax_conns = 16777217\n", "t.toml:2: runtime.max_conns: ", "out of range"},
+        BadCase{"[runtime]\nconn_out_limit = \"4 parsecs\"\n", "t.toml:2: runtime.conn_out_limit: ",
+                "not a size"},
+        BadCase{"[runtime]\nconn_out_limit = 100\n", "t.toml:2: runtime.conn_out_limit: ",
+                "out of range"},
+        BadCase{"[runtime]\nconn_out_limit = \"2GiB\"\n", "t.toml:2: runtime.conn_out_limit: ",
+                "out of range"},
+        BadCase{"[runtime]\nconn_out_limit = -5\n", "t.toml:2: runtime.conn_out_limit: ",
+                "out of range"},
+        BadCase{"[runtime]\nidle_timeout = \"300\"\n", "t.toml:2: runtime.idle_timeout: ",
+                "not a duration"},
+        BadCase{"[runtime]\nidle_timeout = \"3 fortnights\"\n", "t.toml:2: runtime.idle_timeout: ",
+                "not a duration"},
+        BadCase{"[runtime]\nidle_timeout = \"2d\"\n", "t.toml:2: runtime.idle_timeout: ",
+                "not a duration"},
+        BadCase{"[runtime]\nidle_timeout = \"25h\"\n", "t.toml:2: runtime.idle_timeout: ",
+                "out of range"},
+        BadCase{"[runtime]\nidle_timeout = 1.5\n", "t.toml:2: runtime.idle_timeout: ",
+                "got a floating-point number"},
+        BadCase{"[runtime]\nrx_buffers = 1000\n", "t.toml:2: runtime.rx_buffers: ",
+                "not a power of two"},
+        BadCase{"[runtime]\nrx_buffer_size = 100\n", "t.toml:2: runtime.rx_buffer_size: ",
+                "out of range"},
+        BadCase{"[runtime]\ntx_buffers = 1\n", "t.toml:2: runtime.tx_buffers: ", "out of range"},
+        BadCase{"[runtime]\nburst = 0\n", "t.toml:2: runtime.burst: ", "out of range"},
+        BadCase{"[log]\nlevel = \"loud\"\n", "t.toml:2: log.level: ", "unknown level"},
+        BadCase{"runtime = 5\n", "t.toml:1: runtime: ", "expected a table"},
+        BadCase{"log = \"x\"\n", "t.toml:1: log: ", "expected a table"},
+        BadCase{"[service]\nname = \"echo\"\n", "t.toml:1: service: ", "array of tables"},
+        BadCase{"[[service]]\nname = \"ehco\"\nudp = 1\n", "t.toml:2: service[0].name: ",
+                "unknown service 'ehco' (known: sockperf-echo, echo)"},
+        BadCase{"[[service]]\nudp = 1\n", "t.toml:1: service[0].name: ", "missing"},
+        BadCase{"[[service]]\nname = \"echo\"\n", "t.toml:1: service[0]: ", "serves nothing"},
+        BadCase{"[[service]]\nname = \"echo\"\nudp = 70000\n", "t.toml:3: service[0].udp: ",
+                "out of range"},
+        BadCase{"[[service]]\nname = \"echo\"\ntcp = \"1.2.3.4\"\n", "t.toml:3: service[0].tcp: ",
+                "not a port"},
+        BadCase{"[[service]]\nname = \"echo\"\ntcp = true\n", "t.toml:3: service[0].tcp: ",
+                "got a boolean"},
+        BadCase{"[[service]]\nname = \"echo\"\nudp = 5000\n[[service]]\nname = \"sockperf-echo\"\n"
+                "udp = 5000\n",
+                "t.toml:6: service[1].udp: ", "already used by service[0] (echo) on line 3"},
+        BadCase{"[runtime]\nlisten = \"0.0.0.0\"\n[[service]]\nname = \"echo\"\ntcp = 5000\n"
+                "[[service]]\nname = \"echo\"\ntcp = \"127.0.0.1:5000\"\n",
+                "t.toml:8: service[1].tcp: ", "already used"},
+        BadCase{"[runtime\nbackend = 1\n", "t.toml:1: syntax: ", ""},
+        BadCase{"[runtime]\nbackend = \"a\"\nbackend = \"b\"\n", "t.toml:3: syntax: ", ""}));
+
+TEST(Config, SamePortOnOtherTransportOrAddressIsFine) {
+  EXPECT_EQ(error_of("[[service]]\nname = \"echo\"\nudp = 5000\ntcp = 5000\n"
+                     "[[service]]\nname = \"echo\"\nudp = \"127.0.0.2:5000\"\n"
+                     "[[service]]\nname = \"echo\"\nudp = 0\n[[service]]\nname = \"echo\"\nudp = 0\n"),
+            "");
+}
+
+TEST(Config, SizesAndDurations) {
+  EXPECT_EQ(parse_size("4096"), 4096u);
+  EXPECT_EQ(parse_size("4MiB"), 4u << 20);
+  EXPECT_EQ(parse_size("4 MiB"), 4u << 20);
+  EXPECT_EQ(parse_size("64k"), 65536u);
+  EXPECT_EQ(parse_size("64KiB"), 65536u);
+  EXPECT_EQ(parse_size("1KB"), 1000u);
+  EXPECT_EQ(parse_size("1GiB"), 1u << 30);
+  EXPECT_EQ(parse_size("2GB"), 2'000'000'000u);
+  EXPECT_EQ(parse_size("7B"), 7u);
+  EXPECT_FALSE(parse_size(""));
+  EXPECT_FALSE(parse_size("MiB"));
+  EXPECT_FALSE(parse_size("-1"));
+  EXPECT_FALSE(parse_size("1.5MiB"));
+  EXPECT_FALSE(parse_size("99999999999999999999GiB"));
+  EXPECT_FALSE(parse_size("17179869184GiB"));  // overflows 64 bits
+  EXPECT_EQ(parse_duration_ms("0"), 0u);
+  EXPECT_EQ(parse_duration_ms("250ms"), 250u);
+  EXPECT_EQ(parse_duration_ms("300s"), 300'000u);
+  EXPECT_EQ(parse_duration_ms("5m"), 300'000u);
+  EXPECT_EQ(parse_duration_ms("5min"), 300'000u);
+  EXPECT_EQ(parse_duration_ms("2h"), 7'200'000u);
+  EXPECT_FALSE(parse_duration_ms("300"));
+  EXPECT_FALSE(parse_duration_ms("s"));
+  EXPECT_FALSE(parse_duration_ms("1d"));
+  auto r = parse_config("[runtime]\nidle_timeout = 0\nconn_out_limit = \"1GiB\"\n", "t");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->io.idle_timeout_ms, 0u);
+  EXPECT_EQ(r->io.conn_out_limit, 1u << 30);
+  r = parse_config("[runtime]\nidle_timeout = 60\n", "t");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->io.idle_timeout_ms, 60'000u);
+}
+
+TEST(Config, CoreList) {
+  std::string err;
+  EXPECT_EQ(parse_core_list("1", err), std::vector<int>{1});
+  EXPECT_EQ(parse_core_list("0,2,3", err), (std::vector<int>{0, 2, 3}));
+  EXPECT_FALSE(parse_core_list("", err));
+  EXPECT_FALSE(parse_core_list("1,", err));
+  EXPECT_FALSE(parse_core_list("a", err));
+  EXPECT_FALSE(parse_core_list("-1", err));
+  EXPECT_FALSE(parse_core_list("1,1", err));
+  EXPECT_NE(err.find("twice"), std::string::npos);
+  EXPECT_FALSE(parse_core_list("5000", err));
+}
+
+TEST(Config, OverridesWinOverFile) {
+  auto r = parse_config(R"([runtime]
+backend = "io_uring"
+cores = [0]
+listen = "127.0.0.1"
+busy_poll = true
+[log]
+level = "warn"
+[[service]]
+name = "echo"
+udp = 4000
+tcp = "127.0.0.3:4001"
+)",
+                        "f.toml");
+  ASSERT_TRUE(r) << r.error().message;
+  Overrides o;
+  o.backend = "epoll";
+  o.workers = 2;
+  o.listen = "0.0.0.0";
+  o.busy_poll = false;
+  o.log_level = "debug";
+  ASSERT_TRUE(apply_overrides(r.value(), o));
+  ASSERT_TRUE(finalize(r.value()));
+  EXPECT_EQ(r->backend, "epoll");
+  EXPECT_EQ(r->io.workers, 2u);
+  EXPECT_TRUE(r->io.cores.empty());
+  EXPECT_FALSE(r->io.busy_poll);
+  EXPECT_EQ(r->log_level, "debug");
+  // --listen changes services that gave only a port; explicit addresses stay.
+  EXPECT_EQ(dp::to_string(r->endpoint(*r->services[0].udp)), "0.0.0.0:4000");
+  EXPECT_EQ(dp::to_string(r->endpoint(*r->services[0].tcp)), "127.0.0.3:4001");
+
+  Overrides c;
+  c.cores = "0";
+  ASSERT_TRUE(apply_overrides(r.value(), c));
+  EXPECT_EQ(r->io.cores, std::vector<int>{0});
+  EXPECT_EQ(r->io.workers, 1u);
+}
+
+TEST(Config, BadOverridesNameTheFlag) {
+  auto ov = [](auto set) {
+    Overrides o;
+    set(o);
+    return o;
+  };
+  struct {
+    Overrides o;
+    const char* prefix;
+  } cases[] = {
+      {ov([](Overrides& o) { o.backend = "uring"; }), "command line: --backend: unknown backend"},
+      {ov([](Overrides& o) { o.cores = "x"; }), "command line: --cores: 'x' is not a core number"},
+      {ov([](Overrides& o) { o.workers = 0u; }), "command line: --workers: 0 is out of range"},
+      {ov([](Overrides& o) { o.listen = "::1"; }),
+       "command line: --listen: '::1' is not an IPv4 address"},
+      {ov([](Overrides& o) { o.log_level = "chatty"; }),
+       "command line: --log-level: unknown level"},
+      {ov([](Overrides& o) {
+         o.cores = "0";
+         o.workers = 1u;
+       }),
+       "command line: --cores: give either"},
+  };
+  for (auto& c : cases) {
+    ServerConfig cfg = default_config();
+    auto r = apply_overrides(cfg, c.o);
+    ASSERT_FALSE(r) << c.prefix;
+    EXPECT_EQ(r.error().message.rfind(c.prefix, 0), 0u) << r.error().message;
+  }
+  ServerConfig cfg = default_config();
+  Overrides o;
+  o.cores = "1023";
+  ASSERT_TRUE(apply_overrides(cfg, o));
+  auto f = finalize(cfg);
+  ASSERT_FALSE(f);
+  EXPECT_EQ(f.error().message.rfind("command line: --cores: core 1023 is not available", 0), 0u)
+      << f.error().message;
+}
+
+TEST(Config, CommandLine) {
+  const char* argv[] = {"corewire", "-c",         "x.toml", "--backend", "epoll",
+                        "--cores",  "0,1",        "--listen", "0.0.0.0", "--busy-poll",
+                        "--check-config", "--log-level", "debug"};
+  CommandLine cl = parse_command_line(int(std::size(argv)), argv);
+  ASSERT_FALSE(cl.exit_code) << cl.output;
+  EXPECT_EQ(cl.config_path, "x.toml");
+  EXPECT_TRUE(cl.check_only);
+  EXPECT_EQ(cl.overrides.backend, "epoll");
+  EXPECT_EQ(cl.overrides.cores, "0,1");
+  EXPECT_FALSE(cl.overrides.workers);
+  EXPECT_EQ(cl.overrides.listen, "0.0.0.0");
+  EXPECT_EQ(cl.overrides.busy_poll, true);
+  EXPECT_EQ(cl.overrides.log_level, "debug");
+
+  const char* nb[] = {"corewire", "--no-busy-poll", "--workers", "3"};
+  cl = parse_command_line(4, nb);
+  ASSERT_FALSE(cl.exit_code) << cl.output;
+  EXPECT_EQ(cl.overrides.busy_poll, false);
+  EXPECT_EQ(cl.overrides.workers, 3u);
+
+  const char* help[] = {"corewire", "--help"};
+  cl = parse_command_line(2, help);
+  EXPECT_EQ(cl.exit_code, 0);
+  EXPECT_NE(cl.output.find("--backend"), std::string::npos);
+  EXPECT_NE(cl.output.find("--check-config"), std::string::npos);
+
+  const char* ver[] = {"corewire", "--version"};
+  cl = parse_command_line(2, ver);
+  EXPECT_EQ(cl.exit_code, 0);
+  EXPECT_EQ(cl.output.rfind("corewire ", 0), 0u) << cl.output;
+
+  const char* bad[] = {"corewire", "--bakend", "epoll"};
+  cl = parse_command_line(3, bad);
+  EXPECT_EQ(cl.exit_code, 2);
+  EXPECT_NE(cl.output.find("--bakend"), std::string::npos) << cl.output;
+
+  const char* badw[] = {"corewire", "--workers", "many"};
+  cl = parse_command_line(3, badw);
+  EXPECT_EQ(cl.exit_code, 2);
+}
+
+TEST(Config, LoadFromFileAndMissingFile) {
+  char path[] = "/tmp/cw_config_testXXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  {
+    std::ofstream f(path);
+    f << "[runtime]\nworkers = 2\n[[service]]\nname = \"echo\"\nudp = 0\n";
+  }
+  CommandLine cl;
+  cl.config_path = path;
+  cl.overrides.backend = "epoll";
+  auto r = load(cl);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->source, path);
+  EXPECT_EQ(r->io.workers, 2u);
+  EXPECT_EQ(r->backend, "epoll");
+  ASSERT_EQ(r->services.size(), 1u);
+  EXPECT_EQ(describe(r.value()).size(), 3u);
+  std::remove(path);
+
+  cl.config_path = "/nonexistent/corewire.toml";
+  r = load(cl);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message.rfind("/nonexistent/corewire.toml: cannot open", 0), 0u)
+      << r.error().message;
+}
+
+}  // namespace
+}  // namespace cw::server
