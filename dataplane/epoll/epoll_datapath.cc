@@ -22,7 +22,9 @@ using kernel::kNilSlot;
 namespace {
 
 enum : uint64_t { kTagWake = 1, kTagUdp = 2, kTagListener = 3, kTagConn = 4 };
-constexpr uint64_t tag_conn(ConnId c) { return (kTagConn << 56) | c; }
+constexpr uint64_t tag_conn(ConnId c) {
+  return (kTagConn << 56) | c;
+}
 
 uint64_t mono_ns() {
   timespec ts;
@@ -65,7 +67,12 @@ uint32_t EpollWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   const int ne = wait(t);
 
   // 3. Dispatch ready descriptors. Readiness that finds no room stays level-triggered.
-  for (int i = 0; i < ne; ++i) {
+  // Level-triggered epoll reports ready descriptors in a stable order, so a busy socket
+  // early in the list could fill every poll's items and starve the rest: start at a
+  // rotating position instead.
+  const int first = ne > 1 ? int(rotate_++ % uint32_t(ne)) : 0;
+  for (int j = 0; j < ne; ++j) {
+    const int i = first + j < ne ? first + j : first + j - ne;
     const uint64_t tag = events_[i].data.u64;
     const uint32_t ev = events_[i].events;
     switch (tag >> 56) {
@@ -159,6 +166,8 @@ uint32_t EpollWorker::rx_udp_batch(SocketId s, RxItem* out, uint32_t room, bool*
     h.msg_namelen = sizeof rx_addr_[i];
     h.msg_iov = rx_iov_[i];
     h.msg_iovlen = iovs;
+    h.msg_control = rx_ctrl_[i];
+    h.msg_controllen = sizeof rx_ctrl_[i];
     rx_msgs_[i].msg_len = 0;
   }
   int r;
@@ -167,6 +176,13 @@ uint32_t EpollWorker::rx_udp_batch(SocketId s, RxItem* out, uint32_t room, bool*
   if (r <= 0) {
     if (r < 0 && (errno == ENOBUFS || errno == ENOMEM)) counters_.rx_no_buffer.add();
     return 0;  // EAGAIN: another worker or an earlier batch took it
+  }
+
+  // Datagrams the kernel dropped on this socket (receive queue full) since the last batch.
+  uint32_t drops;
+  if (kernel::rxq_drops(rx_msgs_[r - 1].msg_hdr, &drops)) {
+    counters_.rx_no_buffer.add(uint32_t(drops - socks_[s].drops_seen));
+    socks_[s].drops_seen = drops;
   }
 
   uint32_t k = 0, large_taken = 0;
@@ -263,7 +279,7 @@ uint32_t EpollWorker::conn_event(ConnId c, uint32_t ev, RxItem* out, uint32_t ro
       counters_.conns_connected.add();
       set_events(slot, EPOLLIN | EPOLLRDHUP);
       if (!s->x.out.empty()) mark_dirty(slot);  // output queued while connecting
-      if (room == 0) {  // deliver it with the next poll
+      if (room == 0) {                          // deliver it with the next poll
         s->x.open_owed = true;
         conns_.notify(slot);
         return 0;
@@ -347,8 +363,8 @@ void EpollWorker::write_conn(uint32_t slot) {
     // Peer gone (EPIPE, ECONNRESET) or a socket error: the output cannot be delivered.
     const bool peer = errno == EPIPE || errno == ECONNRESET;
     zombify(slot, s.state == ConnState::draining ? s.reason
-                  : peer                           ? CloseReason::peer
-                                                   : CloseReason::error);
+                  : peer                         ? CloseReason::peer
+                                                 : CloseReason::error);
     return;
   }
   const uint32_t base = s.state == ConnState::open ? (EPOLLIN | EPOLLRDHUP) : 0u;
@@ -366,7 +382,7 @@ void EpollWorker::begin_drain(uint32_t slot, CloseReason r) {
   s.state = ConnState::draining;
   s.reason = r;
   set_events(slot, s.x.events & EPOLLOUT);
-  mark_dirty(slot);  // flush() finishes it (sends what is queued by then)
+  mark_dirty(slot);  // flush() finishes it (sends what is queued by then); no-op if it failed
 }
 
 // Output is all in the kernel: shut down, discard unread input (closing with unread input
@@ -415,7 +431,7 @@ void EpollWorker::set_events(uint32_t slot, uint32_t ev) {
 // the slots so a connection closed in between leaves it in O(1).
 void EpollWorker::mark_dirty(uint32_t slot) {
   Slot& s = conns_.at(slot);
-  if (s.x.dirty) return;
+  if (s.x.dirty || s.state == ConnState::zombie) return;  // zombies must never be listed
   s.x.dirty = true;
   s.x.dirty_prev = kNilSlot;
   s.x.dirty_next = dirty_head_;
@@ -515,7 +531,10 @@ ConnId EpollWorker::connect(SocketId s, Endpoint to) {
     return kNoConn;
   }
   const int fd = kernel::open_tcp_client(socks_[s].bind);
-  if (fd < 0) return kNoConn;
+  if (fd < 0) {  // out of descriptors or memory: refused like a connection beyond max_conns
+    counters_.conns_rejected.add();
+    return kNoConn;
+  }
   if (now_ns_ == 0) now_ns_ = mono_ns();
   const uint32_t slot = conns_.alloc(fd, s, to, ConnState::connecting, now_ns_);
   counters_.conns_open.add();

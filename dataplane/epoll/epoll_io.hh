@@ -8,10 +8,10 @@
 //
 // Readiness. Every descriptor is registered level-triggered. A poll() stops early when its
 // item array or its rx arena is full; whatever was not read stays ready and is reported by
-// the next epoll_wait, so no work is lost and every socket gets its turn (the kernel rotates
-// ready descriptors). Listeners accept up to the free items per poll; a connection gets one
-// read per poll (fairness between connections). EPOLLOUT is armed only while a
-// connection's kernel send buffer is full.
+// the next epoll_wait, so no work is lost; dispatch starts at a rotating position in the
+// event list, so a busy socket cannot starve the others. Listeners accept up to the free items per
+// poll; a connection gets one read per poll (fairness between connections). EPOLLOUT is armed only
+// while a connection's kernel send buffer is full.
 //
 // Receive memory. A per-worker arena of rx_buffers x rx_buffer_size bytes is bump-allocated
 // during a poll and reused by the next one, so RxItem data is valid until the next poll().
@@ -19,6 +19,14 @@
 // sized "large" slot (kRxLargeSlots per poll), in which case it is made contiguous there
 // (one copy of rx_buffer_size bytes, large datagrams only). Datagrams above max_datagram
 // are dropped and counted (rx_truncated); a truncated datagram is never delivered.
+// Datagrams the kernel dropped because a socket's receive queue was full are counted in
+// rx_no_buffer (SO_RXQ_OVFL; reported with the next datagram that socket receives).
+//
+// Transmit. Datagrams wait in a per-worker list until flush(), which sends each run of
+// same-socket datagrams with one sendmmsg and frees their buffers (the kernel copied
+// them). A full socket send buffer (EAGAIN) drops the rest of the run: counted in
+// tx_errors, as are datagrams the kernel refuses (EMSGSIZE, ...). Stream output is
+// written at flush() straight from the output chunks (sendmsg, scatter-gather).
 //
 // Connections. close() and peer EOF both "drain": queued output is still sent, then the
 // socket is shut down and closed and stream_closed follows (reason local / peer). A half-
@@ -44,15 +52,15 @@
 namespace cw::dp {
 
 namespace epoll_limits {
-inline constexpr uint32_t kMaxEvents = 256;        // epoll_wait batch
-inline constexpr uint32_t kRxBatch = 32;           // datagrams per recvmmsg
-inline constexpr uint32_t kRxLargeSlots = 64;      // datagrams > rx_buffer_size per poll
+inline constexpr uint32_t kMaxEvents = 256;              // epoll_wait batch
+inline constexpr uint32_t kRxBatch = 32;                 // datagrams per recvmmsg
+inline constexpr uint32_t kRxLargeSlots = 64;            // datagrams > rx_buffer_size per poll
 inline constexpr uint32_t kStreamReadBytes = 64 * 1024;  // most bytes per connection read
 inline constexpr uint32_t kStreamReadMinBytes = 512;     // stop reading below this arena room
-inline constexpr uint32_t kAcceptBatch = 64;       // accept4 calls per listener per poll
-inline constexpr uint32_t kIovMax = 64;            // chunks per sendmsg
-inline constexpr uint32_t kSendmmsgMax = 1024;     // datagrams per sendmmsg (UIO_MAXIOV)
-inline constexpr uint32_t kDiscardReads = 4;       // reads of unread input before close
+inline constexpr uint32_t kAcceptBatch = 64;             // accept4 calls per listener per poll
+inline constexpr uint32_t kIovMax = 64;                  // chunks per sendmsg
+inline constexpr uint32_t kSendmmsgMax = 1024;           // datagrams per sendmmsg (UIO_MAXIOV)
+inline constexpr uint32_t kDiscardReads = 4;             // reads of unread input before close
 }  // namespace epoll_limits
 
 class EpollBackend;
@@ -86,14 +94,15 @@ class EpollWorker {
     Transport transport = Transport::udp;
     bool server = true;
     Endpoint bind;
+    uint32_t drops_seen = 0;  // udp: the kernel's SO_RXQ_OVFL count already added
   };
   // The backend's part of a connection slot.
   struct ConnExtra {
-    kernel::OutBuffer out;        // queued stream output
+    kernel::OutBuffer out;  // queued stream output
     uint32_t dirty_prev = kernel::kNilSlot, dirty_next = kernel::kNilSlot;
-    uint32_t events = 0;          // epoll mask currently registered
-    bool dirty = false;           // on the dirty list (output or a drain to finish at flush)
-    bool open_owed = false;       // stream_open to deliver via the notify list
+    uint32_t events = 0;     // epoll mask currently registered
+    bool dirty = false;      // on the dirty list (output or a drain to finish at flush)
+    bool open_owed = false;  // stream_open to deliver via the notify list
   };
   using Conns = kernel::ConnTable<ConnExtra>;
   using Slot = Conns::Slot;
@@ -124,19 +133,21 @@ class EpollWorker {
   IoConfig cfg_;
   uint64_t now_ns_ = 0;
   uint64_t idle_ns_ = 0;
+  uint32_t rotate_ = 0;        // where event dispatch starts (fairness; see poll)
   int epfd_ = -1, evfd_ = -1;  // owned via epfd_owner_/evfd_owner_
   std::vector<Sock> socks_;
 
   // receive
-  kernel::MemMap rx_arena_;        // rx_buffers * rx_buffer_size, reused every poll
-  size_t rx_used_ = 0;             // bytes handed out in this poll
-  kernel::MemMap rx_large_;        // kRxLargeSlots * large_stride_
-  uint32_t large_stride_ = 0;      // 0 = no large path (max_datagram <= rx_buffer_size)
-  uint32_t large_used_ = 0;        // large slots handed out in this poll
+  kernel::MemMap rx_arena_;    // rx_buffers * rx_buffer_size, reused every poll
+  size_t rx_used_ = 0;         // bytes handed out in this poll
+  kernel::MemMap rx_large_;    // kRxLargeSlots * large_stride_
+  uint32_t large_stride_ = 0;  // 0 = no large path (max_datagram <= rx_buffer_size)
+  uint32_t large_used_ = 0;    // large slots handed out in this poll
   uint32_t large_order_[epoll_limits::kRxLargeSlots];  // permutation: [0, large_used_) used
   mmsghdr rx_msgs_[epoll_limits::kRxBatch];
   iovec rx_iov_[epoll_limits::kRxBatch][2];
   sockaddr_in rx_addr_[epoll_limits::kRxBatch];
+  alignas(cmsghdr) uint8_t rx_ctrl_[epoll_limits::kRxBatch][kernel::kRxqOvflControlBytes];
   epoll_event events_[epoll_limits::kMaxEvents];
 
   // datagram transmit: committed sends waiting for flush(), in commit order

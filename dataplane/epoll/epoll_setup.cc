@@ -14,7 +14,8 @@ namespace cw::dp {
 namespace {
 
 Error sys_error(unsigned w, const char* what) {
-  return make_error("epoll worker " + std::to_string(w) + ": " + what + ": " + std::strerror(errno));
+  return make_error("epoll worker " + std::to_string(w) + ": " + what + ": " +
+                    std::strerror(errno));
 }
 
 }  // namespace
@@ -43,14 +44,20 @@ Result<std::unique_ptr<EpollBackend>> EpollBackend::create(const IoConfig& cfg,
 
 Result<std::unique_ptr<EpollWorker>> EpollBackend::open_worker(unsigned i) {
   if (i >= cfg_.workers) return make_error("epoll: no worker " + std::to_string(i));
+  auto fds = sockets_.take(i);
+  if (fds.size() != specs_.size())
+    return make_error("epoll: worker " + std::to_string(i) + " was already opened");
   auto w = std::unique_ptr<EpollWorker>(new EpollWorker(i, cfg_));
-  auto r = w->setup(sockets_.take(i), specs_);
+  auto r = w->setup(std::move(fds), specs_);
   if (!r) return r.error();
   return w;
 }
 
 EpollWorker::EpollWorker(unsigned id, const IoConfig& cfg)
-    : id_(id), cfg_(cfg), idle_ns_(uint64_t(cfg.idle_timeout_ms) * 1'000'000), conns_(cfg.max_conns) {}
+    : id_(id),
+      cfg_(cfg),
+      idle_ns_(uint64_t(cfg.idle_timeout_ms) * 1'000'000),
+      conns_(cfg.max_conns) {}
 
 Result<void> EpollWorker::setup(std::vector<kernel::Fd> fds, std::span<const SocketSpec> specs) {
   using namespace epoll_limits;
@@ -81,8 +88,8 @@ Result<void> EpollWorker::setup(std::vector<kernel::Fd> fds, std::span<const Soc
     if (k.fd < 0) continue;  // tcp client group: no socket of its own
     const uint64_t kind = k.transport == Transport::udp ? 2 : 3;
     if (!add(k.fd, (kind << 56) | s))
-      return make_error("epoll worker " + std::to_string(id_) + ": " +
-                        kernel::describe(specs[s]) + ": epoll_ctl: " + std::strerror(errno));
+      return make_error("epoll worker " + std::to_string(id_) + ": " + kernel::describe(specs[s]) +
+                        ": epoll_ctl: " + std::strerror(errno));
   }
 
   // Receive arena and the large-datagram slots (lazily backed: see MemMap).

@@ -36,15 +36,15 @@ enum class ConnState : uint8_t { free, connecting, open, draining, zombie };
 // Extra: the backend's own per-connection state (output buffer, in-flight ops, ...).
 template <class Extra>
 struct ConnSlot {
-  int fd = -1;                          // owned by the slot while not free/zombie
+  int fd = -1;  // owned by the slot while not free/zombie
   uint8_t gen = 0;
   ConnState state = ConnState::free;
   CloseReason reason = CloseReason::none;  // draining/zombie: what stream_closed will say
-  bool notify_queued = false;           // on the notify list
+  bool notify_queued = false;              // on the notify list
   SocketId sock = 0;
   Endpoint peer;
-  uint64_t last_ns = 0;                 // last traffic (monotonic ns), for the idle timeout
-  uint32_t next = kNilSlot;             // free-list / notify-list link
+  uint64_t last_ns = 0;      // last traffic (monotonic ns), for the idle timeout
+  uint32_t next = kNilSlot;  // free-list / notify-list link
   Extra x{};
 };
 

@@ -18,8 +18,7 @@ namespace cw::dp::kernel {
 class MemMap {
  public:
   MemMap() = default;
-  MemMap(MemMap&& o) noexcept
-      : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+  MemMap(MemMap&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
   MemMap& operator=(MemMap&& o) noexcept {
     if (this != &o) {
       unmap();

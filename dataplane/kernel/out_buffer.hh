@@ -27,7 +27,7 @@ namespace cw::dp::kernel {
 inline constexpr uint32_t kOutChunkBytes = 16 * 1024;
 inline constexpr unsigned kOutChunkClasses = 16;  // 16 KiB .. 512 MiB
 // Freed chunks kept for reuse per worker (bytes); beyond this they go back to malloc.
-inline constexpr uint64_t kOutRetainBytes = 64ull << 20;
+inline constexpr uint64_t kOutRetainBytes = 16ull << 20;
 
 struct OutChunk {
   OutChunk* next;

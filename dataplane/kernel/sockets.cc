@@ -12,7 +12,9 @@ namespace cw::dp::kernel {
 
 namespace {
 
-std::string errno_text(int e) { return std::strerror(e); }
+std::string errno_text(int e) {
+  return std::strerror(e);
+}
 
 Error sock_error(const char* what, const Endpoint& ep, const char* op, int e) {
   return make_error(std::string(what) + " " + to_string(ep) + ": " + op + ": " + errno_text(e));
@@ -50,8 +52,8 @@ Result<Fd> open_udp(const Endpoint& bind, bool reuseport) {
   Fd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return sock_error("udp", bind, "socket", errno);
   if (reuseport) {
-    auto r = set_int_opt_checked(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, "udp", bind,
-                                 "SO_REUSEPORT");
+    auto r =
+        set_int_opt_checked(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, "udp", bind, "SO_REUSEPORT");
     if (!r) return r.error();
   }
   // The *FORCE variants pass net.core.[rw]mem_max when privileged; otherwise the plain
@@ -62,6 +64,9 @@ Result<Fd> open_udp(const Endpoint& bind, bool reuseport) {
   if (setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUFFORCE, &kUdpSocketBufferBytes,
                  sizeof kUdpSocketBufferBytes) != 0)
     set_int_opt(fd.get(), SOL_SOCKET, SO_SNDBUF, kUdpSocketBufferBytes);
+  // Received datagrams carry the socket's count of datagrams the kernel dropped for want of
+  // buffer space (a cmsg), so a backend can count them (IoCounters::rx_no_buffer).
+  set_int_opt(fd.get(), SOL_SOCKET, SO_RXQ_OVFL, 1);
   const sockaddr_in sa = to_sockaddr(bind);
   if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0)
     return sock_error("udp", bind, "bind", errno);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <utility>
@@ -84,7 +85,8 @@ inline uint64_t nofile_wanted(const IoConfig& cfg, size_t sockets) {
 }
 
 // A nonblocking, close-on-exec UDP socket bound to `bind` (SO_REUSEPORT when reuseport),
-// with big socket buffers (best effort).
+// with big socket buffers (best effort) and SO_RXQ_OVFL (each datagram's control data can
+// carry the socket's cumulative kernel drop count; see rxq_drops()).
 Result<Fd> open_udp(const Endpoint& bind, bool reuseport);
 
 // A nonblocking, close-on-exec TCP listener on `bind` with SO_REUSEADDR + SO_REUSEPORT.
@@ -142,5 +144,18 @@ int connect_start(int fd, const Endpoint& to);
 
 // SO_ERROR of a socket as a positive errno (0 = none).
 int socket_error(int fd);
+
+// Control space a receive needs for the SO_RXQ_OVFL drop counter.
+inline constexpr size_t kRxqOvflControlBytes = CMSG_SPACE(sizeof(uint32_t));
+// The socket's cumulative drop counter from a received message's control data, if present.
+inline bool rxq_drops(const msghdr& h, uint32_t* drops) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(const_cast<msghdr*>(&h), c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+      std::memcpy(drops, CMSG_DATA(c), sizeof *drops);
+      return true;
+    }
+  }
+  return false;
+}
 
 }  // namespace cw::dp::kernel

@@ -16,8 +16,8 @@
 
 namespace cw::dp::kernel {
 
-inline constexpr uint32_t kTxSmallBytes = 2048;   // holds any datagram up to a 1500 MTU
-inline constexpr uint32_t kTxLargeBuffers = 32;   // max-size buffers per worker
+inline constexpr uint32_t kTxSmallBytes = 2048;  // holds any datagram up to a 1500 MTU
+inline constexpr uint32_t kTxLargeBuffers = 32;  // max-size buffers per worker
 inline constexpr uint32_t kNoTxBuf = ~uint32_t{0};
 
 class TxPool {
@@ -30,8 +30,8 @@ class TxPool {
   static Result<TxPool> create(uint32_t small, uint32_t large, uint32_t large_bytes) {
     TxPool p;
     if (large_bytes < kTxSmallBytes) large_bytes = kTxSmallBytes;
-    auto m = MemMap::map(size_t(small) * kTxSmallBytes + size_t(large) * large_bytes,
-                         "tx buffer pool");
+    auto m =
+        MemMap::map(size_t(small) * kTxSmallBytes + size_t(large) * large_bytes, "tx buffer pool");
     if (!m) return m.error();
     p.mem_ = std::move(*m);
     p.small_ = small;
@@ -62,9 +62,9 @@ class TxPool {
   }
 
   uint8_t* data(uint32_t b) const {
-    return b < small_ ? mem_.data() + size_t(b) * kTxSmallBytes
-                      : mem_.data() + size_t(small_) * kTxSmallBytes +
-                            size_t(b - small_) * large_bytes_;
+    return b < small_
+               ? mem_.data() + size_t(b) * kTxSmallBytes
+               : mem_.data() + size_t(small_) * kTxSmallBytes + size_t(b - small_) * large_bytes_;
   }
   uint32_t size(uint32_t b) const { return b < small_ ? kTxSmallBytes : large_bytes_; }
   uint32_t count() const { return small_ + large_; }

@@ -149,9 +149,10 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   counters_.polls.add();
   // 1. Last poll's receive buffers go back to the kernel.
   return_buffers();
-  // 2. Timers: idle connections (a bounded slice of the table per call).
-  now_ns_ = monotonic_ns();
+  // 2. Timers: idle connections (a bounded slice of the table per call). The clock is
+  //    read only while connections exist (pure datagram traffic never needs it).
   if (conns_.in_use()) {
+    now_ns_ = monotonic_ns();
     conns_.sweep_idle(now_ns_, uint64_t(cfg_.idle_timeout_ms) * 1'000'000u, [&](uint32_t slot) {
       if (!conns_.at(slot).x.closing) counters_.conns_idle.add();
       teardown(slot, conns_.at(slot).state == kernel::ConnState::connecting
@@ -168,7 +169,7 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   // 4. Nothing ready: enter the kernel once (submit re-arms, run deferred completions),
   //    blocking up to timeout_ns in interrupt mode.
   const unsigned sq_flags = IO_URING_READ_ONCE(*ring_.sq.kflags);
-  const bool must_enter = plan_.defer_taskrun || io_uring_sq_ready(&ring_) ||
+  const bool must_enter = plan_.enter_for_completions || io_uring_sq_ready(&ring_) ||
                           (sq_flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN));
   if (timeout_ns > 0) {
     // Do not sleep past the next idle sweep while connections are open.
@@ -271,6 +272,7 @@ void UringWorker::on_accept(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   sockaddr_in peer{};
   socklen_t len = sizeof peer;
   getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len);
+  now_ns_ = monotonic_ns();  // may be stale: poll() reads the clock only while conns exist
   const uint32_t slot =
       conns_.alloc(fd, s, kernel::from_sockaddr(peer), kernel::ConnState::open, now_ns_);
   if (slot == kernel::kNilSlot) {
@@ -311,13 +313,9 @@ void UringWorker::on_tcp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
     recycle(tcp_, c);  // draining or closing: input is dropped
   }
   if (cn.x.closing) return maybe_finish(slot);
-  if (c.res == 0) {
-    // Peer's orderly close: what we still owe it goes out first, then we close.
-    if (cn.x.out.empty() && !cn.x.send_armed) return teardown(slot, CloseReason::peer);
-    cn.state = kernel::ConnState::draining;
-    if (cn.reason == CloseReason::none) cn.reason = CloseReason::peer;
-    return;
-  }
+  // Peer's orderly close (FIN): replies may still be queued (this poll's items included);
+  // they go out, then we close (flush() finishes the drain).
+  if (c.res == 0) return begin_drain(slot, CloseReason::peer);
   if (c.res < 0 && c.res != -ENOBUFS)
     return teardown(slot, c.res == -ECONNRESET ? CloseReason::peer : CloseReason::error);
   if (!more) {
@@ -348,7 +346,7 @@ void UringWorker::on_tcp_send(const io_uring_cqe& c) {
   cn.x.inflight = 0;
   if (cn.x.closing) return maybe_finish(slot);
   if (!cn.x.out.empty()) return arm_send(slot);
-  if (cn.state == kernel::ConnState::draining) teardown(slot, cn.reason);  // all out: close
+  if (cn.state == kernel::ConnState::draining) finish_drain(slot);  // all out: close
 }
 
 void UringWorker::on_connect(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
@@ -392,22 +390,31 @@ uint8_t* UringWorker::dgram_reserve(SocketId s, Endpoint to, uint32_t n) {
 void UringWorker::dgram_commit(uint32_t n) {
   assert(res_buf_ != kernel::kNoTxBuf && n <= res_len_);
   TxMsg& m = txmsg_[res_buf_];
-  m.iov.iov_len = n;
   io_uring_sqe* e = sqe();
-  io_uring_prep_sendmsg(e, socks_[res_sock_].fd.get(), &m.msg, 0);
+  if (plan_.send_to) {
+    io_uring_prep_send(e, socks_[res_sock_].fd.get(), m.iov.iov_base, n, 0);
+    io_uring_prep_send_set_addr(e, reinterpret_cast<const sockaddr*>(&m.to), sizeof m.to);
+  } else {
+    m.iov.iov_len = n;
+    io_uring_prep_sendmsg(e, socks_[res_sock_].fd.get(), &m.msg, 0);
+  }
   io_uring_sqe_set_data64(e, pack(Op::udp_send, res_buf_));
   res_buf_ = kernel::kNoTxBuf;
 }
 
 void UringWorker::flush() {
   assert(res_buf_ == kernel::kNoTxBuf && res_conn_ == kNoConn && "flush() with an open reservation");
-  // Connections with new output and no send in flight get one send each.
+  // Connections with new output and no send in flight get one send each; drains with
+  // nothing left to send finish.
   for (uint32_t slot : dirty_) {
     auto& c = conns_.at(slot);
     c.x.dirty = false;
-    if (c.state != kernel::ConnState::free && c.state != kernel::ConnState::connecting &&
-        !c.x.closing && !c.x.send_armed && !c.x.out.empty())
+    if (c.x.closing || c.x.send_armed) continue;
+    if (c.state != kernel::ConnState::open && c.state != kernel::ConnState::draining) continue;
+    if (!c.x.out.empty())
       arm_send(slot);
+    else if (c.state == kernel::ConnState::draining)
+      finish_drain(slot);
   }
   dirty_.clear();
   // One enter: submit the batch and run deferred completions, so the next poll() usually
@@ -416,6 +423,30 @@ void UringWorker::flush() {
 }
 
 // ---- streams -------------------------------------------------------------------------------
+
+void UringWorker::mark_dirty(uint32_t slot) {
+  auto& c = conns_.at(slot);
+  if (c.x.dirty) return;
+  c.x.dirty = true;
+  dirty_.push_back(slot);
+}
+
+// Stop delivering input; queued output (and, after a peer FIN, replies still being
+// written) goes out first. flush() or the last send's CQE finishes the drain.
+void UringWorker::begin_drain(uint32_t slot, CloseReason why) {
+  auto& c = conns_.at(slot);
+  c.state = kernel::ConnState::draining;
+  if (c.reason == CloseReason::none) c.reason = why;
+  mark_dirty(slot);
+}
+
+// All output is in the kernel: FIN now (after that output), then close.
+void UringWorker::finish_drain(uint32_t slot) {
+  auto& c = conns_.at(slot);
+  ::shutdown(c.fd, SHUT_WR);
+  c.x.graceful = true;
+  teardown(slot, c.reason);
+}
 
 // Stops all I/O on the slot: cancels what is armed; maybe_finish() closes the fd once no
 // SQE names the slot any more. `why` is what stream_closed will say (the first reason wins).
@@ -439,6 +470,11 @@ void UringWorker::teardown(uint32_t slot, CloseReason why) {
 void UringWorker::maybe_finish(uint32_t slot) {
   auto& c = conns_.at(slot);
   if (!c.x.closing || c.x.ops || c.state == kernel::ConnState::zombie) return;
+  if (c.x.graceful && c.reason == CloseReason::local) {
+    uint8_t scratch[4096];
+    for (unsigned i = 0; i < uring::kDiscardReads; ++i)
+      if (::recv(c.fd, scratch, sizeof scratch, MSG_DONTWAIT) <= 0) break;
+  }
   ::close(c.fd);
   c.fd = -1;
   c.x.out.clear(chunks_);
@@ -451,8 +487,10 @@ void UringWorker::maybe_finish(uint32_t slot) {
 uint8_t* UringWorker::stream_reserve(ConnId id, uint32_t n) {
   assert(res_buf_ == kernel::kNoTxBuf && res_conn_ == kNoConn && "one reservation at a time");
   auto* c = conns_.find(id);
+  // Writable: open, connecting (sent once connected), or half-closed by the peer.
   if (!c || c->x.closing ||
-      (c->state != kernel::ConnState::open && c->state != kernel::ConnState::connecting))
+      !(c->state == kernel::ConnState::open || c->state == kernel::ConnState::connecting ||
+        (c->state == kernel::ConnState::draining && c->reason == CloseReason::peer)))
     return nullptr;
   const uint32_t slot = conn_slot(id);
   if (uint64_t(c->x.out.bytes()) + n > cfg_.conn_out_limit) {
@@ -478,10 +516,7 @@ void UringWorker::stream_commit(ConnId id, uint32_t n) {
   auto* c = conns_.find(id);
   if (!c) return;
   c->x.out.commit(n);
-  if (!c->x.dirty && n) {
-    c->x.dirty = true;
-    dirty_.push_back(conn_slot(id));
-  }
+  if (n) mark_dirty(conn_slot(id));
 }
 
 ConnId UringWorker::connect(SocketId s, Endpoint to) {
@@ -508,14 +543,13 @@ void UringWorker::close(ConnId id) {
   auto* c = conns_.find(id);
   if (!c || c->x.closing || c->state == kernel::ConnState::zombie) return;
   const uint32_t slot = conn_slot(id);
-  if (c->reason == CloseReason::none) c->reason = CloseReason::local;
-  // Queued output still goes out; the slot is torn down once it has (or on idle timeout).
-  if (c->state == kernel::ConnState::open && (!c->x.out.empty() || c->x.send_armed)) {
-    c->state = kernel::ConnState::draining;
+  if (c->state == kernel::ConnState::connecting) return teardown(slot, CloseReason::local);
+  if (c->state == kernel::ConnState::draining) {
+    c->reason = CloseReason::local;  // the app is done too; nothing more may be queued
     return;
   }
-  if (c->state == kernel::ConnState::draining) return;
-  teardown(slot, CloseReason::local);
+  // Queued output still goes out, then the connection closes (or on idle timeout).
+  begin_drain(slot, CloseReason::local);
 }
 
 }  // namespace cw::dp

@@ -21,6 +21,7 @@
 #include <liburing.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include <cstdint>
 #include <memory>
@@ -45,7 +46,13 @@ struct RingPlan {
   unsigned setup_flags = 0;  // IORING_SETUP_* actually accepted by the kernel
   unsigned sq_entries = 0;
   unsigned cq_entries = 0;
-  bool defer_taskrun = false;  // completions only appear when we enter the kernel
+  // Completions appear only when the worker enters the kernel (DEFER_TASKRUN or
+  // COOP_TASKRUN); otherwise task work interrupts the worker and the CQ fills by itself.
+  bool enter_for_completions = false;
+  bool ring_fd_registered = false;  // per worker: enter via the registered ring index
+  // Datagrams go out as IORING_OP_SEND with a destination address (sendto) when the kernel
+  // takes one; else as IORING_OP_SENDMSG (the kernel then also copies a msghdr per send).
+  bool send_to = false;
 };
 
 // The low level pieces, kept apart so tests can check them directly.
@@ -86,6 +93,9 @@ inline constexpr unsigned kSqEntries = 1024;
 inline constexpr unsigned kMaxCqEntries = 65536;
 // iovecs per stream send (output chunks gathered into one sendmsg).
 inline constexpr unsigned kSendIov = 8;
+// Reads of unread input discarded before closing a drained connection (closing with unread
+// input would reset it and lose output still in flight).
+inline constexpr unsigned kDiscardReads = 16;
 
 // A provided-buffer ring: `count` buffers of `size` bytes in one mapping, registered as
 // group `bgid`. Owned by one worker; the kernel reads the ring, we write it.
@@ -124,6 +134,7 @@ struct UringConnOps {
   bool send_armed = false;
   bool closing = false;       // teardown started: cancel sent, no new SQEs
   bool dirty = false;         // in dirty_, output to send at flush()
+  bool graceful = false;      // drained: FIN sent; unread input is discarded before close
   msghdr msg{};               // the in-flight sendmsg; read by the kernel until its CQE
   iovec iov[uring::kSendIov]{};
   sockaddr_in addr{};         // connect() target
@@ -189,6 +200,9 @@ class UringWorker {
   void arm_send(uint32_t slot);
   void arm_wake();
   void recycle(uring::BufRing& br, const io_uring_cqe& c);
+  void mark_dirty(uint32_t slot);
+  void begin_drain(uint32_t slot, CloseReason why);
+  void finish_drain(uint32_t slot);
   void teardown(uint32_t slot, CloseReason why);
   void maybe_finish(uint32_t slot);
   void emit_closed(RxItem* out, uint32_t& k, uint32_t n);
@@ -199,6 +213,7 @@ class UringWorker {
   uring::RingPlan plan_;
   io_uring ring_{};
   bool ring_ok_ = false;
+  pid_t owner_tid_ = 0;  // thread that created (and submits to) the ring
   IoCounters counters_;
 
   std::vector<Sock> socks_;
@@ -244,6 +259,9 @@ class UringBackend {
   // One line for the start-up log: ring flags in use and buffer sizing.
   const std::string& features() const { return features_; }
   const uring::RingPlan& plan() const { return plan_; }
+  // Tests: send datagrams with IORING_OP_SENDMSG even where sendto is available (the
+  // fallback path stays covered). Before open_worker().
+  void force_sendmsg() { plan_.send_to = false; }
 
  private:
   UringBackend() = default;

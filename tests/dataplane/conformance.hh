@@ -10,6 +10,7 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -34,10 +35,14 @@ using Clock = std::chrono::steady_clock;
 inline constexpr auto kDeadline = std::chrono::seconds(10);
 inline constexpr int64_t kPollNs = 2'000'000;  // 2 ms per poll while waiting
 
-inline Endpoint loopback(uint16_t port = 0) { return {htonl(INADDR_LOOPBACK), htons(port)}; }
+inline Endpoint loopback(uint16_t port = 0) {
+  return {htonl(INADDR_LOOPBACK), htons(port)};
+}
 
 // Deterministic payload: byte i of message `seed`.
-inline uint8_t pattern(uint32_t seed, size_t i) { return uint8_t((seed * 131u + i * 7u + (i >> 8)) & 0xFF); }
+inline uint8_t pattern(uint32_t seed, size_t i) {
+  return uint8_t((seed * 131u + i * 7u + (i >> 8)) & 0xFF);
+}
 inline std::vector<uint8_t> payload(uint32_t seed, size_t n) {
   std::vector<uint8_t> v(n);
   for (size_t i = 0; i < n; ++i) v[i] = pattern(seed, i);
@@ -147,6 +152,15 @@ inline ssize_t recv_eof(const Sock& s) {
   }
 }
 
+inline int open_fds() {
+  int n = 0;
+  DIR* d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  while (readdir(d)) ++n;
+  closedir(d);
+  return n;
+}
+
 // ---- the fixture ---------------------------------------------------------------------------
 
 template <class B>
@@ -227,6 +241,8 @@ class BackendConformance : public ::testing::Test {
 };
 
 TYPED_TEST_SUITE_P(BackendConformance);
+// Files that include this header only for the peer helpers do not instantiate the suite.
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(BackendConformance);
 
 // ---- UDP -----------------------------------------------------------------------------------
 
@@ -240,11 +256,15 @@ TYPED_TEST_P(BackendConformance, UdpEchoRoundTripAllSizes) {
     const auto msg = payload(uint32_t(size), size);
     ASSERT_TRUE(udp_send(peer, srv, msg)) << size;
     ++sent;
-    ASSERT_TRUE(this->pump(0, [&](const RxItem& it) {
-      EXPECT_EQ(it.kind, RxKind::datagram);
-      EXPECT_EQ(it.peer, local_of(peer.fd));
-      this->echo(0, it);
-    }, [&] { return this->io().counters().tx_datagrams.get() == sent; })) << size;
+    ASSERT_TRUE(this->pump(
+        0,
+        [&](const RxItem& it) {
+          EXPECT_EQ(it.kind, RxKind::datagram);
+          EXPECT_EQ(it.peer, local_of(peer.fd));
+          this->echo(0, it);
+        },
+        [&] { return this->io().counters().tx_datagrams.get() == sent; }))
+        << size;
     EXPECT_EQ(udp_recv(peer), msg) << "size " << size;
   }
   const IoCounters& c = this->io().counters();
@@ -266,16 +286,19 @@ TYPED_TEST_P(BackendConformance, UdpBurstIsDeliveredCompletelyInSmallPolls) {
     ASSERT_TRUE(udp_send(peer, this->bound(0), m));
   }
   std::vector<int> seen(kCount, 0);
-  ASSERT_TRUE(this->pump(0, [&](const RxItem& it) {
-    ASSERT_EQ(it.len, 64u);
-    uint32_t id;
-    std::memcpy(&id, it.data, sizeof id);
-    ASSERT_LT(id, kCount);
-    auto want = payload(id, 64);
-    std::memcpy(want.data(), &id, sizeof id);
-    EXPECT_EQ(std::memcmp(it.data, want.data(), 64), 0) << id;
-    ++seen[id];
-  }, [&] { return this->io().counters().rx_datagrams.get() >= kCount; }, 16));
+  ASSERT_TRUE(this->pump(
+      0,
+      [&](const RxItem& it) {
+        ASSERT_EQ(it.len, 64u);
+        uint32_t id;
+        std::memcpy(&id, it.data, sizeof id);
+        ASSERT_LT(id, kCount);
+        auto want = payload(id, 64);
+        std::memcpy(want.data(), &id, sizeof id);
+        EXPECT_EQ(std::memcmp(it.data, want.data(), 64), 0) << id;
+        ++seen[id];
+      },
+      [&] { return this->io().counters().rx_datagrams.get() >= kCount; }, 16));
   for (uint32_t i = 0; i < kCount; ++i) EXPECT_EQ(seen[i], 1) << "datagram " << i;
 }
 
@@ -290,8 +313,9 @@ TYPED_TEST_P(BackendConformance, DatagramAboveMaxIsDroppedAndCounted) {
   ASSERT_TRUE(udp_send(peer, this->bound(0), large));  // exactly max: the large path
   ASSERT_TRUE(udp_send(peer, this->bound(0), small));
   std::vector<std::vector<uint8_t>> got;
-  ASSERT_TRUE(this->pump(0, [&](const RxItem& it) { got.emplace_back(it.data, it.data + it.len); },
-                         [&] { return got.size() >= 2; }));
+  ASSERT_TRUE(this->pump(
+      0, [&](const RxItem& it) { got.emplace_back(it.data, it.data + it.len); },
+      [&] { return got.size() >= 2; }));
   EXPECT_EQ(got[0], large);
   EXPECT_EQ(got[1], small);
   EXPECT_EQ(this->io().counters().rx_truncated.get(), 1u);
@@ -353,7 +377,8 @@ TYPED_TEST_P(BackendConformance, TwoWorkersShareAServerPort) {
     const auto end = Clock::now() + kDeadline;
     RxItem items[8];
     while (this->io(0).counters().tx_datagrams.get() + this->io(1).counters().tx_datagrams.get() <
-               total && Clock::now() < end) {
+               total &&
+           Clock::now() < end) {
       for (unsigned w = 0; w < 2; ++w) {
         const uint32_t n = this->io(w).poll(items, 8, 0);
         for (uint32_t k = 0; k < n; ++k) this->echo(w, items[k]);
@@ -361,7 +386,8 @@ TYPED_TEST_P(BackendConformance, TwoWorkersShareAServerPort) {
       }
     }
     EXPECT_EQ(udp_recv(peers.back()), msg);
-    if (this->io(0).counters().rx_datagrams.get() && this->io(1).counters().rx_datagrams.get()) break;
+    if (this->io(0).counters().rx_datagrams.get() && this->io(1).counters().rx_datagrams.get())
+      break;
   }
   EXPECT_GT(this->io(0).counters().rx_datagrams.get(), 0u);
   EXPECT_GT(this->io(1).counters().rx_datagrams.get(), 0u);
@@ -454,23 +480,28 @@ TYPED_TEST_P(BackendConformance, LargeOutputReachesASlowReaderIntact) {
     while (received < kTotal) {
       const ssize_t r = ::recv(peer.fd, b.data(), b.size(), 0);
       if (r <= 0) break;
-      for (ssize_t i = 0; i < r; ++i) mismatches += b[size_t(i)] != pattern(9, received + size_t(i));
+      for (ssize_t i = 0; i < r; ++i)
+        mismatches += b[size_t(i)] != pattern(9, received + size_t(i));
       received += size_t(r);
-      if ((received & 0xFFFFF) < size_t(r)) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      if ((received & 0xFFFFF) < size_t(r))
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     reader_done = true;
   });
   ConnId conn = kNoConn;
   bool queued = false;
-  const bool ok = this->pump(0, [&](const RxItem& it) {
-    if (it.kind == RxKind::stream_open) conn = it.conn;
-    if (it.kind == RxKind::stream_closed) ADD_FAILURE() << "closed: " << int(it.reason);
-    if (conn != kNoConn && !queued) {
-      // Odd piece sizes: chunk boundaries never line up with the kernel's partial writes.
-      EXPECT_TRUE(this->queue_stream(0, conn, 9, 0, kTotal, 65521));
-      queued = true;
-    }
-  }, [&] { return reader_done.load(); });
+  const bool ok = this->pump(
+      0,
+      [&](const RxItem& it) {
+        if (it.kind == RxKind::stream_open) conn = it.conn;
+        if (it.kind == RxKind::stream_closed) ADD_FAILURE() << "closed: " << int(it.reason);
+        if (conn != kNoConn && !queued) {
+          // Odd piece sizes: chunk boundaries never line up with the kernel's partial writes.
+          EXPECT_TRUE(this->queue_stream(0, conn, 9, 0, kTotal, 65521));
+          queued = true;
+        }
+      },
+      [&] { return reader_done.load(); });
   reader.join();
   EXPECT_TRUE(ok);
   EXPECT_EQ(received, kTotal);
@@ -488,17 +519,20 @@ TYPED_TEST_P(BackendConformance, PeerThatNeverReadsIsClosedAtTheOutputLimit) {
   CloseReason why = CloseReason::none;
   size_t queued = 0;
   bool refused = false;
-  ASSERT_TRUE(this->pump(0, [&](const RxItem& it) {
-    if (it.kind == RxKind::stream_open) conn = it.conn;
-    if (it.kind == RxKind::stream_closed) why = it.reason;
-  }, [&] {
-    // Each loop queues 64 KiB more until the backend refuses (bounded: 256 MiB).
-    if (conn != kNoConn && !refused && queued < (256u << 20)) {
-      refused = !this->queue_stream(0, conn, 5, queued, 64 * 1024, 64 * 1024);
-      if (!refused) queued += 64 * 1024;
-    }
-    return why != CloseReason::none;
-  }));
+  ASSERT_TRUE(this->pump(
+      0,
+      [&](const RxItem& it) {
+        if (it.kind == RxKind::stream_open) conn = it.conn;
+        if (it.kind == RxKind::stream_closed) why = it.reason;
+      },
+      [&] {
+        // Each loop queues 64 KiB more until the backend refuses (bounded: 256 MiB).
+        if (conn != kNoConn && !refused && queued < (256u << 20)) {
+          refused = !this->queue_stream(0, conn, 5, queued, 64 * 1024, 64 * 1024);
+          if (!refused) queued += 64 * 1024;
+        }
+        return why != CloseReason::none;
+      }));
   EXPECT_TRUE(refused);
   EXPECT_EQ(why, CloseReason::overflow);
   EXPECT_EQ(this->io().counters().conns_overflow.get(), 1u);
@@ -518,15 +552,18 @@ TYPED_TEST_P(BackendConformance, CloseSendsQueuedOutputFirst) {
     got = recv_n(peer, kTotal);
     EXPECT_EQ(recv_eof(peer), 0) << "orderly EOF after the data";
   });
-  ASSERT_TRUE(this->pump(0, [&](const RxItem& it) {
-    if (it.kind == RxKind::stream_open) {
-      conn = it.conn;
-      EXPECT_TRUE(this->queue_stream(0, conn, 4, 0, kTotal, 4000));
-      this->io().close(conn);
-      EXPECT_EQ(this->io().stream_reserve(conn, 1), nullptr) << "closing: no more output";
-    }
-    if (it.kind == RxKind::stream_closed) why = it.reason;
-  }, [&] { return why != CloseReason::none; }));
+  ASSERT_TRUE(this->pump(
+      0,
+      [&](const RxItem& it) {
+        if (it.kind == RxKind::stream_open) {
+          conn = it.conn;
+          EXPECT_TRUE(this->queue_stream(0, conn, 4, 0, kTotal, 4000));
+          this->io().close(conn);
+          EXPECT_EQ(this->io().stream_reserve(conn, 1), nullptr) << "closing: no more output";
+        }
+        if (it.kind == RxKind::stream_closed) why = it.reason;
+      },
+      [&] { return why != CloseReason::none; }));
   reader.join();
   EXPECT_EQ(why, CloseReason::local);
   EXPECT_EQ(got, payload(4, kTotal));
@@ -540,10 +577,13 @@ TYPED_TEST_P(BackendConformance, HalfClosedPeerStillGetsItsReply) {
   ASSERT_TRUE(send_all(peer, {req.begin(), req.end()}));
   ::shutdown(peer.fd, SHUT_WR);
   CloseReason why = CloseReason::none;
-  ASSERT_TRUE(this->pump(0, [&](const RxItem& it) {
-    this->echo(0, it);
-    if (it.kind == RxKind::stream_closed) why = it.reason;
-  }, [&] { return why != CloseReason::none; }));
+  ASSERT_TRUE(this->pump(
+      0,
+      [&](const RxItem& it) {
+        this->echo(0, it);
+        if (it.kind == RxKind::stream_closed) why = it.reason;
+      },
+      [&] { return why != CloseReason::none; }));
   EXPECT_EQ(why, CloseReason::peer);
   auto back = recv_n(peer, req.size());
   EXPECT_EQ(std::string(back.begin(), back.end()), req);
@@ -557,9 +597,12 @@ TYPED_TEST_P(BackendConformance, IdleConnectionIsClosed) {
   Sock idle = tcp_peer(this->bound(0));
   ASSERT_GE(idle.fd, 0);
   CloseReason why = CloseReason::none;
-  ASSERT_TRUE(this->pump(0, [&](const RxItem& it) {
-    if (it.kind == RxKind::stream_closed) why = it.reason;
-  }, [&] { return why != CloseReason::none; }));
+  ASSERT_TRUE(this->pump(
+      0,
+      [&](const RxItem& it) {
+        if (it.kind == RxKind::stream_closed) why = it.reason;
+      },
+      [&] { return why != CloseReason::none; }));
   EXPECT_EQ(why, CloseReason::idle);
   EXPECT_EQ(this->io().counters().conns_idle.get(), 1u);
   EXPECT_LE(recv_eof(idle), 0) << "the peer sees the connection end";
@@ -574,27 +617,30 @@ TYPED_TEST_P(BackendConformance, ClientConnectSucceedsOrFailsWithConnectFailed) 
   ConnId accepted = kNoConn;
   bool client_open = false;
   std::string at_server, at_client;
-  ASSERT_TRUE(this->pump(0, [&](const RxItem& it) {
-    if (it.kind == RxKind::stream_open && it.sock == 1) {
-      EXPECT_EQ(it.conn, c);
-      EXPECT_EQ(it.peer, this->bound(0));
-      client_open = true;
-      // Talk first from the client side.
-      uint8_t* p = this->io().stream_reserve(c, 4);
-      ASSERT_NE(p, nullptr);
-      std::memcpy(p, "ping", 4);
-      this->io().stream_commit(c, 4);
-    } else if (it.kind == RxKind::stream_open && it.sock == 0) {
-      accepted = it.conn;
-    } else if (it.kind == RxKind::stream_data && it.conn == accepted) {
-      at_server.append(reinterpret_cast<const char*>(it.data), it.len);
-      this->echo(0, it);
-    } else if (it.kind == RxKind::stream_data && it.conn == c) {
-      at_client.append(reinterpret_cast<const char*>(it.data), it.len);
-    } else {
-      ADD_FAILURE() << "unexpected item kind " << int(it.kind) << " reason " << int(it.reason);
-    }
-  }, [&] { return at_client.size() >= 4; }));
+  ASSERT_TRUE(this->pump(
+      0,
+      [&](const RxItem& it) {
+        if (it.kind == RxKind::stream_open && it.sock == 1) {
+          EXPECT_EQ(it.conn, c);
+          EXPECT_EQ(it.peer, this->bound(0));
+          client_open = true;
+          // Talk first from the client side.
+          uint8_t* p = this->io().stream_reserve(c, 4);
+          ASSERT_NE(p, nullptr);
+          std::memcpy(p, "ping", 4);
+          this->io().stream_commit(c, 4);
+        } else if (it.kind == RxKind::stream_open && it.sock == 0) {
+          accepted = it.conn;
+        } else if (it.kind == RxKind::stream_data && it.conn == accepted) {
+          at_server.append(reinterpret_cast<const char*>(it.data), it.len);
+          this->echo(0, it);
+        } else if (it.kind == RxKind::stream_data && it.conn == c) {
+          at_client.append(reinterpret_cast<const char*>(it.data), it.len);
+        } else {
+          ADD_FAILURE() << "unexpected item kind " << int(it.kind) << " reason " << int(it.reason);
+        }
+      },
+      [&] { return at_client.size() >= 4; }));
   EXPECT_TRUE(client_open);
   EXPECT_NE(accepted, c);
   EXPECT_EQ(at_server, "ping");
@@ -613,12 +659,15 @@ TYPED_TEST_P(BackendConformance, ClientConnectSucceedsOrFailsWithConnectFailed) 
   const ConnId f = this->io().connect(1, dead);
   ASSERT_NE(f, kNoConn) << "refusal is reported as stream_closed(connect_failed)";
   CloseReason why = CloseReason::none;
-  ASSERT_TRUE(this->pump(0, [&](const RxItem& it) {
-    if (it.conn == f) {
-      EXPECT_EQ(it.kind, RxKind::stream_closed);
-      why = it.reason;
-    }
-  }, [&] { return why != CloseReason::none; }));
+  ASSERT_TRUE(this->pump(
+      0,
+      [&](const RxItem& it) {
+        if (it.conn == f) {
+          EXPECT_EQ(it.kind, RxKind::stream_closed);
+          why = it.reason;
+        }
+      },
+      [&] { return why != CloseReason::none; }));
   EXPECT_EQ(why, CloseReason::connect_failed);
   EXPECT_EQ(this->io().connect(0, dead), kNoConn) << "socket 0 is not a client group";
 }
@@ -630,8 +679,9 @@ TYPED_TEST_P(BackendConformance, MaxConnsRejectsAndCounts) {
   std::vector<Sock> peers;
   for (int i = 0; i < 3; ++i) peers.push_back(tcp_peer(this->bound(0)));
   uint32_t opened = 0;
-  ASSERT_TRUE(this->pump(0, [&](const RxItem& it) { opened += it.kind == RxKind::stream_open; },
-                         [&] { return this->io().counters().conns_rejected.get() >= 1; }));
+  ASSERT_TRUE(this->pump(
+      0, [&](const RxItem& it) { opened += it.kind == RxKind::stream_open; },
+      [&] { return this->io().counters().conns_rejected.get() >= 1; }));
   EXPECT_EQ(opened, 2u);
   EXPECT_EQ(this->io().counters().conns_open.get(), 2u);
   EXPECT_EQ(this->io().counters().conns_rejected.get(), 1u);
@@ -710,16 +760,87 @@ TYPED_TEST_P(BackendConformance, RxDataStaysValidUntilTheNextPoll) {
   EXPECT_GT(multi, 0u);
 }
 
-REGISTER_TYPED_TEST_SUITE_P(BackendConformance, UdpEchoRoundTripAllSizes,
-                            UdpBurstIsDeliveredCompletelyInSmallPolls,
-                            DatagramAboveMaxIsDroppedAndCounted,
-                            TxPoolExhaustionIsCountedAndTheRestIsSent, TwoWorkersShareAServerPort,
-                            TcpAcceptDataAndPeerClose, PeerResetClosesWithReasonPeer,
-                            LargeOutputReachesASlowReaderIntact,
-                            PeerThatNeverReadsIsClosedAtTheOutputLimit,
-                            CloseSendsQueuedOutputFirst, HalfClosedPeerStillGetsItsReply,
-                            IdleConnectionIsClosed, ClientConnectSucceedsOrFailsWithConnectFailed,
-                            MaxConnsRejectsAndCounts, WakeReturnsABlockedPollFromAnotherThread,
-                            RxDataStaysValidUntilTheNextPoll);
+TYPED_TEST_P(BackendConformance, ManyConnectionsAreServed) {
+  constexpr int kConns = 1000;
+  IoConfig cfg = this->small_config();
+  cfg.max_conns = kConns + 8;
+  this->open(cfg, {{Transport::tcp, loopback(), true}});
+  std::vector<Sock> peers;
+  peers.reserve(kConns);
+  for (int i = 0; i < kConns; ++i) {
+    peers.push_back(tcp_peer(this->bound(0)));
+    ASSERT_GE(peers.back().fd, 0) << i;
+    uint32_t v = uint32_t(i);
+    ASSERT_EQ(::send(peers.back().fd, &v, 4, 0), 4);
+    if (i % 64 == 63) {  // keep the accept queue short: serve as we go
+      RxItem items[64];
+      for (int k = 0; k < 4; ++k) {
+        const uint32_t n = this->io().poll(items, 64, 0);
+        for (uint32_t j = 0; j < n; ++j) this->echo(0, items[j]);
+        this->io().flush();
+      }
+    }
+  }
+  ASSERT_TRUE(this->pump(
+      0, [&](const RxItem& it) { this->echo(0, it); },
+      [&] { return this->io().counters().tx_stream_bytes.get() == 4u * kConns; }));
+  EXPECT_EQ(this->io().counters().conns_open.get(), uint64_t(kConns));
+  for (int i = 0; i < kConns; ++i) {
+    uint32_t v = ~0u;
+    ASSERT_EQ(::recv(peers[size_t(i)].fd, &v, 4, MSG_WAITALL), 4) << i;
+    EXPECT_EQ(v, uint32_t(i));
+  }
+}
+
+TYPED_TEST_P(BackendConformance, TeardownClosesEveryDescriptor) {
+  const int before = open_fds();
+  Sock blocked_reader, open_peer;
+  IoConfig cfg = this->small_config();
+  cfg.workers = 2;
+  this->open(cfg, {{Transport::udp, loopback(), true},
+                   {Transport::tcp, loopback(), true},
+                   {Transport::tcp, loopback(), false}});
+  // Leave connections in every state (open; draining with output blocked; a client), and
+  // unsent datagrams, then destroy the workers and the backend.
+  open_peer = tcp_peer(this->bound(1));
+  blocked_reader = tcp_peer(this->bound(1));
+  const ConnId c = this->io(0).connect(2, this->bound(1));
+  EXPECT_NE(c, kNoConn);
+  uint32_t opened = 0;
+  RxItem items[16];
+  const auto end = Clock::now() + kDeadline;
+  while (opened < 3 && Clock::now() < end) {
+    for (unsigned w = 0; w < 2; ++w) {
+      const uint32_t n = this->io(w).poll(items, 16, 0);
+      for (uint32_t k = 0; k < n; ++k) {
+        if (items[k].kind != RxKind::stream_open || items[k].sock != 1) continue;
+        if (++opened == 1) {
+          EXPECT_TRUE(this->queue_stream(w, items[k].conn, 1, 0, 3u << 20, 60000));
+          this->io(w).close(items[k].conn);
+        }
+      }
+      this->io(w).flush();
+    }
+  }
+  EXPECT_EQ(opened, 3u);
+  uint8_t* p = this->io(0).dgram_reserve(0, loopback(9), 10);
+  ASSERT_NE(p, nullptr);
+  this->io(0).dgram_commit(10);
+  const int during = open_fds();
+  this->workers_.clear();
+  this->backend_.reset();
+  EXPECT_GT(during, before + 8);
+  EXPECT_EQ(open_fds(), before + 2) << "only the two peers' sockets are left";
+}
+
+REGISTER_TYPED_TEST_SUITE_P(
+    BackendConformance, ManyConnectionsAreServed, TeardownClosesEveryDescriptor,
+    UdpEchoRoundTripAllSizes, UdpBurstIsDeliveredCompletelyInSmallPolls,
+    DatagramAboveMaxIsDroppedAndCounted, TxPoolExhaustionIsCountedAndTheRestIsSent,
+    TwoWorkersShareAServerPort, TcpAcceptDataAndPeerClose, PeerResetClosesWithReasonPeer,
+    LargeOutputReachesASlowReaderIntact, PeerThatNeverReadsIsClosedAtTheOutputLimit,
+    CloseSendsQueuedOutputFirst, HalfClosedPeerStillGetsItsReply, IdleConnectionIsClosed,
+    ClientConnectSucceedsOrFailsWithConnectFailed, MaxConnsRejectsAndCounts,
+    WakeReturnsABlockedPollFromAnotherThread, RxDataStaysValidUntilTheNextPoll);
 
 }  // namespace cw::dp::conformance

@@ -77,7 +77,8 @@ TEST(ConnTable, IdleSweepFindsIdleLiveSlotsOnly) {
   t.release(2500);
   std::vector<uint32_t> idle;
   // A round covers 3000 slots in steps of kIdleSweepSlots.
-  for (int step = 0; step < 3; ++step) t.sweep_idle(100 * ms, 10 * ms, [&](uint32_t s) { idle.push_back(s); });
+  for (int step = 0; step < 3; ++step)
+    t.sweep_idle(100 * ms, 10 * ms, [&](uint32_t s) { idle.push_back(s); });
   EXPECT_EQ(idle.size(), 3000u - 3);
   EXPECT_EQ(std::count(idle.begin(), idle.end(), 5u), 0);
   EXPECT_EQ(std::count(idle.begin(), idle.end(), 7u), 0);

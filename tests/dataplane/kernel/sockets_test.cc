@@ -12,10 +12,13 @@
 namespace cw::dp::kernel {
 namespace {
 
-Endpoint loopback(uint16_t port = 0) { return Endpoint{htonl(INADDR_LOOPBACK), htons(port)}; }
+Endpoint loopback(uint16_t port = 0) {
+  return Endpoint{htonl(INADDR_LOOPBACK), htons(port)};
+}
 
 TEST(Sockets, ServerPortZeroIsResolvedOnceAndSharedByAllWorkers) {
-  const SocketSpec specs[] = {{Transport::udp, loopback(), true}, {Transport::tcp, loopback(), true}};
+  const SocketSpec specs[] = {{Transport::udp, loopback(), true},
+                              {Transport::tcp, loopback(), true}};
   auto set = open_socket_set(specs, 3);
   ASSERT_TRUE(set) << set.error().message;
   for (SocketId s = 0; s < 2; ++s) {
@@ -35,7 +38,8 @@ TEST(Sockets, ServerPortZeroIsResolvedOnceAndSharedByAllWorkers) {
 }
 
 TEST(Sockets, ClientUdpSocketsGetTheirOwnPortsAndTcpClientsNone) {
-  const SocketSpec specs[] = {{Transport::udp, loopback(), false}, {Transport::tcp, loopback(), false}};
+  const SocketSpec specs[] = {{Transport::udp, loopback(), false},
+                              {Transport::tcp, loopback(), false}};
   auto set = open_socket_set(specs, 2);
   ASSERT_TRUE(set) << set.error().message;
   auto r0 = set->take(0), r1 = set->take(1);

@@ -179,6 +179,28 @@ TEST_F(UringTest, UdpEchoBatch) {
   ::close(c);
 }
 
+TEST_F(UringTest, SendmsgFallbackEchoes) {
+  auto b = UringBackend::create(cfg, std::vector<SocketSpec>{{Transport::udp, {kLoopback, 0}, true}});
+  ASSERT_TRUE(b) << b.error().message;
+  backend = std::move(b.value());
+  backend->force_sendmsg();
+  auto w = backend->open_worker(0);
+  ASSERT_TRUE(w) << w.error().message;
+  io = std::move(w.value());
+  const int c = udp_client();
+  const sockaddr_in to = sa(backend->bound(0));
+  for (int i = 0; i < 10; ++i) {
+    const std::string m(size_t(100 + i * 1000), char('a' + i));
+    sendto(c, m.data(), m.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+    std::string back(m.size() + 10, 0);
+    ASSERT_TRUE(poll_until([&] { return dgrams.size() == size_t(i + 1); }));
+    ASSERT_EQ(recv(c, back.data(), back.size(), 0), ssize_t(m.size()));
+    back.resize(m.size());
+    EXPECT_EQ(back, m);
+  }
+  ::close(c);
+}
+
 TEST_F(UringTest, LargeDatagramArrivesWhole) {
   open({{Transport::udp, {kLoopback, 0}, true}});
   const int c = udp_client();

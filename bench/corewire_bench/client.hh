@@ -1,0 +1,487 @@
+// The load-generator client service: one instance per worker, driven by the runtime's worker
+// loop like any server-side service (on_tick originates requests; on_datagram / on_stream
+// match replies). It speaks the native or the sockperf dialect over UDP (one client socket
+// per flow) or TCP (one connection per flow).
+//
+// Timing (ns, the worker's monotonic ctx.now_ns, read once per burst):
+//   closed loop: each flow keeps `window` requests outstanding; latency = reply - send.
+//   open loop:   requests follow a schedule (fixed or Poisson inter-arrival times) that does
+//                not wait for replies. Each request carries its *intended* send time, and
+//                latency = reply - intended, so a stalled client or server shows up in the
+//                latency instead of being hidden (no coordinated omission). A request that is
+//                late because of the client (no tx buffer) keeps its intended time.
+// Outstanding requests live in a fixed per-flow ring (max_outstanding, power of two); a
+// request not answered within `timeout_ns` of its intended time is counted as lost, and so
+// is the oldest one when a flow's ring is full and a new request is due.
+//
+// Ownership: the service is owned by its worker thread. Results (counters, histogram) live
+// in a ClientResults owned by the caller (main / tests) and outlive the worker; the worker
+// is the only writer, others read the Counters while it runs and the histogram after done.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <vector>
+
+#include "app/protocol/native.hh"
+#include "app/protocol/sockperf.hh"
+#include "app/runtime/service.hh"
+#include "bench/hist/histogram.hh"
+#include "dataplane/io.hh"
+
+namespace cw::bench {
+
+enum class Dialect : uint8_t { native, sockperf };
+enum class LoopMode : uint8_t { closed, open };
+enum class Arrival : uint8_t { fixed, poisson };
+
+inline constexpr uint32_t kMaxSendsPerTick = 256;  // bounds one tick's work (then flush)
+inline constexpr uint32_t kConnectsPerTick = 256;  // tcp connects issued per tick
+
+// What a worker's client does; fixed for the run. Per-worker shares (rate, count) are
+// computed by the caller (see share()).
+struct ClientConfig {
+  Dialect dialect = Dialect::native;
+  dp::Transport transport = dp::Transport::udp;
+  dp::Endpoint target;
+  uint32_t msg_size = 64;  // bytes per message, header included
+  uint32_t flows = 1;      // UDP sockets (SocketIds 0..flows-1) or TCP connections
+  LoopMode mode = LoopMode::closed;
+  uint32_t window = 1;  // closed loop: outstanding per flow
+  double rate = 0;      // open loop: this worker's requests per second
+  Arrival arrival = Arrival::fixed;
+  uint64_t seed = 1;
+  uint64_t count = 0;        // measured requests this worker sends (0 = no bound)
+  uint64_t duration_ns = 0;  // measured phase length (0 = no bound)
+  uint64_t warmup_ns = 0;    // sent but not measured, before the measured phase
+  uint64_t timeout_ns = 1'000'000'000;
+  uint64_t connect_timeout_ns = 5'000'000'000;
+  uint64_t scan_ns = 1'000'000;    // how often expired requests are swept (bounds the cost)
+  uint32_t max_outstanding = 256;  // per flow, rounded up to a power of two
+  uint16_t service_id = 0;         // native: service field of requests
+  bool check = false;              // verify reply payloads
+  uint32_t max_conns = 16384;      // the backend's per-worker connection slots (tcp)
+};
+
+enum class Phase : uint8_t { connecting, running, draining, done };
+
+// One worker's results. Counters count measured requests only, except where noted.
+struct alignas(64) ClientResults {
+  dp::Counter sent, received, lost, errors;
+  dp::Counter late;          // replies after their request was counted lost (or unknown)
+  dp::Counter warmup_sent;   // all phases: not in the counters above
+  dp::Counter send_blocked;  // ticks that found no tx buffer (requests sent late)
+  dp::Counter conns_open, conns_failed, conns_closed;  // tcp; open is a gauge
+  std::atomic<uint8_t> phase{uint8_t(Phase::connecting)};
+  // Written by the worker; read by others only once phase == done (or the thread exited).
+  uint64_t measure_start_ns = 0;  // start of the measured phase
+  uint64_t last_rx_ns = 0;        // last measured reply
+  uint64_t last_tx_ns = 0;        // last measured request's intended time
+  Histogram hist;
+  bool done() const { return phase.load(std::memory_order_acquire) == uint8_t(Phase::done); }
+};
+
+// Payload byte j of request seq (so replies can be checked without keeping what was sent).
+inline uint8_t pattern_byte(uint64_t seq, uint32_t j) {
+  return uint8_t(seq * 131 + j * 7 + 1);
+}
+
+class Client {
+ public:
+  // Setup: sizes every table (allocation happens here, never afterwards).
+  Client(const ClientConfig& cfg, ClientResults* res) : cfg_(cfg), res_(res) {
+    cap_ = 2;
+    while (cap_ < std::max(cfg_.max_outstanding, cfg_.window)) cap_ <<= 1;
+    cfg_.msg_size = std::max(cfg_.msg_size, header_size());
+    flows_.resize(cfg_.flows);
+    for (uint32_t f = 0; f < cfg_.flows; ++f) flows_[f].sock = dp::SocketId(f);
+    entries_.resize(size_t(cfg_.flows) * cap_);
+    if (cfg_.transport == dp::Transport::tcp) conn_flow_.assign(cfg_.max_conns, kNoFlow);
+    rng_ = cfg_.seed * 0x9E3779B97F4A7C15ull + 1;
+    if (cfg_.mode == LoopMode::open && cfg_.rate > 0) period_ns_ = 1e9 / cfg_.rate;
+  }
+
+  uint32_t header_size() const {
+    return cfg_.dialect == Dialect::native ? proto::native::kHeaderSize
+                                           : proto::sockperf::kHeaderSize;
+  }
+  Phase phase() const { return Phase(res_->phase.load(std::memory_order_relaxed)); }
+
+  // ---- service API --------------------------------------------------------------------
+  template <class Io>
+  void on_tick(rt::Ctx<Io>& ctx) {
+    const uint64_t now = ctx.now_ns;
+    if (phase() == Phase::done) return;
+    if (phase() == Phase::connecting) {
+      if (connects_issued_ < cfg_.flows) start_connects(ctx);
+      if (connected_ + failed_ == cfg_.flows || now >= connect_deadline_) start_running(now);
+    }
+    if (phase() == Phase::running) {
+      if (cfg_.mode == LoopMode::open)
+        send_open(ctx);
+      else
+        send_closed(ctx);
+      if (sending_over(now)) set_phase(Phase::draining);
+    }
+    if (now >= next_scan_ns_) {
+      next_scan_ns_ = now + cfg_.scan_ns;
+      expire(now);
+    }
+    if (phase() == Phase::draining && (total_outstanding_ == 0 || alive_ == 0))
+      set_phase(Phase::done);
+    if (phase() != Phase::done) ctx.wake_at(next_wake(now));
+  }
+
+  template <class Io>
+  void on_datagram(rt::Ctx<Io>& ctx, const dp::RxItem& it) {
+    if (it.sock >= flows_.size()) return;
+    const uint32_t used = on_bytes(ctx.now_ns, it.sock, {it.data, it.len});
+    if (used != it.len) res_->errors.add();  // truncated or trailing bytes
+  }
+
+  template <class Io>
+  rt::StreamVerdict on_stream(rt::Ctx<Io>& ctx, dp::ConnId c, std::span<const uint8_t> b) {
+    const uint32_t f = flow_of(c);
+    if (f == kNoFlow) return {uint32_t(b.size()), true};
+    uint32_t used = 0;
+    for (;;) {
+      const uint32_t n = on_bytes(ctx.now_ns, f, b.subspan(used));
+      if (n == 0) break;
+      if (n == kBadFrame) {
+        res_->errors.add();
+        return {used, true};
+      }
+      used += n;
+    }
+    return {used, false};
+  }
+
+  template <class Io>
+  void on_open(rt::Ctx<Io>&, const dp::RxItem& it) {
+    const uint32_t f = flow_of(it.conn);
+    if (f == kNoFlow || flows_[f].open) return;
+    flows_[f].open = true;
+    ++connected_;
+    ++alive_;
+    res_->conns_open.add();
+  }
+
+  template <class Io>
+  void on_closed(rt::Ctx<Io>&, const dp::RxItem& it) {
+    const uint32_t f = flow_of(it.conn);
+    if (f == kNoFlow) return;
+    conn_flow_[dp::conn_slot(it.conn)] = kNoFlow;
+    Flow& fl = flows_[f];
+    fl.conn = dp::kNoConn;
+    if (!fl.open) {  // never connected
+      ++failed_;
+      res_->conns_failed.add();
+      fl.dead = true;
+      return;
+    }
+    fl.open = false;
+    fl.dead = true;
+    --alive_;
+    res_->conns_open.set(res_->conns_open.get() - 1);
+    res_->conns_closed.add();
+    while (fl.oldest != fl.next_seq) retire(fl, entry(f, fl.oldest), /*lost=*/true);
+  }
+
+  // ---- test hooks -----------------------------------------------------------------------
+  uint32_t outstanding() const { return total_outstanding_; }
+
+ private:
+  static constexpr uint32_t kNoFlow = ~uint32_t{0};
+  static constexpr uint32_t kBadFrame = ~uint32_t{0};
+  enum class State : uint8_t { free, waiting, done };
+  struct Entry {
+    uint64_t seq = 0;
+    uint64_t intended_ns = 0;
+    State state = State::free;
+    bool measured = false;
+  };
+  struct Flow {
+    dp::SocketId sock = 0;
+    dp::ConnId conn = dp::kNoConn;
+    bool open = false;  // tcp: connected; udp: always usable
+    bool dead = false;  // tcp: failed or closed
+    uint64_t next_seq = 0;
+    uint64_t oldest = 0;  // oldest seq still holding an entry
+    uint32_t outstanding = 0;
+  };
+
+  Entry& entry(uint32_t f, uint64_t seq) { return entries_[size_t(f) * cap_ + (seq & (cap_ - 1))]; }
+  uint32_t flow_of(dp::ConnId c) const {
+    if (c == dp::kNoConn || dp::conn_slot(c) >= conn_flow_.size()) return kNoFlow;
+    const uint32_t f = conn_flow_[dp::conn_slot(c)];
+    return f < flows_.size() && flows_[f].conn == c ? f : kNoFlow;
+  }
+  void set_phase(Phase p) { res_->phase.store(uint8_t(p), std::memory_order_release); }
+
+  // TCP connects are issued kConnectsPerTick at a time so a large --conns run does not
+  // flood the backend's submission queue in one tick.
+  template <class Io>
+  void start_connects(rt::Ctx<Io>& ctx) {
+    if (connects_issued_ == 0) connect_deadline_ = ctx.now_ns + cfg_.connect_timeout_ns;
+    if (cfg_.transport == dp::Transport::udp) {
+      for (auto& f : flows_) f.open = true;
+      connected_ = alive_ = cfg_.flows;
+      connects_issued_ = cfg_.flows;
+      return;
+    }
+    const uint32_t end = std::min(cfg_.flows, connects_issued_ + kConnectsPerTick);
+    for (uint32_t f = connects_issued_; f < end; ++f) {
+      const dp::ConnId c = ctx.io.connect(0, cfg_.target);
+      if (c == dp::kNoConn || dp::conn_slot(c) >= conn_flow_.size()) {
+        ++failed_;
+        res_->conns_failed.add();
+        flows_[f].dead = true;
+        continue;
+      }
+      flows_[f].conn = c;
+      conn_flow_[dp::conn_slot(c)] = f;
+    }
+    connects_issued_ = end;
+  }
+
+  void start_running(uint64_t now) {
+    start_ns_ = now;
+    next_intended_ns_ = now;
+    res_->measure_start_ns = now + cfg_.warmup_ns;
+    set_phase(alive_ ? Phase::running : Phase::done);
+  }
+
+  bool in_warmup(uint64_t t) const { return t < start_ns_ + cfg_.warmup_ns; }
+  // Whether a request intended at t may still be sent.
+  bool may_send(uint64_t t) const {
+    if (in_warmup(t)) return true;
+    if (cfg_.count && measured_sent_ >= cfg_.count) return false;
+    if (cfg_.duration_ns && t >= start_ns_ + cfg_.warmup_ns + cfg_.duration_ns) return false;
+    return cfg_.count || cfg_.duration_ns;  // unbounded runs are refused by the caller
+  }
+  bool sending_over(uint64_t now) const {
+    if (alive_ == 0) return true;
+    const uint64_t t = cfg_.mode == LoopMode::open ? next_intended_ns_ : now;
+    return !may_send(t);
+  }
+
+  // Open loop: send every request whose intended time has come, round-robin over flows.
+  template <class Io>
+  void send_open(rt::Ctx<Io>& ctx) {
+    for (uint32_t k = 0; k < kMaxSendsPerTick && next_intended_ns_ <= ctx.now_ns; ++k) {
+      if (!may_send(next_intended_ns_)) return;
+      const uint32_t f = next_live_flow();
+      if (f == kNoFlow) return;
+      if (!send(ctx, f, next_intended_ns_)) return;  // retried next tick, intended time kept
+      rr_ = f + 1;
+      next_intended_ns_ += next_gap_ns();
+    }
+  }
+
+  // Closed loop: top every flow up to its window.
+  template <class Io>
+  void send_closed(rt::Ctx<Io>& ctx) {
+    uint32_t budget = kMaxSendsPerTick;
+    for (uint32_t f = 0; f < flows_.size() && budget; ++f) {
+      Flow& fl = flows_[f];
+      while (fl.open && fl.outstanding < cfg_.window && budget && may_send(ctx.now_ns)) {
+        if (!send(ctx, f, ctx.now_ns)) return;
+        --budget;
+      }
+    }
+  }
+
+  uint32_t next_live_flow() const {
+    for (uint32_t i = 0; i < flows_.size(); ++i) {
+      const uint32_t f = (rr_ + i) % uint32_t(flows_.size());
+      if (flows_[f].open) return f;
+    }
+    return kNoFlow;
+  }
+
+  uint64_t next_gap_ns() {
+    if (cfg_.arrival == Arrival::fixed) {
+      // Carry the fraction so the long-run rate is exact even when period is not integral.
+      gap_carry_ += period_ns_;
+      const uint64_t g = uint64_t(gap_carry_);
+      gap_carry_ -= double(g);
+      return g;
+    }
+    // Exponential inter-arrival (Poisson process), mean period_ns_.
+    const double u = (double(xorshift() >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    gap_carry_ += -std::log(u) * period_ns_;
+    const uint64_t g = uint64_t(gap_carry_);
+    gap_carry_ -= double(g);
+    return g;
+  }
+  uint64_t xorshift() {
+    rng_ ^= rng_ << 13;
+    rng_ ^= rng_ >> 7;
+    rng_ ^= rng_ << 17;
+    return rng_;
+  }
+
+  // Builds and queues one request on flow f; false when no tx buffer was available.
+  template <class Io>
+  bool send(rt::Ctx<Io>& ctx, uint32_t f, uint64_t intended) {
+    Flow& fl = flows_[f];
+    if (fl.next_seq - fl.oldest == cap_) retire(fl, entry(f, fl.oldest), /*lost=*/true);
+    const uint32_t n = cfg_.msg_size;
+    uint8_t* out = cfg_.transport == dp::Transport::udp
+                       ? ctx.io.dgram_reserve(fl.sock, cfg_.target, n)
+                       : ctx.io.stream_reserve(fl.conn, n);
+    if (!out) {
+      res_->send_blocked.add();
+      return false;
+    }
+    const uint64_t seq = fl.next_seq++;
+    encode(out, seq);
+    if (cfg_.transport == dp::Transport::udp)
+      ctx.io.dgram_commit(n);
+    else
+      ctx.io.stream_commit(fl.conn, n);
+    Entry& e = entry(f, seq);
+    e = Entry{seq, intended, State::waiting, !in_warmup(intended)};
+    ++fl.outstanding;
+    ++total_outstanding_;
+    if (e.measured) {
+      ++measured_sent_;
+      res_->sent.add();
+      res_->last_tx_ns = intended;
+    } else {
+      res_->warmup_sent.add();
+    }
+    return true;
+  }
+
+  void encode(uint8_t* out, uint64_t seq) const {
+    const uint32_t n = cfg_.msg_size;
+    if (cfg_.dialect == Dialect::native) {
+      proto::native::Header h;
+      h.kind = proto::native::Kind::request;
+      h.service = cfg_.service_id;
+      h.request_id = seq;
+      h.payload_len = n - proto::native::kHeaderSize;
+      proto::native::encode_header(out, h);
+    } else {
+      proto::sockperf::encode_header(
+          out, {seq, uint16_t(proto::sockperf::kClient | proto::sockperf::kPongRequest), n});
+    }
+    if (cfg_.check)
+      for (uint32_t j = header_size(); j < n; ++j) out[j] = pattern_byte(seq, j);
+  }
+
+  // Parses one reply at the start of b for flow f and accounts it. Returns the bytes it
+  // used: 0 = need more (stream) / truncated (datagram), kBadFrame = not this protocol.
+  uint32_t on_bytes(uint64_t now, uint32_t f, std::span<const uint8_t> b) {
+    uint64_t seq;
+    uint32_t len;
+    bool ok;
+    if (cfg_.dialect == Dialect::native) {
+      const auto d = proto::native::decode(b);
+      if (d.status == proto::native::Status::need_more) return 0;
+      if (d.status != proto::native::Status::ok) return kBadFrame;
+      seq = d.header.request_id;
+      len = d.frame_len;
+      ok = d.header.kind == proto::native::Kind::response;
+    } else {
+      const auto p = proto::sockperf::parse(b);
+      if (p.status == proto::sockperf::Status::need_more) return 0;
+      if (p.status != proto::sockperf::Status::ok) return kBadFrame;
+      seq = p.header.seq;
+      len = p.frame_len;
+      ok = (p.header.flags & (proto::sockperf::kClient | proto::sockperf::kPongRequest)) ==
+           proto::sockperf::kPongRequest;
+    }
+    if (ok && cfg_.check) ok = len == cfg_.msg_size && payload_ok(seq, b.first(len));
+    match(now, f, seq, ok);
+    return len;
+  }
+  bool payload_ok(uint64_t seq, std::span<const uint8_t> msg) const {
+    for (uint32_t j = header_size(); j < msg.size(); ++j)
+      if (msg[j] != pattern_byte(seq, j)) return false;
+    return true;
+  }
+
+  // Accounts the reply for seq on flow f (ok = well-formed and, with --check, intact).
+  void match(uint64_t now, uint32_t f, uint64_t seq, bool ok) {
+    Flow& fl = flows_[f];
+    Entry& e = entry(f, seq);
+    if (seq < fl.oldest || seq >= fl.next_seq || e.seq != seq || e.state != State::waiting) {
+      res_->late.add();
+      return;
+    }
+    if (e.measured) {
+      if (ok) {
+        res_->received.add();
+        res_->hist.record(now >= e.intended_ns ? now - e.intended_ns : 0);
+        res_->last_rx_ns = now;
+      } else {
+        res_->errors.add();
+      }
+    }
+    retire(fl, e, /*lost=*/false);
+  }
+
+  // Ends entry e of flow fl (answered, or lost), then frees the answered prefix of the ring.
+  void retire(Flow& fl, Entry& e, bool lost) {
+    if (e.state == State::waiting) {
+      if (lost && e.measured) res_->lost.add();
+      e.state = State::done;
+      --fl.outstanding;
+      --total_outstanding_;
+    }
+    const uint32_t f = uint32_t(&fl - flows_.data());
+    while (fl.oldest != fl.next_seq && entry(f, fl.oldest).state != State::waiting) {
+      entry(f, fl.oldest).state = State::free;
+      ++fl.oldest;
+    }
+  }
+
+  // Counts as lost every request older than the timeout (intended times grow per flow, so
+  // only the oldest ones can have expired).
+  void expire(uint64_t now) {
+    if (total_outstanding_ == 0) return;
+    for (uint32_t f = 0; f < flows_.size(); ++f) {
+      Flow& fl = flows_[f];
+      while (fl.oldest != fl.next_seq) {
+        Entry& e = entry(f, fl.oldest);
+        if (now - std::min(now, e.intended_ns) < cfg_.timeout_ns) break;
+        retire(fl, e, /*lost=*/true);
+      }
+    }
+  }
+
+  uint64_t next_wake(uint64_t now) const {
+    uint64_t t = now + std::max<uint64_t>(cfg_.scan_ns, 1000);
+    if (phase() == Phase::connecting) t = std::min(t, connect_deadline_);
+    if (phase() == Phase::running && cfg_.mode == LoopMode::open)
+      t = std::min(t, std::max(now, next_intended_ns_));
+    return t;
+  }
+
+  ClientConfig cfg_;
+  ClientResults* res_;
+  uint32_t cap_ = 0;
+  std::vector<Flow> flows_;
+  std::vector<Entry> entries_;       // flows * cap_
+  std::vector<uint32_t> conn_flow_;  // conn_slot -> flow (tcp)
+  uint32_t connects_issued_ = 0;
+  uint64_t connect_deadline_ = 0;
+  uint32_t connected_ = 0, failed_ = 0, alive_ = 0;
+  uint64_t start_ns_ = 0;
+  uint64_t next_intended_ns_ = 0;
+  double period_ns_ = 0;
+  double gap_carry_ = 0;
+  uint64_t rng_ = 1;
+  uint32_t rr_ = 0;
+  uint64_t measured_sent_ = 0;
+  uint32_t total_outstanding_ = 0;
+  uint64_t next_scan_ns_ = 0;
+};
+
+}  // namespace cw::bench

@@ -1,0 +1,126 @@
+// corewire-bench: the load generator. Runs the Client service (client.hh) on the corewire
+// runtime (one client per worker, any backend), then merges the workers' results and prints
+// them (text, --json, --hgrm), or sweeps open-loop rates (--sweep). Usage: bench/README.md.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+
+#include "bench/corewire_bench/run.hh"
+
+namespace cw::bench {
+namespace {
+
+constexpr double kDefaultSweepStep_s = 2.0;  // seconds per sweep step without --duration
+constexpr double kSaturatedAchieved = 0.95;  // sweep stops when achieved < this * offered
+constexpr double kSaturatedLoss = 0.01;      // ... or loss above this ratio
+
+int fail(const std::string& msg) {
+  std::fprintf(stderr, "corewire-bench: %s\n", msg.c_str());
+  return 1;
+}
+
+int run(int argc, char** argv) {
+  Options o;
+  CLI::App app{"corewire-bench: load generator for corewire (native and sockperf dialects)"};
+  app.add_option("--proto", o.proto, "dialect")->check(CLI::IsMember({"native", "sockperf"}));
+  app.add_flag("--udp", o.udp, "UDP (default)");
+  app.add_flag("--tcp", o.tcp, "TCP");
+  app.add_option("--target", o.target, "server address:port")->required();
+  app.add_option("-m,--msg-size", o.msg_size, "message size in bytes, header included");
+  app.add_option("--flows", o.flows, "UDP sockets / TCP connections per worker")
+      ->check(CLI::Range(1u, 1u << 20));
+  app.add_option("--threads", o.threads, "workers")->check(CLI::Range(1u, 1024u));
+  app.add_option("--cores", o.cores, "pin workers to these CPUs (sets --threads)")->delimiter(',');
+  app.add_option("--backend", o.backend, "auto | io_uring | epoll")
+      ->check(CLI::IsMember({"auto", "io_uring", "epoll"}));
+  app.add_flag("--busy-poll", o.busy_poll, "spin instead of blocking");
+  app.add_option("--mode", o.mode, "closed | open")->check(CLI::IsMember({"closed", "open"}));
+  app.add_option("--window", o.window, "closed loop: outstanding requests per flow")
+      ->check(CLI::Range(1u, 65536u));
+  app.add_option("--rate", o.rate, "open loop: requests per second (all workers)");
+  app.add_option("--arrival", o.arrival, "open loop: fixed | poisson")
+      ->check(CLI::IsMember({"fixed", "poisson"}));
+  app.add_option("--duration", o.duration_s, "measured seconds");
+  app.add_option("--count", o.count, "measured requests (all workers)");
+  app.add_option("--warmup", o.warmup_s, "seconds sent but not measured, before the run");
+  app.add_option("--timeout", o.timeout_s, "seconds after which a request counts as lost");
+  app.add_option("--connect-timeout", o.connect_timeout_s, "seconds to wait for connections");
+  app.add_option("--max-time", o.max_time_s, "cut a --count-only run off after this (s)");
+  app.add_option("--max-outstanding", o.max_outstanding, "open loop: table size per flow");
+  app.add_option("--service-id", o.service_id, "native: service id of requests");
+  app.add_option("--seed", o.seed, "Poisson arrivals seed");
+  app.add_option("--sweep", o.sweep, "open-loop rates: R1:R2:STEPS or R1,R2,...");
+  app.add_option("--conns", o.conns, "hold this many TCP connections (all workers)");
+  app.add_flag("--check", o.check, "verify reply payloads");
+  app.add_option("--json", o.json, "write the report as JSON to this file");
+  app.add_option("--hgrm", o.hgrm, "write the HdrHistogram percentile file");
+  app.add_flag("-q,--quiet", o.quiet, "no progress or start-up lines");
+  CLI11_PARSE(app, argc, argv);
+
+  if (o.udp && o.tcp) return fail("choose one of --udp and --tcp");
+  if (!o.cores.empty()) o.threads = uint32_t(o.cores.size());
+  if (o.conns) {
+    // Many idle-ish connections: open loop, a small request on each now and then.
+    o.tcp = true;
+    o.mode = "open";
+    if (o.rate <= 0 && o.sweep.empty()) o.rate = o.conns;  // each connection once a second
+    o.max_outstanding = std::min<uint32_t>(o.max_outstanding, 8);
+    o.threads = std::min<uint32_t>(o.threads, o.conns);
+    raise_nofile(uint64_t(o.conns) + 1024);
+  }
+  if (o.count && o.count < o.threads) o.threads = uint32_t(o.count);
+  if (o.duration_s <= 0 && o.count == 0) {
+    if (!o.sweep.empty())
+      o.duration_s = kDefaultSweepStep_s;
+    else
+      return fail("give --duration and/or --count (runs are always bounded)");
+  }
+  if (o.mode == "open" && o.rate <= 0 && o.sweep.empty())
+    return fail("--mode open needs --rate (or --sweep)");
+  const double min_msg =
+      o.proto == "native" ? proto::native::kHeaderSize : proto::sockperf::kHeaderSize;
+  if (o.msg_size < min_msg) return fail("-m: at least " + std::to_string(int(min_msg)) + " bytes");
+  if (o.msg_size > proto::sockperf::kMaxMessage) return fail("-m: at most 65507 bytes");
+
+  if (!o.sweep.empty()) {
+    auto rates = parse_sweep(o.sweep);
+    if (!rates) return fail(rates.error().message);
+    o.mode = "open";
+    std::vector<RunResult> steps;
+    std::printf("%s", sweep_header().c_str());
+    for (double rate : *rates) {
+      auto r = run_one(o, rate, false);
+      if (!r) return fail(r.error().message);
+      std::printf("%s", sweep_row(*r).c_str());
+      std::fflush(stdout);
+      if (!o.hgrm.empty())
+        r->hist->write_hgrm(o.hgrm + "." + std::to_string(uint64_t(rate)) + ".hgrm");
+      const bool saturated =
+          r->throughput() < kSaturatedAchieved * rate || r->loss_ratio() > kSaturatedLoss;
+      steps.push_back(std::move(*r));
+      if (saturated) {
+        std::printf("saturated at %.0f msg/s offered\n", rate);
+        break;
+      }
+    }
+    if (!o.json.empty() && !write_file(o.json, json_sweep(steps)))
+      return fail("--json " + o.json + ": cannot write");
+    return 0;
+  }
+
+  auto r = run_one(o, o.mode == "open" ? o.rate : 0, !o.quiet);
+  if (!r) return fail(r.error().message);
+  std::printf("%s", text_report(*r).c_str());
+  if (!o.json.empty() && !write_file(o.json, json_report(*r)))
+    return fail("--json " + o.json + ": cannot write");
+  if (!o.hgrm.empty() && !r->hist->write_hgrm(o.hgrm))
+    return fail("--hgrm " + o.hgrm + ": cannot write");
+  return r->unfinished ? 3 : 0;
+}
+
+}  // namespace
+}  // namespace cw::bench
+
+int main(int argc, char** argv) {
+  return cw::bench::run(argc, argv);
+}

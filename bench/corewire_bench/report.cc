@@ -1,0 +1,143 @@
+#include "bench/corewire_bench/report.hh"
+
+#include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+namespace cw::bench {
+
+namespace {
+
+double us(uint64_t ns) {
+  return double(ns) / 1000.0;
+}
+
+nlohmann::json latency_json(const Histogram& h) {
+  return {{"unit", "us"},
+          {"count", h.count()},
+          {"min", us(h.min())},
+          {"mean", h.mean() / 1000.0},
+          {"stddev", h.stddev() / 1000.0},
+          {"p50", us(h.percentile(50))},
+          {"p90", us(h.percentile(90))},
+          {"p99", us(h.percentile(99))},
+          {"p99_9", us(h.percentile(99.9))},
+          {"p99_99", us(h.percentile(99.99))},
+          {"max", us(h.max())}};
+}
+
+nlohmann::json run_json(const RunResult& r) {
+  const RunInfo& i = r.info;
+  nlohmann::json j;
+  j["config"] = {{"proto", i.proto},       {"transport", i.transport}, {"target", i.target},
+                 {"mode", i.mode},         {"arrival", i.arrival},     {"backend", i.backend},
+                 {"msg_size", i.msg_size}, {"flows", i.flows},         {"threads", i.threads},
+                 {"window", i.window},     {"rate", i.rate},           {"duration_s", i.duration_s},
+                 {"warmup_s", i.warmup_s}, {"count", i.count},         {"conns", i.conns}};
+  j["sent"] = r.sent;
+  j["received"] = r.received;
+  j["lost"] = r.lost;
+  j["errors"] = r.errors;
+  j["late"] = r.late;
+  j["warmup_sent"] = r.warmup_sent;
+  j["send_blocked"] = r.send_blocked;
+  j["unfinished_workers"] = r.unfinished;
+  j["elapsed_s"] = r.elapsed_s;
+  j["throughput_msgs"] = r.throughput();
+  j["loss_ratio"] = r.loss_ratio();
+  j["latency"] = latency_json(*r.hist);
+  if (i.transport == "tcp")
+    j["conns"] = {{"open", r.conns_open}, {"failed", r.conns_failed}, {"closed", r.conns_closed}};
+  return j;
+}
+
+}  // namespace
+
+void RunResult::add(const ClientResults& w) {
+  sent += w.sent.get();
+  received += w.received.get();
+  lost += w.lost.get();
+  errors += w.errors.get();
+  late += w.late.get();
+  warmup_sent += w.warmup_sent.get();
+  send_blocked += w.send_blocked.get();
+  conns_open += w.conns_open.get();
+  conns_failed += w.conns_failed.get();
+  conns_closed += w.conns_closed.get();
+  if (!w.done()) ++unfinished;
+  hist->merge(w.hist);
+  if (w.last_rx_ns > w.measure_start_ns)
+    elapsed_s = std::max(elapsed_s, double(w.last_rx_ns - w.measure_start_ns) / 1e9);
+}
+
+std::string text_report(const RunResult& r) {
+  const Histogram& h = *r.hist;
+  char b[1024];
+  std::string s;
+  std::snprintf(
+      b, sizeof b,
+      "corewire-bench: %s/%s -> %s, %u B, %u thread(s) x %u flow(s), %s loop, backend %s\n",
+      r.info.proto.c_str(), r.info.transport.c_str(), r.info.target.c_str(), r.info.msg_size,
+      r.info.threads, r.info.flows, r.info.mode.c_str(), r.info.backend.c_str());
+  s += b;
+  std::snprintf(
+      b, sizeof b,
+      "sent %llu  received %llu  lost %llu  errors %llu  late %llu  (%.3f s, %.0f msg/s)\n",
+      (unsigned long long)r.sent, (unsigned long long)r.received, (unsigned long long)r.lost,
+      (unsigned long long)r.errors, (unsigned long long)r.late, r.elapsed_s, r.throughput());
+  s += b;
+  std::snprintf(b, sizeof b,
+                "latency us: min %.3f  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  p99.99 %.3f  "
+                "max %.3f  mean %.3f\n",
+                us(h.min()), us(h.percentile(50)), us(h.percentile(90)), us(h.percentile(99)),
+                us(h.percentile(99.9)), us(h.percentile(99.99)), us(h.max()), h.mean() / 1000.0);
+  s += b;
+  if (r.info.transport == "tcp") {
+    std::snprintf(b, sizeof b, "connections: %u requested, %llu open, %llu failed, %llu closed\n",
+                  r.info.conns ? r.info.conns : r.info.flows * r.info.threads,
+                  (unsigned long long)r.conns_open, (unsigned long long)r.conns_failed,
+                  (unsigned long long)r.conns_closed);
+    s += b;
+  }
+  if (r.unfinished) {
+    std::snprintf(b, sizeof b, "warning: %llu worker(s) did not finish in time\n",
+                  (unsigned long long)r.unfinished);
+    s += b;
+  }
+  return s;
+}
+
+std::string json_report(const RunResult& r) {
+  return run_json(r).dump(2) + "\n";
+}
+
+std::string json_sweep(const std::vector<RunResult>& steps) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& r : steps) a.push_back(run_json(r));
+  return nlohmann::json{{"sweep", a}}.dump(2) + "\n";
+}
+
+std::string sweep_header() {
+  char b[200];
+  std::snprintf(b, sizeof b, "%12s %12s %10s %10s %10s %10s %8s\n", "offered/s", "achieved/s",
+                "p50 us", "p99 us", "p99.9 us", "max us", "loss %");
+  return b;
+}
+
+std::string sweep_row(const RunResult& r) {
+  char b[200];
+  const Histogram& h = *r.hist;
+  std::snprintf(b, sizeof b, "%12.0f %12.0f %10.3f %10.3f %10.3f %10.3f %8.3f\n", r.info.rate,
+                r.throughput(), us(h.percentile(50)), us(h.percentile(99)), us(h.percentile(99.9)),
+                us(h.max()), 100.0 * r.loss_ratio());
+  return b;
+}
+
+bool write_file(const std::string& path, const std::string& text) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) return false;
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  return std::fclose(f) == 0 && ok;
+}
+
+}  // namespace cw::bench

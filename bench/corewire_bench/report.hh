@@ -1,0 +1,47 @@
+// What one load-generator run measured, merged over its workers, and how it is printed:
+// the text summary, the JSON report (--json), and the sweep table (--sweep). Pure
+// formatting; no I/O except the explicit write helpers.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench/corewire_bench/client.hh"
+#include "bench/hist/histogram.hh"
+
+namespace cw::bench {
+
+// The settings a report echoes back (so a JSON file says what produced it).
+struct RunInfo {
+  std::string proto, transport, target, mode, arrival, backend;
+  uint32_t msg_size = 0, flows = 0, threads = 0, window = 0, conns = 0;
+  double rate = 0;  // offered, msgs/s (open loop; 0 for closed)
+  double duration_s = 0, warmup_s = 0;
+  uint64_t count = 0;
+};
+
+struct RunResult {
+  RunInfo info;
+  uint64_t sent = 0, received = 0, lost = 0, errors = 0, late = 0, warmup_sent = 0;
+  uint64_t send_blocked = 0;
+  uint64_t conns_open = 0, conns_failed = 0, conns_closed = 0;
+  uint64_t unfinished = 0;  // workers that had not finished when the run was cut off
+  double elapsed_s = 0;     // measured phase: start to last reply
+  std::unique_ptr<Histogram> hist = std::make_unique<Histogram>();
+
+  double throughput() const { return elapsed_s > 0 ? double(received) / elapsed_s : 0.0; }
+  double loss_ratio() const { return sent ? double(lost) / double(sent) : 0.0; }
+  // Adds one worker's results (read after the worker finished or exited).
+  void add(const ClientResults& r);
+};
+
+std::string text_report(const RunResult& r);
+std::string json_report(const RunResult& r);                  // one run
+std::string json_sweep(const std::vector<RunResult>& steps);  // {"sweep": [...]}
+std::string sweep_header();
+std::string sweep_row(const RunResult& r);
+bool write_file(const std::string& path, const std::string& text);
+
+}  // namespace cw::bench

@@ -1,0 +1,200 @@
+#include "bench/corewire_bench/run.hh"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+#include <thread>
+#include <variant>
+
+#include "app/runtime/launch.hh"
+#include "bench/corewire_bench/client.hh"
+
+namespace cw::bench {
+namespace {
+
+using Services = std::variant<Client>;
+
+constexpr double kProgressEvery_s = 1.0;
+constexpr double kProgressFrom_s = 2.0;  // short runs print no progress at all
+constexpr uint32_t kConnSlack = 64;      // extra connection slots per worker
+
+uint64_t share(uint64_t total, unsigned w, unsigned n) {
+  return total / n + (w < total % n);
+}
+
+}  // namespace
+
+void raise_nofile(uint64_t want) {
+  rlimit r{};
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0) return;
+  rlim_t target = std::max<rlim_t>(r.rlim_cur, std::min<rlim_t>(r.rlim_max, rlim_t(want)));
+  if (target > r.rlim_cur) {
+    r.rlim_cur = target;
+    if (setrlimit(RLIMIT_NOFILE, &r) != 0)
+      std::fprintf(stderr, "corewire-bench: setrlimit failed\n");
+  }
+  if (r.rlim_cur < want)
+    std::fprintf(stderr, "corewire-bench: open-file limit %llu is below the %llu needed\n",
+                 (unsigned long long)r.rlim_cur, (unsigned long long)want);
+}
+
+// One run at `rate` (open loop) or closed loop; blocks until it is done or cut off.
+Result<RunResult> run_one(const Options& o, double rate, bool progress) {
+  const unsigned n = o.threads;
+  auto target = dp::parse_endpoint(o.target);
+  if (!target) return make_error("--target: " + target.error().message);
+
+  ClientConfig base;
+  base.dialect = o.proto == "native" ? Dialect::native : Dialect::sockperf;
+  base.transport = o.tcp ? dp::Transport::tcp : dp::Transport::udp;
+  base.target = *target;
+  base.msg_size = o.msg_size;
+  base.mode = o.mode == "open" ? LoopMode::open : LoopMode::closed;
+  base.window = o.window;
+  base.arrival = o.arrival == "poisson" ? Arrival::poisson : Arrival::fixed;
+  base.duration_ns = uint64_t(o.duration_s * 1e9);
+  base.warmup_ns = uint64_t(o.warmup_s * 1e9);
+  base.timeout_ns = uint64_t(o.timeout_s * 1e9);
+  base.connect_timeout_ns = uint64_t(o.connect_timeout_s * 1e9);
+  base.max_outstanding = o.max_outstanding;
+  base.service_id = o.service_id;
+  base.check = o.check;
+
+  const uint32_t flows_max = o.conns ? uint32_t(share(o.conns, 0, n)) : o.flows;
+  rt::RuntimeConfig rc;
+  rc.backend = o.backend;
+  rc.io.workers = n;
+  rc.io.cores = o.cores;
+  rc.io.busy_poll = o.busy_poll;
+  rc.io.max_conns = std::max<uint32_t>(1024, flows_max + kConnSlack);
+  rc.io.idle_timeout_ms = 0;  // the client closes nothing by itself
+  base.max_conns = rc.io.max_conns;
+
+  rt::AppSpec<Services> app;
+  const dp::Endpoint any{};  // 0.0.0.0:0 (each worker binds its own client sockets)
+  if (base.transport == dp::Transport::udp) {
+    for (uint32_t f = 0; f < flows_max; ++f) {
+      app.sockets.push_back({dp::Transport::udp, any, false});
+      app.sock_service.push_back(0);
+    }
+  } else {
+    app.sockets.push_back({dp::Transport::tcp, any, false});
+    app.sock_service.push_back(0);
+  }
+  app.service_names = {"bench-client"};
+  auto results = std::make_unique<ClientResults[]>(n);
+  app.make_services = [&, base, rate](unsigned w) {
+    ClientConfig c = base;
+    c.flows = o.conns ? uint32_t(share(o.conns, w, n)) : o.flows;
+    c.rate = rate / n;
+    c.count = share(o.count, w, n);
+    c.seed = o.seed + w;
+    return std::vector<Services>{Client(c, &results[w])};
+  };
+
+  rt::Runtime<Services> runtime;
+  std::string backend_note;
+  auto started = runtime.start(rc, std::move(app), [&](const std::string& m) {
+    if (!o.quiet) std::fprintf(stderr, "corewire-bench: %s\n", m.c_str());
+  });
+  if (!started) return started.error();
+
+  // Wait for every worker to finish; on long runs print progress once a second.
+  const double expected_s = o.warmup_s + o.duration_s;
+  const double cutoff_s =
+      o.duration_s > 0 ? expected_s + o.timeout_s + o.connect_timeout_s + 5.0 : o.max_time_s;
+  const auto t0 = std::chrono::steady_clock::now();
+  double next_progress = kProgressFrom_s;
+  uint64_t last_rx = 0;
+  double last_t = 0;
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    bool all = true;
+    for (unsigned w = 0; w < n; ++w) all = all && results[w].done();
+    if (all) break;
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (t >= cutoff_s) {
+      std::fprintf(stderr, "corewire-bench: cut off after %.0f s\n", t);
+      break;
+    }
+    if (progress && t >= next_progress) {
+      next_progress += kProgressEvery_s;
+      uint64_t sent = 0, warm = 0, rx = 0, lost = 0, err = 0, open = 0;
+      for (unsigned w = 0; w < n; ++w) {
+        sent += results[w].sent.get();
+        warm += results[w].warmup_sent.get();
+        rx += results[w].received.get();
+        lost += results[w].lost.get();
+        err += results[w].errors.get();
+        open += results[w].conns_open.get();
+      }
+      std::fprintf(stderr,
+                   "[%5.1fs] sent %llu (+%llu warm-up)  received %llu (%.0f/s)  lost %llu  "
+                   "errors %llu",
+                   t, (unsigned long long)sent, (unsigned long long)warm, (unsigned long long)rx,
+                   double(rx - last_rx) / (t - last_t), (unsigned long long)lost,
+                   (unsigned long long)err);
+      if (o.tcp) std::fprintf(stderr, "  conns open %llu", (unsigned long long)open);
+      std::fprintf(stderr, "\n");
+      last_rx = rx;
+      last_t = t;
+    }
+  }
+  RunResult r;
+  // Connections still open at the end (read before the workers stop and close them).
+  uint64_t open_at_end = 0;
+  for (unsigned w = 0; w < n; ++w) open_at_end += results[w].conns_open.get();
+  runtime.stop();
+  runtime.join();
+
+  r.info = {o.proto,
+            o.tcp ? "tcp" : "udp",
+            o.target,
+            o.mode,
+            o.arrival,
+            runtime.backend_name(),
+            o.msg_size,
+            flows_max,
+            n,
+            o.window,
+            o.conns,
+            rate,
+            o.duration_s,
+            o.warmup_s,
+            o.count};
+  for (unsigned w = 0; w < n; ++w) r.add(results[w]);
+  r.conns_open = open_at_end;
+  return r;
+}
+
+Result<std::vector<double>> parse_sweep(const std::string& s) {
+  std::vector<double> rates;
+  double a, b;
+  unsigned steps;
+  char c1, c2;
+  std::istringstream in(s);
+  if (s.find(':') != std::string::npos) {
+    if (!(in >> a >> c1 >> b >> c2 >> steps) || c1 != ':' || c2 != ':' || steps < 1 || a <= 0 ||
+        b < a)
+      return make_error("--sweep: expected R1:R2:STEPS with 0 < R1 <= R2, got '" + s + "'");
+    for (unsigned i = 0; i < steps; ++i)
+      rates.push_back(steps == 1 ? a : a + (b - a) * i / (steps - 1));
+    return rates;
+  }
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    try {
+      rates.push_back(std::stod(item));
+    } catch (...) {
+      return make_error("--sweep: bad rate '" + item + "'");
+    }
+    if (rates.back() <= 0) return make_error("--sweep: rates must be positive");
+  }
+  if (rates.empty()) return make_error("--sweep: no rates given");
+  return rates;
+}
+
+}  // namespace cw::bench

@@ -1,0 +1,42 @@
+// One load-generator run on the corewire runtime: builds the client services from the
+// options, starts the runtime (any backend), waits until every worker is done (printing
+// progress if asked), and merges the workers' results. Used by corewire-bench's main and by
+// the loopback tests.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "app/services/echo_native.hh"
+#include "bench/corewire_bench/report.hh"
+#include "dataplane/result.hh"
+
+namespace cw::bench {
+
+// Command-line settings (see bench/README.md); main() validates them before run_one().
+struct Options {
+  std::string proto = "native", target, mode = "closed", arrival = "fixed", backend = "auto";
+  bool udp = false, tcp = false, busy_poll = false, check = false, quiet = false;
+  uint32_t msg_size = 64, flows = 1, threads = 1, window = 1, conns = 0;
+  uint32_t max_outstanding = 4096;
+  uint16_t service_id = svc::kEchoService;
+  std::vector<int> cores;
+  double rate = 0, duration_s = 0, warmup_s = 0, timeout_s = 1.0, connect_timeout_s = 5.0;
+  double max_time_s = 300;
+  uint64_t count = 0, seed = 1;
+  std::string sweep, json, hgrm;
+};
+
+// Runs once at `rate` msgs/s (open loop) or closed loop (rate ignored). Blocks until every
+// worker finished or the run was cut off (RunResult::unfinished says so). With progress, a
+// line per second goes to stderr once the run has lasted 2 s.
+Result<RunResult> run_one(const Options& o, double rate, bool progress);
+
+// "R1:R2:STEPS" (STEPS rates from R1 to R2, evenly spaced) or "R1,R2,...".
+Result<std::vector<double>> parse_sweep(const std::string& s);
+
+// Raises RLIMIT_NOFILE toward `want` (up to the hard limit); warns when it stays below.
+void raise_nofile(uint64_t want);
+
+}  // namespace cw::bench
