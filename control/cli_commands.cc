@@ -63,6 +63,9 @@ Json snapshot_json(const Snapshot& s) {
     ws.push_back({{"runtime", o}, {"io", io}, {"gauges", g}, {"services", svcs}});
   }
   j["workers"] = ws;
+  Json be = Json::object();
+  for (auto& [n, v] : s.backend_counters) be[n] = v;
+  j["backend_counters"] = be;
   return j;
 }
 
@@ -94,6 +97,11 @@ void print_totals(const Snapshot& s) {
         (unsigned long long)s.service_total(k, 0), (unsigned long long)s.service_total(k, 1),
         (unsigned long long)s.service_total(k, 2), (unsigned long long)s.service_total(k, 3),
         (unsigned long long)s.service_total(k, 4));
+  if (!s.backend_counters.empty()) {
+    std::printf("\n%-40s %14s\n", "backend counter", "total");
+    for (auto& [n, v] : s.backend_counters)
+      std::printf("%-40s %14llu\n", n.c_str(), (unsigned long long)v);
+  }
 }
 
 int fail(const std::string& msg) {

@@ -144,6 +144,23 @@ std::string prometheus_text(const Snapshot* snap, const SupervisorMetrics& sup) 
                      s.workers[w].ports[p].drops[r]);
   }
 
+  // The backend's named totals: drop reasons and everything else (port statistics).
+  bool any_drop = false, any_other = false;
+  for (auto& [n, v] : s.backend_counters) (n.rfind("drop.", 0) == 0 ? any_drop : any_other) = true;
+  if (any_drop) {
+    o.family("corewire_backend_drops_total", "counter",
+             "Packets dropped by the backend, by reason");
+    for (auto& [n, v] : s.backend_counters)
+      if (n.rfind("drop.", 0) == 0)
+        o.sample("corewire_backend_drops_total", "reason=\"" + escape_label(n.substr(5)) + "\"", v);
+  }
+  if (any_other) {
+    o.family("corewire_backend_stat_total", "counter", "Backend statistics (e.g. DPDK port stats)");
+    for (auto& [n, v] : s.backend_counters)
+      if (n.rfind("drop.", 0) != 0)
+        o.sample("corewire_backend_stat_total", "name=\"" + escape_label(n) + "\"", v);
+  }
+
   auto slabel = [&](size_t svc, size_t w) {
     return "service=\"" + escape_label(s.services[svc]) + "\"," + wlabel(w);
   };

@@ -50,6 +50,14 @@ void publish(SegmentWriter& seg, const R& rt) {
     b.publish_unix_ns.set(now);
     seg.end_write(w);
   }
+  // Named backend totals (DPDK port and drop statistics): they allocate and may query the
+  // NIC, so at most every kBackendPublishMs.
+  if constexpr (requires { rt.backend_counters(); }) {
+    if (now - seg.backend_published_ns >= kBackendPublishMs * 1'000'000) {
+      seg.write_backend(rt.backend_counters());
+      seg.backend_published_ns = now;
+    }
+  }
   seg.round_done(now);
 }
 

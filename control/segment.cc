@@ -95,6 +95,9 @@ Result<SegmentWriter> SegmentWriter::create(const std::string& path, const Segme
   h->worker_block_bytes = sizeof(WorkerBlock);
   h->service_bytes = sizeof(rt::ServiceStats);
   h->workers_offset = workers_offset();
+  h->backend_entries = kMaxBackendCounters;
+  h->backend_offset = backend_offset(info.workers, nsvc);
+  new (static_cast<char*>(base) + h->backend_offset) BackendBlock{};
   copy_name(h->backend, info.backend);
   for (uint32_t s = 0; s < nsvc; ++s) copy_name(h->service_names[s], info.services[s]);
   for (uint32_t w = 0; w < info.workers; ++w) {
@@ -139,6 +142,30 @@ void SegmentWriter::end_write(unsigned w) {
   b.seq.store(b.seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
 }
 
+void SegmentWriter::write_backend(const std::vector<std::pair<std::string, uint64_t>>& counters) {
+  auto& b =
+      *reinterpret_cast<BackendBlock*>(static_cast<char*>(map_.base()) + header().backend_offset);
+  b.seq.store(b.seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  const size_t n = std::min<size_t>(counters.size(), kMaxBackendCounters);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string& name = counters[i].first;
+    for (uint32_t k = 0; k < kBackendNameWords; ++k) {
+      uint64_t word = 0;
+      for (uint32_t j = 0; j < 8; ++j) {
+        const size_t at = size_t(k) * 8 + j;  // the last byte stays NUL
+        if (at < name.size() && at < kBackendNameWords * 8 - 1)
+          word |= uint64_t(uint8_t(name[at])) << (8 * j);
+      }
+      b.entries[i].name[k].set(word);
+    }
+    b.entries[i].value.set(counters[i].second);
+  }
+  b.count.set(n);
+  b.truncated.set(counters.size() - n);
+  b.seq.store(b.seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+}
+
 void SegmentWriter::round_done(uint64_t unix_ns) {
   header().publish_unix_ns.store(unix_ns, std::memory_order_relaxed);
   header().publish_count.fetch_add(1, std::memory_order_release);
@@ -177,7 +204,9 @@ Result<SegmentReader> SegmentReader::open(const std::string& path) {
     return make_error(where + "block sizes differ from this reader's (same version, other build?)");
   if (h.workers == 0 || h.workers > kMaxWorkers || h.services > kMaxServices ||
       h.worker_stride != worker_stride(h.services) || h.workers_offset != workers_offset() ||
-      h.total_bytes != segment_bytes(h.workers, h.services) || h.total_bytes > size_t(st.st_size))
+      h.total_bytes != segment_bytes(h.workers, h.services) ||
+      h.backend_offset != backend_offset(h.workers, h.services) ||
+      h.backend_entries != kMaxBackendCounters || h.total_bytes > size_t(st.st_size))
     return make_error(where + "inconsistent sizes in header");
   if (h.epoch == 0) return make_error(where + "epoch 0 (segment not initialised)");
   return r;
@@ -222,6 +251,32 @@ bool read_worker_block(const WorkerBlock& b, uint32_t nsvc, WorkerSnapshot& out)
   return b.seq.load(std::memory_order_relaxed) == s1;
 }
 
+// The named backend counters, under their seqlock; false if the block stayed busy.
+bool SegmentReader::read_backend_block(const SegmentHeader& h, Snapshot& s) const {
+  auto* bb = reinterpret_cast<const BackendBlock*>(static_cast<const char*>(map_.base()) +
+                                                   h.backend_offset);
+  for (int tries = 0; tries < kMaxRetries; ++tries) {
+    const uint64_t s1 = bb->seq.load(std::memory_order_acquire);
+    if (s1 & 1) continue;
+    const size_t n = std::min<uint64_t>(bb->count.get(), kMaxBackendCounters);
+    s.backend_counters.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      std::string name;
+      for (uint32_t k = 0; k < kBackendNameWords; ++k) {
+        const uint64_t word = bb->entries[i].name[k].get();
+        for (uint32_t j = 0; j < 8; ++j)
+          if (const char c = char((word >> (8 * j)) & 0xFF)) name += c;
+      }
+      s.backend_counters[i] = {std::move(name), bb->entries[i].value.get()};
+    }
+    s.backend_truncated = bb->truncated.get();
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (bb->seq.load(std::memory_order_relaxed) == s1) return true;
+    ++s.retries;
+  }
+  return false;
+}
+
 Result<Snapshot> SegmentReader::snapshot() const {
   const SegmentHeader& h = header();
   Snapshot s;
@@ -243,6 +298,7 @@ Result<Snapshot> SegmentReader::snapshot() const {
       ++s.retries;
     }
   }
+  if (!read_backend_block(h, s)) return make_error("stats segment: backend block stayed busy");
   if (h.epoch != s.epoch) return make_error("stats segment: dataplane restarted during the read");
   return s;
 }

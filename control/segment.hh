@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "control/segment_layout.hh"
@@ -55,6 +56,9 @@ class SegmentWriter {
   WorkerBlock& begin_write(unsigned w);
   void end_write(unsigned w);
   rt::ServiceStats* services(unsigned w);  // worker w's ServiceStats array
+  // Publisher thread only: replaces the named backend counters (seqlocked).
+  void write_backend(const std::vector<std::pair<std::string, uint64_t>>& counters);
+  uint64_t backend_published_ns = 0;  // publisher bookkeeping (throttles write_backend)
 
   // Publisher thread only.
   void set_state(State s) { header().state.store(uint64_t(s), std::memory_order_release); }
@@ -93,6 +97,8 @@ struct Snapshot {
   std::string backend;
   std::vector<std::string> services;
   std::vector<WorkerSnapshot> workers;
+  std::vector<std::pair<std::string, uint64_t>> backend_counters;  // named backend totals
+  uint64_t backend_truncated = 0;
   uint64_t retries = 0;  // seqlock retries this snapshot needed (torn reads avoided)
 
   // Sum over workers of field i of the given table.
@@ -122,6 +128,7 @@ class SegmentReader {
   static constexpr int kMaxRetries = 1000;
 
  private:
+  bool read_backend_block(const SegmentHeader& h, Snapshot& s) const;
   Mapping map_;
   std::string path_;
   dev_t dev_ = 0;

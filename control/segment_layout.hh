@@ -34,6 +34,8 @@ inline constexpr uint32_t kMaxServices = 32;
 inline constexpr uint32_t kNameBytes = 32;  // NUL-terminated names (backend, services)
 inline constexpr uint32_t kMaxPorts = 4;    // DPDK ports: one queue pair per worker each
 inline constexpr uint32_t kDropReasons = 8;
+inline constexpr uint32_t kMaxBackendCounters = 128;  // named backend totals (DPDK port stats)
+inline constexpr uint32_t kBackendNameWords = 7;      // name: 56 bytes, NUL-padded
 
 // Dataplane life cycle, published in SegmentHeader::state.
 enum class State : uint64_t { starting = 0, serving = 1, draining = 2, stopped = 3 };
@@ -74,8 +76,9 @@ struct alignas(64) SegmentHeader {
   uint32_t worker_stride;       // bytes from one WorkerBlock to the next
   uint32_t worker_block_bytes;  // sizeof(WorkerBlock); ServiceStats follow at this offset
   uint32_t service_bytes;       // sizeof(rt::ServiceStats)
-  uint32_t reserved0;
-  uint64_t workers_offset;  // first WorkerBlock, from the start of the file
+  uint32_t backend_entries;     // capacity of the BackendBlock (kMaxBackendCounters)
+  uint64_t workers_offset;      // first WorkerBlock, from the start of the file
+  uint64_t backend_offset;      // the BackendBlock, after the last WorkerBlock
   char backend[kNameBytes];
   char service_names[kMaxServices][kNameBytes];
   // Publisher-written, relaxed; on their own line so readers of the above never share it.
@@ -94,6 +97,22 @@ struct alignas(64) WorkerBlock {
   // followed by rt::ServiceStats[services] (at worker_block_bytes)
 };
 
+// Backend-specific named totals over all workers (rt::Runtime::backend_counters(): DPDK drop
+// reasons "drop.<reason>" and port statistics "port.<name>"), copied by the publisher at most
+// every kBackendPublishMs under the block's seqlock. Names are stored as little-endian
+// 8-byte words so that every byte is read and written atomically.
+struct BackendCounter {
+  dp::Counter name[kBackendNameWords];
+  dp::Counter value;
+};
+struct alignas(64) BackendBlock {
+  std::atomic<uint64_t> seq;  // seqlock: odd while the publisher writes this block
+  dp::Counter count;          // entries in use
+  dp::Counter truncated;      // entries that did not fit
+  alignas(64) BackendCounter entries[kMaxBackendCounters];
+};
+inline constexpr uint64_t kBackendPublishMs = 100;
+
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "counters must be lock-free");
 static_assert(sizeof(dp::Counter) == 8);
 
@@ -106,8 +125,11 @@ constexpr uint32_t worker_stride(uint32_t services) {
 constexpr uint64_t workers_offset() {
   return round_up64(sizeof(SegmentHeader));
 }
-constexpr uint64_t segment_bytes(uint32_t workers, uint32_t services) {
+constexpr uint64_t backend_offset(uint32_t workers, uint32_t services) {
   return workers_offset() + uint64_t(workers) * worker_stride(services);
+}
+constexpr uint64_t segment_bytes(uint32_t workers, uint32_t services) {
+  return backend_offset(workers, services) + sizeof(BackendBlock);
 }
 
 // Field tables: the one list of every counter's name, help text and kind, used both to copy

@@ -34,6 +34,7 @@ Snapshot sample_snapshot() {
   h.buckets[4] = 2;
   h.buckets[rt::LatencyHist::kBounded] = 1;
   h.sum_ns = 4'000'000;
+  s.backend_counters = {{"drop.no_mbuf", 4}, {"port.x.rx_q0_packets", 9}};
   return s;
 }
 
@@ -126,6 +127,18 @@ TEST(Metrics, PortsAppearOnceUsed) {
   EXPECT_NE(text.find("corewire_port_drops_total{port=\"1\",worker=\"0\",reason=\"no_mbuf\"} 2\n"),
             std::string::npos);
   EXPECT_EQ(text.find("port=\"0\""), std::string::npos);
+}
+
+TEST(Metrics, BackendCounters) {
+  Snapshot s = sample_snapshot();
+  s.backend_counters.clear();
+  EXPECT_EQ(prometheus_text(&s, {}).find("corewire_backend_"), std::string::npos);
+  s.backend_counters = {{"drop.no_mbuf", 4}, {"port.imissed", 9}, {"drop.bad_checksum", 1}};
+  const std::string text = prometheus_text(&s, {});
+  EXPECT_NE(text.find("corewire_backend_drops_total{reason=\"no_mbuf\"} 4\n"), std::string::npos);
+  EXPECT_NE(text.find("corewire_backend_drops_total{reason=\"bad_checksum\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("corewire_backend_stat_total{name=\"port.imissed\"} 9\n"), std::string::npos);
 }
 
 TEST(Metrics, WithoutDataplaneOnlySupervisorMetrics) {

@@ -13,6 +13,8 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "control/publisher.hh"
 
@@ -29,6 +31,8 @@ struct FakeRuntime {
   const rt::WorkerStats& worker_stats(unsigned w) const { return ws[w]; }
   const rt::ServiceStats& service_stats(unsigned w, uint16_t s) const { return ss[w * nsvc + s]; }
   const dp::IoCounters& io_counters(unsigned w) const { return io[w]; }
+  std::vector<std::pair<std::string, uint64_t>> backend;
+  std::vector<std::pair<std::string, uint64_t>> backend_counters() const { return backend; }
 };
 
 class SegmentTest : public ::testing::Test {
@@ -76,6 +80,30 @@ TEST_F(SegmentTest, PublishedCountersReadBack) {
   EXPECT_EQ(s->workers[1].services[1].buckets[rt::LatencyHist::kBounded], 1u);
   EXPECT_EQ(s->workers[1].services[1].sum_ns, 3'000'000'001'500ull);
   EXPECT_EQ(s->workers[0].services[0].c[0], 0u);
+}
+
+TEST_F(SegmentTest, BackendCountersRoundTripAndTruncate) {
+  auto w = SegmentWriter::create(path_, info());
+  ASSERT_TRUE(w) << w.error().message;
+  FakeRuntime rt;
+  const std::string long_name(80, 'x');
+  rt.backend = {{"drop.no_mbuf", 3}, {"port.imissed", 7}, {long_name, 1}};
+  publish(w.value(), rt);
+  auto r = SegmentReader::open(path_);
+  ASSERT_TRUE(r);
+  auto s = r->snapshot();
+  ASSERT_TRUE(s);
+  ASSERT_EQ(s->backend_counters.size(), 3u);
+  EXPECT_EQ(s->backend_counters[0], std::make_pair(std::string("drop.no_mbuf"), uint64_t(3)));
+  EXPECT_EQ(s->backend_counters[1].second, 7u);
+  EXPECT_EQ(s->backend_counters[2].first, std::string(kBackendNameWords * 8 - 1, 'x'))
+      << "names are cut to 55 bytes";
+  std::vector<std::pair<std::string, uint64_t>> many(kMaxBackendCounters + 5, {"x", 1});
+  w->write_backend(many);
+  auto s2 = r->snapshot();
+  ASSERT_TRUE(s2);
+  EXPECT_EQ(s2->backend_counters.size(), kMaxBackendCounters);
+  EXPECT_EQ(s2->backend_truncated, 5u);
 }
 
 TEST_F(SegmentTest, FileIsOwnerOnly) {
@@ -191,7 +219,10 @@ TEST(SegmentLayout, MatchesTheDocumentedOffsets) {
   EXPECT_EQ(offsetof(SegmentHeader, pid), 32u);
   EXPECT_EQ(offsetof(SegmentHeader, workers), 48u);
   EXPECT_EQ(offsetof(SegmentHeader, workers_offset), 72u);
-  EXPECT_EQ(offsetof(SegmentHeader, backend), 80u);
+  EXPECT_EQ(offsetof(SegmentHeader, backend_entries), 68u);
+  EXPECT_EQ(offsetof(SegmentHeader, backend_offset), 80u);
+  EXPECT_EQ(offsetof(SegmentHeader, backend), 88u);
+  EXPECT_EQ(offsetof(SegmentHeader, service_names), 120u);
   EXPECT_EQ(offsetof(SegmentHeader, publish_count), 1152u);
   EXPECT_EQ(offsetof(SegmentHeader, state), 1168u);
   EXPECT_EQ(offsetof(WorkerBlock, worker), 64u);
@@ -200,6 +231,9 @@ TEST(SegmentLayout, MatchesTheDocumentedOffsets) {
   EXPECT_EQ(offsetof(WorkerBlock, ports), 448u);
   EXPECT_EQ(sizeof(WorkerBlock), 960u);
   EXPECT_EQ(worker_stride(2), 960u + 2 * 256u);
+  EXPECT_EQ(sizeof(BackendCounter), 64u);
+  EXPECT_EQ(offsetof(BackendBlock, entries), 64u);
+  EXPECT_EQ(backend_offset(2, 2), 1216u + 2 * (960u + 2 * 256u));
 }
 
 TEST_F(SegmentTest, BadSizesAreRefused) {
