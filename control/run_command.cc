@@ -161,7 +161,7 @@ int cmd_run(const RunOptions& o) {
     }
     if (sup.finished()) {
       log("dataplane %s; exiting", sup.last_exit().c_str());
-      exit_code = sup.last_exit_code() == 0 ? 0 : 1;
+      exit_code = sup.last_exit_code();  // 0 (asked to stop) or 2 (configuration)
       break;
     }
     // 2. Follow the segment (new file after each dataplane start).
