@@ -12,6 +12,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev       # unit tests, micro-benchmarks
   sockperf python3                                 # integration tests (real sockperf client)
   clang libclang-rt-14-dev                         # fuzz targets (libFuzzer), sanitizers
+  libcpp-httplib-dev libsystemd-dev                # corewirectl: admin HTTP, sd_notify
 )
 
 missing=()
