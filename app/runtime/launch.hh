@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -25,12 +26,18 @@
 #if CW_HAVE_IO_URING
 #include "dataplane/uring/uring_io.hh"
 #endif
+#if CW_HAVE_DPDK
+#include "dataplane/dpdk/dpdk_io.hh"
+#endif
 
 namespace cw::rt {
 
 struct RuntimeConfig {
-  std::string backend = "auto";  // auto | io_uring | epoll
+  std::string backend = "auto";  // auto | io_uring | epoll | dpdk (never chosen by auto)
   dp::IoConfig io;
+#if CW_HAVE_DPDK
+  dp::DpdkConfig dpdk;  // EAL arguments, port, addresses: used by backend "dpdk" only
+#endif
   LoopConfig loop;
   size_t mailbox_depth = 1024;
 };
@@ -82,6 +89,12 @@ class Runtime {
     return sstats_[size_t(w) * nservices_ + s];
   }
   const dp::IoCounters& io_counters(unsigned w) const { return *io_counters_[w]; }
+  // Backend-specific counters as (name, total over workers), for backends that have them
+  // (DPDK: drop reasons and port statistics); empty otherwise. Control path: allocates.
+  std::vector<std::pair<std::string, uint64_t>> backend_counters() const {
+    if (!backend_counters_) return {};
+    return backend_counters_();
+  }
   const std::vector<std::string>& service_names() const { return app_.service_names; }
   Mailboxes& mailboxes() { return *mail_; }
 
@@ -117,6 +130,7 @@ class Runtime {
   std::string first_error_;
   std::vector<std::shared_ptr<void>> ios_;  // each worker's WorkerIo
   std::shared_ptr<void> backend_;  // keeps the chosen backend alive while workers run
+  std::function<std::vector<std::pair<std::string, uint64_t>>()> backend_counters_;
 };
 
 // Whether io_uring can be used here; Error says why not (disabled by sysctl, seccomp, ...).
@@ -168,7 +182,17 @@ Result<void> Runtime<Services>::start(const RuntimeConfig& cfg, AppSpec<Services
     if (!b) return b.error();
     return run_on(std::move(b.value()), log);
   }
-  return make_error("runtime.backend: unknown backend '" + want + "' (auto, io_uring, epoll)");
+  if (want == "dpdk") {
+#if CW_HAVE_DPDK
+    auto b = dp::DpdkBackend::create(cfg_.io, app_.sockets, cfg_.dpdk, log);
+    if (!b) return b.error();
+    return run_on(std::move(b.value()), log);
+#else
+    return make_error("backend dpdk: this build has no DPDK (libdpdk-dev)");
+#endif
+  }
+  return make_error("runtime.backend: unknown backend '" + want +
+                    "' (auto, io_uring, epoll, dpdk)");
 }
 
 template <class Services>
@@ -176,6 +200,12 @@ template <class B>
 Result<void> Runtime<Services>::run_on(std::unique_ptr<B> backend, const LogFn& log) {
   static_assert(dp::Backend<B>);
   backend_name_ = B::name();
+  // Backends that made start-up choices (io_uring: ring flags, send path, buffer sizes)
+  // describe them in one line.
+  if constexpr (requires { backend->features(); })
+    log(std::string("backend ") + B::name() + " features: " + backend->features());
+  if constexpr (requires(const B& cb) { cb.counters_by_name(); })
+    backend_counters_ = [be = backend.get()] { return be->counters_by_name(); };
   for (size_t s = 0; s < app_.sockets.size(); ++s) bound_.push_back(backend->bound(dp::SocketId(s)));
   B* be = backend.get();
   backend_ = std::shared_ptr<B>(std::move(backend));

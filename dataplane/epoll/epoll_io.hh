@@ -8,10 +8,12 @@
 //
 // Readiness. Every descriptor is registered level-triggered. A poll() stops early when its
 // item array or its rx arena is full; whatever was not read stays ready and is reported by
-// the next epoll_wait, so no work is lost; dispatch starts at a rotating position in the
-// event list, so a busy socket cannot starve the others. Listeners accept up to the free items per
-// poll; a connection gets one read per poll (fairness between connections). EPOLLOUT is armed only
-// while a connection's kernel send buffer is full.
+// the next epoll_wait, so no work is lost. Dispatch starts at a rotating position in the
+// event list, so a busy socket cannot starve the others. Listeners accept up to the free
+// items per poll; a connection gets one read per poll (fairness between connections).
+// EPOLLOUT is armed only while a connection's kernel send buffer is full. wake() writes an
+// eventfd that sits in the epoll set; a blocking poll never sleeps past the next idle sweep
+// (kernel::ConnTable::sweep_idle) while connections are open.
 //
 // Receive memory. A per-worker arena of rx_buffers x rx_buffer_size bytes is bump-allocated
 // during a poll and reused by the next one, so RxItem data is valid until the next poll().

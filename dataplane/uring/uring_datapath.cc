@@ -9,6 +9,7 @@
 
 #include <cassert>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 
 #include "dataplane/uring/uring_io.hh"
@@ -120,6 +121,17 @@ void UringWorker::emit_closed(RxItem* out, uint32_t& k, uint32_t n) {
   }
 }
 
+// Re-arms listeners whose accept backoff is over.
+void UringWorker::resume_accepts(uint64_t now) {
+  for (size_t s = 0; s < socks_.size(); ++s) {
+    Sock& k = socks_[s];
+    if (!k.rearm_at_ns || now < k.rearm_at_ns) continue;
+    k.rearm_at_ns = 0;
+    --accepts_paused_;
+    arm_accept(SocketId(s));
+  }
+}
+
 // Enters the kernel once: submits queued SQEs and, with wait_nr, waits up to timeout_ns.
 void UringWorker::enter(unsigned wait_nr, int64_t timeout_ns) {
   if (wait_nr == 0) {
@@ -160,6 +172,7 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
                          : CloseReason::idle);
     });
   }
+  if (accepts_paused_) resume_accepts(monotonic_ns());
   // 3. Deliver finished closes, then whatever completed.
   uint32_t k = 0;
   woken_ = false;
@@ -172,6 +185,8 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   const bool must_enter = plan_.enter_for_completions || io_uring_sq_ready(&ring_) ||
                           (sq_flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN));
   if (timeout_ns > 0) {
+    if (accepts_paused_ && timeout_ns > int64_t(uring::kAcceptBackoffNs))
+      timeout_ns = int64_t(uring::kAcceptBackoffNs);
     // Do not sleep past the next idle sweep while connections are open.
     if (conns_.in_use() && cfg_.idle_timeout_ms) {
       const uint64_t due = conns_.next_sweep_ns();
@@ -239,6 +254,18 @@ void UringWorker::on_udp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   if (c.flags & IORING_CQE_F_BUFFER) {
     const uint16_t bid = uint16_t(c.flags >> IORING_CQE_BUFFER_SHIFT);
     io_uring_recvmsg_out* o = io_uring_recvmsg_validate(udp_.buf(bid), c.res, &recv_msg_);
+    if (o && o->controllen) {
+      // The kernel dropped datagrams for want of socket buffer space since the last report:
+      // its cumulative count rides along as SO_RXQ_OVFL.
+      for (cmsghdr* m = io_uring_recvmsg_cmsg_firsthdr(o, &recv_msg_); m;
+           m = io_uring_recvmsg_cmsg_nexthdr(o, &recv_msg_, m)) {
+        if (m->cmsg_level != SOL_SOCKET || m->cmsg_type != SO_RXQ_OVFL) continue;
+        uint32_t drops;
+        std::memcpy(&drops, CMSG_DATA(m), sizeof drops);
+        counters_.rx_no_buffer.add(drops - socks_[s].rxq_drops);  // wraps like the kernel's
+        socks_[s].rxq_drops = drops;
+      }
+    }
     if (c.res > 0 && o && !(o->flags & MSG_TRUNC)) {
       const auto* from = static_cast<const sockaddr_in*>(io_uring_recvmsg_name(o));
       RxItem& it = out[k++];
@@ -266,8 +293,19 @@ void UringWorker::on_udp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
 
 void UringWorker::on_accept(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   const SocketId s = SocketId(uring::index_of(c.user_data));
-  if (!(c.flags & IORING_CQE_F_MORE)) arm_accept(s);
-  if (c.res < 0) return;  // EMFILE, ECONNABORTED, ...: the listener stays armed
+  const bool starved =
+      c.res == -EMFILE || c.res == -ENFILE || c.res == -ENOMEM || c.res == -ENOBUFS;
+  if (!(c.flags & IORING_CQE_F_MORE)) {
+    if (starved) {
+      // Out of descriptors or memory: the connection stays in the backlog; retry later
+      // rather than spin on the same failure.
+      socks_[s].rearm_at_ns = monotonic_ns() + uring::kAcceptBackoffNs;
+      ++accepts_paused_;
+    } else {
+      arm_accept(s);
+    }
+  }
+  if (c.res < 0) return;  // ECONNABORTED and friends: the listener stays armed
   const int fd = c.res;
   sockaddr_in peer{};
   socklen_t len = sizeof peer;
@@ -287,7 +325,8 @@ void UringWorker::on_accept(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   counters_.conns_open.add();
   arm_recv(slot);
   auto& cn = conns_.at(slot);
-  out[k++] = RxItem{RxKind::stream_open, CloseReason::none, s, conns_.id(slot), cn.peer, 0, nullptr};
+  out[k++] =
+      RxItem{RxKind::stream_open, CloseReason::none, s, conns_.id(slot), cn.peer, 0, nullptr};
 }
 
 void UringWorker::on_tcp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
@@ -307,7 +346,7 @@ void UringWorker::on_tcp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
     counters_.rx_stream_bytes.add(uint64_t(c.res));
     const uint16_t bid = uint16_t(c.flags >> IORING_CQE_BUFFER_SHIFT);
     out[k++] = RxItem{RxKind::stream_data, CloseReason::none, cn.sock, conns_.id(slot), cn.peer,
-                      uint32_t(c.res), tcp_.buf(bid)};
+                      uint32_t(c.res),     tcp_.buf(bid)};
     tcp_.out[tcp_.nout++] = bid;
   } else {
     recycle(tcp_, c);  // draining or closing: input is dropped
@@ -333,8 +372,8 @@ void UringWorker::on_tcp_send(const io_uring_cqe& c) {
   if (c.res < 0) {
     if (!cn.x.closing) {
       counters_.tx_errors.add();
-      teardown(slot, c.res == -EPIPE || c.res == -ECONNRESET ? CloseReason::peer
-                                                             : CloseReason::error);
+      teardown(slot,
+               c.res == -EPIPE || c.res == -ECONNRESET ? CloseReason::peer : CloseReason::error);
     }
     return maybe_finish(slot);
   }
@@ -361,8 +400,8 @@ void UringWorker::on_connect(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   counters_.conns_connected.add();
   arm_recv(slot);
   if (!cn.x.out.empty()) arm_send(slot);  // output queued while connecting
-  out[k++] = RxItem{RxKind::stream_open, CloseReason::none, cn.sock, conns_.id(slot), cn.peer, 0,
-                    nullptr};
+  out[k++] =
+      RxItem{RxKind::stream_open, CloseReason::none, cn.sock, conns_.id(slot), cn.peer, 0, nullptr};
 }
 
 // ---- datagrams ----------------------------------------------------------------------------
@@ -403,7 +442,8 @@ void UringWorker::dgram_commit(uint32_t n) {
 }
 
 void UringWorker::flush() {
-  assert(res_buf_ == kernel::kNoTxBuf && res_conn_ == kNoConn && "flush() with an open reservation");
+  assert(res_buf_ == kernel::kNoTxBuf && res_conn_ == kNoConn &&
+         "flush() with an open reservation");
   // Connections with new output and no send in flight get one send each; drains with
   // nothing left to send finish.
   for (uint32_t slot : dirty_) {

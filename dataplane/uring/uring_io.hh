@@ -2,17 +2,19 @@
 //
 //   UDP   one SO_REUSEPORT socket per worker and spec; a multishot recvmsg per socket draws
 //         from the worker's datagram buffer ring (group kUdpGroup); every committed datagram
-//         is one sendmsg SQE; flush() submits them all in one io_uring_enter.
+//         is one send SQE (sendto, or sendmsg on kernels without it); flush() submits them
+//         all in one io_uring_enter, which also collects completions.
 //   TCP   one SO_REUSEPORT listener per worker (multishot accept); a connection lives on the
-//         worker that accepted (or connected) it; multishot recv draws from the stream
-//         buffer ring (group kTcpGroup); output goes through a bounded per-connection ring
-//         with at most one send in flight.
+//         worker that accepted (or connected, IORING_OP_CONNECT) it; multishot recv draws
+//         from the stream buffer ring (group kTcpGroup); output is queued in a bounded
+//         per-connection chunk queue and gathered into one sendmsg, at most one in flight.
 //   Shared with the epoll backend (dataplane/kernel/): socket set-up, the connection slot
 //   table, the per-connection output chunks and the datagram tx pool.
 //
 // Buffer lifetimes: receive buffers are handed out in RxItems and go back to their buffer
-// ring at the start of the next poll(). Tx slots belong to the kernel from commit until the
-// send's CQE. A connection slot is reused only once every SQE that names it has completed.
+// ring at the start of the next poll(). Tx buffers belong to the kernel from commit until
+// the send's CQE. A connection slot is reused only once every SQE that names it has
+// completed and its stream_closed item was handed out.
 //
 // Setup (probe, create, open_worker, ring and buffer-ring set-up) is in uring_setup.cc; the
 // datapath (poll, reserve/commit, flush, connect, close, wake) is in uring_datapath.cc.
@@ -55,12 +57,12 @@ struct RingPlan {
   bool send_to = false;
 };
 
-// The low level pieces, kept apart so tests can check them directly.
-// user_data layout: [63..56] op, [55..32] generation (24 bits), [31..0] index.
+// SQE user_data: [63..56] op, [55..32] generation, [31..0] index. For connection ops the
+// generation is the slot's (ConnSlot::gen), checked on every CQE.
 enum class Op : uint8_t {
   none = 0,
   udp_recv,  // index = SocketId
-  udp_send,  // index = tx slot
+  udp_send,  // index = tx pool buffer
   accept,    // index = SocketId
   tcp_recv,  // index = connection slot
   tcp_send,  // index = connection slot
@@ -71,20 +73,29 @@ enum class Op : uint8_t {
 inline constexpr uint64_t pack(Op op, uint32_t index, uint32_t gen = 0) {
   return uint64_t(op) << 56 | uint64_t(gen & 0xFFFFFFu) << 32 | index;
 }
-inline constexpr Op op_of(uint64_t ud) { return Op(ud >> 56); }
-inline constexpr uint32_t index_of(uint64_t ud) { return uint32_t(ud); }
-inline constexpr uint32_t gen_of(uint64_t ud) { return uint32_t(ud >> 32) & 0xFFFFFFu; }
+inline constexpr Op op_of(uint64_t ud) {
+  return Op(ud >> 56);
+}
+inline constexpr uint32_t index_of(uint64_t ud) {
+  return uint32_t(ud);
+}
+inline constexpr uint32_t gen_of(uint64_t ud) {
+  return uint32_t(ud >> 32) & 0xFFFFFFu;
+}
 
 // Buffer group ids registered on every worker ring.
 inline constexpr uint16_t kUdpGroup = 0;
 inline constexpr uint16_t kTcpGroup = 1;
 
 // Datagram receive buffers hold a whole datagram of up to IoConfig::max_datagram bytes
-// (plus the 32-byte recvmsg header), so nothing below max_datagram is ever truncated. They
-// are mapped MAP_NORESERVE: small datagrams touch one page per buffer, so resident memory
-// is ~4 KiB per buffer and grows toward buffers x 64 KiB only under large datagrams. The
-// count is min(IoConfig::rx_buffers, kUdpRxVirtualBudget / buffer size), a power of two:
-// with the defaults 1024 buffers of 64 KiB = 64 MiB virtual, 4 MiB resident per worker.
+// (plus ~72 bytes of recvmsg header, address and control), so nothing up to max_datagram
+// is ever truncated: a multishot receive cannot pick a buffer size per datagram, so one
+// size fits all. They are mapped MAP_NORESERVE: a small datagram touches one page of its
+// buffer, so resident memory is ~4 KiB per buffer and grows toward count x 64 KiB only
+// under large datagrams. The count is min(IoConfig::rx_buffers, kUdpRxVirtualBudget /
+// buffer size), rounded down to a power of two. With the defaults: 512 buffers of 65,600
+// bytes = 32 MiB of address space, ~2 MiB resident per worker for small datagrams.
+// (IoConfig::rx_buffer_size sizes the stream buffers: rx_buffers x rx_buffer_size.)
 inline constexpr size_t kUdpRxVirtualBudget = size_t(64) << 20;
 inline constexpr uint32_t kMinRxBuffers = 2;
 inline constexpr uint32_t kMaxRingBuffers = 32768;  // buffer ring entries limit (bid is u16)
@@ -96,6 +107,9 @@ inline constexpr unsigned kSendIov = 8;
 // Reads of unread input discarded before closing a drained connection (closing with unread
 // input would reset it and lose output still in flight).
 inline constexpr unsigned kDiscardReads = 16;
+// A listener whose accept failed for want of resources (EMFILE, ENFILE, ENOMEM, ENOBUFS)
+// pauses this long before accepting again, instead of spinning on the same failure.
+inline constexpr uint64_t kAcceptBackoffNs = 10'000'000;
 
 // A provided-buffer ring: `count` buffers of `size` bytes in one mapping, registered as
 // group `bgid`. Owned by one worker; the kernel reads the ring, we write it.
@@ -127,17 +141,17 @@ class UringBackend;
 // a zombie owing its stream_closed item, only when ops is 0 -- so no CQE can ever reach a
 // reused slot (the user_data generation check is a second guard).
 struct UringConnOps {
-  kernel::OutBuffer out;      // queued output; the first `inflight` bytes are the kernel's
-  uint32_t inflight = 0;      // bytes of the send in flight (at most one per connection)
-  uint32_t ops = 0;           // SQEs naming this slot not yet completed
-  bool recv_armed = false;    // multishot recv outstanding
+  kernel::OutBuffer out;    // queued output; the first `inflight` bytes are the kernel's
+  uint32_t inflight = 0;    // bytes of the send in flight (at most one per connection)
+  uint32_t ops = 0;         // SQEs naming this slot not yet completed
+  bool recv_armed = false;  // multishot recv outstanding
   bool send_armed = false;
-  bool closing = false;       // teardown started: cancel sent, no new SQEs
-  bool dirty = false;         // in dirty_, output to send at flush()
-  bool graceful = false;      // drained: FIN sent; unread input is discarded before close
-  msghdr msg{};               // the in-flight sendmsg; read by the kernel until its CQE
+  bool closing = false;   // teardown started: cancel sent, no new SQEs
+  bool dirty = false;     // in dirty_, output to send at flush()
+  bool graceful = false;  // drained: FIN sent; unread input is discarded before close
+  msghdr msg{};           // the in-flight sendmsg; read by the kernel until its CQE
   iovec iov[uring::kSendIov]{};
-  sockaddr_in addr{};         // connect() target
+  sockaddr_in addr{};  // connect() target
 };
 
 class UringWorker {
@@ -181,7 +195,9 @@ class UringWorker {
     kernel::Fd fd;  // invalid for a tcp client spec (each connection has its own socket)
     Transport transport = Transport::udp;
     bool server = true;
-    Endpoint bind;  // spec's bind address; tcp client connections bind to it
+    Endpoint bind;             // spec's bind address; tcp client connections bind to it
+    uint32_t rxq_drops = 0;    // udp: the kernel's cumulative drop count last seen (SO_RXQ_OVFL)
+    uint64_t rearm_at_ns = 0;  // tcp listener: accept paused (out of fds/memory) until then
   };
 
   // Datapath helpers (uring_datapath.cc).
@@ -207,6 +223,7 @@ class UringWorker {
   void maybe_finish(uint32_t slot);
   void emit_closed(RxItem* out, uint32_t& k, uint32_t n);
   void enter(unsigned wait_nr, int64_t timeout_ns);
+  void resume_accepts(uint64_t now);
 
   unsigned id_ = 0;
   IoConfig cfg_;
@@ -217,7 +234,9 @@ class UringWorker {
   IoCounters counters_;
 
   std::vector<Sock> socks_;
-  msghdr recv_msg_{};  // multishot recvmsg template: name = sockaddr_in, no control
+  // Multishot recvmsg template: name = sockaddr_in, control = room for the SO_RXQ_OVFL
+  // drop counter. Each buffer holds io_uring_recvmsg_out, name, control, then the payload.
+  msghdr recv_msg_{};
 
   uring::BufRing udp_;
   uring::BufRing tcp_;
@@ -227,19 +246,21 @@ class UringWorker {
   std::vector<TxMsg> txmsg_;
   uint32_t res_buf_ = kernel::kNoTxBuf;  // open datagram reservation
   SocketId res_sock_ = 0;
-  ConnId res_conn_ = kNoConn;            // open stream reservation
+  ConnId res_conn_ = kNoConn;  // open stream reservation
   uint32_t res_len_ = 0;
 
   // Connections (shared slot table), their output chunks, and the slots with new output.
   Conns conns_;
   kernel::OutChunkPool chunks_;
   std::vector<uint32_t> dirty_;  // reserved max_conns at setup
-  uint64_t now_ns_ = 0;          // CLOCK_MONOTONIC at the start of the current poll()
+  // CLOCK_MONOTONIC ns, read by poll() while connections exist and at each accept.
+  uint64_t now_ns_ = 0;
 
   // Wake-up: wake() writes the eventfd; a read of it is kept armed in the ring.
   kernel::Fd wake_fd_;
   uint64_t wake_buf_ = 0;
   bool woken_ = false;
+  uint32_t accepts_paused_ = 0;  // listeners waiting out kAcceptBackoffNs
 };
 
 class UringBackend {
@@ -268,8 +289,9 @@ class UringBackend {
 
   IoConfig cfg_;
   std::vector<SocketSpec> specs_;
-  // Every worker's sockets; open_worker(i) takes row i.
+  // Every worker's sockets; open_worker(i) takes row i (once: opened_[i]).
   kernel::SocketSet sockets_;
+  std::vector<bool> opened_;
   uring::RingPlan plan_;
   std::string features_;
 };

@@ -19,7 +19,9 @@ namespace cw::dp {
 
 namespace {
 
-std::string errstr(int err) { return std::strerror(err < 0 ? -err : err); }
+std::string errstr(int err) {
+  return std::strerror(err < 0 ? -err : err);
+}
 
 // Why io_uring_setup failed, in words an operator can act on.
 std::string setup_failure(int err) {
@@ -43,7 +45,9 @@ void* map_anon(size_t bytes) {
   return p == MAP_FAILED ? nullptr : p;
 }
 
-size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+size_t round_up(size_t v, size_t a) {
+  return (v + a - 1) / a * a;
+}
 
 // Sets up a ring with the given flags; returns 0 or -errno.
 int init_ring(io_uring* ring, unsigned sq, unsigned cq, unsigned flags) {
@@ -139,7 +143,7 @@ void quiesce_ring(io_uring* ring) {
     io_uring_cqe* cqe = nullptr;
     if (io_uring_wait_cqe_timeout(ring, &cqe, &ts) != 0) break;
     unsigned head, n = 0;
-    io_uring_for_each_cqe(ring, head, cqe) ++n;
+    io_uring_for_each_cqe(ring, head, cqe)++ n;
     io_uring_cq_advance(ring, n);
   }
 }
@@ -166,11 +170,16 @@ void absorb_ring_exit() {
   ::close(fd);
 }
 
-uint32_t floor_pow2(uint64_t v) { return v == 0 ? 0 : uint32_t(std::bit_floor(v)); }
+uint32_t floor_pow2(uint64_t v) {
+  return v == 0 ? 0 : uint32_t(std::bit_floor(v));
+}
 
-// Bytes of one datagram receive buffer: recvmsg header, sockaddr_in, payload; 64-aligned.
+// Bytes of one datagram receive buffer: recvmsg header, sockaddr_in, control (the kernel
+// drop counter), payload up to max_datagram; 64-aligned.
 uint32_t udp_buf_size(const IoConfig& cfg) {
-  return uint32_t(round_up(sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_in) + cfg.max_datagram, 64));
+  return uint32_t(round_up(sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_in) +
+                               kernel::kRxqOvflControlBytes + cfg.max_datagram,
+                           64));
 }
 uint32_t udp_buf_count(const IoConfig& cfg) {
   const uint64_t budget = uring::kUdpRxVirtualBudget / udp_buf_size(cfg);
@@ -191,9 +200,8 @@ Result<void> probe_ring(io_uring& ring, uring::BufRing& br) {
     return make_error("kernel io_uring lacks NODROP/FAST_POLL/EXT_ARG (need Linux >= 5.19)");
   io_uring_probe* p = io_uring_get_probe_ring(&ring);
   if (!p) return make_error("io_uring: opcode probe failed");
-  const int need[] = {IORING_OP_RECVMSG, IORING_OP_SENDMSG, IORING_OP_ACCEPT,
-                      IORING_OP_RECV,    IORING_OP_SEND,    IORING_OP_CONNECT,
-                      IORING_OP_ASYNC_CANCEL, IORING_OP_READ};
+  const int need[] = {IORING_OP_RECVMSG, IORING_OP_SENDMSG, IORING_OP_ACCEPT,       IORING_OP_RECV,
+                      IORING_OP_SEND,    IORING_OP_CONNECT, IORING_OP_ASYNC_CANCEL, IORING_OP_READ};
   bool ok = true;
   for (int op : need) ok = ok && io_uring_opcode_supported(p, op);
   io_uring_free_probe(p);
@@ -284,7 +292,9 @@ bool probe_send_to() {
 
 }  // namespace
 
-Result<void> UringBackend::probe() { return on_own_thread(probe_on_this_thread); }
+Result<void> UringBackend::probe() {
+  return on_own_thread(probe_on_this_thread);
+}
 
 // ---- backend ----------------------------------------------------------------------------
 
@@ -344,10 +354,9 @@ Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& cfg,
                 "ring flags %s (busy-poll and interrupt mode), sq %u cq %u; datagram tx %s; "
                 "udp rx %u x %u B, tcp rx %u x %u B, tx %u x %u B + %u x %u B",
                 flag_names(b->plan_.setup_flags).c_str(), uring::kSqEntries, cq,
-                b->plan_.send_to ? "send+addr" : "sendmsg",
-                udp_buf_count(cfg), udp_buf_size(cfg), cfg.rx_buffers, cfg.rx_buffer_size,
-                cfg.tx_buffers, kernel::kTxSmallBytes, kernel::kTxLargeBuffers,
-                cfg.max_datagram);
+                b->plan_.send_to ? "send+addr" : "sendmsg", udp_buf_count(cfg), udp_buf_size(cfg),
+                cfg.rx_buffers, cfg.rx_buffer_size, cfg.tx_buffers, kernel::kTxSmallBytes,
+                kernel::kTxLargeBuffers, cfg.max_datagram);
   b->features_ = line;
 
   // Open every socket now so bind errors surface before any thread starts.
@@ -360,6 +369,9 @@ Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& cfg,
 
 Result<std::unique_ptr<UringWorker>> UringBackend::open_worker(unsigned i) {
   if (i >= cfg_.workers) return make_error("io_uring: no worker " + std::to_string(i));
+  if (opened_.empty()) opened_.assign(cfg_.workers, false);
+  if (opened_[i]) return make_error("io_uring: worker " + std::to_string(i) + " opened twice");
+  opened_[i] = true;
   std::unique_ptr<UringWorker> w(new UringWorker(cfg_.max_conns));
   w->id_ = i;
   w->cfg_ = cfg_;
@@ -405,6 +417,7 @@ Result<std::unique_ptr<UringWorker>> UringBackend::open_worker(unsigned i) {
 
   // Take this worker's sockets and arm them.
   w->recv_msg_.msg_namelen = sizeof(sockaddr_in);
+  w->recv_msg_.msg_controllen = kernel::kRxqOvflControlBytes;
   std::vector<kernel::Fd> fds = sockets_.take(i);
   w->socks_.resize(specs_.size());
   for (size_t s = 0; s < specs_.size(); ++s) {

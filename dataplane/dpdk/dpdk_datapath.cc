@@ -1,0 +1,467 @@
+// DPDK backend datapath: everything a worker runs after setup. No allocation, no locks, no
+// syscalls except the optional idle pause; every drop is counted by reason.
+#include <rte_cycles.h>
+#include <rte_lcore.h>
+#include <time.h>
+
+#include <cassert>
+
+#include "dataplane/dpdk/dpdk_port.hh"
+#include "dataplane/dpdk/net/frame.hh"
+
+namespace cw::dp {
+
+using net::DropReason;
+
+namespace {
+
+net::CsumState csum_state(uint64_t flags, uint64_t mask, uint64_t good, uint64_t bad) {
+  const uint64_t f = flags & mask;
+  if (f == good || f == mask) return net::CsumState::good;  // mask == "NONE": data verified
+  if (f == bad) return net::CsumState::bad;
+  return net::CsumState::unknown;
+}
+
+int64_t tsc_to_ns(uint64_t tsc, uint64_t hz) {
+  return int64_t(tsc / hz) * 1'000'000'000 + int64_t((tsc % hz) * 1'000'000'000 / hz);
+}
+
+}  // namespace
+
+DpdkWorker::DpdkWorker(std::shared_ptr<DpdkShared> shared, unsigned id)
+    : sh_(std::move(shared)),
+      drops_(&sh_->drops[id]),
+      id_(id),
+      port_(sh_->port),
+      queue_(uint16_t(id)),
+      arp_(sh_->cfg.arp_entries),
+      big_(new uint8_t[net::kUdpHdrLen + net::kMaxUdpPayload]),
+      arena_(new uint8_t[kDpdkReasmArena]) {
+  waiting_.reserve(sh_->cfg.arp_queue);
+  ip_id_ = uint16_t(id * 7919);  // workers start apart; ids only need to differ per flow
+  link_up_ = sh_->link_up.load(std::memory_order_relaxed);
+  now_ns_ = tsc_to_ns(rte_rdtsc(), sh_->tsc_hz);
+}
+
+DpdkWorker::~DpdkWorker() {
+  free_held();
+  if (res_m_) rte_pktmbuf_free(res_m_);
+  for (uint32_t i = 0; i < tx_n_; ++i) rte_pktmbuf_free(tx_[i]);
+  for (auto& w : waiting_) rte_pktmbuf_free(w.m);
+}
+
+const net::DropCounters& DpdkWorker::drops() const {
+  return *drops_;
+}
+
+void DpdkWorker::free_held() {
+  if (held_n_) rte_pktmbuf_free_bulk(held_, held_n_);
+  held_n_ = 0;
+}
+
+// ---- receive ------------------------------------------------------------------------------
+
+uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
+  counters_.polls.add();
+  // 1. The previous poll's items are dead now: return their buffers.
+  free_held();
+  arena_used_ = 0;
+  // 2. Timers (link, ARP, reassembly) every kDpdkHousekeepNs, not per packet.
+  const uint64_t tsc = rte_rdtsc();
+  if (tsc >= next_housekeep_tsc_) {
+    now_ns_ = tsc_to_ns(tsc, sh_->tsc_hz);
+    next_housekeep_tsc_ = tsc + sh_->tsc_hz / (1'000'000'000 / kDpdkHousekeepNs);
+    housekeep();
+  }
+  if (!sh_->arp_rings.empty()) drain_arp_copies();
+  // 3. Receive a burst; a port whose link is down is not polled (memif crashes when polled
+  //    after its peer left).
+  uint32_t got = 0;
+  if (link_up_ && sh_->link_up.load(std::memory_order_relaxed)) {
+    rte_mbuf* rx[kDpdkRxBurst];
+    const uint16_t nb = rte_eth_rx_burst(port_, queue_, rx, uint16_t(std::min(n, kDpdkRxBurst)));
+    for (uint16_t k = 0; k < nb; ++k) {
+      if (k + 1 < nb) rte_prefetch0(rte_pktmbuf_mtod(rx[k + 1], void*));
+      rx_frame(rx[k], out, n, got);
+    }
+    // 4. Reassembly gave up on some fragments: free and count them.
+    rte_ip_frag_death_row* dr = sh_->death_rows[id_].get();
+    if (dr->cnt) {
+      drops_->add(DropReason::ip_frag_dropped, dr->cnt);
+      rte_ip_frag_free_death_row(dr, 0);
+    }
+    // ARP/ICMP answers go out with the next flush; send them now if nothing else will.
+    if (tx_n_ && got == 0) flush();
+    if (nb) return got;
+  }
+  // 5. Idle. DPDK has no blocking receive here: busy-poll callers pass 0 and spin; others
+  //    get a short pause so an idle worker leaves its core to the rest of the machine.
+  if (got == 0 && timeout_ns > 0 && !woken_.exchange(false, std::memory_order_relaxed)) {
+    timespec ts{0, long(std::min(timeout_ns, kDpdkIdlePauseNs))};
+    nanosleep(&ts, nullptr);
+    counters_.wakeups.add();
+  }
+  return got;
+}
+
+void DpdkWorker::rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got) {
+  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+  net::RxOffload off;
+  if (sh_->rx_csum_offload) {
+    off.ip = csum_state(m->ol_flags, RTE_MBUF_F_RX_IP_CKSUM_MASK, RTE_MBUF_F_RX_IP_CKSUM_GOOD,
+                        RTE_MBUF_F_RX_IP_CKSUM_BAD);
+    off.l4 = csum_state(m->ol_flags, RTE_MBUF_F_RX_L4_CKSUM_MASK, RTE_MBUF_F_RX_L4_CKSUM_GOOD,
+                        RTE_MBUF_F_RX_L4_CKSUM_BAD);
+  }
+  // Scatter is off, so a frame is one segment; the parser bounds itself by data_len.
+  const net::Parsed p = net::parse_frame(f, rte_pktmbuf_data_len(m), sh_->ifc, off);
+  switch (p.kind) {
+    case net::FrameKind::udp:
+      if (deliver_udp(f, p, out, n, got)) {
+        held_[held_n_++] = m;  // the item points into m until the next poll
+        return;
+      }
+      break;
+    case net::FrameKind::icmp_echo: {
+      const uint32_t len = net::make_echo_reply(f, p);
+      m->data_len = uint16_t(len);
+      m->pkt_len = len;
+      m->ol_flags = 0;
+      queue_tx(m);
+      return;
+    }
+    case net::FrameKind::arp:
+      arp_received(p.arp, p.src_mac, true);
+      break;
+    case net::FrameKind::ipv4_fragment:
+      rx_fragment(m, p.l3_off, out, n, got);
+      return;
+    case net::FrameKind::drop:
+      drops_->add(p.drop);
+      break;
+  }
+  rte_pktmbuf_free(m);
+}
+
+// UDP datagram p whose bytes start at base -> one RxItem.
+bool DpdkWorker::deliver_udp(const uint8_t* base, const net::Parsed& p, RxItem* out, uint32_t n,
+                             uint32_t& got) {
+  const uint16_t s = sh_->by_port[ntohs(p.dport_be)];
+  if (s == kNoSocket || (sh_->bound[s].addr_be != 0 && sh_->bound[s].addr_be != p.dst_be)) {
+    drops_->add(DropReason::udp_no_socket);
+    return false;
+  }
+  if (p.payload_len > sh_->io.max_datagram) {
+    drops_->add(DropReason::udp_too_large);
+    counters_.rx_truncated.add();
+    return false;
+  }
+  if (got >= n) {  // cannot happen for single frames (burst <= n); reassembly may add more
+    drops_->add(DropReason::rx_no_slot);
+    return false;
+  }
+  RxItem& it = out[got++];
+  it.kind = RxKind::datagram;
+  it.reason = CloseReason::none;
+  it.sock = s;
+  it.conn = kNoConn;
+  it.peer = Endpoint{p.src_be, p.sport_be};
+  it.len = p.payload_len;
+  it.data = base + p.payload_off;
+  counters_.rx_datagrams.add();
+  counters_.rx_bytes.add(p.payload_len);
+  return true;
+}
+
+void DpdkWorker::rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t n, uint32_t& got) {
+  auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l3_off);
+  m->l2_len = l3_off;
+  m->l3_len = uint16_t((ip->version_ihl & 0xF) * 4);
+  rte_ip_frag_death_row* dr = sh_->death_rows[id_].get();
+  // Each call may condemn one datagram's fragments; keep room for them.
+  if (dr->cnt > RTE_IP_FRAG_DEATH_ROW_MBUF_LEN - (RTE_LIBRTE_IP_FRAG_MAX_FRAG + 1)) {
+    drops_->add(DropReason::ip_frag_dropped, dr->cnt);
+    rte_ip_frag_free_death_row(dr, 0);
+  }
+  rte_mbuf* whole = rte_ipv4_frag_reassemble_packet(sh_->frag_tables[id_], dr, m, rte_rdtsc(), ip);
+  if (!whole) return;  // kept for later fragments, or on the death row
+  // The datagram is a chain of fragments; RxItem data must be contiguous, so copy it into
+  // this poll's arena (valid until the next poll, like rx mbufs).
+  const uint32_t len = whole->pkt_len - whole->l2_len;
+  if (len > sh_->io.max_datagram + net::kIpv4MinHdrLen + 40 + net::kUdpHdrLen) {
+    drops_->add(DropReason::ip_reasm_too_large);
+  } else if (arena_used_ + len > kDpdkReasmArena) {
+    drops_->add(DropReason::rx_no_slot);
+  } else {
+    uint8_t* dst = arena_.get() + arena_used_;
+    const void* src = rte_pktmbuf_read(whole, whole->l2_len, len, dst);
+    if (src != dst) std::memcpy(dst, src, len);
+    // Reassembly rewrote the IPv4 header without a checksum; every fragment was checked.
+    const net::Parsed p = net::parse_ipv4_datagram(dst, len, sh_->ifc, {net::CsumState::good, {}});
+    if (p.kind == net::FrameKind::udp) {
+      if (deliver_udp(dst, p, out, n, got)) arena_used_ += len;
+    } else if (p.kind == net::FrameKind::drop) {
+      drops_->add(p.drop);
+    } else {
+      drops_->add(DropReason::icmp_unhandled);  // fragmented echo requests are not answered
+    }
+  }
+  rte_pktmbuf_free(whole);
+}
+
+// ---- ARP --------------------------------------------------------------------------------
+
+void DpdkWorker::arp_received(const net::ArpPacket& a, const net::Mac& eth_src, bool from_wire) {
+  const net::ArpDecision d = net::arp_input(a, eth_src, sh_->ifc, arp_, sh_->arp_policy, now_ns_);
+  // Copies from other workers were counted (and answered) by the worker that received them.
+  // With several workers a reply this worker did not ask for may be another worker's, so it
+  // is forwarded below, not counted as unsolicited (see docs/dpdk.md).
+  const bool maybe_others = d.drop == DropReason::arp_unsolicited_reply && !sh_->arp_rings.empty();
+  if (from_wire && d.drop != DropReason::count && !maybe_others) drops_->add(d.drop);
+  if (from_wire && d.reply) send_arp(net::kArpReply, a.sha, a.tpa_be, a.sha, a.spa_be);
+  const bool learned =
+      d.drop == DropReason::count &&
+      (a.op == net::kArpReply || (sh_->arp_policy.learn_from_requests && a.spa_be != 0));
+  if (learned && !waiting_.empty()) release_waiting(a.spa_be, &a.sha);
+  // Other workers may be waiting for this neighbour: give each a copy of what concerns us
+  // (not of requests for other hosts, which every host on the LAN sees).
+  const bool useful = d.drop == DropReason::count || d.drop == DropReason::arp_table_full ||
+                      d.drop == DropReason::arp_unsolicited_reply;
+  if (from_wire && useful && !sh_->arp_rings.empty()) {
+    ArpCopyElem e{a, eth_src, 0};
+    for (unsigned w = 0; w < sh_->arp_rings.size(); ++w)
+      if (w != id_) rte_ring_mp_enqueue_elem(sh_->arp_rings[w], &e, sizeof e);
+  }
+}
+
+void DpdkWorker::drain_arp_copies() {
+  ArpCopyElem e[16];
+  const unsigned k =
+      rte_ring_sc_dequeue_burst_elem(sh_->arp_rings[id_], e, sizeof e[0], 16, nullptr);
+  for (unsigned i = 0; i < k; ++i) arp_received(e[i].arp, e[i].eth_src, false);
+}
+
+void DpdkWorker::send_arp(uint16_t op, const net::Mac& eth_dst, uint32_t spa_be,
+                          const net::Mac& tha, uint32_t tpa_be) {
+  rte_mbuf* m = rte_pktmbuf_alloc(sh_->pools[id_]);
+  if (!m) {
+    drops_->add(DropReason::tx_no_mbuf);
+    return;
+  }
+  uint8_t* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, net::kEthMinFrame));
+  net::build_arp(f, op, eth_dst, sh_->ifc.mac, spa_be, tha, tpa_be);
+  queue_tx(m);
+}
+
+void DpdkWorker::release_waiting(uint32_t ip_be, const net::Mac* mac) {
+  size_t keep = 0;
+  for (size_t i = 0; i < waiting_.size(); ++i) {
+    Waiting w = waiting_[i];
+    if (w.next_hop_be != ip_be) {
+      waiting_[keep++] = w;
+    } else if (mac) {
+      net::store_mac(rte_pktmbuf_mtod(w.m, uint8_t*), *mac);
+      queue_tx(w.m);
+    } else {
+      drops_->add(DropReason::tx_arp_failed);
+      rte_pktmbuf_free(w.m);
+    }
+  }
+  waiting_.resize(keep);  // shrinks only: no allocation
+}
+
+// The frame m (Ethernet header written, dst MAC unset) goes to dst_be: find the next hop's
+// MAC, or hold the frame (bounded) until ARP answers.
+void DpdkWorker::route_frame(rte_mbuf* m, uint32_t dst_be) {
+  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+  if (sh_->ifc.is_broadcast(dst_be)) {
+    net::store_mac(f, net::kBroadcastMac);
+    return queue_tx(m);
+  }
+  // No route: off-link without a gateway, or a destination no frame can reach (ourselves,
+  // 0.0.0.0, multicast: none is resolvable by ARP).
+  const uint32_t nh = sh_->ifc.next_hop(dst_be);
+  if (nh == 0 || dst_be == 0 || sh_->ifc.is_local(dst_be) || net::is_multicast_ip(dst_be)) {
+    drops_->add(DropReason::tx_no_route);
+    return rte_pktmbuf_free(m);
+  }
+  const net::ArpLookupResult r = arp_.lookup(nh, now_ns_);
+  switch (r.status) {
+    case net::ArpLookup::hit_refresh:
+      send_arp(net::kArpRequest, net::kBroadcastMac, sh_->ifc.source_for(nh), net::kZeroMac, nh);
+      [[fallthrough]];
+    case net::ArpLookup::hit:
+      net::store_mac(f, r.mac);
+      return queue_tx(m);
+    case net::ArpLookup::miss_request:
+      send_arp(net::kArpRequest, net::kBroadcastMac, sh_->ifc.source_for(nh), net::kZeroMac, nh);
+      [[fallthrough]];
+    case net::ArpLookup::miss_pending:
+      if (waiting_.size() < waiting_.capacity()) {
+        waiting_.push_back({m, nh});  // within reserved capacity: no allocation
+        return;
+      }
+      drops_->add(DropReason::tx_arp_queue_full);
+      return rte_pktmbuf_free(m);
+    case net::ArpLookup::failed:
+      drops_->add(DropReason::tx_arp_failed);
+      return rte_pktmbuf_free(m);
+    case net::ArpLookup::table_full:
+      drops_->add(DropReason::arp_table_full);
+      return rte_pktmbuf_free(m);
+  }
+}
+
+// ---- transmit -----------------------------------------------------------------------------
+
+uint8_t* DpdkWorker::dgram_reserve(SocketId s, Endpoint to, uint32_t n) {
+  assert(!res_open_ && "one reservation at a time");
+  if (n > sh_->io.max_datagram || n > net::kMaxUdpPayload) {
+    drops_->add(DropReason::tx_too_large);
+    counters_.tx_no_buffer.add();
+    return nullptr;
+  }
+  res_sock_ = s;
+  res_to_ = to;
+  res_cap_ = n;
+  if (n <= sh_->small_max) {
+    // Payload goes straight into the frame, after room for the 42 header bytes.
+    res_m_ = rte_pktmbuf_alloc(sh_->pools[id_]);
+    if (!res_m_) {
+      drops_->add(DropReason::tx_no_mbuf);
+      counters_.tx_no_buffer.add();
+      return nullptr;
+    }
+    res_open_ = true;
+    res_large_ = false;
+    return rte_pktmbuf_mtod(res_m_, uint8_t*) + net::kUdpFrameHdrLen;
+  }
+  // Above the MTU: staged in big_ and copied into fragments at commit.
+  res_open_ = true;
+  res_large_ = true;
+  return big_.get() + net::kUdpHdrLen;
+}
+
+void DpdkWorker::dgram_commit(uint32_t len) {
+  assert(res_open_ && len <= res_cap_);
+  res_open_ = false;
+  if (res_large_) return commit_fragmented(len);
+  rte_mbuf* m = res_m_;
+  res_m_ = nullptr;
+  const Endpoint& b = sh_->bound[res_sock_];
+  net::UdpHeaderSpec h;
+  h.src_mac = sh_->ifc.mac;
+  h.src_be = b.addr_be ? b.addr_be : sh_->ifc.source_for(res_to_.addr_be);
+  h.dst_be = res_to_.addr_be;
+  h.sport_be = b.port_be;
+  h.dport_be = res_to_.port_be;
+  h.ip_id = ip_id_++;
+  const uint32_t frame_len = net::kUdpFrameHdrLen + len;
+  m->data_len = uint16_t(frame_len);
+  m->pkt_len = frame_len;
+  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+  if (sh_->tx_csum_offload) {
+    net::write_udp_frame(f, h, len, net::TxCsum::offload);
+    m->l2_len = net::kEthHdrLen;
+    m->l3_len = net::kIpv4MinHdrLen;
+    m->ol_flags = RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_UDP_CKSUM;
+  } else {
+    net::write_udp_frame(f, h, len, net::TxCsum::software);
+  }
+  counters_.tx_datagrams.add();
+  counters_.tx_bytes.add(len);
+  route_frame(m, h.dst_be);
+}
+
+// RFC 791 fragmentation by copy from big_: each fragment is a fresh single-segment mbuf
+// (one copy of the payload, the same as the unfragmented path).
+void DpdkWorker::commit_fragmented(uint32_t len) {
+  const Endpoint& b = sh_->bound[res_sock_];
+  net::UdpHeaderSpec h;
+  h.src_mac = sh_->ifc.mac;
+  h.src_be = b.addr_be ? b.addr_be : sh_->ifc.source_for(res_to_.addr_be);
+  h.dst_be = res_to_.addr_be;
+  h.sport_be = b.port_be;
+  h.dport_be = res_to_.port_be;
+  h.ip_id = ip_id_++;
+  net::write_udp_header(big_.get(), h, big_.get() + net::kUdpHdrLen, len);
+  const uint32_t l4 = len + net::kUdpHdrLen;
+  const uint32_t step = net::frag_payload(sh_->ifc.mtu);
+  const uint32_t nfrag = (l4 + step - 1) / step;
+  // At MTU 1500 a 64 KiB datagram needs 45 fragments; only small MTUs exceed the bound.
+  rte_mbuf* frags[kDpdkMaxTxFragments];
+  if (nfrag > kDpdkMaxTxFragments) {
+    drops_->add(DropReason::tx_too_large);
+    return;
+  }
+  if (rte_pktmbuf_alloc_bulk(sh_->pools[id_], frags, nfrag) != 0) {
+    drops_->add(DropReason::tx_no_mbuf);
+    counters_.tx_no_buffer.add();
+    return;
+  }
+  for (uint32_t k = 0; k < nfrag; ++k) {
+    const uint32_t off = k * step;
+    const uint32_t flen = std::min(step, l4 - off);
+    const uint32_t hdr = net::kEthHdrLen + net::kIpv4MinHdrLen;
+    uint8_t* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(frags[k], uint16_t(hdr + flen)));
+    net::write_fragment_headers(f, h, off, flen, k + 1 < nfrag);
+    std::memcpy(f + hdr, big_.get() + off, flen);
+    route_frame(frags[k], h.dst_be);
+  }
+  counters_.tx_datagrams.add();
+  counters_.tx_bytes.add(len);
+}
+
+void DpdkWorker::queue_tx(rte_mbuf* m) {
+  if (tx_n_ == kDpdkTxBatch) flush();
+  tx_[tx_n_++] = m;
+}
+
+void DpdkWorker::flush() {
+  if (tx_n_ == 0) return;
+  uint16_t sent = 0;
+  if (link_up_ && sh_->link_up.load(std::memory_order_relaxed)) {
+    sent = rte_eth_tx_burst(port_, queue_, tx_, uint16_t(tx_n_));
+    if (sent < tx_n_) {
+      drops_->add(DropReason::tx_ring_full, tx_n_ - sent);
+      counters_.tx_errors.add(tx_n_ - sent);
+    }
+  } else {
+    drops_->add(DropReason::tx_link_down, tx_n_);
+  }
+  if (sent < tx_n_) rte_pktmbuf_free_bulk(tx_ + sent, tx_n_ - sent);
+  tx_n_ = 0;
+}
+
+// ---- timers -----------------------------------------------------------------------------
+
+void DpdkWorker::housekeep() {
+  // Link: polled here as well as by the LSC interrupt (drivers without one).
+  rte_eth_link link{};
+  if (rte_eth_link_get_nowait(port_, &link) == 0) {
+    link_up_ = link.link_status == RTE_ETH_LINK_UP;
+    if (id_ == 0) sh_->link_up.store(link_up_, std::memory_order_relaxed);
+  }
+  // ARP retransmits and give-ups.
+  arp_.run_timers(now_ns_, [this](uint32_t ip_be, net::ArpEvent ev) {
+    if (ev == net::ArpEvent::retransmit)
+      send_arp(net::kArpRequest, net::kBroadcastMac, sh_->ifc.source_for(ip_be), net::kZeroMac,
+               ip_be);
+    else
+      release_waiting(ip_be, nullptr);
+  });
+  // Reassemblies that timed out.
+  rte_ip_frag_death_row* dr = sh_->death_rows[id_].get();
+  rte_ip_frag_table_del_expired_entries(sh_->frag_tables[id_], dr, rte_rdtsc());
+  if (dr->cnt) {
+    drops_->add(DropReason::ip_frag_dropped, dr->cnt);
+    rte_ip_frag_free_death_row(dr, 0);
+  }
+  // Port-wide NIC drops (no rx descriptor / no mbuf), reported by worker 0.
+  if (id_ == 0) {
+    rte_eth_stats st{};
+    if (rte_eth_stats_get(port_, &st) == 0) counters_.rx_no_buffer.set(st.imissed + st.rx_nombuf);
+  }
+}
+
+}  // namespace cw::dp

@@ -1,0 +1,174 @@
+// DPDK backend: the dataplane contract (dataplane/io.hh) over one DPDK ethdev port, with the
+// user-space IPv4/UDP stack in net/. See docs/dpdk.md for the design; in short:
+//
+//   * One port (PCI device or vdev), one RX/TX queue pair per worker. Worker i owns queue i,
+//     its mempool, ARP table, reassembly table and TX batch; nothing on the datapath is
+//     shared between workers except read-only port state and the ARP copy rings.
+//   * Worker threads are the runtime's own threads; open_worker() registers the calling
+//     thread with EAL (rte_thread_register) so it gets an lcore id and mempool caches.
+//   * UDP only. ARP and ICMP echo are answered inside the backend. TCP specs are accepted
+//     (so a config with TCP listeners still starts) but never receive anything:
+//     stream_reserve() returns nullptr and connect() returns kNoConn.
+//
+// This header has no DPDK includes: launch.hh and the worker loop see only these types.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "dataplane/dpdk/net/arp.hh"
+#include "dataplane/dpdk/net/drop.hh"
+#include "dataplane/io.hh"
+
+struct rte_mbuf;
+
+namespace cw::dp {
+
+// Port and stack settings (the [dpdk] config section; see docs/dpdk.md).
+struct DpdkConfig {
+  // EAL arguments, without argv[0]. corewire adds "-l <first allowed CPU>" when none of
+  // -l/-c/--lcores is given and, when neither --file-prefix nor --in-memory is, "--in-memory"
+  // (or "--file-prefix=corewire-<pid>" with --no-huge, which --in-memory refuses).
+  std::vector<std::string> eal_args;
+  // The port: a PCI address ("0000:03:00.0", probed by EAL), a vdev devargs string
+  // ("net_tap0,iface=cw0", hot-plugged if EAL does not have it yet), or a port number.
+  std::string port;
+  std::vector<net::LocalAddr> addresses;  // at least one; e.g. parse_cidr("10.0.0.2/24")
+  uint32_t gateway_be = 0;                // 0 = only on-link destinations are reachable
+  uint16_t mtu = 1500;
+  uint16_t rx_desc = 1024;  // per queue; adjusted to the device's limits
+  uint16_t tx_desc = 1024;
+  uint32_t arp_entries = net::kArpDefaultEntries;  // per worker
+  uint32_t arp_queue = 64;  // datagrams per worker waiting for ARP resolution
+  bool arp_learn_from_requests = true;
+  uint32_t frag_flows = 1024;       // datagrams reassembled at once, per worker
+  uint32_t frag_timeout_ms = 2000;  // incomplete reassemblies are dropped after this
+};
+
+// "a.b.c.d/len" (len defaults to 32).
+Result<net::LocalAddr> parse_cidr(const std::string& s);
+
+struct DpdkShared;  // port state shared by the backend and its workers (dpdk_port.hh)
+
+inline constexpr uint32_t kDpdkRxBurst = 64;            // frames per rte_eth_rx_burst
+inline constexpr uint32_t kDpdkTxBatch = 128;           // frames collected before a forced tx_burst
+inline constexpr uint32_t kDpdkMaxTxFragments = 64;     // larger datagrams: tx_too_large
+inline constexpr uint32_t kDpdkReasmArena = 4 * 65536;  // reassembled bytes per poll
+inline constexpr int64_t kDpdkHousekeepNs = 100'000'000;  // link, ARP and reassembly timers
+inline constexpr int64_t kDpdkIdlePauseNs = 100'000;      // longest pause of an idle non-busy poll
+
+class alignas(64) DpdkWorker {
+ public:
+  DpdkWorker(std::shared_ptr<DpdkShared> shared, unsigned id);
+  ~DpdkWorker();
+  DpdkWorker(const DpdkWorker&) = delete;
+  DpdkWorker& operator=(const DpdkWorker&) = delete;
+
+  // ---- WorkerIo (owner thread only, except wake) ------------------------------------
+  uint32_t poll(RxItem* out, uint32_t n, int64_t timeout_ns);
+  uint8_t* dgram_reserve(SocketId s, Endpoint to, uint32_t n);
+  void dgram_commit(uint32_t n);
+  uint8_t* stream_reserve(ConnId, uint32_t) { return nullptr; }  // no TCP on DPDK
+  void stream_commit(ConnId, uint32_t) {}
+  ConnId connect(SocketId, Endpoint) { return kNoConn; }
+  void close(ConnId) {}
+  void flush();
+  void wake() { woken_.store(true, std::memory_order_relaxed); }
+  const IoCounters& counters() const { return counters_; }
+  unsigned worker_id() const { return id_; }
+  const net::DropCounters& drops() const;
+
+ private:
+  struct Waiting {  // a frame waiting for its next hop's MAC
+    rte_mbuf* m;
+    uint32_t next_hop_be;
+  };
+
+  void rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got);
+  void rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t n, uint32_t& got);
+  bool deliver_udp(const uint8_t* base, const net::Parsed& p, RxItem* out, uint32_t n,
+                   uint32_t& got);
+  void arp_received(const net::ArpPacket& a, const net::Mac& eth_src, bool from_wire);
+  void send_arp(uint16_t op, const net::Mac& eth_dst, uint32_t spa_be, const net::Mac& tha,
+                uint32_t tpa_be);
+  void route_frame(rte_mbuf* m, uint32_t dst_be);             // fill dst MAC, or queue/drop for ARP
+  void release_waiting(uint32_t ip_be, const net::Mac* mac);  // nullptr: ARP failed
+  void queue_tx(rte_mbuf* m);
+  void commit_fragmented(uint32_t len);
+  void housekeep();
+  void drain_arp_copies();
+  void free_held();
+
+  // Hot state first.
+  std::shared_ptr<DpdkShared> sh_;
+  net::DropCounters* drops_;  // lives in sh_, so the backend can read it
+  unsigned id_;
+  uint16_t port_;
+  uint16_t queue_;
+  bool link_up_ = false;
+  int64_t now_ns_ = 0;
+  uint64_t next_housekeep_tsc_ = 0;
+  uint32_t held_n_ = 0;
+  uint32_t tx_n_ = 0;
+  rte_mbuf* held_[kDpdkRxBurst] = {};  // rx mbufs the last poll's items point into
+  rte_mbuf* tx_[kDpdkTxBatch] = {};    // committed frames, sent by flush()
+  // The open reservation.
+  rte_mbuf* res_m_ = nullptr;
+  bool res_open_ = false;
+  bool res_large_ = false;  // payload in big_, fragmented at commit
+  SocketId res_sock_ = 0;
+  Endpoint res_to_;
+  uint32_t res_cap_ = 0;
+  uint16_t ip_id_ = 0;
+  uint32_t arena_used_ = 0;
+  IoCounters counters_;
+  net::ArpTable arp_;
+  std::vector<Waiting> waiting_;      // capacity DpdkConfig::arp_queue, never grows
+  std::unique_ptr<uint8_t[]> big_;    // large datagram being reserved (UDP hdr + data)
+  std::unique_ptr<uint8_t[]> arena_;  // reassembled datagrams of the current poll
+  std::atomic<bool> woken_{false};
+};
+
+class DpdkBackend {
+ public:
+  using Worker = DpdkWorker;
+  // Initialises EAL (once per process), opens and starts the port, creates every queue,
+  // mempool and table. Logs the mempool memory cost and offload choices to `log`.
+  static Result<std::unique_ptr<DpdkBackend>> create(
+      const IoConfig& io, std::span<const SocketSpec> specs, const DpdkConfig& cfg,
+      const std::function<void(const std::string&)>& log = {});
+  // Call on worker thread i: registers the thread with EAL and binds it to queue i.
+  Result<std::unique_ptr<DpdkWorker>> open_worker(unsigned i);
+  Endpoint bound(SocketId s) const;
+  static const char* name() { return "dpdk"; }
+
+  // ---- readable from any thread while workers run -------------------------------------
+  const net::DropCounters& drops(unsigned worker) const;
+  struct PortStat {
+    std::string name;
+    uint64_t value;
+  };
+  // rte_eth_stats plus the driver's extended statistics (setup/control path: allocates).
+  std::vector<PortStat> port_stats() const;
+  bool link_up() const;
+  // Drop reasons summed over workers ("drop.<reason>", non-zero only) and port_stats()
+  // ("port.<name>"): what Runtime::backend_counters() reports.
+  std::vector<std::pair<std::string, uint64_t>> counters_by_name() const;
+  const net::Mac& mac() const;
+  uint16_t port_id() const;
+
+  ~DpdkBackend();
+
+ private:
+  explicit DpdkBackend(std::shared_ptr<DpdkShared> s) : sh_(std::move(s)) {}
+  std::shared_ptr<DpdkShared> sh_;
+};
+
+static_assert(Backend<DpdkBackend>);
+
+}  // namespace cw::dp

@@ -1,0 +1,94 @@
+// Why the user-space stack dropped a frame or datagram. Every drop on the DPDK datapath is
+// counted under exactly one reason, per worker (DropCounters), so an operator can tell a bad
+// checksum from an ARP miss from a full TX ring without a packet capture.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "dataplane/io.hh"
+
+namespace cw::dp::net {
+
+// clang-format off
+#define CW_DROP_REASONS(X)                                                              \
+  /* Ethernet */                                                                        \
+  X(eth_too_short)        /* shorter than the 14-byte Ethernet header */                \
+  X(eth_not_for_us)       /* destination MAC neither ours nor broadcast */              \
+  X(eth_vlan)             /* 802.1Q/802.1ad tagged: no VLAN support */                  \
+  X(eth_unknown_type)     /* not IPv4 or ARP (IPv6, LLDP, ...) */                       \
+  /* ARP */                                                                             \
+  X(arp_malformed)        /* short, or not Ethernet/IPv4 ARP */                         \
+  X(arp_bad_op)           /* neither request nor reply */                               \
+  X(arp_bad_sender)       /* sender MAC multicast/zero, or IP martian/ours */           \
+  X(arp_not_for_us)       /* target IP is not one of our addresses */                   \
+  X(arp_unsolicited_reply) /* reply we never asked for: never learned */                \
+  X(arp_table_full)       /* no slot to learn or resolve into */                        \
+  /* IPv4 (RFC 1812 section 5.2.2 checks, then host checks) */                          \
+  X(ip_too_short)         /* fewer than 20 bytes */                                     \
+  X(ip_bad_version)       /* version != 4 */                                            \
+  X(ip_bad_ihl)           /* IHL < 5 or IHL*4 beyond the frame */                       \
+  X(ip_bad_total_length)  /* total length < IHL*4 or beyond the frame */                \
+  X(ip_bad_checksum)      /* header checksum wrong (software or NIC) */                 \
+  X(ip_bad_src)           /* martian source: 0/8, 127/8, multicast, broadcast, ours */  \
+  X(ip_not_for_us)        /* destination is not one of our addresses */                 \
+  X(ip_broadcast)         /* broadcast or multicast destination: not served */          \
+  X(ip_bad_fragment)      /* fragment with bad length/offset */                         \
+  X(ip_frag_dropped)      /* reassembly gave up (timeout, table full, overlap) */       \
+  X(ip_reasm_too_large)   /* reassembled datagram above max_datagram */                 \
+  X(ip_unknown_proto)     /* not ICMP/UDP/TCP */                                        \
+  X(tcp_unsupported)      /* TCP segment: the DPDK stack has no TCP */                  \
+  /* ICMP */                                                                            \
+  X(icmp_too_short)       /* fewer than 8 bytes */                                      \
+  X(icmp_bad_checksum)    /* checksum wrong */                                          \
+  X(icmp_unhandled)       /* anything but an unfragmented echo request */               \
+  /* UDP */                                                                             \
+  X(udp_too_short)        /* IP payload shorter than the 8-byte UDP header */           \
+  X(udp_bad_length)       /* UDP length < 8 or beyond the IP payload */                 \
+  X(udp_bad_checksum)     /* checksum wrong (software or NIC) */                        \
+  X(udp_no_socket)        /* no socket on the destination port */                       \
+  X(udp_too_large)        /* payload above max_datagram */                              \
+  /* Receive path resources */                                                          \
+  X(rx_no_slot)           /* burst held more datagrams than poll() could return */      \
+  /* Transmit path */                                                                   \
+  X(tx_no_route)          /* destination not on a local subnet and no gateway */        \
+  X(tx_too_large)         /* datagram above max_datagram */                             \
+  X(tx_no_mbuf)           /* mempool empty */                                           \
+  X(tx_arp_queue_full)    /* next hop unresolved and its wait queue is full */          \
+  X(tx_arp_failed)        /* next hop did not answer ARP */                             \
+  X(tx_ring_full)         /* NIC TX ring did not take the packet */                     \
+  X(tx_link_down)         /* port down: packet not sent */
+// clang-format on
+
+enum class DropReason : uint8_t {
+#define CW_X(name) name,
+  CW_DROP_REASONS(CW_X)
+#undef CW_X
+      count
+};
+inline constexpr size_t kDropReasonCount = size_t(DropReason::count);
+
+inline const char* drop_reason_name(DropReason r) {
+  static constexpr const char* kNames[] = {
+#define CW_X(name) #name,
+      CW_DROP_REASONS(CW_X)
+#undef CW_X
+  };
+  return size_t(r) < kDropReasonCount ? kNames[size_t(r)] : "unknown";
+}
+
+// Per-worker drop counters, indexed by reason. Single writer (the worker); any thread may
+// read (relaxed, see Counter).
+struct alignas(64) DropCounters {
+  std::array<Counter, kDropReasonCount> by_reason;
+  void add(DropReason r, uint64_t n = 1) { by_reason[size_t(r)].add(n); }
+  uint64_t get(DropReason r) const { return by_reason[size_t(r)].get(); }
+  uint64_t total() const {
+    uint64_t t = 0;
+    for (const auto& c : by_reason) t += c.get();
+    return t;
+  }
+};
+
+}  // namespace cw::dp::net

@@ -1,0 +1,104 @@
+// Frame codecs of the user-space stack: parse and check received Ethernet/ARP/IPv4/ICMP/UDP,
+// build ARP, ICMP echo replies and UDP/IPv4 headers for transmission. Pure functions over
+// bytes (no DPDK, no globals); every rejection names its DropReason.
+#pragma once
+
+#include <cstdint>
+
+#include "dataplane/dpdk/net/drop.hh"
+#include "dataplane/dpdk/net/wire.hh"
+
+namespace cw::dp::net {
+
+// What the NIC already verified (mbuf ol_flags), so software checks can be skipped.
+enum class CsumState : uint8_t { unknown, good, bad };
+struct RxOffload {
+  CsumState ip = CsumState::unknown;
+  CsumState l4 = CsumState::unknown;
+};
+
+enum class FrameKind : uint8_t {
+  drop,           // see Parsed::drop
+  arp,            // Parsed::arp holds the checked ARP body (policy: arp_input)
+  icmp_echo,      // an echo request to one of our addresses: answer with make_echo_reply
+  udp,            // a datagram for one of our addresses; payload at payload_off
+  ipv4_fragment,  // a checked fragment for us: hand to reassembly, then parse_ipv4_datagram
+};
+
+struct ArpPacket {
+  uint16_t op = 0;  // 1 request, 2 reply
+  Mac sha{};
+  uint32_t spa_be = 0;
+  Mac tha{};
+  uint32_t tpa_be = 0;
+};
+inline constexpr uint16_t kArpRequest = 1;
+inline constexpr uint16_t kArpReply = 2;
+
+// Result of parsing one frame (or one reassembled datagram). Offsets are from the start of
+// the bytes that were parsed.
+struct Parsed {
+  FrameKind kind = FrameKind::drop;
+  DropReason drop = DropReason::count;  // valid when kind == drop
+  Mac src_mac{};
+  uint16_t l3_off = 0;  // ARP body or IPv4 header
+  uint16_t l4_off = 0;  // ICMP/UDP header
+  uint16_t ip_len = 0;  // IPv4 total length
+  uint32_t src_be = 0, dst_be = 0;
+  uint16_t sport_be = 0, dport_be = 0;
+  uint32_t payload_off = 0, payload_len = 0;  // UDP payload
+  ArpPacket arp;
+};
+
+// Ethernet frame (without FCS) -> ARP, ICMP echo, UDP datagram or IPv4 fragment, after
+// every check in drop.hh. `ifc` says which MAC and addresses are ours.
+Parsed parse_frame(const uint8_t* frame, uint32_t len, const Interface& ifc, RxOffload off);
+
+// An IPv4 datagram without L2 header (used for reassembled datagrams: pass
+// off.ip = good, since reassembly rewrote the header without a checksum). Fragments are
+// reported as ipv4_fragment, never parsed further.
+Parsed parse_ipv4_datagram(const uint8_t* ip, uint32_t len, const Interface& ifc, RxOffload off);
+
+// Checks an ARP body (28 bytes, Ethernet/IPv4). False + *why on malformed input.
+bool parse_arp(const uint8_t* p, uint32_t len, ArpPacket* out, DropReason* why);
+
+// Writes an Ethernet+ARP frame into buf (>= kEthMinFrame bytes), padded to the Ethernet
+// minimum; returns its length.
+uint32_t build_arp(uint8_t* buf, uint16_t op, const Mac& eth_dst, const Mac& sha, uint32_t spa_be,
+                   const Mac& tha, uint32_t tpa_be);
+
+// Turns the echo request frame `p` (as classified by parse_frame) into its echo reply in
+// place: swaps MACs and addresses, fresh TTL and checksums. Returns the frame length to send.
+uint32_t make_echo_reply(uint8_t* frame, const Parsed& p);
+
+// How UDP/IPv4 checksums are produced on transmit.
+enum class TxCsum : uint8_t {
+  software,  // IPv4 and UDP checksums computed here
+  offload,   // NIC computes both: IPv4 field 0, UDP field = pseudo-header sum (DPDK rule)
+};
+
+struct UdpHeaderSpec {
+  Mac src_mac, dst_mac;
+  uint32_t src_be = 0, dst_be = 0;
+  uint16_t sport_be = 0, dport_be = 0;
+  uint16_t ip_id = 0;
+};
+
+// Writes Ethernet(14)+IPv4(20)+UDP(8) headers at frame[0..42) for the payload of `len`
+// bytes that already sits at frame+42 (read for the software UDP checksum).
+void write_udp_frame(uint8_t* frame, const UdpHeaderSpec& h, uint32_t len, TxCsum csum);
+
+// Fragmentation (RFC 791) of a UDP datagram too large for one frame. The L4 bytes (UDP
+// header + payload, `l4_len` bytes) are split into pieces of frag_payload(mtu) bytes (a
+// multiple of 8), the last one shorter.
+inline uint32_t frag_payload(uint16_t mtu) {
+  return ((mtu - kIpv4MinHdrLen) / 8) * 8;
+}
+// Writes the UDP header (with software checksum over the whole datagram) for `payload`.
+void write_udp_header(uint8_t* udp, const UdpHeaderSpec& h, const uint8_t* payload, uint32_t len);
+// Writes Ethernet+IPv4 headers (34 bytes) of one fragment carrying `frag_len` L4 bytes at
+// L4 offset `offset` (multiple of 8); `more` sets MF. IPv4 checksum always in software.
+void write_fragment_headers(uint8_t* frame, const UdpHeaderSpec& h, uint32_t offset,
+                            uint32_t frag_len, bool more);
+
+}  // namespace cw::dp::net

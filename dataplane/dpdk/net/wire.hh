@@ -1,0 +1,181 @@
+// Wire-level building blocks of the user-space stack: byte-order helpers, MAC addresses,
+// the Internet checksum and the interface's addresses. Pure code, no DPDK: the codecs built
+// on it are unit-tested and fuzzed without an EAL.
+//
+// Conventions: IPv4 addresses and ports are uint32_t/uint16_t in network byte order (as in
+// dp::Endpoint and on the wire); lengths and offsets are bytes.
+#pragma once
+
+#include <arpa/inet.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace cw::dp::net {
+
+inline constexpr uint32_t kEthHdrLen = 14;
+inline constexpr uint32_t kEthMinFrame = 60;  // without FCS; shorter frames are padded
+inline constexpr uint32_t kIpv4MinHdrLen = 20;
+inline constexpr uint32_t kUdpHdrLen = 8;
+inline constexpr uint32_t kIcmpHdrLen = 8;
+inline constexpr uint32_t kArpLen = 28;  // Ethernet/IPv4 ARP body
+inline constexpr uint32_t kUdpFrameHdrLen = kEthHdrLen + kIpv4MinHdrLen + kUdpHdrLen;  // 42
+inline constexpr uint32_t kMaxIpv4Len = 65535;
+inline constexpr uint32_t kMaxUdpPayload = kMaxIpv4Len - kIpv4MinHdrLen - kUdpHdrLen;  // 65507
+
+inline constexpr uint16_t kEtherTypeIpv4 = 0x0800;
+inline constexpr uint16_t kEtherTypeArp = 0x0806;
+inline constexpr uint16_t kEtherTypeVlan = 0x8100;
+inline constexpr uint16_t kEtherTypeQinQ = 0x88A8;
+inline constexpr uint8_t kProtoIcmp = 1;
+inline constexpr uint8_t kProtoTcp = 6;
+inline constexpr uint8_t kProtoUdp = 17;
+inline constexpr uint8_t kDefaultTtl = 64;
+
+inline uint16_t load16(const uint8_t* p) {
+  return uint16_t(p[0] << 8 | p[1]);
+}
+inline uint32_t load32(const uint8_t* p) {
+  return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
+}
+inline void store16(uint8_t* p, uint16_t v) {
+  p[0] = uint8_t(v >> 8);
+  p[1] = uint8_t(v);
+}
+// Network-order values (addr_be, port_be) are copied as bytes.
+inline uint32_t load_be32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+inline void store_be32(uint8_t* p, uint32_t v) {
+  std::memcpy(p, &v, 4);
+}
+inline uint16_t load_be16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+inline void store_be16(uint8_t* p, uint16_t v) {
+  std::memcpy(p, &v, 2);
+}
+
+using Mac = std::array<uint8_t, 6>;
+inline constexpr Mac kBroadcastMac{0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+inline constexpr Mac kZeroMac{};
+// Group bit set: multicast, including broadcast.
+inline bool is_multicast_mac(const Mac& m) {
+  return (m[0] & 1) != 0;
+}
+inline Mac load_mac(const uint8_t* p) {
+  Mac m;
+  std::memcpy(m.data(), p, 6);
+  return m;
+}
+inline void store_mac(uint8_t* p, const Mac& m) {
+  std::memcpy(p, m.data(), 6);
+}
+
+// RFC 1071 one's-complement sum of `len` bytes as big-endian 16-bit words, unfolded. A 64-bit
+// accumulator cannot overflow for any IPv4 datagram (at most 2^15 words of 2^16).
+inline uint64_t csum_add(const uint8_t* p, size_t len, uint64_t sum = 0) {
+  while (len >= 2) {
+    sum += load16(p);
+    p += 2;
+    len -= 2;
+  }
+  if (len) sum += uint32_t(p[0]) << 8;
+  return sum;
+}
+inline uint16_t csum_fold_raw(uint64_t sum) {  // folded sum, not complemented
+  while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);
+  return uint16_t(sum);
+}
+// The value to store in a checksum field (host order; write with store16). A block whose
+// stored checksum is right sums to 0xFFFF, so csum_fold() over it is 0.
+inline uint16_t csum_fold(uint64_t sum) {
+  return uint16_t(~csum_fold_raw(sum));
+}
+
+// Sum of the UDP/TCP pseudo-header (RFC 768): addresses, protocol, L4 length.
+inline uint64_t pseudo_header_sum(uint32_t src_be, uint32_t dst_be, uint8_t proto,
+                                  uint32_t l4_len) {
+  uint8_t ph[12];
+  store_be32(ph, src_be);
+  store_be32(ph + 4, dst_be);
+  ph[8] = 0;
+  ph[9] = proto;
+  store16(ph + 10, uint16_t(l4_len));
+  return csum_add(ph, sizeof ph);
+}
+
+inline uint32_t host(uint32_t be) {
+  return ntohl(be);
+}
+
+// One address of the interface with its prefix (e.g. 10.0.0.2/24).
+struct LocalAddr {
+  uint32_t addr_be = 0;
+  uint8_t prefix_len = 32;
+  uint32_t mask_be() const {
+    return prefix_len == 0 ? 0 : htonl(~uint32_t{0} << (32 - prefix_len));
+  }
+};
+
+inline constexpr size_t kMaxLocalAddrs = 8;
+
+// The stack's view of its port: MAC, addresses, default gateway, MTU. Built at setup,
+// read-only on the datapath (shared by every worker of a port).
+struct Interface {
+  Mac mac{};
+  std::array<LocalAddr, kMaxLocalAddrs> addrs{};
+  uint8_t naddrs = 0;
+  uint32_t gateway_be = 0;  // 0 = off-link destinations are unreachable
+  uint16_t mtu = 1500;      // IPv4 bytes per frame (Ethernet payload)
+
+  bool is_local(uint32_t ip_be) const {
+    for (unsigned i = 0; i < naddrs; ++i)
+      if (addrs[i].addr_be == ip_be) return true;
+    return false;
+  }
+  // Limited broadcast, or the directed broadcast of one of our subnets.
+  bool is_broadcast(uint32_t ip_be) const {
+    if (ip_be == 0xFFFFFFFFu) return true;
+    for (unsigned i = 0; i < naddrs; ++i) {
+      const uint32_t m = addrs[i].mask_be();
+      if (m != 0xFFFFFFFFu && (ip_be & ~m) == ~m && (ip_be & m) == (addrs[i].addr_be & m))
+        return true;
+    }
+    return false;
+  }
+  // Index of the address whose subnet holds ip, or -1.
+  int on_link(uint32_t ip_be) const {
+    for (unsigned i = 0; i < naddrs; ++i) {
+      const uint32_t m = addrs[i].mask_be();
+      if ((ip_be & m) == (addrs[i].addr_be & m)) return int(i);
+    }
+    return -1;
+  }
+  // Next hop for a destination: itself when on-link, else the gateway (0 = no route).
+  uint32_t next_hop(uint32_t dst_be) const { return on_link(dst_be) >= 0 ? dst_be : gateway_be; }
+  // Source address for a destination: the address of its subnet, else the first address.
+  uint32_t source_for(uint32_t dst_be) const {
+    const int i = on_link(dst_be);
+    return i >= 0 ? addrs[unsigned(i)].addr_be : (naddrs ? addrs[0].addr_be : 0);
+  }
+};
+
+// Sources no host may send from (RFC 1122 3.2.1.3, RFC 1812 5.3.7): 0/8, 127/8, class D/E,
+// limited broadcast. The caller also rejects its own addresses.
+inline bool is_martian_src(uint32_t ip_be) {
+  const uint32_t h = host(ip_be);
+  const uint32_t top = h >> 24;
+  return top == 0 || top == 127 || top >= 224;
+}
+inline bool is_multicast_ip(uint32_t ip_be) {
+  return (host(ip_be) >> 28) == 0xE;
+}
+
+}  // namespace cw::dp::net

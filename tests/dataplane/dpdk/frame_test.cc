@@ -1,0 +1,346 @@
+#include "dataplane/dpdk/net/frame.hh"
+
+#include <gtest/gtest.h>
+
+#include "tests/dataplane/dpdk/frames.hh"
+
+namespace cw::dp::net {
+namespace {
+
+using namespace test;
+
+Parsed parse(const std::vector<uint8_t>& f, RxOffload off = {}) {
+  return parse_frame(f.data(), uint32_t(f.size()), test_interface(), off);
+}
+uint8_t* iph(std::vector<uint8_t>& f) {
+  return f.data() + kEthHdrLen;
+}
+uint8_t* udph(std::vector<uint8_t>& f) {
+  return f.data() + kEthHdrLen + kIpv4MinHdrLen;
+}
+
+void expect_drop(const std::vector<uint8_t>& f, DropReason r, RxOffload off = {}) {
+  const Parsed p = parse(f, off);
+  EXPECT_EQ(p.kind, FrameKind::drop);
+  EXPECT_EQ(p.drop, r) << "got " << drop_reason_name(p.drop) << ", want " << drop_reason_name(r);
+}
+
+TEST(DpdkFrame, ValidUdpIsDelivered) {
+  auto f = udp_frame({'h', 'e', 'l', 'l', 'o'});
+  const Parsed p = parse(f);
+  ASSERT_EQ(p.kind, FrameKind::udp);
+  EXPECT_EQ(p.src_be, ip("10.0.0.1"));
+  EXPECT_EQ(p.dst_be, ip("10.0.0.2"));
+  EXPECT_EQ(ntohs(p.sport_be), 40000);
+  EXPECT_EQ(ntohs(p.dport_be), 7);
+  EXPECT_EQ(p.payload_len, 5u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(f.data() + p.payload_off), 5), "hello");
+  EXPECT_EQ(p.src_mac, kPeerMac);
+}
+
+TEST(DpdkFrame, EthernetPaddingIsIgnored) {
+  auto f = udp_frame({1});
+  f.resize(60, 0xEE);  // a short frame padded to the Ethernet minimum
+  const Parsed p = parse(f);
+  ASSERT_EQ(p.kind, FrameKind::udp);
+  EXPECT_EQ(p.payload_len, 1u);
+}
+
+TEST(DpdkFrame, ZeroUdpChecksumIsAccepted) {
+  auto f = udp_frame({1, 2, 3});
+  store16(udph(f) + 6, 0);
+  EXPECT_EQ(parse(f).kind, FrameKind::udp);
+}
+
+TEST(DpdkFrame, ComputedUdpChecksumVerifies) {
+  // Odd payload lengths exercise the padding byte of the sum.
+  for (size_t n : {0, 1, 2, 3, 99, 1000, 1472}) {
+    std::vector<uint8_t> payload(n);
+    for (size_t i = 0; i < n; ++i) payload[i] = uint8_t(i * 7 + 3);
+    auto f = udp_frame(payload);
+    EXPECT_NE(load16(udph(f) + 6), 0);
+    EXPECT_EQ(parse(f).kind, FrameKind::udp) << n;
+  }
+}
+
+TEST(DpdkFrame, OffloadHeadersCarryPseudoHeaderSum) {
+  std::vector<uint8_t> f(kUdpFrameHdrLen + 4);
+  UdpHeaderSpec h = peer_to_us();
+  write_udp_frame(f.data(), h, 4, TxCsum::offload);
+  EXPECT_EQ(load16(iph(f) + 10), 0);  // the NIC fills it
+  EXPECT_EQ(load16(udph(f) + 6), csum_fold_raw(pseudo_header_sum(h.src_be, h.dst_be, 17, 12)));
+}
+
+TEST(DpdkFrame, NicVerifiedChecksumsSkipSoftware) {
+  auto f = udp_frame({1, 2, 3});
+  store16(iph(f) + 10, 0xDEAD);
+  store16(udph(f) + 6, 0xBEEF);
+  EXPECT_EQ(parse(f, {CsumState::good, CsumState::good}).kind, FrameKind::udp);
+}
+
+TEST(DpdkFrame, EthTooShort) {
+  expect_drop(std::vector<uint8_t>(13), DropReason::eth_too_short);
+}
+
+TEST(DpdkFrame, EthNotForUs) {
+  auto f = udp_frame({1});
+  f[5] = 0x99;
+  expect_drop(f, DropReason::eth_not_for_us);
+  f[0] = 0x33;  // IPv6 multicast MAC
+  expect_drop(f, DropReason::eth_not_for_us);
+}
+
+TEST(DpdkFrame, EthVlan) {
+  auto f = udp_frame({1});
+  store16(f.data() + 12, kEtherTypeVlan);
+  expect_drop(f, DropReason::eth_vlan);
+  store16(f.data() + 12, kEtherTypeQinQ);
+  expect_drop(f, DropReason::eth_vlan);
+}
+
+TEST(DpdkFrame, EthUnknownType) {
+  auto f = udp_frame({1});
+  store16(f.data() + 12, 0x86DD);
+  expect_drop(f, DropReason::eth_unknown_type);
+}
+
+TEST(DpdkFrame, IpTooShort) {
+  auto f = udp_frame({});
+  f.resize(kEthHdrLen + 19);
+  expect_drop(f, DropReason::ip_too_short);
+}
+
+TEST(DpdkFrame, IpBadVersion) {
+  auto f = udp_frame({1});
+  iph(f)[0] = 0x65;
+  fix_ip_csum(f);
+  expect_drop(f, DropReason::ip_bad_version);
+}
+
+TEST(DpdkFrame, IpBadIhl) {
+  auto f = udp_frame({1});
+  iph(f)[0] = 0x44;  // IHL 4 < 5
+  expect_drop(f, DropReason::ip_bad_ihl);
+  iph(f)[0] = 0x4F;  // 60 bytes of header, frame has 29
+  expect_drop(f, DropReason::ip_bad_ihl);
+}
+
+TEST(DpdkFrame, IpOptionsAreSkipped) {
+  // Rebuild with a 4-byte option (NOP x4): IHL 6.
+  auto f = udp_frame({9, 9});
+  f.insert(f.begin() + kEthHdrLen + kIpv4MinHdrLen, {1, 1, 1, 1});
+  iph(f)[0] = 0x46;
+  store16(iph(f) + 2, uint16_t(load16(iph(f) + 2) + 4));
+  fix_ip_csum(f);
+  const Parsed p = parse(f);
+  ASSERT_EQ(p.kind, FrameKind::udp);
+  EXPECT_EQ(p.payload_len, 2u);
+  EXPECT_EQ(f[p.payload_off], 9);
+}
+
+TEST(DpdkFrame, IpBadTotalLength) {
+  auto f = udp_frame({1, 2, 3, 4});
+  store16(iph(f) + 2, 19);  // < IHL*4
+  fix_ip_csum(f);
+  expect_drop(f, DropReason::ip_bad_total_length);
+  store16(iph(f) + 2, uint16_t(f.size() - kEthHdrLen + 1));  // beyond the frame
+  fix_ip_csum(f);
+  expect_drop(f, DropReason::ip_bad_total_length);
+}
+
+TEST(DpdkFrame, IpBadChecksum) {
+  auto f = udp_frame({1});
+  iph(f)[10] ^= 1;
+  expect_drop(f, DropReason::ip_bad_checksum);
+  auto g = udp_frame({1});
+  expect_drop(g, DropReason::ip_bad_checksum, {CsumState::bad, CsumState::unknown});
+}
+
+TEST(DpdkFrame, IpBadSrc) {
+  for (const char* src :
+       {"0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", "10.0.0.2", "10.0.0.255"}) {
+    UdpHeaderSpec h = peer_to_us();
+    h.src_be = ip(src);
+    expect_drop(udp_frame({1}, h), DropReason::ip_bad_src);
+  }
+}
+
+TEST(DpdkFrame, IpNotForUs) {
+  UdpHeaderSpec h = peer_to_us();
+  h.dst_be = ip("10.0.0.3");
+  expect_drop(udp_frame({1}, h), DropReason::ip_not_for_us);
+}
+
+TEST(DpdkFrame, IpBroadcast) {
+  for (const char* dst : {"255.255.255.255", "10.0.0.255", "239.1.2.3"}) {
+    UdpHeaderSpec h = peer_to_us();
+    h.dst_be = ip(dst);
+    h.dst_mac = kBroadcastMac;
+    expect_drop(udp_frame({1}, h), DropReason::ip_broadcast);
+  }
+}
+
+TEST(DpdkFrame, FragmentsAreReportedNotParsed) {
+  auto f = udp_frame(std::vector<uint8_t>(16));  // 24 L4 bytes: a multiple of 8
+  store16(iph(f) + 6, 0x2000);                   // MF, offset 0
+  fix_ip_csum(f);
+  EXPECT_EQ(parse(f).kind, FrameKind::ipv4_fragment);
+  store16(iph(f) + 6, 0x0003);  // last fragment at offset 24
+  fix_ip_csum(f);
+  EXPECT_EQ(parse(f).kind, FrameKind::ipv4_fragment);
+}
+
+TEST(DpdkFrame, IpBadFragment) {
+  auto f = udp_frame(std::vector<uint8_t>(5));  // 13 L4 bytes: not a multiple of 8
+  store16(iph(f) + 6, 0x2000);
+  fix_ip_csum(f);
+  expect_drop(f, DropReason::ip_bad_fragment);
+  auto g = udp_frame(std::vector<uint8_t>(16));
+  store16(iph(g) + 6, 0x1FFF);  // offset 65528 + 24 bytes > 65535
+  fix_ip_csum(g);
+  expect_drop(g, DropReason::ip_bad_fragment);
+}
+
+TEST(DpdkFrame, TcpUnsupportedAndUnknownProto) {
+  auto f = udp_frame({1});
+  iph(f)[9] = kProtoTcp;
+  fix_ip_csum(f);
+  expect_drop(f, DropReason::tcp_unsupported);
+  iph(f)[9] = 47;  // GRE
+  fix_ip_csum(f);
+  expect_drop(f, DropReason::ip_unknown_proto);
+}
+
+TEST(DpdkFrame, UdpTooShort) {
+  auto f = udp_frame({});
+  store16(iph(f) + 2, 27);  // 7 bytes of L4
+  fix_ip_csum(f);
+  expect_drop(f, DropReason::udp_too_short);
+}
+
+TEST(DpdkFrame, UdpBadLength) {
+  auto f = udp_frame({1, 2});
+  store16(udph(f) + 4, 7);
+  expect_drop(f, DropReason::udp_bad_length);
+  store16(udph(f) + 4, 11);  // beyond the IP payload (10)
+  expect_drop(f, DropReason::udp_bad_length);
+}
+
+TEST(DpdkFrame, UdpLengthShorterThanIpPayloadTrims) {
+  auto f = udp_frame({1, 2, 3});
+  f.push_back(0xAA);  // one trailing byte inside the IP datagram
+  store16(iph(f) + 2, uint16_t(load16(iph(f) + 2) + 1));
+  fix_ip_csum(f);
+  const Parsed p = parse(f);
+  ASSERT_EQ(p.kind, FrameKind::udp);
+  EXPECT_EQ(p.payload_len, 3u);
+}
+
+TEST(DpdkFrame, UdpBadChecksum) {
+  auto f = udp_frame({1, 2, 3});
+  f.back() ^= 0x40;
+  expect_drop(f, DropReason::udp_bad_checksum);
+  auto g = udp_frame({1, 2, 3});
+  expect_drop(g, DropReason::udp_bad_checksum, {CsumState::good, CsumState::bad});
+}
+
+TEST(DpdkFrame, IcmpEchoIsAnsweredInPlace) {
+  auto f = echo_request(24);
+  const Parsed p = parse(f);
+  ASSERT_EQ(p.kind, FrameKind::icmp_echo);
+  const uint32_t n = make_echo_reply(f.data(), p);
+  EXPECT_EQ(n, f.size());
+  EXPECT_EQ(load_mac(f.data()), kPeerMac);
+  EXPECT_EQ(load_mac(f.data() + 6), kOurMac);
+  EXPECT_EQ(load_be32(iph(f) + 12), ip("10.0.0.2"));
+  EXPECT_EQ(load_be32(iph(f) + 16), ip("10.0.0.1"));
+  EXPECT_EQ(csum_fold(csum_add(iph(f), 20)), 0);
+  uint8_t* icmp = udph(f);
+  EXPECT_EQ(icmp[0], 0);
+  EXPECT_EQ(load16(icmp + 4), 0x1234);
+  EXPECT_EQ(csum_fold(csum_add(icmp, kIcmpHdrLen + 24)), 0);
+}
+
+TEST(DpdkFrame, IcmpTooShort) {
+  auto f = echo_request(0);
+  store16(iph(f) + 2, 27);
+  fix_ip_csum(f);
+  expect_drop(f, DropReason::icmp_too_short);
+}
+
+TEST(DpdkFrame, IcmpBadChecksum) {
+  auto f = echo_request(8);
+  f.back() ^= 1;
+  expect_drop(f, DropReason::icmp_bad_checksum);
+}
+
+TEST(DpdkFrame, IcmpUnhandled) {
+  auto f = echo_request(8);
+  uint8_t* icmp = udph(f);
+  icmp[0] = 13;  // timestamp request
+  store16(icmp + 2, 0);
+  store16(icmp + 2, csum_fold(csum_add(icmp, 16)));
+  expect_drop(f, DropReason::icmp_unhandled);
+}
+
+std::vector<uint8_t> arp_frame(uint16_t op, const Mac& sha, const char* spa, const char* tpa,
+                               const Mac& eth_dst = kBroadcastMac) {
+  std::vector<uint8_t> f(kEthMinFrame);
+  build_arp(f.data(), op, eth_dst, sha, ip(spa), kZeroMac, ip(tpa));
+  return f;
+}
+
+TEST(DpdkFrame, ArpRoundTrip) {
+  auto f = arp_frame(kArpRequest, kPeerMac, "10.0.0.1", "10.0.0.2");
+  const Parsed p = parse(f);
+  ASSERT_EQ(p.kind, FrameKind::arp);
+  EXPECT_EQ(p.arp.op, kArpRequest);
+  EXPECT_EQ(p.arp.sha, kPeerMac);
+  EXPECT_EQ(p.arp.spa_be, ip("10.0.0.1"));
+  EXPECT_EQ(p.arp.tpa_be, ip("10.0.0.2"));
+  EXPECT_EQ(p.src_mac, kPeerMac);
+}
+
+TEST(DpdkFrame, ArpMalformed) {
+  auto f = arp_frame(kArpRequest, kPeerMac, "10.0.0.1", "10.0.0.2");
+  auto short_f = f;
+  short_f.resize(kEthHdrLen + kArpLen - 1);
+  expect_drop(short_f, DropReason::arp_malformed);
+  for (size_t field : {0, 2, 4, 5}) {  // htype, ptype, hlen, plen
+    auto g = f;
+    g[kEthHdrLen + field + (field < 4 ? 1 : 0)] ^= 0x10;
+    expect_drop(g, DropReason::arp_malformed);
+  }
+}
+
+TEST(DpdkFrame, ArpBadOp) {
+  auto f = arp_frame(3, kPeerMac, "10.0.0.1", "10.0.0.2");  // RARP request
+  expect_drop(f, DropReason::arp_bad_op);
+}
+
+TEST(DpdkFrame, DropReasonNamesAreDistinct) {
+  for (size_t i = 0; i < kDropReasonCount; ++i)
+    for (size_t j = i + 1; j < kDropReasonCount; ++j)
+      EXPECT_STRNE(drop_reason_name(DropReason(i)), drop_reason_name(DropReason(j)));
+  EXPECT_STREQ(drop_reason_name(DropReason::udp_bad_checksum), "udp_bad_checksum");
+  DropCounters c;
+  c.add(DropReason::eth_vlan);
+  c.add(DropReason::tx_ring_full, 3);
+  EXPECT_EQ(c.get(DropReason::eth_vlan), 1u);
+  EXPECT_EQ(c.total(), 4u);
+}
+
+TEST(DpdkFrame, FragmentHeaders) {
+  UdpHeaderSpec h = peer_to_us();
+  EXPECT_EQ(frag_payload(1500), 1480u);
+  std::vector<uint8_t> f(kEthHdrLen + kIpv4MinHdrLen + 1480);
+  write_fragment_headers(f.data(), h, 1480, 1480, true);
+  EXPECT_EQ(load16(iph(f) + 6), 0x2000 | 185);
+  EXPECT_EQ(load16(iph(f) + 2), 1500);
+  EXPECT_EQ(csum_fold(csum_add(iph(f), 20)), 0);
+  const Parsed p = parse(f);
+  EXPECT_EQ(p.kind, FrameKind::ipv4_fragment);
+}
+
+}  // namespace
+}  // namespace cw::dp::net
