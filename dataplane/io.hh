@@ -103,6 +103,11 @@ struct IoConfig {
   uint32_t rx_buffer_size = 2048;    // bytes; datagrams above this use the large path
   uint32_t tx_buffers = 4096;        // per worker
   uint32_t max_datagram = 65535;     // largest UDP payload accepted/sent
+  // Interrupt mode only: once arrivals cluster (a wake-up finds two or more items), wait
+  // up to this long for a batch before waking, like a NIC's interrupt moderation. Fewer
+  // wake-ups per message, at most this much added latency; 0 = wake on the first item.
+  // Ping-pong traffic (one item per wake-up) is never delayed. io_uring backend only.
+  uint32_t coalesce_us = 0;
 };
 
 // Per-worker counters the backend maintains. Single writer (the worker), read from other

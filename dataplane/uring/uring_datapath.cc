@@ -193,8 +193,16 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
       const int64_t until = due > now_ns_ ? int64_t(due - now_ns_) : 0;
       if (until < timeout_ns) timeout_ns = until > 0 ? until : 1;
     }
-    enter(1, timeout_ns);
+    // Interrupt moderation: while arrivals cluster, sleep until a batch is ready (the
+    // kernel wakes us at wait_nr completions with DEFER_TASKRUN) or coalesce_us passed.
+    unsigned wait_nr = 1;
+    if (coalescing_) {
+      wait_nr = std::min<unsigned>(n, uring::kCoalesceBatch);
+      timeout_ns = std::min<int64_t>(timeout_ns, int64_t(cfg_.coalesce_us) * 1000);
+    }
+    enter(wait_nr, timeout_ns);
     k = reap(out, n);
+    coalescing_ = cfg_.coalesce_us != 0 && k >= 2;
   } else if (must_enter) {
     enter(0, 0);
     k = reap(out, n);

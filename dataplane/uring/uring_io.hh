@@ -110,6 +110,8 @@ inline constexpr unsigned kDiscardReads = 16;
 // A listener whose accept failed for want of resources (EMFILE, ENFILE, ENOMEM, ENOBUFS)
 // pauses this long before accepting again, instead of spinning on the same failure.
 inline constexpr uint64_t kAcceptBackoffNs = 10'000'000;
+// Interrupt moderation: completions to wait for before waking while arrivals cluster.
+inline constexpr unsigned kCoalesceBatch = 16;
 
 // A provided-buffer ring: `count` buffers of `size` bytes in one mapping, registered as
 // group `bgid`. Owned by one worker; the kernel reads the ring, we write it.
@@ -260,6 +262,7 @@ class UringWorker {
   kernel::Fd wake_fd_;
   uint64_t wake_buf_ = 0;
   bool woken_ = false;
+  bool coalescing_ = false;      // interrupt moderation engaged (see IoConfig::coalesce_us)
   uint32_t accepts_paused_ = 0;  // listeners waiting out kAcceptBackoffNs
 };
 

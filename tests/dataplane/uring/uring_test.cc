@@ -180,6 +180,30 @@ TEST_F(UringTest, UdpEchoBatch) {
   ::close(c);
 }
 
+// Interrupt moderation (IoConfig::coalesce_us) must never strand an item: a clustered burst
+// engages it, then a lone datagram and single ping-pong exchanges still arrive (a moderated
+// wait ends at coalesce_us with whatever is there).
+TEST_F(UringTest, CoalescingDeliversBurstsAndLoneDatagrams) {
+  cfg.coalesce_us = 200;
+  open({{Transport::udp, {kLoopback, 0}, true}});
+  const int c = udp_client();
+  const sockaddr_in to = sa(backend->bound(0));
+  for (int i = 0; i < 50; ++i)
+    sendto(c, "burst", 5, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+  ASSERT_TRUE(poll_until([&] { return dgrams.size() == 50; }));
+  for (int i = 0; i < 20; ++i) {
+    const std::string m = "ping-" + std::to_string(i);
+    sendto(c, m.data(), m.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+    ASSERT_TRUE(poll_until([&] { return dgrams.size() == size_t(51 + i); })) << i;
+    EXPECT_EQ(std::string(dgrams.back().begin(), dgrams.back().end()), m);
+  }
+  char buf[64];
+  int replies = 0;
+  while (replies < 70 && recv(c, buf, sizeof buf, 0) > 0) ++replies;
+  EXPECT_EQ(replies, 70);
+  ::close(c);
+}
+
 TEST_F(UringTest, SendmsgFallbackEchoes) {
   auto b =
       UringBackend::create(cfg, std::vector<SocketSpec>{{Transport::udp, {kLoopback, 0}, true}});
