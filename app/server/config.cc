@@ -102,7 +102,18 @@ std::string ipv4_text(uint32_t be) {
 }
 
 bool is_backend(std::string_view b) {
-  return b == "auto" || b == "io_uring" || b == "epoll";
+  return b == "auto" || b == "io_uring" || b == "epoll" || b == "dpdk";
+}
+
+// "a.b.c.d/len" (len 0..32, default 32).
+bool is_cidr(std::string_view s) {
+  const size_t slash = s.find('/');
+  if (!parse_ipv4(s.substr(0, slash))) return false;
+  if (slash == std::string_view::npos) return true;
+  const std::string_view l = s.substr(slash + 1);
+  int len = -1;
+  auto [p, ec] = std::from_chars(l.data(), l.data() + l.size(), len);
+  return !l.empty() && ec == std::errc() && p == l.data() + l.size() && len >= 0 && len <= 32;
 }
 bool is_log_level(std::string_view l) {
   return l == "trace" || l == "debug" || l == "info" || l == "warn" || l == "error" || l == "off";
@@ -134,6 +145,11 @@ class Parser {
           log(*t);
         else
           type(line, "log", v, "a table ([log])");
+      } else if (k == "dpdk") {
+        if (auto* t = v.as_table())
+          dpdk(*t, line);
+        else
+          type(line, "dpdk", v, "a table ([dpdk])");
       } else if (k == "service") {
         auto* a = v.as_array();
         if (!a || !a->is_array_of_tables()) {
@@ -150,7 +166,7 @@ class Parser {
           fail(line, "control", c.error().message);
         }
       } else {
-        fail(line, k.str(), "unknown section (known: runtime, log, service, control)");
+        fail(line, k.str(), "unknown section (known: runtime, log, service, dpdk, control)");
       }
       if (err_) return *err_;
     }
@@ -248,7 +264,7 @@ class Parser {
           if (is_backend(*s))
             cfg_.backend = *s;
           else
-            fail(line, key, "unknown backend '" + *s + "' (auto, io_uring, epoll)");
+            fail(line, key, "unknown backend '" + *s + "' (auto, io_uring, epoll, dpdk)");
         }
       } else if (k == "cores") {
         cores_line = line;
@@ -333,6 +349,82 @@ class Parser {
         }
       } else {
         fail(line, key, "unknown key (known: level)");
+      }
+    }
+  }
+
+  // A list of strings (EAL arguments, addresses).
+  std::optional<std::vector<std::string>> strings(int line, const std::string& key,
+                                                  const toml::node& v) {
+    auto* a = v.as_array();
+    if (!a) {
+      type(line, key, v, "an array of strings");
+      return std::nullopt;
+    }
+    std::vector<std::string> out;
+    for (auto& e : *a) {
+      auto x = string(int(e.source().begin.line), key, e);
+      if (!x) return std::nullopt;
+      out.push_back(*x);
+    }
+    return out;
+  }
+
+  void dpdk(const toml::table& t, int header_line) {
+    DpdkSection& d = cfg_.dpdk;
+    d.line = header_line;
+    auto range = [&](int line, const std::string& key, const toml::node& v, int64_t lo, int64_t hi,
+                     std::optional<uint32_t>& out) {
+      if (auto x = integer(line, key, v, lo, hi)) out = uint32_t(*x);
+    };
+    for (auto&& [k, v] : t) {
+      const int line = int(k.source().begin.line);
+      const std::string key = "dpdk." + std::string(k.str());
+      if (k == "eal") {
+        if (auto x = strings(line, key, v)) d.eal = *x;
+      } else if (k == "port") {
+        if (auto x = string(line, key, v)) {
+          if (x->empty()) fail(line, key, "empty (a PCI address, vdev devargs or port number)");
+          d.port = *x;
+        }
+      } else if (k == "addresses") {
+        if (auto x = strings(line, key, v)) {
+          if (x->empty() || x->size() > kMaxDpdkAddresses)
+            fail(line, key, "give 1 to " + std::to_string(kMaxDpdkAddresses) + " addresses");
+          for (const auto& a : *x)
+            if (!is_cidr(a)) fail(line, key, "'" + a + "' is not \"a.b.c.d/len\"");
+          d.addresses = *x;
+        }
+      } else if (k == "gateway") {
+        if (auto x = string(line, key, v)) {
+          if (auto a = parse_ipv4(*x))
+            d.gateway_be = *a;
+          else
+            fail(line, key, "'" + *x + "' is not an IPv4 address");
+        }
+      } else if (k == "mtu") {
+        range(line, key, v, 576, 9000, d.mtu);
+      } else if (k == "rx_desc") {
+        range(line, key, v, 64, 32768, d.rx_desc);
+      } else if (k == "tx_desc") {
+        range(line, key, v, 64, 32768, d.tx_desc);
+      } else if (k == "arp_entries") {
+        range(line, key, v, 1, 65536, d.arp_entries);
+      } else if (k == "arp_queue") {
+        range(line, key, v, 1, 65536, d.arp_queue);
+      } else if (k == "frag_flows") {
+        range(line, key, v, 1, 65536, d.frag_flows);
+      } else if (k == "frag_timeout_ms") {
+        range(line, key, v, 1, 60000, d.frag_timeout_ms);
+      } else if (k == "arp_learn_from_requests") {
+        if (auto* b = v.as_boolean())
+          d.arp_learn_from_requests = b->get();
+        else
+          type(line, key, v, "a boolean (true or false)");
+      } else {
+        fail(line, key,
+             "unknown key (known: eal, port, addresses, gateway, mtu, rx_desc, tx_desc, "
+             "arp_entries, arp_queue, arp_learn_from_requests, frag_flows, frag_timeout_ms)");
       }
     }
   }
@@ -517,7 +609,8 @@ std::optional<uint64_t> parse_duration_ms(std::string_view s) {
 Result<void> apply_overrides(ServerConfig& cfg, const Overrides& o) {
   if (o.backend) {
     if (!is_backend(*o.backend))
-      return cli_error("--backend", "unknown backend '" + *o.backend + "' (auto, io_uring, epoll)");
+      return cli_error("--backend",
+                       "unknown backend '" + *o.backend + "' (auto, io_uring, epoll, dpdk)");
     cfg.backend = *o.backend;
   }
   if (o.cores && o.workers)
@@ -541,8 +634,10 @@ Result<void> apply_overrides(ServerConfig& cfg, const Overrides& o) {
     auto a = parse_ipv4(*o.listen);
     if (!a) return cli_error("--listen", "'" + *o.listen + "' is not an IPv4 address");
     cfg.listen_be = *a;
+    cfg.listen_set = true;
   }
   if (o.busy_poll) cfg.io.busy_poll = *o.busy_poll;
+  cfg.dpdk.eal.insert(cfg.dpdk.eal.end(), o.eal_extra.begin(), o.eal_extra.end());
   if (o.log_level) {
     if (!is_log_level(*o.log_level))
       return cli_error("--log-level", "unknown level '" + *o.log_level +
@@ -553,6 +648,22 @@ Result<void> apply_overrides(ServerConfig& cfg, const Overrides& o) {
 }
 
 Result<void> finalize(ServerConfig& cfg) {
+  // The DPDK backend has no defaults for where it attaches and which addresses it owns.
+  if (cfg.backend == "dpdk") {
+    const int line = cfg.dpdk.line;
+    if (cfg.dpdk.port.empty())
+      return where_error(cfg.source, line, line ? "dpdk.port" : "dpdk",
+                         "backend dpdk needs [dpdk] port (a PCI address or vdev devargs)");
+    if (cfg.dpdk.addresses.empty())
+      return where_error(cfg.source, line, "dpdk.addresses",
+                         "backend dpdk needs [dpdk] addresses (e.g. [\"10.0.0.2/24\"])");
+    // Services listen on our own DPDK address unless told otherwise (127.0.0.1 is the
+    // kernel's, not the DPDK port's).
+    if (!cfg.listen_set) {
+      const std::string& a = cfg.dpdk.addresses.front();
+      cfg.listen_be = *parse_ipv4(std::string_view(a).substr(0, a.find('/')));
+    }
+  }
   // Pinned cores must be ones this process may run on.
   cpu_set_t allowed;
   CPU_ZERO(&allowed);
@@ -619,6 +730,8 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   auto* o_listen = app.add_option("--listen", listen, "default IPv4 address for services");
   auto* o_busy = app.add_flag("--busy-poll,!--no-busy-poll", busy, "spin instead of blocking");
   auto* o_level = app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off");
+  std::vector<std::string> eal;
+  app.add_option("eal", eal, "after --: EAL arguments for backend dpdk (appended to dpdk.eal)");
   std::vector<std::string> args;
   for (int i = argc - 1; i > 0; --i) args.emplace_back(argv[i]);
   try {
@@ -642,6 +755,7 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   if (o_listen->count()) cl.overrides.listen = listen;
   if (o_busy->count()) cl.overrides.busy_poll = busy;
   if (o_level->count()) cl.overrides.log_level = log_level;
+  cl.overrides.eal_extra = eal;
   return cl;
 }
 
@@ -676,6 +790,14 @@ std::vector<std::string> describe(const ServerConfig& cfg) {
                 "/worker, conn_out_limit " + std::to_string(cfg.io.conn_out_limit) +
                 " B, idle_timeout " + ms_text(cfg.io.idle_timeout_ms) + ", log level " +
                 cfg.log_level);
+  if (cfg.backend == "dpdk") {
+    std::string d = "dpdk: port " + cfg.dpdk.port + ", addresses";
+    for (const auto& a : cfg.dpdk.addresses) d += " " + a;
+    if (cfg.dpdk.gateway_be) d += ", gateway " + ipv4_text(*cfg.dpdk.gateway_be);
+    d += ", eal [";
+    for (size_t i = 0; i < cfg.dpdk.eal.size(); ++i) d += (i ? " " : "") + cfg.dpdk.eal[i];
+    out.push_back(d + "]");
+  }
   for (const auto& s : cfg.services) {
     std::string line = "service " + s.name + ":";
     if (s.udp) line += " udp " + dp::to_string(cfg.endpoint(*s.udp));

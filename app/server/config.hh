@@ -45,17 +45,34 @@ struct ServiceConfig {
   int line = 0;                   // line of the [[service]] header
 };
 
+// The [dpdk] section (docs/dpdk.md), used by backend "dpdk" only. Kept in plain types so
+// parsing needs no DPDK headers; main maps it onto dp::DpdkConfig. Unset values keep the
+// backend's own defaults.
+struct DpdkSection {
+  int line = 0;                        // of the [dpdk] header; 0 = not in the file
+  std::vector<std::string> eal;        // EAL arguments (plus the command line's after "--")
+  std::string port;                    // PCI address, vdev devargs or port number
+  std::vector<std::string> addresses;  // "a.b.c.d/len", 1..kMaxDpdkAddresses
+  std::optional<uint32_t> gateway_be;
+  std::optional<uint32_t> mtu, rx_desc, tx_desc, arp_entries, arp_queue, frag_flows,
+      frag_timeout_ms;
+  std::optional<bool> arp_learn_from_requests;
+};
+inline constexpr size_t kMaxDpdkAddresses = 8;
+
 struct ServerConfig {
   std::string source = "<built-in default>";  // the file name, for messages
   // The [runtime] section; main copies these into cw::rt::RuntimeConfig (launch.hh). Kept
   // apart from launch.hh so that parsing does not pull in the kernel backends.
-  std::string backend = "auto";  // auto | io_uring | epoll
+  std::string backend = "auto";  // auto | io_uring | epoll | dpdk (never chosen by auto)
   dp::IoConfig io;               // workers, cores, busy_poll, per-connection limits
   rt::LoopConfig loop;           // burst size
   int cores_line = 0;            // where runtime.cores was set (-1: --cores), for messages
   uint32_t listen_be = 0;        // default service address (network byte order)
+  bool listen_set = false;       // listen came from the file or --listen (else: the default)
   std::string log_level = "info";
   std::vector<ServiceConfig> services;
+  DpdkSection dpdk;
   // [control] (control/control_config.hh): run dir, control socket, stats segment. Without
   // the section, management runs at the default paths but is not required to start.
   ctl::ControlConfig control = ctl::default_control_config();
@@ -75,6 +92,7 @@ struct Overrides {
   std::optional<std::string> listen;  // IPv4 address
   std::optional<bool> busy_poll;
   std::optional<std::string> log_level;
+  std::vector<std::string> eal_extra;  // arguments after "--": appended to dpdk.eal
 };
 
 // The built-in configuration used when no file is given: one unpinned worker, backend auto

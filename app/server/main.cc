@@ -81,6 +81,38 @@ void log_counters(const rt::Runtime<server::Services>& r) {
       "stream_no_buffer={} unknown_socket={}",
       rxd, txd, rxs, txs, acc, closed, ovf, rej, idle, txnb, rxnb, trunc, txerr, oversize, nobuf,
       unknown);
+  // Backend-specific totals (e.g. DPDK drop reasons), when the backend has any.
+  std::string extra;
+  for (const auto& [name, value] : r.backend_counters())
+    extra += (extra.empty() ? "" : " ") + name + "=" + std::to_string(value);
+  if (!extra.empty()) spdlog::info("stats {}: {}", r.backend_name(), extra);
+}
+
+// [dpdk] -> RuntimeConfig::dpdk (only in builds with DPDK; otherwise launch.hh refuses
+// backend "dpdk" with a clear error). Unset values keep the backend's defaults.
+Result<void> dpdk_config(const server::DpdkSection& d, [[maybe_unused]] rt::RuntimeConfig& rc) {
+#if CW_HAVE_DPDK
+  dp::DpdkConfig& o = rc.dpdk;
+  o.eal_args = d.eal;
+  o.port = d.port;
+  for (const auto& a : d.addresses) {
+    auto la = dp::parse_cidr(a);
+    if (!la) return make_error("dpdk.addresses: " + la.error().message);
+    o.addresses.push_back(la.value());
+  }
+  if (d.gateway_be) o.gateway_be = *d.gateway_be;
+  if (d.mtu) o.mtu = uint16_t(*d.mtu);
+  if (d.rx_desc) o.rx_desc = uint16_t(*d.rx_desc);
+  if (d.tx_desc) o.tx_desc = uint16_t(*d.tx_desc);
+  if (d.arp_entries) o.arp_entries = *d.arp_entries;
+  if (d.arp_queue) o.arp_queue = *d.arp_queue;
+  if (d.frag_flows) o.frag_flows = *d.frag_flows;
+  if (d.frag_timeout_ms) o.frag_timeout_ms = *d.frag_timeout_ms;
+  if (d.arp_learn_from_requests) o.arp_learn_from_requests = *d.arp_learn_from_requests;
+#else
+  (void)d;
+#endif
+  return {};
 }
 
 // SIGHUP / "reload": re-reads the config; the log level applies live, any other difference
@@ -137,6 +169,11 @@ int main(int argc, char** argv) {
   rc.backend = cfg.backend;
   rc.io = cfg.io;
   rc.loop = cfg.loop;
+  if (auto r = dpdk_config(cfg.dpdk, rc); !r) {
+    std::fprintf(stderr, "corewire: config error: %s: %s\n", cfg.source.c_str(),
+                 r.error().message.c_str());
+    return kExitBadConfig;
+  }
   rt::Runtime<server::Services> runtime;
   auto app = server::make_app(cfg);
   const auto sockets = app.sockets;

@@ -294,7 +294,9 @@ class UringBackend {
   std::vector<SocketSpec> specs_;
   // Every worker's sockets; open_worker(i) takes row i (once: opened_[i]).
   kernel::SocketSet sockets_;
-  std::vector<bool> opened_;
+  // One byte per worker, sized in create(): open_worker() runs on every worker thread at
+  // once, so each touches only its own element (a vector<bool> would share words).
+  std::vector<uint8_t> opened_;
   uring::RingPlan plan_;
   std::string features_;
 };

@@ -364,14 +364,14 @@ Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& cfg,
   auto set = kernel::open_socket_set(specs, cfg.workers);
   if (!set) return set.error();
   b->sockets_ = std::move(*set);
+  b->opened_.assign(cfg.workers, 0);
   return b;
 }
 
 Result<std::unique_ptr<UringWorker>> UringBackend::open_worker(unsigned i) {
   if (i >= cfg_.workers) return make_error("io_uring: no worker " + std::to_string(i));
-  if (opened_.empty()) opened_.assign(cfg_.workers, false);
   if (opened_[i]) return make_error("io_uring: worker " + std::to_string(i) + " opened twice");
-  opened_[i] = true;
+  opened_[i] = 1;
   std::unique_ptr<UringWorker> w(new UringWorker(cfg_.max_conns));
   w->id_ = i;
   w->cfg_ = cfg_;

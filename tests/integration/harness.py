@@ -47,7 +47,7 @@ class ServerError(Exception):
 class Server:
     """A running corewire process. Use as a context manager; stop() is idempotent."""
 
-    def __init__(self, toml_text, args=(), expect_start=True):
+    def __init__(self, toml_text, args=(), expect_start=True, prefix=()):
         self.cfg = tempfile.NamedTemporaryFile("w", suffix=".toml", prefix="cw-it-", delete=False)
         self.cfg.write(toml_text)
         self.cfg.close()
@@ -56,7 +56,7 @@ class Server:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self.proc = subprocess.Popen(
-            [COREWIRE, "-c", self.cfg.name, *args],
+            [*prefix, COREWIRE, "-c", self.cfg.name, *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -21,12 +21,17 @@ class EchoTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.srv = h.Server(h.config('workers = 2\nconn_out_limit = "64KiB"\nidle_timeout = "0"'))
+        cls.expect = []  # (counter group, counter) the tests that ran must have bumped
 
     @classmethod
     def tearDownClass(cls):
         code = cls.srv.stop()
         if code != 0:
             raise AssertionError(f"corewire exit {code}:\n{cls.srv.log()}")
+        st = cls.srv.stats()
+        for group, counter in cls.expect:
+            if st.get(group, {}).get(counter, 0) < 1:
+                raise AssertionError(f"counter {group}.{counter} not counted:\n{cls.srv.log()}")
 
     def tearDown(self):
         self.assertTrue(self.srv.alive(), "corewire died:\n" + self.srv.log())
@@ -124,6 +129,7 @@ class EchoTest(unittest.TestCase):
             with h.udp_socket() as s:
                 for g in self.GARBAGE * 3:
                     s.sendto(g, ep)
+        self.expect += [(SP, "malformed"), (NT, "malformed")]
         # Counted, not answered (amplification rule); service still fine (tearDown).
 
     def test_udp_truncated_and_oversized(self):
@@ -162,6 +168,7 @@ class EchoTest(unittest.TestCase):
         with h.tcp_connect(self.srv.ep(SP, "tcp")) as s:
             s.sendall(struct.pack(">QHI", 1, 3, 70000) + b"y" * 1000)
             self.assertTrue(h.wait_closed(s))
+        self.expect.append((NT, "errors"))
         with h.tcp_connect(self.srv.ep(NT, "tcp")) as s:
             s.sendall(h.native_msg(21, b"", length=70000))
             rep = h.native_parse(h.recv_exact(s, h.NT_HEADER + 2))
@@ -208,6 +215,7 @@ class EchoTest(unittest.TestCase):
                 break
         s.close()
         self.assertTrue(closed, f"connection not closed after {sent} bytes sent (stalled {stalled}s)")
+        self.expect.append(("io", "conns_overflow"))
         grown = self.srv.rss_kib() - rss_before
         self.assertLess(grown, 64 * 1024, f"server RSS grew by {grown} KiB")
 

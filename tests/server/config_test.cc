@@ -233,8 +233,63 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"[runtime]\nlisten = \"0.0.0.0\"\n[[service]]\nname = \"echo\"\ntcp = 5000\n"
                 "[[service]]\nname = \"echo\"\ntcp = \"127.0.0.1:5000\"\n",
                 "t.toml:8: service[1].tcp: ", "already used"},
+        BadCase{"[dpdk]\nprot = \"x\"\n", "t.toml:2: dpdk.prot: ", "unknown key"},
+        BadCase{"[dpdk]\naddresses = [\"10.0.0.300/24\"]\n",
+                "t.toml:2: dpdk.addresses: ", "not \"a.b.c.d/len\""},
+        BadCase{"[dpdk]\naddresses = [\"10.0.0.2/33\"]\n",
+                "t.toml:2: dpdk.addresses: ", "a.b.c.d/len"},
+        BadCase{"[dpdk]\naddresses = []\n", "t.toml:2: dpdk.addresses: ", "1 to 8"},
+        BadCase{"[dpdk]\neal = \"--no-huge\"\n", "t.toml:2: dpdk.eal: ", "array of strings"},
+        BadCase{"[dpdk]\neal = [1]\n", "t.toml:2: dpdk.eal: ", "expected a string"},
+        BadCase{"[dpdk]\nmtu = 100\n", "t.toml:2: dpdk.mtu: ", "out of range"},
+        BadCase{"[dpdk]\ngateway = \"gw\"\n", "t.toml:2: dpdk.gateway: ", "IPv4"},
+        BadCase{"[runtime]\nbackend = \"dpdk\"\n[dpdk]\naddresses = [\"10.0.0.2/24\"]\n",
+                "t.toml:3: dpdk.port: ", "needs [dpdk] port"},
+        BadCase{"[runtime]\nbackend = \"dpdk\"\n[dpdk]\nport = \"net_tap0\"\n",
+                "t.toml:3: dpdk.addresses: ", "needs [dpdk] addresses"},
         BadCase{"[runtime\nbackend = 1\n", "t.toml:1: syntax: ", ""},
         BadCase{"[runtime]\nbackend = \"a\"\nbackend = \"b\"\n", "t.toml:3: syntax: ", ""}));
+
+TEST(Config, DpdkSection) {
+  auto r = parse_config(R"([runtime]
+backend = "dpdk"
+[dpdk]
+eal = ["--no-huge", "-m", "512"]
+port = "net_tap0,iface=cwt0"
+addresses = ["10.99.0.2/24", "10.99.1.2"]
+gateway = "10.99.0.1"
+mtu = 9000
+rx_desc = 512
+arp_learn_from_requests = false
+frag_timeout_ms = 500
+)",
+                        "d.toml");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->backend, "dpdk");
+  EXPECT_EQ(r->dpdk.line, 3);
+  EXPECT_EQ(r->dpdk.eal, (std::vector<std::string>{"--no-huge", "-m", "512"}));
+  EXPECT_EQ(r->dpdk.port, "net_tap0,iface=cwt0");
+  EXPECT_EQ(r->dpdk.addresses, (std::vector<std::string>{"10.99.0.2/24", "10.99.1.2"}));
+  EXPECT_EQ(r->dpdk.gateway_be, ip("10.99.0.1"));
+  EXPECT_EQ(r->dpdk.mtu, 9000u);
+  EXPECT_EQ(r->dpdk.rx_desc, 512u);
+  EXPECT_FALSE(r->dpdk.tx_desc);  // unset: the backend's default
+  EXPECT_EQ(r->dpdk.arp_learn_from_requests, false);
+  EXPECT_EQ(r->dpdk.frag_timeout_ms, 500u);
+  Overrides o;
+  o.eal_extra = {"--file-prefix", "x"};
+  ASSERT_TRUE(apply_overrides(r.value(), o));
+  ASSERT_TRUE(finalize(r.value()));
+  EXPECT_EQ(r->dpdk.eal.size(), 5u);
+  EXPECT_EQ(r->dpdk.eal.back(), "x");
+  EXPECT_NE(describe(r.value())[2].find("dpdk: port net_tap0,iface=cwt0"), std::string::npos);
+  // Services default to the first DPDK address, not the kernel's loopback.
+  EXPECT_EQ(dp::to_string(r->endpoint(*r->services[0].udp)), "10.99.0.2:11111");
+  // Without backend dpdk the section is parsed and checked but not required.
+  auto e = parse_config("[dpdk]\nmtu = 1500\n", "e.toml");
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(finalize(e.value()));
+}
 
 TEST(Config, SamePortOnOtherTransportOrAddressIsFine) {
   EXPECT_EQ(
@@ -400,6 +455,12 @@ TEST(Config, CommandLine) {
   cl = parse_command_line(2, ver);
   EXPECT_EQ(cl.exit_code, 0);
   EXPECT_EQ(cl.output.rfind("corewire ", 0), 0u) << cl.output;
+
+  const char* eal[] = {"corewire", "--backend", "dpdk", "--", "--no-huge", "-m", "512"};
+  cl = parse_command_line(int(std::size(eal)), eal);
+  ASSERT_FALSE(cl.exit_code) << cl.output;
+  EXPECT_EQ(cl.overrides.backend, "dpdk");
+  EXPECT_EQ(cl.overrides.eal_extra, (std::vector<std::string>{"--no-huge", "-m", "512"}));
 
   const char* bad[] = {"corewire", "--bakend", "epoll"};
   cl = parse_command_line(3, bad);
