@@ -322,12 +322,15 @@ class Parser {
       } else if (k == "tx_buffers") {
         if (auto x = integer(line, key, v, kMinTxBuffers, kMaxTxBuffers))
           cfg_.io.tx_buffers = uint32_t(*x);
+      } else if (k == "coalesce_us") {
+        if (auto x = integer(line, key, v, 0, kMaxCoalesceUs)) cfg_.io.coalesce_us = uint32_t(*x);
       } else if (k == "burst") {
         if (auto x = integer(line, key, v, 1, kMaxBurst)) cfg_.loop.burst = uint32_t(*x);
       } else {
         fail(line, key,
              "unknown key (known: backend, cores, workers, busy_poll, listen, max_conns, "
-             "conn_out_limit, idle_timeout, rx_buffers, rx_buffer_size, tx_buffers, burst)");
+             "conn_out_limit, idle_timeout, rx_buffers, rx_buffer_size, tx_buffers, burst, "
+             "coalesce_us)");
       }
     }
     if (cores_line && workers_line)

@@ -29,6 +29,7 @@ inline constexpr uint32_t kMinRxBuffers = 64, kMaxRxBuffers = 32768;  // power o
 inline constexpr uint32_t kMinRxBufferSize = 512, kMaxRxBufferSize = 65536;  // bytes
 inline constexpr uint32_t kMinTxBuffers = 64, kMaxTxBuffers = 1u << 20;
 inline constexpr uint32_t kMaxBurst = 1024;
+inline constexpr uint32_t kMaxCoalesceUs = 10'000;  // io_uring interrupt moderation bound
 
 // Where a service listens on one transport, as written. The address is filled from
 // [runtime] listen (or --listen) when the config gave only a port.

@@ -82,6 +82,7 @@ TEST(Config, ExampleFileParsesAndMatchesDefaults) {
   EXPECT_EQ(r->io.rx_buffer_size, d.io.rx_buffer_size);
   EXPECT_EQ(r->io.tx_buffers, d.io.tx_buffers);
   EXPECT_EQ(r->loop.burst, d.loop.burst);
+  EXPECT_EQ(r->io.coalesce_us, d.io.coalesce_us);
   ASSERT_EQ(r->services.size(), 2u);
   EXPECT_EQ(describe(r.value()).back(), describe(d).back());
 }
@@ -100,6 +101,7 @@ rx_buffers = 1024
 rx_buffer_size = "4KiB"
 tx_buffers = 512
 burst = 32
+coalesce_us = 50
 [log]
 level = "debug"
 [[service]]
@@ -123,13 +125,14 @@ tcp = 0
   EXPECT_EQ(r->io.rx_buffer_size, 4096u);
   EXPECT_EQ(r->io.tx_buffers, 512u);
   EXPECT_EQ(r->loop.burst, 32u);
+  EXPECT_EQ(r->io.coalesce_us, 50u);
   EXPECT_EQ(r->log_level, "debug");
   ASSERT_EQ(r->services.size(), 2u);
   EXPECT_FALSE(r->services[0].tcp);
   EXPECT_EQ(dp::to_string(r->endpoint(*r->services[0].udp)), "127.0.0.2:7000");
   EXPECT_FALSE(r->services[1].udp);
   EXPECT_EQ(dp::to_string(r->endpoint(*r->services[1].tcp)), "0.0.0.0:0");
-  EXPECT_EQ(r->services[1].tcp->line, 21);
+  EXPECT_EQ(r->services[1].tcp->line, 22);
   EXPECT_TRUE(finalize(r.value()));
 }
 
@@ -213,6 +216,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.toml:2: runtime.rx_buffer_size: ", "out of range"},
         BadCase{"[runtime]\ntx_buffers = 1\n", "t.toml:2: runtime.tx_buffers: ", "out of range"},
         BadCase{"[runtime]\nburst = 0\n", "t.toml:2: runtime.burst: ", "out of range"},
+        BadCase{"[runtime]\ncoalesce_us = 20000\n",
+                "t.toml:2: runtime.coalesce_us: ", "out of range"},
         BadCase{"[log]\nlevel = \"loud\"\n", "t.toml:2: log.level: ", "unknown level"},
         BadCase{"runtime = 5\n", "t.toml:1: runtime: ", "expected a table"},
         BadCase{"log = \"x\"\n", "t.toml:1: log: ", "expected a table"},
