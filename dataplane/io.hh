@@ -124,7 +124,10 @@ struct alignas(64) IoCounters {
   Counter rx_datagrams, rx_bytes, tx_datagrams, tx_bytes;
   Counter rx_stream_bytes, tx_stream_bytes;
   Counter tx_no_buffer;      // reserve failed: tx pool exhausted
-  Counter rx_no_buffer;      // kernel/NIC had no receive buffer (ENOBUFS, re-armed)
+  // Kernel/NIC had no receive buffer (ENOBUFS, re-armed) or dropped datagrams for want of
+  // socket buffer space. Kernel backends sample each UDP socket's drop count every ~100 ms
+  // (kernel::kDropSamplePeriodNs), so kernel drops show up here up to ~100 ms late.
+  Counter rx_no_buffer;
   Counter rx_truncated;      // datagram larger than max_datagram
   Counter tx_errors;         // send completed with an error
   Counter conns_accepted, conns_connected, conns_closed;

@@ -48,6 +48,7 @@ uint32_t EpollWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   rx_used_ = 0;
   large_used_ = 0;
   now_ns_ = mono_ns();
+  if (now_ns_ >= drops_due_ns_) sample_drops();
 
   // 1. Items owed from earlier (closes, immediate connects), then the idle sweep.
   uint32_t k = drain_notify(out, n);
@@ -113,6 +114,18 @@ int EpollWorker::wait(int64_t timeout_ns) {
   return r < 0 ? 0 : r;  // EINTR: nothing ready this time
 }
 
+// Adds the datagrams the kernel dropped on each UDP socket (receive queue full) since the
+// last sample: one getsockopt per socket per kDropSamplePeriodNs, never per datagram.
+void EpollWorker::sample_drops() {
+  drops_due_ns_ = now_ns_ + kernel::kDropSamplePeriodNs;
+  for (Sock& k : socks_) {
+    uint32_t drops;
+    if (k.transport != Transport::udp || k.fd < 0 || !kernel::socket_drops(k.fd, &drops)) continue;
+    counters_.rx_no_buffer.add(uint32_t(drops - k.drops_seen));  // wraps like the kernel's
+    k.drops_seen = drops;
+  }
+}
+
 uint32_t EpollWorker::drain_notify(RxItem* out, uint32_t room) {
   uint32_t k = 0;
   while (k < room && conns_.has_notify()) {
@@ -166,8 +179,6 @@ uint32_t EpollWorker::rx_udp_batch(SocketId s, RxItem* out, uint32_t room, bool*
     h.msg_namelen = sizeof rx_addr_[i];
     h.msg_iov = rx_iov_[i];
     h.msg_iovlen = iovs;
-    h.msg_control = rx_ctrl_[i];
-    h.msg_controllen = sizeof rx_ctrl_[i];
     rx_msgs_[i].msg_len = 0;
   }
   int r;
@@ -176,13 +187,6 @@ uint32_t EpollWorker::rx_udp_batch(SocketId s, RxItem* out, uint32_t room, bool*
   if (r <= 0) {
     if (r < 0 && (errno == ENOBUFS || errno == ENOMEM)) counters_.rx_no_buffer.add();
     return 0;  // EAGAIN: another worker or an earlier batch took it
-  }
-
-  // Datagrams the kernel dropped on this socket (receive queue full) since the last batch.
-  uint32_t drops;
-  if (kernel::rxq_drops(rx_msgs_[r - 1].msg_hdr, &drops)) {
-    counters_.rx_no_buffer.add(uint32_t(drops - socks_[s].drops_seen));
-    socks_[s].drops_seen = drops;
   }
 
   uint32_t k = 0, large_taken = 0;

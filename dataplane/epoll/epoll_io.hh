@@ -22,7 +22,8 @@
 // (one copy of rx_buffer_size bytes, large datagrams only). Datagrams above max_datagram
 // are dropped and counted (rx_truncated); a truncated datagram is never delivered.
 // Datagrams the kernel dropped because a socket's receive queue was full are counted in
-// rx_no_buffer (SO_RXQ_OVFL; reported with the next datagram that socket receives).
+// rx_no_buffer: poll() reads each UDP socket's kernel drop count (SO_MEMINFO) at most once
+// per kernel::kDropSamplePeriodNs and adds what is new.
 //
 // Transmit. Datagrams wait in a per-worker list until flush(), which sends each run of
 // same-socket datagrams with one sendmmsg and frees their buffers (the kernel copied
@@ -96,7 +97,7 @@ class EpollWorker {
     Transport transport = Transport::udp;
     bool server = true;
     Endpoint bind;
-    uint32_t drops_seen = 0;  // udp: the kernel's SO_RXQ_OVFL count already added
+    uint32_t drops_seen = 0;  // udp: the kernel's drop count already added (socket_drops)
   };
   // The backend's part of a connection slot.
   struct ConnExtra {
@@ -127,6 +128,7 @@ class EpollWorker {
   void send_datagrams();
   void send_run(int fd, uint32_t first, uint32_t count);
   int wait(int64_t timeout_ns);
+  void sample_drops();
   uint32_t rx_room() const { return uint32_t(rx_arena_.size() - rx_used_); }
 
   // hot state first
@@ -135,6 +137,7 @@ class EpollWorker {
   IoConfig cfg_;
   uint64_t now_ns_ = 0;
   uint64_t idle_ns_ = 0;
+  uint64_t drops_due_ns_ = 0;  // next kernel drop sample (sample_drops) at or after this
   uint32_t rotate_ = 0;        // where event dispatch starts (fairness; see poll)
   int epfd_ = -1, evfd_ = -1;  // owned via epfd_owner_/evfd_owner_
   std::vector<Sock> socks_;
@@ -149,7 +152,6 @@ class EpollWorker {
   mmsghdr rx_msgs_[epoll_limits::kRxBatch];
   iovec rx_iov_[epoll_limits::kRxBatch][2];
   sockaddr_in rx_addr_[epoll_limits::kRxBatch];
-  alignas(cmsghdr) uint8_t rx_ctrl_[epoll_limits::kRxBatch][kernel::kRxqOvflControlBytes];
   epoll_event events_[epoll_limits::kMaxEvents];
 
   // datagram transmit: committed sends waiting for flush(), in commit order

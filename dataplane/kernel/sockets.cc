@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/sock_diag.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 
@@ -64,9 +65,6 @@ Result<Fd> open_udp(const Endpoint& bind, bool reuseport) {
   if (setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUFFORCE, &kUdpSocketBufferBytes,
                  sizeof kUdpSocketBufferBytes) != 0)
     set_int_opt(fd.get(), SOL_SOCKET, SO_SNDBUF, kUdpSocketBufferBytes);
-  // Received datagrams carry the socket's count of datagrams the kernel dropped for want of
-  // buffer space (a cmsg), so a backend can count them (IoCounters::rx_no_buffer).
-  set_int_opt(fd.get(), SOL_SOCKET, SO_RXQ_OVFL, 1);
   const sockaddr_in sa = to_sockaddr(bind);
   if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0)
     return sock_error("udp", bind, "bind", errno);
@@ -169,6 +167,16 @@ int socket_error(int fd) {
   socklen_t len = sizeof e;
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0) return errno;
   return e;
+}
+
+bool socket_drops(int fd, uint32_t* drops) {
+  uint32_t mem[SK_MEMINFO_VARS];
+  socklen_t len = sizeof mem;
+  if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) != 0 ||
+      len < (SK_MEMINFO_DROPS + 1) * sizeof(uint32_t))
+    return false;
+  *drops = mem[SK_MEMINFO_DROPS];
+  return true;
 }
 
 }  // namespace cw::dp::kernel

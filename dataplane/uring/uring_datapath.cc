@@ -132,6 +132,19 @@ void UringWorker::resume_accepts(uint64_t now) {
   }
 }
 
+// Adds the datagrams the kernel dropped on each UDP socket (receive queue full) since the
+// last sample: one getsockopt per socket per kDropSamplePeriodNs, never per datagram.
+void UringWorker::sample_drops(uint64_t now) {
+  drops_due_ns_ = now + kernel::kDropSamplePeriodNs;
+  for (Sock& k : socks_) {
+    uint32_t drops;
+    if (k.transport != Transport::udp || !k.fd.valid() || !kernel::socket_drops(k.fd.get(), &drops))
+      continue;
+    counters_.rx_no_buffer.add(uint32_t(drops - k.drops_seen));  // wraps like the kernel's
+    k.drops_seen = drops;
+  }
+}
+
 // Enters the kernel once: submits queued SQEs and, with wait_nr, waits up to timeout_ns.
 void UringWorker::enter(unsigned wait_nr, int64_t timeout_ns) {
   if (wait_nr == 0) {
@@ -161,10 +174,11 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   counters_.polls.add();
   // 1. Last poll's receive buffers go back to the kernel.
   return_buffers();
-  // 2. Timers: idle connections (a bounded slice of the table per call). The clock is
-  //    read only while connections exist (pure datagram traffic never needs it).
+  // 2. Timers: idle connections (a bounded slice of the table per call) and the kernel drop
+  //    counters of UDP sockets. The clock is read once, only when either needs it.
+  if (conns_.in_use() || udp_socks_) now_ns_ = monotonic_ns();
+  if (udp_socks_ && now_ns_ >= drops_due_ns_) sample_drops(now_ns_);
   if (conns_.in_use()) {
-    now_ns_ = monotonic_ns();
     conns_.sweep_idle(now_ns_, uint64_t(cfg_.idle_timeout_ms) * 1'000'000u, [&](uint32_t slot) {
       if (!conns_.at(slot).x.closing) counters_.conns_idle.add();
       teardown(slot, conns_.at(slot).state == kernel::ConnState::connecting
@@ -262,18 +276,8 @@ void UringWorker::on_udp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   if (c.flags & IORING_CQE_F_BUFFER) {
     const uint16_t bid = uint16_t(c.flags >> IORING_CQE_BUFFER_SHIFT);
     io_uring_recvmsg_out* o = io_uring_recvmsg_validate(udp_.buf(bid), c.res, &recv_msg_);
-    if (o && o->controllen) {
-      // The kernel dropped datagrams for want of socket buffer space since the last report:
-      // its cumulative count rides along as SO_RXQ_OVFL.
-      for (cmsghdr* m = io_uring_recvmsg_cmsg_firsthdr(o, &recv_msg_); m;
-           m = io_uring_recvmsg_cmsg_nexthdr(o, &recv_msg_, m)) {
-        if (m->cmsg_level != SOL_SOCKET || m->cmsg_type != SO_RXQ_OVFL) continue;
-        uint32_t drops;
-        std::memcpy(&drops, CMSG_DATA(m), sizeof drops);
-        counters_.rx_no_buffer.add(drops - socks_[s].rxq_drops);  // wraps like the kernel's
-        socks_[s].rxq_drops = drops;
-      }
-    }
+    // MSG_CTRUNC cannot happen (no socket option adds cmsgs) and would be harmless: the
+    // payload does not depend on the control data.
     if (c.res > 0 && o && !(o->flags & MSG_TRUNC)) {
       const auto* from = static_cast<const sockaddr_in*>(io_uring_recvmsg_name(o));
       RxItem& it = out[k++];

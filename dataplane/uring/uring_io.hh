@@ -198,7 +198,7 @@ class UringWorker {
     Transport transport = Transport::udp;
     bool server = true;
     Endpoint bind;             // spec's bind address; tcp client connections bind to it
-    uint32_t rxq_drops = 0;    // udp: the kernel's cumulative drop count last seen (SO_RXQ_OVFL)
+    uint32_t drops_seen = 0;   // udp: the kernel's drop count already added (socket_drops)
     uint64_t rearm_at_ns = 0;  // tcp listener: accept paused (out of fds/memory) until then
   };
 
@@ -226,6 +226,7 @@ class UringWorker {
   void emit_closed(RxItem* out, uint32_t& k, uint32_t n);
   void enter(unsigned wait_nr, int64_t timeout_ns);
   void resume_accepts(uint64_t now);
+  void sample_drops(uint64_t now);
 
   unsigned id_ = 0;
   IoConfig cfg_;
@@ -236,8 +237,8 @@ class UringWorker {
   IoCounters counters_;
 
   std::vector<Sock> socks_;
-  // Multishot recvmsg template: name = sockaddr_in, control = room for the SO_RXQ_OVFL
-  // drop counter. Each buffer holds io_uring_recvmsg_out, name, control, then the payload.
+  // Multishot recvmsg template: name = sockaddr_in, no control data. Each buffer holds
+  // io_uring_recvmsg_out, name, then the payload.
   msghdr recv_msg_{};
 
   uring::BufRing udp_;
@@ -255,8 +256,12 @@ class UringWorker {
   Conns conns_;
   kernel::OutChunkPool chunks_;
   std::vector<uint32_t> dirty_;  // reserved max_conns at setup
-  // CLOCK_MONOTONIC ns, read by poll() while connections exist and at each accept.
+  // CLOCK_MONOTONIC ns, read by poll() while connections or UDP sockets exist and at each
+  // accept.
   uint64_t now_ns_ = 0;
+  // Kernel drop counters (rx_no_buffer): UDP sockets are sampled at poll() once this is due.
+  uint32_t udp_socks_ = 0;
+  uint64_t drops_due_ns_ = 0;
 
   // Wake-up: wake() writes the eventfd; a read of it is kept armed in the ring.
   kernel::Fd wake_fd_;

@@ -174,12 +174,11 @@ uint32_t floor_pow2(uint64_t v) {
   return v == 0 ? 0 : uint32_t(std::bit_floor(v));
 }
 
-// Bytes of one datagram receive buffer: recvmsg header, sockaddr_in, control (the kernel
-// drop counter), payload up to max_datagram; 64-aligned.
+// Bytes of one datagram receive buffer: recvmsg header, sockaddr_in, payload up to
+// max_datagram; 64-aligned.
 uint32_t udp_buf_size(const IoConfig& cfg) {
-  return uint32_t(round_up(sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_in) +
-                               kernel::kRxqOvflControlBytes + cfg.max_datagram,
-                           64));
+  return uint32_t(
+      round_up(sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_in) + cfg.max_datagram, 64));
 }
 uint32_t udp_buf_count(const IoConfig& cfg) {
   const uint64_t budget = uring::kUdpRxVirtualBudget / udp_buf_size(cfg);
@@ -417,7 +416,7 @@ Result<std::unique_ptr<UringWorker>> UringBackend::open_worker(unsigned i) {
 
   // Take this worker's sockets and arm them.
   w->recv_msg_.msg_namelen = sizeof(sockaddr_in);
-  w->recv_msg_.msg_controllen = kernel::kRxqOvflControlBytes;
+  w->recv_msg_.msg_controllen = 0;  // no cmsgs (kernel drops are sampled, see poll())
   std::vector<kernel::Fd> fds = sockets_.take(i);
   w->socks_.resize(specs_.size());
   for (size_t s = 0; s < specs_.size(); ++s) {
@@ -427,9 +426,10 @@ Result<std::unique_ptr<UringWorker>> UringBackend::open_worker(unsigned i) {
     k.bind = specs_[s].bind;
     k.fd = std::move(fds[s]);
     if (!k.fd.valid()) continue;
-    if (k.transport == Transport::udp)
+    if (k.transport == Transport::udp) {
+      ++w->udp_socks_;
       w->arm_udp(SocketId(s));
-    else
+    } else
       w->arm_accept(SocketId(s));
   }
   w->arm_wake();

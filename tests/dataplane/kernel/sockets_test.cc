@@ -62,6 +62,35 @@ TEST(Sockets, BindConflictNamesTheEndpoint) {
   EXPECT_NE(set.error().message.find("bind"), std::string::npos) << set.error().message;
 }
 
+// socket_drops reads the kernel's cumulative drop count: every datagram sent to a socket
+// with a tiny receive buffer is either still queued or counted there.
+TEST(Sockets, SocketDropsCountsReceiveQueueOverflow) {
+  auto rx = open_udp(loopback(), false);
+  ASSERT_TRUE(rx) << rx.error().message;
+  uint32_t drops = 1;
+  ASSERT_TRUE(socket_drops(rx->get(), &drops));
+  EXPECT_EQ(drops, 0u);
+  const int small = 1;  // the kernel rounds up to its minimum (a few KiB)
+  ASSERT_EQ(setsockopt(rx->get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+  auto to = local_endpoint(rx->get());
+  ASSERT_TRUE(to);
+  auto tx = open_udp(loopback(), false);
+  ASSERT_TRUE(tx);
+  const sockaddr_in dst = to_sockaddr(*to);
+  constexpr uint32_t kSent = 64;
+  char buf[1000] = {};
+  for (uint32_t i = 0; i < kSent; ++i)
+    ASSERT_EQ(sendto(tx->get(), buf, sizeof buf, 0, reinterpret_cast<const sockaddr*>(&dst),
+                     sizeof dst),
+              ssize_t(sizeof buf));
+  uint32_t queued = 0;
+  while (recv(rx->get(), buf, sizeof buf, MSG_DONTWAIT) > 0) ++queued;
+  ASSERT_TRUE(socket_drops(rx->get(), &drops));
+  EXPECT_GT(drops, 0u);
+  EXPECT_EQ(queued + drops, kSent) << queued << " queued, " << drops << " dropped";
+  EXPECT_FALSE(socket_drops(-1, &drops));
+}
+
 TEST(Sockets, NonLocalAddressFails) {
   const SocketSpec specs[] = {{Transport::tcp, Endpoint{htonl(0xC0000201), 0}, true}};  // 192.0.2.1
   auto set = open_socket_set(specs, 1);
