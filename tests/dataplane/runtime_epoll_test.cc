@@ -9,6 +9,7 @@
 
 #include "app/runtime/launch.hh"
 #include "tests/dataplane/conformance.hh"
+#include "tests/dataplane/echo_service.hh"
 
 namespace cw::rt {
 namespace {
@@ -16,25 +17,7 @@ namespace {
 using dp::conformance::payload;
 
 // Echoes datagrams to their sender and stream bytes back on their connection.
-struct Echo {
-  template <class Io>
-  void on_datagram(Ctx<Io>& ctx, const dp::RxItem& it) {
-    uint8_t* p = ctx.io.dgram_reserve(it.sock, it.peer, it.len);
-    if (!p) return ctx.svc->dropped.add();
-    std::memcpy(p, it.data, it.len);
-    ctx.io.dgram_commit(it.len);
-    ctx.svc->requests.add();
-  }
-  template <class Io>
-  StreamVerdict on_stream(Ctx<Io>& ctx, dp::ConnId c, std::span<const uint8_t> b) {
-    uint8_t* p = ctx.io.stream_reserve(c, uint32_t(b.size()));
-    if (!p) return {uint32_t(b.size()), true};
-    std::memcpy(p, b.data(), b.size());
-    ctx.io.stream_commit(c, uint32_t(b.size()));
-    ctx.svc->requests.add();
-    return {uint32_t(b.size()), false};
-  }
-};
+using Echo = test::EchoService;
 using Services = std::variant<Echo>;
 
 TEST(RuntimeEpoll, EchoesUdpAndTcpThenStops) {

@@ -9,30 +9,15 @@
 
 #include "app/runtime/launch.hh"
 #include "tests/dataplane/conformance.hh"
+#include "tests/dataplane/echo_service.hh"
 
 namespace cw::rt {
 namespace {
 
 using dp::conformance::payload;
 
-struct Echo {
-  template <class Io>
-  void on_datagram(Ctx<Io>& ctx, const dp::RxItem& it) {
-    uint8_t* p = ctx.io.dgram_reserve(it.sock, it.peer, it.len);
-    if (!p) return ctx.svc->dropped.add();
-    std::memcpy(p, it.data, it.len);
-    ctx.io.dgram_commit(it.len);
-    ctx.svc->requests.add();
-  }
-  template <class Io>
-  StreamVerdict on_stream(Ctx<Io>& ctx, dp::ConnId c, std::span<const uint8_t> b) {
-    uint8_t* p = ctx.io.stream_reserve(c, uint32_t(b.size()));
-    if (!p) return {uint32_t(b.size()), true};
-    std::memcpy(p, b.data(), b.size());
-    ctx.io.stream_commit(c, uint32_t(b.size()));
-    ctx.svc->requests.add();
-    return {uint32_t(b.size()), false};
-  }
+// The shared test echo, plus mail handling (mail wakes a blocked worker).
+struct Echo : test::EchoService {
   template <class Io>
   void on_mail(Ctx<Io>&, const Mail& m) {
     mail_sum->fetch_add(m.a);
@@ -65,7 +50,7 @@ TEST_P(RuntimeUring, EchoesUdpAndTcpThenStops) {
   app.sockets = {{dp::Transport::udp, any, true}, {dp::Transport::tcp, any, true}};
   app.sock_service = {0, 0};
   app.service_names = {"echo"};
-  app.make_services = [&](unsigned) { return std::vector<Services>{Echo{&mail_sum}}; };
+  app.make_services = [&](unsigned) { return std::vector<Services>{Echo{{}, &mail_sum}}; };
   std::string log;
   {
     Runtime<Services> rt;
