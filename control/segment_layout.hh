@@ -177,6 +177,8 @@ inline constexpr Field<dp::IoCounters> kIoFields[] = {
     {"conns_open", "TCP connections open", &dp::IoCounters::conns_open, true},
     {"polls", "Backend poll calls", &dp::IoCounters::polls},
     {"wakeups", "Polls that blocked and were woken", &dp::IoCounters::wakeups},
+    {"tx_gso_sends", "Sends that carried several datagrams (UDP GSO)",
+     &dp::IoCounters::tx_gso_sends},
 };
 
 inline constexpr Field<rt::ServiceStats> kServiceFields[] = {

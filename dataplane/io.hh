@@ -103,11 +103,16 @@ struct IoConfig {
   uint32_t rx_buffer_size = 2048;    // bytes; datagrams above this use the large path
   uint32_t tx_buffers = 4096;        // per worker
   uint32_t max_datagram = 65535;     // largest UDP payload accepted/sent
-  // Interrupt mode only: once arrivals cluster (a wake-up finds two or more items), wait
-  // up to this long for a batch before waking, like a NIC's interrupt moderation. Fewer
-  // wake-ups per message, at most this much added latency; 0 = wake on the first item.
-  // Ping-pong traffic (one item per wake-up) is never delayed. io_uring backend only.
+  // Interrupt mode only: once arrivals cluster (a wake-up finds two or more items, or
+  // lone items keep arriving less than this apart), wait up to this long for a batch
+  // before waking, like a NIC's adaptive interrupt moderation. Fewer wake-ups and sends
+  // per message, at most this much added latency; 0 = wake on the first item. Ping-pong
+  // traffic is delayed only on rare, exponentially backed-off trials
+  // (dataplane/uring/moderation.hh). io_uring backend only.
   uint32_t coalesce_us = 0;
+  // Send consecutive datagrams to one destination as one UDP GSO send (UDP_SEGMENT) when
+  // the kernel offers it: kernel backends only (dataplane/kernel/udp_gso.hh).
+  bool udp_gso = true;
 };
 
 // Per-worker counters the backend maintains. Single writer (the worker), read from other
@@ -136,6 +141,7 @@ struct alignas(64) IoCounters {
   Counter conns_idle;        // closed by idle timeout
   Counter conns_open;        // gauge
   Counter polls, wakeups;    // poll() calls; polls that blocked and were woken
+  Counter tx_gso_sends;      // sends that carried two or more datagrams (UDP GSO)
 };
 
 // What a per-worker datapath object offers. Every backend's WorkerIo satisfies this.

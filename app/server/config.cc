@@ -291,9 +291,9 @@ class Parser {
       } else if (k == "workers") {
         workers_line = line;
         if (auto w = integer(line, key, v, 1, kMaxWorkers)) cfg_.io.workers = unsigned(*w);
-      } else if (k == "busy_poll") {
+      } else if (k == "busy_poll" || k == "udp_gso") {
         if (auto* b = v.as_boolean())
-          cfg_.io.busy_poll = b->get();
+          (k == "busy_poll" ? cfg_.io.busy_poll : cfg_.io.udp_gso) = b->get();
         else
           type(line, key, v, "a boolean (true or false)");
       } else if (k == "listen") {
@@ -330,7 +330,7 @@ class Parser {
         fail(line, key,
              "unknown key (known: backend, cores, workers, busy_poll, listen, max_conns, "
              "conn_out_limit, idle_timeout, rx_buffers, rx_buffer_size, tx_buffers, burst, "
-             "coalesce_us)");
+             "coalesce_us, udp_gso)");
       }
     }
     if (cores_line && workers_line)

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <utility>
 
 #include "dataplane/uring/uring_io.hh"
 
@@ -207,16 +208,21 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
       const int64_t until = due > now_ns_ ? int64_t(due - now_ns_) : 0;
       if (until < timeout_ns) timeout_ns = until > 0 ? until : 1;
     }
-    // Interrupt moderation: while arrivals cluster, sleep until a batch is ready (the
-    // kernel wakes us at wait_nr completions with DEFER_TASKRUN) or coalesce_us passed.
+    // Interrupt moderation (moderation.hh): while arrivals cluster, sleep until a batch is
+    // ready (the kernel wakes us at wait_nr completions with DEFER_TASKRUN) or the window
+    // passed.
     unsigned wait_nr = 1;
-    if (coalescing_) {
+    if (moderator_.engaged()) {
       wait_nr = std::min<unsigned>(n, uring::kCoalesceBatch);
-      timeout_ns = std::min<int64_t>(timeout_ns, int64_t(cfg_.coalesce_us) * 1000);
+      timeout_ns = std::min<int64_t>(timeout_ns, int64_t(moderator_.window_ns()));
     }
     enter(wait_nr, timeout_ns);
     k = reap(out, n);
-    coalescing_ = cfg_.coalesce_us != 0 && k >= 2;
+    if (moderator_.window_ns()) {
+      uint64_t bytes = 0;
+      for (uint32_t i = 0; i < k; ++i) bytes += out[i].len;
+      moderator_.after_wait(now_ns_, k, bytes);
+    }
   } else if (must_enter) {
     enter(0, 0);
     k = reap(out, n);
@@ -255,6 +261,8 @@ void UringWorker::handle(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
       --cn.x.ops;
       return maybe_finish(slot);
     }
+    case Op::udp_gso:
+      return on_gso_send(c);
     case Op::wake:
       woken_ = true;
       counters_.wakeups.add();
@@ -437,20 +445,74 @@ uint8_t* UringWorker::dgram_reserve(SocketId s, Endpoint to, uint32_t n) {
   return tx_.data(b);
 }
 
-// Queues one sendmsg SQE; the buffer is the kernel's until the CQE gives it back to the pool.
+// The datagram joins a GSO train to its destination when it can (sent at the latest by
+// flush()), else it is queued as its own send. Either way the buffer is the kernel's until
+// the send's CQE gives it back to the pool.
 void UringWorker::dgram_commit(uint32_t n) {
   assert(res_buf_ != kernel::kNoTxBuf && n <= res_len_);
-  TxMsg& m = txmsg_[res_buf_];
+  const uint32_t b = std::exchange(res_buf_, kernel::kNoTxBuf);
+  if (gso_on_) {
+    auto submit = [this](uint32_t t) { submit_train(t); };
+    const sockaddr_in& to = txmsg_[b].to;
+    if (kernel::GsoTrains::eligible(n)) {
+      const uint32_t t = gso_.join(res_sock_, to, n, submit);
+      if (t != kernel::kNoTrain) {
+        gso_.at(t).add(b, tx_.data(b), n);
+        gso_.close_if_full(t, submit);
+        return;
+      }
+    } else {
+      gso_.close(res_sock_, to, submit);  // keep this destination's order
+    }
+  }
+  send_one(res_sock_, b, n);
+}
+
+// One datagram in tx buffer b, as its own send SQE.
+void UringWorker::send_one(SocketId s, uint32_t b, uint32_t n) {
+  TxMsg& m = txmsg_[b];
   io_uring_sqe* e = sqe();
   if (plan_.send_to) {
-    io_uring_prep_send(e, socks_[res_sock_].fd.get(), m.iov.iov_base, n, 0);
+    io_uring_prep_send(e, socks_[s].fd.get(), m.iov.iov_base, n, 0);
     io_uring_prep_send_set_addr(e, reinterpret_cast<const sockaddr*>(&m.to), sizeof m.to);
   } else {
     m.iov.iov_len = n;
-    io_uring_prep_sendmsg(e, socks_[res_sock_].fd.get(), &m.msg, 0);
+    io_uring_prep_sendmsg(e, socks_[s].fd.get(), &m.msg, 0);
   }
-  io_uring_sqe_set_data64(e, pack(Op::udp_send, res_buf_));
-  res_buf_ = kernel::kNoTxBuf;
+  io_uring_sqe_set_data64(e, pack(Op::udp_send, b));
+}
+
+// A train leaves: two or more datagrams as one UDP_SEGMENT sendmsg (the descriptor is the
+// kernel's until its CQE), a single one as an ordinary send.
+void UringWorker::submit_train(uint32_t t) {
+  kernel::GsoTrain& tr = gso_.at(t);
+  if (tr.n == 1) {
+    send_one(tr.sock, tr.buf[0], uint32_t(tr.iov[0].iov_len));
+    return gso_.release(t);
+  }
+  io_uring_sqe* e = sqe();
+  io_uring_prep_sendmsg(e, socks_[tr.sock].fd.get(), tr.finish(), 0);
+  io_uring_sqe_set_data64(e, pack(Op::udp_gso, t));
+}
+
+void UringWorker::on_gso_send(const io_uring_cqe& c) {
+  const uint32_t t = uring::index_of(c.user_data);
+  kernel::GsoTrain& tr = gso_.at(t);
+  if (c.res >= 0) {
+    counters_.tx_gso_sends.add();
+    counters_.tx_datagrams.add(tr.n);
+    counters_.tx_bytes.add(uint64_t(c.res));
+    for (uint32_t i = 0; i < tr.n; ++i) tx_.give(tr.buf[i]);
+  } else if (c.res == -EINVAL || c.res == -EIO) {
+    // The kernel refused segmentation on this path (an MTU below the segment, a device or
+    // route without GSO): send these datagrams alone, and every later one too.
+    gso_on_ = false;
+    for (uint32_t i = 0; i < tr.n; ++i) send_one(tr.sock, tr.buf[i], uint32_t(tr.iov[i].iov_len));
+  } else {
+    counters_.tx_errors.add(tr.n);
+    for (uint32_t i = 0; i < tr.n; ++i) tx_.give(tr.buf[i]);
+  }
+  gso_.release(t);
 }
 
 void UringWorker::flush() {
@@ -469,6 +531,7 @@ void UringWorker::flush() {
       finish_drain(slot);
   }
   dirty_.clear();
+  if (gso_.open_count()) gso_.close_all([this](uint32_t t) { submit_train(t); });
   // One enter: submit the batch and run deferred completions, so the next poll() usually
   // finds CQEs without entering the kernel again.
   if (io_uring_sq_ready(&ring_)) io_uring_submit_and_get_events(&ring_);

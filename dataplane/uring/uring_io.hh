@@ -1,9 +1,10 @@
 // io_uring backend: one ring per worker, created on the worker's thread.
 //
 //   UDP   one SO_REUSEPORT socket per worker and spec; a multishot recvmsg per socket draws
-//         from the worker's datagram buffer ring (group kUdpGroup); every committed datagram
-//         is one send SQE (sendto, or sendmsg on kernels without it); flush() submits them
-//         all in one io_uring_enter, which also collects completions.
+//         from the worker's datagram buffer ring (group kUdpGroup); consecutive datagrams to
+//         one destination leave as one UDP GSO sendmsg (dataplane/kernel/udp_gso.hh), any
+//         other datagram as its own send SQE (sendto, or sendmsg on kernels without it);
+//         flush() submits them all in one io_uring_enter, which also collects completions.
 //   TCP   one SO_REUSEPORT listener per worker (multishot accept); a connection lives on the
 //         worker that accepted (or connected, IORING_OP_CONNECT) it; multishot recv draws
 //         from the stream buffer ring (group kTcpGroup); output is queued in a bounded
@@ -36,7 +37,9 @@
 #include "dataplane/kernel/out_buffer.hh"
 #include "dataplane/kernel/sockets.hh"
 #include "dataplane/kernel/tx_pool.hh"
+#include "dataplane/kernel/udp_gso.hh"
 #include "dataplane/result.hh"
+#include "dataplane/uring/moderation.hh"
 
 namespace cw::dp {
 
@@ -55,6 +58,8 @@ struct RingPlan {
   // Datagrams go out as IORING_OP_SEND with a destination address (sendto) when the kernel
   // takes one; else as IORING_OP_SENDMSG (the kernel then also copies a msghdr per send).
   bool send_to = false;
+  // UDP_SEGMENT is available and IoConfig::udp_gso asks for it.
+  bool udp_gso = false;
 };
 
 // SQE user_data: [63..56] op, [55..32] generation, [31..0] index. For connection ops the
@@ -69,6 +74,7 @@ enum class Op : uint8_t {
   connect,   // index = connection slot
   cancel,    // index = connection slot (result ignored)
   wake,      // eventfd read
+  udp_gso,   // index = GSO train (kernel::GsoTrains)
 };
 inline constexpr uint64_t pack(Op op, uint32_t index, uint32_t gen = 0) {
   return uint64_t(op) << 56 | uint64_t(gen & 0xFFFFFFu) << 32 | index;
@@ -218,6 +224,9 @@ class UringWorker {
   void arm_send(uint32_t slot);
   void arm_wake();
   void recycle(uring::BufRing& br, const io_uring_cqe& c);
+  void send_one(SocketId s, uint32_t b, uint32_t n);
+  void submit_train(uint32_t t);
+  void on_gso_send(const io_uring_cqe& c);
   void mark_dirty(uint32_t slot);
   void begin_drain(uint32_t slot, CloseReason why);
   void finish_drain(uint32_t slot);
@@ -251,6 +260,11 @@ class UringWorker {
   SocketId res_sock_ = 0;
   ConnId res_conn_ = kNoConn;  // open stream reservation
   uint32_t res_len_ = 0;
+  // UDP GSO trains (gathering, or in flight until their CQE). gso_on_ starts as
+  // plan_.udp_gso and drops for good if the kernel refuses a train (then every datagram
+  // goes alone; the refused train is resent datagram by datagram).
+  kernel::GsoTrains gso_;
+  bool gso_on_ = false;
 
   // Connections (shared slot table), their output chunks, and the slots with new output.
   Conns conns_;
@@ -267,7 +281,7 @@ class UringWorker {
   kernel::Fd wake_fd_;
   uint64_t wake_buf_ = 0;
   bool woken_ = false;
-  bool coalescing_ = false;      // interrupt moderation engaged (see IoConfig::coalesce_us)
+  uring::Moderator moderator_;   // interrupt moderation (IoConfig::coalesce_us)
   uint32_t accepts_paused_ = 0;  // listeners waiting out kAcceptBackoffNs
 };
 

@@ -343,6 +343,7 @@ Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& cfg,
   });
   if (pick.err != 0) return make_error(setup_failure(pick.err));
   b->plan_.send_to = on_own_thread(probe_send_to);
+  b->plan_.udp_gso = cfg.udp_gso && kernel::udp_gso_available();
   b->plan_.setup_flags = pick.flags;
   b->plan_.sq_entries = uring::kSqEntries;
   b->plan_.cq_entries = cq;
@@ -350,10 +351,11 @@ Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& cfg,
       b->plan_.setup_flags & (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN);
   char line[320];
   std::snprintf(line, sizeof line,
-                "ring flags %s (busy-poll and interrupt mode), sq %u cq %u; datagram tx %s; "
+                "ring flags %s (busy-poll and interrupt mode), sq %u cq %u; datagram tx %s%s; "
                 "udp rx %u x %u B, tcp rx %u x %u B, tx %u x %u B + %u x %u B",
                 flag_names(b->plan_.setup_flags).c_str(), uring::kSqEntries, cq,
-                b->plan_.send_to ? "send+addr" : "sendmsg", udp_buf_count(cfg), udp_buf_size(cfg),
+                b->plan_.send_to ? "send+addr" : "sendmsg",
+                b->plan_.udp_gso ? " + gso" : "", udp_buf_count(cfg), udp_buf_size(cfg),
                 cfg.rx_buffers, cfg.rx_buffer_size, cfg.tx_buffers, kernel::kTxSmallBytes,
                 kernel::kTxLargeBuffers, cfg.max_datagram);
   b->features_ = line;
@@ -410,6 +412,8 @@ Result<std::unique_ptr<UringWorker>> UringBackend::open_worker(unsigned i) {
     m.iov.iov_base = w->tx_.data(t);
   }
   w->dirty_.reserve(cfg_.max_conns);
+  w->gso_on_ = w->plan_.udp_gso;
+  w->moderator_ = uring::Moderator(cfg_.coalesce_us);
 
   w->wake_fd_ = kernel::Fd(eventfd(0, EFD_CLOEXEC));
   if (!w->wake_fd_.valid()) return make_error(who + "eventfd: " + errstr(errno));

@@ -83,6 +83,7 @@ TEST(Config, ExampleFileParsesAndMatchesDefaults) {
   EXPECT_EQ(r->io.tx_buffers, d.io.tx_buffers);
   EXPECT_EQ(r->loop.burst, d.loop.burst);
   EXPECT_EQ(r->io.coalesce_us, d.io.coalesce_us);
+  EXPECT_TRUE(r->io.udp_gso);
   ASSERT_EQ(r->services.size(), 2u);
   EXPECT_EQ(describe(r.value()).back(), describe(d).back());
 }
@@ -102,6 +103,7 @@ rx_buffer_size = "4KiB"
 tx_buffers = 512
 burst = 32
 coalesce_us = 50
+udp_gso = false
 [log]
 level = "debug"
 [[service]]
@@ -126,13 +128,14 @@ tcp = 0
   EXPECT_EQ(r->io.tx_buffers, 512u);
   EXPECT_EQ(r->loop.burst, 32u);
   EXPECT_EQ(r->io.coalesce_us, 50u);
+  EXPECT_FALSE(r->io.udp_gso);
   EXPECT_EQ(r->log_level, "debug");
   ASSERT_EQ(r->services.size(), 2u);
   EXPECT_FALSE(r->services[0].tcp);
   EXPECT_EQ(dp::to_string(r->endpoint(*r->services[0].udp)), "127.0.0.2:7000");
   EXPECT_FALSE(r->services[1].udp);
   EXPECT_EQ(dp::to_string(r->endpoint(*r->services[1].tcp)), "0.0.0.0:0");
-  EXPECT_EQ(r->services[1].tcp->line, 22);
+  EXPECT_EQ(r->services[1].tcp->line, 23);
   EXPECT_TRUE(finalize(r.value()));
 }
 
