@@ -14,7 +14,7 @@ median and the spread (min..max) of each figure, and ratios of medians.
                replies/s
   ping-pong    sockperf ping-pong --full-rtt, round trip p50 and p99 (us)
   efficiency   sockperf under-load --mps 100000; server CPU (utime+stime from /proc) per
-               message sent (us/msg). corewire in interrupt mode, without and with
+               message sent (us/msg), and the round trip p50 that sockperf reports. corewire in interrupt mode, without and with
                interrupt moderation (runtime.coalesce_us); the ceiling spins by design and is
                left out of this row.
 
@@ -121,14 +121,16 @@ def sockperf_ul(args, port, tcp, server_pid):
     before = cpu_seconds(server_pid)
     out = run(["taskset", "-c", str(args.client_core), "sockperf", "under-load", "-i", "127.0.0.1",
                "-p", str(port), "-m", str(args.msg), "-t", str(args.duration),
-               "--mps", str(args.mps)] + (["--tcp"] if tcp else []), args.duration + 20)
+               "--mps", str(args.mps), "--full-rtt"] + (["--tcp"] if tcp else []), args.duration + 20)
     time.sleep(0.2)  # let the server finish what is queued
     cpu = cpu_seconds(server_pid) - before
     sent = re.search(r"SentMessages=(\d+)", out)
     if not sent:
         raise RuntimeError("sockperf under-load gave no counts:\n" + out)
     n = int(sent.group(1))
-    return {"sent": n, "server_cpu_s": cpu, "us_per_msg": cpu / n * 1e6 if n else None}
+    p50 = re.search(r"percentile 50\.000 =\s+([\d.]+)", out)
+    return {"sent": n, "server_cpu_s": cpu, "us_per_msg": cpu / n * 1e6 if n else None,
+            "p50_us": float(p50.group(1)) if p50 else None}
 
 
 def bench_throughput(args, port, tcp):
@@ -183,12 +185,14 @@ def measure(args, tcp):
                 if name == "sockperf":
                     ul = sockperf_ul(args, port, tcp, srv.proc.pid)
                     m.setdefault("us_per_msg", []).append(ul["us_per_msg"])
+                    m.setdefault("ul_p50_us", []).append(ul["p50_us"])
             if name == "corewire":
-                for mode, key in (("interrupt", "us_per_msg"), ("coalesce", "us_per_msg_coalesce")):
+                for mode, sfx in (("interrupt", ""), ("coalesce", "_coalesce")):
                     port = free_port()
                     with make(port, mode) as srv:
                         ul = sockperf_ul(args, port, tcp, srv.proc.pid)
-                        m.setdefault(key, []).append(ul["us_per_msg"])
+                        m.setdefault("us_per_msg" + sfx, []).append(ul["us_per_msg"])
+                        m.setdefault("ul_p50_us" + sfx, []).append(ul["p50_us"])
             print(f"  run {r + 1}/{args.runs} {'tcp' if tcp else 'udp'} {name}: "
                   + ", ".join(f"{k}={v[-1]:.3f}" for k, v in m.items() if v), file=sys.stderr)
     return results
@@ -208,13 +212,16 @@ def table(results, tcp):
     lines = [f"### {'TCP' if tcp else 'UDP'} echo, {args_g.msg}-byte messages",
              "",
              "| server | throughput (k msg/s) | ping-pong RTT p50 (us) | RTT p99 (us) | "
-             "CPU per msg at 100k msg/s (us) | same, coalesce_us=%d |" % args_g.coalesce_us,
-             "|---|---|---|---|---|---|"]
+             "CPU per msg at 100k msg/s (us) | same, coalesce_us=%d | "
+             "RTT p50 at 100k msg/s (us) | same, coalesce_us=%d |"
+             % (args_g.coalesce_us, args_g.coalesce_us),
+             "|---|---|---|---|---|---|---|---|"]
     for n in ("ceiling", "sockperf", "corewire"):
         m = results[n]
         lines.append(f"| {n} | {fmt([v / 1e3 for v in m['msg_per_s']], 1)} | {fmt(m['p50_us'])} | "
                      f"{fmt(m['p99_us'])} | {fmt(m.get('us_per_msg', []), 3)} | "
-                     f"{fmt(m.get('us_per_msg_coalesce', []), 3)} |")
+                     f"{fmt(m.get('us_per_msg_coalesce', []), 3)} | {fmt(m.get('ul_p50_us', []))} | "
+                     f"{fmt(m.get('ul_p50_us_coalesce', []))} |")
     c, k, s = med["corewire"], med["ceiling"], med["sockperf"]
     lines += ["",
               f"- throughput: corewire / ceiling = **{c['msg_per_s'] / k['msg_per_s']:.3f}**, "
