@@ -54,6 +54,9 @@ struct RingPlan {
   // Completions appear only when the worker enters the kernel (DEFER_TASKRUN or
   // COOP_TASKRUN); otherwise task work interrupts the worker and the CQ fills by itself.
   bool enter_for_completions = false;
+  // IORING_SQ_TASKRUN in the SQ flags says when completion work is waiting: an empty busy
+  // poll need not enter the kernel (it still does every kForcedEnterPolls polls).
+  bool taskrun_flag = false;
   bool ring_fd_registered = false;  // per worker: enter via the registered ring index
   // Datagrams go out as IORING_OP_SEND with a destination address (sendto) when the kernel
   // takes one; else as IORING_OP_SENDMSG (the kernel then also copies a msghdr per send).
@@ -116,6 +119,9 @@ inline constexpr unsigned kDiscardReads = 16;
 // A listener whose accept failed for want of resources (EMFILE, ENFILE, ENOMEM, ENOBUFS)
 // pauses this long before accepting again, instead of spinning on the same failure.
 inline constexpr uint64_t kAcceptBackoffNs = 10'000'000;
+// Busy-poll with TASKRUN_FLAG: polls that skip io_uring_enter on a clear flag before one
+// enters anyway (a safety net should the kernel leave work without raising the flag).
+inline constexpr uint32_t kForcedEnterPolls = 64;
 // Interrupt moderation: completions to wait for before waking while arrivals cluster.
 inline constexpr unsigned kCoalesceBatch = 16;
 
@@ -282,6 +288,7 @@ class UringWorker {
   uint64_t wake_buf_ = 0;
   bool woken_ = false;
   uring::Moderator moderator_;   // interrupt moderation (IoConfig::coalesce_us)
+  uint32_t skipped_enters_ = 0;  // busy polls that did not enter (see kForcedEnterPolls)
   uint32_t accepts_paused_ = 0;  // listeners waiting out kAcceptBackoffNs
 };
 

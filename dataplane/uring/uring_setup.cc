@@ -60,14 +60,19 @@ int init_ring(io_uring* ring, unsigned sq, unsigned cq, unsigned flags) {
 // Flag sets to try, best first (the same for busy-poll and interrupt mode, see below).
 //   DEFER_TASKRUN (6.1, needs SINGLE_ISSUER): completion work runs only when the worker
 //     enters the kernel, batched, in its own context: no IPI or signal-like task work into a
-//     running worker. Interrupt mode: fewer, fuller wake-ups. Busy-poll: each empty poll is
-//     one io_uring_enter(GETEVENTS) (~0.1-0.2 us), which measured better than spinning on
-//     the CQ with plain rings, where every packet's completion interrupts the worker with
-//     an IPI (ping-pong p50 about 1.5x worse on the shared 2-core test machine).
-//   COOP_TASKRUN (5.19) + TASKRUN_FLAG: no IPIs either; the SQ flag says when to enter.
+//     running worker. Interrupt mode: fewer, fuller wake-ups. This measured better than
+//     spinning on the CQ with plain rings, where every packet's completion interrupts the
+//     worker with an IPI (ping-pong p50 about 1.5x worse on the shared 2-core test machine).
+//   TASKRUN_FLAG: the kernel sets IORING_SQ_TASKRUN in the shared SQ flags when completion
+//     work is waiting, so a busy-polling worker spins on that word and enters the kernel
+//     only when there is something to run (an empty io_uring_enter costs ~0.5 us in a VM).
+//     Taken with DEFER_TASKRUN where the kernel allows the pair, else with COOP_TASKRUN
+//     (5.19), which has no IPIs either.
 //   SUBMIT_ALL (5.18): one bad SQE does not stop the rest of a batch.
 // SQPOLL is never used: its kernel thread would burn a second core per worker.
 constexpr unsigned kFlagSets[] = {
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+        IORING_SETUP_SUBMIT_ALL,
     IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
     IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
         IORING_SETUP_SUBMIT_ALL,
@@ -349,6 +354,7 @@ Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& cfg,
   b->plan_.cq_entries = cq;
   b->plan_.enter_for_completions =
       b->plan_.setup_flags & (IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN);
+  b->plan_.taskrun_flag = b->plan_.setup_flags & IORING_SETUP_TASKRUN_FLAG;
   char line[320];
   std::snprintf(line, sizeof line,
                 "ring flags %s (busy-poll and interrupt mode), sq %u cq %u; datagram tx %s%s; "
