@@ -597,6 +597,7 @@ void EpollWorker::flush() {
 }
 
 void EpollWorker::send_datagrams() {
+  if (gso_on_) return send_gso();
   // One sendmmsg per run of datagrams on the same socket (usually one run).
   uint32_t i = 0;
   while (i < tx_n_) {
@@ -628,6 +629,98 @@ void EpollWorker::send_run(int fd, uint32_t first, uint32_t count) {
       return;
     }
     counters_.tx_errors.add();  // this datagram failed (EMSGSIZE, unreachable, ...): skip it
+    ++off;
+  }
+}
+
+// The GSO path of send_datagrams(): datagrams to one destination join a train (commit
+// order kept per destination), then one sendmmsg per run of sends on the same socket.
+void EpollWorker::send_gso() {
+  uint32_t m = 0;
+  auto submit = [&](uint32_t t) { gso_out_[m++] = t; };
+  for (uint32_t i = 0; i < tx_n_; ++i) {
+    const uint32_t len = uint32_t(tx_iov_[i].iov_len);
+    if (kernel::GsoTrains::eligible(len)) {
+      const uint32_t t = gso_.join(tx_sock_[i], tx_addr_[i], len, submit);
+      if (t != kernel::kNoTrain) {
+        gso_.at(t).add(i, static_cast<uint8_t*>(tx_iov_[i].iov_base), len);
+        gso_.close_if_full(t, submit);
+        continue;
+      }
+    } else {
+      gso_.close(tx_sock_[i], tx_addr_[i], submit);  // keep this destination's order
+    }
+    gso_out_[m++] = kGsoSingle | i;
+  }
+  gso_.close_all(submit);
+  // Headers: a train of one is sent as the plain datagram it is.
+  for (uint32_t k = 0; k < m; ++k) {
+    const uint32_t o = gso_out_[k];
+    if (!(o & kGsoSingle) && gso_.at(o).n == 1) gso_out_[k] = kGsoSingle | gso_.at(o).buf[0];
+    const uint32_t x = gso_out_[k];
+    gso_msgs_[k].msg_hdr =
+        (x & kGsoSingle) ? tx_msgs_[x & ~kGsoSingle].msg_hdr : *gso_.at(x).finish();
+  }
+  uint32_t i = 0;
+  while (i < m) {
+    const auto sock_of = [&](uint32_t o) {
+      return o & kGsoSingle ? tx_sock_[o & ~kGsoSingle] : gso_.at(o).sock;
+    };
+    uint32_t j = i + 1;
+    while (j < m && sock_of(gso_out_[j]) == sock_of(gso_out_[i])) ++j;
+    send_gso_run(socks_[sock_of(gso_out_[i])].fd, i, j - i);
+    i = j;
+  }
+  for (uint32_t k = 0; k < m; ++k)
+    if (!(gso_out_[k] & kGsoSingle)) gso_.release(gso_out_[k]);
+  for (uint32_t b = 0; b < tx_n_; ++b) tx_pool_.give(tx_buf_[b]);
+  tx_n_ = 0;
+}
+
+// sendmmsg of gso_msgs_[first, first + count): like send_run, counting each train as its
+// datagrams; a train the kernel refuses (EINVAL, EIO) turns GSO off and goes datagram by
+// datagram.
+void EpollWorker::send_gso_run(int fd, uint32_t first, uint32_t count) {
+  uint32_t off = 0;
+  auto datagrams = [&](uint32_t k) {
+    const uint32_t o = gso_out_[first + k];
+    return o & kGsoSingle ? 1u : gso_.at(o).n;
+  };
+  while (off < count) {
+    const uint32_t want = count - off < kSendmmsgMax ? count - off : kSendmmsgMax;
+    const int r = sendmmsg(fd, gso_msgs_.get() + first + off, want, MSG_DONTWAIT);
+    if (r > 0) {
+      for (uint32_t k = off; k < off + uint32_t(r); ++k) {
+        counters_.tx_bytes.add(gso_msgs_[first + k].msg_len);
+        counters_.tx_datagrams.add(datagrams(k));
+        if (datagrams(k) > 1) counters_.tx_gso_sends.add();
+      }
+      off += uint32_t(r);
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    uint32_t rest = 0;
+    for (uint32_t k = off; k < count; ++k) rest += datagrams(k);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+      counters_.tx_errors.add(rest);  // socket buffer full: the rest is dropped
+      return;
+    }
+    const uint32_t o = gso_out_[first + off];
+    if (!(o & kGsoSingle) && (errno == EINVAL || errno == EIO)) {
+      gso_on_ = false;
+      const kernel::GsoTrain& t = gso_.at(o);
+      for (uint32_t d = 0; d < t.n; ++d) {
+        // t.buf holds the datagrams' indices into the tx arrays (see send_gso).
+        if (::sendmsg(fd, &tx_msgs_[t.buf[d]].msg_hdr, MSG_DONTWAIT) >= 0) {
+          counters_.tx_datagrams.add();
+          counters_.tx_bytes.add(t.iov[d].iov_len);
+        } else {
+          counters_.tx_errors.add();
+        }
+      }
+    } else {
+      counters_.tx_errors.add(datagrams(off));  // EMSGSIZE, unreachable, ...: skip it
+    }
     ++off;
   }
 }

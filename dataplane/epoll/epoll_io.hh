@@ -51,6 +51,7 @@
 #include "dataplane/kernel/out_buffer.hh"
 #include "dataplane/kernel/sockets.hh"
 #include "dataplane/kernel/tx_pool.hh"
+#include "dataplane/kernel/udp_gso.hh"
 
 namespace cw::dp {
 
@@ -127,6 +128,8 @@ class EpollWorker {
   void unmark_dirty(uint32_t slot);
   void send_datagrams();
   void send_run(int fd, uint32_t first, uint32_t count);
+  void send_gso();
+  void send_gso_run(int fd, uint32_t first, uint32_t count);
   int wait(int64_t timeout_ns);
   void sample_drops();
   uint32_t rx_room() const { return uint32_t(rx_arena_.size() - rx_used_); }
@@ -162,6 +165,15 @@ class EpollWorker {
   std::unique_ptr<sockaddr_in[]> tx_addr_;
   std::unique_ptr<uint32_t[]> tx_buf_;
   std::unique_ptr<SocketId[]> tx_sock_;
+  // UDP GSO (kernel/udp_gso.hh): at flush, the committed datagrams are gathered into trains
+  // per destination; gso_out_ lists the sends in order (a train index, or kGsoSingle + the
+  // datagram's index), gso_msgs_ their headers for sendmmsg. gso_on_ drops for good if the
+  // kernel refuses a train (its datagrams are then sent alone).
+  static constexpr uint32_t kGsoSingle = 1u << 31;
+  kernel::GsoTrains gso_;
+  bool gso_on_ = false;
+  std::unique_ptr<uint32_t[]> gso_out_;
+  std::unique_ptr<mmsghdr[]> gso_msgs_;
 
   // the open reservation
   Res res_ = Res::none;

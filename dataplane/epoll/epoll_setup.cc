@@ -114,6 +114,11 @@ Result<void> EpollWorker::setup(std::vector<kernel::Fd> fds, std::span<const Soc
   tx_addr_ = std::make_unique<sockaddr_in[]>(tx_cap_);
   tx_buf_ = std::make_unique<uint32_t[]>(tx_cap_);
   tx_sock_ = std::make_unique<SocketId[]>(tx_cap_);
+  gso_on_ = cfg_.udp_gso && kernel::udp_gso_available();
+  if (gso_on_) {
+    gso_out_ = std::make_unique<uint32_t[]>(tx_cap_);
+    gso_msgs_ = std::make_unique<mmsghdr[]>(tx_cap_);
+  }
   return {};
 }
 
