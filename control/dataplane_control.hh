@@ -6,7 +6,7 @@
 // Use from main, after rt.start():
 //   auto ctl = ctl::DataplaneControl<Rt>::start(rt, control_cfg, hooks);
 //   ... wait for a signal or hooks.request_exit ...
-//   ctl->set_state(ctl::State::draining); ctl::wait_drained(rt, deadline); rt.stop();
+//   ctl->drain(); ctl::wait_drained(rt, deadline); rt.stop();
 #pragma once
 
 #include <unistd.h>
@@ -21,18 +21,40 @@
 #include <vector>
 
 #include "app/runtime/service.hh"
+#include "app/runtime/worker.hh"
 #include "control/control_config.hh"
 #include "control/control_socket.hh"
+#include "control/mail.hh"
 #include "control/publisher.hh"
 #include "control/segment.hh"
 
 namespace cw::ctl {
 
-// Mail kinds the control thread sends to services (Mail::kind, from kControlSender). A
-// service that supports them implements on_mail; others ignore them.
-inline constexpr uint16_t kMailServiceDisable = 0xC001;  // stop serving new requests
-inline constexpr uint16_t kMailServiceEnable = 0xC002;
-inline constexpr uint16_t kMailDrain = 0xC003;  // finish in-flight work, accept nothing new
+// The drain mail: rt::kMailStopAccepting to every worker (its listeners close) and
+// kMailDrain to every service on every worker. Only the control ring's producer may call
+// this (the control thread, or main when management is off). `done` has one byte per mail
+// (sized by the first call) and remembers what is queued; a full ring is retried by the
+// next call. True once everything is queued.
+template <class R>
+bool post_drain(R& rt, std::vector<char>& done) {
+  const unsigned nw = rt.workers();
+  const size_t per = 1 + rt.service_names().size();
+  done.resize(size_t(nw) * per, 0);
+  bool all = true;
+  for (unsigned w = 0; w < nw; ++w) {
+    for (size_t i = 0; i < per; ++i) {
+      char& d = done[w * per + i];
+      if (d) continue;
+      rt::Mail m;
+      m.service = i == 0 ? rt::kWorkerMail : uint16_t(i - 1);
+      m.kind = i == 0 ? rt::kMailStopAccepting : kMailDrain;
+      m.from = rt::kControlSender;
+      d = rt.mailboxes().send(nw, w, m);
+      all = all && d;
+    }
+  }
+  return all;
+}
 
 struct DataplaneHooks {
   std::function<Json()> config_json;                             // "config"
@@ -93,6 +115,12 @@ class DataplaneControl {
 
   // Any thread: the state published on the next tick.
   void set_state(State s) { want_state_.store(uint64_t(s)); }
+  // Any thread (SIGTERM in main, the "drain" command): state draining, and the control
+  // thread posts the drain mail (post_drain) from its next tick on until all is queued.
+  void drain() {
+    set_state(State::draining);
+    drain_requested_.store(true);
+  }
   State state() const { return State(want_state_.load()); }
   const std::string& stats_path() const { return cfg_.stats; }
   const std::string& socket_path() const { return cfg_.socket; }
@@ -103,6 +131,7 @@ class DataplaneControl {
 
   // Control thread: publish counters and state.
   void tick() {
+    if (drain_requested_.load() && !drain_posted_) drain_posted_ = post_drain(rt_, drain_done_);
     publish(*seg_, rt_);
     seg_->set_state(State(want_state_.load()));
   }
@@ -184,13 +213,12 @@ class DataplaneControl {
       return Json{{"name", req["name"]}, {"enabled", on}, {"workers_notified", sent}};
     });
     srv_->on("drain", [this](const Json&) {
-      set_state(State::draining);
-      unsigned sent = 0;
-      for (size_t s = 0; s < rt_.service_names().size(); ++s)
-        sent += post_all(uint16_t(s), kMailDrain);
+      drain();
+      if (!drain_posted_) drain_posted_ = post_drain(rt_, drain_done_);
       if (hooks_.request_exit) hooks_.request_exit(true);
-      return Json{
-          {"state", "draining"}, {"deadline_ms", cfg_.drain_timeout_ms}, {"mail_sent", sent}};
+      return Json{{"state", "draining"},
+                  {"deadline_ms", cfg_.drain_timeout_ms},
+                  {"mail_queued", bool(drain_posted_)}};
     });
     srv_->on("shutdown", [this](const Json&) {
       if (hooks_.request_exit) hooks_.request_exit(false);
@@ -209,6 +237,9 @@ class DataplaneControl {
   std::unique_ptr<SegmentWriter> seg_;
   std::unique_ptr<ControlServer> srv_;
   std::vector<char> enabled_;  // control thread only
+  std::vector<char> drain_done_;  // control thread only: post_drain's bookkeeping
+  bool drain_posted_ = false;     // control thread only
+  std::atomic<bool> drain_requested_{false};
   std::atomic<uint64_t> want_state_{uint64_t(State::serving)};
 };
 

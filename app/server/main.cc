@@ -1,7 +1,8 @@
 // corewire: the server. Reads the config (file + command line), starts the per-core runtime
 // with the configured services, logs the endpoints it actually bound, and runs until SIGINT
-// or SIGTERM; then drains (waits, up to control.drain_timeout_ms, for open connections to
-// close), stops the workers, logs the counters and exits 0. Management (control/): the stats
+// or SIGTERM; then drains (every worker closes its listeners, so new connects are refused;
+// then it waits, up to control.drain_timeout_ms, for open connections to close), stops the
+// workers (which flush queued replies), logs the counters and exits 0. Management (control/): the stats
 // segment and the control socket run on one control thread; SIGHUP reloads the config and
 // applies what can change live (the log level), naming the keys that need a restart.
 //
@@ -15,6 +16,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 
 #include "app/runtime/launch.hh"
 #include "app/server/config.hh"
@@ -27,6 +29,7 @@ using namespace cw;
 
 constexpr int kExitStartFailed = 1;
 constexpr int kExitBadConfig = 2;
+constexpr int kDrainPostTries = 1000;  // 1 ms apart: workers empty their mailboxes every loop
 
 void setup_logging(const std::string& level) {
   auto logger = spdlog::stderr_logger_mt("corewire");
@@ -226,8 +229,15 @@ int main(int argc, char** argv) {
     spdlog::info("shutdown requested, stopping");
   } else {
     spdlog::info("{} received, draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    if (control) control->set_state(ctl::State::draining);
-    if (!ctl::wait_drained(runtime, std::chrono::milliseconds(cfg.control.drain_timeout_ms)))
+    const auto deadline = std::chrono::milliseconds(cfg.control.drain_timeout_ms);
+    if (control) {
+      control->drain();  // its thread posts the drain mail (the control rings' one producer)
+    } else {
+      std::vector<char> done;  // no control thread: main is the rings' only producer
+      for (int i = 0; i < kDrainPostTries && !ctl::post_drain(runtime, done); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (!ctl::wait_drained(runtime, deadline))
       spdlog::warn("drain deadline passed with connections open; stopping");
   }
   runtime.stop();

@@ -1,7 +1,8 @@
 // Native-protocol echo (default port 11112, UDP and TCP): a request to service kEchoService
 // gets a response with the same request id, service id and payload; a one-way message is
 // counted and not answered. Error handling and the UDP amplification rule: docs/protocol.md.
-// One instance per worker; stateless, so nothing is shared and nothing is allocated.
+// One instance per worker; nothing is shared and nothing is allocated. Its only state is
+// the enabled flag (`corewirectl service enable|disable echo`, see on_mail).
 #pragma once
 
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include "app/protocol/native.hh"
 #include "app/runtime/service.hh"
 #include "app/services/udp_reply.hh"
+#include "control/mail.hh"
 #include "dataplane/io.hh"
 
 namespace cw::svc {
@@ -32,6 +34,10 @@ class NativeEcho {
       if (a == Action::unknown_service)
         return udp_error(ctx, it, d.header, nt::ErrorCode::unknown_service);
       ctx.svc->requests.add();
+      if (!enabled_) {
+        if (a == Action::consume) return ctx.svc->dropped.add();
+        return udp_error(ctx, it, d.header, nt::ErrorCode::unknown_service);
+      }
       if (a == Action::consume) return;
       uint8_t* out = ctx.io.dgram_reserve(it.sock, it.peer, d.frame_len);
       if (!out) return ctx.svc->dropped.add();
@@ -72,6 +78,14 @@ class NativeEcho {
         continue;
       }
       ctx.svc->requests.add();
+      if (!enabled_) {
+        if (a == Action::consume) {
+          ctx.svc->dropped.add();
+          continue;
+        }
+        if (!stream_error(ctx, c, d.header, nt::ErrorCode::unknown_service)) return {used, true};
+        continue;
+      }
       if (a == Action::consume) continue;
       uint8_t* out = ctx.io.stream_reserve(c, d.frame_len);
       if (!out) {  // connection gone or its output bound hit (the backend closes it)
@@ -83,6 +97,17 @@ class NativeEcho {
     }
     return {used, false};
   }
+
+  // `service enable|disable` (control/mail.hh). While disabled, a well-formed request is
+  // still counted (requests) but answered with an error, code unknown_service (errors); a
+  // one-way message is dropped (dropped). Drain needs nothing here: echo keeps no state
+  // between messages, so the worker's closed listeners are all a drain takes.
+  template <class Io>
+  void on_mail(rt::Ctx<Io>&, const rt::Mail& m) {
+    if (m.kind == ctl::kMailServiceDisable) enabled_ = false;
+    if (m.kind == ctl::kMailServiceEnable) enabled_ = true;
+  }
+  bool enabled() const { return enabled_; }
 
  private:
   enum class Action : uint8_t { reply, consume, drop, unknown_service };
@@ -141,6 +166,8 @@ class NativeEcho {
     ctx.svc->errors.add();
     return true;
   }
+
+  bool enabled_ = true;  // owner worker only; set by on_mail
 };
 
 }  // namespace cw::svc
