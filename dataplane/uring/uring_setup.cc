@@ -452,7 +452,9 @@ void UringWorker::stop_accepting() {
       --accepts_paused_;
     } else {
       io_uring_sqe* e = sqe();
-      io_uring_prep_cancel_fd(e, k.fd.get(), IORING_ASYNC_CANCEL_ALL);
+      // By user_data, not by fd: the fd is closed below, before this SQE is submitted.
+      io_uring_prep_cancel64(e, uring::pack(uring::Op::accept, uint32_t(s)),
+                             IORING_ASYNC_CANCEL_ALL);
       io_uring_sqe_set_data64(e, uring::pack(uring::Op::none, 0));
     }
     k.fd.reset();
