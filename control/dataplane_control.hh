@@ -30,6 +30,21 @@
 
 namespace cw::ctl {
 
+// Mails kMailServiceEnable/Disable to `service` on every worker; returns how many were
+// queued. Only the control ring's producer may call this (see post_drain).
+template <class R>
+unsigned post_service_state(R& rt, uint16_t service, bool on) {
+  unsigned sent = 0;
+  for (unsigned w = 0; w < rt.workers(); ++w) {
+    rt::Mail m;
+    m.service = service;
+    m.kind = on ? kMailServiceEnable : kMailServiceDisable;
+    m.from = rt::kControlSender;
+    sent += rt.mailboxes().send(rt.workers(), w, m);
+  }
+  return sent;
+}
+
 // The drain mail: rt::kMailStopAccepting to every worker (its listeners close) and
 // kMailDrain to every service on every worker. Only the control ring's producer may call
 // this (the control thread, or main when management is off). `done` has one byte per mail
@@ -99,7 +114,9 @@ class DataplaneControl {
     std::unique_ptr<DataplaneControl> c(new DataplaneControl(rt, cfg, std::move(hooks)));
     c->seg_ = std::make_unique<SegmentWriter>(std::move(seg.value()));
     c->srv_ = std::move(srv.value());
-    c->enabled_.assign(info.services.size(), true);
+    c->posted_.assign(info.services.size(), true);
+    c->want_enabled_ = std::make_unique<std::atomic<bool>[]>(info.services.size());
+    for (size_t i = 0; i < info.services.size(); ++i) c->want_enabled_[i].store(true);
     c->register_commands();
     c->srv_->start([p = c.get()] { p->tick(); }, int(cfg.publish_ms));
     return c;
@@ -115,6 +132,9 @@ class DataplaneControl {
 
   // Any thread: the state published on the next tick.
   void set_state(State s) { want_state_.store(uint64_t(s)); }
+  // Any thread (SIGHUP reload, start-up): service `s` enabled or disabled; the control
+  // thread mails it to every worker on its next tick.
+  void set_service_enabled(uint16_t s, bool on) { want_enabled_[s].store(on); }
   // Any thread (SIGTERM in main, the "drain" command): state draining, and the control
   // thread posts the drain mail (post_drain) from its next tick on until all is queued.
   void drain() {
@@ -131,23 +151,22 @@ class DataplaneControl {
 
   // Control thread: publish counters and state.
   void tick() {
+    sync_services();
     if (drain_requested_.load() && !drain_posted_) drain_posted_ = post_drain(rt_, drain_done_);
     publish(*seg_, rt_);
     seg_->set_state(State(want_state_.load()));
   }
 
-  // Control thread: mail to one service on every worker; returns how many were queued.
-  unsigned post_all(uint16_t service, uint16_t kind, uint64_t a = 0) {
-    unsigned sent = 0;
-    for (unsigned w = 0; w < rt_.workers(); ++w) {
-      rt::Mail m;
-      m.service = service;
-      m.kind = kind;
-      m.from = rt::kControlSender;
-      m.a = a;
-      sent += rt_.mailboxes().send(rt_.workers(), w, m);
-    }
-    return sent;
+  // Control thread: `service` enabled or not on every worker; true once all are mailed.
+  bool post_enabled(uint16_t service, bool on) {
+    const bool all = post_service_state(rt_, service, on) == rt_.workers();
+    if (all) posted_[service] = on;
+    return all;
+  }
+  // Control thread: mails what set_service_enabled() asked for and is not yet posted.
+  void sync_services() {
+    for (uint16_t s = 0; s < posted_.size(); ++s)
+      if (bool(posted_[s]) != want_enabled_[s].load()) post_enabled(s, want_enabled_[s].load());
   }
 
   Result<uint16_t> service_index(const Json& req) {
@@ -181,7 +200,7 @@ class DataplaneControl {
       Json list = Json::array();
       const auto& names = rt_.service_names();
       for (size_t s = 0; s < names.size(); ++s) {
-        Json j{{"name", names[s]}, {"enabled", bool(enabled_[s])}};
+        Json j{{"name", names[s]}, {"enabled", want_enabled_[s].load()}};
         for (auto& f : kServiceFields) {
           uint64_t t = 0;
           for (unsigned w = 0; w < rt_.workers(); ++w)
@@ -208,8 +227,9 @@ class DataplaneControl {
       auto en = req.find("enable");
       if (en == req.end() || !en->is_boolean()) return fail("needs a boolean \"enable\"");
       const bool on = en->template get<bool>();
-      const unsigned sent = post_all(s.value(), on ? kMailServiceEnable : kMailServiceDisable);
-      if (sent == rt_.workers()) enabled_[s.value()] = on;
+      want_enabled_[s.value()].store(on);
+      const unsigned sent = post_service_state(rt_, s.value(), on);
+      if (sent == rt_.workers()) posted_[s.value()] = on;  // else the tick retries
       return Json{{"name", req["name"]}, {"enabled", on}, {"workers_notified", sent}};
     });
     srv_->on("drain", [this](const Json&) {
@@ -236,7 +256,8 @@ class DataplaneControl {
   std::chrono::steady_clock::time_point started_;
   std::unique_ptr<SegmentWriter> seg_;
   std::unique_ptr<ControlServer> srv_;
-  std::vector<char> enabled_;  // control thread only
+  std::vector<char> posted_;  // control thread only: the state last mailed to all workers
+  std::unique_ptr<std::atomic<bool>[]> want_enabled_;  // by service; set_service_enabled
   std::vector<char> drain_done_;  // control thread only: post_drain's bookkeeping
   bool drain_posted_ = false;     // control thread only
   std::atomic<bool> drain_requested_{false};

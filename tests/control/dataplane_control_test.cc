@@ -161,6 +161,24 @@ TEST_F(DataplaneControlTest, DrainFromAnotherThreadIsPostedByTheTickAndRetriedWh
   EXPECT_EQ(m.kind, rt::kMailStopAccepting);
 }
 
+TEST_F(DataplaneControlTest, SetServiceEnabledFromAnotherThreadIsMailedByTheTick) {
+  ctl_->set_service_enabled(1, false);  // as main does on SIGHUP
+  snapshot_after(snapshot_after(1).publish_count + 2);
+  for (unsigned w = 0; w < 2; ++w) {
+    rt::Mail m;
+    ASSERT_TRUE(rt_.mail.control_ring(w).pop(m));
+    EXPECT_EQ(m.service, 1);
+    EXPECT_EQ(m.kind, kMailServiceDisable);
+    EXPECT_FALSE(rt_.mail.control_ring(w).pop(m)) << "mailed once";
+  }
+  EXPECT_EQ(req({{"cmd", "services"}})["services"][1]["enabled"], false);
+  ctl_->set_service_enabled(1, true);
+  snapshot_after(snapshot_after(1).publish_count + 2);
+  rt::Mail m;
+  ASSERT_TRUE(rt_.mail.control_ring(0).pop(m));
+  EXPECT_EQ(m.kind, kMailServiceEnable);
+}
+
 TEST_F(DataplaneControlTest, WaitDrainedFollowsOpenConnections) {
   rt_.io[0].conns_open.set(1);
   EXPECT_FALSE(wait_drained(rt_, std::chrono::milliseconds(0)));

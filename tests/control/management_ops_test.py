@@ -14,11 +14,13 @@ deadline, and both processes exit 0.
 
 Service disable/enable: `corewirectl service disable` makes the native echo answer with
 an error (counted in errors) and the sockperf echo drop (counted in dropped); `enable`
-serves again.
+serves again. A service configured `enabled = false` starts disabled; SIGHUP and `reload`
+apply a changed `enabled` live.
 """
 import json
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -178,6 +180,37 @@ class ManagementOps(unittest.TestCase):
         self.assertTrue(self.sockperf_udp_echo())
         wait_for(lambda: self.metric("corewire_service_responses_total") == 2, 2, "served again")
         self.assertEqual(self.metric("corewire_service_requests_total"), 3)
+        self.ctl_cmd("shutdown")
+        self.assertEqual(self.ctl.wait(timeout=10), 0)
+
+    def test_service_enabled_in_config_and_reload(self):
+        with open(self.cfg) as f:
+            text = f.read()
+        marker = '[[service]]\nname = "echo"\n'
+        self.assertIn(marker, text)
+        with open(self.cfg, "w") as f:
+            f.write(text.replace(marker, marker + "enabled = false\n"))
+        self.start()
+        # Disabled from the start (mailed within the workers' first loop iterations).
+        wait_for(lambda: self.native_udp(1)[0] == 3, 2, "echo starts disabled")
+        self.assertTrue(self.sockperf_udp_echo(), "the other service serves")
+        # SIGHUP with enabled = true: applied live, no restart needed.
+        with open(self.cfg, "w") as f:
+            f.write(text)
+        pid = json.loads(self.http("/status")[1])["dataplane"]["pid"]
+        os.kill(pid, signal.SIGHUP)
+        wait_for(lambda: self.native_udp(2)[0] == 1, 2, "echo enabled by SIGHUP")
+        # POST /reload with enabled = false names what it applied.
+        with open(self.cfg, "w") as f:
+            f.write(text.replace(marker, marker + "enabled = false\n"))
+        req = urllib.request.Request("http://127.0.0.1:%d/reload" % self.admin, method="POST")
+        with urllib.request.urlopen(req, timeout=2) as r:
+            reply = json.loads(r.read().decode())
+        self.assertEqual(reply["applied"], ["service[1] echo.enabled = false"], reply)
+        self.assertEqual(reply["restart_needed"], [], reply)
+        wait_for(lambda: self.native_udp(3)[0] == 3, 2, "echo disabled by reload")
+        listed = json.loads(self.ctl_cmd("--json", "services"))
+        self.assertEqual([x["enabled"] for x in listed["services"]], [True, False], listed)
         self.ctl_cmd("shutdown")
         self.assertEqual(self.ctl.wait(timeout=10), 0)
 
