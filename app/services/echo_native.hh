@@ -2,7 +2,7 @@
 // gets a response with the same request id, service id and payload; a one-way message is
 // counted and not answered. Error handling and the UDP amplification rule: docs/protocol.md.
 // One instance per worker; nothing is shared and nothing is allocated. Its only state is
-// the enabled flag (`corewirectl service enable|disable echo`, see on_mail).
+// the enabled flag (`corewirectl service enable|disable echo`, ServiceSwitch).
 #pragma once
 
 #include <cstdint>
@@ -10,15 +10,18 @@
 
 #include "app/protocol/native.hh"
 #include "app/runtime/service.hh"
+#include "app/services/service_switch.hh"
 #include "app/services/udp_reply.hh"
-#include "control/mail.hh"
 #include "dataplane/io.hh"
 
 namespace cw::svc {
 
 inline constexpr uint16_t kEchoService = 1;  // native service id of echo
 
-class NativeEcho {
+// While disabled (ServiceSwitch) a well-formed request is still counted (requests) but
+// answered with an error, code unknown_service (errors); a one-way message is dropped
+// (dropped). A drain needs nothing here: echo keeps no state between messages.
+class NativeEcho : public ServiceSwitch {
  public:
   uint32_t max_frame() const { return proto::native::kHeaderSize + proto::native::kMaxPayload; }
 
@@ -34,7 +37,7 @@ class NativeEcho {
       if (a == Action::unknown_service)
         return udp_error(ctx, it, d.header, nt::ErrorCode::unknown_service);
       ctx.svc->requests.add();
-      if (!enabled_) {
+      if (!enabled()) {
         if (a == Action::consume) return ctx.svc->dropped.add();
         return udp_error(ctx, it, d.header, nt::ErrorCode::unknown_service);
       }
@@ -78,7 +81,7 @@ class NativeEcho {
         continue;
       }
       ctx.svc->requests.add();
-      if (!enabled_) {
+      if (!enabled()) {
         if (a == Action::consume) {
           ctx.svc->dropped.add();
           continue;
@@ -97,17 +100,6 @@ class NativeEcho {
     }
     return {used, false};
   }
-
-  // `service enable|disable` (control/mail.hh). While disabled, a well-formed request is
-  // still counted (requests) but answered with an error, code unknown_service (errors); a
-  // one-way message is dropped (dropped). Drain needs nothing here: echo keeps no state
-  // between messages, so the worker's closed listeners are all a drain takes.
-  template <class Io>
-  void on_mail(rt::Ctx<Io>&, const rt::Mail& m) {
-    if (m.kind == ctl::kMailServiceDisable) enabled_ = false;
-    if (m.kind == ctl::kMailServiceEnable) enabled_ = true;
-  }
-  bool enabled() const { return enabled_; }
 
  private:
   enum class Action : uint8_t { reply, consume, drop, unknown_service };
@@ -167,7 +159,6 @@ class NativeEcho {
     return true;
   }
 
-  bool enabled_ = true;  // owner worker only; set by on_mail
 };
 
 }  // namespace cw::svc

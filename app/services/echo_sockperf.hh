@@ -2,7 +2,7 @@
 // asks for a reply (client + pong-request, no warm-up) with its own bytes, client bit
 // cleared; counts and ignores the rest. Rules and the facts behind them: docs/protocol.md.
 // One instance per worker; nothing is shared and nothing is allocated. Its only state is
-// the enabled flag (`corewirectl service enable|disable sockperf-echo`, see on_mail).
+// the enabled flag (`corewirectl service enable|disable sockperf-echo`, ServiceSwitch).
 #pragma once
 
 #include <cstdint>
@@ -11,12 +11,15 @@
 
 #include "app/protocol/sockperf.hh"
 #include "app/runtime/service.hh"
-#include "control/mail.hh"
+#include "app/services/service_switch.hh"
 #include "dataplane/io.hh"
 
 namespace cw::svc {
 
-class SockperfEcho {
+// While disabled (ServiceSwitch) every well-formed message is still counted (requests) but
+// none is answered: one asking for a reply is dropped and counted (dropped), as sockperf
+// has no error message. A drain needs nothing here: echo keeps no state between messages.
+class SockperfEcho : public ServiceSwitch {
  public:
   uint32_t max_frame() const { return proto::sockperf::kMaxMessage; }
 
@@ -39,7 +42,7 @@ class SockperfEcho {
         break;
       }
       ctx.svc->requests.add();
-      if (sp::wants_reply(f.header) && !enabled_) {
+      if (sp::wants_reply(f.header) && !enabled()) {
         ++unsent;  // disabled: not answered
       } else if (sp::wants_reply(f.header)) {
         if (!out && unsent == 0) out = ctx.io.dgram_reserve(it.sock, it.peer, left);
@@ -76,7 +79,7 @@ class SockperfEcho {
         return {used, true};
       }
       ctx.svc->requests.add();
-      if (sp::wants_reply(f.header) && !enabled_) {
+      if (sp::wants_reply(f.header) && !enabled()) {
         ctx.svc->dropped.add();  // disabled: not answered
       } else if (sp::wants_reply(f.header)) {
         uint8_t* out = ctx.io.stream_reserve(c, f.frame_len);
@@ -93,20 +96,6 @@ class SockperfEcho {
     }
     return {used, false};
   }
-
-  // `service enable|disable` (control/mail.hh). While disabled, every well-formed message
-  // is still counted (requests) but none is answered: a message asking for a reply is
-  // dropped and counted (dropped), as sockperf has no error message. Drain needs nothing
-  // here: echo keeps no state between messages.
-  template <class Io>
-  void on_mail(rt::Ctx<Io>&, const rt::Mail& m) {
-    if (m.kind == ctl::kMailServiceDisable) enabled_ = false;
-    if (m.kind == ctl::kMailServiceEnable) enabled_ = true;
-  }
-  bool enabled() const { return enabled_; }
-
- private:
-  bool enabled_ = true;  // owner worker only; set by on_mail
 };
 
 }  // namespace cw::svc

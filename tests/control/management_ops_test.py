@@ -31,32 +31,13 @@ import unittest
 import urllib.error
 import urllib.request
 
+from cwtest import free_port, wait_for
+
 CTL = COREWIRE = BENCH = None
 BACKEND = "auto"
 DRAIN_TIMEOUT_MS = 4000   # longer than the load left after the drain
 BENCH_SECONDS = 2.0
 SUPERVISOR_GRACE_S = 2.0  # corewirectl escalates to SIGKILL after deadline + 2 s
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            v = pred()
-            if v:
-                return v
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.02)
-    raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
 
 
 def refused(port):
