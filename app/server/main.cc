@@ -2,9 +2,10 @@
 // with the configured services, logs the endpoints it actually bound, and runs until SIGINT
 // or SIGTERM; then drains (every worker closes its listeners, so new connects are refused;
 // then it waits, up to control.drain_timeout_ms, for open connections to close), stops the
-// workers (which flush queued replies), logs the counters and exits 0. Management (control/): the stats
-// segment and the control socket run on one control thread; SIGHUP reloads the config and
-// applies what can change live (the log level), naming the keys that need a restart.
+// workers (which flush queued replies), logs the counters and exits 0. Management
+// (control/): the stats segment and the control socket run on one control thread; SIGHUP
+// reloads the config and applies what can change live (the log level, services' enabled),
+// naming the keys that need a restart.
 //
 // Exit codes: 0 clean stop (or --help/--version/--check-config ok), 1 start-up failed
 // (bind, backend, pinning), 2 bad configuration or command line.

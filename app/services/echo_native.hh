@@ -158,7 +158,6 @@ class NativeEcho : public ServiceSwitch {
     ctx.svc->errors.add();
     return true;
   }
-
 };
 
 }  // namespace cw::svc

@@ -905,14 +905,14 @@ TYPED_TEST_P(BackendConformance, StopAcceptingRefusesConnectsAndServesOpenConnec
 }
 
 REGISTER_TYPED_TEST_SUITE_P(
-    BackendConformance, StopAcceptingRefusesConnectsAndServesOpenConnections,
-    ManyConnectionsAreServed, TeardownClosesEveryDescriptor,
+    BackendConformance, ManyConnectionsAreServed, TeardownClosesEveryDescriptor,
     UdpEchoRoundTripAllSizes, UdpBurstIsDeliveredCompletelyInSmallPolls,
     DatagramAboveMaxIsDroppedAndCounted, TxPoolExhaustionIsCountedAndTheRestIsSent,
     TwoWorkersShareAServerPort, TcpAcceptDataAndPeerClose, PeerResetClosesWithReasonPeer,
     LargeOutputReachesASlowReaderIntact, PeerThatNeverReadsIsClosedAtTheOutputLimit,
     CloseSendsQueuedOutputFirst, HalfClosedPeerStillGetsItsReply, IdleConnectionIsClosed,
     ClientConnectSucceedsOrFailsWithConnectFailed, MaxConnsRejectsAndCounts,
-    WakeReturnsABlockedPollFromAnotherThread, RxDataStaysValidUntilTheNextPoll);
+    WakeReturnsABlockedPollFromAnotherThread, RxDataStaysValidUntilTheNextPoll,
+    StopAcceptingRefusesConnectsAndServesOpenConnections);
 
 }  // namespace cw::dp::conformance
