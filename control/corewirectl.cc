@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
   int interval_ms = 1000, count = 0;
   auto* st = app.add_subcommand("stats", "counters from the stats segment");
   st->add_flag("-w,--watch", watch, "repeat, showing rates");
-  st->add_option("-i,--interval-ms", interval_ms, "watch interval")->check(CLI::Range(50, 600000));
+  st->add_option("-i,--interval-ms", interval_ms, "watch interval")->check(CLI::Range(10, 600000));
   st->add_option("-n,--count", count, "stop after N updates (0 = until interrupted)");
   auto* top = app.add_subcommand("top", "per-worker rates, refreshed");
   top->add_option("-i,--interval-ms", interval_ms, "refresh interval")

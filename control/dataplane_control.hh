@@ -6,7 +6,7 @@
 // Use from main, after rt.start():
 //   auto ctl = ctl::DataplaneControl<Rt>::start(rt, control_cfg, hooks);
 //   ... wait for a signal or hooks.request_exit ...
-//   ctl->set_state(ctl::State::draining); ctl::wait_drained(rt, deadline); rt.stop();
+//   ctl->drain(); ctl::wait_drained(rt, deadline); rt.stop();
 #pragma once
 
 #include <unistd.h>
@@ -21,18 +21,55 @@
 #include <vector>
 
 #include "app/runtime/service.hh"
+#include "app/runtime/worker.hh"
 #include "control/control_config.hh"
 #include "control/control_socket.hh"
+#include "control/mail.hh"
 #include "control/publisher.hh"
 #include "control/segment.hh"
 
 namespace cw::ctl {
 
-// Mail kinds the control thread sends to services (Mail::kind, from kControlSender). A
-// service that supports them implements on_mail; others ignore them.
-inline constexpr uint16_t kMailServiceDisable = 0xC001;  // stop serving new requests
-inline constexpr uint16_t kMailServiceEnable = 0xC002;
-inline constexpr uint16_t kMailDrain = 0xC003;  // finish in-flight work, accept nothing new
+// Mails kMailServiceEnable/Disable to `service` on every worker; returns how many were
+// queued. Only the control ring's producer may call this (see post_drain).
+template <class R>
+unsigned post_service_state(R& rt, uint16_t service, bool on) {
+  unsigned sent = 0;
+  for (unsigned w = 0; w < rt.workers(); ++w) {
+    rt::Mail m;
+    m.service = service;
+    m.kind = on ? kMailServiceEnable : kMailServiceDisable;
+    m.from = rt::kControlSender;
+    sent += rt.mailboxes().send(rt.workers(), w, m);
+  }
+  return sent;
+}
+
+// The drain mail: rt::kMailStopAccepting to every worker (its listeners close) and
+// kMailDrain to every service on every worker. Only the control ring's producer may call
+// this (the control thread, or main when management is off). `done` has one byte per mail
+// (sized by the first call) and remembers what is queued; a full ring is retried by the
+// next call. True once everything is queued.
+template <class R>
+bool post_drain(R& rt, std::vector<char>& done) {
+  const unsigned nw = rt.workers();
+  const size_t per = 1 + rt.service_names().size();
+  done.resize(size_t(nw) * per, 0);
+  bool all = true;
+  for (unsigned w = 0; w < nw; ++w) {
+    for (size_t i = 0; i < per; ++i) {
+      char& d = done[w * per + i];
+      if (d) continue;
+      rt::Mail m;
+      m.service = i == 0 ? rt::kWorkerMail : uint16_t(i - 1);
+      m.kind = i == 0 ? rt::kMailStopAccepting : kMailDrain;
+      m.from = rt::kControlSender;
+      d = rt.mailboxes().send(nw, w, m);
+      all = all && d;
+    }
+  }
+  return all;
+}
 
 struct DataplaneHooks {
   std::function<Json()> config_json;                             // "config"
@@ -77,7 +114,9 @@ class DataplaneControl {
     std::unique_ptr<DataplaneControl> c(new DataplaneControl(rt, cfg, std::move(hooks)));
     c->seg_ = std::make_unique<SegmentWriter>(std::move(seg.value()));
     c->srv_ = std::move(srv.value());
-    c->enabled_.assign(info.services.size(), true);
+    c->posted_.assign(info.services.size(), true);
+    c->want_enabled_ = std::make_unique<std::atomic<bool>[]>(info.services.size());
+    for (size_t i = 0; i < info.services.size(); ++i) c->want_enabled_[i].store(true);
     c->register_commands();
     c->srv_->start([p = c.get()] { p->tick(); }, int(cfg.publish_ms));
     return c;
@@ -93,6 +132,15 @@ class DataplaneControl {
 
   // Any thread: the state published on the next tick.
   void set_state(State s) { want_state_.store(uint64_t(s)); }
+  // Any thread (SIGHUP reload, start-up): service `s` enabled or disabled; the control
+  // thread mails it to every worker on its next tick.
+  void set_service_enabled(uint16_t s, bool on) { want_enabled_[s].store(on); }
+  // Any thread (SIGTERM in main, the "drain" command): state draining, and the control
+  // thread posts the drain mail (post_drain) from its next tick on until all is queued.
+  void drain() {
+    set_state(State::draining);
+    drain_requested_.store(true);
+  }
   State state() const { return State(want_state_.load()); }
   const std::string& stats_path() const { return cfg_.stats; }
   const std::string& socket_path() const { return cfg_.socket; }
@@ -103,22 +151,22 @@ class DataplaneControl {
 
   // Control thread: publish counters and state.
   void tick() {
+    sync_services();
+    if (drain_requested_.load() && !drain_posted_) drain_posted_ = post_drain(rt_, drain_done_);
     publish(*seg_, rt_);
     seg_->set_state(State(want_state_.load()));
   }
 
-  // Control thread: mail to one service on every worker; returns how many were queued.
-  unsigned post_all(uint16_t service, uint16_t kind, uint64_t a = 0) {
-    unsigned sent = 0;
-    for (unsigned w = 0; w < rt_.workers(); ++w) {
-      rt::Mail m;
-      m.service = service;
-      m.kind = kind;
-      m.from = rt::kControlSender;
-      m.a = a;
-      sent += rt_.mailboxes().send(rt_.workers(), w, m);
-    }
-    return sent;
+  // Control thread: `service` enabled or not on every worker; true once all are mailed.
+  bool post_enabled(uint16_t service, bool on) {
+    const bool all = post_service_state(rt_, service, on) == rt_.workers();
+    if (all) posted_[service] = on;
+    return all;
+  }
+  // Control thread: mails what set_service_enabled() asked for and is not yet posted.
+  void sync_services() {
+    for (uint16_t s = 0; s < posted_.size(); ++s)
+      if (bool(posted_[s]) != want_enabled_[s].load()) post_enabled(s, want_enabled_[s].load());
   }
 
   Result<uint16_t> service_index(const Json& req) {
@@ -152,7 +200,7 @@ class DataplaneControl {
       Json list = Json::array();
       const auto& names = rt_.service_names();
       for (size_t s = 0; s < names.size(); ++s) {
-        Json j{{"name", names[s]}, {"enabled", bool(enabled_[s])}};
+        Json j{{"name", names[s]}, {"enabled", want_enabled_[s].load()}};
         for (auto& f : kServiceFields) {
           uint64_t t = 0;
           for (unsigned w = 0; w < rt_.workers(); ++w)
@@ -179,18 +227,18 @@ class DataplaneControl {
       auto en = req.find("enable");
       if (en == req.end() || !en->is_boolean()) return fail("needs a boolean \"enable\"");
       const bool on = en->template get<bool>();
-      const unsigned sent = post_all(s.value(), on ? kMailServiceEnable : kMailServiceDisable);
-      if (sent == rt_.workers()) enabled_[s.value()] = on;
+      want_enabled_[s.value()].store(on);
+      const unsigned sent = post_service_state(rt_, s.value(), on);
+      if (sent == rt_.workers()) posted_[s.value()] = on;  // else the tick retries
       return Json{{"name", req["name"]}, {"enabled", on}, {"workers_notified", sent}};
     });
     srv_->on("drain", [this](const Json&) {
-      set_state(State::draining);
-      unsigned sent = 0;
-      for (size_t s = 0; s < rt_.service_names().size(); ++s)
-        sent += post_all(uint16_t(s), kMailDrain);
+      drain();
+      if (!drain_posted_) drain_posted_ = post_drain(rt_, drain_done_);
       if (hooks_.request_exit) hooks_.request_exit(true);
-      return Json{
-          {"state", "draining"}, {"deadline_ms", cfg_.drain_timeout_ms}, {"mail_sent", sent}};
+      return Json{{"state", "draining"},
+                  {"deadline_ms", cfg_.drain_timeout_ms},
+                  {"mail_queued", bool(drain_posted_)}};
     });
     srv_->on("shutdown", [this](const Json&) {
       if (hooks_.request_exit) hooks_.request_exit(false);
@@ -208,7 +256,11 @@ class DataplaneControl {
   std::chrono::steady_clock::time_point started_;
   std::unique_ptr<SegmentWriter> seg_;
   std::unique_ptr<ControlServer> srv_;
-  std::vector<char> enabled_;  // control thread only
+  std::vector<char> posted_;  // control thread only: the state last mailed to all workers
+  std::unique_ptr<std::atomic<bool>[]> want_enabled_;  // by service; set_service_enabled
+  std::vector<char> drain_done_;  // control thread only: post_drain's bookkeeping
+  bool drain_posted_ = false;     // control thread only
+  std::atomic<bool> drain_requested_{false};
   std::atomic<uint64_t> want_state_{uint64_t(State::serving)};
 };
 

@@ -173,7 +173,8 @@ std::string prometheus_text(const Snapshot* snap, const SupervisorMetrics& sup) 
         o.sample(name, slabel(svc, w), s.workers[w].services[svc].c[i]);
   }
   const std::string h = "corewire_service_latency_seconds";
-  o.family(h, "histogram", "Request latency recorded by the service");
+  o.family(h, "histogram",
+           "Service time per request: from the worker receiving its burst to the replies flushed");
   for (size_t svc = 0; svc < s.services.size(); ++svc)
     for (size_t w = 0; w < s.workers.size(); ++w) {
       const ServiceSnapshot& ss = s.workers[w].services[svc];

@@ -164,6 +164,11 @@ concept WorkerIo = requires(W w, const W cw, RxItem* items, uint32_t n, int64_t 
   { w.close(c) } -> std::same_as<void>;
   // Submit everything committed since the last flush.
   { w.flush() } -> std::same_as<void>;
+  // Drain: stop taking new TCP connections on this worker's server sockets. Its listeners
+  // are closed (once every worker has stopped, a connect is refused; connections still in
+  // a closed listener's backlog are reset by the kernel). Connections already accepted and
+  // UDP sockets keep being served. Idempotent; there is no way back (restart to accept).
+  { w.stop_accepting() } -> std::same_as<void>;
   // Thread-safe: make a blocked poll() on this worker return soon.
   { w.wake() } -> std::same_as<void>;
   { cw.counters() } -> std::same_as<const IoCounters&>;

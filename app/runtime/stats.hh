@@ -24,8 +24,9 @@ struct alignas(64) WorkerStats {
 };
 
 // Request latency, log-linear (1-2-5 per decade, 1 us .. 10 s, then +Inf). Buckets are
-// not cumulative; the exporter sums them. A service that can time a request records it
-// with ctx.svc->latency.record(ns); it costs one short scan and two plain stores.
+// not cumulative; the exporter sums them. The worker loop records every request a service
+// counts (ServiceStats::requests) with its burst's service time (worker.hh,
+// record_latency); it costs one short scan and two plain stores per service and burst.
 struct LatencyHist {
   static constexpr uint32_t kBounded = 22;  // buckets with an upper bound
   static constexpr uint32_t kBuckets = kBounded + 1;
@@ -34,11 +35,11 @@ struct LatencyHist {
       100'000,       200'000,       500'000,       1'000'000,     2'000'000,   5'000'000,
       10'000'000,    20'000'000,    50'000'000,    100'000'000,   200'000'000, 500'000'000,
       1'000'000'000, 2'000'000'000, 5'000'000'000, 10'000'000'000};
-  void record(uint64_t ns) {
+  void record(uint64_t ns, uint64_t count = 1) {
     uint32_t i = 0;
     while (i < kBounded && ns > kUpperNs[i]) ++i;
-    bucket[i].add();
-    sum_ns.add(ns);
+    bucket[i].add(count);
+    sum_ns.add(ns * count);
   }
   Counter bucket[kBuckets];  // bucket[i]: kUpperNs[i-1] < ns <= kUpperNs[i]; last: +Inf
   Counter sum_ns;
@@ -50,7 +51,7 @@ struct alignas(64) ServiceStats {
   Counter errors;       // protocol error replies sent
   Counter malformed;    // input dropped as malformed (no reply possible or allowed)
   Counter dropped;      // replies not sent: no tx buffer, connection gone
-  LatencyHist latency;  // recorded by services that time their requests (optional)
+  LatencyHist latency;  // service time of each request (recorded by the worker loop)
 };
 
 }  // namespace cw::rt

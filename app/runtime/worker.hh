@@ -29,6 +29,11 @@ struct LoopConfig {
 
 inline constexpr uint16_t kNoService = 0xFFFF;
 
+// Mail addressed to the worker itself rather than to one of its services (Mail::service),
+// sent by the control thread. Kinds:
+inline constexpr uint16_t kWorkerMail = 0xFFFE;
+inline constexpr uint16_t kMailStopAccepting = 1;  // drain: io.stop_accepting(), once
+
 template <dp::WorkerIo Io, class Services>
 class Worker {
  public:
@@ -46,7 +51,9 @@ class Worker {
         mail_(mail),
         tails_(max_conns, cfg.tail_small, max_frame_of_all(), cfg.tail_buffers),
         items_(cfg.burst),
+        timed_(svc_stats.size(), 0),
         ctx_{io, stats, nullptr, mail, io.worker_id(), mail.workers(), kNoService, now_ns()} {
+    for (size_t s = 0; s < svc_stats.size(); ++s) timed_[s] = svc_stats[s].requests.get();
     tails_.prepare();
   }
 
@@ -73,7 +80,11 @@ class Worker {
     for (uint16_t s = 0; s < services_.size(); ++s) tick(s);
     // 4. Transmit everything the handlers queued, in one batch.
     io_.flush();
-    if (n) stats_.busy_ns.add(now_ns() - ctx_.now_ns);
+    if (n) {
+      const uint64_t service_ns = now_ns() - ctx_.now_ns;
+      stats_.busy_ns.add(service_ns);
+      record_latency(service_ns);
+    }
   }
 
   Services& service(uint16_t i) { return services_[i]; }
@@ -199,6 +210,25 @@ class Worker {
     close_conn(c, t);
   }
 
+  // Every request a service counted since the last call gets this burst's service time:
+  // from poll() returning the burst to flush() having submitted its replies (a reply is
+  // not sent before the flush). One clock read per burst, shared with busy_ns.
+  void record_latency(uint64_t ns) {
+    for (size_t s = 0; s < svc_stats_.size(); ++s) {
+      const uint64_t r = svc_stats_[s].requests.get();
+      if (r == timed_[s]) continue;
+      svc_stats_[s].latency.record(ns, r - timed_[s]);
+      timed_[s] = r;
+    }
+  }
+
+  void worker_mail(const Mail& m) {
+    if (m.kind == kMailStopAccepting && !stopped_accepting_) {
+      stopped_accepting_ = true;
+      io_.stop_accepting();
+    }
+  }
+
   void drain_mail() {
     if (sleeping_) {
       mail_.set_sleeping(ctx_.worker, false);
@@ -210,6 +240,10 @@ class Worker {
       // Bounded per loop so a flood of mail cannot starve the network.
       for (uint32_t k = 0; k < cfg_.burst && ring.pop(m); ++k) {
         stats_.mail_in.add();
+        if (m.service == kWorkerMail) {
+          worker_mail(m);
+          continue;
+        }
         if (m.service >= services_.size()) continue;
         enter(m.service);
         std::visit(
@@ -241,8 +275,10 @@ class Worker {
   Mailboxes& mail_;
   StreamTails tails_;
   std::vector<dp::RxItem> items_;
+  std::vector<uint64_t> timed_;  // per service: requests already given a latency sample
   Ctx<Io> ctx_;
   bool sleeping_ = false;
+  bool stopped_accepting_ = false;
 };
 
 }  // namespace cw::rt

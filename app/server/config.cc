@@ -479,8 +479,13 @@ class Parser {
         s.udp = listen(line, key, v);
       } else if (k == "tcp") {
         s.tcp = listen(line, key, v);
+      } else if (k == "enabled") {
+        if (auto* b = v.as_boolean())
+          s.enabled = b->get();
+        else
+          type(line, key, v, "a boolean (true or false)");
       } else {
-        fail(line, key, "unknown key (known: name, udp, tcp)");
+        fail(line, key, "unknown key (known: name, udp, tcp, enabled)");
       }
     }
     if (!named) fail(s.line, base + ".name", "missing (every [[service]] needs a name)");
@@ -805,6 +810,7 @@ std::vector<std::string> describe(const ServerConfig& cfg) {
     std::string line = "service " + s.name + ":";
     if (s.udp) line += " udp " + dp::to_string(cfg.endpoint(*s.udp));
     if (s.tcp) line += " tcp " + dp::to_string(cfg.endpoint(*s.tcp));
+    if (!s.enabled) line += " (disabled)";
     out.push_back(line);
   }
   return out;

@@ -43,6 +43,7 @@ struct ServiceConfig {
   std::string name;               // a registered service name (app/server/services.hh)
   std::optional<ListenSpec> udp;  // empty = not served on UDP
   std::optional<ListenSpec> tcp;  // empty = not served on TCP
+  bool enabled = true;            // false: requests refused (counted); SIGHUP applies changes
   int line = 0;                   // line of the [[service]] header
 };
 

@@ -1,9 +1,11 @@
 // corewire: the server. Reads the config (file + command line), starts the per-core runtime
 // with the configured services, logs the endpoints it actually bound, and runs until SIGINT
-// or SIGTERM; then drains (waits, up to control.drain_timeout_ms, for open connections to
-// close), stops the workers, logs the counters and exits 0. Management (control/): the stats
-// segment and the control socket run on one control thread; SIGHUP reloads the config and
-// applies what can change live (the log level), naming the keys that need a restart.
+// or SIGTERM; then drains (every worker closes its listeners, so new connects are refused;
+// then it waits, up to control.drain_timeout_ms, for open connections to close), stops the
+// workers (which flush queued replies), logs the counters and exits 0. Management
+// (control/): the stats segment and the control socket run on one control thread; SIGHUP
+// reloads the config and applies what can change live (the log level, services' enabled),
+// naming the keys that need a restart.
 //
 // Exit codes: 0 clean stop (or --help/--version/--check-config ok), 1 start-up failed
 // (bind, backend, pinning), 2 bad configuration or command line.
@@ -15,6 +17,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <mutex>
+#include <thread>
 
 #include "app/runtime/launch.hh"
 #include "app/server/config.hh"
@@ -27,6 +32,7 @@ using namespace cw;
 
 constexpr int kExitStartFailed = 1;
 constexpr int kExitBadConfig = 2;
+constexpr int kMailPostTries = 1000;  // 1 ms apart: workers empty their mailboxes every loop
 
 void setup_logging(const std::string& level) {
   auto logger = spdlog::stderr_logger_mt("corewire");
@@ -115,18 +121,36 @@ Result<void> dpdk_config(const server::DpdkSection& d, [[maybe_unused]] rt::Runt
   return {};
 }
 
-// SIGHUP / "reload": re-reads the config; the log level applies live, any other difference
-// is named as needing a restart.
-ctl::Json reload(const server::CommandLine& cl, const server::ServerConfig& running) {
+// SIGHUP / "reload": re-reads the config; the log level and each service's `enabled`
+// apply live (through set_enabled), any other difference is named as needing a restart.
+// `running` is updated to what was applied. Callers serialise (reload_mu in main).
+ctl::Json reload(const server::CommandLine& cl, server::ServerConfig& running,
+                 const std::function<void(uint16_t, bool)>& set_enabled) {
   auto next = server::load(cl);
   if (!next) return {{"ok", false}, {"error", next.error().message}};
+  server::ServerConfig& n = next.value();
   ctl::Json applied = ctl::Json::array(), restart = ctl::Json::array();
-  if (next.value().log_level != running.log_level) {
-    spdlog::set_level(spdlog::level::from_str(next.value().log_level));
-    applied.push_back("log.level = " + next.value().log_level);
+  if (n.log_level != running.log_level) {
+    spdlog::set_level(spdlog::level::from_str(n.log_level));
+    applied.push_back("log.level = " + n.log_level);
+    running.log_level = n.log_level;
   }
-  next.value().log_level = running.log_level;  // applied above; compare everything else
-  const auto was = server::describe(running), now = server::describe(next.value());
+  n.log_level = running.log_level;  // applied above; compare everything else
+  // Enable/disable by service index, as long as the list of services is the same.
+  const bool same_services =
+      n.services.size() == running.services.size() &&
+      std::equal(n.services.begin(), n.services.end(), running.services.begin(),
+                 [](const auto& a, const auto& b) { return a.name == b.name; });
+  for (size_t i = 0; same_services && i < n.services.size(); ++i) {
+    if (n.services[i].enabled == running.services[i].enabled) continue;
+    set_enabled(uint16_t(i), n.services[i].enabled);
+    running.services[i].enabled = n.services[i].enabled;
+    applied.push_back("service[" + std::to_string(i) + "] " + n.services[i].name +
+                      ".enabled = " + (n.services[i].enabled ? "true" : "false"));
+  }
+  for (size_t i = 0; same_services && i < n.services.size(); ++i)
+    n.services[i].enabled = running.services[i].enabled;
+  const auto was = server::describe(running), now = server::describe(n);
   for (const auto& l : now)
     if (std::find(was.begin(), was.end(), l) == was.end()) restart.push_back(l);
   return {{"applied", applied}, {"restart_needed", restart}};
@@ -202,11 +226,30 @@ int main(int argc, char** argv) {
     spdlog::set_level(lv);
     return std::string();
   };
-  hooks.config_json = [&cfg] { return ctl::Json(server::describe(cfg)); };
-  hooks.reload = [&cl, &cfg] { return reload(cl, cfg); };
-  hooks.request_exit = [](bool drain) { kill(getpid(), drain ? SIGTERM : SIGUSR1); };
+  // `cfg` changes on reload (main thread on SIGHUP, control thread on "reload"): reload_mu
+  // guards it from then on.
+  std::mutex reload_mu;
   std::unique_ptr<ctl::DataplaneControl<Rt>> control;
+  // A service's enabled state reaches the workers through the control thread when there is
+  // one; without it, main is the control rings' only producer and mails them itself.
+  auto set_enabled = [&](uint16_t s, bool on) {
+    if (control) return control->set_service_enabled(s, on);
+    for (int i = 0; i < kMailPostTries; ++i) {
+      if (ctl::post_service_state(runtime, s, on) == runtime.workers()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  };
+  hooks.config_json = [&] {
+    std::lock_guard g(reload_mu);
+    return ctl::Json(server::describe(cfg));
+  };
+  hooks.reload = [&] {
+    std::lock_guard g(reload_mu);
+    return reload(cl, cfg, set_enabled);
+  };
+  hooks.request_exit = [](bool drain) { kill(getpid(), drain ? SIGTERM : SIGUSR1); };
   if (auto c = ctl::DataplaneControl<Rt>::start(runtime, cfg.control, hooks); c) {
+    std::lock_guard g(reload_mu);  // a "reload" may already run on the control thread
     control = std::move(c.value());
     spdlog::info("control socket {}, stats {}", cfg.control.socket, cfg.control.stats);
   } else if (cfg.control_explicit) {
@@ -215,19 +258,30 @@ int main(int argc, char** argv) {
   } else {
     spdlog::warn("management disabled: {}", c.error().message);
   }
+  // Services configured `enabled = false` start disabled: the mail reaches each worker within
+  // its first loop iterations (requests in the very first bursts may still be served).
+  for (size_t s = 0; s < cfg.services.size(); ++s)
+    if (!cfg.services[s].enabled) set_enabled(uint16_t(s), false);
 
   int sig = 0;
   for (;;) {
     if (sigwait(&stop_sigs, &sig) != 0) continue;
     if (sig != SIGHUP) break;
-    spdlog::info("SIGHUP: reload: {}", reload(cl, cfg).dump());
+    spdlog::info("SIGHUP: reload: {}", hooks.reload().dump());
   }
   if (sig == SIGUSR1) {
     spdlog::info("shutdown requested, stopping");
   } else {
     spdlog::info("{} received, draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    if (control) control->set_state(ctl::State::draining);
-    if (!ctl::wait_drained(runtime, std::chrono::milliseconds(cfg.control.drain_timeout_ms)))
+    const auto deadline = std::chrono::milliseconds(cfg.control.drain_timeout_ms);
+    if (control) {
+      control->drain();  // its thread posts the drain mail (the control rings' one producer)
+    } else {
+      std::vector<char> done;  // no control thread: main is the rings' only producer
+      for (int i = 0; i < kMailPostTries && !ctl::post_drain(runtime, done); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (!ctl::wait_drained(runtime, deadline))
       spdlog::warn("drain deadline passed with connections open; stopping");
   }
   runtime.stop();

@@ -1,7 +1,8 @@
 // Native-protocol echo (default port 11112, UDP and TCP): a request to service kEchoService
 // gets a response with the same request id, service id and payload; a one-way message is
 // counted and not answered. Error handling and the UDP amplification rule: docs/protocol.md.
-// One instance per worker; stateless, so nothing is shared and nothing is allocated.
+// One instance per worker; nothing is shared and nothing is allocated. Its only state is
+// the enabled flag (`corewirectl service enable|disable echo`, ServiceSwitch).
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 
 #include "app/protocol/native.hh"
 #include "app/runtime/service.hh"
+#include "app/services/service_switch.hh"
 #include "app/services/udp_reply.hh"
 #include "dataplane/io.hh"
 
@@ -16,7 +18,10 @@ namespace cw::svc {
 
 inline constexpr uint16_t kEchoService = 1;  // native service id of echo
 
-class NativeEcho {
+// While disabled (ServiceSwitch) a well-formed request is still counted (requests) but
+// answered with an error, code unknown_service (errors); a one-way message is dropped
+// (dropped). A drain needs nothing here: echo keeps no state between messages.
+class NativeEcho : public ServiceSwitch {
  public:
   uint32_t max_frame() const { return proto::native::kHeaderSize + proto::native::kMaxPayload; }
 
@@ -32,6 +37,10 @@ class NativeEcho {
       if (a == Action::unknown_service)
         return udp_error(ctx, it, d.header, nt::ErrorCode::unknown_service);
       ctx.svc->requests.add();
+      if (!enabled()) {
+        if (a == Action::consume) return ctx.svc->dropped.add();
+        return udp_error(ctx, it, d.header, nt::ErrorCode::unknown_service);
+      }
       if (a == Action::consume) return;
       uint8_t* out = ctx.io.dgram_reserve(it.sock, it.peer, d.frame_len);
       if (!out) return ctx.svc->dropped.add();
@@ -72,6 +81,14 @@ class NativeEcho {
         continue;
       }
       ctx.svc->requests.add();
+      if (!enabled()) {
+        if (a == Action::consume) {
+          ctx.svc->dropped.add();
+          continue;
+        }
+        if (!stream_error(ctx, c, d.header, nt::ErrorCode::unknown_service)) return {used, true};
+        continue;
+      }
       if (a == Action::consume) continue;
       uint8_t* out = ctx.io.stream_reserve(c, d.frame_len);
       if (!out) {  // connection gone or its output bound hit (the backend closes it)

@@ -1,7 +1,8 @@
 // sockperf-compatible echo (default port 11111, UDP and TCP): answers every message that
 // asks for a reply (client + pong-request, no warm-up) with its own bytes, client bit
 // cleared; counts and ignores the rest. Rules and the facts behind them: docs/protocol.md.
-// One instance per worker; stateless, so nothing is shared and nothing is allocated.
+// One instance per worker; nothing is shared and nothing is allocated. Its only state is
+// the enabled flag (`corewirectl service enable|disable sockperf-echo`, ServiceSwitch).
 #pragma once
 
 #include <cstdint>
@@ -10,11 +11,15 @@
 
 #include "app/protocol/sockperf.hh"
 #include "app/runtime/service.hh"
+#include "app/services/service_switch.hh"
 #include "dataplane/io.hh"
 
 namespace cw::svc {
 
-class SockperfEcho {
+// While disabled (ServiceSwitch) every well-formed message is still counted (requests) but
+// none is answered: one asking for a reply is dropped and counted (dropped), as sockperf
+// has no error message. A drain needs nothing here: echo keeps no state between messages.
+class SockperfEcho : public ServiceSwitch {
  public:
   uint32_t max_frame() const { return proto::sockperf::kMaxMessage; }
 
@@ -37,7 +42,9 @@ class SockperfEcho {
         break;
       }
       ctx.svc->requests.add();
-      if (sp::wants_reply(f.header)) {
+      if (sp::wants_reply(f.header) && !enabled()) {
+        ++unsent;  // disabled: not answered
+      } else if (sp::wants_reply(f.header)) {
         if (!out && unsent == 0) out = ctx.io.dgram_reserve(it.sock, it.peer, left);
         if (out) {
           std::memcpy(out + out_len, p, f.frame_len);
@@ -72,7 +79,9 @@ class SockperfEcho {
         return {used, true};
       }
       ctx.svc->requests.add();
-      if (sp::wants_reply(f.header)) {
+      if (sp::wants_reply(f.header) && !enabled()) {
+        ctx.svc->dropped.add();  // disabled: not answered
+      } else if (sp::wants_reply(f.header)) {
         uint8_t* out = ctx.io.stream_reserve(c, f.frame_len);
         if (!out) {  // connection gone or its output bound hit (the backend closes it)
           ctx.svc->dropped.add();

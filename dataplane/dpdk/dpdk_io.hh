@@ -79,6 +79,7 @@ class alignas(64) DpdkWorker {
   void close(ConnId) {}
   void flush();
   void wake() { woken_.store(true, std::memory_order_relaxed); }
+  void stop_accepting() {}  // no TCP on DPDK: nothing accepts; UDP is served until stop
   const IoCounters& counters() const { return counters_; }
   unsigned worker_id() const { return id_; }
   const net::DropCounters& drops() const;

@@ -85,6 +85,7 @@ class EpollWorker {
   void close(ConnId c);
   void flush();
   void wake();
+  void stop_accepting();  // epoll_setup.cc: control path, once per drain
   const IoCounters& counters() const { return counters_; }
   unsigned worker_id() const { return id_; }
 

@@ -122,6 +122,19 @@ Result<void> EpollWorker::setup(std::vector<kernel::Fd> fds, std::span<const Soc
   return {};
 }
 
+// Drain (io.hh): each listener leaves the epoll set and is closed, so it is never reported
+// ready again; connections still in its backlog are reset by the kernel. Called from the
+// worker loop on mail, once per drain, so it lives with the setup code.
+void EpollWorker::stop_accepting() {
+  for (size_t s = 0; s < socks_.size(); ++s) {
+    Sock& k = socks_[s];
+    if (k.transport != Transport::tcp || !k.server || k.fd < 0) continue;
+    epoll_ctl(epfd_, EPOLL_CTL_DEL, k.fd, nullptr);
+    fds_[s].reset();
+    k.fd = -1;
+  }
+}
+
 EpollWorker::~EpollWorker() {
   // Close every connection still held (open, draining or owed a stream_closed) and give
   // its output back; listeners, UDP sockets, eventfd and epoll close via their Fd owners.

@@ -64,6 +64,7 @@ FakeWorker::Conn* FakeWorker::find(ConnId c) {
 bool FakeWorker::is_open(ConnId c) const { return const_cast<FakeWorker*>(this)->find(c) != nullptr; }
 
 ConnId FakeWorker::inject_open(SocketId s, Endpoint from) {
+  if (!accepting_) return kNoConn;  // the listener is closed: the kernel refuses the connect
   const ConnId c = new_conn(s, from);
   counters_.conns_accepted.add();
   rx_.push_back({RxItem{RxKind::stream_open, CloseReason::none, s, c, from, 0, nullptr}, {}});

@@ -31,7 +31,8 @@ class FakeWorker {
 
   // ---- test side -------------------------------------------------------------------
   void inject_datagram(SocketId s, Endpoint from, std::span<const uint8_t> bytes);
-  ConnId inject_open(SocketId s, Endpoint from);  // a connection accepted on s
+  // A connection accepted on s; kNoConn (refused, nothing counted) after stop_accepting().
+  ConnId inject_open(SocketId s, Endpoint from);
   void inject_stream(ConnId c, std::span<const uint8_t> bytes);
   void inject_peer_close(ConnId c);
   // Limit on bytes a connection may have queued (simulates a peer that stops reading).
@@ -54,6 +55,8 @@ class FakeWorker {
   void close(ConnId c);
   void flush();
   void wake() { woken_ = true; }
+  void stop_accepting() { accepting_ = false; }
+  bool accepting() const { return accepting_; }
   const IoCounters& counters() const { return counters_; }
   unsigned worker_id() const { return id_; }
 
@@ -94,6 +97,7 @@ class FakeWorker {
   std::vector<std::pair<ConnId, Endpoint>> connects_;
   size_t tx_capacity_ = ~size_t{0};
   bool woken_ = false;
+  bool accepting_ = true;
   int64_t last_timeout_ = 0;
 };
 

@@ -324,7 +324,7 @@ void UringWorker::on_accept(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
       // rather than spin on the same failure.
       socks_[s].rearm_at_ns = monotonic_ns() + uring::kAcceptBackoffNs;
       ++accepts_paused_;
-    } else {
+    } else if (socks_[s].fd.valid()) {  // else stop_accepting() closed it: stay closed
       arm_accept(s);
     }
   }

@@ -184,6 +184,7 @@ class UringWorker {
   void close(ConnId c);
   void flush();
   void wake();
+  void stop_accepting();  // uring_setup.cc: control path, once per drain
   const IoCounters& counters() const { return counters_; }
   unsigned worker_id() const { return id_; }
 

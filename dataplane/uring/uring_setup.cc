@@ -448,6 +448,29 @@ Result<std::unique_ptr<UringWorker>> UringBackend::open_worker(unsigned i) {
   return w;
 }
 
+// Drain (io.hh): cancels each listener's multishot accept and closes the listener. The
+// accept request holds the socket until its cancellation completes (at the next submit),
+// then the kernel closes it; on_accept() does not re-arm a listener whose fd is gone, and
+// a connection accepted before the cancellation is still delivered and served. Called
+// from the worker loop on mail, once per drain, so it lives with the setup code.
+void UringWorker::stop_accepting() {
+  for (size_t s = 0; s < socks_.size(); ++s) {
+    Sock& k = socks_[s];
+    if (k.transport != Transport::tcp || !k.server || !k.fd.valid()) continue;
+    if (k.rearm_at_ns) {  // accept paused (out of fds): nothing is armed
+      k.rearm_at_ns = 0;
+      --accepts_paused_;
+    } else {
+      io_uring_sqe* e = sqe();
+      // By user_data, not by fd: the fd is closed below, before this SQE is submitted.
+      io_uring_prep_cancel64(e, uring::pack(uring::Op::accept, uint32_t(s)),
+                             IORING_ASYNC_CANCEL_ALL);
+      io_uring_sqe_set_data64(e, uring::pack(uring::Op::none, 0));
+    }
+    k.fd.reset();
+  }
+}
+
 UringWorker::~UringWorker() {
   // Closing the ring cancels and reaps every request still armed; only then are buffers the
   // kernel might still write unmapped (members are destroyed after this body).

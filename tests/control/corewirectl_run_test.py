@@ -22,32 +22,13 @@ import unittest
 import urllib.error
 import urllib.request
 
+from cwtest import free_port, wait_for
+
 CTL = DATAPLANE = None
 CONFIG_BASE = None   # the dataplane's own config text ([control] is appended)
 REAL = False         # the real corewire (not tests/control/fake_dataplane)
 UDP_PORT = None      # the port the dataplane echoes on
 EXTRA = []
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_for(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            v = pred()
-            if v:
-                return v
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.02)
-    raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
 
 
 class CorewirectlRun(unittest.TestCase):

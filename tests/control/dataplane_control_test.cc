@@ -122,11 +122,61 @@ TEST_F(DataplaneControlTest, DrainShutdownLogLevelConfig) {
   EXPECT_EQ(req({{"cmd", "config"}})["config"]["runtime"]["backend"], "fake");
   Json d = req({{"cmd", "drain"}});
   EXPECT_EQ(d["state"], "draining");
+  EXPECT_EQ(d["mail_queued"], true);
+  // Every worker: stop accepting first, then kMailDrain to each service; nothing twice.
+  for (unsigned w = 0; w < 2; ++w) {
+    rt::Mail m;
+    ASSERT_TRUE(rt_.mail.control_ring(w).pop(m));
+    EXPECT_EQ(m.service, rt::kWorkerMail);
+    EXPECT_EQ(m.kind, rt::kMailStopAccepting);
+    for (uint16_t s = 0; s < 2; ++s) {
+      ASSERT_TRUE(rt_.mail.control_ring(w).pop(m));
+      EXPECT_EQ(m.service, s);
+      EXPECT_EQ(m.kind, kMailDrain);
+    }
+  }
   auto snap = snapshot_after(snapshot_after(1).publish_count + 2);
   EXPECT_EQ(snap.state, State::draining);
   req({{"cmd", "shutdown"}});
   EXPECT_EQ(exit_requests_, (std::vector<bool>{true, false}));
   EXPECT_EQ(req({{"cmd", "reload"}})["ok"], false) << "no reload hook";
+}
+
+TEST_F(DataplaneControlTest, DrainFromAnotherThreadIsPostedByTheTickAndRetriedWhenFull) {
+  // Fill worker 1's control ring (depth 16) so the first attempts cannot queue there.
+  rt::Mail filler;
+  filler.service = 0;
+  int filled = 0;
+  while (rt_.mail.control_ring(1).push(filler)) ++filled;
+  ctl_->drain();  // as main does on SIGTERM
+  auto snap = snapshot_after(snapshot_after(1).publish_count + 2);
+  EXPECT_EQ(snap.state, State::draining);
+  rt::Mail m;
+  ASSERT_TRUE(rt_.mail.control_ring(0).pop(m));
+  EXPECT_EQ(m.service, rt::kWorkerMail);
+  for (int i = 0; i < filled; ++i) ASSERT_TRUE(rt_.mail.control_ring(1).pop(m));
+  snapshot_after(snapshot_after(1).publish_count + 2);  // the tick retries
+  ASSERT_TRUE(rt_.mail.control_ring(1).pop(m));
+  EXPECT_EQ(m.service, rt::kWorkerMail);
+  EXPECT_EQ(m.kind, rt::kMailStopAccepting);
+}
+
+TEST_F(DataplaneControlTest, SetServiceEnabledFromAnotherThreadIsMailedByTheTick) {
+  ctl_->set_service_enabled(1, false);  // as main does on SIGHUP
+  snapshot_after(snapshot_after(1).publish_count + 2);
+  for (unsigned w = 0; w < 2; ++w) {
+    rt::Mail m;
+    ASSERT_TRUE(rt_.mail.control_ring(w).pop(m));
+    EXPECT_EQ(m.service, 1);
+    EXPECT_EQ(m.kind, kMailServiceDisable);
+    EXPECT_FALSE(rt_.mail.control_ring(w).pop(m)) << "mailed once";
+  }
+  EXPECT_EQ(req({{"cmd", "services"}})["services"][1]["enabled"], false);
+  ctl_->set_service_enabled(1, true);
+  snapshot_after(snapshot_after(1).publish_count + 2);
+  rt::Mail m;
+  ASSERT_TRUE(rt_.mail.control_ring(0).pop(m));
+  EXPECT_EQ(m.kind, kMailServiceEnable);
 }
 
 TEST_F(DataplaneControlTest, WaitDrainedFollowsOpenConnections) {

@@ -833,6 +833,77 @@ TYPED_TEST_P(BackendConformance, TeardownClosesEveryDescriptor) {
   EXPECT_EQ(open_fds(), before + 2) << "only the two peers' sockets are left";
 }
 
+// Drain: after stop_accepting() on every worker of a shared port, a connect is refused,
+// while a connection accepted before keeps being served, and so does UDP.
+TYPED_TEST_P(BackendConformance, StopAcceptingRefusesConnectsAndServesOpenConnections) {
+  IoConfig cfg = this->small_config();
+  cfg.workers = 2;
+  this->open(cfg, {{Transport::tcp, loopback(), true}, {Transport::udp, loopback(), true}});
+  std::vector<RxItem> items(64);
+  unsigned owner = 0;
+  ConnId conn = kNoConn;
+  uint32_t late_opens = 0;
+  // One round: poll and flush both workers; echo data; note connections opened.
+  auto round = [&] {
+    for (unsigned w = 0; w < 2; ++w) {
+      const uint32_t n = this->io(w).poll(items.data(), 64, 0);
+      for (uint32_t i = 0; i < n; ++i) {
+        if (items[i].kind == RxKind::stream_open && conn == kNoConn) {
+          conn = items[i].conn;
+          owner = w;
+        } else if (items[i].kind == RxKind::stream_open) {
+          ++late_opens;
+        }
+        this->echo(w, items[i]);
+      }
+      this->io(w).flush();
+    }
+  };
+  Sock open_peer = tcp_peer(this->bound(0));
+  ASSERT_GE(open_peer.fd, 0);
+  auto end = Clock::now() + kDeadline;
+  while (conn == kNoConn && Clock::now() < end) round();
+  ASSERT_NE(conn, kNoConn);
+
+  for (unsigned w = 0; w < 2; ++w) this->io(w).stop_accepting();
+  this->io(0).stop_accepting();  // idempotent
+  // The listeners go away (io_uring: once the accept's cancellation is submitted and
+  // completes); until then a connect may still land in a dying backlog, which the kernel
+  // resets. Wait (bounded) for the refusal.
+  bool refused = false;
+  end = Clock::now() + kDeadline;
+  while (!refused && Clock::now() < end) {
+    round();
+    Sock late = tcp_peer(this->bound(0));
+    refused = late.fd < 0 && errno == ECONNREFUSED;
+  }
+  EXPECT_TRUE(refused) << "connect after stop_accepting is refused";
+  for (int i = 0; i < 20; ++i) round();
+  EXPECT_EQ(late_opens, 0u) << "no connection is opened after stop_accepting";
+
+  // The open connection is still served...
+  const auto msg = payload(3, 1000);
+  ASSERT_TRUE(send_all(open_peer, msg));
+  std::vector<uint8_t> back;
+  std::thread reader([&] { back = recv_n(open_peer, msg.size()); });
+  end = Clock::now() + kDeadline;
+  while (this->io(owner).counters().tx_stream_bytes.get() < msg.size() && Clock::now() < end)
+    round();
+  reader.join();
+  EXPECT_EQ(back, msg);
+  // ... and so is UDP.
+  Sock u = udp_peer();
+  const auto d = payload(4, 100);
+  ASSERT_TRUE(udp_send(u, this->bound(1), d));
+  end = Clock::now() + kDeadline;
+  while (this->io(0).counters().tx_datagrams.get() + this->io(1).counters().tx_datagrams.get() <
+             1 &&
+         Clock::now() < end)
+    round();
+  EXPECT_EQ(udp_recv(u), d);
+  EXPECT_EQ(this->io(owner).counters().conns_open.get(), 1u);
+}
+
 REGISTER_TYPED_TEST_SUITE_P(
     BackendConformance, ManyConnectionsAreServed, TeardownClosesEveryDescriptor,
     UdpEchoRoundTripAllSizes, UdpBurstIsDeliveredCompletelyInSmallPolls,
@@ -841,6 +912,7 @@ REGISTER_TYPED_TEST_SUITE_P(
     LargeOutputReachesASlowReaderIntact, PeerThatNeverReadsIsClosedAtTheOutputLimit,
     CloseSendsQueuedOutputFirst, HalfClosedPeerStillGetsItsReply, IdleConnectionIsClosed,
     ClientConnectSucceedsOrFailsWithConnectFailed, MaxConnsRejectsAndCounts,
-    WakeReturnsABlockedPollFromAnotherThread, RxDataStaysValidUntilTheNextPoll);
+    WakeReturnsABlockedPollFromAnotherThread, RxDataStaysValidUntilTheNextPoll,
+    StopAcceptingRefusesConnectsAndServesOpenConnections);
 
 }  // namespace cw::dp::conformance

@@ -14,6 +14,7 @@
 #include "app/runtime/worker.hh"
 #include "app/services/echo_native.hh"
 #include "app/services/echo_sockperf.hh"
+#include "control/mail.hh"
 #include "dataplane/fake/fake_io.hh"
 
 namespace cw::svc::testing {
@@ -61,6 +62,16 @@ class EchoFixture : public ::testing::Test {
       if (seg != ~size_t{0}) w.run_once();  // deliver every segment separately
     }
     run();
+  }
+  // Mail from the control thread (as `corewirectl service ...` / drain send it), delivered
+  // by the next loop iteration.
+  void control_mail(uint16_t service, uint16_t kind) {
+    rt::Mail m;
+    m.service = service;
+    m.kind = kind;
+    m.from = rt::kControlSender;
+    ASSERT_TRUE(mail.send(1, 0, m));
+    w.run_once();
   }
   const rt::ServiceStats& sp() const { return svc[kSp]; }
   const rt::ServiceStats& nt() const { return svc[kNt]; }

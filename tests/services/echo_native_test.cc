@@ -308,5 +308,40 @@ TEST_F(NativeTcp, RandomSegmentationGivesTheSameReplies) {
   EXPECT_EQ(w.tails().in_use(), 0u);
 }
 
+using NativeDisable = EchoFixture;
+
+TEST_F(NativeDisable, DisabledAnswersErrorsOverUdpAndTcpAndEnableResumes) {
+  control_mail(kNt, ctl::kMailServiceDisable);
+  EXPECT_FALSE(std::get<NativeEcho>(w.service(kNt)).enabled());
+  auto sent = udp(kNtUdp, msg(hdr(41), 20));
+  ASSERT_EQ(sent.size(), 1u);
+  const Err e = error_of(sent[0].bytes);
+  EXPECT_EQ(e.code, nt::ErrorCode::unknown_service);
+  EXPECT_EQ(e.id, 41u);
+  EXPECT_TRUE(udp(kNtUdp, msg(hdr(42, nt::Kind::oneway), 5)).empty());
+  const dp::ConnId c = io.inject_open(kNtTcp, peer);
+  tcp(c, cat({msg(hdr(43), 3), msg(hdr(44), 0)}));
+  const Bytes out = io.take_stream_out(c);
+  ASSERT_EQ(out.size(), 2 * nt::kErrorSize);
+  EXPECT_EQ(error_of(Bytes(out.begin(), out.begin() + nt::kErrorSize)).id, 43u);
+  EXPECT_EQ(error_of(Bytes(out.begin() + nt::kErrorSize, out.end())).id, 44u);
+  EXPECT_TRUE(io.is_open(c)) << "a refused request keeps the connection";
+  EXPECT_EQ(nt().requests.get(), 4u);
+  EXPECT_EQ(nt().errors.get(), 3u);
+  EXPECT_EQ(nt().dropped.get(), 1u);
+  EXPECT_EQ(nt().responses.get(), 0u);
+  EXPECT_EQ(sp().requests.get(), 0u) << "the other service is not affected";
+
+  control_mail(kNt, ctl::kMailServiceEnable);
+  const Bytes req = msg(hdr(45), 7);
+  sent = udp(kNtUdp, req);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].bytes, response_to(req));
+  tcp(c, req);
+  EXPECT_EQ(io.take_stream_out(c), response_to(req));
+  EXPECT_EQ(nt().responses.get(), 2u);
+  EXPECT_EQ(nt().errors.get(), 3u);
+}
+
 }  // namespace
 }  // namespace cw::svc::testing

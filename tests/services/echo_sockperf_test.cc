@@ -221,5 +221,30 @@ TEST_F(SockperfTcp, AReaderThatNeverReadsIsClosedAndCounted) {
   EXPECT_EQ(sp().responses.get(), 1000u / 14);
 }
 
+using SockperfDisable = EchoFixture;
+
+TEST_F(SockperfDisable, DisabledDropsAndCountsOverUdpAndTcpAndEnableResumes) {
+  control_mail(kSp, ctl::kMailServiceDisable);
+  EXPECT_FALSE(std::get<SockperfEcho>(w.service(kSp)).enabled());
+  EXPECT_TRUE(udp(kSpUdp, cat({msg(1, kPing, 14), msg(2, kPing, 20)})).empty());
+  const dp::ConnId c = io.inject_open(kSpTcp, peer);
+  tcp(c, cat({msg(3, kPing, 14), msg(4, sp::kClient, 14)}));  // the second wants no reply
+  EXPECT_TRUE(io.take_stream_out(c).empty());
+  EXPECT_TRUE(io.is_open(c));
+  EXPECT_EQ(sp().requests.get(), 4u);
+  EXPECT_EQ(sp().dropped.get(), 3u);
+  EXPECT_EQ(sp().responses.get(), 0u);
+
+  control_mail(kSp, ctl::kMailServiceEnable);
+  const Bytes req = msg(5, kPing, 30);
+  const auto sent = udp(kSpUdp, req);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].bytes, reply_of(req));
+  tcp(c, req);
+  EXPECT_EQ(io.take_stream_out(c), reply_of(req));
+  EXPECT_EQ(sp().responses.get(), 2u);
+  EXPECT_EQ(sp().dropped.get(), 3u);
+}
+
 }  // namespace
 }  // namespace cw::svc::testing
