@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "dataplane/io.hh"
+#include "dataplane/kernel/udp_gso.hh"
 
 namespace cw::dp::conformance {
 
@@ -272,6 +273,49 @@ TYPED_TEST_P(BackendConformance, UdpEchoRoundTripAllSizes) {
   EXPECT_EQ(c.rx_bytes.get(), 1u + 64 + 1472 + 9000 + 65000);
   EXPECT_EQ(c.tx_bytes.get(), c.rx_bytes.get());
   EXPECT_EQ(c.rx_truncated.get(), 0u);
+}
+
+// Replies in one burst to two interleaved peers, with sizes that end GSO trains (a shorter
+// datagram), start new ones (a longer one) and bypass them (above kGsoMaxSegBytes): each
+// peer gets every reply whole, as its own datagram, in the order it was sent; runs of
+// equal-sized replies did leave as GSO sends where the kernel offers UDP_SEGMENT, and none
+// did with runtime.udp_gso off.
+inline std::vector<uint32_t> gso_sizes() {
+  std::vector<uint32_t> v(10, 100);
+  v.push_back(50);  // shorter: ends the train
+  v.insert(v.end(), 5, 100);
+  v.push_back(3000);  // too big for a train: goes alone, after the train before it
+  v.insert(v.end(), 6, 100);
+  v.insert(v.end(), 6, 200);  // longer: a new train
+  return v;
+}
+
+TYPED_TEST_P(BackendConformance, GsoTrainsKeepEveryDatagramWholeAndInOrder) {
+  for (bool gso : {true, false}) {
+    SCOPED_TRACE(gso ? "udp_gso on" : "udp_gso off");
+    this->workers_.clear();
+    IoConfig cfg = this->small_config();
+    cfg.udp_gso = gso;
+    this->open(cfg, {{Transport::udp, loopback(), true}});
+    Sock peers[2] = {udp_peer(), udp_peer()};
+    const auto sizes = gso_sizes();
+    for (uint32_t i = 0; i < sizes.size(); ++i)
+      for (uint32_t p = 0; p < 2; ++p)
+        ASSERT_TRUE(udp_send(peers[p], this->bound(0), payload(p * 100 + i, sizes[i])));
+    const uint64_t total = 2 * sizes.size();
+    ASSERT_TRUE(this->pump(
+        0, [&](const RxItem& it) { this->echo(0, it); },
+        [&] { return this->io().counters().tx_datagrams.get() == total; }));
+    for (uint32_t p = 0; p < 2; ++p)
+      for (uint32_t i = 0; i < sizes.size(); ++i)
+        ASSERT_EQ(udp_recv(peers[p]), payload(p * 100 + i, sizes[i]))
+            << "peer " << p << " reply " << i;
+    EXPECT_EQ(this->io().counters().tx_errors.get(), 0u);
+    if (gso && kernel::udp_gso_available())
+      EXPECT_GT(this->io().counters().tx_gso_sends.get(), 0u);
+    else
+      EXPECT_EQ(this->io().counters().tx_gso_sends.get(), 0u);
+  }
 }
 
 TYPED_TEST_P(BackendConformance, UdpBurstIsDeliveredCompletelyInSmallPolls) {
@@ -913,6 +957,7 @@ REGISTER_TYPED_TEST_SUITE_P(
     CloseSendsQueuedOutputFirst, HalfClosedPeerStillGetsItsReply, IdleConnectionIsClosed,
     ClientConnectSucceedsOrFailsWithConnectFailed, MaxConnsRejectsAndCounts,
     WakeReturnsABlockedPollFromAnotherThread, RxDataStaysValidUntilTheNextPoll,
-    StopAcceptingRefusesConnectsAndServesOpenConnections);
+    StopAcceptingRefusesConnectsAndServesOpenConnections,
+    GsoTrainsKeepEveryDatagramWholeAndInOrder);
 
 }  // namespace cw::dp::conformance

@@ -204,69 +204,6 @@ TEST_F(UringTest, CoalescingDeliversBurstsAndLoneDatagrams) {
   ::close(c);
 }
 
-// Replies in one burst to two interleaved peers, with sizes that end trains (a shorter
-// datagram), start new ones (a longer one) and bypass them (above kGsoMaxSegBytes): every
-// peer gets every reply whole, as its own datagram, in the order it was sent; and runs of
-// equal-sized replies did leave as GSO sends where the kernel offers UDP_SEGMENT.
-std::vector<uint32_t> gso_sizes() {
-  std::vector<uint32_t> v;
-  for (int i = 0; i < 10; ++i) v.push_back(100);
-  v.push_back(50);  // shorter: ends the train
-  for (int i = 0; i < 5; ++i) v.push_back(100);
-  v.push_back(3000);  // too big for a train: goes alone, after the train before it
-  for (int i = 0; i < 6; ++i) v.push_back(100);
-  for (int i = 0; i < 6; ++i) v.push_back(200);  // longer: a new train
-  return v;
-}
-
-std::string gso_payload(char peer, uint32_t i, uint32_t size) {
-  std::string m(size, char('a' + i % 26));
-  m[0] = peer;
-  m[1] = char(i);
-  return m;
-}
-
-TEST_F(UringTest, GsoTrainsKeepEveryDatagramWholeAndInOrder) {
-  open({{Transport::udp, {kLoopback, 0}, true}});
-  const int c[2] = {udp_client(), udp_client()};
-  const sockaddr_in to = sa(backend->bound(0));
-  const auto sizes = gso_sizes();
-  for (uint32_t i = 0; i < sizes.size(); ++i)
-    for (int p = 0; p < 2; ++p) {
-      const std::string m = gso_payload(char('A' + p), i, sizes[i]);
-      sendto(c[p], m.data(), m.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
-    }
-  ASSERT_TRUE(poll_until([&] { return dgrams.size() == 2 * sizes.size(); }));
-  for (int p = 0; p < 2; ++p)
-    for (uint32_t i = 0; i < sizes.size(); ++i) {
-      std::string back(4096, 0);
-      const ssize_t got = recv(c[p], back.data(), back.size(), 0);
-      ASSERT_EQ(got, ssize_t(sizes[i])) << "peer " << p << " reply " << i;
-      back.resize(size_t(got));
-      EXPECT_EQ(back, gso_payload(char('A' + p), i, sizes[i])) << "peer " << p << " reply " << i;
-    }
-  // Send completions are reaped by later polls.
-  EXPECT_TRUE(poll_until([&] { return io->counters().tx_datagrams.get() == 2 * sizes.size(); }));
-  if (backend->plan().udp_gso)
-    EXPECT_GT(io->counters().tx_gso_sends.get(), 0u);
-  else
-    EXPECT_EQ(io->counters().tx_gso_sends.get(), 0u);
-  for (int fd : c) ::close(fd);
-}
-
-TEST_F(UringTest, GsoCanBeTurnedOff) {
-  cfg.udp_gso = false;
-  open({{Transport::udp, {kLoopback, 0}, true}});
-  EXPECT_FALSE(backend->plan().udp_gso);
-  const int c = udp_client();
-  const sockaddr_in to = sa(backend->bound(0));
-  for (int i = 0; i < 20; ++i)
-    sendto(c, "same-size", 9, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
-  ASSERT_TRUE(poll_until([&] { return io->counters().tx_datagrams.get() == 20; }));
-  EXPECT_EQ(io->counters().tx_gso_sends.get(), 0u);
-  ::close(c);
-}
-
 TEST_F(UringTest, SendmsgFallbackEchoes) {
   auto b =
       UringBackend::create(cfg, std::vector<SocketSpec>{{Transport::udp, {kLoopback, 0}, true}});
