@@ -173,6 +173,11 @@ Result<std::unique_ptr<DpdkBackend>> DpdkBackend::create(
     return make_error("dpdk.addresses: 1 to " + std::to_string(net::kMaxLocalAddrs) +
                       " IPv4 addresses are needed (the stack has no DHCP)");
   if (cfg.mtu < 576 || cfg.mtu > 9000) return make_error("dpdk.mtu: must be 576-9000");
+  for (const SocketSpec& sp : specs)
+    if (sp.transport == Transport::udp && !sp.server && nw > 1)
+      return make_error("udp " + to_string(sp.bind) +
+                        ": client UDP sockets need a single worker on DPDK (replies "
+                        "cannot be steered to the sending worker's queue)");
   if (auto r = eal_init_once(cfg, log); !r) return r.error();
 
   auto sh = std::make_shared<DpdkShared>();
@@ -318,10 +323,6 @@ Result<std::unique_ptr<DpdkBackend>> DpdkBackend::create(
     if (sp.transport == Transport::tcp) {
       if (log) log("dpdk: " + what + ": no TCP on the DPDK stack; this socket never receives");
     } else {
-      if (!sp.server && nw > 1)
-        return make_error(what +
-                          ": client UDP sockets need a single worker on DPDK (replies "
-                          "cannot be steered to the sending worker's queue)");
       uint16_t p = ntohs(b.port_be);
       if (p == 0) {
         while (next_ephemeral != 0 && sh->by_port[next_ephemeral] != kNoSocket) ++next_ephemeral;
