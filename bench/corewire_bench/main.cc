@@ -16,7 +16,7 @@ constexpr double kSaturatedAchieved = 0.95;  // sweep stops when achieved < this
 constexpr double kSaturatedLoss = 0.01;      // ... or loss above this ratio
 // --backend dpdk without --warmup: the memif/NIC link comes up and ARP resolves the target
 // while the first requests are in flight; those requests may be lost and must not count.
-constexpr double kDpdkDefaultWarmup_s = 2.0;
+constexpr double kDpdkDefaultWarmup_s = 1.0;
 
 int fail(const std::string& msg) {
   std::fprintf(stderr, "corewire-bench: %s\n", msg.c_str());
@@ -56,7 +56,7 @@ int run(int argc, char** argv) {
   app.add_option("--duration", o.duration_s, "measured seconds");
   app.add_option("--count", o.count, "measured requests (all workers)");
   auto* warmup = app.add_option("--warmup", o.warmup_s,
-                                "seconds sent but not measured, before the run (dpdk: 2)");
+                                "seconds sent but not measured, before the run (dpdk: 1)");
   app.add_option("--timeout", o.timeout_s, "seconds after which a request counts as lost");
   app.add_option("--connect-timeout", o.connect_timeout_s, "seconds to wait for connections");
   app.add_option("--max-time", o.max_time_s, "cut a --count-only run off after this (s)");

@@ -193,6 +193,7 @@ Result<RunResult> run_one(const Options& o, double rate, bool progress) {
             o.count};
   for (unsigned w = 0; w < n; ++w) r.add(results[w]);
   r.conns_open = open_at_end;
+  r.backend_counters = runtime.backend_counters();
   return r;
 }
 

@@ -13,7 +13,9 @@
 #include <rte_ethdev.h>
 #include <rte_ip.h>
 #include <rte_udp.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -23,9 +25,11 @@ namespace {
 
 constexpr uint16_t kPort = 0, kBurst = 32, kDesc = 1024;
 constexpr unsigned kMbufs = 8191;
+constexpr uint32_t kIdleSpins = 1u << 20;  // empty polls (some ms) before polling slowly
 constexpr uint16_t kSockperfClient = 0x1;  // app/protocol/sockperf.hh
 volatile std::sig_atomic_t g_stop = 0;
-rte_ether_addr g_mac;  // the port's, read once at start
+std::atomic<bool> g_up{false};  // link state: LSC interrupt callback + periodic check
+rte_ether_addr g_mac;           // the port's, read once at start
 
 // Turns one received frame into its answer in place; false: drop it.
 bool reflect(rte_mbuf* m, uint32_t ip_be) {
@@ -84,6 +88,18 @@ int main(int argc, char** argv) {
   rte_mempool* mp = rte_pktmbuf_pool_create("refl", kMbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
                                             int(rte_socket_id()));
   rte_eth_conf conf{};
+  rte_eth_dev_info info{};
+  if (rte_eth_dev_info_get(kPort, &info) == 0 && (*info.dev_flags & RTE_ETH_DEV_INTR_LSC)) {
+    conf.intr_conf.lsc = 1;
+    rte_eth_dev_callback_register(
+        kPort, RTE_ETH_EVENT_INTR_LSC,
+        [](uint16_t, rte_eth_event_type, void*, void*) {
+          rte_eth_link l{};
+          g_up = rte_eth_link_get_nowait(kPort, &l) == 0 && l.link_status == RTE_ETH_LINK_UP;
+          return 0;
+        },
+        nullptr);
+  }
   if (!mp || !rte_eth_dev_is_valid_port(kPort) || rte_eth_dev_configure(kPort, 1, 1, &conf) ||
       rte_eth_rx_queue_setup(kPort, 0, kDesc, rte_socket_id(), nullptr, mp) ||
       rte_eth_tx_queue_setup(kPort, 0, kDesc, rte_socket_id(), nullptr) || rte_eth_dev_start(kPort))
@@ -92,27 +108,33 @@ int main(int argc, char** argv) {
   std::printf("cw-dpdk-reflector: port %u, ip %s, lcore %u\n", kPort, argv[used + 2],
               rte_lcore_id());
   std::fflush(stdout);
-  // The link is re-read every ~100 ms; a down port is not polled (memif crashes when polled
-  // after its peer left).
+  // A down port is not polled (memif crashes when polled after its peer left): the link is
+  // set by the LSC interrupt and re-read every ~100 ms (drivers without LSC).
   const uint64_t check_every = rte_get_tsc_hz() / 10;
   uint64_t next_check = 0, reflected = 0;
-  bool up = false;
+  uint32_t idle = 0;
   while (!g_stop) {
     if (rte_rdtsc() >= next_check) {
       rte_eth_link link{};
-      up = rte_eth_link_get_nowait(kPort, &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
+      g_up = rte_eth_link_get_nowait(kPort, &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
       next_check = rte_rdtsc() + check_every;
     }
-    if (!up) continue;
+    if (!g_up.load(std::memory_order_relaxed)) continue;
     rte_mbuf* rx[kBurst];
     rte_mbuf* tx[kBurst];
     uint16_t n = rte_eth_rx_burst(kPort, 0, rx, kBurst), k = 0;
+    // Idle for a while (the peer stopped sending): poll every 100 us instead of spinning.
+    // memif unmaps the peer's rings in its interrupt thread when the peer leaves, under a
+    // poller that may be inside rx_burst; an idle poller is rarely there.
+    idle = n ? 0 : idle + 1;
+    if (idle > kIdleSpins) usleep(100);
     for (uint16_t i = 0; i < n; ++i) {
       if (reflect(rx[i], ip.s_addr))
         tx[k++] = rx[i];
       else
         rte_pktmbuf_free(rx[i]);
     }
+    if (k == 0) continue;  // memif's tx_burst reads tx[0] even when asked for 0 frames
     const uint16_t sent = rte_eth_tx_burst(kPort, 0, tx, k);
     if (sent < k) rte_pktmbuf_free_bulk(tx + sent, k - sent);
     reflected += sent;
