@@ -1,13 +1,12 @@
-"""corewire on the DPDK backend, end to end without a NIC: the server runs inside a network
-namespace it shares with a TAP device it creates (net_tap PMD, --no-huge); the kernel side of
-the TAP gets an address and the real sockperf client plus plain sockets talk to corewire's
-own IP stack. Needs root, iproute2, a DPDK build and sockperf; skipped (exit 77) otherwise."""
+"""corewire on the DPDK backend, end to end without a NIC: tools/dpdk-setup.sh creates a
+network namespace with a persistent TAP (the kernel side has the peer's address); the server
+runs inside the namespace and attaches to the TAP (net_tap PMD, --no-huge); the real sockperf
+client plus plain sockets talk to corewire's own IP stack. Needs root, iproute2, a DPDK build and sockperf; skipped (exit 77) otherwise."""
 
 import os
 import shutil
 import subprocess
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -15,7 +14,9 @@ import harness as h  # noqa: E402
 
 NS = f"cw-it-{os.getpid()}"
 TAP = f"cwit{os.getpid() % 100000}"
-OUR, PEER = "10.97.0.2", "10.97.0.1"
+OUR, PEER, PEER_MAC = "10.97.0.2", "10.97.0.1", "02:00:00:00:97:01"
+SETUP = os.path.join(os.environ.get("CW_SOURCE_ROOT", os.path.join(os.path.dirname(
+    os.path.abspath(__file__)), "../..")), "tools/dpdk-setup.sh")
 SOCKPERF = os.environ.get("SOCKPERF") or shutil.which("sockperf")
 
 
@@ -31,6 +32,8 @@ def why_not():
         return "needs iproute2 (ip)"
     if not SOCKPERF:
         return "needs sockperf"
+    if not os.access(SETUP, os.X_OK):
+        return f"no {SETUP}"
     cfg = h.write_temp(f'[dpdk]\nport = "x"\naddresses = ["{OUR}/24"]\n')
     try:
         p = h.run_corewire(["--backend", "dpdk", "--check-config", "-c", cfg])
@@ -43,13 +46,18 @@ def why_not():
 
 class DpdkTest(unittest.TestCase):
     def setUp(self):
-        subprocess.run(["ip", "netns", "add", NS], check=True, timeout=10)
+        # The namespace and a persistent TAP with the peer's address, as an operator would
+        # set them up (tools/dpdk-setup.sh; no hugepages: EAL runs with --no-huge).
         self.srv = None
+        self.addCleanup(subprocess.run, [SETUP, "down", "--ns", NS], capture_output=True,
+                        timeout=60)
+        subprocess.run([SETUP, "up", "--ns", NS, "--tap", TAP, "--peer", f"{PEER}/24",
+                        "--peer-mac", PEER_MAC, "--pages", "0"],
+                       check=True, capture_output=True, timeout=60)
 
     def tearDown(self):
         if self.srv:
             self.srv.stop()
-        subprocess.run(["ip", "netns", "del", NS], timeout=10)
 
     def test_udp_echo_over_tap(self):
         cfg = f"""[runtime]
@@ -60,18 +68,15 @@ port = "net_tap0,iface={TAP}"
 addresses = ["{OUR}/24"]
 {h.ALL_SERVICES}"""
         self.srv = h.Server(cfg, expect_start=False, prefix=("ip", "netns", "exec", NS))
-        # The PMD creates the TAP inside the namespace; give its kernel side an address.
-        deadline = time.monotonic() + h.START_TIMEOUT
-        while ns("ip", "link", "show", TAP, check=False).returncode != 0:
-            if not self.srv.alive() and "has no DPDK" in self.srv.log():
+        try:
+            self.srv.wait_ready()
+        except h.ServerError:
+            if "has no DPDK" in self.srv.log():
                 self.skipTest("this corewire build has no DPDK backend")
-            if not self.srv.alive() or time.monotonic() > deadline:
-                self.fail("TAP device never appeared:\n" + self.srv.log())
-            time.sleep(0.1)
-        ns("ip", "link", "set", TAP, "address", "02:00:00:00:97:01")
-        ns("ip", "addr", "add", f"{PEER}/24", "dev", TAP)
-        ns("ip", "link", "set", TAP, "up")
-        self.srv.wait_ready()
+            raise
+        # The tap PMD copied its MAC onto the kernel side when it attached; restore the peer's.
+        subprocess.run([SETUP, "peer-mac", "--ns", NS, "--peer-mac", PEER_MAC], check=True,
+                       capture_output=True, timeout=30)
         self.assertEqual(self.srv.ep("sockperf-echo", "udp"), (OUR, self.srv.ep("sockperf-echo", "udp")[1]))
         port = self.srv.ep("sockperf-echo", "udp")[1]
         out = ns(SOCKPERF, "ping-pong", "-i", OUR, "-p", str(port), "-m", "64", "-t", "2",
