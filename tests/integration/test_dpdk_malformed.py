@@ -20,7 +20,6 @@ Needs root, iproute2, a DPDK build and python3-scapy (tools/install-deps.sh); sk
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -28,13 +27,13 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import dpdk_env as env  # noqa: E402
 import harness as h  # noqa: E402
 
-SETUP = os.path.join(os.environ.get("CW_SOURCE_ROOT", os.path.join(HERE, "../..")),
-                     "tools/dpdk-setup.sh")
 NS = f"cw-mf-{os.getpid()}"
 TAP = f"cwmf{os.getpid() % 100000}"
 OUR, PEER = "10.91.0.2", "10.91.0.1"
+PEER_MAC = "02:00:00:00:91:01"
 OTHER = "10.91.0.50"  # a neighbour that never asked anything
 FRAG_TIMEOUT_MS = 300
 FLOOD = 200  # first fragments of distinct datagrams: more than the table's 64 entries
@@ -51,22 +50,9 @@ def scapy_python():
 
 
 def why_not():
-    if os.geteuid() != 0:
-        return "needs root (network namespace, TAP device)"
-    if not shutil.which("ip"):
-        return "needs iproute2 (ip)"
-    if not os.access(SETUP, os.X_OK):
-        return f"no {SETUP}"
     if not scapy_python():
         return "needs python3-scapy (apt-get install python3-scapy; tools/install-deps.sh)"
-    cfg = h.write_temp(f'[dpdk]\nport = "x"\naddresses = ["{OUR}/24"]\n')
-    try:
-        p = h.run_corewire(["--backend", "dpdk", "--check-config", "-c", cfg])
-    finally:
-        os.unlink(cfg)
-    if p.returncode != 0:
-        return "corewire rejects backend dpdk: " + p.stderr.strip()
-    return None
+    return env.why_not(OUR)
 
 
 # ---- the injector (runs inside the namespace, under a python3 that has scapy) -------------
@@ -75,7 +61,7 @@ def inject(tap, our_mac, port):
     """Sends every malformed kind; prints {drop reason: frames sent for it} as JSON."""
     from scapy.all import ARP, IP, UDP, Ether, Raw, conf, sendp  # noqa: PLC0415
     conf.verb = 0
-    eth = Ether(dst=our_mac, src="02:00:00:00:91:01")
+    eth = Ether(dst=our_mac, src=PEER_MAC)
     ip = IP(src=PEER, dst=OUR)
     good = ip / UDP(sport=40000, dport=port) / Raw(b"x" * 16)
 
@@ -138,11 +124,6 @@ def inject(tap, our_mac, port):
 
 # ---- the test -----------------------------------------------------------------------------
 
-def ns(*cmd, check=True, timeout=60):
-    return subprocess.run(["ip", "netns", "exec", NS, *cmd], capture_output=True, text=True,
-                          check=check, timeout=timeout)
-
-
 ECHO = ("import socket,struct,sys;s=socket.socket(2,2);s.settimeout(2);"
         "m=struct.pack('>QHI',7,3,64)+bytes(50);ok=0\n"
         "for i in range(5):\n"
@@ -155,19 +136,11 @@ ECHO = ("import socket,struct,sys;s=socket.socket(2,2);s.settimeout(2);"
 
 class DpdkMalformedTest(unittest.TestCase):
     def setUp(self):
-        self.srv = None
-        self.addCleanup(subprocess.run, [SETUP, "down", "--ns", NS], capture_output=True,
-                        timeout=60)
-        subprocess.run([SETUP, "up", "--ns", NS, "--tap", TAP, "--peer", f"{PEER}/24",
-                        "--peer-mac", "02:00:00:00:91:01", "--pages", "0"],
-                       check=True, capture_output=True, timeout=60)
-
-    def tearDown(self):
-        if self.srv:
-            self.srv.stop()
+        env.topology_up(self, NS, TAP, f"{PEER}/24", PEER_MAC)
 
     def echo(self, port):
-        return ns(sys.executable, "-c", ECHO.format(ip=OUR, port=port), check=False).returncode
+        code = ECHO.format(ip=OUR, port=port)
+        return env.in_ns(NS, sys.executable, "-c", code, check=False).returncode
 
     def test_malformed_frames_are_counted_and_service_goes_on(self):
         cfg = f"""[runtime]
@@ -180,24 +153,16 @@ addresses = ["{OUR}/24"]
 frag_flows = 16
 frag_timeout_ms = {FRAG_TIMEOUT_MS}
 {h.ALL_SERVICES}"""
-        self.srv = h.Server(cfg, expect_start=False, prefix=("ip", "netns", "exec", NS))
-        try:
-            self.srv.wait_ready()
-        except h.ServerError:
-            if "has no DPDK" in self.srv.log():
-                self.skipTest("this corewire build has no DPDK backend")
-            raise
-        # The tap PMD put its MAC on the kernel side: give the peer its own back.
-        subprocess.run([SETUP, "peer-mac", "--ns", NS, "--peer-mac", "02:00:00:00:91:01"],
-                       check=True, capture_output=True, timeout=30)
+        self.srv = env.start_server(self, cfg, prefix=("ip", "netns", "exec", NS))
+        env.restore_peer_mac(NS, PEER_MAC)
         m = re.search(r"dpdk: port \d+ \(net_tap\) mac ([0-9a-f:]{17})", self.srv.log())
         self.assertIsNotNone(m, self.srv.log())
         port = self.srv.ep("sockperf-echo", "udp")[1]
         # The peer resolves us by ARP and is learned from its request.
         self.assertEqual(self.echo(port), 0, self.srv.log())
 
-        p = ns(scapy_python(), os.path.abspath(__file__), "--inject", TAP, m.group(1),
-               str(port), check=False, timeout=120)
+        p = env.in_ns(NS, scapy_python(), os.path.abspath(__file__), "--inject", TAP,
+                      m.group(1), str(port), check=False, timeout=120)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         sent = json.loads(p.stdout.strip().splitlines()[-1])
         # Incomplete reassemblies time out (checked every 100 ms), then the service answers
@@ -207,10 +172,7 @@ frag_timeout_ms = {FRAG_TIMEOUT_MS}
         self.assertTrue(self.srv.alive(), self.srv.log())
 
         self.assertEqual(self.srv.stop(), 0, self.srv.log())
-        # "stats dpdk: drop.<reason>=N ... port.<stat>=N" (names with dots: not h.stats()).
-        line = re.search(r"stats dpdk: (.*)", self.srv.log())
-        self.assertIsNotNone(line, self.srv.log())
-        drops = {k: int(v) for k, v in re.findall(r"([\w.]+)=(\d+)", line.group(1))}
+        drops = env.backend_counters(self.srv.log())
         for reason, n in sent.items():
             self.assertEqual(drops.get("drop." + reason, 0), n,
                              f"drop.{reason}: sent {n}\n" + self.srv.log())
@@ -221,8 +183,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--inject":
         inject(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         sys.exit(0)
-    reason = why_not()
-    if reason:
-        print("SKIP: DPDK malformed-frame test: " + reason, file=sys.stderr)
-        sys.exit(77)
-    unittest.main(verbosity=2)
+    env.main(why_not, "DPDK malformed-frame test")
