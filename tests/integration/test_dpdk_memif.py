@@ -96,6 +96,12 @@ addresses = ["{SERVER_IP}/24"]
                             "--count", "10", "-q"], capture_output=True, text=True, timeout=60)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("single worker", p.stderr)
+        # DPDK options without the DPDK backend are a usage error, not silently ignored.
+        p = subprocess.run([BENCH, "--backend", "epoll", "--udp", "--target", "127.0.0.1:9",
+                            "--eal", EAL, "--count", "1"], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("need --backend dpdk", p.stderr)
 
 
 if __name__ == "__main__":
