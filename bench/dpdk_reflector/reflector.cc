@@ -25,7 +25,7 @@ namespace {
 
 constexpr uint16_t kPort = 0, kBurst = 32, kDesc = 1024;
 constexpr unsigned kMbufs = 8191;
-constexpr uint32_t kIdleSpins = 1u << 20;  // empty polls (some ms) before polling slowly
+constexpr uint32_t kIdleSpins = 1u << 16;  // empty polls (a few ms) before polling slowly
 constexpr uint16_t kSockperfClient = 0x1;  // app/protocol/sockperf.hh
 volatile std::sig_atomic_t g_stop = 0;
 std::atomic<bool> g_up{false};  // link state: LSC interrupt callback + periodic check
