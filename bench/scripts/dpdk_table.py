@@ -14,7 +14,9 @@ Runs are interleaved (reflector, corewire-dpdk, io_uring, reflector, ...) and re
 --runs times; the table shows the median and spread (min..max) of each figure and the
 ratios of medians the issue sets goals for.
 
-  throughput   corewire-bench closed loop, --flows x --window outstanding, replies/s
+  throughput   corewire-bench closed loop, --flows x --window outstanding (default 8 x 32:
+               at 4 x 16 every side idles between bursts and both DPDK servers measure
+               below their capacity), replies/s
   ping-pong    corewire-bench closed loop, 1 flow x 1 outstanding: RTT p50 and p99 (us)
 
 Needs root and a DPDK build. EAL memory: --eal (default --no-huge -m 512); with hugepages
@@ -147,8 +149,13 @@ def measure(args):
                       + ", ".join(f"{k}={v[-1]:.3f}" for k, v in m.items()), file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        # The reflector's EAL runtime directory (empty: --no-shconf, --no-telemetry).
+        # The reflector's EAL runtime directory (empty: --no-shconf, --no-telemetry), and
+        # the shared one --in-memory processes use, if they left it empty.
         shutil.rmtree(f"/var/run/dpdk/cw-refl-{os.getpid()}", ignore_errors=True)
+        try:
+            os.rmdir("/var/run/dpdk/rte")
+        except OSError:
+            pass
     return results
 
 
@@ -194,8 +201,8 @@ def main():
     ap.add_argument("--warmup", type=float, default=1,
                     help="seconds before each measurement (memif link-up and ARP)")
     ap.add_argument("--msg", type=int, default=64)
-    ap.add_argument("--flows", type=int, default=4)
-    ap.add_argument("--window", type=int, default=16)
+    ap.add_argument("--flows", type=int, default=8)
+    ap.add_argument("--window", type=int, default=32)
     ap.add_argument("--server-core", type=int, default=1)
     ap.add_argument("--client-core", type=int, default=0)
     ap.add_argument("--eal", default="--no-huge -m 512 --no-pci",
