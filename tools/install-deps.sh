@@ -11,6 +11,7 @@ PKGS=(
   nlohmann-json3-dev libfmt-dev libspdlog-dev      # stats/JSON output, logging
   libgtest-dev libgmock-dev libbenchmark-dev       # unit tests, micro-benchmarks
   sockperf python3                                 # integration tests (real sockperf client)
+  python3-scapy                                    # DPDK malformed-frame tests (frame injection)
   clang libclang-rt-14-dev                         # fuzz targets (libFuzzer), sanitizers
   libcpp-httplib-dev libsystemd-dev                # corewirectl: admin HTTP, sd_notify
 )

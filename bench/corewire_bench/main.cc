@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <sstream>
 
 #include "bench/corewire_bench/run.hh"
 
@@ -13,6 +14,9 @@ namespace {
 constexpr double kDefaultSweepStep_s = 2.0;  // seconds per sweep step without --duration
 constexpr double kSaturatedAchieved = 0.95;  // sweep stops when achieved < this * offered
 constexpr double kSaturatedLoss = 0.01;      // ... or loss above this ratio
+// --backend dpdk without --warmup: the memif/NIC link comes up and ARP resolves the target
+// while the first requests are in flight; those requests may be lost and must not count.
+constexpr double kDpdkDefaultWarmup_s = 1.0;
 
 int fail(const std::string& msg) {
   std::fprintf(stderr, "corewire-bench: %s\n", msg.c_str());
@@ -31,8 +35,17 @@ int run(int argc, char** argv) {
       ->check(CLI::Range(1u, 1u << 20));
   app.add_option("--threads", o.threads, "workers")->check(CLI::Range(1u, 1024u));
   app.add_option("--cores", o.cores, "pin workers to these CPUs (sets --threads)")->delimiter(',');
-  app.add_option("--backend", o.backend, "auto | io_uring | epoll")
-      ->check(CLI::IsMember({"auto", "io_uring", "epoll"}));
+  app.add_option("--backend", o.backend, "auto | io_uring | epoll | dpdk")
+      ->check(CLI::IsMember({"auto", "io_uring", "epoll", "dpdk"}));
+  std::string eal_line;
+  std::vector<std::string> eal_tail;
+  app.add_option("--eal", eal_line, "dpdk: EAL arguments, one string split at spaces");
+  app.add_option("--dpdk-port", o.dpdk_port,
+                 "dpdk: PCI address or vdev devargs, e.g. net_memif0,role=client,socket=/tmp/s");
+  app.add_option("--dpdk-addr", o.dpdk_addr, "dpdk: our IPv4 address/prefix, e.g. 10.0.0.2/24");
+  app.add_option("--dpdk-gateway", o.dpdk_gateway, "dpdk: next hop for off-link targets");
+  app.add_option("--dpdk-mtu", o.dpdk_mtu, "dpdk: IPv4 MTU")->check(CLI::Range(576, 9000));
+  app.add_option("eal", eal_tail, "after --: more EAL arguments (dpdk)");
   app.add_flag("--busy-poll", o.busy_poll, "spin instead of blocking");
   app.add_option("--mode", o.mode, "closed | open")->check(CLI::IsMember({"closed", "open"}));
   app.add_option("--window", o.window, "closed loop: outstanding requests per flow")
@@ -42,7 +55,8 @@ int run(int argc, char** argv) {
       ->check(CLI::IsMember({"fixed", "poisson"}));
   app.add_option("--duration", o.duration_s, "measured seconds");
   app.add_option("--count", o.count, "measured requests (all workers)");
-  app.add_option("--warmup", o.warmup_s, "seconds sent but not measured, before the run");
+  auto* warmup = app.add_option("--warmup", o.warmup_s,
+                                "seconds sent but not measured, before the run (dpdk: 1)");
   app.add_option("--timeout", o.timeout_s, "seconds after which a request counts as lost");
   app.add_option("--connect-timeout", o.connect_timeout_s, "seconds to wait for connections");
   app.add_option("--max-time", o.max_time_s, "cut a --count-only run off after this (s)");
@@ -58,6 +72,17 @@ int run(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (o.udp && o.tcp) return fail("choose one of --udp and --tcp");
+  std::istringstream eal_words(eal_line);
+  for (std::string w; eal_words >> w;) o.eal.push_back(w);
+  o.eal.insert(o.eal.end(), eal_tail.begin(), eal_tail.end());
+  if (o.backend != "dpdk" && (!o.eal.empty() || !o.dpdk_port.empty() || !o.dpdk_addr.empty()))
+    return fail("--eal, --dpdk-port and --dpdk-addr need --backend dpdk");
+  if (o.backend == "dpdk") {
+    if (o.tcp) return fail("--backend dpdk: UDP only (the DPDK stack has no TCP)");
+    if (o.dpdk_port.empty() || o.dpdk_addr.empty())
+      return fail("--backend dpdk needs --dpdk-port and --dpdk-addr");
+    if (!warmup->count()) o.warmup_s = kDpdkDefaultWarmup_s;
+  }
   if (!o.cores.empty()) o.threads = uint32_t(o.cores.size());
   if (o.conns) {
     // Many idle-ish connections: open loop, a small request on each now and then.

@@ -48,6 +48,11 @@ nlohmann::json run_json(const RunResult& r) {
   j["latency"] = latency_json(*r.hist);
   if (i.transport == "tcp")
     j["conns"] = {{"open", r.conns_open}, {"failed", r.conns_failed}, {"closed", r.conns_closed}};
+  if (!r.backend_counters.empty()) {
+    nlohmann::json b = nlohmann::json::object();
+    for (const auto& [name, value] : r.backend_counters) b[name] = value;
+    j["backend_counters"] = b;
+  }
   return j;
 }
 
@@ -99,6 +104,11 @@ std::string text_report(const RunResult& r) {
                   (unsigned long long)r.conns_closed);
     s += b;
   }
+  // The generator's own drops (DPDK stack), so a loss can be told from the server's.
+  std::string drops;
+  for (const auto& [name, value] : r.backend_counters)
+    if (name.rfind("drop.", 0) == 0) drops += "  " + name + " " + std::to_string(value);
+  if (!drops.empty()) s += "generator drops:" + drops + "\n";
   if (r.unfinished) {
     std::snprintf(b, sizeof b, "warning: %llu worker(s) did not finish in time\n",
                   (unsigned long long)r.unfinished);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench/corewire_bench/client.hh"
@@ -29,6 +30,8 @@ struct RunResult {
   uint64_t conns_open = 0, conns_failed = 0, conns_closed = 0;
   uint64_t unfinished = 0;  // workers that had not finished when the run was cut off
   double elapsed_s = 0;     // measured phase: start to last reply
+  // The generator's own backend counters (DPDK: drop.<reason>, port.<stat>), whole run.
+  std::vector<std::pair<std::string, uint64_t>> backend_counters;
   std::unique_ptr<Histogram> hist = std::make_unique<Histogram>();
 
   double throughput() const { return elapsed_s > 0 ? double(received) / elapsed_s : 0.0; }

@@ -25,6 +25,31 @@ uint64_t share(uint64_t total, unsigned w, unsigned n) {
   return total / n + (w < total % n);
 }
 
+// --backend dpdk: the generator's own user-space stack (one port, our address). Client UDP
+// sockets on DPDK need a single worker (the backend refuses more, naming why).
+Result<void> dpdk_config(const Options& o, [[maybe_unused]] rt::RuntimeConfig& rc) {
+  if (o.backend != "dpdk") return {};
+#if CW_HAVE_DPDK
+  if (o.dpdk_port.empty()) return make_error("--backend dpdk needs --dpdk-port");
+  if (o.dpdk_addr.empty()) return make_error("--backend dpdk needs --dpdk-addr (a.b.c.d/len)");
+  dp::DpdkConfig& d = rc.dpdk;
+  d.eal_args = o.eal;
+  d.port = o.dpdk_port;
+  auto a = dp::parse_cidr(o.dpdk_addr);
+  if (!a) return make_error("--dpdk-addr: " + a.error().message);
+  d.addresses = {a.value()};
+  if (!o.dpdk_gateway.empty()) {
+    auto g = dp::parse_endpoint(o.dpdk_gateway + ":0");
+    if (!g) return make_error("--dpdk-gateway: " + g.error().message);
+    d.gateway_be = g.value().addr_be;
+  }
+  d.mtu = o.dpdk_mtu;
+  return {};
+#else
+  return make_error("--backend dpdk: this build has no DPDK (libdpdk-dev)");
+#endif
+}
+
 }  // namespace
 
 void raise_nofile(uint64_t want) {
@@ -71,6 +96,7 @@ Result<RunResult> run_one(const Options& o, double rate, bool progress) {
   rc.io.busy_poll = o.busy_poll;
   rc.io.max_conns = std::max<uint32_t>(1024, flows_max + kConnSlack);
   rc.io.idle_timeout_ms = 0;  // the client closes nothing by itself
+  if (auto d = dpdk_config(o, rc); !d) return d.error();
   base.max_conns = rc.io.max_conns;
 
   rt::AppSpec<Services> app;
@@ -167,6 +193,7 @@ Result<RunResult> run_one(const Options& o, double rate, bool progress) {
             o.count};
   for (unsigned w = 0; w < n; ++w) r.add(results[w]);
   r.conns_open = open_at_end;
+  r.backend_counters = runtime.backend_counters();
   return r;
 }
 

@@ -26,6 +26,12 @@ struct Options {
   double max_time_s = 300;
   uint64_t count = 0, seed = 1;
   std::string sweep, json, hgrm;
+  // --backend dpdk only (docs/dpdk.md): EAL arguments (--eal split at spaces, then the
+  // arguments after --), the port, our address/prefix and an optional gateway. The peer's
+  // MAC is resolved by ARP.
+  std::vector<std::string> eal;
+  std::string dpdk_port, dpdk_addr, dpdk_gateway;
+  uint16_t dpdk_mtu = 1500;
 };
 
 // Runs once at `rate` msgs/s (open loop) or closed loop (rate ignored). Blocks until every

@@ -439,8 +439,12 @@ void DpdkWorker::housekeep() {
   // Link: polled here as well as by the LSC interrupt (drivers without one).
   rte_eth_link link{};
   if (rte_eth_link_get_nowait(port_, &link) == 0) {
+    const bool was_up = link_up_;
     link_up_ = link.link_status == RTE_ETH_LINK_UP;
     if (id_ == 0) sh_->link_up.store(link_up_, std::memory_order_relaxed);
+    // ARP requests sent while the link was down were dropped (tx_link_down): ask again now
+    // rather than a retry interval (1 s) later.
+    if (link_up_ && !was_up) arp_.retry_pending_now(now_ns_);
   }
   // ARP retransmits and give-ups.
   arp_.run_timers(now_ns_, [this](uint32_t ip_be, net::ArpEvent ev) {

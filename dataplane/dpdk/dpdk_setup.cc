@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 
 #include "dataplane/dpdk/dpdk_port.hh"
@@ -59,12 +60,17 @@ Result<void> eal_init_once(const DpdkConfig& cfg,
     args.push_back(std::to_string(first));
   }
   // Each EAL instance on a machine needs its own runtime files: keep none (--in-memory),
-  // or, with --no-huge (which --in-memory refuses), use a per-process prefix.
+  // or, with --no-huge (which --in-memory refuses), use a per-process prefix with no files
+  // in it (--no-shconf, --no-telemetry; otherwise every run leaves ~6 MiB in /var/run/dpdk),
+  // and remove its empty directory at exit (below).
   if (!has_arg(cfg.eal_args, {"--file-prefix", "--in-memory"})) {
-    if (has_arg(cfg.eal_args, {"--no-huge"}))
+    if (has_arg(cfg.eal_args, {"--no-huge"})) {
       args.push_back("--file-prefix=corewire-" + std::to_string(getpid()));
-    else
+      if (!has_arg(cfg.eal_args, {"--no-shconf"})) args.push_back("--no-shconf");
+      if (!has_arg(cfg.eal_args, {"--no-telemetry"})) args.push_back("--no-telemetry");
+    } else {
       args.push_back("--in-memory");
+    }
   }
   args.insert(args.end(), cfg.eal_args.begin(), cfg.eal_args.end());
   std::string line;
@@ -79,6 +85,10 @@ Result<void> eal_init_once(const DpdkConfig& cfg,
   pthread_setaffinity_np(pthread_self(), sizeof saved, &saved);
   if (r < 0) return make_error("dpdk.eal: rte_eal_init failed: " + rte_err(rte_errno));
   g_eal_ready = true;
+  // EAL never removes its runtime directory; remove it at exit when nothing is left in it.
+  // rmdir refuses a non-empty one (shared config, telemetry socket), which then stays as
+  // EAL intends.
+  std::atexit([] { rmdir(rte_eal_get_runtime_dir()); });
   return {};
 }
 
@@ -163,6 +173,11 @@ Result<std::unique_ptr<DpdkBackend>> DpdkBackend::create(
     return make_error("dpdk.addresses: 1 to " + std::to_string(net::kMaxLocalAddrs) +
                       " IPv4 addresses are needed (the stack has no DHCP)");
   if (cfg.mtu < 576 || cfg.mtu > 9000) return make_error("dpdk.mtu: must be 576-9000");
+  for (const SocketSpec& sp : specs)
+    if (sp.transport == Transport::udp && !sp.server && nw > 1)
+      return make_error("udp " + to_string(sp.bind) +
+                        ": client UDP sockets need a single worker on DPDK (replies "
+                        "cannot be steered to the sending worker's queue)");
   if (auto r = eal_init_once(cfg, log); !r) return r.error();
 
   auto sh = std::make_shared<DpdkShared>();
@@ -308,10 +323,6 @@ Result<std::unique_ptr<DpdkBackend>> DpdkBackend::create(
     if (sp.transport == Transport::tcp) {
       if (log) log("dpdk: " + what + ": no TCP on the DPDK stack; this socket never receives");
     } else {
-      if (!sp.server && nw > 1)
-        return make_error(what +
-                          ": client UDP sockets need a single worker on DPDK (replies "
-                          "cannot be steered to the sending worker's queue)");
       uint16_t p = ntohs(b.port_be);
       if (p == 0) {
         while (next_ephemeral != 0 && sh->by_port[next_ephemeral] != kNoSocket) ++next_ephemeral;

@@ -1,55 +1,37 @@
-"""corewire on the DPDK backend, end to end without a NIC: the server runs inside a network
-namespace it shares with a TAP device it creates (net_tap PMD, --no-huge); the kernel side of
-the TAP gets an address and the real sockperf client plus plain sockets talk to corewire's
-own IP stack. Needs root, iproute2, a DPDK build and sockperf; skipped (exit 77) otherwise."""
+"""corewire on the DPDK backend, end to end without a NIC: tools/dpdk-setup.sh creates a
+network namespace with a persistent TAP (the kernel side has the peer's address); the server
+runs inside the namespace and attaches to the TAP (net_tap PMD, --no-huge); the real sockperf
+client plus plain sockets talk to corewire's own IP stack. Needs root, iproute2, a DPDK build
+and sockperf; skipped (exit 77) otherwise."""
 
 import os
 import shutil
-import subprocess
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dpdk_env as env  # noqa: E402
 import harness as h  # noqa: E402
 
 NS = f"cw-it-{os.getpid()}"
 TAP = f"cwit{os.getpid() % 100000}"
-OUR, PEER = "10.97.0.2", "10.97.0.1"
+OUR, PEER, PEER_MAC = "10.97.0.2", "10.97.0.1", "02:00:00:00:97:01"
 SOCKPERF = os.environ.get("SOCKPERF") or shutil.which("sockperf")
 
 
 def ns(*cmd, check=True, timeout=30):
-    return subprocess.run(["ip", "netns", "exec", NS, *cmd], capture_output=True, text=True,
-                          check=check, timeout=timeout)
+    return env.in_ns(NS, *cmd, check=check, timeout=timeout)
 
 
 def why_not():
-    if os.geteuid() != 0:
-        return "needs root (network namespace, TAP device)"
-    if not shutil.which("ip"):
-        return "needs iproute2 (ip)"
-    if not SOCKPERF:
-        return "needs sockperf"
-    cfg = h.write_temp(f'[dpdk]\nport = "x"\naddresses = ["{OUR}/24"]\n')
-    try:
-        p = h.run_corewire(["--backend", "dpdk", "--check-config", "-c", cfg])
-    finally:
-        os.unlink(cfg)
-    if p.returncode != 0:
-        return "corewire rejects backend dpdk: " + p.stderr.strip()
-    return None
+    return "needs sockperf" if not SOCKPERF else env.why_not(OUR)
 
 
 class DpdkTest(unittest.TestCase):
     def setUp(self):
-        subprocess.run(["ip", "netns", "add", NS], check=True, timeout=10)
-        self.srv = None
-
-    def tearDown(self):
-        if self.srv:
-            self.srv.stop()
-        subprocess.run(["ip", "netns", "del", NS], timeout=10)
+        # The namespace and a persistent TAP with the peer's address, as an operator would
+        # set them up (tools/dpdk-setup.sh; no hugepages: EAL runs with --no-huge).
+        env.topology_up(self, NS, TAP, f"{PEER}/24", PEER_MAC)
 
     def test_udp_echo_over_tap(self):
         cfg = f"""[runtime]
@@ -59,19 +41,8 @@ eal = ["--no-huge", "-m", "512", "--no-pci"]
 port = "net_tap0,iface={TAP}"
 addresses = ["{OUR}/24"]
 {h.ALL_SERVICES}"""
-        self.srv = h.Server(cfg, expect_start=False, prefix=("ip", "netns", "exec", NS))
-        # The PMD creates the TAP inside the namespace; give its kernel side an address.
-        deadline = time.monotonic() + h.START_TIMEOUT
-        while ns("ip", "link", "show", TAP, check=False).returncode != 0:
-            if not self.srv.alive() and "has no DPDK" in self.srv.log():
-                self.skipTest("this corewire build has no DPDK backend")
-            if not self.srv.alive() or time.monotonic() > deadline:
-                self.fail("TAP device never appeared:\n" + self.srv.log())
-            time.sleep(0.1)
-        ns("ip", "link", "set", TAP, "address", "02:00:00:00:97:01")
-        ns("ip", "addr", "add", f"{PEER}/24", "dev", TAP)
-        ns("ip", "link", "set", TAP, "up")
-        self.srv.wait_ready()
+        self.srv = env.start_server(self, cfg, prefix=("ip", "netns", "exec", NS))
+        env.restore_peer_mac(NS, PEER_MAC)
         self.assertEqual(self.srv.ep("sockperf-echo", "udp"), (OUR, self.srv.ep("sockperf-echo", "udp")[1]))
         port = self.srv.ep("sockperf-echo", "udp")[1]
         out = ns(SOCKPERF, "ping-pong", "-i", OUR, "-p", str(port), "-m", "64", "-t", "2",
@@ -94,8 +65,4 @@ addresses = ["{OUR}/24"]
 
 
 if __name__ == "__main__":
-    reason = why_not()
-    if reason:
-        print("SKIP: DPDK integration test: " + reason, file=sys.stderr)
-        sys.exit(77)
-    unittest.main(verbosity=2)
+    env.main(why_not, "DPDK integration test")

@@ -60,6 +60,12 @@ class ArpTable {
   // The sender of a request addressed to us. False when there is no free slot (live
   // entries are never evicted for this).
   bool on_request(uint32_t ip_be, const Mac& mac, int64_t now_ns);
+  // The link just came up: requests sent while it was down were lost, so every pending
+  // one is due for retransmission at the next run_timers (the try is not given back).
+  void retry_pending_now(int64_t now_ns) {
+    for (uint32_t i = 0; i <= mask_; ++i)
+      if (e_[i].pending && e_[i].retry_ns > now_ns) e_[i].retry_ns = now_ns;
+  }
   // Timers: calls f(ip_be, ArpEvent) for every request to retransmit or give up on, and
   // forgets expired entries. Call every few hundred ms.
   template <class F>

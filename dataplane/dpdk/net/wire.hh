@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -81,13 +82,31 @@ inline void store_mac(uint8_t* p, const Mac& m) {
 // RFC 1071 one's-complement sum of `len` bytes as big-endian 16-bit words, unfolded. A 64-bit
 // accumulator cannot overflow for any IPv4 datagram (at most 2^15 words of 2^16).
 inline uint64_t csum_add(const uint8_t* p, size_t len, uint64_t sum = 0) {
-  while (len >= 2) {
-    sum += load16(p);
+  // RFC 1071: the one's-complement sum does not depend on byte order, so add the block as
+  // native 32-bit words (4 bytes per step instead of 2), fold to 16 bits and swap once to
+  // big-endian terms. A trailing odd byte is the high byte of a last big-endian word.
+  uint64_t s = 0;
+  for (; len >= 4; p += 4, len -= 4) {
+    uint32_t w;
+    std::memcpy(&w, p, 4);
+    s += w;
+  }
+  if (len >= 2) {
+    uint16_t w;
+    std::memcpy(&w, p, 2);
+    s += w;
     p += 2;
     len -= 2;
   }
-  if (len) sum += uint32_t(p[0]) << 8;
-  return sum;
+  if (len) {
+    const uint8_t last[2] = {p[0], 0};
+    uint16_t w;
+    std::memcpy(&w, last, 2);
+    s += w;
+  }
+  while (s >> 16) s = (s & 0xFFFF) + (s >> 16);
+  if constexpr (std::endian::native == std::endian::little) s = __builtin_bswap16(uint16_t(s));
+  return sum + s;
 }
 inline uint16_t csum_fold_raw(uint64_t sum) {  // folded sum, not complemented
   while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);

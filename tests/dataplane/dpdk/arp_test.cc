@@ -100,6 +100,24 @@ TEST_F(ArpFixture, ProbeIsAnsweredNotLearned) {
   EXPECT_EQ(table.size(), 0u);
 }
 
+TEST_F(ArpFixture, LinkUpRetransmitsPendingRequestsAtOnce) {
+  const uint32_t nh = ip("10.0.0.9");
+  EXPECT_EQ(table.lookup(nh, 0).status, ArpLookup::miss_request);  // lost: link was down
+  int retransmits = 0;
+  auto count = [&](uint32_t, ArpEvent e) { retransmits += e == ArpEvent::retransmit; };
+  table.run_timers(10, count);
+  EXPECT_EQ(retransmits, 0);
+  table.retry_pending_now(10);
+  table.run_timers(10, count);
+  EXPECT_EQ(retransmits, 1);
+  table.run_timers(11, count);  // the normal retry interval applies again
+  EXPECT_EQ(retransmits, 1);
+  EXPECT_TRUE(table.on_reply(nh, kPeerMac, 12));
+  table.retry_pending_now(13);  // nothing pending: no effect
+  table.run_timers(13, count);
+  EXPECT_EQ(retransmits, 1);
+}
+
 TEST_F(ArpFixture, LookupRetransmitsThenFails) {
   const uint32_t nh = ip("10.0.0.9");
   EXPECT_EQ(table.lookup(nh, 0).status, ArpLookup::miss_request);

@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""The DPDK benchmark table of docs/BENCHMARKS.md (issue 3), measured in one run.
+
+Three servers answer 64-byte sockperf-dialect UDP echo, each pinned to --server-core and
+busy-polling; the same generator, corewire-bench pinned to --client-core and busy-polling,
+measures each of them:
+  corewire-dpdk  corewire, backend dpdk, memif server role; the generator runs on DPDK too
+                 (memif client role) over one net_memif link,
+  reflector      bench/dpdk_reflector: a bare rx -> swap addresses -> tx loop on the same
+                 kind of memif link (the link's ceiling, with the same generator),
+  io_uring       corewire, backend io_uring, on 127.0.0.1; the generator on io_uring too
+                 (the kernel path).
+Runs are interleaved (reflector, corewire-dpdk, io_uring, reflector, ...) and repeated
+--runs times; the table shows the median and spread (min..max) of each figure and the
+ratios of medians the issue sets goals for.
+
+  throughput   corewire-bench closed loop, --flows x --window outstanding (default 8 x 32:
+               at 4 x 16 every side idles between bursts and both DPDK servers measure
+               below their capacity), replies/s
+  ping-pong    corewire-bench closed loop, 1 flow x 1 outstanding: RTT p50 and p99 (us)
+
+Needs root and a DPDK build. EAL memory: --eal (default --no-huge -m 512); with hugepages
+reserved (tools/dpdk-setup.sh up) pass --eal "--in-memory -m 512 --no-pci". Every process
+is bounded in time and killed at the end, even on error; the memif sockets live in a
+temporary directory that is removed.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SERVER_IP, CLIENT_IP = "10.94.0.1", "10.94.0.2"
+SP_PORT = 11111
+START_TIMEOUT = 20.0  # s
+
+
+class Proc:
+    """A server process; ready once `ready_re` appears in its output. Always killed."""
+
+    def __init__(self, name, argv, ready_re):
+        self.name, self.argv, self.ready_re = name, argv, re.compile(ready_re)
+        self.proc, self.log = None, tempfile.TemporaryFile("w+")
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True, text=True)
+        deadline = time.time() + START_TIMEOUT
+        while time.time() < deadline:
+            if self.ready_re.search(self.output()):
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.__exit__()
+        raise RuntimeError(f"{self.name} did not start:\n{self.output()}")
+
+    def output(self):
+        self.log.seek(0)
+        return self.log.read()
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def memif(role, sock):
+    return f"net_memif0,role={role},socket={sock}"
+
+
+def servers(args, tmp):
+    """(name, factory() -> Proc, generator arguments) for each system, in run order."""
+    sock = os.path.join(tmp, "memif.sock")
+    eal = args.eal.split()
+
+    def corewire(backend, extra_cfg):
+        cfg = os.path.join(tmp, f"{backend}.toml")
+        with open(cfg, "w") as f:
+            f.write(f'[runtime]\nbackend = "{backend}"\ncores = [{args.server_core}]\n'
+                    f'busy_poll = true\n{extra_cfg}\n[log]\nlevel = "info"\n'
+                    f'[[service]]\nname = "sockperf-echo"\nudp = {SP_PORT}\n')
+        return Proc(f"corewire {backend}", [args.corewire, "-c", cfg], r"corewire: ready")
+
+    dpdk_cfg = (f'[dpdk]\neal = {json.dumps(eal + ["--vdev=" + memif("server", sock)])}\n'
+                f'port = "net_memif0"\naddresses = ["{SERVER_IP}/24"]\n')
+    dpdk_gen = ["--backend", "dpdk", "--target", f"{SERVER_IP}:{SP_PORT}", "--eal", args.eal,
+                "--dpdk-port", memif("client", sock), "--dpdk-addr", f"{CLIENT_IP}/24"]
+    refl_prefix = f"cw-refl-{os.getpid()}"
+    reflector = [args.reflector, "-l", str(args.server_core), *eal, "--no-shconf",
+                 "--no-telemetry", f"--file-prefix={refl_prefix}",
+                 "--vdev=" + memif("server", sock), "--", "--ip", SERVER_IP]
+    return [
+        ("reflector", lambda: Proc("reflector", reflector, r"cw-dpdk-reflector: port"),
+         dpdk_gen),
+        ("corewire-dpdk", lambda: corewire("dpdk", dpdk_cfg), dpdk_gen),
+        ("io_uring", lambda: corewire("io_uring", 'listen = "127.0.0.1"'),
+         ["--backend", "io_uring", "--target", f"127.0.0.1:{SP_PORT}"]),
+    ]
+
+
+def generator(args, gen, tmp, flows, window):
+    out = os.path.join(tmp, "run.json")
+    argv = [args.bench, *gen, "--proto", "sockperf", "--udp", "-m", str(args.msg),
+            "--mode", "closed", "--flows", str(flows), "--window", str(window),
+            "--duration", str(args.duration), "--warmup", str(args.warmup),
+            "--cores", str(args.client_core), "--busy-poll", "--json", out, "-q"]
+    p = subprocess.run(argv, capture_output=True, text=True,
+                       timeout=args.duration + args.warmup + 60)
+    if p.returncode != 0 or not os.path.exists(out):
+        raise RuntimeError(f"corewire-bench failed ({p.returncode}): {' '.join(argv)}\n"
+                           + p.stdout + p.stderr)
+    with open(out) as f:
+        rep = json.load(f)
+    os.unlink(out)
+    return rep
+
+
+def measure(args):
+    results = {}  # name -> metric -> [values]
+    tmp = tempfile.mkdtemp(prefix="cw-dpdk-table-")
+    try:
+        for r in range(args.runs):
+            for name, make, gen in servers(args, tmp):
+                m = results.setdefault(name, {})
+                # A fresh server per generator run: memif unmaps the rings under a
+                # busy-polling peer when the generator leaves (docs/dpdk.md), so a server
+                # that served one generator is not trusted with the next.
+                with make():
+                    t = generator(args, gen, tmp, args.flows, args.window)
+                with make():
+                    pp = generator(args, gen, tmp, 1, 1)
+                m.setdefault("msg_per_s", []).append(t["throughput_msgs"])
+                m.setdefault("p50_us", []).append(pp["latency"]["p50"])
+                m.setdefault("p99_us", []).append(pp["latency"]["p99"])
+                m.setdefault("lost", []).append(t["lost"] + t["errors"] + pp["lost"] + pp["errors"])
+                print(f"  run {r + 1}/{args.runs} {name}: "
+                      + ", ".join(f"{k}={v[-1]:.3f}" for k, v in m.items()), file=sys.stderr)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        # The reflector's EAL runtime directory (empty: --no-shconf, --no-telemetry), and
+        # the shared one --in-memory processes use, if they left it empty.
+        shutil.rmtree(f"/var/run/dpdk/cw-refl-{os.getpid()}", ignore_errors=True)
+        try:
+            os.rmdir("/var/run/dpdk/rte")
+        except OSError:
+            pass
+    return results
+
+
+def fmt(vals, digits=2):
+    med = statistics.median(vals)
+    return f"{med:.{digits}f} ({min(vals):.{digits}f}..{max(vals):.{digits}f})"
+
+
+def table(args, results):
+    med = {n: {k: statistics.median(v) for k, v in m.items()} for n, m in results.items()}
+    lines = [f"### UDP echo over net_memif, {args.msg}-byte messages (sockperf dialect)", "",
+             "| server | throughput (k msg/s) | ping-pong RTT p50 (us) | RTT p99 (us) | lost |",
+             "|---|---|---|---|---|"]
+    for n in ("reflector", "corewire-dpdk", "io_uring"):
+        m = results[n]
+        lines.append(f"| {n} | {fmt([v / 1e3 for v in m['msg_per_s']], 1)} | "
+                     f"{fmt(m['p50_us'])} | {fmt(m['p99_us'])} | {int(sum(m['lost']))} |")
+    d, u, r = med["corewire-dpdk"], med["io_uring"], med["reflector"]
+
+    def div(a, b):  # a run that measured nothing (stalled machine) has a zero median
+        return a / b if b else float("nan")
+
+    def ratio(label, value, goal, ok):
+        return f"| {label} | **{value:.3f}** | {goal} | {'yes' if ok else 'no'} |"
+
+    tput_u, rtt_u = div(d["msg_per_s"], u["msg_per_s"]), div(d["p50_us"], u["p50_us"])
+    tput_r, rtt_r = div(d["msg_per_s"], r["msg_per_s"]), div(d["p50_us"], r["p50_us"])
+    lines += ["", "| ratio (medians) | value | goal | met |", "|---|---|---|---|",
+              ratio("throughput corewire-dpdk / io_uring", tput_u, ">= 20", tput_u >= 20),
+              ratio("RTT p50 corewire-dpdk / io_uring", rtt_u, "<= 0.2", rtt_u <= 0.2),
+              ratio("throughput corewire-dpdk / reflector", tput_r, ">= 0.8", tput_r >= 0.8),
+              ratio("RTT p50 corewire-dpdk / reflector", rtt_r, "<= 3", rtt_r <= 3), ""]
+    return "\n".join(lines), {"throughput_vs_io_uring": tput_u, "rtt_p50_vs_io_uring": rtt_u,
+                              "throughput_vs_reflector": tput_r, "rtt_p50_vs_reflector": rtt_r}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--duration", type=float, default=5, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=1,
+                    help="seconds before each measurement (memif link-up and ARP)")
+    ap.add_argument("--msg", type=int, default=64)
+    ap.add_argument("--flows", type=int, default=8)
+    ap.add_argument("--window", type=int, default=32)
+    ap.add_argument("--server-core", type=int, default=1)
+    ap.add_argument("--client-core", type=int, default=0)
+    ap.add_argument("--eal", default="--no-huge -m 512 --no-pci",
+                    help="EAL arguments for every DPDK process (memory, devices)")
+    ap.add_argument("--json", help="write raw results and ratios here")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("dpdk_table: needs root (DPDK EAL, memif)")
+    args.corewire = os.path.join(args.build, "app/server/corewire")
+    args.bench = os.path.join(args.build, "bench/corewire-bench")
+    args.reflector = os.path.join(args.build, "bench/cw-dpdk-reflector")
+    for p in (args.corewire, args.bench, args.reflector):
+        if not os.access(p, os.X_OK):
+            sys.exit(f"dpdk_table: {p} missing (a DPDK build in --build is needed)")
+    results = measure(args)
+    text, ratios = table(args, results)
+    print(f"command: {' '.join(sys.argv)}\nmachine: {os.uname().nodename}, {os.cpu_count()} cores, "
+          f"kernel {os.uname().release}\ndate: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+          f"server core {args.server_core}, generator core {args.client_core}, EAL {args.eal}; "
+          f"throughput {args.flows} flows x {args.window} outstanding, ping-pong 1 x 1; "
+          f"{args.runs} interleaved runs, median (min..max)\n")
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"results": results, "ratios": ratios}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""corewire-bench on DPDK against corewire on DPDK over net_memif (issue 3, test 5b): two
+processes, two EALs (--no-huge), corewire's user-space stack on both ends (the generator
+resolves the server by ARP). An open-loop run at a moderate fixed rate must lose nothing, a
+closed-loop native run must get every reply intact, and the server must take the second
+generator after the first one left (memif reconnect). Needs root and a DPDK build; skipped
+(exit 77) with the reason otherwise. Every process is bounded in time and always stopped."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dpdk_env as env  # noqa: E402
+import harness as h  # noqa: E402
+
+BENCH = os.environ.get("CW_BENCH", "build/bench/corewire-bench")
+SERVER_IP, CLIENT_IP = "10.95.0.1", "10.95.0.2"
+RATE = 20000  # msg/s: well below what either side sustains without busy-polling
+EAL = "--no-huge -m 256 --no-pci --log-level=lib.eal:error"
+
+
+def why_not():
+    if not os.access(BENCH, os.X_OK):
+        return f"no corewire-bench at {BENCH}"
+    return env.why_not(SERVER_IP, topology=False)
+
+
+class DpdkMemifBenchTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="cw-it-memif-")
+        self.sock = os.path.join(self.dir, "memif.sock")
+        cfg = f"""[runtime]
+backend = "dpdk"
+workers = 1
+[dpdk]
+eal = {json.dumps(EAL.split() + [f"--vdev=net_memif0,role=server,socket={self.sock}"])}
+port = "net_memif0"
+addresses = ["{SERVER_IP}/24"]
+{h.ALL_SERVICES}"""
+        self.srv = env.start_server(self, cfg)
+
+    def tearDown(self):
+        self.srv.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def bench(self, port, *args):
+        out = os.path.join(self.dir, "run.json")
+        argv = [BENCH, "--backend", "dpdk", "--udp", "--target", f"{SERVER_IP}:{port}",
+                "--dpdk-port", f"net_memif0,role=client,socket={self.sock}",
+                "--dpdk-addr", f"{CLIENT_IP}/24", "--eal", EAL, "--check", "--json", out, "-q",
+                *args]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr + "\nserver:\n" + self.srv.log())
+        with open(out) as f:
+            return json.load(f), p.stdout + p.stderr
+
+    def test_bench_over_memif(self):
+        # 1. Open loop, sockperf dialect, fixed rate: nothing lost (after the 1 s warm-up in
+        #    which the link comes up and ARP resolves the server).
+        sp_port = self.srv.ep("sockperf-echo", "udp")[1]
+        rep, log = self.bench(sp_port, "--proto", "sockperf", "--mode", "open", "--rate",
+                              str(RATE), "--duration", "2", "-m", "64")
+        self.assertEqual(rep["config"]["backend"], "dpdk", log)
+        # The generator reports its own stack's counters (JSON and, for drops, text).
+        self.assertIn("port.opackets", rep["backend_counters"], log)
+        self.assertGreater(rep["backend_counters"]["port.opackets"], rep["sent"], log)
+        self.assertGreater(rep["sent"], RATE, log)
+        self.assertEqual(rep["received"], rep["sent"], log)
+        self.assertEqual(rep["lost"], 0, log)
+        self.assertEqual(rep["errors"], 0, log)
+        # 2. A second generator process (memif reconnect, ARP again), closed loop, native
+        #    dialect, payloads checked.
+        nt_port = self.srv.ep("echo", "udp")[1]
+        rep, log = self.bench(nt_port, "--proto", "native", "--count", "2000", "--flows", "2",
+                              "--window", "4", "-m", "200")
+        self.assertEqual(rep["received"], 2000, log)
+        self.assertEqual(rep["lost"] + rep["errors"], 0, log)
+        self.assertEqual(self.srv.stop(), 0, self.srv.log())
+        st = self.srv.stats()
+        self.assertGreaterEqual(st["sockperf-echo"]["responses"], 2 * RATE, self.srv.log())
+        self.assertGreaterEqual(st["echo"]["responses"], 2000, self.srv.log())
+        counters = env.backend_counters(self.srv.log())
+        self.assertIn("port.ipackets", counters, self.srv.log())
+        for bad in ("udp_bad_checksum", "ip_bad_checksum", "tx_ring_full", "rx_no_slot"):
+            self.assertNotIn("drop." + bad, counters, self.srv.log())
+
+    def test_bench_refuses_two_workers(self):
+        # DPDK client sockets need one worker: the generator says so instead of misbehaving.
+        p = subprocess.run([BENCH, "--backend", "dpdk", "--udp", "--target", f"{SERVER_IP}:9",
+                            "--dpdk-port", f"net_memif0,role=client,socket={self.sock}",
+                            "--dpdk-addr", f"{CLIENT_IP}/24", "--eal", EAL, "--threads", "2",
+                            "--count", "10", "-q"], capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("single worker", p.stderr)
+        # DPDK options without the DPDK backend are a usage error, not silently ignored.
+        p = subprocess.run([BENCH, "--backend", "epoll", "--udp", "--target", "127.0.0.1:9",
+                            "--eal", EAL, "--count", "1"], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("need --backend dpdk", p.stderr)
+
+
+if __name__ == "__main__":
+    env.main(why_not, "DPDK memif integration test")
