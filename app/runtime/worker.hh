@@ -34,6 +34,16 @@ inline constexpr uint16_t kNoService = 0xFFFF;
 inline constexpr uint16_t kWorkerMail = 0xFFFE;
 inline constexpr uint16_t kMailStopAccepting = 1;  // drain: io.stop_accepting(), once
 
+// Whether some alternative of the service variant V has on_tick(C&).
+template <class S, class C>
+inline constexpr bool kHasTick = requires(S& s, C& c) { s.on_tick(c); };
+template <class V, class C>
+struct AnyTicks;
+template <class... S, class C>
+struct AnyTicks<std::variant<S...>, C> {
+  static constexpr bool value = (kHasTick<S, C> || ...);
+};
+
 template <dp::WorkerIo Io, class Services>
 class Worker {
  public:
@@ -66,7 +76,8 @@ class Worker {
   void run_once() {
     // 1. Receive a burst (block only in interrupt mode, and only when no mail is waiting).
     const uint32_t n = io_.poll(items_.data(), uint32_t(items_.size()), block_ns());
-    ctx_.now_ns = now_ns();
+    // The clock is read per burst; an empty poll needs it only if a service ticks.
+    if (n || kTicks) ctx_.now_ns = now_ns();
     stats_.loops.add();
     // 2. Decode and dispatch each item to the service owning its socket.
     if (n) {
@@ -76,8 +87,10 @@ class Worker {
     }
     // 3. Deliver mail, then tick services (clients originate requests here).
     drain_mail();
-    ctx_.wake_by_ns = 0;
-    for (uint16_t s = 0; s < services_.size(); ++s) tick(s);
+    if constexpr (kTicks) {
+      ctx_.wake_by_ns = 0;
+      for (uint16_t s = 0; s < services_.size(); ++s) tick(s);
+    }
     // 4. Transmit everything the handlers queued, in one batch.
     io_.flush();
     if (n) {
@@ -91,6 +104,9 @@ class Worker {
   const StreamTails& tails() const { return tails_; }
 
  private:
+  // Whether any service type has on_tick (decided at compile time).
+  static constexpr bool kTicks = AnyTicks<Services, Ctx<Io>>::value;
+
   uint32_t max_frame_of_all() const {
     uint32_t m = 0;
     for (auto& s : services_)
