@@ -342,12 +342,8 @@ uint8_t* DpdkWorker::dgram_reserve(SocketId s, Endpoint to, uint32_t n) {
   return big_.get() + net::kUdpHdrLen;
 }
 
-void DpdkWorker::dgram_commit(uint32_t len) {
-  assert(res_open_ && len <= res_cap_);
-  res_open_ = false;
-  if (res_large_) return commit_fragmented(len);
-  rte_mbuf* m = res_m_;
-  res_m_ = nullptr;
+// The headers of the datagram reserved on res_sock_ to res_to_ (takes the next IP id).
+net::UdpHeaderSpec DpdkWorker::reserved_udp_spec() {
   const Endpoint& b = sh_->bound[res_sock_];
   net::UdpHeaderSpec h;
   h.src_mac = sh_->ifc.mac;
@@ -356,6 +352,16 @@ void DpdkWorker::dgram_commit(uint32_t len) {
   h.sport_be = b.port_be;
   h.dport_be = res_to_.port_be;
   h.ip_id = ip_id_++;
+  return h;
+}
+
+void DpdkWorker::dgram_commit(uint32_t len) {
+  assert(res_open_ && len <= res_cap_);
+  res_open_ = false;
+  if (res_large_) return commit_fragmented(len);
+  rte_mbuf* m = res_m_;
+  res_m_ = nullptr;
+  const net::UdpHeaderSpec h = reserved_udp_spec();
   const uint32_t frame_len = net::kUdpFrameHdrLen + len;
   m->data_len = uint16_t(frame_len);
   m->pkt_len = frame_len;
@@ -376,14 +382,7 @@ void DpdkWorker::dgram_commit(uint32_t len) {
 // RFC 791 fragmentation by copy from big_: each fragment is a fresh single-segment mbuf
 // (one copy of the payload, the same as the unfragmented path).
 void DpdkWorker::commit_fragmented(uint32_t len) {
-  const Endpoint& b = sh_->bound[res_sock_];
-  net::UdpHeaderSpec h;
-  h.src_mac = sh_->ifc.mac;
-  h.src_be = b.addr_be ? b.addr_be : sh_->ifc.source_for(res_to_.addr_be);
-  h.dst_be = res_to_.addr_be;
-  h.sport_be = b.port_be;
-  h.dport_be = res_to_.port_be;
-  h.ip_id = ip_id_++;
+  const net::UdpHeaderSpec h = reserved_udp_spec();
   net::write_udp_header(big_.get(), h, big_.get() + net::kUdpHdrLen, len);
   const uint32_t l4 = len + net::kUdpHdrLen;
   const uint32_t step = net::frag_payload(sh_->ifc.mtu);

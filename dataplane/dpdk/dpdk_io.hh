@@ -101,6 +101,7 @@ class alignas(64) DpdkWorker {
   void release_waiting(uint32_t ip_be, const net::Mac* mac);  // nullptr: ARP failed
   void queue_tx(rte_mbuf* m);
   void commit_fragmented(uint32_t len);
+  net::UdpHeaderSpec reserved_udp_spec();
   void housekeep();
   void drain_arp_copies();
   void free_held();

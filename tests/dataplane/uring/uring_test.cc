@@ -96,6 +96,21 @@ class UringTest : public ::testing::Test {
     return pred();
   }
 
+  // Writes msg on connection c from a helper thread while polling (the worker echoes it);
+  // returns what came back once as many bytes arrived, or what did by the poll bound.
+  std::string echo_stream(int c, const std::string& msg) {
+    std::thread writer([&] { EXPECT_EQ(send(c, msg.data(), msg.size(), 0), ssize_t(msg.size())); });
+    std::string back;
+    EXPECT_TRUE(poll_until([&] {
+      char buf[65536];
+      ssize_t r;
+      while ((r = recv(c, buf, sizeof buf, MSG_DONTWAIT)) > 0) back.append(buf, size_t(r));
+      return back.size() == msg.size();
+    }));
+    writer.join();
+    return back;
+  }
+
   // Default item handling: record, echo datagrams and stream bytes when `echo` is set.
   void on_item(const RxItem& it) {
     seen.push_back(it);
@@ -363,15 +378,7 @@ TEST_F(UringTest, TcpEchoAndPeerClose) {
   const int c = tcp_client(backend->bound(0));
   ASSERT_TRUE(poll_until([&] { return opened.size() == 1; }));
   const std::string msg(100000, 'a');
-  std::thread writer([&] { ASSERT_EQ(send(c, msg.data(), msg.size(), 0), ssize_t(msg.size())); });
-  std::string back;
-  ASSERT_TRUE(poll_until([&] {
-    char buf[65536];
-    ssize_t r;
-    while ((r = recv(c, buf, sizeof buf, MSG_DONTWAIT)) > 0) back.append(buf, size_t(r));
-    return back.size() == msg.size();
-  }));
-  writer.join();
+  const std::string back = echo_stream(c, msg);
   EXPECT_EQ(back, msg);
   EXPECT_EQ(io->counters().conns_open.get(), 1u);
   ::close(c);
@@ -392,15 +399,7 @@ TEST_F(UringTest, StreamBufferExhaustionRearmsWithoutLosingBytes) {
   ASSERT_TRUE(poll_until([&] { return opened.size() == 1; }));
   std::string msg(50000, 0);
   for (size_t i = 0; i < msg.size(); ++i) msg[i] = char('a' + i % 23);
-  std::thread writer([&] { ASSERT_EQ(send(c, msg.data(), msg.size(), 0), ssize_t(msg.size())); });
-  std::string back;
-  ASSERT_TRUE(poll_until([&] {
-    char buf[65536];
-    ssize_t r;
-    while ((r = recv(c, buf, sizeof buf, MSG_DONTWAIT)) > 0) back.append(buf, size_t(r));
-    return back.size() == msg.size();
-  }));
-  writer.join();
+  const std::string back = echo_stream(c, msg);
   EXPECT_EQ(stream_in, msg);
   EXPECT_EQ(back, msg);
   EXPECT_GE(io->counters().rx_no_buffer.get(), 1u);
