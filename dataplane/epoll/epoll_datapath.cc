@@ -656,7 +656,10 @@ void EpollWorker::send_gso() {
   // Headers: a train of one is sent as the plain datagram it is.
   for (uint32_t k = 0; k < m; ++k) {
     const uint32_t o = gso_out_[k];
-    if (!(o & kGsoSingle) && gso_.at(o).n == 1) gso_out_[k] = kGsoSingle | gso_.at(o).buf[0];
+    if (!(o & kGsoSingle) && gso_.at(o).n == 1) {
+      gso_out_[k] = kGsoSingle | gso_.at(o).buf[0];
+      gso_.release(o);
+    }
     const uint32_t x = gso_out_[k];
     gso_msgs_[k].msg_hdr =
         (x & kGsoSingle) ? tx_msgs_[x & ~kGsoSingle].msg_hdr : *gso_.at(x).finish();
