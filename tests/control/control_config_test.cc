@@ -1,3 +1,4 @@
+#include "tests/control/scratch_dir.hh"
 #include "control/control_config.hh"
 
 #include <sys/stat.h>
@@ -5,7 +6,6 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 
 namespace cw::ctl {
 namespace {
@@ -46,15 +46,14 @@ TEST(ControlConfig, BadValuesNameTheKey) {
 }
 
 TEST(ControlConfig, RunDirIsCreatedOwnerOnly) {
-  char tmpl[] = "/tmp/cw-cfg-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string dir = std::string(tmpl) + "/a/run";
+  const test::ScratchDir scratch("cw-cfg");
+  ASSERT_TRUE(scratch.ok());
+  const std::string dir = scratch / "a/run";
   ASSERT_TRUE(ensure_run_dir(dir));
   struct stat st {};
   ASSERT_EQ(stat(dir.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
   EXPECT_TRUE(ensure_run_dir(dir)) << "idempotent";
-  std::system(("rm -rf " + std::string(tmpl)).c_str());
 }
 
 }  // namespace

@@ -1,3 +1,4 @@
+#include "tests/control/scratch_dir.hh"
 #include "control/control_socket.hh"
 
 #include <sys/socket.h>
@@ -8,7 +9,6 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -20,10 +20,9 @@ namespace {
 class ControlSocketTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/cw-ctl-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    path_ = dir_ + "/control.sock";
+    ASSERT_TRUE(scratch_.ok());
+    dir_ = scratch_.path();
+    path_ = scratch_ / "control.sock";
     auto s = ControlServer::listen(path_);
     ASSERT_TRUE(s) << s.error().message;
     server_ = std::move(s.value());
@@ -34,8 +33,8 @@ class ControlSocketTest : public ::testing::Test {
   }
   void TearDown() override {
     server_.reset();
-    std::system(("rm -rf " + dir_).c_str());
   }
+  test::ScratchDir scratch_{"cw-ctl"};
   std::string dir_, path_;
   std::unique_ptr<ControlServer> server_;
   std::atomic<int> ticks_{0};
@@ -124,9 +123,9 @@ TEST_F(ControlSocketTest, SecondServerOnALiveSocketIsRefused) {
 }
 
 TEST(ControlSocketStale, StaleSocketIsReplaced) {
-  char tmpl[] = "/tmp/cw-ctl-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string path = std::string(tmpl) + "/c.sock";
+  const test::ScratchDir dir("cw-ctl");
+  ASSERT_TRUE(dir.ok());
+  const std::string path = dir / "c.sock";
   {
     // Bind and close without unlinking: what a crashed dataplane leaves behind.
     const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -139,7 +138,6 @@ TEST(ControlSocketStale, StaleSocketIsReplaced) {
   auto s = ControlServer::listen(path);
   EXPECT_TRUE(s) << s.error().message;
   s.value().reset();
-  std::system(("rm -rf " + std::string(tmpl)).c_str());
 }
 
 // Runs fn in a child switched to uid/gid nobody; returns the child's exit code.

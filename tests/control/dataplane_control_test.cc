@@ -1,10 +1,10 @@
+#include "tests/control/scratch_dir.hh"
 #include "control/dataplane_control.hh"
 
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <thread>
 
 #include "app/runtime/mailbox.hh"
@@ -32,9 +32,8 @@ struct FakeRuntime {
 class DataplaneControlTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/cw-dpc-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    cfg_.run_dir = std::string(tmpl) + "/run";
+    ASSERT_TRUE(scratch_.ok());
+    cfg_.run_dir = scratch_ / "run";
     cfg_.socket = cfg_.run_dir + "/control.sock";
     cfg_.stats = cfg_.run_dir + "/stats";
     cfg_.publish_ms = 1;
@@ -52,8 +51,8 @@ class DataplaneControlTest : public ::testing::Test {
   }
   void TearDown() override {
     ctl_.reset();
-    std::system(("rm -rf " + cfg_.run_dir + "/..").c_str());
   }
+  test::ScratchDir scratch_{"cw-dpc"};
   Json req(const Json& r) {
     auto j = control_request(cfg_.socket, r);
     EXPECT_TRUE(j) << j.error().message;

@@ -1,3 +1,4 @@
+#include "tests/control/scratch_dir.hh"
 #include "control/segment.hh"
 
 #include <fcntl.h>
@@ -9,7 +10,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
-#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -38,12 +38,11 @@ struct FakeRuntime {
 class SegmentTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/cw-segment-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    path_ = dir_ + "/stats";
+    ASSERT_TRUE(scratch_.ok());
+    dir_ = scratch_.path();
+    path_ = scratch_ / "stats";
   }
-  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+  test::ScratchDir scratch_{"cw-segment"};
   SegmentInfo info() { return {2, {"echo", "kv"}, "fake"}; }
   std::string dir_, path_;
 };
