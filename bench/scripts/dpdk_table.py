@@ -29,12 +29,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from procgroup import stop_group
 
 SERVER_IP, CLIENT_IP = "10.94.0.1", "10.94.0.2"
 SP_PORT = 11111
@@ -66,13 +67,7 @@ class Proc:
         return self.log.read()
 
     def __exit__(self, *exc):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
         self.log.close()
 
 

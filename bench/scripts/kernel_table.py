@@ -25,13 +25,14 @@ import argparse
 import json
 import os
 import re
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from procgroup import stop_group
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -69,13 +70,7 @@ class Server:
         return self
 
     def __exit__(self, *exc):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc, timeout=5)
 
 
 def wait_ready(port, tcp, proc, timeout=10.0):

@@ -21,13 +21,14 @@ spreads and the verdict. Every process is bounded in time and killed at the end.
 import argparse
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from procgroup import stop_group
 
 READ_INTERVAL_MS = 10  # 100 Hz
 
@@ -57,13 +58,7 @@ def start_server(args, workdir, port):
 
 
 def stop(proc):
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop_group(proc)
 
 
 def throughput(args, port, reader_cfg):
