@@ -4,6 +4,7 @@
 #include <rte_lcore.h>
 #include <time.h>
 
+#include <bit>
 #include <cassert>
 
 #include "dataplane/dpdk/dpdk_port.hh"
@@ -45,6 +46,7 @@ DpdkWorker::DpdkWorker(std::shared_ptr<DpdkShared> shared, unsigned id)
 
 DpdkWorker::~DpdkWorker() {
   free_held();
+  if (stash_n_) rte_pktmbuf_free_bulk(stash_, stash_n_);
   if (res_m_) rte_pktmbuf_free(res_m_);
   for (uint32_t i = 0; i < tx_n_; ++i) rte_pktmbuf_free(tx_[i]);
   for (auto& w : waiting_) rte_pktmbuf_free(w.m);
@@ -272,44 +274,52 @@ void DpdkWorker::release_waiting(uint32_t ip_be, const net::Mac* mac) {
 
 // The frame m (Ethernet header written, dst MAC unset) goes to dst_be: find the next hop's
 // MAC, or hold the frame (bounded) until ARP answers.
-void DpdkWorker::route_frame(rte_mbuf* m, uint32_t dst_be) {
+int64_t DpdkWorker::route_frame(rte_mbuf* m, uint32_t dst_be, net::Mac* mac) {
   uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
   if (sh_->ifc.is_broadcast(dst_be)) {
     net::store_mac(f, net::kBroadcastMac);
-    return queue_tx(m);
+    queue_tx(m);
+    return 0;
   }
   // No route: off-link without a gateway, or a destination no frame can reach (ourselves,
   // 0.0.0.0, multicast: none is resolvable by ARP).
   const uint32_t nh = sh_->ifc.next_hop(dst_be);
   if (nh == 0 || dst_be == 0 || sh_->ifc.is_local(dst_be) || net::is_multicast_ip(dst_be)) {
     drops_->add(DropReason::tx_no_route);
-    return rte_pktmbuf_free(m);
+    rte_pktmbuf_free(m);
+    return 0;
   }
   const net::ArpLookupResult r = arp_.lookup(nh, now_ns_);
   switch (r.status) {
     case net::ArpLookup::hit_refresh:
       send_arp(net::kArpRequest, net::kBroadcastMac, sh_->ifc.source_for(nh), net::kZeroMac, nh);
-      [[fallthrough]];
+      net::store_mac(f, r.mac);
+      queue_tx(m);
+      return 0;
     case net::ArpLookup::hit:
       net::store_mac(f, r.mac);
-      return queue_tx(m);
+      queue_tx(m);
+      *mac = r.mac;
+      return r.fresh_until_ns;
     case net::ArpLookup::miss_request:
       send_arp(net::kArpRequest, net::kBroadcastMac, sh_->ifc.source_for(nh), net::kZeroMac, nh);
       [[fallthrough]];
     case net::ArpLookup::miss_pending:
       if (waiting_.size() < waiting_.capacity()) {
         waiting_.push_back({m, nh});  // within reserved capacity: no allocation
-        return;
+        return 0;
       }
       drops_->add(DropReason::tx_arp_queue_full);
-      return rte_pktmbuf_free(m);
+      break;
     case net::ArpLookup::failed:
       drops_->add(DropReason::tx_arp_failed);
-      return rte_pktmbuf_free(m);
+      break;
     case net::ArpLookup::table_full:
       drops_->add(DropReason::arp_table_full);
-      return rte_pktmbuf_free(m);
+      break;
   }
+  rte_pktmbuf_free(m);
+  return 0;
 }
 
 // ---- transmit -----------------------------------------------------------------------------
@@ -326,7 +336,7 @@ uint8_t* DpdkWorker::dgram_reserve(SocketId s, Endpoint to, uint32_t n) {
   res_cap_ = n;
   if (n <= sh_->small_max) {
     // Payload goes straight into the frame, after room for the 42 header bytes.
-    res_m_ = rte_pktmbuf_alloc(sh_->pools[id_]);
+    res_m_ = alloc_tx_mbuf();
     if (!res_m_) {
       drops_->add(DropReason::tx_no_mbuf);
       counters_.tx_no_buffer.add();
@@ -355,28 +365,57 @@ net::UdpHeaderSpec DpdkWorker::reserved_udp_spec() {
   return h;
 }
 
+// A fresh single-segment mbuf from the stash, refilled from the pool kDpdkTxStash at a time
+// (one pool access per stash instead of per datagram).
+rte_mbuf* DpdkWorker::alloc_tx_mbuf() {
+  if (stash_n_ == 0) {
+    if (rte_pktmbuf_alloc_bulk(sh_->pools[id_], stash_, kDpdkTxStash) == 0)
+      stash_n_ = kDpdkTxStash;
+    else
+      return rte_pktmbuf_alloc(sh_->pools[id_]);  // pool nearly empty: what is left
+  }
+  return stash_[--stash_n_];
+}
+
+DpdkWorker::TxFlow& DpdkWorker::tx_flow(SocketId s, uint32_t dst_be) {
+  const uint32_t h = (net::host(dst_be) ^ (uint32_t(s) << 24)) * 0x9E3779B1u;
+  return tx_flows_[h >> (32 - std::bit_width(kDpdkTxFlows - 1))];
+}
+
 void DpdkWorker::dgram_commit(uint32_t len) {
   assert(res_open_ && len <= res_cap_);
   res_open_ = false;
   if (res_large_) return commit_fragmented(len);
   rte_mbuf* m = res_m_;
   res_m_ = nullptr;
-  const net::UdpHeaderSpec h = reserved_udp_spec();
   const uint32_t frame_len = net::kUdpFrameHdrLen + len;
   m->data_len = uint16_t(frame_len);
   m->pkt_len = frame_len;
-  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
   if (sh_->tx_csum_offload) {
-    net::write_udp_frame(f, h, len, net::TxCsum::offload);
     m->l2_len = net::kEthHdrLen;
     m->l3_len = net::kIpv4MinHdrLen;
     m->ol_flags = RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_UDP_CKSUM;
-  } else {
-    net::write_udp_frame(f, h, len, net::TxCsum::software);
   }
   counters_.tx_datagrams.add();
   counters_.tx_bytes.add(len);
-  route_frame(m, h.dst_be);
+  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+  TxFlow& c = tx_flow(res_sock_, res_to_.addr_be);
+  if (c.sock == res_sock_ && c.dst_be == res_to_.addr_be && c.arp_gen == arp_.generation() &&
+      now_ns_ < c.fresh_until_ns) {
+    net::write_udp_frame(f, c.tpl, res_to_.port_be, ip_id_++, len);
+    return queue_tx(m);
+  }
+  const net::UdpHeaderSpec h = reserved_udp_spec();
+  const net::TxCsum csum = sh_->tx_csum_offload ? net::TxCsum::offload : net::TxCsum::software;
+  net::write_udp_frame(f, h, len, csum);
+  net::UdpHeaderSpec resolved = h;
+  const int64_t until = route_frame(m, h.dst_be, &resolved.dst_mac);
+  if (until == 0) return;
+  c.sock = res_sock_;
+  c.dst_be = h.dst_be;
+  c.arp_gen = arp_.generation();
+  c.fresh_until_ns = until;
+  c.tpl = net::make_udp_template(resolved, csum);
 }
 
 // RFC 791 fragmentation by copy from big_: each fragment is a fresh single-segment mbuf
@@ -405,7 +444,8 @@ void DpdkWorker::commit_fragmented(uint32_t len) {
     uint8_t* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(frags[k], uint16_t(hdr + flen)));
     net::write_fragment_headers(f, h, off, flen, k + 1 < nfrag);
     std::memcpy(f + hdr, big_.get() + off, flen);
-    route_frame(frags[k], h.dst_be);
+    net::Mac mac;
+    route_frame(frags[k], h.dst_be, &mac);
   }
   counters_.tx_datagrams.add();
   counters_.tx_bytes.add(len);

@@ -58,6 +58,8 @@ struct DpdkShared;  // port state shared by the backend and its workers (dpdk_po
 inline constexpr uint32_t kDpdkRxBurst = 64;            // frames per rte_eth_rx_burst
 inline constexpr uint32_t kDpdkTxBatch = 128;           // frames collected before a forced tx_burst
 inline constexpr uint32_t kDpdkMaxTxFragments = 64;     // larger datagrams: tx_too_large
+inline constexpr uint32_t kDpdkTxFlows = 16;  // cached (socket, destination host) headers
+inline constexpr uint32_t kDpdkTxStash = 32;  // tx mbufs taken from the pool at once
 inline constexpr uint32_t kDpdkReasmArena = 4 * 65536;  // reassembled bytes per poll
 inline constexpr int64_t kDpdkHousekeepNs = 100'000'000;  // link, ARP and reassembly timers
 inline constexpr int64_t kDpdkIdlePauseNs = 100'000;      // longest pause of an idle non-busy poll
@@ -89,6 +91,15 @@ class alignas(64) DpdkWorker {
     rte_mbuf* m;
     uint32_t next_hop_be;
   };
+  // Prepared headers of one (socket, destination host) whose next hop resolved, valid while
+  // the ARP table's generation is unchanged and its answer fresh (direct-mapped cache).
+  struct TxFlow {
+    SocketId sock = 0;
+    uint32_t dst_be = 0;
+    uint64_t arp_gen = 0;
+    int64_t fresh_until_ns = 0;  // 0: empty
+    net::UdpTemplate tpl;
+  };
 
   void rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got);
   void rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t n, uint32_t& got);
@@ -97,7 +108,11 @@ class alignas(64) DpdkWorker {
   void arp_received(const net::ArpPacket& a, const net::Mac& eth_src, bool from_wire);
   void send_arp(uint16_t op, const net::Mac& eth_dst, uint32_t spa_be, const net::Mac& tha,
                 uint32_t tpa_be);
-  void route_frame(rte_mbuf* m, uint32_t dst_be);             // fill dst MAC, or queue/drop for ARP
+  // Fills the dst MAC and queues m, or holds/drops it for ARP. Returns until when the MAC
+  // (*mac) may be reused without asking the table again, 0 when it may not.
+  int64_t route_frame(rte_mbuf* m, uint32_t dst_be, net::Mac* mac);
+  TxFlow& tx_flow(SocketId s, uint32_t dst_be);
+  rte_mbuf* alloc_tx_mbuf();
   void release_waiting(uint32_t ip_be, const net::Mac* mac);  // nullptr: ARP failed
   void queue_tx(rte_mbuf* m);
   void commit_fragmented(uint32_t len);
@@ -119,6 +134,8 @@ class alignas(64) DpdkWorker {
   uint32_t tx_n_ = 0;
   rte_mbuf* held_[kDpdkRxBurst] = {};  // rx mbufs the last poll's items point into
   rte_mbuf* tx_[kDpdkTxBatch] = {};    // committed frames, sent by flush()
+  uint32_t stash_n_ = 0;
+  rte_mbuf* stash_[kDpdkTxStash] = {};  // fresh mbufs for dgram_reserve, taken in bulk
   // The open reservation.
   rte_mbuf* res_m_ = nullptr;
   bool res_open_ = false;
@@ -130,6 +147,7 @@ class alignas(64) DpdkWorker {
   uint32_t arena_used_ = 0;
   IoCounters counters_;
   net::ArpTable arp_;
+  TxFlow tx_flows_[kDpdkTxFlows];
   std::vector<Waiting> waiting_;      // capacity DpdkConfig::arp_queue, never grows
   std::unique_ptr<uint8_t[]> big_;    // large datagram being reserved (UDP hdr + data)
   std::unique_ptr<uint8_t[]> arena_;  // reassembled datagrams of the current poll

@@ -50,6 +50,7 @@ ArpLookupResult ArpTable::lookup(uint32_t ip_be, int64_t now) {
   if (!e) {
     e = claim(ip_be, now, /*evict=*/true);
     if (!e) return {ArpLookup::table_full, {}};
+    ++gen_;  // the claimed slot may have held a live entry
     *e = Entry{};
     e->ip_be = ip_be;
     e->state = State::incomplete;
@@ -65,13 +66,14 @@ ArpLookupResult ArpTable::lookup(uint32_t ip_be, int64_t now) {
       start_request(*e, now);
       return {ArpLookup::miss_request, {}};
     case State::reachable:
-      if (now < e->expires_ns) return {ArpLookup::hit, e->mac};
+      if (now < e->expires_ns) return {ArpLookup::hit, e->mac, e->expires_ns};
       if (now < e->expires_ns + kArpStaleNs) {
         if (e->pending) return {ArpLookup::hit, e->mac};
         start_request(*e, now);
         return {ArpLookup::hit_refresh, e->mac};
       }
       e->state = State::incomplete;
+      ++gen_;
       if (e->pending) return {ArpLookup::miss_pending, {}};
       start_request(*e, now);
       return {ArpLookup::miss_request, {}};
@@ -84,6 +86,7 @@ ArpLookupResult ArpTable::lookup(uint32_t ip_be, int64_t now) {
 bool ArpTable::on_reply(uint32_t ip_be, const Mac& mac, int64_t now) {
   Entry* e = find(ip_be);
   if (!e || !e->pending) return false;
+  ++gen_;
   e->mac = mac;
   e->state = State::reachable;
   e->pending = false;
@@ -100,6 +103,7 @@ bool ArpTable::on_request(uint32_t ip_be, const Mac& mac, int64_t now) {
     *e = Entry{};
     e->ip_be = ip_be;
   }
+  ++gen_;
   e->mac = mac;
   e->state = State::reachable;
   e->pending = false;

@@ -44,6 +44,9 @@ enum class ArpLookup : uint8_t {
 struct ArpLookupResult {
   ArpLookup status;
   Mac mac;
+  // hit only: the answer stays `hit` with this MAC until this time, unless generation()
+  // changes first (a caller may cache it until then).
+  int64_t fresh_until_ns = 0;
 };
 
 enum class ArpEvent : uint8_t { retransmit, failed };
@@ -72,6 +75,9 @@ class ArpTable {
   void run_timers(int64_t now_ns, F&& f);
 
   uint32_t size() const;  // entries in use (for tests and stats)
+  // Changes whenever an entry is learned, changed, claimed or forgotten: a cached `hit`
+  // is valid only while this stays the same.
+  uint64_t generation() const { return gen_; }
   uint32_t capacity() const { return mask_ + 1; }
 
  private:
@@ -94,6 +100,7 @@ class ArpTable {
 
   std::unique_ptr<Entry[]> e_;
   uint32_t mask_;
+  uint64_t gen_ = 0;
 };
 
 template <class F>
@@ -107,6 +114,7 @@ void ArpTable::run_timers(int64_t now, F&& f) {
         if (e.state == State::incomplete || now >= e.expires_ns + kArpStaleNs) {
           e.state = State::failed;
           e.expires_ns = now + kArpFailedHoldNs;
+          ++gen_;
           f(e.ip_be, ArpEvent::failed);
         }
       } else {
@@ -117,8 +125,10 @@ void ArpTable::run_timers(int64_t now, F&& f) {
       continue;
     }
     if ((e.state == State::reachable && !e.pending && now >= e.expires_ns + kArpStaleNs) ||
-        (e.state == State::failed && now >= e.expires_ns))
+        (e.state == State::failed && now >= e.expires_ns)) {
       e = Entry{};
+      ++gen_;
+    }
   }
 }
 

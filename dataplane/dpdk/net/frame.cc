@@ -233,6 +233,43 @@ void write_udp_frame(uint8_t* f, const UdpHeaderSpec& h, uint32_t len, TxCsum cs
   store16(u + 6, csum_fold_raw(pseudo_header_sum(h.src_be, h.dst_be, kProtoUdp, ulen)));
 }
 
+UdpTemplate make_udp_template(const UdpHeaderSpec& h, TxCsum csum) {
+  UdpTemplate t;
+  t.csum = csum;
+  UdpHeaderSpec z = h;
+  z.dport_be = 0;
+  z.ip_id = 0;
+  write_eth_ipv4(t.hdr, z, 0, 0, false);
+  uint8_t* u = t.hdr + kEthHdrLen + kIpv4MinHdrLen;
+  store_be16(u, h.sport_be);
+  t.ip_sum = csum_add(t.hdr + kEthHdrLen, kIpv4MinHdrLen);
+  t.l4_sum = pseudo_header_sum(h.src_be, h.dst_be, kProtoUdp, 0);
+  if (csum == TxCsum::software) t.l4_sum = csum_add(u, 2, t.l4_sum);
+  return t;
+}
+
+void write_udp_frame(uint8_t* f, const UdpTemplate& t, uint16_t dport_be, uint16_t ip_id,
+                     uint32_t len) {
+  std::memcpy(f, t.hdr, kUdpFrameHdrLen);
+  uint8_t* ip = f + kEthHdrLen;
+  uint8_t* u = ip + kIpv4MinHdrLen;
+  const uint32_t ulen = kUdpHdrLen + len;
+  const uint32_t total = kIpv4MinHdrLen + ulen;
+  store16(ip + 2, uint16_t(total));
+  store16(ip + 4, ip_id);
+  store_be16(u + 2, dport_be);
+  store16(u + 4, uint16_t(ulen));
+  if (t.csum == TxCsum::offload) {  // DPDK rule: IPv4 field 0, UDP field the pseudo sum
+    store16(u + 6, csum_fold_raw(t.l4_sum + ulen));
+    return;
+  }
+  store16(ip + 10, csum_fold(t.ip_sum + total + ip_id));
+  // Pseudo-header length, UDP length field, destination port, payload.
+  const uint64_t sum = csum_add(u + kUdpHdrLen, len, t.l4_sum + 2 * ulen + ntohs(dport_be));
+  const uint16_t c = csum_fold(sum);
+  store16(u + 6, c == 0 ? 0xFFFF : c);  // 0 means "no checksum" (RFC 768)
+}
+
 void write_fragment_headers(uint8_t* f, const UdpHeaderSpec& h, uint32_t offset, uint32_t frag_len,
                             bool more) {
   const uint16_t field = uint16_t((more ? 0x2000 : 0) | (offset / 8));

@@ -88,6 +88,21 @@ struct UdpHeaderSpec {
 // bytes that already sits at frame+42 (read for the software UDP checksum).
 void write_udp_frame(uint8_t* frame, const UdpHeaderSpec& h, uint32_t len, TxCsum csum);
 
+// The headers of every datagram from one source to one destination host, prepared once:
+// writing a frame is then a 42-byte copy, a few length/id/port stores and a checksum over
+// the payload alone. The destination port is per frame (one template serves every port of
+// a host); src/dst MACs, addresses and the source port are fixed.
+struct UdpTemplate {
+  uint8_t hdr[kUdpFrameHdrLen] = {};  // lengths, IP id, dst port and checksums zero
+  uint64_t ip_sum = 0;                // IPv4 header sum without total length and id
+  uint64_t l4_sum = 0;                // pseudo-header addresses + protocol (+ source port)
+  TxCsum csum = TxCsum::software;
+};
+UdpTemplate make_udp_template(const UdpHeaderSpec& h, TxCsum csum);
+// Same bytes as write_udp_frame(frame, h, len, csum) with h's dport_be and ip_id replaced.
+void write_udp_frame(uint8_t* frame, const UdpTemplate& t, uint16_t dport_be, uint16_t ip_id,
+                     uint32_t len);
+
 // Fragmentation (RFC 791) of a UDP datagram too large for one frame. The L4 bytes (UDP
 // header + payload, `l4_len` bytes) are split into pieces of frag_payload(mtu) bytes (a
 // multiple of 8), the last one shorter.

@@ -83,13 +83,32 @@ inline void store_mac(uint8_t* p, const Mac& m) {
 // accumulator cannot overflow for any IPv4 datagram (at most 2^15 words of 2^16).
 inline uint64_t csum_add(const uint8_t* p, size_t len, uint64_t sum = 0) {
   // RFC 1071: the one's-complement sum does not depend on byte order, so add the block as
-  // native 32-bit words (4 bytes per step instead of 2), fold to 16 bits and swap once to
-  // big-endian terms. A trailing odd byte is the high byte of a last big-endian word.
-  uint64_t s = 0;
-  for (; len >= 4; p += 4, len -= 4) {
+  // native words, fold to 16 bits and swap once to big-endian terms. Each 8-byte load adds
+  // as two 32-bit halves (below 2^33 a step, so 2^13 steps of a 64 KiB datagram cannot
+  // overflow 64 bits); two accumulators let the adds of neighbouring words overlap. A
+  // trailing odd byte is the high byte of a last big-endian word.
+  uint64_t s0 = 0, s1 = 0;
+  for (; len >= 16; p += 16, len -= 16) {
+    uint64_t a, b;
+    std::memcpy(&a, p, 8);
+    std::memcpy(&b, p + 8, 8);
+    s0 += (a & 0xFFFFFFFFu) + (a >> 32);
+    s1 += (b & 0xFFFFFFFFu) + (b >> 32);
+  }
+  uint64_t s = s0 + s1;
+  if (len >= 8) {
+    uint64_t a;
+    std::memcpy(&a, p, 8);
+    s += (a & 0xFFFFFFFFu) + (a >> 32);
+    p += 8;
+    len -= 8;
+  }
+  if (len >= 4) {
     uint32_t w;
     std::memcpy(&w, p, 4);
     s += w;
+    p += 4;
+    len -= 4;
   }
   if (len >= 2) {
     uint16_t w;
@@ -104,7 +123,10 @@ inline uint64_t csum_add(const uint8_t* p, size_t len, uint64_t sum = 0) {
     std::memcpy(&w, last, 2);
     s += w;
   }
-  while (s >> 16) s = (s & 0xFFFF) + (s >> 16);
+  s = (s & 0xFFFFFFFFu) + (s >> 32);
+  s = (s & 0xFFFFu) + (s >> 16);
+  s = (s & 0xFFFFu) + (s >> 16);
+  s = (s & 0xFFFFu) + (s >> 16);
   if constexpr (std::endian::native == std::endian::little) s = __builtin_bswap16(uint16_t(s));
   return sum + s;
 }

@@ -219,6 +219,51 @@ TEST_F(DpdkDatapath, SendWaitsForArpBoundedThenGoes) {
   EXPECT_EQ(take_tx().size(), 1u);
 }
 
+// Sends to a resolved host reuse prepared headers (dgram_commit's TX flow cache); they must
+// carry each datagram's own port, length, IP id and checksums, and follow the neighbour
+// when its MAC changes.
+TEST_F(DpdkDatapath, CachedHeadersFollowArpChanges) {
+  const Mac a{0x02, 0, 0, 0, 0, 0x7A}, b{0x02, 0, 0, 0, 0, 0x7B};
+  auto request_from = [&](const Mac& mac) {  // learned: learn_from_requests is on
+    std::vector<uint8_t> f(kEthMinFrame);
+    build_arp(f.data(), kArpRequest, kBroadcastMac, mac, ip("10.0.0.8"), kZeroMac,
+              ip("10.0.0.2"));
+    inject(f);
+    std::vector<RxItem> items;
+    poll(items);
+    take_tx();  // our ARP reply
+  };
+  auto check = [&](const std::vector<uint8_t>& f, const Mac& mac, uint16_t port, uint32_t len) {
+    ASSERT_EQ(f.size(), kUdpFrameHdrLen + len);
+    EXPECT_EQ(load_mac(f.data()), mac);
+    const uint8_t* ip4 = f.data() + kEthHdrLen;
+    EXPECT_EQ(csum_fold(csum_add(ip4, 20)), 0);
+    EXPECT_EQ(load16(ip4 + 2), 28 + len);
+    const uint8_t* u = ip4 + 20;
+    EXPECT_EQ(load16(u + 2), port);
+    EXPECT_EQ(csum_fold(csum_add(u, 8 + len, pseudo_header_sum(ip("10.0.0.2"), ip("10.0.0.8"),
+                                                                  kProtoUdp, 8 + len))),
+              0);
+  };
+  request_from(a);
+  send("10.0.0.8", 9001, 10, 1);
+  send("10.0.0.8", 9002, 33, 2);
+  send("10.0.0.8", 9003, 64, 3);
+  worker_->flush();
+  auto tx = take_tx();
+  ASSERT_EQ(tx.size(), 3u);
+  check(tx[0], a, 9001, 10);
+  check(tx[1], a, 9002, 33);
+  check(tx[2], a, 9003, 64);
+  EXPECT_EQ(uint16_t(load16(tx[2].data() + 18) - load16(tx[1].data() + 18)), 1);  // IP ids
+  request_from(b);  // the neighbour moved
+  send("10.0.0.8", 9004, 20);
+  worker_->flush();
+  tx = take_tx();
+  ASSERT_EQ(tx.size(), 1u);
+  check(tx[0], b, 9004, 20);
+}
+
 TEST_F(DpdkDatapath, UnsolicitedReplyIsNotLearned) {
   const uint64_t before = drops(DropReason::arp_unsolicited_reply);
   arp_reply_from("10.0.0.6", Mac{0x02, 0, 0, 0, 0, 0x66});
