@@ -140,16 +140,17 @@ inline uint16_t csum_fold(uint64_t sum) {
   return uint16_t(~csum_fold_raw(sum));
 }
 
-// Sum of the UDP/TCP pseudo-header (RFC 768): addresses, protocol, L4 length.
+// Sum of the UDP/TCP pseudo-header (RFC 768): addresses, protocol, L4 length. Computed in
+// registers: the addresses as native words like csum_add (fold, swap once), protocol and
+// length as the big-endian 16-bit words they are on the wire.
 inline uint64_t pseudo_header_sum(uint32_t src_be, uint32_t dst_be, uint8_t proto,
                                   uint32_t l4_len) {
-  uint8_t ph[12];
-  store_be32(ph, src_be);
-  store_be32(ph + 4, dst_be);
-  ph[8] = 0;
-  ph[9] = proto;
-  store16(ph + 10, uint16_t(l4_len));
-  return csum_add(ph, sizeof ph);
+  uint64_t s = uint64_t(src_be) + dst_be;
+  s = (s & 0xFFFFu) + (s >> 16);
+  s = (s & 0xFFFFu) + (s >> 16);
+  s = (s & 0xFFFFu) + (s >> 16);
+  if constexpr (std::endian::native == std::endian::little) s = __builtin_bswap16(uint16_t(s));
+  return s + proto + (l4_len & 0xFFFF);
 }
 
 inline uint32_t host(uint32_t be) {

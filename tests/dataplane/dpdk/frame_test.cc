@@ -114,8 +114,9 @@ TEST(DpdkFrame, TemplateWritesTheSameFrame) {
           write_udp_frame(a.data(), h, len, mode);
           write_udp_frame(b.data(), t, h.dport_be, id, len);
           ASSERT_EQ(a, b) << int(mode) << " " << len << " " << dport << " " << id;
-          if (mode == TxCsum::software)
+          if (mode == TxCsum::software) {
             ASSERT_EQ(parse(b).kind, FrameKind::udp);  // and both checksums verify
+          }
         }
     }
 }
