@@ -22,10 +22,12 @@
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cw_build_config.hh"
@@ -77,12 +79,12 @@ class PrivateNetns {
  public:
   // Empty when entered; else why not (the caller skips).
   std::string enter() {
-    orig_ = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    orig_ = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
     if (orig_ < 0) return std::string("open /proc/self/ns/net: ") + std::strerror(errno);
     if (::unshare(CLONE_NEWNET) != 0) {
-      const int e = errno;
-      leave();
-      return std::string("unshare(CLONE_NEWNET): ") + std::strerror(e);
+      const std::string err = std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno);
+      ::close(std::exchange(orig_, -1));  // still in the original namespace
+      return err;
     }
     const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     ifreq r{};
@@ -107,11 +109,16 @@ class PrivateNetns {
   void leave() {
     if (orig_ < 0) return;
     const int r = ::setns(orig_, CLONE_NEWNET);
+    const int e = errno;
+    struct stat want {
+    }, now{};
+    const bool same = ::fstat(orig_, &want) == 0 && ::stat("/proc/thread-self/ns/net", &now) == 0 &&
+                      want.st_ino == now.st_ino && want.st_dev == now.st_dev;
     ::close(orig_);
     orig_ = -1;
-    ASSERT_EQ(r, 0) << "setns back: " << std::strerror(errno);
+    ASSERT_EQ(r, 0) << "setns back: " << std::strerror(e);
+    ASSERT_TRUE(same) << "still in the private namespace";
   }
-  bool inside() const { return orig_ >= 0; }
   ~PrivateNetns() { leave(); }
 
  private:
