@@ -80,7 +80,7 @@ class PrivateNetns {
   // Empty when entered; else why not (the caller skips).
   std::string enter() {
     orig_ = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (orig_ < 0) return std::string("open /proc/self/ns/net: ") + std::strerror(errno);
+    if (orig_ < 0) return std::string("open /proc/thread-self/ns/net: ") + std::strerror(errno);
     if (::unshare(CLONE_NEWNET) != 0) {
       const std::string err = std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno);
       ::close(std::exchange(orig_, -1));  // still in the original namespace
@@ -110,8 +110,8 @@ class PrivateNetns {
     if (orig_ < 0) return;
     const int r = ::setns(orig_, CLONE_NEWNET);
     const int e = errno;
-    struct stat want {
-    }, now{};
+    struct stat want;  // filled by fstat/stat before use (&& order)
+    struct stat now;
     const bool same = ::fstat(orig_, &want) == 0 && ::stat("/proc/thread-self/ns/net", &now) == 0 &&
                       want.st_ino == now.st_ino && want.st_dev == now.st_dev;
     ::close(orig_);
