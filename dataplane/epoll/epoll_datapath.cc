@@ -681,8 +681,8 @@ void EpollWorker::send_gso() {
 }
 
 // sendmmsg of gso_msgs_[first, first + count): like send_run, counting each train as its
-// datagrams; a train the kernel refuses (EINVAL, EIO) turns GSO off and goes datagram by
-// datagram.
+// datagrams; a train the kernel refuses (kernel::gso_refused) turns GSO off and goes
+// datagram by datagram.
 void EpollWorker::send_gso_run(int fd, uint32_t first, uint32_t count) {
   uint32_t off = 0;
   auto datagrams = [&](uint32_t k) {
@@ -709,7 +709,7 @@ void EpollWorker::send_gso_run(int fd, uint32_t first, uint32_t count) {
       return;
     }
     const uint32_t o = gso_out_[first + off];
-    if (!(o & kGsoSingle) && (errno == EINVAL || errno == EIO)) {
+    if (!(o & kGsoSingle) && kernel::gso_refused(errno)) {
       gso_on_ = false;
       const kernel::GsoTrain& t = gso_.at(o);
       for (uint32_t d = 0; d < t.n; ++d) {

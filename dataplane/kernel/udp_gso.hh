@@ -26,6 +26,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -92,6 +93,17 @@ struct GsoTrain {
     return &msg;
   }
 };
+
+// Whether a train's send failed because the kernel refused segmentation on this path, so
+// that its datagrams must be resent one by one and GSO is not worth trying again. The
+// kernel refuses a segment (gso_size + headers) above the route/device MTU (EINVAL on
+// older kernels, EMSGSIZE on newer ones: seen on 6.18), a socket with checksums off
+// (SO_NO_CHECK: EINVAL), and a device or route that cannot segment (no checksum offload,
+// IPsec: EIO). err is a positive errno. A datagram that is itself too large fails again
+// when resent alone, and is counted then.
+inline bool gso_refused(int err) {
+  return err == EINVAL || err == EMSGSIZE || err == EIO;
+}
 
 // Whether this kernel takes UDP_SEGMENT (setup only: opens a socket).
 inline bool udp_gso_available() {

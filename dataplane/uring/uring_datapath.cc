@@ -506,7 +506,7 @@ void UringWorker::on_gso_send(const io_uring_cqe& c) {
     counters_.tx_datagrams.add(tr.n);
     counters_.tx_bytes.add(uint64_t(c.res));
     for (uint32_t i = 0; i < tr.n; ++i) tx_.give(tr.buf[i]);
-  } else if (c.res == -EINVAL || c.res == -EIO) {
+  } else if (kernel::gso_refused(-c.res)) {
     // The kernel refused segmentation on this path (an MTU below the segment, a device or
     // route without GSO): send these datagrams alone, and every later one too.
     gso_on_ = false;
