@@ -17,6 +17,11 @@
 //   * After commit the buffer belongs to the backend until the send completes; the caller
 //     never touches it again. flush() submits every committed buffer in one batch.
 //   * A reserve that fails returns nullptr and counts the drop (IoCounters); nothing to undo.
+//   * Replies in place (optional; see reserve_reply below): a backend that can send from its
+//     receive buffers offers dgram_reserve_reply(item, n), which may hand back the request's
+//     own buffer, so the returned bytes may overlap item.data: copy with memmove semantics,
+//     never read item.data after writing the reply. A second reply to the same item gets an
+//     ordinary buffer.
 #pragma once
 
 #include <atomic>
@@ -89,6 +94,7 @@ struct RxItem {
   Endpoint peer;
   uint32_t len;          // bytes at data (0 for open/closed)
   const uint8_t* data;   // backend-owned; valid until the next poll()
+  uint32_t token = 0;    // backend-private (DPDK: which receive buffer holds data)
 };
 
 // Sizes and modes, fixed at start-up (from the [runtime] config section).
@@ -143,6 +149,18 @@ struct alignas(64) IoCounters {
   Counter polls, wakeups;    // poll() calls; polls that blocked and were woken
   Counter tx_gso_sends;      // sends that carried two or more datagrams (UDP GSO)
 };
+
+// A buffer for the one datagram answering `it` (to it.peer from it.sock): the request's own
+// receive buffer where the backend can transmit it (dgram_reserve_reply, DPDK: no
+// allocation, and an echo's copy becomes a no-op), else an ordinary dgram_reserve. Commit
+// with dgram_commit as usual. See "Replies in place" above for the overlap rule.
+template <class W>
+uint8_t* reserve_reply(W& w, const RxItem& it, uint32_t n) {
+  if constexpr (requires { w.dgram_reserve_reply(it, n); })
+    return w.dgram_reserve_reply(it, n);
+  else
+    return w.dgram_reserve(it.sock, it.peer, n);
+}
 
 // What a per-worker datapath object offers. Every backend's WorkerIo satisfies this.
 template <class W>

@@ -45,9 +45,11 @@ class SockperfEcho : public ServiceSwitch {
       if (sp::wants_reply(f.header) && !enabled()) {
         ++unsent;  // disabled: not answered
       } else if (sp::wants_reply(f.header)) {
-        if (!out && unsent == 0) out = ctx.io.dgram_reserve(it.sock, it.peer, left);
+        // In place where the backend can (dp::reserve_reply): out may be it.data itself.
+        // Replies never overtake requests (out_len <= bytes parsed), so memmove is safe.
+        if (!out && unsent == 0) out = dp::reserve_reply(ctx.io, it, left);
         if (out) {
-          std::memcpy(out + out_len, p, f.frame_len);
+          std::memmove(out + out_len, p, f.frame_len);
           sp::make_reply(out + out_len);
           out_len += f.frame_len;
           ++replies;

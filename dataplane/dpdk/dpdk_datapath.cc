@@ -119,7 +119,7 @@ void DpdkWorker::rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got) {
   const net::Parsed p = net::parse_frame(f, rte_pktmbuf_data_len(m), sh_->ifc, off);
   switch (p.kind) {
     case net::FrameKind::udp:
-      if (deliver_udp(f, p, out, n, got)) {
+      if (deliver_udp(f, p, held_n_, out, n, got)) {  // held at held_n_ below
         held_[held_n_++] = m;  // the item points into m until the next poll
         return;
       }
@@ -146,8 +146,8 @@ void DpdkWorker::rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got) {
 }
 
 // UDP datagram p whose bytes start at base -> one RxItem.
-bool DpdkWorker::deliver_udp(const uint8_t* base, const net::Parsed& p, RxItem* out, uint32_t n,
-                             uint32_t& got) {
+bool DpdkWorker::deliver_udp(const uint8_t* base, const net::Parsed& p, uint32_t token,
+                             RxItem* out, uint32_t n, uint32_t& got) {
   const uint16_t s = sh_->by_port[ntohs(p.dport_be)];
   if (s == kNoSocket || (sh_->bound[s].addr_be != 0 && sh_->bound[s].addr_be != p.dst_be)) {
     drops_->add(DropReason::udp_no_socket);
@@ -170,6 +170,7 @@ bool DpdkWorker::deliver_udp(const uint8_t* base, const net::Parsed& p, RxItem* 
   it.peer = Endpoint{p.src_be, p.sport_be};
   it.len = p.payload_len;
   it.data = base + p.payload_off;
+  it.token = token;
   counters_.rx_datagrams.add();
   counters_.rx_bytes.add(p.payload_len);
   return true;
@@ -201,7 +202,7 @@ void DpdkWorker::rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t
     // Reassembly rewrote the IPv4 header without a checksum; every fragment was checked.
     const net::Parsed p = net::parse_ipv4_datagram(dst, len, sh_->ifc, {net::CsumState::good, {}});
     if (p.kind == net::FrameKind::udp) {
-      if (deliver_udp(dst, p, out, n, got)) arena_used_ += len;
+      if (deliver_udp(dst, p, kNoHeld, out, n, got)) arena_used_ += len;
     } else if (p.kind == net::FrameKind::drop) {
       drops_->add(p.drop);
     } else {
@@ -350,6 +351,29 @@ uint8_t* DpdkWorker::dgram_reserve(SocketId s, Endpoint to, uint32_t n) {
   res_open_ = true;
   res_large_ = true;
   return big_.get() + net::kUdpHdrLen;
+}
+
+uint8_t* DpdkWorker::dgram_reserve_reply(const RxItem& it, uint32_t n) {
+  assert(!res_open_ && "one reservation at a time");
+  rte_mbuf* m = it.token < held_n_ ? held_[it.token] : nullptr;
+  // Only a whole single-segment frame that still holds this item's bytes, with room for
+  // the reply behind fresh headers (the reply starts at the standard 42-byte offset).
+  if (!m || n > sh_->small_max || net::kUdpFrameHdrLen + n > rte_pktmbuf_tailroom(m) +
+                                                                  rte_pktmbuf_data_len(m))
+    return dgram_reserve(it.sock, it.peer, n);
+  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+  if (it.data < f || it.data >= f + rte_pktmbuf_data_len(m))
+    return dgram_reserve(it.sock, it.peer, n);
+  held_[it.token] = nullptr;  // not freed by the next poll: it is the reply now
+  m->ol_flags = 0;
+  m->packet_type = 0;
+  res_m_ = m;
+  res_sock_ = it.sock;
+  res_to_ = it.peer;
+  res_cap_ = n;
+  res_open_ = true;
+  res_large_ = false;
+  return f + net::kUdpFrameHdrLen;
 }
 
 // The headers of the datagram reserved on res_sock_ to res_to_ (takes the next IP id).

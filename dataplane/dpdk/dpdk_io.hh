@@ -74,6 +74,9 @@ class alignas(64) DpdkWorker {
   // ---- WorkerIo (owner thread only, except wake) ------------------------------------
   uint32_t poll(RxItem* out, uint32_t n, int64_t timeout_ns);
   uint8_t* dgram_reserve(SocketId s, Endpoint to, uint32_t n);
+  // The reply leaves in the request's own mbuf (io.hh "Replies in place"): no allocation,
+  // no free, and the payload offset is the request's when its IPv4 header had no options.
+  uint8_t* dgram_reserve_reply(const RxItem& it, uint32_t n);
   void dgram_commit(uint32_t n);
   uint8_t* stream_reserve(ConnId, uint32_t) { return nullptr; }  // no TCP on DPDK
   void stream_commit(ConnId, uint32_t) {}
@@ -103,8 +106,9 @@ class alignas(64) DpdkWorker {
 
   void rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got);
   void rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t n, uint32_t& got);
-  bool deliver_udp(const uint8_t* base, const net::Parsed& p, RxItem* out, uint32_t n,
-                   uint32_t& got);
+  // token: the held_ slot of the frame's mbuf, kNoHeld for a reassembled datagram.
+  bool deliver_udp(const uint8_t* base, const net::Parsed& p, uint32_t token, RxItem* out,
+                   uint32_t n, uint32_t& got);
   void arp_received(const net::ArpPacket& a, const net::Mac& eth_src, bool from_wire);
   void send_arp(uint16_t op, const net::Mac& eth_dst, uint32_t spa_be, const net::Mac& tha,
                 uint32_t tpa_be);
@@ -132,7 +136,8 @@ class alignas(64) DpdkWorker {
   uint64_t next_housekeep_tsc_ = 0;
   uint32_t held_n_ = 0;
   uint32_t tx_n_ = 0;
-  rte_mbuf* held_[kDpdkRxBurst] = {};  // rx mbufs the last poll's items point into
+  rte_mbuf* held_[kDpdkRxBurst] = {};  // rx mbufs the last poll's items point into (RxItem::
+                                       // token); nullptr once taken for a reply in place
   rte_mbuf* tx_[kDpdkTxBatch] = {};    // committed frames, sent by flush()
   uint32_t stash_n_ = 0;
   rte_mbuf* stash_[kDpdkTxStash] = {};  // fresh mbufs for dgram_reserve, taken in bulk

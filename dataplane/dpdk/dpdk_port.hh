@@ -19,6 +19,7 @@
 namespace cw::dp {
 
 inline constexpr uint16_t kNoSocket = 0xFFFF;
+inline constexpr uint32_t kNoHeld = 0xFFFFFFFF;  // RxItem::token of a reassembled datagram
 
 // An ARP packet one worker received, copied to the others so each can learn replies to its
 // own requests (ARP is not IP: RSS puts it on one queue). 20 bytes of payload + padding.

@@ -264,6 +264,54 @@ TEST_F(DpdkDatapath, CachedHeadersFollowArpChanges) {
   check(tx[0], b, 9004, 20);
 }
 
+// dgram_reserve_reply sends the answer from the request's own mbuf (the payload stays where
+// it was); a second answer to the same item, or one too large for the frame, gets a fresh
+// buffer. Both leave with correct headers.
+TEST_F(DpdkDatapath, ReplyInPlaceReusesTheRequestBuffer) {
+  std::vector<uint8_t> arp(kEthMinFrame);  // teach the worker the peer's MAC
+  build_arp(arp.data(), kArpRequest, kBroadcastMac, kPeerMac, ip("10.0.0.1"), kZeroMac,
+            ip("10.0.0.2"));
+  inject(arp);
+  std::vector<RxItem> items;
+  poll(items);
+  take_tx();
+  const std::string req = "ping-in-place";
+  inject(udp_frame(std::vector<uint8_t>(req.begin(), req.end()), to_us()));
+  ASSERT_EQ(poll(items), 1u);
+  const RxItem it = items[0];
+  uint8_t* p = dp::reserve_reply(*worker_, it, it.len);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p, it.data);  // the request's bytes, in place
+  std::memmove(p, it.data, it.len);
+  p[0] = 'P';
+  worker_->dgram_commit(it.len);
+  uint8_t* q = worker_->dgram_reserve_reply(it, 5);  // the mbuf is taken: a fresh one
+  ASSERT_NE(q, nullptr);
+  EXPECT_NE(q, it.data);
+  std::memcpy(q, "again", 5);
+  worker_->dgram_commit(5);
+  worker_->flush();
+  auto tx = take_tx();
+  poll(items);  // frees the held mbufs, never the one sent in place (copied by take_tx)
+  ASSERT_EQ(tx.size(), 2u);
+  for (const auto& f : tx) {
+    EXPECT_EQ(load_mac(f.data()), kPeerMac);
+    const uint8_t* ip4 = f.data() + kEthHdrLen;
+    EXPECT_EQ(load_be32(ip4 + 16), ip("10.0.0.1"));
+    EXPECT_EQ(csum_fold(csum_add(ip4, 20)), 0);
+    const uint32_t ulen = uint32_t(f.size()) - kEthHdrLen - 20;
+    EXPECT_EQ(ntohs(load_be16(ip4 + 22)), 40000);  // back to the sender's port
+    EXPECT_EQ(csum_fold(csum_add(ip4 + 20, ulen, pseudo_header_sum(ip("10.0.0.2"), ip("10.0.0.1"),
+                                                                    kProtoUdp, ulen))),
+              0);
+  }
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(tx[0].data()) + kUdpFrameHdrLen,
+                        tx[0].size() - kUdpFrameHdrLen),
+            "Ping-in-place");
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(tx[1].data()) + kUdpFrameHdrLen, 5),
+            "again");
+}
+
 TEST_F(DpdkDatapath, UnsolicitedReplyIsNotLearned) {
   const uint64_t before = drops(DropReason::arp_unsolicited_reply);
   arp_reply_from("10.0.0.6", Mac{0x02, 0, 0, 0, 0, 0x66});
