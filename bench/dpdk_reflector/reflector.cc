@@ -15,21 +15,19 @@
 #include <rte_udp.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <utility>
 
+#include "bench/dpdk_reflector/bare_port.hh"
+
 namespace {
 
-constexpr uint16_t kPort = 0, kBurst = 32, kDesc = 1024;
+using namespace cw::bare;
 constexpr unsigned kMbufs = 8191;
 constexpr uint32_t kIdleSpins = 1u << 16;  // empty polls (a few ms) before polling slowly
 constexpr uint16_t kSockperfClient = 0x1;  // app/protocol/sockperf.hh
-volatile std::sig_atomic_t g_stop = 0;
-std::atomic<bool> g_up{false};  // link state: LSC interrupt callback + periodic check
-rte_ether_addr g_mac;           // the port's, read once at start
+rte_ether_addr g_mac;                      // the port's, read once at start
 
 // Turns one received frame into its answer in place; false: drop it.
 bool reflect(rte_mbuf* m, uint32_t ip_be) {
@@ -83,43 +81,19 @@ int main(int argc, char** argv) {
   if (argc - used != 3 || std::strcmp(argv[used + 1], "--ip") != 0 ||
       inet_pton(AF_INET, argv[used + 2], &ip) != 1)
     return std::fprintf(stderr, "usage: cw-dpdk-reflector <EAL args> -- --ip A.B.C.D\n"), 2;
-  std::signal(SIGINT, [](int) { g_stop = 1; });
-  std::signal(SIGTERM, [](int) { g_stop = 1; });
   rte_mempool* mp = rte_pktmbuf_pool_create("refl", kMbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
                                             int(rte_socket_id()));
-  rte_eth_conf conf{};
-  rte_eth_dev_info info{};
-  if (rte_eth_dev_info_get(kPort, &info) == 0 && (*info.dev_flags & RTE_ETH_DEV_INTR_LSC)) {
-    conf.intr_conf.lsc = 1;
-    rte_eth_dev_callback_register(
-        kPort, RTE_ETH_EVENT_INTR_LSC,
-        [](uint16_t, rte_eth_event_type, void*, void*) {
-          rte_eth_link l{};
-          g_up = rte_eth_link_get_nowait(kPort, &l) == 0 && l.link_status == RTE_ETH_LINK_UP;
-          return 0;
-        },
-        nullptr);
-  }
-  if (!mp || !rte_eth_dev_is_valid_port(kPort) || rte_eth_dev_configure(kPort, 1, 1, &conf) ||
-      rte_eth_rx_queue_setup(kPort, 0, kDesc, rte_socket_id(), nullptr, mp) ||
-      rte_eth_tx_queue_setup(kPort, 0, kDesc, rte_socket_id(), nullptr) || rte_eth_dev_start(kPort))
+  if (!start_port(mp))
     return std::fprintf(stderr, "cw-dpdk-reflector: cannot set up port %u\n", kPort), 1;
   rte_eth_macaddr_get(kPort, &g_mac);
   std::printf("cw-dpdk-reflector: port %u, ip %s, lcore %u\n", kPort, argv[used + 2],
               rte_lcore_id());
   std::fflush(stdout);
-  // A down port is not polled (memif crashes when polled after its peer left): the link is
-  // set by the LSC interrupt and re-read every ~100 ms (drivers without LSC).
-  const uint64_t check_every = rte_get_tsc_hz() / 10;
-  uint64_t next_check = 0, reflected = 0;
+  LinkWatch link;
+  uint64_t reflected = 0;
   uint32_t idle = 0;
   while (!g_stop) {
-    if (rte_rdtsc() >= next_check) {
-      rte_eth_link link{};
-      g_up = rte_eth_link_get_nowait(kPort, &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
-      next_check = rte_rdtsc() + check_every;
-    }
-    if (!g_up.load(std::memory_order_relaxed)) continue;
+    if (!link.up()) continue;
     rte_mbuf* rx[kBurst];
     rte_mbuf* tx[kBurst];
     uint16_t n = rte_eth_rx_burst(kPort, 0, rx, kBurst), k = 0;
@@ -140,8 +114,7 @@ int main(int argc, char** argv) {
     reflected += sent;
   }
   std::printf("cw-dpdk-reflector: reflected %llu frames\n", (unsigned long long)reflected);
-  rte_eth_dev_stop(kPort);
-  rte_eth_dev_close(kPort);
+  stop_port();
   rte_eal_cleanup();
   return 0;
 }

@@ -14,6 +14,12 @@ Runs are interleaved (reflector, corewire-dpdk, io_uring, reflector, ...) and re
 --runs times; the table shows the median and spread (min..max) of each figure and the
 ratios of medians the issue sets goals for.
 
+corewire-bench does more per message than a server (timestamps, histograms, sequence
+matching), so with the same stack on both ends it saturates first and both DPDK servers
+measure its rate. A second table therefore replaces it with cw-dpdk-blaster (bench/
+dpdk_reflector/blaster.cc: a bare closed-loop client, --blast-window outstanding) for the
+two DPDK servers: the server's own capacity against the link's.
+
   throughput   corewire-bench closed loop, --flows x --window outstanding (default 8 x 32:
                at 4 x 16 every side idles between bursts and both DPDK servers measure
                below their capacity), replies/s
@@ -122,6 +128,23 @@ def generator(args, gen, tmp, flows, window):
     return rep
 
 
+def blaster(args, tmp):
+    """cw-dpdk-blaster against the server on the memif link in tmp: replies/s."""
+    argv = [args.blaster, "-l", str(args.client_core), *args.eal.split(), "--no-shconf",
+            "--no-telemetry", f"--file-prefix=cw-blast-{os.getpid()}",
+            "--vdev=" + memif("client", os.path.join(tmp, "memif.sock")), "--",
+            "--src", CLIENT_IP, "--dst", f"{SERVER_IP}:{SP_PORT}",
+            "--window", str(args.blast_window), "--duration", str(args.duration),
+            "--warmup", str(args.warmup), "--size", str(args.msg)]
+    p = subprocess.run(argv, capture_output=True, text=True,
+                       timeout=args.duration + args.warmup + 60)
+    m = re.search(r"replies_per_s (\d+)", p.stdout)
+    if p.returncode != 0 or not m:
+        raise RuntimeError(f"cw-dpdk-blaster failed ({p.returncode}): {' '.join(argv)}\n"
+                           + p.stdout + p.stderr)
+    return float(m.group(1))
+
+
 def measure(args):
     results = {}  # name -> metric -> [values]
     tmp = tempfile.mkdtemp(prefix="cw-dpdk-table-")
@@ -140,6 +163,9 @@ def measure(args):
                 m.setdefault("p50_us", []).append(pp["latency"]["p50"])
                 m.setdefault("p99_us", []).append(pp["latency"]["p99"])
                 m.setdefault("lost", []).append(t["lost"] + t["errors"] + pp["lost"] + pp["errors"])
+                if name != "io_uring":
+                    with make():
+                        m.setdefault("bare_msg_per_s", []).append(blaster(args, tmp))
                 print(f"  run {r + 1}/{args.runs} {name}: "
                       + ", ".join(f"{k}={v[-1]:.3f}" for k, v in m.items()), file=sys.stderr)
     finally:
@@ -147,6 +173,7 @@ def measure(args):
         # The reflector's EAL runtime directory (empty: --no-shconf, --no-telemetry), and
         # the shared one --in-memory processes use, if they left it empty.
         shutil.rmtree(f"/var/run/dpdk/cw-refl-{os.getpid()}", ignore_errors=True)
+        shutil.rmtree(f"/var/run/dpdk/cw-blast-{os.getpid()}", ignore_errors=True)
         try:
             os.rmdir("/var/run/dpdk/rte")
         except OSError:
@@ -183,8 +210,23 @@ def table(args, results):
               ratio("RTT p50 corewire-dpdk / io_uring", rtt_u, "<= 0.2", rtt_u <= 0.2),
               ratio("throughput corewire-dpdk / reflector", tput_r, ">= 0.8", tput_r >= 0.8),
               ratio("RTT p50 corewire-dpdk / reflector", rtt_r, "<= 3", rtt_r <= 3), ""]
+    bare_r = div(d["bare_msg_per_s"], r["bare_msg_per_s"])
+    bare_u = div(d["bare_msg_per_s"], u["msg_per_s"])
+    link_u = div(r["bare_msg_per_s"], u["msg_per_s"])
+    lines += [f"### The same servers measured by cw-dpdk-blaster ({args.blast_window} outstanding)",
+              "", "| server | throughput (k msg/s) |", "|---|---|"]
+    for n in ("reflector", "corewire-dpdk"):
+        lines.append(f"| {n} | {fmt([v / 1e3 for v in results[n]['bare_msg_per_s']], 1)} |")
+    lines += ["", "| ratio (medians) | value |", "|---|---|",
+              f"| throughput corewire-dpdk / reflector, bare client | **{bare_r:.3f}** |",
+              f"| throughput corewire-dpdk (bare client) / io_uring | **{bare_u:.2f}** |",
+              f"| throughput reflector (bare client) / io_uring: the link's bound on that ratio "
+              f"| **{link_u:.2f}** |", ""]
     return "\n".join(lines), {"throughput_vs_io_uring": tput_u, "rtt_p50_vs_io_uring": rtt_u,
-                              "throughput_vs_reflector": tput_r, "rtt_p50_vs_reflector": rtt_r}
+                              "throughput_vs_reflector": tput_r, "rtt_p50_vs_reflector": rtt_r,
+                              "bare_throughput_vs_reflector": bare_r,
+                              "bare_throughput_vs_io_uring": bare_u,
+                              "link_bare_throughput_vs_io_uring": link_u}
 
 
 def main():
@@ -198,6 +240,8 @@ def main():
     ap.add_argument("--msg", type=int, default=64)
     ap.add_argument("--flows", type=int, default=8)
     ap.add_argument("--window", type=int, default=32)
+    ap.add_argument("--blast-window", type=int, default=512,
+                    help="cw-dpdk-blaster's requests outstanding (second table)")
     ap.add_argument("--server-core", type=int, default=1)
     ap.add_argument("--client-core", type=int, default=0)
     ap.add_argument("--eal", default="--no-huge -m 512 --no-pci",
@@ -209,7 +253,8 @@ def main():
     args.corewire = os.path.join(args.build, "app/server/corewire")
     args.bench = os.path.join(args.build, "bench/corewire-bench")
     args.reflector = os.path.join(args.build, "bench/cw-dpdk-reflector")
-    for p in (args.corewire, args.bench, args.reflector):
+    args.blaster = os.path.join(args.build, "bench/cw-dpdk-blaster")
+    for p in (args.corewire, args.bench, args.reflector, args.blaster):
         if not os.access(p, os.X_OK):
             sys.exit(f"dpdk_table: {p} missing (a DPDK build in --build is needed)")
     results = measure(args)
