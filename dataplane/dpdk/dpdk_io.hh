@@ -55,7 +55,7 @@ Result<net::LocalAddr> parse_cidr(const std::string& s);
 
 struct DpdkShared;  // port state shared by the backend and its workers (dpdk_port.hh)
 
-inline constexpr uint32_t kDpdkRxBurst = 32;            // frames per rte_eth_rx_burst
+inline constexpr uint32_t kDpdkRxBurst = 64;            // frames per rte_eth_rx_burst
 inline constexpr uint32_t kDpdkTxBatch = 128;           // frames collected before a forced tx_burst
 inline constexpr uint32_t kDpdkMaxTxFragments = 64;     // larger datagrams: tx_too_large
 inline constexpr uint32_t kDpdkTxFlows = 16;  // cached (socket, destination host) headers
