@@ -109,6 +109,16 @@ class DpdkDatapath : public ::testing::Test {
     std::memset(p, fill, len);
     worker_->dgram_commit(len);
   }
+  // An ARP request from `who` (at `mac`) for our address, received by the worker (which
+  // answers it and, with learn_from_requests, learns `who`). Returns what the worker sent.
+  std::vector<std::vector<uint8_t>> arp_request_from(const char* who, const Mac& mac) {
+    std::vector<uint8_t> f(kEthMinFrame);
+    build_arp(f.data(), kArpRequest, kBroadcastMac, mac, ip(who), kZeroMac, ip("10.0.0.2"));
+    inject(f);
+    std::vector<RxItem> items;
+    poll(items);
+    return take_tx();
+  }
   // Answers an ARP request the worker sent for `who`.
   void arp_reply_from(const char* who, const Mac& mac) {
     std::vector<uint8_t> f(kEthMinFrame);
@@ -157,13 +167,7 @@ TEST_F(DpdkDatapath, NoSocketIsCounted) {
 }
 
 TEST_F(DpdkDatapath, ArpRequestIsAnswered) {
-  std::vector<uint8_t> f(kEthMinFrame);
-  build_arp(f.data(), kArpRequest, kBroadcastMac, kPeerMac, ip("10.0.0.1"), kZeroMac,
-            ip("10.0.0.2"));
-  inject(f);
-  std::vector<RxItem> items;
-  poll(items);
-  auto tx = take_tx();
+  auto tx = arp_request_from("10.0.0.1", kPeerMac);
   ASSERT_EQ(tx.size(), 1u);
   ArpPacket a;
   DropReason why;
@@ -224,15 +228,6 @@ TEST_F(DpdkDatapath, SendWaitsForArpBoundedThenGoes) {
 // when its MAC changes.
 TEST_F(DpdkDatapath, CachedHeadersFollowArpChanges) {
   const Mac a{0x02, 0, 0, 0, 0, 0x7A}, b{0x02, 0, 0, 0, 0, 0x7B};
-  auto request_from = [&](const Mac& mac) {  // learned: learn_from_requests is on
-    std::vector<uint8_t> f(kEthMinFrame);
-    build_arp(f.data(), kArpRequest, kBroadcastMac, mac, ip("10.0.0.8"), kZeroMac,
-              ip("10.0.0.2"));
-    inject(f);
-    std::vector<RxItem> items;
-    poll(items);
-    take_tx();  // our ARP reply
-  };
   auto check = [&](const std::vector<uint8_t>& f, const Mac& mac, uint16_t port, uint32_t len) {
     ASSERT_EQ(f.size(), kUdpFrameHdrLen + len);
     EXPECT_EQ(load_mac(f.data()), mac);
@@ -245,7 +240,7 @@ TEST_F(DpdkDatapath, CachedHeadersFollowArpChanges) {
                                                                   kProtoUdp, 8 + len))),
               0);
   };
-  request_from(a);
+  arp_request_from("10.0.0.8", a);  // learned: learn_from_requests is on
   send("10.0.0.8", 9001, 10, 1);
   send("10.0.0.8", 9002, 33, 2);
   send("10.0.0.8", 9003, 64, 3);
@@ -256,7 +251,7 @@ TEST_F(DpdkDatapath, CachedHeadersFollowArpChanges) {
   check(tx[1], a, 9002, 33);
   check(tx[2], a, 9003, 64);
   EXPECT_EQ(uint16_t(load16(tx[2].data() + 18) - load16(tx[1].data() + 18)), 1);  // IP ids
-  request_from(b);  // the neighbour moved
+  arp_request_from("10.0.0.8", b);  // the neighbour moved
   send("10.0.0.8", 9004, 20);
   worker_->flush();
   tx = take_tx();
@@ -268,13 +263,8 @@ TEST_F(DpdkDatapath, CachedHeadersFollowArpChanges) {
 // it was); a second answer to the same item, or one too large for the frame, gets a fresh
 // buffer. Both leave with correct headers.
 TEST_F(DpdkDatapath, ReplyInPlaceReusesTheRequestBuffer) {
-  std::vector<uint8_t> arp(kEthMinFrame);  // teach the worker the peer's MAC
-  build_arp(arp.data(), kArpRequest, kBroadcastMac, kPeerMac, ip("10.0.0.1"), kZeroMac,
-            ip("10.0.0.2"));
-  inject(arp);
+  arp_request_from("10.0.0.1", kPeerMac);  // teaches the worker the peer's MAC
   std::vector<RxItem> items;
-  poll(items);
-  take_tx();
   const std::string req = "ping-in-place";
   inject(udp_frame(std::vector<uint8_t>(req.begin(), req.end()), to_us()));
   ASSERT_EQ(poll(items), 1u);
