@@ -37,6 +37,7 @@ enum class ErrorCode : uint16_t {
   unknown_service = 4,
   bad_reserved = 5,  // flags or reserved bits set that v1 does not define
   truncated = 6,     // datagram shorter than its header says
+  unavailable = 7,   // the service is served here but disabled by the operator (retry later)
 };
 
 struct Header {

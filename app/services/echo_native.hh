@@ -19,7 +19,7 @@ namespace cw::svc {
 inline constexpr uint16_t kEchoService = 1;  // native service id of echo
 
 // While disabled (ServiceSwitch) a well-formed request is still counted (requests) but
-// answered with an error, code unknown_service (errors); a one-way message is dropped
+// answered with an error, code unavailable (errors); a one-way message is dropped
 // (dropped). A drain needs nothing here: echo keeps no state between messages.
 class NativeEcho : public ServiceSwitch {
  public:
@@ -39,7 +39,7 @@ class NativeEcho : public ServiceSwitch {
       ctx.svc->requests.add();
       if (!enabled()) {
         if (a == Action::consume) return ctx.svc->dropped.add();
-        return udp_error(ctx, it, d.header, nt::ErrorCode::unknown_service);
+        return udp_error(ctx, it, d.header, nt::ErrorCode::unavailable);
       }
       if (a == Action::consume) return;
       uint8_t* out = ctx.io.dgram_reserve(it.sock, it.peer, d.frame_len);
@@ -86,7 +86,7 @@ class NativeEcho : public ServiceSwitch {
           ctx.svc->dropped.add();
           continue;
         }
-        if (!stream_error(ctx, c, d.header, nt::ErrorCode::unknown_service)) return {used, true};
+        if (!stream_error(ctx, c, d.header, nt::ErrorCode::unavailable)) return {used, true};
         continue;
       }
       if (a == Action::consume) continue;

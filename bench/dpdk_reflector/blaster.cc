@@ -184,7 +184,8 @@ int main(int argc, char** argv) {
     for (uint16_t i = 0; i < n; ++i) {
       const auto* f = rte_pktmbuf_mtod(rx[i], const rte_ether_hdr*);
       const auto* rip = reinterpret_cast<const rte_ipv4_hdr*>(f + 1);
-      if (f->ether_type == htons(RTE_ETHER_TYPE_IPV4) && rip->next_proto_id == IPPROTO_UDP &&
+      if (rte_pktmbuf_data_len(rx[i]) >= sizeof *f + sizeof *rip &&
+          f->ether_type == htons(RTE_ETHER_TYPE_IPV4) && rip->next_proto_id == IPPROTO_UDP &&
           rip->src_addr == dst.s_addr)
         ++replies;
       else

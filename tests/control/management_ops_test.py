@@ -149,7 +149,7 @@ class ManagementOps(unittest.TestCase):
         listed = json.loads(self.ctl_cmd("--json", "services"))
         self.assertEqual([x["enabled"] for x in listed["services"]], [False, False], listed)
         kind, payload = self.native_udp(2)
-        self.assertEqual((kind, payload), (3, struct.pack(">H", 4)), "error unknown_service")
+        self.assertEqual((kind, payload), (3, struct.pack(">H", 7)), "error unavailable")
         with self.assertRaises(socket.timeout):
             self.sockperf_udp_echo()
         wait_for(lambda: self.metric("corewire_service_errors_total") == 1, 2, "errors counted")

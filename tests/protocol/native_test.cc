@@ -81,7 +81,8 @@ TEST(NativeCodec, EveryKindRoundTrips) {
 
 TEST(NativeCodec, ErrorMessageAnswersItsRequest) {
   for (ErrorCode c : {ErrorCode::bad_version, ErrorCode::bad_kind, ErrorCode::too_large,
-                      ErrorCode::unknown_service, ErrorCode::bad_reserved, ErrorCode::truncated}) {
+                      ErrorCode::unknown_service, ErrorCode::bad_reserved, ErrorCode::truncated,
+                      ErrorCode::unavailable}) {
     uint8_t out[kErrorSize];
     ASSERT_EQ(encode_error(out, req(77, 9), c), kErrorSize);
     EXPECT_EQ(out[2], kVersion) << "errors carry the highest version we speak";

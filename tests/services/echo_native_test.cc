@@ -316,7 +316,7 @@ TEST_F(NativeDisable, DisabledAnswersErrorsOverUdpAndTcpAndEnableResumes) {
   auto sent = udp(kNtUdp, msg(hdr(41), 20));
   ASSERT_EQ(sent.size(), 1u);
   const Err e = error_of(sent[0].bytes);
-  EXPECT_EQ(e.code, nt::ErrorCode::unknown_service);
+  EXPECT_EQ(e.code, nt::ErrorCode::unavailable);
   EXPECT_EQ(e.id, 41u);
   EXPECT_TRUE(udp(kNtUdp, msg(hdr(42, nt::Kind::oneway), 5)).empty());
   const dp::ConnId c = io.inject_open(kNtTcp, peer);
@@ -325,6 +325,8 @@ TEST_F(NativeDisable, DisabledAnswersErrorsOverUdpAndTcpAndEnableResumes) {
   ASSERT_EQ(out.size(), 2 * nt::kErrorSize);
   EXPECT_EQ(error_of(Bytes(out.begin(), out.begin() + nt::kErrorSize)).id, 43u);
   EXPECT_EQ(error_of(Bytes(out.begin() + nt::kErrorSize, out.end())).id, 44u);
+  EXPECT_EQ(error_of(Bytes(out.begin(), out.begin() + nt::kErrorSize)).code,
+            nt::ErrorCode::unavailable);
   EXPECT_TRUE(io.is_open(c)) << "a refused request keeps the connection";
   EXPECT_EQ(nt().requests.get(), 4u);
   EXPECT_EQ(nt().errors.get(), 3u);
