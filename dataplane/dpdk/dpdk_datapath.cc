@@ -332,22 +332,19 @@ uint8_t* DpdkWorker::dgram_reserve(SocketId s, Endpoint to, uint32_t n) {
     counters_.tx_no_buffer.add();
     return nullptr;
   }
-  res_sock_ = s;
-  res_to_ = to;
-  res_cap_ = n;
   if (n <= sh_->small_max) {
-    // Payload goes straight into the frame, after room for the 42 header bytes.
-    res_m_ = alloc_tx_mbuf();
-    if (!res_m_) {
+    rte_mbuf* m = alloc_tx_mbuf();
+    if (!m) {
       drops_->add(DropReason::tx_no_mbuf);
       counters_.tx_no_buffer.add();
       return nullptr;
     }
-    res_open_ = true;
-    res_large_ = false;
-    return rte_pktmbuf_mtod(res_m_, uint8_t*) + net::kUdpFrameHdrLen;
+    return open_in(m, s, to, n);
   }
   // Above the MTU: staged in big_ and copied into fragments at commit.
+  res_sock_ = s;
+  res_to_ = to;
+  res_cap_ = n;
   res_open_ = true;
   res_large_ = true;
   return big_.get() + net::kUdpHdrLen;
@@ -361,19 +358,25 @@ uint8_t* DpdkWorker::dgram_reserve_reply(const RxItem& it, uint32_t n) {
   if (!m || n > sh_->small_max || net::kUdpFrameHdrLen + n > rte_pktmbuf_tailroom(m) +
                                                                   rte_pktmbuf_data_len(m))
     return dgram_reserve(it.sock, it.peer, n);
-  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+  const uint8_t* f = rte_pktmbuf_mtod(m, const uint8_t*);
   if (it.data < f || it.data >= f + rte_pktmbuf_data_len(m))
     return dgram_reserve(it.sock, it.peer, n);
   held_[it.token] = nullptr;  // not freed by the next poll: it is the reply now
   m->ol_flags = 0;
   m->packet_type = 0;
+  return open_in(m, it.sock, it.peer, n);
+}
+
+// Opens the reservation of a datagram of at most n bytes (one frame) in mbuf m: the
+// payload goes straight into the frame, after room for the 42 header bytes.
+uint8_t* DpdkWorker::open_in(rte_mbuf* m, SocketId s, Endpoint to, uint32_t n) {
   res_m_ = m;
-  res_sock_ = it.sock;
-  res_to_ = it.peer;
+  res_sock_ = s;
+  res_to_ = to;
   res_cap_ = n;
   res_open_ = true;
   res_large_ = false;
-  return f + net::kUdpFrameHdrLen;
+  return rte_pktmbuf_mtod(m, uint8_t*) + net::kUdpFrameHdrLen;
 }
 
 // The headers of the datagram reserved on res_sock_ to res_to_ (takes the next IP id).

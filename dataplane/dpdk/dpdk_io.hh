@@ -117,6 +117,7 @@ class alignas(64) DpdkWorker {
   int64_t route_frame(rte_mbuf* m, uint32_t dst_be, net::Mac* mac);
   TxFlow& tx_flow(SocketId s, uint32_t dst_be);
   rte_mbuf* alloc_tx_mbuf();
+  uint8_t* open_in(rte_mbuf* m, SocketId s, Endpoint to, uint32_t n);
   void release_waiting(uint32_t ip_be, const net::Mac* mac);  // nullptr: ARP failed
   void queue_tx(rte_mbuf* m);
   void commit_fragmented(uint32_t len);
