@@ -79,6 +79,18 @@ inline void store_mac(uint8_t* p, const Mac& m) {
   std::memcpy(p, m.data(), 6);
 }
 
+// A sum of native-order words (as loaded from the wire) folded to 16 bits and swapped once:
+// the same value as the sum of those bytes read as big-endian 16-bit words (RFC 1071: the
+// one's-complement sum does not depend on byte order).
+inline uint64_t fold_native(uint64_t s) {
+  s = (s & 0xFFFFFFFFu) + (s >> 32);
+  s = (s & 0xFFFFu) + (s >> 16);
+  s = (s & 0xFFFFu) + (s >> 16);
+  s = (s & 0xFFFFu) + (s >> 16);
+  if constexpr (std::endian::native == std::endian::little) s = __builtin_bswap16(uint16_t(s));
+  return s;
+}
+
 // RFC 1071 one's-complement sum of `len` bytes as big-endian 16-bit words, unfolded. A 64-bit
 // accumulator cannot overflow for any IPv4 datagram (at most 2^15 words of 2^16).
 inline uint64_t csum_add(const uint8_t* p, size_t len, uint64_t sum = 0) {
@@ -123,12 +135,7 @@ inline uint64_t csum_add(const uint8_t* p, size_t len, uint64_t sum = 0) {
     std::memcpy(&w, last, 2);
     s += w;
   }
-  s = (s & 0xFFFFFFFFu) + (s >> 32);
-  s = (s & 0xFFFFu) + (s >> 16);
-  s = (s & 0xFFFFu) + (s >> 16);
-  s = (s & 0xFFFFu) + (s >> 16);
-  if constexpr (std::endian::native == std::endian::little) s = __builtin_bswap16(uint16_t(s));
-  return sum + s;
+  return sum + fold_native(s);
 }
 inline uint16_t csum_fold_raw(uint64_t sum) {  // folded sum, not complemented
   while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);
@@ -145,12 +152,7 @@ inline uint16_t csum_fold(uint64_t sum) {
 // length as the big-endian 16-bit words they are on the wire.
 inline uint64_t pseudo_header_sum(uint32_t src_be, uint32_t dst_be, uint8_t proto,
                                   uint32_t l4_len) {
-  uint64_t s = uint64_t(src_be) + dst_be;
-  s = (s & 0xFFFFu) + (s >> 16);
-  s = (s & 0xFFFFu) + (s >> 16);
-  s = (s & 0xFFFFu) + (s >> 16);
-  if constexpr (std::endian::native == std::endian::little) s = __builtin_bswap16(uint16_t(s));
-  return s + proto + (l4_len & 0xFFFF);
+  return fold_native(uint64_t(src_be) + dst_be) + proto + (l4_len & 0xFFFF);
 }
 
 inline uint32_t host(uint32_t be) {
