@@ -1,0 +1,95 @@
+// cw-stack-bench: Google Benchmark micro-benchmarks of the DPDK user-space stack's per-packet
+// work, without a port: the Internet checksum, parsing a received UDP frame (every RFC 1812
+// check and the UDP checksum), and writing a reply's headers from a prepared template.
+// These are the parts of a DPDK worker's time that are ours (docs/dpdk.md, "Where the time
+// goes"); run by hand (bench/README.md), a --benchmark_min_time=0.01 smoke run is registered.
+#include <arpa/inet.h>
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "dataplane/dpdk/net/frame.hh"
+
+namespace {
+
+using namespace cw::dp::net;
+
+uint32_t ip4(const char* s) {
+  in_addr a{};
+  inet_pton(AF_INET, s, &a);
+  return a.s_addr;
+}
+
+const Mac kOurs{0x02, 0, 0, 0, 0, 0x02};
+const Mac kPeer{0x02, 0, 0, 0, 0, 0x01};
+
+UdpHeaderSpec peer_to_us() {
+  UdpHeaderSpec h;
+  h.src_mac = kPeer;
+  h.dst_mac = kOurs;
+  h.src_be = ip4("10.0.0.1");
+  h.dst_be = ip4("10.0.0.2");
+  h.sport_be = htons(40000);
+  h.dport_be = htons(11111);
+  h.ip_id = 1;
+  return h;
+}
+
+Interface interface() {
+  Interface ifc;
+  ifc.mac = kOurs;
+  ifc.addrs[0] = {ip4("10.0.0.2"), 24};
+  ifc.naddrs = 1;
+  ifc.mtu = 1500;
+  return ifc;
+}
+
+// Arg: bytes summed (20 = an IPv4 header, 72 = UDP header + 64-byte message).
+void BM_Checksum(benchmark::State& st) {
+  std::vector<uint8_t> buf(size_t(st.range(0)) + 1);
+  for (size_t i = 0; i < buf.size(); ++i) buf[i] = uint8_t(i * 37 + 11);
+  const uint8_t* p = buf.data();
+  const size_t len = size_t(st.range(0));
+  for (auto _ : st) {
+    benchmark::DoNotOptimize(p);
+    benchmark::DoNotOptimize(csum_fold(csum_add(p, len)));
+  }
+  st.SetBytesProcessed(int64_t(st.iterations()) * st.range(0));
+}
+BENCHMARK(BM_Checksum)->Arg(20)->Arg(72)->Arg(1480);
+
+// Arg: UDP payload bytes.
+void BM_ParseUdpFrame(benchmark::State& st) {
+  std::vector<uint8_t> f(kUdpFrameHdrLen + size_t(st.range(0)));
+  for (size_t i = kUdpFrameHdrLen; i < f.size(); ++i) f[i] = uint8_t(i);
+  write_udp_frame(f.data(), peer_to_us(), uint32_t(st.range(0)), TxCsum::software);
+  const Interface ifc = interface();
+  for (auto _ : st) {
+    const Parsed p = parse_frame(f.data(), uint32_t(f.size()), ifc, {});
+    benchmark::DoNotOptimize(p);
+  }
+  st.SetItemsProcessed(st.iterations());
+}
+BENCHMARK(BM_ParseUdpFrame)->Arg(64)->Arg(1400);
+
+// Arg: UDP payload bytes. Software checksums, as on memif, tap and af_packet.
+void BM_WriteReplyFromTemplate(benchmark::State& st) {
+  std::vector<uint8_t> f(kUdpFrameHdrLen + size_t(st.range(0)));
+  UdpHeaderSpec h = peer_to_us();
+  std::swap(h.src_mac, h.dst_mac);
+  std::swap(h.src_be, h.dst_be);
+  const UdpTemplate t = make_udp_template(h, TxCsum::software);
+  uint16_t id = 0;
+  for (auto _ : st) {
+    write_udp_frame(f.data(), t, htons(40000), id++, uint32_t(st.range(0)));
+    benchmark::DoNotOptimize(f.data());
+    benchmark::ClobberMemory();
+  }
+  st.SetItemsProcessed(st.iterations());
+}
+BENCHMARK(BM_WriteReplyFromTemplate)->Arg(64)->Arg(1400);
+
+}  // namespace
+
+BENCHMARK_MAIN();
