@@ -9,6 +9,7 @@
 
 #include "dataplane/dpdk/dpdk_port.hh"
 #include "dataplane/dpdk/net/frame.hh"
+#include "dataplane/dpdk/port_guard.hh"
 
 namespace cw::dp {
 
@@ -81,8 +82,12 @@ uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   uint32_t got = 0;
   if (link_up_ && sh_->link_up.load(std::memory_order_relaxed)) {
     rte_mbuf* rx[kDpdkRxBurst];
-    const uint16_t nb = rte_eth_rx_burst(port_, queue_, rx, uint16_t(std::min(n, kDpdkRxBurst)));
-    for (uint16_t k = 0; k < nb; ++k) {
+    int nb = guarded_rx_burst(port_, queue_, rx, uint16_t(std::min(n, kDpdkRxBurst)));
+    if (nb == kBurstFaulted) {
+      port_faulted();
+      nb = 0;
+    }
+    for (int k = 0; k < nb; ++k) {
       if (k + 1 < nb) rte_prefetch0(rte_pktmbuf_mtod(rx[k + 1], void*));
       rx_frame(rx[k], out, n, got);
     }
@@ -485,9 +490,15 @@ void DpdkWorker::queue_tx(rte_mbuf* m) {
 
 void DpdkWorker::flush() {
   if (tx_n_ == 0) return;
-  uint16_t sent = 0;
+  uint32_t sent = 0;
   if (link_up_ && sh_->link_up.load(std::memory_order_relaxed)) {
-    sent = rte_eth_tx_burst(port_, queue_, tx_, uint16_t(tx_n_));
+    const int r = guarded_tx_burst(port_, queue_, tx_, uint16_t(tx_n_));
+    if (r == kBurstFaulted) {  // the driver may have taken some: none can be freed safely
+      drops_->add(DropReason::tx_link_down, tx_n_);
+      tx_n_ = 0;
+      return port_faulted();
+    }
+    sent = uint32_t(r);
     if (sent < tx_n_) {
       drops_->add(DropReason::tx_ring_full, tx_n_ - sent);
       counters_.tx_errors.add(tx_n_ - sent);
@@ -497,6 +508,14 @@ void DpdkWorker::flush() {
   }
   if (sent < tx_n_) rte_pktmbuf_free_bulk(tx_ + sent, tx_n_ - sent);
   tx_n_ = 0;
+}
+
+// The port went down inside a burst (port_guard.hh): stop touching it until housekeep()
+// reads its link up again (the next peer connected).
+void DpdkWorker::port_faulted() {
+  drops_->add(DropReason::port_burst_faulted);
+  link_up_ = false;
+  sh_->link_up.store(false, std::memory_order_relaxed);
 }
 
 // ---- timers -----------------------------------------------------------------------------

@@ -123,6 +123,7 @@ class alignas(64) DpdkWorker {
   void commit_fragmented(uint32_t len);
   net::UdpHeaderSpec reserved_udp_spec();
   void housekeep();
+  void port_faulted();
   void drain_arp_copies();
   void free_held();
 

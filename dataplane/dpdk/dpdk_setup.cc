@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "dataplane/dpdk/dpdk_port.hh"
+#include "dataplane/dpdk/port_guard.hh"
 
 namespace cw::dp {
 namespace {
@@ -299,6 +300,7 @@ Result<std::unique_ptr<DpdkBackend>> DpdkBackend::create(
     sh->lsc_registered = true;
   if (int r = rte_eth_dev_start(port); r != 0) return make_error(where + "start: " + rte_err(r));
   sh->port_started = true;
+  install_port_guard();  // before any worker bursts on the port
 
   // The stack's interface.
   rte_ether_addr mac{};

@@ -58,7 +58,9 @@ namespace cw::dp::net {
   X(tx_arp_queue_full)    /* next hop unresolved and its wait queue is full */          \
   X(tx_arp_failed)        /* next hop did not answer ARP */                             \
   X(tx_ring_full)         /* NIC TX ring did not take the packet */                     \
-  X(tx_link_down)         /* port down: packet not sent */
+  X(tx_link_down)         /* port down: packet not sent */                              \
+  X(port_burst_faulted)   /* port went down inside an rx/tx burst (memif peer left): */ \
+                          /* the burst's frames are lost (port_guard.hh)             */
 // clang-format on
 
 enum class DropReason : uint8_t {
