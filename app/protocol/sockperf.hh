@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <span>
 
+#include "app/protocol/be.hh"
+
 namespace cw::proto::sockperf {
 
 inline constexpr uint32_t kHeaderSize = 14;
@@ -45,14 +47,32 @@ struct Frame {
   uint32_t frame_len = 0;  // ok only: == header.len
 };
 
-// Parses the message at the start of bytes (bytes may hold more after it).
-Frame parse(std::span<const uint8_t> bytes);
+// Parses the message at the start of bytes (bytes may hold more after it). Inline, with
+// make_reply: both run once per echoed message.
+inline Frame parse(std::span<const uint8_t> bytes) {
+  Frame f;
+  if (bytes.size() < kHeaderSize) return f;  // need_more
+  const uint8_t* p = bytes.data();
+  f.header.seq = load_be<uint64_t>(p);
+  f.header.flags = load_be<uint16_t>(p + 8);
+  f.header.len = load_be<uint32_t>(p + 10);
+  if (f.header.len < kHeaderSize || f.header.len > kMaxMessage) {
+    f.status = Status::bad_length;
+  } else if (bytes.size() >= f.header.len) {
+    f.status = Status::ok;
+    f.frame_len = f.header.len;
+  }
+  return f;
+}
 // Writes a header (kHeaderSize bytes) at out.
 void encode_header(uint8_t* out, const Header& h);
 inline bool wants_reply(const Header& h) {
   return (h.flags & (kClient | kPongRequest | kWarmup)) == (kClient | kPongRequest);
 }
 // Turns a copied request (at msg, at least kHeaderSize bytes) into its reply in place.
-void make_reply(uint8_t* msg);
+inline void make_reply(uint8_t* msg) {
+  // flags is big-endian at offset 8: the client bit (0x1) lives in its low byte, offset 9.
+  msg[9] &= uint8_t(~kClient);
+}
 
 }  // namespace cw::proto::sockperf

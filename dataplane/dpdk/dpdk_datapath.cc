@@ -58,8 +58,10 @@ const net::DropCounters& DpdkWorker::drops() const {
 }
 
 void DpdkWorker::free_held() {
-  if (held_n_) rte_pktmbuf_free_bulk(held_, held_n_);
+  // Echo-like services reply in place and leave nothing to free.
+  if (held_n_ > held_taken_) rte_pktmbuf_free_bulk(held_, held_n_);  // skips the nullptrs
   held_n_ = 0;
+  held_taken_ = 0;
 }
 
 // ---- receive ------------------------------------------------------------------------------
@@ -96,6 +98,13 @@ uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
     if (dr->cnt) {
       drops_->add(DropReason::ip_frag_dropped, dr->cnt);
       rte_ip_frag_free_death_row(dr, 0);
+    }
+    // Every item is a datagram: count them once per burst rather than one store per item.
+    if (got) {
+      uint64_t bytes = 0;
+      for (uint32_t i = 0; i < got; ++i) bytes += out[i].len;
+      counters_.rx_datagrams.add(got);
+      counters_.rx_bytes.add(bytes);
     }
     // ARP/ICMP answers go out with the next flush; send them now if nothing else will.
     if (tx_n_ && got == 0) flush();
@@ -176,9 +185,7 @@ bool DpdkWorker::deliver_udp(const uint8_t* base, const net::Parsed& p, uint32_t
   it.len = p.payload_len;
   it.data = base + p.payload_off;
   it.token = token;
-  counters_.rx_datagrams.add();
-  counters_.rx_bytes.add(p.payload_len);
-  return true;
+  return true;  // counted per burst, in poll()
 }
 
 void DpdkWorker::rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t n, uint32_t& got) {
@@ -367,6 +374,7 @@ uint8_t* DpdkWorker::dgram_reserve_reply(const RxItem& it, uint32_t n) {
   if (it.data < f || it.data >= f + rte_pktmbuf_data_len(m))
     return dgram_reserve(it.sock, it.peer, n);
   held_[it.token] = nullptr;  // not freed by the next poll: it is the reply now
+  ++held_taken_;
   m->ol_flags = 0;
   m->packet_type = 0;
   return open_in(m, it.sock, it.peer, n);

@@ -137,6 +137,7 @@ class alignas(64) DpdkWorker {
   int64_t now_ns_ = 0;
   uint64_t next_housekeep_tsc_ = 0;
   uint32_t held_n_ = 0;
+  uint32_t held_taken_ = 0;  // held_ slots taken for replies in place (now nullptr)
   uint32_t tx_n_ = 0;
   rte_mbuf* held_[kDpdkRxBurst] = {};  // rx mbufs the last poll's items point into (RxItem::
                                        // token); nullptr once taken for a reply in place
