@@ -382,7 +382,8 @@ uint8_t* DpdkWorker::dgram_reserve_reply(const RxItem& it, uint32_t n) {
 
 // Opens the reservation of a datagram of at most n bytes (one frame) in mbuf m: the
 // payload goes straight into the frame, after room for the 42 header bytes.
-uint8_t* DpdkWorker::open_in(rte_mbuf* m, SocketId s, Endpoint to, uint32_t n) {
+[[gnu::always_inline]] inline uint8_t* DpdkWorker::open_in(rte_mbuf* m, SocketId s, Endpoint to,
+                                                          uint32_t n) {
   res_m_ = m;
   res_sock_ = s;
   res_to_ = to;
@@ -417,7 +418,7 @@ rte_mbuf* DpdkWorker::alloc_tx_mbuf() {
   return stash_[--stash_n_];
 }
 
-DpdkWorker::TxFlow& DpdkWorker::tx_flow(SocketId s, uint32_t dst_be) {
+[[gnu::always_inline]] inline DpdkWorker::TxFlow& DpdkWorker::tx_flow(SocketId s, uint32_t dst_be) {
   const uint32_t h = (net::host(dst_be) ^ (uint32_t(s) << 24)) * 0x9E3779B1u;
   return tx_flows_[h >> (32 - std::bit_width(kDpdkTxFlows - 1))];
 }
@@ -491,7 +492,7 @@ void DpdkWorker::commit_fragmented(uint32_t len) {
   counters_.tx_bytes.add(len);
 }
 
-void DpdkWorker::queue_tx(rte_mbuf* m) {
+[[gnu::always_inline]] inline void DpdkWorker::queue_tx(rte_mbuf* m) {
   if (tx_n_ == kDpdkTxBatch) flush();
   tx_[tx_n_++] = m;
 }
