@@ -87,6 +87,51 @@ TEST(DpdkFrame, ChecksumMatchesReference) {
   EXPECT_EQ(csum_fold(csum_add(buf.data(), buf.size())), reference(buf.data(), buf.size(), 0));
 }
 
+// The carry paths of csum_add: blocks of all-ones bytes (every 64-bit add carries) at every
+// length and offset, up to a maximum-size IPv4 datagram; a block of zeros sums to zero.
+TEST(DpdkFrame, ChecksumCarriesAndExtremes) {
+  auto reference = [](const uint8_t* p, size_t len) {
+    uint64_t sum = 0;
+    for (; len >= 2; p += 2, len -= 2) sum += uint32_t(p[0]) << 8 | p[1];
+    if (len) sum += uint32_t(p[0]) << 8;
+    return csum_fold(sum);
+  };
+  std::vector<uint8_t> ones(kMaxIpv4Len + 8, 0xFF);
+  for (size_t off = 0; off < 8; ++off)
+    for (size_t len = 0; len < 300; ++len)
+      ASSERT_EQ(csum_fold(csum_add(ones.data() + off, len)), reference(ones.data() + off, len))
+          << off << " " << len;
+  for (size_t len : {size_t{65534}, size_t{kMaxIpv4Len}})
+    EXPECT_EQ(csum_fold(csum_add(ones.data() + 1, len)), reference(ones.data() + 1, len));
+  const std::vector<uint8_t> zeros(100, 0);
+  EXPECT_EQ(csum_add(zeros.data(), zeros.size()), 0u);
+  EXPECT_EQ(csum_fold(csum_add(zeros.data(), zeros.size())), 0xFFFF);
+  // Bytes that sum to a multiple of 0xFFFF fold to 0xFFFF (not 0): the checksum field of a
+  // correct block.
+  const uint8_t ff00[] = {0xFF, 0x00, 0x00, 0xFF};
+  EXPECT_EQ(csum_fold_raw(csum_add(ff00, sizeof ff00)), 0xFFFF);
+}
+
+// fold16 (rotate-and-add) gives the same value as folding by repeated shift-and-add.
+TEST(DpdkFrame, FoldMatchesRepeatedFold) {
+  auto slow = [](uint64_t s) {
+    while (s >> 16) s = (s & 0xFFFF) + (s >> 16);
+    return uint16_t(s);
+  };
+  std::vector<uint64_t> v = {
+      0,           1,          0xFFFF,       0x10000,          0x1FFFE,          0xFFFFFFFF,
+      0x100000000, 0xFFFF0001, ~uint64_t{0}, ~uint64_t{0} - 1, uint64_t{1} << 63};
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 100000; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    v.push_back(x);
+    v.push_back(x >> (i % 64));
+  }
+  for (uint64_t s : v) ASSERT_EQ(fold16(s), slow(s)) << s;
+}
+
 TEST(DpdkFrame, OffloadHeadersCarryPseudoHeaderSum) {
   std::vector<uint8_t> f(kUdpFrameHdrLen + 4);
   UdpHeaderSpec h = peer_to_us();
