@@ -11,7 +11,11 @@ void dropped(Parsed& p, DropReason r) {
 }
 
 // L4 of an unfragmented datagram; `ip` points at the IPv4 header, p has the L3 fields.
-void parse_l4(const uint8_t* ip, uint8_t proto, uint32_t ihl, RxOffload off, Parsed& p) {
+// addrs_word: the source and destination addresses (ip+12..20) as one native 64-bit word,
+// already loaded for the header checksum; it stands for both in the UDP pseudo-header sum
+// (2^32 == 1 mod 0xFFFF, so its halves add like two separate words).
+void parse_l4(const uint8_t* ip, uint8_t proto, uint32_t ihl, uint64_t addrs_word, RxOffload off,
+              Parsed& p) {
   const uint8_t* l4 = ip + ihl;
   const uint32_t l4_len = p.ip_len - ihl;
   p.l4_off = uint16_t(p.l3_off + ihl);
@@ -22,10 +26,17 @@ void parse_l4(const uint8_t* ip, uint8_t proto, uint32_t ihl, RxOffload off, Par
     if (ulen < kUdpHdrLen || ulen > l4_len) return dropped(p, DropReason::udp_bad_length);
     const uint16_t csum = load16(l4 + 6);
     if (off.l4 == CsumState::bad) return dropped(p, DropReason::udp_bad_checksum);
-    // Zero = sender computed none (allowed on IPv4, RFC 768).
-    if (csum != 0 && off.l4 != CsumState::good &&
-        csum_fold(csum_add(l4, ulen, pseudo_header_sum(p.src_be, p.dst_be, kProtoUdp, ulen))) != 0)
-      return dropped(p, DropReason::udp_bad_checksum);
+    // Zero = sender computed none (allowed on IPv4, RFC 768). Otherwise the pseudo-header
+    // (addresses as the 8 native bytes at ip+12, protocol, UDP length) and the datagram go
+    // into one native-order accumulator, folded once.
+    if (csum != 0 && off.l4 != CsumState::good) {
+      CsumAcc acc;
+      acc.add(addrs_word);
+      acc.add(native_term(kProtoUdp));
+      acc.add(native_term(uint16_t(ulen)));
+      csum_accumulate(acc, l4, ulen);
+      if (!csum_native_ok(acc)) return dropped(p, DropReason::udp_bad_checksum);
+    }
     p.kind = FrameKind::udp;
     p.sport_be = load_be16(l4);
     p.dport_be = load_be16(l4 + 2);
@@ -35,8 +46,7 @@ void parse_l4(const uint8_t* ip, uint8_t proto, uint32_t ihl, RxOffload off, Par
   }
   if (proto == kProtoIcmp) {
     if (l4_len < kIcmpHdrLen) return dropped(p, DropReason::icmp_too_short);
-    if (csum_fold(csum_add(l4, l4_len)) != 0)
-      return dropped(p, DropReason::icmp_bad_checksum);
+    if (csum_fold(csum_add(l4, l4_len)) != 0) return dropped(p, DropReason::icmp_bad_checksum);
     if (l4[0] != 8 || l4[1] != 0) return dropped(p, DropReason::icmp_unhandled);
     p.kind = FrameKind::icmp_echo;
     return;
@@ -51,23 +61,45 @@ void parse_ipv4_at(const uint8_t* base, uint32_t l3_off, uint32_t len, const Int
   const uint32_t avail = len - l3_off;
   // RFC 1812 5.2.2: length, version, header length, total length, checksum.
   if (avail < kIpv4MinHdrLen) return dropped(p, DropReason::ip_too_short);
-  if ((ip[0] >> 4) != 4) return dropped(p, DropReason::ip_bad_version);
-  const uint32_t ihl = uint32_t(ip[0] & 0xF) * 4;
-  if (ihl < kIpv4MinHdrLen || ihl > avail) return dropped(p, DropReason::ip_bad_ihl);
+  // Version and IHL share the first byte, and 0x45 (IPv4, no options) passes both checks:
+  // nearly every datagram takes this one compare, and its header checksum runs over a
+  // constant 20 bytes (straight-line loads). Any other value gets the checks one by one,
+  // so each malformed header keeps its own drop reason.
+  const uint8_t ver_ihl = ip[0];
+  uint32_t ihl = kIpv4MinHdrLen;
+  if (ver_ihl != 0x45) {
+    if ((ver_ihl >> 4) != 4) return dropped(p, DropReason::ip_bad_version);
+    ihl = uint32_t(ver_ihl & 0xF) * 4;
+    if (ihl < kIpv4MinHdrLen || ihl > avail) return dropped(p, DropReason::ip_bad_ihl);
+  }
   const uint32_t total = load16(ip + 2);
   if (total < ihl || total > avail) return dropped(p, DropReason::ip_bad_total_length);
   if (off.ip == CsumState::bad) return dropped(p, DropReason::ip_bad_checksum);
-  if (off.ip != CsumState::good && csum_fold(csum_add(ip, ihl)) != 0)
-    return dropped(p, DropReason::ip_bad_checksum);
+  // The header's last 8 bytes are the two addresses: loaded once, summed here and reused
+  // for the UDP pseudo-header.
+  const uint64_t addrs_word = load_native64(ip + 12);
+  if (off.ip != CsumState::good) {
+    CsumAcc acc;
+    acc.add(load_native64(ip));
+    uint32_t mid;  // bytes 8..12: TTL, protocol, checksum
+    std::memcpy(&mid, ip + 8, 4);
+    acc.add(mid);
+    acc.add(addrs_word);
+    if (ihl > kIpv4MinHdrLen) csum_accumulate(acc, ip + kIpv4MinHdrLen, ihl - kIpv4MinHdrLen);
+    if (!csum_native_ok(acc)) return dropped(p, DropReason::ip_bad_checksum);
+  }
   p.l3_off = uint16_t(l3_off);
   p.ip_len = uint16_t(total);
   p.src_be = load_be32(ip + 12);
   p.dst_be = load_be32(ip + 16);
-  // Host checks: a martian or spoofed-as-us source is never answered.
-  if (is_martian_src(p.src_be) || ifc.is_local(p.src_be) || ifc.is_broadcast(p.src_be))
+  // Host checks: a martian or spoofed-as-us source is never answered. One pass over our
+  // addresses answers all of them (see Interface::classify).
+  const AddrClass src = ifc.classify(p.src_be);
+  if (is_martian_src(p.src_be) || src != AddrClass::other)
     return dropped(p, DropReason::ip_bad_src);
-  if (!ifc.is_local(p.dst_be)) {
-    const bool bcast = ifc.is_broadcast(p.dst_be) || is_multicast_ip(p.dst_be);
+  const AddrClass dst = ifc.classify(p.dst_be);
+  if (dst != AddrClass::local) {
+    const bool bcast = dst == AddrClass::broadcast || is_multicast_ip(p.dst_be);
     return dropped(p, bcast ? DropReason::ip_broadcast : DropReason::ip_not_for_us);
   }
   const uint16_t frag = load16(ip + 6);
@@ -82,7 +114,7 @@ void parse_ipv4_at(const uint8_t* base, uint32_t l3_off, uint32_t len, const Int
     p.l4_off = uint16_t(l3_off + ihl);
     return;
   }
-  parse_l4(ip, ip[9], ihl, off, p);
+  parse_l4(ip, ip[9], ihl, addrs_word, off, p);
 }
 
 }  // namespace
@@ -131,7 +163,7 @@ Parsed parse_frame(const uint8_t* f, uint32_t len, const Interface& ifc, RxOfflo
     }
   } else {
     dropped(p, type == kEtherTypeVlan || type == kEtherTypeQinQ ? DropReason::eth_vlan
-                                                                 : DropReason::eth_unknown_type);
+                                                                : DropReason::eth_unknown_type);
   }
   return p;
 }

@@ -110,8 +110,8 @@ inline uint64_t load_native64(const uint8_t* p) {
 // A 64-bit one's-complement accumulator of native 64-bit words. 64-bit words may be summed
 // instead of 16-bit ones because 2^16 == 1 (mod 0xFFFF): every 16-bit lane keeps its weight
 // after the fold. The carry out of each add is counted separately rather than added back at
-// once, so an add is one instruction plus one add-with-carry into `carries` (compilers emit
-// add/adc for this pattern) and consecutive adds do not wait on each other's end-around
+// once, so an add is one instruction plus one add-with-carry into `carries` (__builtin_add_overflow
+// compiles to add/adc) and consecutive adds do not wait on each other's end-around
 // carry. `carries` stays below 2^13 for any IPv4 datagram (one per 8 bytes at most).
 struct CsumAcc {
   uint64_t sum = 0;
@@ -128,8 +128,10 @@ struct CsumAcc {
   }
 };
 
-// RFC 1071 one's-complement sum of `len` bytes as big-endian 16-bit words, unfolded: `sum`
-// plus a value below 2^16, so callers can chain partial sums and fold once.
+// csum_accumulate adds `len` bytes to a native-order accumulator (fold it with fold_native
+// or test it with csum_native_ok); csum_add is the RFC 1071 one's-complement sum of `len`
+// bytes as big-endian 16-bit words, unfolded: `sum` plus a value below 2^16, so callers can
+// chain partial sums and fold once.
 //
 // RFC 1071: the sum does not depend on byte order, so the block is added as native 64-bit
 // words (CsumAcc), folded to 16 bits and swapped once to big-endian terms. Loads go through
@@ -141,8 +143,8 @@ struct CsumAcc {
 // Why not leave it to the vectoriser: for the 20- to 100-byte blocks of a small datagram its
 // setup and horizontal reduction cost more than the add/adc chain, and the chain (two ALU
 // operations per 8 bytes) keeps up with it on long blocks too.
-inline uint64_t csum_add(const uint8_t* p, size_t len, uint64_t sum = 0) {
-  CsumAcc a, b;
+inline void csum_accumulate(CsumAcc& a, const uint8_t* p, size_t len) {
+  CsumAcc b;
   for (; len >= 32; p += 32, len -= 32) {
     a.add(load_native64(p));
     b.add(load_native64(p + 8));
@@ -183,7 +185,21 @@ inline uint64_t csum_add(const uint8_t* p, size_t len, uint64_t sum = 0) {
     }
   }
   a.add(b);
+}
+inline uint64_t csum_add(const uint8_t* p, size_t len, uint64_t sum = 0) {
+  CsumAcc a;
+  csum_accumulate(a, p, len);
   return sum + fold_native(a.value());
+}
+// True if the native-order sum of a block that includes its checksum field is right: it
+// folds to 0xFFFF (the same test as csum_fold(csum_add(...)) == 0, without the byte swap,
+// which leaves 0xFFFF as it is). An all-zero block (fold 0) is wrong, as there.
+inline bool csum_native_ok(const CsumAcc& a) {
+  return fold16(a.value()) == 0xFFFF;
+}
+// A big-endian 16-bit term (protocol, length) as the native word it would be loaded as.
+inline uint64_t native_term(uint16_t v) {
+  return htons(v);
 }
 inline uint16_t csum_fold_raw(uint64_t sum) {  // folded sum, not complemented
   return fold16(sum);
@@ -210,10 +226,17 @@ inline uint32_t host(uint32_t be) {
 struct LocalAddr {
   uint32_t addr_be = 0;
   uint8_t prefix_len = 32;
-  uint32_t mask_be() const {
-    return prefix_len == 0 ? 0 : htonl(~uint32_t{0} << (32 - prefix_len));
+  // A 64-bit shift needs no branch for /0 (shift by 32); prefix_len is at most 32.
+  uint32_t mask_be() const { return htonl(uint32_t(uint64_t{0xFFFFFFFF} << (32 - prefix_len))); }
+  // The subnet's directed broadcast (host bits all ones), if ip is it; a /32 has none.
+  bool is_directed_broadcast(uint32_t ip_be) const {
+    const uint32_t m = mask_be();
+    return m != 0xFFFFFFFFu && ip_be == (addr_be | ~m);
   }
 };
+
+// What an address is to the interface (Interface::classify).
+enum class AddrClass : uint8_t { other, local, broadcast };
 
 inline constexpr size_t kMaxLocalAddrs = 8;
 
@@ -234,12 +257,21 @@ struct Interface {
   // Limited broadcast, or the directed broadcast of one of our subnets.
   bool is_broadcast(uint32_t ip_be) const {
     if (ip_be == 0xFFFFFFFFu) return true;
-    for (unsigned i = 0; i < naddrs; ++i) {
-      const uint32_t m = addrs[i].mask_be();
-      if (m != 0xFFFFFFFFu && (ip_be & ~m) == ~m && (ip_be & m) == (addrs[i].addr_be & m))
-        return true;
-    }
+    for (unsigned i = 0; i < naddrs; ++i)
+      if (addrs[i].is_directed_broadcast(ip_be)) return true;
     return false;
+  }
+  // is_local and is_broadcast in one pass over the addresses, for the per-packet checks:
+  // local if is_local(ip), else broadcast if is_broadcast(ip), else other. The common
+  // answer (our first address) needs one compare.
+  AddrClass classify(uint32_t ip_be) const {
+    if (naddrs != 0 && addrs[0].addr_be == ip_be) return AddrClass::local;
+    bool bcast = ip_be == 0xFFFFFFFFu;
+    for (unsigned i = 0; i < naddrs; ++i) {
+      if (addrs[i].addr_be == ip_be) return AddrClass::local;
+      bcast = bcast || addrs[i].is_directed_broadcast(ip_be);
+    }
+    return bcast ? AddrClass::broadcast : AddrClass::other;
   }
   // Index of the address whose subnet holds ip, or -1.
   int on_link(uint32_t ip_be) const {
