@@ -277,6 +277,9 @@ UdpTemplate make_udp_template(const UdpHeaderSpec& h, TxCsum csum) {
   t.ip_sum = csum_add(t.hdr + kEthHdrLen, kIpv4MinHdrLen);
   t.l4_sum = pseudo_header_sum(h.src_be, h.dst_be, kProtoUdp, 0);
   if (csum == TxCsum::software) t.l4_sum = csum_add(u, 2, t.l4_sum);
+  t.l4_native.add(uint64_t(h.src_be) + h.dst_be);
+  t.l4_native.add(native_term(kProtoUdp));
+  t.l4_native.add(h.sport_be);
   return t;
 }
 
@@ -296,10 +299,15 @@ void write_udp_frame(uint8_t* f, const UdpTemplate& t, uint16_t dport_be, uint16
     return;
   }
   store16(ip + 10, csum_fold(t.ip_sum + total + ip_id));
-  // Pseudo-header length, UDP length field, destination port, payload.
-  const uint64_t sum = csum_add(u + kUdpHdrLen, len, t.l4_sum + 2 * ulen + ntohs(dport_be));
-  const uint16_t c = csum_fold(sum);
-  store16(u + 6, c == 0 ? 0xFFFF : c);  // 0 means "no checksum" (RFC 768)
+  // Pseudo-header length, UDP length field, destination port, payload, summed in native
+  // order and folded once: the complement of the native fold, stored as native bytes, is
+  // the big-endian checksum (byte swap and complement commute).
+  CsumAcc acc = t.l4_native;
+  acc.add(2 * native_term(uint16_t(ulen)));
+  acc.add(dport_be);
+  csum_accumulate(acc, u + kUdpHdrLen, len);
+  const uint16_t c = uint16_t(~fold16(acc.value()));
+  store_be16(u + 6, c == 0 ? 0xFFFF : c);  // 0 means "no checksum" (RFC 768)
 }
 
 void write_fragment_headers(uint8_t* f, const UdpHeaderSpec& h, uint32_t offset, uint32_t frag_len,
