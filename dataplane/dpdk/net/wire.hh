@@ -143,7 +143,9 @@ struct CsumAcc {
 // Why not leave it to the vectoriser: for the 20- to 100-byte blocks of a small datagram its
 // setup and horizontal reduction cost more than the add/adc chain, and the chain (two ALU
 // operations per 8 bytes) keeps up with it on long blocks too.
-inline void csum_accumulate(CsumAcc& a, const uint8_t* p, size_t len) {
+// A block of at least 8 bytes: whole words, then the 1-7 trailing bytes as one load.
+inline void csum_accumulate_words(CsumAcc& a, const uint8_t* p, size_t len) {
+  const uint8_t* const end = p + len;
   CsumAcc b;
   for (; len >= 32; p += 32, len -= 32) {
     a.add(load_native64(p));
@@ -151,40 +153,45 @@ inline void csum_accumulate(CsumAcc& a, const uint8_t* p, size_t len) {
     a.add(load_native64(p + 16));
     b.add(load_native64(p + 24));
   }
-  if (len >= 8) {
-    const uint8_t* end = p + len;
-    for (; len >= 8; p += 8, len -= 8) a.add(load_native64(p));
-    if (len) {
-      // The last 1-7 bytes: reload the 8 bytes that end at `end` (all inside the block) and
-      // shift out the ones already added. The bytes kept start at an even offset, so they
-      // keep their 16-bit lanes; the zeros shifted in complete a trailing odd byte's word.
-      const uint64_t w = load_native64(end - 8);
-      const unsigned drop = unsigned(8 - len) * 8;
-      b.add(std::endian::native == std::endian::little ? w >> drop : w << drop);
-    }
-  } else {  // a block shorter than one word
-    if (len >= 4) {
-      uint32_t w;
-      std::memcpy(&w, p, 4);
-      b.add(w);
-      p += 4;
-      len -= 4;
-    }
-    if (len >= 2) {
-      uint16_t w;
-      std::memcpy(&w, p, 2);
-      b.add(w);
-      p += 2;
-      len -= 2;
-    }
-    if (len) {
-      const uint8_t last[2] = {p[0], 0};
-      uint16_t w;
-      std::memcpy(&w, last, 2);
-      b.add(w);
-    }
+  for (; len >= 8; p += 8, len -= 8) a.add(load_native64(p));
+  if (len) {
+    // The last 1-7 bytes: reload the 8 bytes that end at `end` (all inside the block) and
+    // shift out the ones already added. The bytes kept start at an even offset, so they
+    // keep their 16-bit lanes; the zeros shifted in complete a trailing odd byte's word.
+    const uint64_t w = load_native64(end - 8);
+    const unsigned drop = unsigned(8 - len) * 8;
+    b.add(std::endian::native == std::endian::little ? w >> drop : w << drop);
   }
   a.add(b);
+}
+// A block shorter than one word.
+inline void csum_accumulate_short(CsumAcc& a, const uint8_t* p, size_t len) {
+  if (len >= 4) {
+    uint32_t w;
+    std::memcpy(&w, p, 4);
+    a.add(w);
+    p += 4;
+    len -= 4;
+  }
+  if (len >= 2) {
+    uint16_t w;
+    std::memcpy(&w, p, 2);
+    a.add(w);
+    p += 2;
+    len -= 2;
+  }
+  if (len) {
+    const uint8_t last[2] = {p[0], 0};
+    uint16_t w;
+    std::memcpy(&w, last, 2);
+    a.add(w);
+  }
+}
+inline void csum_accumulate(CsumAcc& a, const uint8_t* p, size_t len) {
+  if (len >= 8)
+    csum_accumulate_words(a, p, len);
+  else
+    csum_accumulate_short(a, p, len);
 }
 inline uint64_t csum_add(const uint8_t* p, size_t len, uint64_t sum = 0) {
   CsumAcc a;
@@ -228,6 +235,8 @@ struct LocalAddr {
   uint8_t prefix_len = 32;
   // A 64-bit shift needs no branch for /0 (shift by 32); prefix_len is at most 32.
   uint32_t mask_be() const { return htonl(uint32_t(uint64_t{0xFFFFFFFF} << (32 - prefix_len))); }
+  // ~mask_be(): the host part (all ones for /0, none for /32).
+  uint32_t host_bits_be() const { return htonl(uint32_t(uint64_t{0xFFFFFFFF} >> prefix_len)); }
   // The subnet's directed broadcast (host bits all ones), if ip is it; a /32 has none.
   bool is_directed_broadcast(uint32_t ip_be) const {
     const uint32_t m = mask_be();

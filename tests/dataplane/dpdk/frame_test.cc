@@ -339,6 +339,90 @@ TEST(DpdkFrame, UdpBadChecksum) {
   expect_drop(g, DropReason::udp_bad_checksum, {CsumState::good, CsumState::bad});
 }
 
+// The parser's fast path (IHL 5, unfragmented UDP) must accept exactly what the full checks
+// accept, with the same fields, and leave every reason to them. These frames sit on its
+// edges.
+TEST(DpdkFrame, PlainUdpEdges) {
+  // DF set is still a plain datagram.
+  auto df = udp_frame({1, 2, 3});
+  store16(iph(df) + 6, 0x4000);
+  fix_ip_csum(df);
+  EXPECT_EQ(parse(df).kind, FrameKind::udp);
+  // An empty payload (UDP length 8, total length 28) and an odd one.
+  for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{9}, size_t{1471}}) {
+    const auto f = udp_frame(std::vector<uint8_t>(n, 0xA5));
+    const Parsed p = parse(f);
+    ASSERT_EQ(p.kind, FrameKind::udp) << n;
+    EXPECT_EQ(p.l3_off, kEthHdrLen);
+    EXPECT_EQ(p.l4_off, kEthHdrLen + kIpv4MinHdrLen);
+    EXPECT_EQ(p.ip_len, kIpv4MinHdrLen + kUdpHdrLen + n);
+    EXPECT_EQ(p.payload_off, kUdpFrameHdrLen);
+    EXPECT_EQ(p.payload_len, n);
+    EXPECT_EQ(p.sport_be, peer_to_us().sport_be);
+    EXPECT_EQ(p.dport_be, peer_to_us().dport_be);
+  }
+  // Total length 27: too short for a UDP header (the fast path's one compare must not wrap
+  // into acceptance).
+  auto t = udp_frame({});
+  store16(iph(t) + 2, 27);
+  fix_ip_csum(t);
+  expect_drop(t, DropReason::udp_too_short);
+  // UDP length 7, and one byte past the IP payload.
+  auto u = udp_frame({1, 2});
+  store16(udph(u) + 4, 7);
+  expect_drop(u, DropReason::udp_bad_length);
+  store16(udph(u) + 4, 11);
+  expect_drop(u, DropReason::udp_bad_length);
+  // Checksums the NIC verified are not recomputed; one it failed is a drop.
+  auto bad = udp_frame({1, 2, 3});
+  store16(iph(bad) + 10, 0x1234);
+  store16(udph(bad) + 6, 0x1234);
+  EXPECT_EQ(parse(bad, {CsumState::good, CsumState::good}).kind, FrameKind::udp);
+  expect_drop(bad, DropReason::ip_bad_checksum);
+  expect_drop(bad, DropReason::udp_bad_checksum, {CsumState::good, CsumState::unknown});
+  expect_drop(udp_frame({1}), DropReason::ip_bad_checksum, {CsumState::bad, CsumState::good});
+  // Reassembled datagrams enter at the IPv4 header.
+  const auto g = udp_frame({1, 2, 3});
+  const Parsed q = parse_ipv4_datagram(g.data() + kEthHdrLen, uint32_t(g.size() - kEthHdrLen),
+                                       test_interface(), {CsumState::good, {}});
+  EXPECT_EQ(q.kind, FrameKind::udp);
+  EXPECT_EQ(q.l3_off, 0);
+  EXPECT_EQ(q.payload_off, kIpv4MinHdrLen + kUdpHdrLen);
+}
+
+// Several addresses (and a /32, /31 and /0 among them): the one-pass source and destination
+// checks against every address.
+TEST(DpdkFrame, SeveralAddresses) {
+  Interface ifc = test_interface();
+  ifc.addrs[1] = {ip("192.168.7.1"), 30};
+  ifc.addrs[2] = {ip("172.16.0.9"), 32};
+  ifc.addrs[3] = {ip("172.16.1.4"), 31};
+  ifc.naddrs = 4;
+  auto run = [&](const char* src, const char* dst) {
+    UdpHeaderSpec h = peer_to_us();
+    h.src_be = ip(src);
+    h.dst_be = ip(dst);
+    const auto f = udp_frame({1, 2}, h);
+    return parse_frame(f.data(), uint32_t(f.size()), ifc, {});
+  };
+  for (const char* dst : {"10.0.0.2", "192.168.7.1", "172.16.0.9", "172.16.1.4"})
+    EXPECT_EQ(run("10.0.0.1", dst).kind, FrameKind::udp) << dst;
+  // Our own addresses and the directed broadcasts of our subnets (the /31's is its upper
+  // address, as in is_broadcast) are bad sources; a /32 has no broadcast.
+  for (const char* src : {"192.168.7.1", "172.16.0.9", "192.168.7.3", "10.0.0.255", "172.16.1.5"})
+    EXPECT_EQ(run(src, "10.0.0.2").drop, DropReason::ip_bad_src) << src;
+  for (const char* src : {"192.168.7.2", "172.16.0.10", "172.16.1.6"})
+    EXPECT_EQ(run(src, "10.0.0.2").kind, FrameKind::udp) << src;
+  EXPECT_EQ(run("10.0.0.1", "192.168.7.3").drop, DropReason::ip_broadcast);
+  EXPECT_EQ(run("10.0.0.1", "192.168.7.2").drop, DropReason::ip_not_for_us);
+  // A /0 address: its directed broadcast is the limited broadcast, every other source is
+  // plausible.
+  ifc.addrs[4] = {ip("10.9.9.9"), 0};
+  ifc.naddrs = 5;
+  EXPECT_EQ(run("8.8.8.8", "10.9.9.9").kind, FrameKind::udp);
+  EXPECT_EQ(run("10.9.9.9", "10.0.0.2").drop, DropReason::ip_bad_src);
+}
+
 TEST(DpdkFrame, IcmpEchoIsAnsweredInPlace) {
   auto f = echo_request(24);
   const Parsed p = parse(f);
