@@ -66,10 +66,9 @@ void parse_l4(const uint8_t* ip, uint8_t proto, uint32_t ihl, uint64_t addrs_wor
   const uint32_t avail = len - l3_off;
   // RFC 1812 5.2.2: length, version, header length, total length, checksum.
   if (avail < kIpv4MinHdrLen) return dropped(p, DropReason::ip_too_short);
-  // Version and IHL share the first byte, and 0x45 (IPv4, no options) passes both checks:
-  // nearly every datagram takes this one compare, and its header checksum runs over a
-  // constant 20 bytes (straight-line loads). Any other value gets the checks one by one,
-  // so each malformed header keeps its own drop reason.
+  // Version and IHL share the first byte, and 0x45 (IPv4, no options) passes both checks
+  // with one compare. Any other value gets the checks one by one, so each malformed header
+  // keeps its own drop reason.
   const uint8_t ver_ihl = ip[0];
   uint32_t ihl = kIpv4MinHdrLen;
   if (ver_ihl != 0x45) {
@@ -80,8 +79,9 @@ void parse_l4(const uint8_t* ip, uint8_t proto, uint32_t ihl, uint64_t addrs_wor
   const uint32_t total = load16(ip + 2);
   if (total < ihl || total > avail) return dropped(p, DropReason::ip_bad_total_length);
   if (off.ip == CsumState::bad) return dropped(p, DropReason::ip_bad_checksum);
-  // The header's last 8 bytes are the two addresses: loaded once, summed here and reused
-  // for the UDP pseudo-header.
+  // The header checksum as three loads (bytes 0-8, 8-12, 12-20) plus any options. The last
+  // 8 bytes are the two addresses: loaded once, summed here and reused for the UDP
+  // pseudo-header.
   const uint64_t addrs_word = load_native64(ip + 12);
   if (off.ip != CsumState::good) {
     CsumAcc acc;

@@ -109,10 +109,10 @@ inline uint64_t load_native64(const uint8_t* p) {
 
 // A 64-bit one's-complement accumulator of native 64-bit words. 64-bit words may be summed
 // instead of 16-bit ones because 2^16 == 1 (mod 0xFFFF): every 16-bit lane keeps its weight
-// after the fold. The carry out of each add is counted separately rather than added back at
-// once, so an add is one instruction plus one add-with-carry into `carries` (__builtin_add_overflow
-// compiles to add/adc) and consecutive adds do not wait on each other's end-around
-// carry. `carries` stays below 2^13 for any IPv4 datagram (one per 8 bytes at most).
+// after the fold. The carry out of each add is counted in `carries` rather than added back
+// at once: an add is then one add plus one add-with-carry (__builtin_add_overflow compiles
+// to add/adc with GCC and clang), and consecutive adds do not wait on each other's
+// end-around carry. `carries` is at most one per word added.
 struct CsumAcc {
   uint64_t sum = 0;
   uint64_t carries = 0;
@@ -136,13 +136,14 @@ struct CsumAcc {
 // RFC 1071: the sum does not depend on byte order, so the block is added as native 64-bit
 // words (CsumAcc), folded to 16 bits and swapped once to big-endian terms. Loads go through
 // memcpy (any alignment). 32-byte steps into two accumulators keep the adds of neighbouring
-// words independent; the 0-7 trailing bytes are added as a 4-, 2- and 1-byte load, each at
-// an even offset, so they land in the same 16-bit lanes as in a full word. A trailing odd
-// byte is the high byte of a last big-endian word. No byte at or past p + len is read.
+// words independent. Every partial word starts at an even offset of the block, so its bytes
+// land in the same 16-bit lanes as in a full word; a trailing odd byte is the high byte of
+// a last big-endian word (its pair is zero). No byte outside [p, p + len) is read.
 //
-// Why not leave it to the vectoriser: for the 20- to 100-byte blocks of a small datagram its
-// setup and horizontal reduction cost more than the add/adc chain, and the chain (two ALU
-// operations per 8 bytes) keeps up with it on long blocks too.
+// Why not leave it to the vectoriser (the previous code): for the 20- to 100-byte blocks of
+// a small datagram its setup and horizontal reduction cost more than the add/adc chain, and
+// on a 1480-byte block the chain was faster too (cw-stack-bench BM_Checksum).
+
 // A block of at least 8 bytes: whole words, then the 1-7 trailing bytes as one load.
 inline void csum_accumulate_words(CsumAcc& a, const uint8_t* p, size_t len) {
   const uint8_t* const end = p + len;
