@@ -1,5 +1,8 @@
 #include "dataplane/dpdk/net/frame.hh"
 
+#include <array>
+#include <bit>
+
 namespace cw::dp::net {
 namespace {
 
@@ -11,7 +14,11 @@ void dropped(Parsed& p, DropReason r) {
 }
 
 // L4 of an unfragmented datagram; `ip` points at the IPv4 header, p has the L3 fields.
-void parse_l4(const uint8_t* ip, uint8_t proto, uint32_t ihl, RxOffload off, Parsed& p) {
+// addrs_word: the source and destination addresses (ip+12..20) as one native 64-bit word,
+// already loaded for the header checksum; it stands for both in the UDP pseudo-header sum
+// (2^32 == 1 mod 0xFFFF, so its halves add like two separate words).
+void parse_l4(const uint8_t* ip, uint8_t proto, uint32_t ihl, uint64_t addrs_word, RxOffload off,
+              Parsed& p) {
   const uint8_t* l4 = ip + ihl;
   const uint32_t l4_len = p.ip_len - ihl;
   p.l4_off = uint16_t(p.l3_off + ihl);
@@ -22,10 +29,17 @@ void parse_l4(const uint8_t* ip, uint8_t proto, uint32_t ihl, RxOffload off, Par
     if (ulen < kUdpHdrLen || ulen > l4_len) return dropped(p, DropReason::udp_bad_length);
     const uint16_t csum = load16(l4 + 6);
     if (off.l4 == CsumState::bad) return dropped(p, DropReason::udp_bad_checksum);
-    // Zero = sender computed none (allowed on IPv4, RFC 768).
-    if (csum != 0 && off.l4 != CsumState::good &&
-        csum_fold(csum_add(l4, ulen, pseudo_header_sum(p.src_be, p.dst_be, kProtoUdp, ulen))) != 0)
-      return dropped(p, DropReason::udp_bad_checksum);
+    // Zero = sender computed none (allowed on IPv4, RFC 768). Otherwise the pseudo-header
+    // (addresses as the 8 native bytes at ip+12, protocol, UDP length) and the datagram go
+    // into one native-order accumulator, folded once.
+    if (csum != 0 && off.l4 != CsumState::good) {
+      CsumAcc acc;
+      acc.add(addrs_word);
+      acc.add(native_term(kProtoUdp));
+      acc.add(native_term(uint16_t(ulen)));
+      csum_accumulate(acc, l4, ulen);
+      if (!csum_native_ok(acc)) return dropped(p, DropReason::udp_bad_checksum);
+    }
     p.kind = FrameKind::udp;
     p.sport_be = load_be16(l4);
     p.dport_be = load_be16(l4 + 2);
@@ -35,8 +49,7 @@ void parse_l4(const uint8_t* ip, uint8_t proto, uint32_t ihl, RxOffload off, Par
   }
   if (proto == kProtoIcmp) {
     if (l4_len < kIcmpHdrLen) return dropped(p, DropReason::icmp_too_short);
-    if (csum_fold(csum_add(l4, l4_len)) != 0)
-      return dropped(p, DropReason::icmp_bad_checksum);
+    if (csum_fold(csum_add(l4, l4_len)) != 0) return dropped(p, DropReason::icmp_bad_checksum);
     if (l4[0] != 8 || l4[1] != 0) return dropped(p, DropReason::icmp_unhandled);
     p.kind = FrameKind::icmp_echo;
     return;
@@ -44,30 +57,54 @@ void parse_l4(const uint8_t* ip, uint8_t proto, uint32_t ihl, RxOffload off, Par
   dropped(p, proto == kProtoTcp ? DropReason::tcp_unsupported : DropReason::ip_unknown_proto);
 }
 
-// Parses the IPv4 datagram at base + l3_off into p (p.src_mac already set by the caller).
-void parse_ipv4_at(const uint8_t* base, uint32_t l3_off, uint32_t len, const Interface& ifc,
-                   RxOffload off, Parsed& p) {
+// Parses the IPv4 datagram at base + l3_off into p (p.src_mac already set by the caller):
+// every check, in RFC 1812 order, each failure with its own drop reason. Kept out of line so
+// the fast path below stays small; it is the only path for anything but a plain datagram.
+[[gnu::noinline]] void parse_ipv4_checked(const uint8_t* base, uint32_t l3_off, uint32_t len,
+                                          const Interface& ifc, RxOffload off, Parsed& p) {
   const uint8_t* ip = base + l3_off;
   const uint32_t avail = len - l3_off;
   // RFC 1812 5.2.2: length, version, header length, total length, checksum.
   if (avail < kIpv4MinHdrLen) return dropped(p, DropReason::ip_too_short);
-  if ((ip[0] >> 4) != 4) return dropped(p, DropReason::ip_bad_version);
-  const uint32_t ihl = uint32_t(ip[0] & 0xF) * 4;
-  if (ihl < kIpv4MinHdrLen || ihl > avail) return dropped(p, DropReason::ip_bad_ihl);
+  // Version and IHL share the first byte, and 0x45 (IPv4, no options) passes both checks
+  // with one compare. Any other value gets the checks one by one, so each malformed header
+  // keeps its own drop reason.
+  const uint8_t ver_ihl = ip[0];
+  uint32_t ihl = kIpv4MinHdrLen;
+  if (ver_ihl != 0x45) {
+    if ((ver_ihl >> 4) != 4) return dropped(p, DropReason::ip_bad_version);
+    ihl = uint32_t(ver_ihl & 0xF) * 4;
+    if (ihl < kIpv4MinHdrLen || ihl > avail) return dropped(p, DropReason::ip_bad_ihl);
+  }
   const uint32_t total = load16(ip + 2);
   if (total < ihl || total > avail) return dropped(p, DropReason::ip_bad_total_length);
   if (off.ip == CsumState::bad) return dropped(p, DropReason::ip_bad_checksum);
-  if (off.ip != CsumState::good && csum_fold(csum_add(ip, ihl)) != 0)
-    return dropped(p, DropReason::ip_bad_checksum);
+  // The header checksum as three loads (bytes 0-8, 8-12, 12-20) plus any options. The last
+  // 8 bytes are the two addresses: loaded once, summed here and reused for the UDP
+  // pseudo-header.
+  const uint64_t addrs_word = load_native64(ip + 12);
+  if (off.ip != CsumState::good) {
+    CsumAcc acc;
+    acc.add(load_native64(ip));
+    uint32_t mid;  // bytes 8..12: TTL, protocol, checksum
+    std::memcpy(&mid, ip + 8, 4);
+    acc.add(mid);
+    acc.add(addrs_word);
+    if (ihl > kIpv4MinHdrLen) csum_accumulate(acc, ip + kIpv4MinHdrLen, ihl - kIpv4MinHdrLen);
+    if (!csum_native_ok(acc)) return dropped(p, DropReason::ip_bad_checksum);
+  }
   p.l3_off = uint16_t(l3_off);
   p.ip_len = uint16_t(total);
   p.src_be = load_be32(ip + 12);
   p.dst_be = load_be32(ip + 16);
-  // Host checks: a martian or spoofed-as-us source is never answered.
-  if (is_martian_src(p.src_be) || ifc.is_local(p.src_be) || ifc.is_broadcast(p.src_be))
+  // Host checks: a martian or spoofed-as-us source is never answered. One pass over our
+  // addresses answers all of them (see Interface::classify).
+  const AddrClass src = ifc.classify(p.src_be);
+  if (is_martian_src(p.src_be) || src != AddrClass::other)
     return dropped(p, DropReason::ip_bad_src);
-  if (!ifc.is_local(p.dst_be)) {
-    const bool bcast = ifc.is_broadcast(p.dst_be) || is_multicast_ip(p.dst_be);
+  const AddrClass dst = ifc.classify(p.dst_be);
+  if (dst != AddrClass::local) {
+    const bool bcast = dst == AddrClass::broadcast || is_multicast_ip(p.dst_be);
     return dropped(p, bcast ? DropReason::ip_broadcast : DropReason::ip_not_for_us);
   }
   const uint16_t frag = load16(ip + 6);
@@ -82,7 +119,86 @@ void parse_ipv4_at(const uint8_t* base, uint32_t l3_off, uint32_t len, const Int
     p.l4_off = uint16_t(l3_off + ihl);
     return;
   }
-  parse_l4(ip, ip[9], ihl, off, p);
+  parse_l4(ip, ip[9], ihl, addrs_word, off, p);
+}
+
+// Bytes 0..7 of an IPv4 header (version/IHL, TOS, total length, id, flags/fragment offset)
+// as a native word: mask and value of "IPv4, IHL 5, not a fragment" (MF clear, offset 0; DF
+// may be set). std::bit_cast of the byte pattern keeps this independent of byte order.
+constexpr uint64_t kPlainHdrMask =
+    std::bit_cast<uint64_t>(std::array<uint8_t, 8>{0xFF, 0, 0, 0, 0, 0, 0x3F, 0xFF});
+constexpr uint64_t kPlainHdrWant =
+    std::bit_cast<uint64_t>(std::array<uint8_t, 8>{0x45, 0, 0, 0, 0, 0, 0, 0});
+
+// The common case: an unfragmented UDP/IPv4 datagram without options, from a plausible
+// source to one of our addresses, every check passing. Fills p exactly as
+// parse_ipv4_checked would and returns true; returns false, leaving p alone, as soon as
+// anything is unusual (options, fragment, other protocol, a failed check), and the caller
+// runs parse_ipv4_checked, which finds the drop reason. So this path may only accept what
+// the checked path accepts, and never needs to name a reason itself.
+bool parse_plain_udp(const uint8_t* ip, uint32_t l3_off, uint32_t avail, const Interface& ifc,
+                     RxOffload off, Parsed& p) {
+  if (avail < kIpv4MinHdrLen + kUdpHdrLen) return false;
+  const uint64_t head = load_native64(ip);  // version/IHL .. fragment field
+  uint32_t mid;                             // TTL, protocol, header checksum
+  std::memcpy(&mid, ip + 8, 4);
+  const uint64_t addrs = load_native64(ip + 12);  // source, destination
+  if ((head & kPlainHdrMask) != kPlainHdrWant || ip[9] != kProtoUdp) return false;
+  const uint32_t total = load16(ip + 2);
+  // Total length covers the UDP header and lies inside the bytes we have: 28 <= total <=
+  // avail as one unsigned compare (a total below 28 wraps to a huge value).
+  constexpr uint32_t kMin = kIpv4MinHdrLen + kUdpHdrLen;
+  if (total - kMin > avail - kMin) return false;
+  if (off.ip == CsumState::bad || off.l4 == CsumState::bad) return false;
+  if (off.ip != CsumState::good) {
+    CsumAcc acc;
+    acc.add(head);
+    acc.add(mid);
+    acc.add(addrs);
+    if (!csum_native_ok(acc)) return false;
+  }
+  // Source and destination checks in one pass over our addresses, without early exits: the
+  // source must be neither one of them nor a directed broadcast of their subnets (the
+  // limited broadcast is martian), the destination one of them. addr | host bits is the
+  // directed broadcast; for a /32 it is the address itself, rejected either way, so the
+  // /32 exception of is_directed_broadcast needs no test here.
+  const uint32_t src = load_be32(ip + 12), dst = load_be32(ip + 16);
+  bool src_bad = is_martian_src(src), dst_ours = false;
+  for (unsigned i = 0; i < ifc.naddrs; ++i) {
+    const LocalAddr& a = ifc.addrs[i];
+    src_bad |= (a.addr_be == src) | ((a.addr_be | a.host_bits_be()) == src);
+    dst_ours |= a.addr_be == dst;
+  }
+  if (src_bad || !dst_ours) return false;
+  const uint8_t* u = ip + kIpv4MinHdrLen;
+  const uint32_t ulen = load16(u + 4);
+  // 8 <= ulen <= total - 20 (the IP payload), as above.
+  if (ulen - kUdpHdrLen > total - kMin) return false;
+  if (load16(u + 6) != 0 && off.l4 != CsumState::good) {  // 0: no checksum (RFC 768)
+    CsumAcc acc;
+    acc.add(addrs);  // pseudo-header: addresses, protocol, UDP length
+    acc.add(native_term(kProtoUdp));
+    acc.add(native_term(uint16_t(ulen)));
+    csum_accumulate_words(acc, u, ulen);  // ulen >= 8, checked above
+    if (!csum_native_ok(acc)) return false;
+  }
+  p.kind = FrameKind::udp;
+  p.l3_off = uint16_t(l3_off);
+  p.l4_off = uint16_t(l3_off + kIpv4MinHdrLen);
+  p.ip_len = uint16_t(total);
+  p.src_be = src;
+  p.dst_be = dst;
+  p.sport_be = load_be16(u);
+  p.dport_be = load_be16(u + 2);
+  p.payload_off = p.l4_off + kUdpHdrLen;
+  p.payload_len = ulen - kUdpHdrLen;
+  return true;
+}
+
+void parse_ipv4_at(const uint8_t* base, uint32_t l3_off, uint32_t len, const Interface& ifc,
+                   RxOffload off, Parsed& p) {
+  if (!parse_plain_udp(base + l3_off, l3_off, len - l3_off, ifc, off, p))
+    parse_ipv4_checked(base, l3_off, len, ifc, off, p);
 }
 
 }  // namespace
@@ -131,7 +247,7 @@ Parsed parse_frame(const uint8_t* f, uint32_t len, const Interface& ifc, RxOfflo
     }
   } else {
     dropped(p, type == kEtherTypeVlan || type == kEtherTypeQinQ ? DropReason::eth_vlan
-                                                                 : DropReason::eth_unknown_type);
+                                                                : DropReason::eth_unknown_type);
   }
   return p;
 }
@@ -245,6 +361,9 @@ UdpTemplate make_udp_template(const UdpHeaderSpec& h, TxCsum csum) {
   t.ip_sum = csum_add(t.hdr + kEthHdrLen, kIpv4MinHdrLen);
   t.l4_sum = pseudo_header_sum(h.src_be, h.dst_be, kProtoUdp, 0);
   if (csum == TxCsum::software) t.l4_sum = csum_add(u, 2, t.l4_sum);
+  t.l4_native.add(uint64_t(h.src_be) + h.dst_be);
+  t.l4_native.add(native_term(kProtoUdp));
+  t.l4_native.add(h.sport_be);
   return t;
 }
 
@@ -264,10 +383,15 @@ void write_udp_frame(uint8_t* f, const UdpTemplate& t, uint16_t dport_be, uint16
     return;
   }
   store16(ip + 10, csum_fold(t.ip_sum + total + ip_id));
-  // Pseudo-header length, UDP length field, destination port, payload.
-  const uint64_t sum = csum_add(u + kUdpHdrLen, len, t.l4_sum + 2 * ulen + ntohs(dport_be));
-  const uint16_t c = csum_fold(sum);
-  store16(u + 6, c == 0 ? 0xFFFF : c);  // 0 means "no checksum" (RFC 768)
+  // Pseudo-header length, UDP length field, destination port, payload, summed in native
+  // order and folded once: the complement of the native fold, stored as native bytes, is
+  // the big-endian checksum (byte swap and complement commute).
+  CsumAcc acc = t.l4_native;
+  acc.add(2 * native_term(uint16_t(ulen)));
+  acc.add(dport_be);
+  csum_accumulate(acc, u + kUdpHdrLen, len);
+  const uint16_t c = uint16_t(~fold16(acc.value()));
+  store_be16(u + 6, c == 0 ? 0xFFFF : c);  // 0 means "no checksum" (RFC 768)
 }
 
 void write_fragment_headers(uint8_t* f, const UdpHeaderSpec& h, uint32_t offset, uint32_t frag_len,

@@ -96,6 +96,7 @@ struct UdpTemplate {
   uint8_t hdr[kUdpFrameHdrLen] = {};  // lengths, IP id, dst port and checksums zero
   uint64_t ip_sum = 0;                // IPv4 header sum without total length and id
   uint64_t l4_sum = 0;                // pseudo-header addresses + protocol (+ source port)
+  CsumAcc l4_native;  // addresses, protocol, source port in native order (software csum)
   TxCsum csum = TxCsum::software;
 };
 UdpTemplate make_udp_template(const UdpHeaderSpec& h, TxCsum csum);

@@ -87,6 +87,51 @@ TEST(DpdkFrame, ChecksumMatchesReference) {
   EXPECT_EQ(csum_fold(csum_add(buf.data(), buf.size())), reference(buf.data(), buf.size(), 0));
 }
 
+// The carry paths of csum_add: blocks of all-ones bytes (every 64-bit add carries) at every
+// length and offset, up to a maximum-size IPv4 datagram; a block of zeros sums to zero.
+TEST(DpdkFrame, ChecksumCarriesAndExtremes) {
+  auto reference = [](const uint8_t* p, size_t len) {
+    uint64_t sum = 0;
+    for (; len >= 2; p += 2, len -= 2) sum += uint32_t(p[0]) << 8 | p[1];
+    if (len) sum += uint32_t(p[0]) << 8;
+    return csum_fold(sum);
+  };
+  std::vector<uint8_t> ones(kMaxIpv4Len + 8, 0xFF);
+  for (size_t off = 0; off < 8; ++off)
+    for (size_t len = 0; len < 300; ++len)
+      ASSERT_EQ(csum_fold(csum_add(ones.data() + off, len)), reference(ones.data() + off, len))
+          << off << " " << len;
+  for (size_t len : {size_t{65534}, size_t{kMaxIpv4Len}})
+    EXPECT_EQ(csum_fold(csum_add(ones.data() + 1, len)), reference(ones.data() + 1, len));
+  const std::vector<uint8_t> zeros(100, 0);
+  EXPECT_EQ(csum_add(zeros.data(), zeros.size()), 0u);
+  EXPECT_EQ(csum_fold(csum_add(zeros.data(), zeros.size())), 0xFFFF);
+  // Bytes that sum to a multiple of 0xFFFF fold to 0xFFFF (not 0): the checksum field of a
+  // correct block.
+  const uint8_t ff00[] = {0xFF, 0x00, 0x00, 0xFF};
+  EXPECT_EQ(csum_fold_raw(csum_add(ff00, sizeof ff00)), 0xFFFF);
+}
+
+// fold16 (rotate-and-add) gives the same value as folding by repeated shift-and-add.
+TEST(DpdkFrame, FoldMatchesRepeatedFold) {
+  auto slow = [](uint64_t s) {
+    while (s >> 16) s = (s & 0xFFFF) + (s >> 16);
+    return uint16_t(s);
+  };
+  std::vector<uint64_t> v = {
+      0,           1,          0xFFFF,       0x10000,          0x1FFFE,          0xFFFFFFFF,
+      0x100000000, 0xFFFF0001, ~uint64_t{0}, ~uint64_t{0} - 1, uint64_t{1} << 63};
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 100000; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    v.push_back(x);
+    v.push_back(x >> (i % 64));
+  }
+  for (uint64_t s : v) ASSERT_EQ(fold16(s), slow(s)) << s;
+}
+
 TEST(DpdkFrame, OffloadHeadersCarryPseudoHeaderSum) {
   std::vector<uint8_t> f(kUdpFrameHdrLen + 4);
   UdpHeaderSpec h = peer_to_us();
@@ -292,6 +337,90 @@ TEST(DpdkFrame, UdpBadChecksum) {
   expect_drop(f, DropReason::udp_bad_checksum);
   auto g = udp_frame({1, 2, 3});
   expect_drop(g, DropReason::udp_bad_checksum, {CsumState::good, CsumState::bad});
+}
+
+// The parser's fast path (IHL 5, unfragmented UDP) must accept exactly what the full checks
+// accept, with the same fields, and leave every reason to them. These frames sit on its
+// edges.
+TEST(DpdkFrame, PlainUdpEdges) {
+  // DF set is still a plain datagram.
+  auto df = udp_frame({1, 2, 3});
+  store16(iph(df) + 6, 0x4000);
+  fix_ip_csum(df);
+  EXPECT_EQ(parse(df).kind, FrameKind::udp);
+  // An empty payload (UDP length 8, total length 28) and an odd one.
+  for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{9}, size_t{1471}}) {
+    const auto f = udp_frame(std::vector<uint8_t>(n, 0xA5));
+    const Parsed p = parse(f);
+    ASSERT_EQ(p.kind, FrameKind::udp) << n;
+    EXPECT_EQ(p.l3_off, kEthHdrLen);
+    EXPECT_EQ(p.l4_off, kEthHdrLen + kIpv4MinHdrLen);
+    EXPECT_EQ(p.ip_len, kIpv4MinHdrLen + kUdpHdrLen + n);
+    EXPECT_EQ(p.payload_off, kUdpFrameHdrLen);
+    EXPECT_EQ(p.payload_len, n);
+    EXPECT_EQ(p.sport_be, peer_to_us().sport_be);
+    EXPECT_EQ(p.dport_be, peer_to_us().dport_be);
+  }
+  // Total length 27: too short for a UDP header (the fast path's one compare must not wrap
+  // into acceptance).
+  auto t = udp_frame({});
+  store16(iph(t) + 2, 27);
+  fix_ip_csum(t);
+  expect_drop(t, DropReason::udp_too_short);
+  // UDP length 7, and one byte past the IP payload.
+  auto u = udp_frame({1, 2});
+  store16(udph(u) + 4, 7);
+  expect_drop(u, DropReason::udp_bad_length);
+  store16(udph(u) + 4, 11);
+  expect_drop(u, DropReason::udp_bad_length);
+  // Checksums the NIC verified are not recomputed; one it failed is a drop.
+  auto bad = udp_frame({1, 2, 3});
+  store16(iph(bad) + 10, 0x1234);
+  store16(udph(bad) + 6, 0x1234);
+  EXPECT_EQ(parse(bad, {CsumState::good, CsumState::good}).kind, FrameKind::udp);
+  expect_drop(bad, DropReason::ip_bad_checksum);
+  expect_drop(bad, DropReason::udp_bad_checksum, {CsumState::good, CsumState::unknown});
+  expect_drop(udp_frame({1}), DropReason::ip_bad_checksum, {CsumState::bad, CsumState::good});
+  // Reassembled datagrams enter at the IPv4 header.
+  const auto g = udp_frame({1, 2, 3});
+  const Parsed q = parse_ipv4_datagram(g.data() + kEthHdrLen, uint32_t(g.size() - kEthHdrLen),
+                                       test_interface(), {CsumState::good, {}});
+  EXPECT_EQ(q.kind, FrameKind::udp);
+  EXPECT_EQ(q.l3_off, 0);
+  EXPECT_EQ(q.payload_off, kIpv4MinHdrLen + kUdpHdrLen);
+}
+
+// Several addresses (and a /32, /31 and /0 among them): the one-pass source and destination
+// checks against every address.
+TEST(DpdkFrame, SeveralAddresses) {
+  Interface ifc = test_interface();
+  ifc.addrs[1] = {ip("192.168.7.1"), 30};
+  ifc.addrs[2] = {ip("172.16.0.9"), 32};
+  ifc.addrs[3] = {ip("172.16.1.4"), 31};
+  ifc.naddrs = 4;
+  auto run = [&](const char* src, const char* dst) {
+    UdpHeaderSpec h = peer_to_us();
+    h.src_be = ip(src);
+    h.dst_be = ip(dst);
+    const auto f = udp_frame({1, 2}, h);
+    return parse_frame(f.data(), uint32_t(f.size()), ifc, {});
+  };
+  for (const char* dst : {"10.0.0.2", "192.168.7.1", "172.16.0.9", "172.16.1.4"})
+    EXPECT_EQ(run("10.0.0.1", dst).kind, FrameKind::udp) << dst;
+  // Our own addresses and the directed broadcasts of our subnets (the /31's is its upper
+  // address, as in is_broadcast) are bad sources; a /32 has no broadcast.
+  for (const char* src : {"192.168.7.1", "172.16.0.9", "192.168.7.3", "10.0.0.255", "172.16.1.5"})
+    EXPECT_EQ(run(src, "10.0.0.2").drop, DropReason::ip_bad_src) << src;
+  for (const char* src : {"192.168.7.2", "172.16.0.10", "172.16.1.6"})
+    EXPECT_EQ(run(src, "10.0.0.2").kind, FrameKind::udp) << src;
+  EXPECT_EQ(run("10.0.0.1", "192.168.7.3").drop, DropReason::ip_broadcast);
+  EXPECT_EQ(run("10.0.0.1", "192.168.7.2").drop, DropReason::ip_not_for_us);
+  // A /0 address: its directed broadcast is the limited broadcast, every other source is
+  // plausible.
+  ifc.addrs[4] = {ip("10.9.9.9"), 0};
+  ifc.naddrs = 5;
+  EXPECT_EQ(run("8.8.8.8", "10.9.9.9").kind, FrameKind::udp);
+  EXPECT_EQ(run("10.9.9.9", "10.0.0.2").drop, DropReason::ip_bad_src);
 }
 
 TEST(DpdkFrame, IcmpEchoIsAnsweredInPlace) {
