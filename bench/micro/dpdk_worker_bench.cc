@@ -27,15 +27,15 @@
 #include "app/services/echo_sockperf.hh"
 #include "dataplane/dpdk/dpdk_io.hh"
 #include "dataplane/dpdk/net/frame.hh"
+#include "tests/dataplane/dpdk/frames.hh"
 
 namespace {
 
 using namespace cw;
 using Services = std::variant<svc::SockperfEcho>;
 constexpr uint16_t kPort = 11111;
-constexpr uint32_t kPeer = 0x0100000a;  // 10.0.0.1, network order
-constexpr uint32_t kUs = 0x0200000a;    // 10.0.0.2
-const dp::net::Mac kPeerMac{0x02, 0, 0, 0, 0, 0x01};
+// The unit tests' peer and addresses (tests/dataplane/dpdk/frames.hh): 10.0.0.1 -> 10.0.0.2.
+namespace nt = dp::net::test;
 
 struct Bench {
   std::unique_ptr<dp::DpdkBackend> backend;
@@ -100,8 +100,8 @@ int main(int argc, char** argv) {
   {
     rte_mbuf* a = rte_pktmbuf_alloc(b.pool);
     auto* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(a, dp::net::kEthMinFrame));
-    dp::net::build_arp(f, dp::net::kArpRequest, dp::net::kBroadcastMac, kPeerMac, kPeer,
-                       dp::net::kZeroMac, kUs);
+    dp::net::build_arp(f, dp::net::kArpRequest, dp::net::kBroadcastMac, nt::kPeerMac,
+                       nt::ip("10.0.0.1"), dp::net::kZeroMac, nt::ip("10.0.0.2"));
     rte_ring_enqueue(b.ring, a);
     dp::RxItem items[64];
     b.io->poll(items, 64, 0);
@@ -110,18 +110,12 @@ int main(int argc, char** argv) {
     while (rte_ring_dequeue(b.ring, &o) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(o));
   }
   // The request: sockperf client + pong-request, from the peer to our echo port.
-  b.request.assign(dp::net::kUdpFrameHdrLen + size, 0);
-  proto::sockperf::encode_header(b.request.data() + dp::net::kUdpFrameHdrLen,
-                                 {7, proto::sockperf::kClient | proto::sockperf::kPongRequest,
-                                  size});
-  dp::net::UdpHeaderSpec h;
-  h.src_mac = kPeerMac;
+  std::vector<uint8_t> msg(size);
+  proto::sockperf::encode_header(
+      msg.data(), {7, proto::sockperf::kClient | proto::sockperf::kPongRequest, size});
+  dp::net::UdpHeaderSpec h = nt::peer_to_us(kPort);
   h.dst_mac = b.backend->mac();
-  h.src_be = kPeer;
-  h.dst_be = kUs;
-  h.sport_be = htons(40000);
-  h.dport_be = htons(kPort);
-  dp::net::write_udp_frame(b.request.data(), h, size, dp::net::TxCsum::software);
+  b.request = nt::udp_frame(msg, h);
 
   rt::WorkerStats stats;
   std::vector<rt::ServiceStats> svc(1);

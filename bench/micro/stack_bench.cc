@@ -10,40 +10,13 @@
 #include <vector>
 
 #include "dataplane/dpdk/net/frame.hh"
+#include "tests/dataplane/dpdk/frames.hh"
 
 namespace {
 
 using namespace cw::dp::net;
-
-uint32_t ip4(const char* s) {
-  in_addr a{};
-  inet_pton(AF_INET, s, &a);
-  return a.s_addr;
-}
-
-const Mac kOurs{0x02, 0, 0, 0, 0, 0x02};
-const Mac kPeer{0x02, 0, 0, 0, 0, 0x01};
-
-UdpHeaderSpec peer_to_us() {
-  UdpHeaderSpec h;
-  h.src_mac = kPeer;
-  h.dst_mac = kOurs;
-  h.src_be = ip4("10.0.0.1");
-  h.dst_be = ip4("10.0.0.2");
-  h.sport_be = htons(40000);
-  h.dport_be = htons(11111);
-  h.ip_id = 1;
-  return h;
-}
-
-Interface interface() {
-  Interface ifc;
-  ifc.mac = kOurs;
-  ifc.addrs[0] = {ip4("10.0.0.2"), 24};
-  ifc.naddrs = 1;
-  ifc.mtu = 1500;
-  return ifc;
-}
+// The unit tests' frames and interface (10.0.0.1 -> 10.0.0.2/24), so both measure the same.
+using test::peer_to_us;
 
 // Arg: bytes summed (20 = an IPv4 header, 72 = UDP header + 64-byte message).
 void BM_Checksum(benchmark::State& st) {
@@ -63,8 +36,8 @@ BENCHMARK(BM_Checksum)->Arg(20)->Arg(72)->Arg(1480);
 void BM_ParseUdpFrame(benchmark::State& st) {
   std::vector<uint8_t> f(kUdpFrameHdrLen + size_t(st.range(0)));
   for (size_t i = kUdpFrameHdrLen; i < f.size(); ++i) f[i] = uint8_t(i);
-  write_udp_frame(f.data(), peer_to_us(), uint32_t(st.range(0)), TxCsum::software);
-  const Interface ifc = interface();
+  write_udp_frame(f.data(), peer_to_us(11111), uint32_t(st.range(0)), TxCsum::software);
+  const Interface ifc = test::test_interface();
   for (auto _ : st) {
     const Parsed p = parse_frame(f.data(), uint32_t(f.size()), ifc, {});
     benchmark::DoNotOptimize(p);
@@ -77,8 +50,8 @@ BENCHMARK(BM_ParseUdpFrame)->Arg(64)->Arg(1400);
 // alone, without the checksum work.
 void BM_ParseUdpFrameNicChecksums(benchmark::State& st) {
   std::vector<uint8_t> f(kUdpFrameHdrLen + size_t(st.range(0)));
-  write_udp_frame(f.data(), peer_to_us(), uint32_t(st.range(0)), TxCsum::software);
-  const Interface ifc = interface();
+  write_udp_frame(f.data(), peer_to_us(11111), uint32_t(st.range(0)), TxCsum::software);
+  const Interface ifc = test::test_interface();
   const RxOffload off{CsumState::good, CsumState::good};
   for (auto _ : st) {
     const Parsed p = parse_frame(f.data(), uint32_t(f.size()), ifc, off);
@@ -91,7 +64,7 @@ BENCHMARK(BM_ParseUdpFrameNicChecksums)->Arg(64);
 // Arg: UDP payload bytes. Software checksums, as on memif, tap and af_packet.
 void BM_WriteReplyFromTemplate(benchmark::State& st) {
   std::vector<uint8_t> f(kUdpFrameHdrLen + size_t(st.range(0)));
-  UdpHeaderSpec h = peer_to_us();
+  UdpHeaderSpec h = peer_to_us(11111);
   std::swap(h.src_mac, h.dst_mac);
   std::swap(h.src_be, h.dst_be);
   const UdpTemplate t = make_udp_template(h, TxCsum::software);
