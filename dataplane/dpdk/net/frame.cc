@@ -13,6 +13,19 @@ void dropped(Parsed& p, DropReason r) {
   p.drop = r;
 }
 
+// Whether a UDP datagram's checksum is right: the pseudo-header (addrs_word: source and
+// destination as the 8 native bytes at ip+12, protocol, UDP length) and the `ulen` bytes of
+// the datagram at udp in one native-order accumulator, folded once. ulen >= 8 (checked by
+// both callers), so the block takes the whole-word path.
+bool udp_checksum_ok(uint64_t addrs_word, const uint8_t* udp, uint32_t ulen) {
+  CsumAcc acc;
+  acc.add(addrs_word);
+  acc.add(native_term(kProtoUdp));
+  acc.add(native_term(uint16_t(ulen)));
+  csum_accumulate_words(acc, udp, ulen);
+  return csum_native_ok(acc);
+}
+
 // L4 of an unfragmented datagram; `ip` points at the IPv4 header, p has the L3 fields.
 // addrs_word: the source and destination addresses (ip+12..20) as one native 64-bit word,
 // already loaded for the header checksum; it stands for both in the UDP pseudo-header sum
@@ -29,17 +42,9 @@ void parse_l4(const uint8_t* ip, uint8_t proto, uint32_t ihl, uint64_t addrs_wor
     if (ulen < kUdpHdrLen || ulen > l4_len) return dropped(p, DropReason::udp_bad_length);
     const uint16_t csum = load16(l4 + 6);
     if (off.l4 == CsumState::bad) return dropped(p, DropReason::udp_bad_checksum);
-    // Zero = sender computed none (allowed on IPv4, RFC 768). Otherwise the pseudo-header
-    // (addresses as the 8 native bytes at ip+12, protocol, UDP length) and the datagram go
-    // into one native-order accumulator, folded once.
-    if (csum != 0 && off.l4 != CsumState::good) {
-      CsumAcc acc;
-      acc.add(addrs_word);
-      acc.add(native_term(kProtoUdp));
-      acc.add(native_term(uint16_t(ulen)));
-      csum_accumulate(acc, l4, ulen);
-      if (!csum_native_ok(acc)) return dropped(p, DropReason::udp_bad_checksum);
-    }
+    // Zero = sender computed none (allowed on IPv4, RFC 768).
+    if (csum != 0 && off.l4 != CsumState::good && !udp_checksum_ok(addrs_word, l4, ulen))
+      return dropped(p, DropReason::udp_bad_checksum);
     p.kind = FrameKind::udp;
     p.sport_be = load_be16(l4);
     p.dport_be = load_be16(l4 + 2);
@@ -174,14 +179,9 @@ bool parse_plain_udp(const uint8_t* ip, uint32_t l3_off, uint32_t avail, const I
   const uint32_t ulen = load16(u + 4);
   // 8 <= ulen <= total - 20 (the IP payload), as above.
   if (ulen - kUdpHdrLen > total - kMin) return false;
-  if (load16(u + 6) != 0 && off.l4 != CsumState::good) {  // 0: no checksum (RFC 768)
-    CsumAcc acc;
-    acc.add(addrs);  // pseudo-header: addresses, protocol, UDP length
-    acc.add(native_term(kProtoUdp));
-    acc.add(native_term(uint16_t(ulen)));
-    csum_accumulate_words(acc, u, ulen);  // ulen >= 8, checked above
-    if (!csum_native_ok(acc)) return false;
-  }
+  // 0: no checksum (RFC 768).
+  if (load16(u + 6) != 0 && off.l4 != CsumState::good && !udp_checksum_ok(addrs, u, ulen))
+    return false;
   p.kind = FrameKind::udp;
   p.l3_off = uint16_t(l3_off);
   p.l4_off = uint16_t(l3_off + kIpv4MinHdrLen);
@@ -360,7 +360,6 @@ UdpTemplate make_udp_template(const UdpHeaderSpec& h, TxCsum csum) {
   store_be16(u, h.sport_be);
   t.ip_sum = csum_add(t.hdr + kEthHdrLen, kIpv4MinHdrLen);
   t.l4_sum = pseudo_header_sum(h.src_be, h.dst_be, kProtoUdp, 0);
-  if (csum == TxCsum::software) t.l4_sum = csum_add(u, 2, t.l4_sum);
   t.l4_native.add(uint64_t(h.src_be) + h.dst_be);
   t.l4_native.add(native_term(kProtoUdp));
   t.l4_native.add(h.sport_be);

@@ -95,7 +95,7 @@ void write_udp_frame(uint8_t* frame, const UdpHeaderSpec& h, uint32_t len, TxCsu
 struct UdpTemplate {
   uint8_t hdr[kUdpFrameHdrLen] = {};  // lengths, IP id, dst port and checksums zero
   uint64_t ip_sum = 0;                // IPv4 header sum without total length and id
-  uint64_t l4_sum = 0;                // pseudo-header addresses + protocol (+ source port)
+  uint64_t l4_sum = 0;                // pseudo-header addresses + protocol (offload)
   CsumAcc l4_native;  // addresses, protocol, source port in native order (software csum)
   TxCsum csum = TxCsum::software;
 };
