@@ -120,8 +120,10 @@ uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   return got;
 }
 
-void DpdkWorker::rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got) {
-  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+// Scatter is off, so a frame is one segment; the parsers bound themselves by data_len.
+[[gnu::always_inline]] inline void DpdkWorker::rx_frame(rte_mbuf* m, RxItem* out, uint32_t n,
+                                                       uint32_t& got) {
+  const uint8_t* f = rte_pktmbuf_mtod(m, const uint8_t*);
   net::RxOffload off;
   if (sh_->rx_csum_offload) {
     off.ip = csum_state(m->ol_flags, RTE_MBUF_F_RX_IP_CKSUM_MASK, RTE_MBUF_F_RX_IP_CKSUM_GOOD,
@@ -129,7 +131,19 @@ void DpdkWorker::rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got) {
     off.l4 = csum_state(m->ol_flags, RTE_MBUF_F_RX_L4_CKSUM_MASK, RTE_MBUF_F_RX_L4_CKSUM_GOOD,
                         RTE_MBUF_F_RX_L4_CKSUM_BAD);
   }
-  // Scatter is off, so a frame is one segment; the parser bounds itself by data_len.
+  // The common frame, parsed inline; everything else (and every drop reason) out of line.
+  net::Parsed p;
+  if (!net::parse_udp_frame_fast(f, rte_pktmbuf_data_len(m), sh_->ifc, off, p))
+    return rx_other(m, off, out, n, got);
+  if (deliver_udp(f, p, held_n_, out, n, got))
+    held_[held_n_++] = m;  // the item points into m until the next poll
+  else
+    rte_pktmbuf_free(m);
+}
+
+void DpdkWorker::rx_other(rte_mbuf* m, net::RxOffload off, RxItem* out, uint32_t n,
+                          uint32_t& got) {
+  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
   const net::Parsed p = net::parse_frame(f, rte_pktmbuf_data_len(m), sh_->ifc, off);
   switch (p.kind) {
     case net::FrameKind::udp:
@@ -160,7 +174,7 @@ void DpdkWorker::rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got) {
 }
 
 // UDP datagram p whose bytes start at base -> one RxItem.
-bool DpdkWorker::deliver_udp(const uint8_t* base, const net::Parsed& p, uint32_t token,
+[[gnu::always_inline]] inline bool DpdkWorker::deliver_udp(const uint8_t* base, const net::Parsed& p, uint32_t token,
                              RxItem* out, uint32_t n, uint32_t& got) {
   const uint16_t s = sh_->by_port[ntohs(p.dport_be)];
   if (s == kNoSocket || (sh_->bound[s].addr_be != 0 && sh_->bound[s].addr_be != p.dst_be)) {

@@ -23,6 +23,7 @@
 
 #include "dataplane/dpdk/net/arp.hh"
 #include "dataplane/dpdk/net/drop.hh"
+#include "dataplane/dpdk/net/frame.hh"
 #include "dataplane/io.hh"
 
 struct rte_mbuf;
@@ -105,6 +106,7 @@ class alignas(64) DpdkWorker {
   };
 
   void rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got);
+  void rx_other(rte_mbuf* m, net::RxOffload off, RxItem* out, uint32_t n, uint32_t& got);
   void rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t n, uint32_t& got);
   // token: the held_ slot of the frame's mbuf, kNoHeld for a reassembled datagram.
   bool deliver_udp(const uint8_t* base, const net::Parsed& p, uint32_t token, RxItem* out,

@@ -3,7 +3,10 @@
 // bytes (no DPDK, no globals); every rejection names its DropReason.
 #pragma once
 
+#include <array>
+#include <bit>
 #include <cstdint>
+#include <cstring>
 
 #include "dataplane/dpdk/net/drop.hh"
 #include "dataplane/dpdk/net/wire.hh"
@@ -53,6 +56,103 @@ struct Parsed {
 // Ethernet frame (without FCS) -> ARP, ICMP echo, UDP datagram or IPv4 fragment, after
 // every check in drop.hh. `ifc` says which MAC and addresses are ours.
 Parsed parse_frame(const uint8_t* frame, uint32_t len, const Interface& ifc, RxOffload off);
+
+// ---- the common case, inline ----------------------------------------------------------
+
+// Whether a UDP datagram's checksum is right: the pseudo-header (addrs_word: source and
+// destination as the 8 native bytes at ip+12, protocol, UDP length) and the `ulen` bytes of
+// the datagram at udp in one native-order accumulator, folded once. ulen >= 8 (checked by
+// both callers), so the block takes the whole-word path.
+inline bool udp_checksum_ok(uint64_t addrs_word, const uint8_t* udp, uint32_t ulen) {
+  CsumAcc acc;
+  acc.add(addrs_word);
+  acc.add(native_term(kProtoUdp));
+  acc.add(native_term(uint16_t(ulen)));
+  csum_accumulate_words(acc, udp, ulen);
+  return csum_native_ok(acc);
+}
+
+// Bytes 0..7 of an IPv4 header (version/IHL, TOS, total length, id, flags/fragment offset)
+// as a native word: mask and value of "IPv4, IHL 5, not a fragment" (MF clear, offset 0; DF
+// may be set). std::bit_cast of the byte pattern keeps this independent of byte order.
+inline constexpr uint64_t kPlainHdrMask =
+    std::bit_cast<uint64_t>(std::array<uint8_t, 8>{0xFF, 0, 0, 0, 0, 0, 0x3F, 0xFF});
+inline constexpr uint64_t kPlainHdrWant =
+    std::bit_cast<uint64_t>(std::array<uint8_t, 8>{0x45, 0, 0, 0, 0, 0, 0, 0});
+
+// The common case: an unfragmented UDP/IPv4 datagram without options, from a plausible
+// source to one of our addresses, every check passing. Fills p exactly as
+// parse_ipv4_checked would and returns true; returns false, leaving p alone, as soon as
+// anything is unusual (options, fragment, other protocol, a failed check), and the caller
+// runs parse_ipv4_checked, which finds the drop reason. So this path may only accept what
+// the checked path accepts, and never needs to name a reason itself.
+inline bool parse_plain_udp(const uint8_t* ip, uint32_t l3_off, uint32_t avail, const Interface& ifc,
+                     RxOffload off, Parsed& p) {
+  if (avail < kIpv4MinHdrLen + kUdpHdrLen) return false;
+  const uint64_t head = load_native64(ip);  // version/IHL .. fragment field
+  uint32_t mid;                             // TTL, protocol, header checksum
+  std::memcpy(&mid, ip + 8, 4);
+  const uint64_t addrs = load_native64(ip + 12);  // source, destination
+  if ((head & kPlainHdrMask) != kPlainHdrWant || ip[9] != kProtoUdp) return false;
+  const uint32_t total = load16(ip + 2);
+  // Total length covers the UDP header and lies inside the bytes we have: 28 <= total <=
+  // avail as one unsigned compare (a total below 28 wraps to a huge value).
+  constexpr uint32_t kMin = kIpv4MinHdrLen + kUdpHdrLen;
+  if (total - kMin > avail - kMin) return false;
+  if (off.ip == CsumState::bad || off.l4 == CsumState::bad) return false;
+  if (off.ip != CsumState::good) {
+    CsumAcc acc;
+    acc.add(head);
+    acc.add(mid);
+    acc.add(addrs);
+    if (!csum_native_ok(acc)) return false;
+  }
+  // Source and destination checks in one pass over our addresses, without early exits: the
+  // source must be neither one of them nor a directed broadcast of their subnets (the
+  // limited broadcast is martian), the destination one of them. addr | host bits is the
+  // directed broadcast; for a /32 it is the address itself, rejected either way, so the
+  // /32 exception of is_directed_broadcast needs no test here.
+  const uint32_t src = load_be32(ip + 12), dst = load_be32(ip + 16);
+  bool src_bad = is_martian_src(src), dst_ours = false;
+  for (unsigned i = 0; i < ifc.naddrs; ++i) {
+    const LocalAddr& a = ifc.addrs[i];
+    src_bad |= (a.addr_be == src) | ((a.addr_be | a.host_bits_be()) == src);
+    dst_ours |= a.addr_be == dst;
+  }
+  if (src_bad || !dst_ours) return false;
+  const uint8_t* u = ip + kIpv4MinHdrLen;
+  const uint32_t ulen = load16(u + 4);
+  // 8 <= ulen <= total - 20 (the IP payload), as above.
+  if (ulen - kUdpHdrLen > total - kMin) return false;
+  // 0: no checksum (RFC 768).
+  if (load16(u + 6) != 0 && off.l4 != CsumState::good && !udp_checksum_ok(addrs, u, ulen))
+    return false;
+  p.kind = FrameKind::udp;
+  p.l3_off = uint16_t(l3_off);
+  p.l4_off = uint16_t(l3_off + kIpv4MinHdrLen);
+  p.ip_len = uint16_t(total);
+  p.src_be = src;
+  p.dst_be = dst;
+  p.sport_be = load_be16(u);
+  p.dport_be = load_be16(u + 2);
+  p.payload_off = p.l4_off + kUdpHdrLen;
+  p.payload_len = ulen - kUdpHdrLen;
+  return true;
+}
+
+
+// parse_frame's fast path, inline for the datapath: a frame to our own MAC carrying a plain
+// UDP datagram (parse_plain_udp). Returns true with p filled exactly as parse_frame fills
+// it; false as soon as anything is unusual, and the caller runs parse_frame, which finds
+// the drop reason or the other kind (a broadcast MAC, ARP, ICMP, options, fragments).
+inline bool parse_udp_frame_fast(const uint8_t* f, uint32_t len, const Interface& ifc,
+                                 RxOffload off, Parsed& p) {
+  if (len < kUdpFrameHdrLen || load_mac(f) != ifc.mac || load16(f + 12) != kEtherTypeIpv4)
+    return false;
+  if (!parse_plain_udp(f + kEthHdrLen, kEthHdrLen, len - kEthHdrLen, ifc, off, p)) return false;
+  p.src_mac = load_mac(f + 6);
+  return true;
+}
 
 // An IPv4 datagram without L2 header (used for reassembled datagrams: pass
 // off.ip = good, since reassembly rewrote the header without a checksum). Fragments are
