@@ -36,6 +36,8 @@ DpdkWorker::DpdkWorker(std::shared_ptr<DpdkShared> shared, unsigned id)
       id_(id),
       port_(sh_->port),
       queue_(uint16_t(id)),
+      small_max_(sh_->small_max),
+      tx_offload_(sh_->tx_csum_offload),
       arp_(sh_->cfg.arp_entries),
       big_(new uint8_t[net::kUdpHdrLen + net::kMaxUdpPayload]),
       arena_(new uint8_t[kDpdkReasmArena]) {
@@ -136,9 +138,21 @@ uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   if (!net::parse_udp_frame_fast(f, rte_pktmbuf_data_len(m), sh_->ifc, off, p))
     return rx_other(m, off, out, n, got);
   if (deliver_udp(f, p, held_n_, out, n, got))
-    held_[held_n_++] = m;  // the item points into m until the next poll
+    hold(m, f);
   else
     rte_pktmbuf_free(m);
+}
+
+// The item just delivered points into m until the next poll; held_ slot held_n_ is its
+// token. What a reply in place needs of m is noted here, while m's header is in cache.
+[[gnu::always_inline]] inline void DpdkWorker::hold(rte_mbuf* m, const uint8_t* f) {
+  const uint32_t i = held_n_++;
+  held_[i] = m;
+  held_frame_[i] = const_cast<uint8_t*>(f);
+  held_len_[i] = rte_pktmbuf_data_len(m);
+  // A UDP frame has at least the 42 header bytes, and the buffer holds the frame.
+  const uint32_t room = uint32_t(m->buf_len - m->data_off) - net::kUdpFrameHdrLen;
+  held_room_[i] = uint16_t(std::min(room, small_max_));
 }
 
 void DpdkWorker::rx_other(rte_mbuf* m, net::RxOffload off, RxItem* out, uint32_t n,
@@ -148,7 +162,7 @@ void DpdkWorker::rx_other(rte_mbuf* m, net::RxOffload off, RxItem* out, uint32_t
   switch (p.kind) {
     case net::FrameKind::udp:
       if (deliver_udp(f, p, held_n_, out, n, got)) {  // held at held_n_ below
-        held_[held_n_++] = m;  // the item points into m until the next poll
+        hold(m, f);
         return;
       }
       break;
@@ -376,35 +390,18 @@ uint8_t* DpdkWorker::dgram_reserve(SocketId s, Endpoint to, uint32_t n) {
   return big_.get() + net::kUdpHdrLen;
 }
 
-uint8_t* DpdkWorker::dgram_reserve_reply(const RxItem& it, uint32_t n) {
-  assert(!res_open_ && "one reservation at a time");
-  rte_mbuf* m = it.token < held_n_ ? held_[it.token] : nullptr;
-  // Only a whole single-segment frame that still holds this item's bytes, with room for
-  // the reply behind fresh headers (the reply starts at the standard 42-byte offset).
-  if (!m || n > sh_->small_max || net::kUdpFrameHdrLen + n > rte_pktmbuf_tailroom(m) +
-                                                                  rte_pktmbuf_data_len(m))
-    return dgram_reserve(it.sock, it.peer, n);
-  const uint8_t* f = rte_pktmbuf_mtod(m, const uint8_t*);
-  if (it.data < f || it.data >= f + rte_pktmbuf_data_len(m))
-    return dgram_reserve(it.sock, it.peer, n);
-  held_[it.token] = nullptr;  // not freed by the next poll: it is the reply now
-  ++held_taken_;
-  m->ol_flags = 0;
-  m->packet_type = 0;
-  return open_in(m, it.sock, it.peer, n);
-}
-
 // Opens the reservation of a datagram of at most n bytes (one frame) in mbuf m: the
 // payload goes straight into the frame, after room for the 42 header bytes.
 [[gnu::always_inline]] inline uint8_t* DpdkWorker::open_in(rte_mbuf* m, SocketId s, Endpoint to,
                                                           uint32_t n) {
   res_m_ = m;
+  res_f_ = rte_pktmbuf_mtod(m, uint8_t*);
   res_sock_ = s;
   res_to_ = to;
   res_cap_ = n;
   res_open_ = true;
   res_large_ = false;
-  return rte_pktmbuf_mtod(m, uint8_t*) + net::kUdpFrameHdrLen;
+  return res_f_ + net::kUdpFrameHdrLen;
 }
 
 // The headers of the datagram reserved on res_sock_ to res_to_ (takes the next IP id).
@@ -432,40 +429,30 @@ rte_mbuf* DpdkWorker::alloc_tx_mbuf() {
   return stash_[--stash_n_];
 }
 
-[[gnu::always_inline]] inline DpdkWorker::TxFlow& DpdkWorker::tx_flow(SocketId s, uint32_t dst_be) {
-  const uint32_t h = (net::host(dst_be) ^ (uint32_t(s) << 24)) * 0x9E3779B1u;
-  return tx_flows_[h >> (32 - std::bit_width(kDpdkTxFlows - 1))];
-}
-
-void DpdkWorker::dgram_commit(uint32_t len) {
-  assert(res_open_ && len <= res_cap_);
-  res_open_ = false;
-  if (res_large_) return commit_fragmented(len);
+// dgram_commit (dpdk_io.hh) of a datagram whose flow is not cached or no longer fresh: the
+// full header write, then the next hop's MAC from the ARP table (or a wait for ARP).
+void DpdkWorker::commit_routed(uint32_t len) {
   rte_mbuf* m = res_m_;
   res_m_ = nullptr;
   const uint32_t frame_len = net::kUdpFrameHdrLen + len;
   m->data_len = uint16_t(frame_len);
   m->pkt_len = frame_len;
-  if (sh_->tx_csum_offload) {
+  m->packet_type = 0;
+  m->ol_flags = 0;
+  if (tx_offload_) {
     m->l2_len = net::kEthHdrLen;
     m->l3_len = net::kIpv4MinHdrLen;
     m->ol_flags = RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_UDP_CKSUM;
   }
   counters_.tx_datagrams.add();
   counters_.tx_bytes.add(len);
-  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
-  TxFlow& c = tx_flow(res_sock_, res_to_.addr_be);
-  if (c.sock == res_sock_ && c.dst_be == res_to_.addr_be && c.arp_gen == arp_.generation() &&
-      now_ns_ < c.fresh_until_ns) {
-    net::write_udp_frame(f, c.tpl, res_to_.port_be, ip_id_++, len);
-    return queue_tx(m);
-  }
   const net::UdpHeaderSpec h = reserved_udp_spec();
-  const net::TxCsum csum = sh_->tx_csum_offload ? net::TxCsum::offload : net::TxCsum::software;
-  net::write_udp_frame(f, h, len, csum);
+  const net::TxCsum csum = tx_offload_ ? net::TxCsum::offload : net::TxCsum::software;
+  net::write_udp_frame(res_f_, h, len, csum);
   net::UdpHeaderSpec resolved = h;
   const int64_t until = route_frame(m, h.dst_be, &resolved.dst_mac);
   if (until == 0) return;
+  TxFlow& c = tx_flow(res_sock_, h.dst_be);
   c.sock = res_sock_;
   c.dst_be = h.dst_be;
   c.arp_gen = arp_.generation();
@@ -506,13 +493,37 @@ void DpdkWorker::commit_fragmented(uint32_t len) {
   counters_.tx_bytes.add(len);
 }
 
-[[gnu::always_inline]] inline void DpdkWorker::queue_tx(rte_mbuf* m) {
+void DpdkWorker::queue_tx(rte_mbuf* m) {
   if (tx_n_ == kDpdkTxBatch) flush();
+  tx_len_[tx_n_] = 0;
   tx_[tx_n_++] = m;
 }
 
 void DpdkWorker::flush() {
   if (tx_n_ == 0) return;
+  // Frames of the inline reply path (queue_udp): their lengths and tx flags, and counters.
+  uint64_t datagrams = 0, bytes = 0;
+  const uint64_t flags =
+      tx_offload_ ? RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_UDP_CKSUM : 0;
+  for (uint32_t i = 0; i < tx_n_; ++i) {
+    const uint32_t len = tx_len_[i];
+    if (len == 0) continue;
+    rte_mbuf* m = tx_[i];
+    m->data_len = uint16_t(len);
+    m->pkt_len = len;
+    m->packet_type = 0;
+    m->ol_flags = flags;
+    if (tx_offload_) {
+      m->l2_len = net::kEthHdrLen;
+      m->l3_len = net::kIpv4MinHdrLen;
+    }
+    ++datagrams;
+    bytes += len - net::kUdpFrameHdrLen;
+  }
+  if (datagrams) {
+    counters_.tx_datagrams.add(datagrams);
+    counters_.tx_bytes.add(bytes);
+  }
   uint32_t sent = 0;
   if (link_up_ && sh_->link_up.load(std::memory_order_relaxed)) {
     const int r = guarded_tx_burst(port_, queue_, tx_, uint16_t(tx_n_));

@@ -10,10 +10,16 @@
 //     (so a config with TCP listeners still starts) but never receive anything:
 //     stream_reserve() returns nullptr and connect() returns kNoConn.
 //
-// This header has no DPDK includes: launch.hh and the worker loop see only these types.
+// This header has no DPDK includes: launch.hh and the worker loop see only these types. The
+// reply path of the common datagram (dgram_reserve_reply, dgram_commit to a cached flow) is
+// inline here so the worker loop compiles it into the service's handler; it never touches
+// an mbuf field: the rx path records each held frame's address and room, and flush() writes
+// the queued frames' lengths and tx flags into their mbufs, one batch per burst.
 #pragma once
 
 #include <atomic>
+#include <bit>
+#include <cassert>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -77,8 +83,8 @@ class alignas(64) DpdkWorker {
   uint8_t* dgram_reserve(SocketId s, Endpoint to, uint32_t n);
   // The reply leaves in the request's own mbuf (io.hh "Replies in place"): no allocation,
   // no free, and the payload offset is the request's when its IPv4 header had no options.
-  uint8_t* dgram_reserve_reply(const RxItem& it, uint32_t n);
-  void dgram_commit(uint32_t n);
+  inline uint8_t* dgram_reserve_reply(const RxItem& it, uint32_t n);
+  inline void dgram_commit(uint32_t n);
   uint8_t* stream_reserve(ConnId, uint32_t) { return nullptr; }  // no TCP on DPDK
   void stream_commit(ConnId, uint32_t) {}
   ConnId connect(SocketId, Endpoint) { return kNoConn; }
@@ -107,6 +113,7 @@ class alignas(64) DpdkWorker {
 
   void rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got);
   void rx_other(rte_mbuf* m, net::RxOffload off, RxItem* out, uint32_t n, uint32_t& got);
+  void hold(rte_mbuf* m, const uint8_t* f);
   void rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t n, uint32_t& got);
   // token: the held_ slot of the frame's mbuf, kNoHeld for a reassembled datagram.
   bool deliver_udp(const uint8_t* base, const net::Parsed& p, uint32_t token, RxItem* out,
@@ -120,8 +127,14 @@ class alignas(64) DpdkWorker {
   TxFlow& tx_flow(SocketId s, uint32_t dst_be);
   rte_mbuf* alloc_tx_mbuf();
   uint8_t* open_in(rte_mbuf* m, SocketId s, Endpoint to, uint32_t n);
+  void commit_routed(uint32_t len);  // dgram_commit without a fresh cached flow
   void release_waiting(uint32_t ip_be, const net::Mac* mac);  // nullptr: ARP failed
-  void queue_tx(rte_mbuf* m);
+  void queue_tx(rte_mbuf* m);  // m's length and flags are set
+  void queue_udp(rte_mbuf* m, uint32_t frame_len) {  // flush() sets them (counted there)
+    if (tx_n_ == kDpdkTxBatch) flush();
+    tx_len_[tx_n_] = frame_len;
+    tx_[tx_n_++] = m;
+  }
   void commit_fragmented(uint32_t len);
   net::UdpHeaderSpec reserved_udp_spec();
   void housekeep();
@@ -141,13 +154,21 @@ class alignas(64) DpdkWorker {
   uint32_t held_n_ = 0;
   uint32_t held_taken_ = 0;  // held_ slots taken for replies in place (now nullptr)
   uint32_t tx_n_ = 0;
+  uint32_t small_max_ = 0;   // DpdkShared::small_max
+  bool tx_offload_ = false;  // DpdkShared::tx_csum_offload
   rte_mbuf* held_[kDpdkRxBurst] = {};  // rx mbufs the last poll's items point into (RxItem::
                                        // token); nullptr once taken for a reply in place
+  uint8_t* held_frame_[kDpdkRxBurst] = {};  // held_[i]'s frame (first byte)
+  uint16_t held_len_[kDpdkRxBurst] = {};    // its length
+  uint16_t held_room_[kDpdkRxBurst] = {};   // reply payload bytes it holds behind 42 header
+                                            // bytes (at most small_max_)
   rte_mbuf* tx_[kDpdkTxBatch] = {};    // committed frames, sent by flush()
+  uint32_t tx_len_[kDpdkTxBatch] = {};  // queue_udp: frame length for flush() to set; 0: set
   uint32_t stash_n_ = 0;
   rte_mbuf* stash_[kDpdkTxStash] = {};  // fresh mbufs for dgram_reserve, taken in bulk
   // The open reservation.
   rte_mbuf* res_m_ = nullptr;
+  uint8_t* res_f_ = nullptr;  // res_m_'s frame
   bool res_open_ = false;
   bool res_large_ = false;  // payload in big_, fragmented at commit
   SocketId res_sock_ = 0;
@@ -200,5 +221,49 @@ class DpdkBackend {
 };
 
 static_assert(Backend<DpdkBackend>);
+
+// ---- the inline reply path ------------------------------------------------------------------
+
+inline DpdkWorker::TxFlow& DpdkWorker::tx_flow(SocketId s, uint32_t dst_be) {
+  const uint32_t h = (net::host(dst_be) ^ (uint32_t(s) << 24)) * 0x9E3779B1u;
+  return tx_flows_[h >> (32 - std::bit_width(kDpdkTxFlows - 1))];
+}
+
+inline uint8_t* DpdkWorker::dgram_reserve_reply(const RxItem& it, uint32_t n) {
+  assert(!res_open_ && "one reservation at a time");
+  // Only a frame of this poll, not yet taken, that still holds this item's bytes, with room
+  // for the reply behind fresh headers (the reply starts at the standard 42-byte offset).
+  // Anything else (a reassembled datagram, a second reply, a large one) gets a fresh buffer.
+  const uint32_t t = it.token;
+  if (t < held_n_ && held_[t] && n <= held_room_[t] &&
+      uintptr_t(it.data) - uintptr_t(held_frame_[t]) < held_len_[t]) {
+    res_m_ = held_[t];
+    held_[t] = nullptr;  // not freed by the next poll: it is the reply now
+    ++held_taken_;
+    res_f_ = held_frame_[t];
+    res_sock_ = it.sock;
+    res_to_ = it.peer;
+    res_cap_ = n;
+    res_open_ = true;
+    res_large_ = false;
+    return res_f_ + net::kUdpFrameHdrLen;
+  }
+  return dgram_reserve(it.sock, it.peer, n);
+}
+
+inline void DpdkWorker::dgram_commit(uint32_t len) {
+  assert(res_open_ && len <= res_cap_);
+  res_open_ = false;
+  if (res_large_) return commit_fragmented(len);
+  // The headers of a (socket, destination host) whose next hop is known and fresh: one
+  // template write. Otherwise the full header write and an ARP lookup (commit_routed).
+  TxFlow& c = tx_flow(res_sock_, res_to_.addr_be);
+  if (c.sock != res_sock_ || c.dst_be != res_to_.addr_be || c.arp_gen != arp_.generation() ||
+      now_ns_ >= c.fresh_until_ns)
+    return commit_routed(len);
+  net::write_udp_frame(res_f_, c.tpl, res_to_.port_be, ip_id_++, len);
+  queue_udp(res_m_, net::kUdpFrameHdrLen + len);
+  res_m_ = nullptr;
+}
 
 }  // namespace cw::dp

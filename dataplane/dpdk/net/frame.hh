@@ -201,8 +201,33 @@ struct UdpTemplate {
 };
 UdpTemplate make_udp_template(const UdpHeaderSpec& h, TxCsum csum);
 // Same bytes as write_udp_frame(frame, h, len, csum) with h's dport_be and ip_id replaced.
-void write_udp_frame(uint8_t* frame, const UdpTemplate& t, uint16_t dport_be, uint16_t ip_id,
-                     uint32_t len);
+// Inline: it runs once per datagram sent.
+inline void write_udp_frame(uint8_t* f, const UdpTemplate& t, uint16_t dport_be, uint16_t ip_id,
+                     uint32_t len) {
+  std::memcpy(f, t.hdr, kUdpFrameHdrLen);
+  uint8_t* ip = f + kEthHdrLen;
+  uint8_t* u = ip + kIpv4MinHdrLen;
+  const uint32_t ulen = kUdpHdrLen + len;
+  const uint32_t total = kIpv4MinHdrLen + ulen;
+  store16(ip + 2, uint16_t(total));
+  store16(ip + 4, ip_id);
+  store_be16(u + 2, dport_be);
+  store16(u + 4, uint16_t(ulen));
+  if (t.csum == TxCsum::offload) {  // DPDK rule: IPv4 field 0, UDP field the pseudo sum
+    store16(u + 6, csum_fold_raw(t.l4_sum + ulen));
+    return;
+  }
+  store16(ip + 10, csum_fold(t.ip_sum + total + ip_id));
+  // Pseudo-header length, UDP length field, destination port, payload, summed in native
+  // order and folded once: the complement of the native fold, stored as native bytes, is
+  // the big-endian checksum (byte swap and complement commute).
+  CsumAcc acc = t.l4_native;
+  acc.add(2 * native_term(uint16_t(ulen)));
+  acc.add(dport_be);
+  csum_accumulate(acc, u + kUdpHdrLen, len);
+  const uint16_t c = uint16_t(~fold16(acc.value()));
+  store_be16(u + 6, c == 0 ? 0xFFFF : c);  // 0 means "no checksum" (RFC 768)
+}
 
 // Fragmentation (RFC 791) of a UDP datagram too large for one frame. The L4 bytes (UDP
 // header + payload, `l4_len` bytes) are split into pieces of frag_payload(mtu) bytes (a
