@@ -25,6 +25,7 @@
 #pragma once
 
 #include <atomic>
+#include <bit>
 #include <concepts>
 #include <cstdint>
 #include <cstring>
@@ -160,6 +161,37 @@ uint8_t* reserve_reply(W& w, const RxItem& it, uint32_t n) {
     return w.dgram_reserve_reply(it, n);
   else
     return w.dgram_reserve(it.sock, it.peer, n);
+}
+
+// The bytes a reply in place changed in its request, for a backend that updates the
+// request's UDP checksum (RFC 1624) instead of summing the whole reply again (DPDK with
+// software checksums). A service whose reply to `it` is written over it.data with exactly
+// it.len bytes, all equal to the request's except those it reports here, commits with
+// commit_reply(); every other reply commits as usual.
+class ReplyEdits {
+ public:
+  // The payload byte at offset `off` was `was` and is now `now`. Summed as 16-bit words in
+  // the machine's byte order (the order the checksum code loads them in): a byte at an even
+  // offset is the first byte of its word.
+  void byte(uint32_t off, uint8_t was, uint8_t now) {
+    const bool first = (off & 1) == 0;
+    const unsigned shift = (first == (std::endian::native == std::endian::little)) ? 0 : 8;
+    sum_ += (uint64_t{now} << shift) + (0xFFFFu ^ (uint32_t{was} << shift));  // + now - was
+  }
+  uint64_t native_sum() const { return sum_; }  // one's-complement sum of the changes
+
+ private:
+  uint64_t sum_ = 0;
+};
+
+// Commits the reply to `it` reserved at `out` with n bytes (see ReplyEdits): the backend
+// may update the request's checksum when the reply lies exactly over the request's bytes.
+template <class W>
+void commit_reply(W& w, const RxItem& it, const uint8_t* out, uint32_t n, const ReplyEdits& e) {
+  if constexpr (requires { w.dgram_commit_edited(n, e); }) {
+    if (out == it.data && n == it.len) return w.dgram_commit_edited(n, e);
+  }
+  w.dgram_commit(n);
 }
 
 // What a per-worker datapath object offers. Every backend's WorkerIo satisfies this.

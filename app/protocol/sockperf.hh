@@ -69,10 +69,12 @@ void encode_header(uint8_t* out, const Header& h);
 inline bool wants_reply(const Header& h) {
   return (h.flags & (kClient | kPongRequest | kWarmup)) == (kClient | kPongRequest);
 }
-// Turns a copied request (at msg, at least kHeaderSize bytes) into its reply in place.
+// flags is big-endian at offset 8: the client bit (0x1) lives in its low byte, offset 9.
+inline constexpr uint32_t kFlagsLowByte = 9;
+// Turns a copied request (at msg, at least kHeaderSize bytes) into its reply in place: only
+// the byte at kFlagsLowByte changes.
 inline void make_reply(uint8_t* msg) {
-  // flags is big-endian at offset 8: the client bit (0x1) lives in its low byte, offset 9.
-  msg[9] &= uint8_t(~kClient);
+  msg[kFlagsLowByte] &= uint8_t(~kClient);
 }
 
 }  // namespace cw::proto::sockperf

@@ -35,6 +35,7 @@ class SockperfEcho : public ServiceSwitch {
     if (left == 0) return ctx.svc->malformed.add();
     uint8_t* out = nullptr;  // reservation (at most `left` bytes), opened by the first reply
     uint32_t out_len = 0, replies = 0, unsent = 0;
+    dp::ReplyEdits edits;  // the flag bytes changed (used when every reply is in place)
     while (left) {
       const sp::Frame f = sp::parse({p, left});
       if (f.status != sp::Status::ok) {
@@ -50,7 +51,10 @@ class SockperfEcho : public ServiceSwitch {
         if (!out && unsent == 0) out = dp::reserve_reply(ctx.io, it, left);
         if (out) {
           if (out + out_len != p) std::memmove(out + out_len, p, f.frame_len);  // in place: no copy
+          const uint32_t at = out_len + sp::kFlagsLowByte;
+          const uint8_t was = out[at];
           sp::make_reply(out + out_len);
+          edits.byte(at, was, out[at]);
           out_len += f.frame_len;
           ++replies;
         } else {
@@ -61,7 +65,7 @@ class SockperfEcho : public ServiceSwitch {
       left -= f.frame_len;
     }
     if (out) {
-      ctx.io.dgram_commit(out_len);
+      dp::commit_reply(ctx.io, it, out, out_len, edits);
       ctx.svc->responses.add(replies);
     }
     if (unsent) ctx.svc->dropped.add(unsent);

@@ -387,6 +387,7 @@ uint8_t* DpdkWorker::dgram_reserve(SocketId s, Endpoint to, uint32_t n) {
   res_cap_ = n;
   res_open_ = true;
   res_large_ = true;
+  res_edit_len_ = kNoEdit;
   return big_.get() + net::kUdpHdrLen;
 }
 
@@ -396,6 +397,7 @@ uint8_t* DpdkWorker::dgram_reserve(SocketId s, Endpoint to, uint32_t n) {
                                                           uint32_t n) {
   res_m_ = m;
   res_f_ = rte_pktmbuf_mtod(m, uint8_t*);
+  res_edit_len_ = kNoEdit;
   res_sock_ = s;
   res_to_ = to;
   res_cap_ = n;

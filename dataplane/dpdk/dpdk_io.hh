@@ -85,6 +85,9 @@ class alignas(64) DpdkWorker {
   // no free, and the payload offset is the request's when its IPv4 header had no options.
   inline uint8_t* dgram_reserve_reply(const RxItem& it, uint32_t n);
   inline void dgram_commit(uint32_t n);
+  // A reply over its request's own bytes (dp::commit_reply): the request's UDP checksum is
+  // updated for the edits rather than summed again (net::write_udp_reply_frame).
+  inline void dgram_commit_edited(uint32_t n, const ReplyEdits& e);
   uint8_t* stream_reserve(ConnId, uint32_t) { return nullptr; }  // no TCP on DPDK
   void stream_commit(ConnId, uint32_t) {}
   ConnId connect(SocketId, Endpoint) { return kNoConn; }
@@ -127,6 +130,8 @@ class alignas(64) DpdkWorker {
   TxFlow& tx_flow(SocketId s, uint32_t dst_be);
   rte_mbuf* alloc_tx_mbuf();
   uint8_t* open_in(rte_mbuf* m, SocketId s, Endpoint to, uint32_t n);
+  template <bool kEdited>
+  void commit(uint32_t len, uint64_t edits);
   void commit_routed(uint32_t len);  // dgram_commit without a fresh cached flow
   void release_waiting(uint32_t ip_be, const net::Mac* mac);  // nullptr: ARP failed
   void queue_tx(rte_mbuf* m);  // m's length and flags are set
@@ -169,6 +174,10 @@ class alignas(64) DpdkWorker {
   // The open reservation.
   rte_mbuf* res_m_ = nullptr;
   uint8_t* res_f_ = nullptr;  // res_m_'s frame
+  // The request's payload length when the reservation is its own frame with the payload at
+  // the reply's offset (42), so dgram_commit_edited may update its checksum; else kNoEdit.
+  static constexpr uint32_t kNoEdit = ~uint32_t{0};
+  uint32_t res_edit_len_ = kNoEdit;
   bool res_open_ = false;
   bool res_large_ = false;  // payload in big_, fragmented at commit
   SocketId res_sock_ = 0;
@@ -241,6 +250,7 @@ inline uint8_t* DpdkWorker::dgram_reserve_reply(const RxItem& it, uint32_t n) {
     held_[t] = nullptr;  // not freed by the next poll: it is the reply now
     ++held_taken_;
     res_f_ = held_frame_[t];
+    res_edit_len_ = it.data == res_f_ + net::kUdpFrameHdrLen ? it.len : kNoEdit;
     res_sock_ = it.sock;
     res_to_ = it.peer;
     res_cap_ = n;
@@ -252,6 +262,16 @@ inline uint8_t* DpdkWorker::dgram_reserve_reply(const RxItem& it, uint32_t n) {
 }
 
 inline void DpdkWorker::dgram_commit(uint32_t len) {
+  commit<false>(len, 0);
+}
+
+inline void DpdkWorker::dgram_commit_edited(uint32_t len, const ReplyEdits& e) {
+  if (len == res_edit_len_) return commit<true>(len, e.native_sum());
+  commit<false>(len, 0);
+}
+
+template <bool kEdited>
+inline void DpdkWorker::commit(uint32_t len, uint64_t edits) {
   assert(res_open_ && len <= res_cap_);
   res_open_ = false;
   if (res_large_) return commit_fragmented(len);
@@ -261,7 +281,10 @@ inline void DpdkWorker::dgram_commit(uint32_t len) {
   if (c.sock != res_sock_ || c.dst_be != res_to_.addr_be || c.arp_gen != arp_.generation() ||
       now_ns_ >= c.fresh_until_ns)
     return commit_routed(len);
-  net::write_udp_frame(res_f_, c.tpl, res_to_.port_be, ip_id_++, len);
+  if constexpr (kEdited)
+    net::write_udp_reply_frame(res_f_, c.tpl, res_to_.port_be, ip_id_++, len, edits);
+  else
+    net::write_udp_frame(res_f_, c.tpl, res_to_.port_be, ip_id_++, len);
   queue_udp(res_m_, net::kUdpFrameHdrLen + len);
   res_m_ = nullptr;
 }

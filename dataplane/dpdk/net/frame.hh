@@ -201,10 +201,16 @@ struct UdpTemplate {
 };
 UdpTemplate make_udp_template(const UdpHeaderSpec& h, TxCsum csum);
 // Same bytes as write_udp_frame(frame, h, len, csum) with h's dport_be and ip_id replaced.
-// Inline: it runs once per datagram sent.
-inline void write_udp_frame(uint8_t* f, const UdpTemplate& t, uint16_t dport_be, uint16_t ip_id,
-                     uint32_t len) {
-  std::memcpy(f, t.hdr, kUdpFrameHdrLen);
+// The template's headers for a payload of len bytes, all but the UDP checksum field; with
+// software checksums the IPv4 one included.
+inline void write_template_headers(uint8_t* f, const UdpTemplate& t, uint16_t dport_be,
+                                   uint16_t ip_id, uint32_t len) {
+  // 42 bytes as three 16-byte moves (the last overlaps): a plain 42-byte memcpy may become
+  // `rep movsb` once inlined, which costs more than the rest of the header write.
+  static_assert(kUdpFrameHdrLen > 32 && kUdpFrameHdrLen <= 48);
+  std::memcpy(f, t.hdr, 16);
+  std::memcpy(f + 16, t.hdr + 16, 16);
+  std::memcpy(f + kUdpFrameHdrLen - 16, t.hdr + kUdpFrameHdrLen - 16, 16);
   uint8_t* ip = f + kEthHdrLen;
   uint8_t* u = ip + kIpv4MinHdrLen;
   const uint32_t ulen = kUdpHdrLen + len;
@@ -213,11 +219,26 @@ inline void write_udp_frame(uint8_t* f, const UdpTemplate& t, uint16_t dport_be,
   store16(ip + 4, ip_id);
   store_be16(u + 2, dport_be);
   store16(u + 4, uint16_t(ulen));
+  if (t.csum == TxCsum::software) store16(ip + 10, csum_fold(t.ip_sum + total + ip_id));
+}
+
+// The native one's-complement sum of the UDP checksum as stored: 0 (RFC 768's "none")
+// becomes 0xFFFF, the other representation of zero.
+inline void store_udp_checksum(uint8_t* udp, const CsumAcc& acc) {
+  const uint16_t c = uint16_t(~fold16(acc.value()));
+  store_be16(udp + 6, c == 0 ? 0xFFFF : c);
+}
+
+// Inline: it runs once per datagram sent.
+inline void write_udp_frame(uint8_t* f, const UdpTemplate& t, uint16_t dport_be, uint16_t ip_id,
+                            uint32_t len) {
+  write_template_headers(f, t, dport_be, ip_id, len);
+  uint8_t* u = f + kEthHdrLen + kIpv4MinHdrLen;
+  const uint32_t ulen = kUdpHdrLen + len;
   if (t.csum == TxCsum::offload) {  // DPDK rule: IPv4 field 0, UDP field the pseudo sum
     store16(u + 6, csum_fold_raw(t.l4_sum + ulen));
     return;
   }
-  store16(ip + 10, csum_fold(t.ip_sum + total + ip_id));
   // Pseudo-header length, UDP length field, destination port, payload, summed in native
   // order and folded once: the complement of the native fold, stored as native bytes, is
   // the big-endian checksum (byte swap and complement commute).
@@ -225,8 +246,37 @@ inline void write_udp_frame(uint8_t* f, const UdpTemplate& t, uint16_t dport_be,
   acc.add(2 * native_term(uint16_t(ulen)));
   acc.add(dport_be);
   csum_accumulate(acc, u + kUdpHdrLen, len);
-  const uint16_t c = uint16_t(~fold16(acc.value()));
-  store_be16(u + 6, c == 0 ? 0xFFFF : c);  // 0 means "no checksum" (RFC 768)
+  store_udp_checksum(u, acc);
+}
+
+// write_udp_frame for a reply written over the request it answers: f still holds the
+// request's IPv4 header (no options) and UDP header, and the `len` payload bytes are the
+// request's except for changes whose one's-complement sum, in native order, is `edits`
+// (dp::ReplyEdits). The UDP checksum is then the request's, updated (RFC 1624) for the
+// new addresses and ports and the edits, instead of a sum over the payload: the same bytes
+// as write_udp_frame. The request's checksum must be right (the receive path verified
+// it); without one (0), or with another length, the reply gets the full sum.
+inline void write_udp_reply_frame(uint8_t* f, const UdpTemplate& t, uint16_t dport_be,
+                                  uint16_t ip_id, uint32_t len, uint64_t edits) {
+  uint8_t* u = f + kEthHdrLen + kIpv4MinHdrLen;
+  const uint16_t old = load_be16(u + 6);  // native order, like every term below
+  if (old == 0 || load16(u + 4) != kUdpHdrLen + len || t.csum == TxCsum::offload)
+    return write_udp_frame(f, t, dport_be, ip_id, len);
+  // The request's sum (~checksum) minus its addresses, protocol and ports (the lengths stay),
+  // plus the reply's (t.l4_native: addresses, protocol, source port; then the destination
+  // port) and the edits. -x is ~x for a 16-, 32- or 64-bit x, as 2^16 - 1 divides 2^32 - 1
+  // and 2^64 - 1.
+  uint32_t old_ports;
+  std::memcpy(&old_ports, u, 4);
+  CsumAcc acc = t.l4_native;
+  acc.add(uint16_t(~old));
+  acc.add(~load_native64(f + kEthHdrLen + 12));
+  acc.add(~native_term(kProtoUdp));
+  acc.add(uint32_t(~old_ports));
+  acc.add(dport_be);
+  acc.add(edits);
+  write_template_headers(f, t, dport_be, ip_id, len);
+  store_udp_checksum(u, acc);
 }
 
 // Fragmentation (RFC 791) of a UDP datagram too large for one frame. The L4 bytes (UDP

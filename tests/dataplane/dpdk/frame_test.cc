@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "dataplane/io.hh"
 #include "tests/dataplane/dpdk/frames.hh"
 
 namespace cw::dp::net {
@@ -164,6 +165,72 @@ TEST(DpdkFrame, TemplateWritesTheSameFrame) {
           }
         }
     }
+}
+
+// A reply written over its request (write_udp_reply_frame: the request's checksum updated
+// for the changes, RFC 1624) must be byte for byte the frame the full write produces: any
+// payload length (odd ones too), any changed bytes, any addresses and ports on either side,
+// payloads of all zeros and all ones (checksum extremes), a request without a checksum and
+// a reply shorter than its request (both get the full sum).
+TEST(DpdkFrame, ReplyOverRequestUpdatesTheChecksum) {
+  uint32_t x = 4242;
+  auto rnd = [&x] { return (x = x * 1103515245 + 12345) >> 8; };
+  for (uint32_t len : {0u, 1u, 2u, 3u, 14u, 63u, 64u, 65u, 1000u, 1472u})
+    for (int round = 0; round < 60; ++round) {
+      UdpHeaderSpec rq = peer_to_us();
+      rq.src_be = rnd();
+      rq.dst_be = round % 2 ? rq.dst_be : rnd();
+      rq.sport_be = uint16_t(rnd());
+      rq.dport_be = uint16_t(rnd());
+      rq.ip_id = uint16_t(rnd());
+      std::vector<uint8_t> a(kUdpFrameHdrLen + len);
+      for (uint32_t i = 0; i < len; ++i)
+        a[kUdpFrameHdrLen + i] = round % 5 == 0 ? 0 : round % 5 == 1 ? 0xFF : uint8_t(rnd());
+      write_udp_frame(a.data(), rq, len, TxCsum::software);
+      const bool no_csum = round % 11 == 3;
+      if (no_csum) store16(udph(a) + 6, 0);
+      // The reply: to the request's source, from ours or another address and port.
+      UdpHeaderSpec rp = rq;
+      rp.src_be = round % 3 ? rq.dst_be : rnd();
+      rp.dst_be = rq.src_be;
+      rp.sport_be = round % 3 ? rq.dport_be : uint16_t(rnd());
+      rp.dport_be = rq.sport_be;
+      rp.src_mac = rq.dst_mac;
+      rp.dst_mac = rq.src_mac;
+      rp.ip_id = uint16_t(rnd());
+      const UdpTemplate t = make_udp_template(rp, TxCsum::software);
+      dp::ReplyEdits e;
+      for (uint32_t k = 0, n = len ? rnd() % 5 : 0; k < n; ++k) {
+        const uint32_t off = rnd() % len;
+        const uint8_t was = a[kUdpFrameHdrLen + off], now = uint8_t(rnd());
+        a[kUdpFrameHdrLen + off] = now;
+        e.byte(off, was, now);
+      }
+      const uint32_t rlen = len && round % 13 == 5 ? len - 1 : len;
+      std::vector<uint8_t> b = a;
+      write_udp_frame(b.data(), rp, rlen, TxCsum::software);
+      write_udp_reply_frame(a.data(), t, rp.dport_be, rp.ip_id, rlen, e.native_sum());
+      ASSERT_EQ(a, b) << "len " << len << " round " << round;
+    }
+}
+
+// The update trusts the request's checksum and the reported edits: a byte changed without
+// being reported leaves the checksum of the request's bytes (which is what makes the update
+// cheaper than a sum over the payload).
+TEST(DpdkFrame, ReplyOverRequestDoesNotSumThePayload) {
+  const std::vector<uint8_t> payload(64, 0x5A);
+  std::vector<uint8_t> a = udp_frame(payload);
+  UdpHeaderSpec rp = peer_to_us();
+  std::swap(rp.src_be, rp.dst_be);
+  std::swap(rp.src_mac, rp.dst_mac);
+  rp.sport_be = peer_to_us().dport_be;
+  rp.dport_be = peer_to_us().sport_be;
+  std::vector<uint8_t> want = a;
+  write_udp_frame(want.data(), rp, 64, TxCsum::software);
+  a[kUdpFrameHdrLen + 10] ^= 0xFF;  // not reported
+  write_udp_reply_frame(a.data(), make_udp_template(rp, TxCsum::software), rp.dport_be, rp.ip_id,
+                        64, dp::ReplyEdits{}.native_sum());
+  EXPECT_EQ(load16(udph(a) + 6), load16(udph(want) + 6));
 }
 
 TEST(DpdkFrame, NicVerifiedChecksumsSkipSoftware) {
