@@ -38,6 +38,11 @@ DpdkWorker::DpdkWorker(std::shared_ptr<DpdkShared> shared, unsigned id)
       queue_(uint16_t(id)),
       small_max_(sh_->small_max),
       tx_offload_(sh_->tx_csum_offload),
+      rx_offload_(sh_->rx_csum_offload),
+      max_datagram_(sh_->io.max_datagram),
+      by_port_(sh_->by_port.data()),
+      bound_(sh_->bound.data()),
+      ifc_(sh_->ifc),
       arp_(sh_->cfg.arp_entries),
       big_(new uint8_t[net::kUdpHdrLen + net::kMaxUdpPayload]),
       arena_(new uint8_t[kDpdkReasmArena]) {
@@ -127,7 +132,7 @@ uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
                                                        uint32_t& got) {
   const uint8_t* f = rte_pktmbuf_mtod(m, const uint8_t*);
   net::RxOffload off;
-  if (sh_->rx_csum_offload) {
+  if (rx_offload_) {
     off.ip = csum_state(m->ol_flags, RTE_MBUF_F_RX_IP_CKSUM_MASK, RTE_MBUF_F_RX_IP_CKSUM_GOOD,
                         RTE_MBUF_F_RX_IP_CKSUM_BAD);
     off.l4 = csum_state(m->ol_flags, RTE_MBUF_F_RX_L4_CKSUM_MASK, RTE_MBUF_F_RX_L4_CKSUM_GOOD,
@@ -135,7 +140,7 @@ uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   }
   // The common frame, parsed inline; everything else (and every drop reason) out of line.
   net::Parsed p;
-  if (!net::parse_udp_frame_fast(f, rte_pktmbuf_data_len(m), sh_->ifc, off, p))
+  if (!net::parse_udp_frame_fast(f, rte_pktmbuf_data_len(m), ifc_, off, p))
     return rx_other(m, off, out, n, got);
   if (deliver_udp(f, p, held_n_, out, n, got))
     hold(m, f);
@@ -190,12 +195,12 @@ void DpdkWorker::rx_other(rte_mbuf* m, net::RxOffload off, RxItem* out, uint32_t
 // UDP datagram p whose bytes start at base -> one RxItem.
 [[gnu::always_inline]] inline bool DpdkWorker::deliver_udp(const uint8_t* base, const net::Parsed& p, uint32_t token,
                              RxItem* out, uint32_t n, uint32_t& got) {
-  const uint16_t s = sh_->by_port[ntohs(p.dport_be)];
-  if (s == kNoSocket || (sh_->bound[s].addr_be != 0 && sh_->bound[s].addr_be != p.dst_be)) {
+  const uint16_t s = by_port_[ntohs(p.dport_be)];
+  if (s == kNoSocket || (bound_[s].addr_be != 0 && bound_[s].addr_be != p.dst_be)) {
     drops_->add(DropReason::udp_no_socket);
     return false;
   }
-  if (p.payload_len > sh_->io.max_datagram) {
+  if (p.payload_len > max_datagram_) {
     drops_->add(DropReason::udp_too_large);
     counters_.rx_truncated.add();
     return false;

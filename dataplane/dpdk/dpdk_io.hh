@@ -159,8 +159,15 @@ class alignas(64) DpdkWorker {
   uint32_t held_n_ = 0;
   uint32_t held_taken_ = 0;  // held_ slots taken for replies in place (now nullptr)
   uint32_t tx_n_ = 0;
-  uint32_t small_max_ = 0;   // DpdkShared::small_max
-  bool tx_offload_ = false;  // DpdkShared::tx_csum_offload
+  // Copies of the read-only DpdkShared fields the per-frame paths read: one load from the
+  // worker instead of a chain through sh_.
+  uint32_t small_max_ = 0;   // small_max
+  bool tx_offload_ = false;  // tx_csum_offload
+  bool rx_offload_ = false;  // rx_csum_offload
+  uint32_t max_datagram_ = 0;           // io.max_datagram
+  const uint16_t* by_port_ = nullptr;   // by_port.data()
+  const Endpoint* bound_ = nullptr;     // bound.data()
+  net::Interface ifc_;
   rte_mbuf* held_[kDpdkRxBurst] = {};  // rx mbufs the last poll's items point into (RxItem::
                                        // token); nullptr once taken for a reply in place
   uint8_t* held_frame_[kDpdkRxBurst] = {};  // held_[i]'s frame (first byte)
