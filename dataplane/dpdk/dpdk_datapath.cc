@@ -15,6 +15,15 @@ namespace cw::dp {
 
 using net::DropReason;
 
+static_assert(offsetof(rte_mbuf, ol_flags) == kMbufOlFlags && sizeof(rte_mbuf::ol_flags) == 8);
+static_assert(offsetof(rte_mbuf, packet_type) == kMbufPacketType &&
+              sizeof(rte_mbuf::packet_type) == 4);
+static_assert(offsetof(rte_mbuf, pkt_len) == kMbufPktLen && sizeof(rte_mbuf::pkt_len) == 4);
+static_assert(offsetof(rte_mbuf, data_len) == kMbufDataLen && sizeof(rte_mbuf::data_len) == 2);
+static_assert(offsetof(rte_mbuf, tx_offload) == kMbufTxOffload &&
+              sizeof(rte_mbuf::tx_offload) == 8);
+static_assert(std::endian::native == std::endian::little);  // packet_type + pkt_len store
+
 namespace {
 
 net::CsumState csum_state(uint64_t flags, uint64_t mask, uint64_t good, uint64_t bad) {
@@ -47,6 +56,13 @@ DpdkWorker::DpdkWorker(std::shared_ptr<DpdkShared> shared, unsigned id)
       big_(new uint8_t[net::kUdpHdrLen + net::kMaxUdpPayload]),
       arena_(new uint8_t[kDpdkReasmArena]) {
   waiting_.reserve(sh_->cfg.arp_queue);
+  if (tx_offload_) {
+    tx_flags_ = RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_UDP_CKSUM;
+    rte_mbuf m{};
+    m.l2_len = net::kEthHdrLen;
+    m.l3_len = net::kIpv4MinHdrLen;
+    tx_offload_word_ = m.tx_offload;
+  }
   ip_id_ = uint16_t(id * 7919);  // workers start apart; ids only need to differ per flow
   link_up_ = sh_->link_up.load(std::memory_order_relaxed);
   now_ns_ = tsc_to_ns(rte_rdtsc(), sh_->tsc_hz);
@@ -139,10 +155,10 @@ uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
                         RTE_MBUF_F_RX_L4_CKSUM_BAD);
   }
   // The common frame, parsed inline; everything else (and every drop reason) out of line.
-  net::Parsed p;
-  if (!net::parse_udp_frame_fast(f, rte_pktmbuf_data_len(m), ifc_, off, p))
+  net::UdpDatagram d;
+  if (!net::parse_udp_frame_fast(f, rte_pktmbuf_data_len(m), ifc_, off, d))
     return rx_other(m, off, out, n, got);
-  if (deliver_udp(f, p, held_n_, out, n, got))
+  if (deliver_udp(f, d, held_n_, out, n, got))
     hold(m, f);
   else
     rte_pktmbuf_free(m);
@@ -166,7 +182,7 @@ void DpdkWorker::rx_other(rte_mbuf* m, net::RxOffload off, RxItem* out, uint32_t
   const net::Parsed p = net::parse_frame(f, rte_pktmbuf_data_len(m), sh_->ifc, off);
   switch (p.kind) {
     case net::FrameKind::udp:
-      if (deliver_udp(f, p, held_n_, out, n, got)) {  // held at held_n_ below
+      if (deliver_udp(f, net::udp_of(p), held_n_, out, n, got)) {  // held at held_n_ below
         hold(m, f);
         return;
       }
@@ -193,7 +209,7 @@ void DpdkWorker::rx_other(rte_mbuf* m, net::RxOffload off, RxItem* out, uint32_t
 }
 
 // UDP datagram p whose bytes start at base -> one RxItem.
-[[gnu::always_inline]] inline bool DpdkWorker::deliver_udp(const uint8_t* base, const net::Parsed& p, uint32_t token,
+[[gnu::always_inline]] inline bool DpdkWorker::deliver_udp(const uint8_t* base, const net::UdpDatagram& p, uint32_t token,
                              RxItem* out, uint32_t n, uint32_t& got) {
   const uint16_t s = by_port_[ntohs(p.dport_be)];
   if (s == kNoSocket || (bound_[s].addr_be != 0 && bound_[s].addr_be != p.dst_be)) {
@@ -247,7 +263,7 @@ void DpdkWorker::rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t
     // Reassembly rewrote the IPv4 header without a checksum; every fragment was checked.
     const net::Parsed p = net::parse_ipv4_datagram(dst, len, sh_->ifc, {net::CsumState::good, {}});
     if (p.kind == net::FrameKind::udp) {
-      if (deliver_udp(dst, p, kNoHeld, out, n, got)) arena_used_ += len;
+      if (deliver_udp(dst, net::udp_of(p), kNoHeld, out, n, got)) arena_used_ += len;
     } else if (p.kind == net::FrameKind::drop) {
       drops_->add(p.drop);
     } else {
@@ -502,34 +518,15 @@ void DpdkWorker::commit_fragmented(uint32_t len) {
 
 void DpdkWorker::queue_tx(rte_mbuf* m) {
   if (tx_n_ == kDpdkTxBatch) flush();
-  tx_len_[tx_n_] = 0;
   tx_[tx_n_++] = m;
 }
 
 void DpdkWorker::flush() {
   if (tx_n_ == 0) return;
-  // Frames of the inline reply path (queue_udp): their lengths and tx flags, and counters.
-  uint64_t datagrams = 0, bytes = 0;
-  const uint64_t flags =
-      tx_offload_ ? RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_UDP_CKSUM : 0;
-  for (uint32_t i = 0; i < tx_n_; ++i) {
-    const uint32_t len = tx_len_[i];
-    if (len == 0) continue;
-    rte_mbuf* m = tx_[i];
-    m->data_len = uint16_t(len);
-    m->pkt_len = len;
-    m->packet_type = 0;
-    m->ol_flags = flags;
-    if (tx_offload_) {
-      m->l2_len = net::kEthHdrLen;
-      m->l3_len = net::kIpv4MinHdrLen;
-    }
-    ++datagrams;
-    bytes += len - net::kUdpFrameHdrLen;
-  }
-  if (datagrams) {
-    counters_.tx_datagrams.add(datagrams);
-    counters_.tx_bytes.add(bytes);
+  if (tx_pending_datagrams_) {  // queue_udp's frames
+    counters_.tx_datagrams.add(tx_pending_datagrams_);
+    counters_.tx_bytes.add(tx_pending_bytes_);
+    tx_pending_datagrams_ = tx_pending_bytes_ = 0;
   }
   uint32_t sent = 0;
   if (link_up_ && sh_->link_up.load(std::memory_order_relaxed)) {

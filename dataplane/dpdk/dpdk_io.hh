@@ -62,6 +62,15 @@ Result<net::LocalAddr> parse_cidr(const std::string& s);
 
 struct DpdkShared;  // port state shared by the backend and its workers (dpdk_port.hh)
 
+// Offsets of the rte_mbuf fields the inline reply path writes, so this header needs no DPDK
+// include; dpdk_datapath.cc checks them against <rte_mbuf.h>. packet_type (4 bytes) and
+// pkt_len (4) are adjacent and written as one 8-byte store.
+inline constexpr size_t kMbufOlFlags = 24;
+inline constexpr size_t kMbufPacketType = 32;
+inline constexpr size_t kMbufPktLen = 36;
+inline constexpr size_t kMbufDataLen = 40;
+inline constexpr size_t kMbufTxOffload = 72;
+
 inline constexpr uint32_t kDpdkRxBurst = 64;            // frames per rte_eth_rx_burst
 inline constexpr uint32_t kDpdkTxBatch = 128;           // frames collected before a forced tx_burst
 inline constexpr uint32_t kDpdkMaxTxFragments = 64;     // larger datagrams: tx_too_large
@@ -119,7 +128,7 @@ class alignas(64) DpdkWorker {
   void hold(rte_mbuf* m, const uint8_t* f);
   void rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t n, uint32_t& got);
   // token: the held_ slot of the frame's mbuf, kNoHeld for a reassembled datagram.
-  bool deliver_udp(const uint8_t* base, const net::Parsed& p, uint32_t token, RxItem* out,
+  bool deliver_udp(const uint8_t* base, const net::UdpDatagram& p, uint32_t token, RxItem* out,
                    uint32_t n, uint32_t& got);
   void arp_received(const net::ArpPacket& a, const net::Mac& eth_src, bool from_wire);
   void send_arp(uint16_t op, const net::Mac& eth_dst, uint32_t spa_be, const net::Mac& tha,
@@ -135,9 +144,20 @@ class alignas(64) DpdkWorker {
   void commit_routed(uint32_t len);  // dgram_commit without a fresh cached flow
   void release_waiting(uint32_t ip_be, const net::Mac* mac);  // nullptr: ARP failed
   void queue_tx(rte_mbuf* m);  // m's length and flags are set
-  void queue_udp(rte_mbuf* m, uint32_t frame_len) {  // flush() sets them (counted there)
+  // A UDP frame of the inline path: sets m's length and tx flags (through kMbuf offsets),
+  // counts it, queues it.
+  void queue_udp(rte_mbuf* m, uint32_t frame_len) {
+    uint8_t* b = reinterpret_cast<uint8_t*>(m);
+    const uint64_t flags = tx_flags_;
+    const uint64_t type_and_len = uint64_t(frame_len) << 32;  // packet_type 0, pkt_len
+    const uint16_t data_len = uint16_t(frame_len);
+    std::memcpy(b + kMbufOlFlags, &flags, 8);
+    std::memcpy(b + kMbufPacketType, &type_and_len, 8);
+    std::memcpy(b + kMbufDataLen, &data_len, 2);
+    if (tx_offload_) std::memcpy(b + kMbufTxOffload, &tx_offload_word_, 8);  // l2/l3 lengths
+    ++tx_pending_datagrams_;
+    tx_pending_bytes_ += frame_len - net::kUdpFrameHdrLen;
     if (tx_n_ == kDpdkTxBatch) flush();
-    tx_len_[tx_n_] = frame_len;
     tx_[tx_n_++] = m;
   }
   void commit_fragmented(uint32_t len);
@@ -175,7 +195,9 @@ class alignas(64) DpdkWorker {
   uint16_t held_room_[kDpdkRxBurst] = {};   // reply payload bytes it holds behind 42 header
                                             // bytes (at most small_max_)
   rte_mbuf* tx_[kDpdkTxBatch] = {};    // committed frames, sent by flush()
-  uint32_t tx_len_[kDpdkTxBatch] = {};  // queue_udp: frame length for flush() to set; 0: set
+  uint64_t tx_flags_ = 0;          // ol_flags of a UDP frame sent (offloads)
+  uint64_t tx_offload_word_ = 0;   // its rte_mbuf::tx_offload (l2_len, l3_len)
+  uint64_t tx_pending_datagrams_ = 0, tx_pending_bytes_ = 0;  // queue_udp, counted by flush()
   uint32_t stash_n_ = 0;
   rte_mbuf* stash_[kDpdkTxStash] = {};  // fresh mbufs for dgram_reserve, taken in bulk
   // The open reservation.

@@ -80,14 +80,24 @@ inline constexpr uint64_t kPlainHdrMask =
 inline constexpr uint64_t kPlainHdrWant =
     std::bit_cast<uint64_t>(std::array<uint8_t, 8>{0x45, 0, 0, 0, 0, 0, 0, 0});
 
-// The common case: an unfragmented UDP/IPv4 datagram without options, from a plausible
-// source to one of our addresses, every check passing. Fills p exactly as
-// parse_ipv4_checked would and returns true; returns false, leaving p alone, as soon as
-// anything is unusual (options, fragment, other protocol, a failed check), and the caller
-// runs parse_ipv4_checked, which finds the drop reason. So this path may only accept what
-// the checked path accepts, and never needs to name a reason itself.
-inline bool parse_plain_udp(const uint8_t* ip, uint32_t l3_off, uint32_t avail, const Interface& ifc,
-                     RxOffload off, Parsed& p) {
+// A UDP datagram's addresses, ports and payload (offsets from the start of the parsed bytes).
+struct UdpDatagram {
+  uint32_t src_be = 0, dst_be = 0;
+  uint16_t sport_be = 0, dport_be = 0;
+  uint32_t payload_off = 0, payload_len = 0;
+};
+inline UdpDatagram udp_of(const Parsed& p) {
+  return {p.src_be, p.dst_be, p.sport_be, p.dport_be, p.payload_off, p.payload_len};
+}
+
+// The common case: an unfragmented UDP/IPv4 datagram without options (at ip, `avail` bytes),
+// from a plausible source to one of our addresses, every check passing. Returns true with
+// d filled (payload_off from ip) and *total set to the IPv4 total length; returns false as
+// soon as anything is unusual (options, fragment, other protocol, a failed check), and the
+// caller runs the checked path (parse_frame), which finds the drop reason. So this path may
+// only accept what the checked path accepts, and never needs to name a reason itself.
+inline bool check_plain_udp(const uint8_t* ip, uint32_t avail, const Interface& ifc,
+                            RxOffload off, UdpDatagram& d, uint32_t* total_out) {
   if (avail < kIpv4MinHdrLen + kUdpHdrLen) return false;
   const uint64_t head = load_native64(ip);  // version/IHL .. fragment field
   uint32_t mid;                             // TTL, protocol, header checksum
@@ -127,30 +137,59 @@ inline bool parse_plain_udp(const uint8_t* ip, uint32_t l3_off, uint32_t avail, 
   // 0: no checksum (RFC 768).
   if (load16(u + 6) != 0 && off.l4 != CsumState::good && !udp_checksum_ok(addrs, u, ulen))
     return false;
+  d.src_be = src;
+  d.dst_be = dst;
+  d.sport_be = load_be16(u);
+  d.dport_be = load_be16(u + 2);
+  d.payload_off = kIpv4MinHdrLen + kUdpHdrLen;
+  d.payload_len = ulen - kUdpHdrLen;
+  *total_out = total;
+  return true;
+}
+
+// check_plain_udp for the IPv4 datagram at ip = base + l3_off, filling p exactly as the
+// checked parser would.
+inline bool parse_plain_udp(const uint8_t* ip, uint32_t l3_off, uint32_t avail,
+                            const Interface& ifc, RxOffload off, Parsed& p) {
+  UdpDatagram d;
+  uint32_t total;
+  if (!check_plain_udp(ip, avail, ifc, off, d, &total)) return false;
   p.kind = FrameKind::udp;
   p.l3_off = uint16_t(l3_off);
   p.l4_off = uint16_t(l3_off + kIpv4MinHdrLen);
   p.ip_len = uint16_t(total);
-  p.src_be = src;
-  p.dst_be = dst;
-  p.sport_be = load_be16(u);
-  p.dport_be = load_be16(u + 2);
-  p.payload_off = p.l4_off + kUdpHdrLen;
-  p.payload_len = ulen - kUdpHdrLen;
+  p.src_be = d.src_be;
+  p.dst_be = d.dst_be;
+  p.sport_be = d.sport_be;
+  p.dport_be = d.dport_be;
+  p.payload_off = l3_off + d.payload_off;
+  p.payload_len = d.payload_len;
   return true;
 }
 
+// Whether the 6 bytes at p are the MAC m (two loads and compares, no copy).
+inline bool mac_is(const uint8_t* p, const Mac& m) {
+  uint32_t a, b;
+  uint16_t c, e;
+  std::memcpy(&a, p, 4);
+  std::memcpy(&b, m.data(), 4);
+  std::memcpy(&c, p + 4, 2);
+  std::memcpy(&e, m.data() + 4, 2);
+  return ((a ^ b) | uint32_t(c ^ e)) == 0;
+}
 
 // parse_frame's fast path, inline for the datapath: a frame to our own MAC carrying a plain
-// UDP datagram (parse_plain_udp). Returns true with p filled exactly as parse_frame fills
-// it; false as soon as anything is unusual, and the caller runs parse_frame, which finds
-// the drop reason or the other kind (a broadcast MAC, ARP, ICMP, options, fragments).
+// UDP datagram (check_plain_udp). Returns true with d as parse_frame would report it
+// (payload_off from the frame's start); false as soon as anything is unusual, and the
+// caller runs parse_frame, which finds the drop reason or the other kind (a broadcast MAC,
+// ARP, ICMP, options, fragments).
 inline bool parse_udp_frame_fast(const uint8_t* f, uint32_t len, const Interface& ifc,
-                                 RxOffload off, Parsed& p) {
-  if (len < kUdpFrameHdrLen || load_mac(f) != ifc.mac || load16(f + 12) != kEtherTypeIpv4)
+                                 RxOffload off, UdpDatagram& d) {
+  if (len < kUdpFrameHdrLen || !mac_is(f, ifc.mac) || load16(f + 12) != kEtherTypeIpv4)
     return false;
-  if (!parse_plain_udp(f + kEthHdrLen, kEthHdrLen, len - kEthHdrLen, ifc, off, p)) return false;
-  p.src_mac = load_mac(f + 6);
+  uint32_t total;
+  if (!check_plain_udp(f + kEthHdrLen, len - kEthHdrLen, ifc, off, d, &total)) return false;
+  d.payload_off += kEthHdrLen;
   return true;
 }
 
