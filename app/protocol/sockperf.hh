@@ -72,9 +72,11 @@ inline bool wants_reply(const Header& h) {
 // flags is big-endian at offset 8: the client bit (0x1) lives in its low byte, offset 9.
 inline constexpr uint32_t kFlagsLowByte = 9;
 // Turns a copied request (at msg, at least kHeaderSize bytes) into its reply in place: only
-// the byte at kFlagsLowByte changes.
-inline void make_reply(uint8_t* msg) {
-  msg[kFlagsLowByte] &= uint8_t(~kClient);
+// the byte at kFlagsLowByte changes; returns its new value.
+inline uint8_t make_reply(uint8_t* msg) {
+  const uint8_t now = uint8_t(msg[kFlagsLowByte] & ~kClient);
+  msg[kFlagsLowByte] = now;
+  return now;
 }
 
 }  // namespace cw::proto::sockperf

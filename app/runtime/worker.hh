@@ -83,7 +83,7 @@ class Worker {
     if (n) {
       stats_.bursts.add();
       stats_.items.add(n);
-      for (uint32_t i = 0; i < n; ++i) dispatch(items_[i]);
+      dispatch_burst(n);
     }
     // 3. Deliver mail, then tick services (clients originate requests here).
     drain_mail();
@@ -140,19 +140,32 @@ class Worker {
     ctx_.svc = &svc_stats_[s];
   }
 
-  void dispatch(const dp::RxItem& it) {
+  // Each item to the service owning its socket. The socket map lives in locals: handlers
+  // write packet bytes, which the compiler must assume may alias any member it would
+  // otherwise reload per item. ctx_ is re-entered only when the service changes.
+  void dispatch_burst(uint32_t n) {
     if (sleeping_) {
       mail_.set_sleeping(ctx_.worker, false);
       sleeping_ = false;
     }
-    const uint16_t s = it.sock < sock_service_.size() ? sock_service_[it.sock] : kNoService;
-    if (s == kNoService) {
-      stats_.unknown_socket.add();
-      if (it.kind == dp::RxKind::stream_open) io_.close(it.conn);
-      return;
+    const dp::RxItem* items = items_.data();
+    const uint16_t* map = sock_service_.data();
+    const size_t nmap = sock_service_.size();
+    uint16_t cur = kNoService;
+    for (uint32_t i = 0; i < n; ++i) {
+      const dp::RxItem& it = items[i];
+      const uint16_t s = it.sock < nmap ? map[it.sock] : kNoService;
+      if (s == kNoService) {
+        stats_.unknown_socket.add();
+        if (it.kind == dp::RxKind::stream_open) io_.close(it.conn);
+        continue;
+      }
+      if (s != cur) {
+        enter(s);
+        cur = s;
+      }
+      std::visit([&](auto& svc) { handle(svc, it); }, services_[s]);
     }
-    enter(s);
-    std::visit([&](auto& svc) { handle(svc, it); }, services_[s]);
   }
 
   template <class S>

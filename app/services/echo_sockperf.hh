@@ -53,8 +53,7 @@ class SockperfEcho : public ServiceSwitch {
           if (out + out_len != p) std::memmove(out + out_len, p, f.frame_len);  // in place: no copy
           const uint32_t at = out_len + sp::kFlagsLowByte;
           const uint8_t was = out[at];
-          sp::make_reply(out + out_len);
-          edits.byte(at, was, out[at]);
+          edits.byte(at, was, sp::make_reply(out + out_len));
           out_len += f.frame_len;
           ++replies;
         } else {
