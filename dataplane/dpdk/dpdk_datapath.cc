@@ -146,7 +146,7 @@ uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
 // Scatter is off, so a frame is one segment; the parsers bound themselves by data_len.
 [[gnu::always_inline]] inline void DpdkWorker::rx_frame(rte_mbuf* m, RxItem* out, uint32_t n,
                                                        uint32_t& got) {
-  const uint8_t* f = rte_pktmbuf_mtod(m, const uint8_t*);
+  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
   net::RxOffload off;
   if (rx_offload_) {
     off.ip = csum_state(m->ol_flags, RTE_MBUF_F_RX_IP_CKSUM_MASK, RTE_MBUF_F_RX_IP_CKSUM_GOOD,
@@ -166,10 +166,10 @@ uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
 
 // The item just delivered points into m until the next poll; held_ slot held_n_ is its
 // token. What a reply in place needs of m is noted here, while m's header is in cache.
-[[gnu::always_inline]] inline void DpdkWorker::hold(rte_mbuf* m, const uint8_t* f) {
+[[gnu::always_inline]] inline void DpdkWorker::hold(rte_mbuf* m, uint8_t* f) {
   const uint32_t i = held_n_++;
   held_[i] = m;
-  held_frame_[i] = const_cast<uint8_t*>(f);
+  held_frame_[i] = f;
   held_len_[i] = rte_pktmbuf_data_len(m);
   // A UDP frame has at least the 42 header bytes, and the buffer holds the frame.
   const uint32_t room = uint32_t(m->buf_len - m->data_off) - net::kUdpFrameHdrLen;
@@ -209,8 +209,10 @@ void DpdkWorker::rx_other(rte_mbuf* m, net::RxOffload off, RxItem* out, uint32_t
 }
 
 // UDP datagram p whose bytes start at base -> one RxItem.
-[[gnu::always_inline]] inline bool DpdkWorker::deliver_udp(const uint8_t* base, const net::UdpDatagram& p, uint32_t token,
-                             RxItem* out, uint32_t n, uint32_t& got) {
+[[gnu::always_inline]] inline bool DpdkWorker::deliver_udp(const uint8_t* base,
+                                                           const net::UdpDatagram& p,
+                                                           uint32_t token, RxItem* out,
+                                                           uint32_t n, uint32_t& got) {
   const uint16_t s = by_port_[ntohs(p.dport_be)];
   if (s == kNoSocket || (bound_[s].addr_be != 0 && bound_[s].addr_be != p.dst_be)) {
     drops_->add(DropReason::udp_no_socket);
@@ -457,16 +459,7 @@ rte_mbuf* DpdkWorker::alloc_tx_mbuf() {
 void DpdkWorker::commit_routed(uint32_t len) {
   rte_mbuf* m = res_m_;
   res_m_ = nullptr;
-  const uint32_t frame_len = net::kUdpFrameHdrLen + len;
-  m->data_len = uint16_t(frame_len);
-  m->pkt_len = frame_len;
-  m->packet_type = 0;
-  m->ol_flags = 0;
-  if (tx_offload_) {
-    m->l2_len = net::kEthHdrLen;
-    m->l3_len = net::kIpv4MinHdrLen;
-    m->ol_flags = RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_UDP_CKSUM;
-  }
+  mark_udp_tx(m, net::kUdpFrameHdrLen + len);
   counters_.tx_datagrams.add();
   counters_.tx_bytes.add(len);
   const net::UdpHeaderSpec h = reserved_udp_spec();

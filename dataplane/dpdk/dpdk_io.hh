@@ -12,9 +12,9 @@
 //
 // This header has no DPDK includes: launch.hh and the worker loop see only these types. The
 // reply path of the common datagram (dgram_reserve_reply, dgram_commit to a cached flow) is
-// inline here so the worker loop compiles it into the service's handler; it never touches
-// an mbuf field: the rx path records each held frame's address and room, and flush() writes
-// the queued frames' lengths and tx flags into their mbufs, one batch per burst.
+// inline here so the worker loop compiles it into the service's handler without seeing
+// rte_mbuf: the rx path records each held frame's address, length and room, and a reply's
+// length and tx flags are written through the field offsets below (kMbuf*).
 #pragma once
 
 #include <atomic>
@@ -125,7 +125,7 @@ class alignas(64) DpdkWorker {
 
   void rx_frame(rte_mbuf* m, RxItem* out, uint32_t n, uint32_t& got);
   void rx_other(rte_mbuf* m, net::RxOffload off, RxItem* out, uint32_t n, uint32_t& got);
-  void hold(rte_mbuf* m, const uint8_t* f);
+  void hold(rte_mbuf* m, uint8_t* f);
   void rx_fragment(rte_mbuf* m, uint16_t l3_off, RxItem* out, uint32_t n, uint32_t& got);
   // token: the held_ slot of the frame's mbuf, kNoHeld for a reassembled datagram.
   bool deliver_udp(const uint8_t* base, const net::UdpDatagram& p, uint32_t token, RxItem* out,
@@ -144,9 +144,8 @@ class alignas(64) DpdkWorker {
   void commit_routed(uint32_t len);  // dgram_commit without a fresh cached flow
   void release_waiting(uint32_t ip_be, const net::Mac* mac);  // nullptr: ARP failed
   void queue_tx(rte_mbuf* m);  // m's length and flags are set
-  // A UDP frame of the inline path: sets m's length and tx flags (through kMbuf offsets),
-  // counts it, queues it.
-  void queue_udp(rte_mbuf* m, uint32_t frame_len) {
+  // Sets a single-segment UDP frame's length and tx flags (through the kMbuf offsets).
+  void mark_udp_tx(rte_mbuf* m, uint32_t frame_len) {
     uint8_t* b = reinterpret_cast<uint8_t*>(m);
     const uint64_t flags = tx_flags_;
     const uint64_t type_and_len = uint64_t(frame_len) << 32;  // packet_type 0, pkt_len
@@ -155,6 +154,10 @@ class alignas(64) DpdkWorker {
     std::memcpy(b + kMbufPacketType, &type_and_len, 8);
     std::memcpy(b + kMbufDataLen, &data_len, 2);
     if (tx_offload_) std::memcpy(b + kMbufTxOffload, &tx_offload_word_, 8);  // l2/l3 lengths
+  }
+  // A UDP frame of the inline path: marked, counted (by flush()), queued.
+  void queue_udp(rte_mbuf* m, uint32_t frame_len) {
+    mark_udp_tx(m, frame_len);
     ++tx_pending_datagrams_;
     tx_pending_bytes_ += frame_len - net::kUdpFrameHdrLen;
     if (tx_n_ == kDpdkTxBatch) flush();
