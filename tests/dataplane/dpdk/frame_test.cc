@@ -233,6 +233,41 @@ TEST(DpdkFrame, ReplyOverRequestDoesNotSumThePayload) {
   EXPECT_EQ(load16(udph(a) + 6), load16(udph(want) + 6));
 }
 
+// The datapath's inline fast path (parse_udp_frame_fast) accepts the plain datagram to our
+// MAC with parse_frame's fields, and leaves everything else to parse_frame: a broadcast
+// MAC, another MAC, a bad checksum, a short frame, an ICMP echo request. (fuzz_dpdk_frame
+// checks the same agreement on arbitrary input.)
+TEST(DpdkFrame, FastPathAgreesWithParseFrame) {
+  const Interface ifc = test_interface();
+  auto fast = [&](const std::vector<uint8_t>& f, UdpDatagram* d) {
+    return parse_udp_frame_fast(f.data(), uint32_t(f.size()), ifc, {}, *d);
+  };
+  UdpDatagram d;
+  const auto good = udp_frame({1, 2, 3, 4, 5});
+  ASSERT_TRUE(fast(good, &d));
+  const Parsed p = parse(good);
+  EXPECT_EQ(d.src_be, p.src_be);
+  EXPECT_EQ(d.dst_be, p.dst_be);
+  EXPECT_EQ(d.sport_be, p.sport_be);
+  EXPECT_EQ(d.dport_be, p.dport_be);
+  EXPECT_EQ(d.payload_off, p.payload_off);
+  EXPECT_EQ(d.payload_len, 5u);
+  auto bcast = good;
+  store_mac(bcast.data(), kBroadcastMac);
+  EXPECT_FALSE(fast(bcast, &d));
+  auto other = good;
+  other[5] ^= 1;
+  EXPECT_FALSE(fast(other, &d));
+  auto bad = good;
+  bad[kUdpFrameHdrLen] ^= 0xFF;  // payload changed under the checksum
+  EXPECT_FALSE(fast(bad, &d));
+  EXPECT_EQ(parse(bad).drop, DropReason::udp_bad_checksum);
+  auto shortf = good;
+  shortf.resize(kUdpFrameHdrLen - 1);
+  EXPECT_FALSE(fast(shortf, &d));
+  EXPECT_FALSE(fast(echo_request(), &d));
+}
+
 TEST(DpdkFrame, NicVerifiedChecksumsSkipSoftware) {
   auto f = udp_frame({1, 2, 3});
   store16(iph(f) + 10, 0xDEAD);

@@ -1,6 +1,6 @@
-// libFuzzer target: any byte string as a received Ethernet frame, through the parser, the
-// ARP policy and (for echo requests) the in-place reply builder. Offsets in the result must
-// stay inside the input.
+// libFuzzer target: any byte string as a received Ethernet frame, through the parser (and
+// its inline fast path, which must agree with it), the ARP policy and (for echo requests)
+// the in-place reply builder. Offsets in the result must stay inside the input.
 #include <cstdint>
 #include <cstdlib>
 #include <vector>
@@ -34,6 +34,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<uint8_t> f(data + 1, data + size);
   const uint32_t len = uint32_t(f.size());
   Parsed p = parse_frame(f.data(), len, ifc, off);
+  // The datapath's inline fast path may accept only what parse_frame accepts, with the
+  // same datagram.
+  UdpDatagram d;
+  if (parse_udp_frame_fast(f.data(), len, ifc, off, d)) {
+    check(p.kind == FrameKind::udp);
+    check(d.src_be == p.src_be && d.dst_be == p.dst_be && d.sport_be == p.sport_be &&
+          d.dport_be == p.dport_be && d.payload_off == p.payload_off &&
+          d.payload_len == p.payload_len);
+  }
   switch (p.kind) {
     case FrameKind::drop:
       check(p.drop < DropReason::count);
