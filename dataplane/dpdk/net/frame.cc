@@ -50,10 +50,9 @@ void parse_l4(const uint8_t* ip, uint8_t proto, uint32_t ihl, uint64_t addrs_wor
 }
 
 // Parses the IPv4 datagram at base + l3_off into p (p.src_mac already set by the caller):
-// every check, in RFC 1812 order, each failure with its own drop reason. Kept out of line so
-// the fast path below stays small; it is the only path for anything but a plain datagram.
-[[gnu::noinline]] void parse_ipv4_checked(const uint8_t* base, uint32_t l3_off, uint32_t len,
-                                          const Interface& ifc, RxOffload off, Parsed& p) {
+// every check, in RFC 1812 order, each failure with its own drop reason.
+void parse_ipv4_checked(const uint8_t* base, uint32_t l3_off, uint32_t len, const Interface& ifc,
+                        RxOffload off, Parsed& p) {
   const uint8_t* ip = base + l3_off;
   const uint32_t avail = len - l3_off;
   // RFC 1812 5.2.2: length, version, header length, total length, checksum.
@@ -114,12 +113,6 @@ void parse_l4(const uint8_t* ip, uint8_t proto, uint32_t ihl, uint64_t addrs_wor
   parse_l4(ip, ip[9], ihl, addrs_word, off, p);
 }
 
-void parse_ipv4_at(const uint8_t* base, uint32_t l3_off, uint32_t len, const Interface& ifc,
-                   RxOffload off, Parsed& p) {
-  if (!parse_plain_udp(base + l3_off, l3_off, len - l3_off, ifc, off, p))
-    parse_ipv4_checked(base, l3_off, len, ifc, off, p);
-}
-
 }  // namespace
 
 bool parse_arp(const uint8_t* p, uint32_t len, ArpPacket* out, DropReason* why) {
@@ -155,7 +148,7 @@ Parsed parse_frame(const uint8_t* f, uint32_t len, const Interface& ifc, RxOfflo
   } else if (type == kEtherTypeIpv4) {
     // A frame sent to the broadcast MAC never carries unicast IPv4 for us; the IPv4 checks
     // below drop it as broadcast or not-for-us.
-    parse_ipv4_at(f, kEthHdrLen, len, ifc, off, p);
+    parse_ipv4_checked(f, kEthHdrLen, len, ifc, off, p);
   } else if (type == kEtherTypeArp) {
     DropReason why;
     if (parse_arp(f + kEthHdrLen, len - kEthHdrLen, &p.arp, &why)) {
@@ -173,7 +166,7 @@ Parsed parse_frame(const uint8_t* f, uint32_t len, const Interface& ifc, RxOfflo
 
 Parsed parse_ipv4_datagram(const uint8_t* ip, uint32_t len, const Interface& ifc, RxOffload off) {
   Parsed p;
-  parse_ipv4_at(ip, 0, len, ifc, off, p);
+  parse_ipv4_checked(ip, 0, len, ifc, off, p);
   return p;
 }
 

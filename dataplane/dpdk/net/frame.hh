@@ -54,7 +54,11 @@ struct Parsed {
 };
 
 // Ethernet frame (without FCS) -> ARP, ICMP echo, UDP datagram or IPv4 fragment, after
-// every check in drop.hh. `ifc` says which MAC and addresses are ours.
+// every check in drop.hh, one by one in RFC 1812 order, each failure with its own drop
+// reason. `ifc` says which MAC and addresses are ours. The datapath tries the inline
+// parse_udp_frame_fast (below) first and calls this for everything else; the two are
+// separate implementations, and fuzz_dpdk_frame checks that the fast one accepts nothing
+// this one rejects, with the same datagram.
 Parsed parse_frame(const uint8_t* frame, uint32_t len, const Interface& ifc, RxOffload off);
 
 // ---- the common case, inline ----------------------------------------------------------
@@ -95,7 +99,8 @@ inline UdpDatagram udp_of(const Parsed& p) {
 // d filled (payload_off from ip) and *total set to the IPv4 total length; returns false as
 // soon as anything is unusual (options, fragment, other protocol, a failed check), and the
 // caller runs the checked path (parse_frame), which finds the drop reason. So this path may
-// only accept what the checked path accepts, and never needs to name a reason itself.
+// only accept what the checked path accepts (fuzz_dpdk_frame, DpdkFrame.PlainUdpEdges), and
+// never needs to name a reason itself.
 inline bool check_plain_udp(const uint8_t* ip, uint32_t avail, const Interface& ifc,
                             RxOffload off, UdpDatagram& d, uint32_t* total_out) {
   if (avail < kIpv4MinHdrLen + kUdpHdrLen) return false;
@@ -144,26 +149,6 @@ inline bool check_plain_udp(const uint8_t* ip, uint32_t avail, const Interface& 
   d.payload_off = kIpv4MinHdrLen + kUdpHdrLen;
   d.payload_len = ulen - kUdpHdrLen;
   *total_out = total;
-  return true;
-}
-
-// check_plain_udp for the IPv4 datagram at ip = base + l3_off, filling p exactly as the
-// checked parser would.
-inline bool parse_plain_udp(const uint8_t* ip, uint32_t l3_off, uint32_t avail,
-                            const Interface& ifc, RxOffload off, Parsed& p) {
-  UdpDatagram d;
-  uint32_t total;
-  if (!check_plain_udp(ip, avail, ifc, off, d, &total)) return false;
-  p.kind = FrameKind::udp;
-  p.l3_off = uint16_t(l3_off);
-  p.l4_off = uint16_t(l3_off + kIpv4MinHdrLen);
-  p.ip_len = uint16_t(total);
-  p.src_be = d.src_be;
-  p.dst_be = d.dst_be;
-  p.sport_be = d.sport_be;
-  p.dport_be = d.dport_be;
-  p.payload_off = l3_off + d.payload_off;
-  p.payload_len = d.payload_len;
   return true;
 }
 

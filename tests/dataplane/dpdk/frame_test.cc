@@ -20,6 +20,23 @@ uint8_t* udph(std::vector<uint8_t>& f) {
   return f.data() + kEthHdrLen + kIpv4MinHdrLen;
 }
 
+// The datapath's inline fast path on a frame to our MAC without IPv4 options: it accepts
+// exactly what parse_frame delivers as UDP, with the same datagram.
+void expect_fast_agrees(const std::vector<uint8_t>& f, RxOffload off = {}) {
+  const Parsed p = parse(f, off);
+  UdpDatagram d;
+  const bool fast = parse_udp_frame_fast(f.data(), uint32_t(f.size()), test_interface(), off, d);
+  ASSERT_EQ(fast, p.kind == FrameKind::udp) << "fast path " << fast << ", parse_frame kind "
+                                            << int(p.kind);
+  if (!fast) return;
+  EXPECT_EQ(d.src_be, p.src_be);
+  EXPECT_EQ(d.dst_be, p.dst_be);
+  EXPECT_EQ(d.sport_be, p.sport_be);
+  EXPECT_EQ(d.dport_be, p.dport_be);
+  EXPECT_EQ(d.payload_off, p.payload_off);
+  EXPECT_EQ(d.payload_len, p.payload_len);
+}
+
 void expect_drop(const std::vector<uint8_t>& f, DropReason r, RxOffload off = {}) {
   const Parsed p = parse(f, off);
   EXPECT_EQ(p.kind, FrameKind::drop);
@@ -444,12 +461,14 @@ TEST(DpdkFrame, UdpBadChecksum) {
 // The parser's fast path (IHL 5, unfragmented UDP) must accept exactly what the full checks
 // accept, with the same fields, and leave every reason to them. These frames sit on its
 // edges.
+// The edges of the plain datagram, through parse_frame and the inline fast path alike.
 TEST(DpdkFrame, PlainUdpEdges) {
   // DF set is still a plain datagram.
   auto df = udp_frame({1, 2, 3});
   store16(iph(df) + 6, 0x4000);
   fix_ip_csum(df);
   EXPECT_EQ(parse(df).kind, FrameKind::udp);
+  expect_fast_agrees(df);
   // An empty payload (UDP length 8, total length 28) and an odd one.
   for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{9}, size_t{1471}}) {
     const auto f = udp_frame(std::vector<uint8_t>(n, 0xA5));
@@ -462,6 +481,7 @@ TEST(DpdkFrame, PlainUdpEdges) {
     EXPECT_EQ(p.payload_len, n);
     EXPECT_EQ(p.sport_be, peer_to_us().sport_be);
     EXPECT_EQ(p.dport_be, peer_to_us().dport_be);
+    expect_fast_agrees(f);
   }
   // Total length 27: too short for a UDP header (the fast path's one compare must not wrap
   // into acceptance).
@@ -469,12 +489,22 @@ TEST(DpdkFrame, PlainUdpEdges) {
   store16(iph(t) + 2, 27);
   fix_ip_csum(t);
   expect_drop(t, DropReason::udp_too_short);
+  expect_fast_agrees(t);
   // UDP length 7, and one byte past the IP payload.
   auto u = udp_frame({1, 2});
   store16(udph(u) + 4, 7);
   expect_drop(u, DropReason::udp_bad_length);
+  expect_fast_agrees(u);
   store16(udph(u) + 4, 11);
   expect_drop(u, DropReason::udp_bad_length);
+  expect_fast_agrees(u);
+  // The same without a checksum, which would otherwise reject them anyway.
+  store16(udph(u) + 6, 0);
+  for (uint16_t ulen : {7, 11}) {
+    store16(udph(u) + 4, ulen);
+    expect_drop(u, DropReason::udp_bad_length);
+    expect_fast_agrees(u);
+  }
   // Checksums the NIC verified are not recomputed; one it failed is a drop.
   auto bad = udp_frame({1, 2, 3});
   store16(iph(bad) + 10, 0x1234);
@@ -483,6 +513,11 @@ TEST(DpdkFrame, PlainUdpEdges) {
   expect_drop(bad, DropReason::ip_bad_checksum);
   expect_drop(bad, DropReason::udp_bad_checksum, {CsumState::good, CsumState::unknown});
   expect_drop(udp_frame({1}), DropReason::ip_bad_checksum, {CsumState::bad, CsumState::good});
+  for (RxOffload off : {RxOffload{CsumState::good, CsumState::good}, RxOffload{},
+                        RxOffload{CsumState::good, CsumState::unknown},
+                        RxOffload{CsumState::unknown, CsumState::bad}})
+    expect_fast_agrees(bad, off);
+  expect_fast_agrees(udp_frame({1}), {CsumState::bad, CsumState::good});
   // Reassembled datagrams enter at the IPv4 header.
   const auto g = udp_frame({1, 2, 3});
   const Parsed q = parse_ipv4_datagram(g.data() + kEthHdrLen, uint32_t(g.size() - kEthHdrLen),

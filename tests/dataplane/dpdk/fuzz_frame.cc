@@ -34,8 +34,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<uint8_t> f(data + 1, data + size);
   const uint32_t len = uint32_t(f.size());
   Parsed p = parse_frame(f.data(), len, ifc, off);
-  // The datapath's inline fast path may accept only what parse_frame accepts, with the
-  // same datagram.
+  // The datapath's inline fast path, a separate implementation, may accept only what the
+  // checked parser accepts, with the same datagram.
   UdpDatagram d;
   if (parse_udp_frame_fast(f.data(), len, ifc, off, d)) {
     check(p.kind == FrameKind::udp);
