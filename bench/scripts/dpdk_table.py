@@ -260,7 +260,11 @@ def main():
     ap.add_argument("--msg", type=int, default=64)
     ap.add_argument("--flows", type=int, default=8)
     ap.add_argument("--window", type=int, default=32)
-    ap.add_argument("--blast-window", type=int, default=512,
+    # 1024: corewire's 64-frame bursts keep more requests in the server than the
+    # reflector's 32, and at 512 the closed loop starved it (interleaved sweep, fast
+    # state: corewire 11.5 / 12.2 / 12.1 M msg/s at 512 / 1024 / 2048, the reflector
+    # 15.5 / 15.7 / 15.5 M); 1024 is the plateau for both (docs/BENCHMARKS.md).
+    ap.add_argument("--blast-window", type=int, default=1024,
                     help="cw-dpdk-blaster's requests outstanding (second table)")
     ap.add_argument("--server-core", type=int, default=1)
     ap.add_argument("--client-core", type=int, default=0)
