@@ -1,5 +1,6 @@
 #include "dataplane/dpdk/net/frame.hh"
 
+#include <algorithm>
 #include <gtest/gtest.h>
 
 #include "dataplane/io.hh"
@@ -202,8 +203,8 @@ TEST(DpdkFrame, ReplyOverRequestUpdatesTheChecksum) {
       rq.dport_be = uint16_t(rnd());
       rq.ip_id = uint16_t(rnd());
       std::vector<uint8_t> a(kUdpFrameHdrLen + len);
-      for (uint32_t i = 0; i < len; ++i)
-        a[kUdpFrameHdrLen + i] = round % 5 == 0 ? 0 : round % 5 == 1 ? 0xFF : uint8_t(rnd());
+      std::generate(a.begin() + kUdpFrameHdrLen, a.end(),
+                    [&] { return round % 5 == 0 ? 0 : round % 5 == 1 ? 0xFF : uint8_t(rnd()); });
       write_udp_frame(a.data(), rq, len, TxCsum::software);
       const bool no_csum = round % 11 == 3;
       if (no_csum) store16(udph(a) + 6, 0);
