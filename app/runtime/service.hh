@@ -7,6 +7,11 @@
 //
 //   template <class Io> void on_datagram(Ctx<Io>&, const dp::RxItem&);
 //       One UDP datagram. Reply with ctx.io.dgram_reserve/commit (to item.peer on item.sock).
+//   template <class Io> void on_datagrams(Ctx<Io>&, std::span<const dp::RxItem>);
+//       A run of consecutive datagrams of one burst that are all this service's, in order;
+//       when present, the runtime calls it instead of on_datagram for every run (a run may
+//       be a single datagram). What it saves per datagram: the dispatch, the call, and
+//       counters kept in locals and added once per run (SockperfEcho).
 //   template <class Io> StreamVerdict on_stream(Ctx<Io>&, dp::ConnId, std::span<const uint8_t>);
 //       Bytes of a TCP connection, starting at a frame boundary. Consume whole frames only and
 //       say how many bytes were consumed; the runtime keeps the unconsumed tail and calls

@@ -151,20 +151,40 @@ class Worker {
     const dp::RxItem* items = items_.data();
     const uint16_t* map = sock_service_.data();
     const size_t nmap = sock_service_.size();
+    auto service_of = [&](const dp::RxItem& it) {
+      return it.sock < nmap ? map[it.sock] : kNoService;
+    };
     uint16_t cur = kNoService;
-    for (uint32_t i = 0; i < n; ++i) {
+    for (uint32_t i = 0; i < n;) {
       const dp::RxItem& it = items[i];
-      const uint16_t s = it.sock < nmap ? map[it.sock] : kNoService;
+      const uint16_t s = service_of(it);
       if (s == kNoService) {
         stats_.unknown_socket.add();
         if (it.kind == dp::RxKind::stream_open) io_.close(it.conn);
+        ++i;
         continue;
       }
       if (s != cur) {
         enter(s);
         cur = s;
       }
-      std::visit([&](auto& svc) { handle(svc, it); }, services_[s]);
+      i = std::visit(
+          [&](auto& svc) {
+            // A service that takes datagrams in runs gets every consecutive datagram of
+            // this burst that is its own in one call.
+            if constexpr (requires { svc.on_datagrams(ctx_, std::span<const dp::RxItem>{}); }) {
+              if (it.kind == dp::RxKind::datagram) {
+                uint32_t j = i + 1;
+                while (j < n && items[j].kind == dp::RxKind::datagram && service_of(items[j]) == s)
+                  ++j;
+                svc.on_datagrams(ctx_, std::span<const dp::RxItem>(items + i, j - i));
+                return j;
+              }
+            }
+            handle(svc, it);
+            return i + 1;
+          },
+          services_[s]);
     }
   }
 

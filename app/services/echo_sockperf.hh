@@ -29,45 +29,16 @@ class SockperfEcho : public ServiceSwitch {
   // counted once as malformed; replies for the messages before it are still sent.
   template <class Io>
   void on_datagram(rt::Ctx<Io>& ctx, const dp::RxItem& it) {
-    namespace sp = proto::sockperf;
-    const uint8_t* p = it.data;
-    uint32_t left = it.len;
-    if (left == 0) return ctx.svc->malformed.add();
-    uint8_t* out = nullptr;  // reservation (at most `left` bytes), opened by the first reply
-    uint32_t out_len = 0, replies = 0, unsent = 0;
-    dp::ReplyEdits edits;  // the flag bytes changed (used when every reply is in place)
-    while (left) {
-      const sp::Frame f = sp::parse({p, left});
-      if (f.status != sp::Status::ok) {
-        ctx.svc->malformed.add();
-        break;
-      }
-      ctx.svc->requests.add();
-      if (sp::wants_reply(f.header) && !enabled()) {
-        ++unsent;  // disabled: not answered
-      } else if (sp::wants_reply(f.header)) {
-        // In place where the backend can (dp::reserve_reply): out may be it.data itself.
-        // Replies never overtake requests (out_len <= bytes parsed), so memmove is safe.
-        if (!out && unsent == 0) out = dp::reserve_reply(ctx.io, it, left);
-        if (out) {
-          if (out + out_len != p) std::memmove(out + out_len, p, f.frame_len);  // in place: no copy
-          const uint32_t at = out_len + sp::kFlagsLowByte;
-          const uint8_t was = out[at];
-          edits.byte(at, was, sp::make_reply(out + out_len));
-          out_len += f.frame_len;
-          ++replies;
-        } else {
-          ++unsent;  // no tx buffer: the backend counted it too (tx_no_buffer)
-        }
-      }
-      p += f.frame_len;
-      left -= f.frame_len;
-    }
-    if (out) {
-      dp::commit_reply(ctx.io, it, out, out_len, edits);
-      ctx.svc->responses.add(replies);
-    }
-    if (unsent) ctx.svc->dropped.add(unsent);
+    Tally t;
+    answer(ctx, it, t);
+    t.add_to(*ctx.svc);
+  }
+  // A run of datagrams (the runtime's burst): counted once for the run.
+  template <class Io>
+  void on_datagrams(rt::Ctx<Io>& ctx, std::span<const dp::RxItem> items) {
+    Tally t;
+    for (const dp::RxItem& it : items) answer(ctx, it, t);
+    t.add_to(*ctx.svc);
   }
 
   // Whole messages are answered in order; a partial one is left to the runtime (its bytes
@@ -100,6 +71,65 @@ class SockperfEcho : public ServiceSwitch {
       used += f.frame_len;
     }
     return {used, false};
+  }
+
+ private:
+  struct Tally {
+    uint64_t requests = 0, responses = 0, malformed = 0, dropped = 0;
+    void add_to(rt::ServiceStats& s) const {
+      if (requests) s.requests.add(requests);
+      if (responses) s.responses.add(responses);
+      if (malformed) s.malformed.add(malformed);
+      if (dropped) s.dropped.add(dropped);
+    }
+  };
+
+  // One datagram (on_datagram above), its counts added to tally.
+  template <class Io>
+  [[gnu::always_inline]] inline void answer(rt::Ctx<Io>& ctx, const dp::RxItem& it,
+                                            Tally& tally) {
+    namespace sp = proto::sockperf;
+    const uint8_t* p = it.data;
+    uint32_t left = it.len;
+    if (left == 0) {
+      ++tally.malformed;
+      return;
+    }
+    uint8_t* out = nullptr;  // reservation (at most `left` bytes), opened by the first reply
+    uint32_t out_len = 0, replies = 0, unsent = 0;
+    dp::ReplyEdits edits;  // the flag bytes changed (used when every reply is in place)
+    while (left) {
+      const sp::Frame f = sp::parse({p, left});
+      if (f.status != sp::Status::ok) {
+        ++tally.malformed;
+        break;
+      }
+      ++tally.requests;
+      if (sp::wants_reply(f.header) && !enabled()) {
+        ++unsent;  // disabled: not answered
+      } else if (sp::wants_reply(f.header)) {
+        // In place where the backend can (dp::reserve_reply): out may be it.data itself.
+        // Replies never overtake requests (out_len <= bytes parsed), so memmove is safe.
+        if (!out && unsent == 0) out = dp::reserve_reply(ctx.io, it, left);
+        if (out) {
+          if (out + out_len != p) std::memmove(out + out_len, p, f.frame_len);  // in place: no copy
+          const uint32_t at = out_len + sp::kFlagsLowByte;
+          const uint8_t was = out[at];
+          edits.byte(at, was, sp::make_reply(out + out_len));
+          out_len += f.frame_len;
+          ++replies;
+        } else {
+          ++unsent;  // no tx buffer: the backend counted it too (tx_no_buffer)
+        }
+      }
+      p += f.frame_len;
+      left -= f.frame_len;
+    }
+    if (out) {
+      dp::commit_reply(ctx.io, it, out, out_len, edits);
+      tally.responses += replies;
+    }
+    tally.dropped += unsent;
   }
 };
 

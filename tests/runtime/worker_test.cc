@@ -7,6 +7,7 @@
 
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "dataplane/fake/fake_io.hh"
 
@@ -203,6 +204,48 @@ TEST(WorkerInterrupt, BlocksOnlyUntilTheNextRequestedTickAndNotWithMailWaiting) 
   ASSERT_TRUE(mail.send(0, 0, m));
   w.run_once();
   EXPECT_EQ(io.last_timeout_ns(), 0) << "mail waiting: do not block";
+}
+
+// A service with on_datagrams gets each run of consecutive datagrams that are its own in
+// one call; another service's item, an item on an unowned socket or a stream item ends the
+// run. A service without it still gets one on_datagram per item.
+struct RunCounter {
+  template <class Io>
+  void on_datagrams(Ctx<Io>& ctx, std::span<const dp::RxItem> items) {
+    runs.push_back(uint32_t(items.size()));
+    for (const dp::RxItem& it : items) firsts.push_back(it.data[0]);
+    ctx.svc->requests.add(items.size());
+  }
+  std::vector<uint32_t> runs;
+  std::vector<uint8_t> firsts;  // each datagram's first byte, in the order seen
+};
+
+TEST(WorkerRuns, ConsecutiveDatagramsOfOneServiceComeAsOneRun) {
+  dp::IoConfig iocfg;
+  FakeWorker io{0, iocfg, 2};
+  WorkerStats stats;
+  std::vector<ServiceStats> svc_stats(2);
+  Mailboxes mail{2, 8};
+  const LoopConfig loop{.burst = 16, .busy_poll = true};
+  using Two = std::variant<RunCounter, LenEcho>;
+  // socket 0 -> RunCounter, socket 1 -> LenEcho, socket 2 -> nobody.
+  Worker<FakeWorker, Two> w{io,    {RunCounter{}, LenEcho{}}, {0, 1, kNoService}, loop, 64,
+                            stats, svc_stats,                 mail};
+  const dp::Endpoint peer{htonl(0x7f000001), htons(5555)};
+  // 0 0 0 | 1 | 0 0 | 2 | 0
+  const dp::SocketId order[] = {0, 0, 0, 1, 0, 0, 2, 0};
+  for (uint8_t i = 0; i < std::size(order); ++i) {
+    const uint8_t d[] = {i};
+    io.inject_datagram(order[i], peer, d);
+  }
+  w.run_once();
+  const auto& rc = std::get<RunCounter>(w.service(0));
+  EXPECT_EQ(rc.runs, (std::vector<uint32_t>{3, 2, 1}));
+  EXPECT_EQ(rc.firsts, (std::vector<uint8_t>{0, 1, 2, 4, 5, 7}));
+  EXPECT_EQ(svc_stats[0].requests.get(), 6u);
+  EXPECT_EQ(svc_stats[1].requests.get(), 1u) << "LenEcho answered its one datagram";
+  EXPECT_EQ(io.take_sent().size(), 1u);
+  EXPECT_EQ(stats.unknown_socket.get(), 1u);
 }
 
 }  // namespace
