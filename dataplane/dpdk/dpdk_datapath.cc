@@ -509,11 +509,6 @@ void DpdkWorker::commit_fragmented(uint32_t len) {
   counters_.tx_bytes.add(len);
 }
 
-void DpdkWorker::queue_tx(rte_mbuf* m) {
-  if (tx_n_ == kDpdkTxBatch) flush();
-  tx_[tx_n_++] = m;
-}
-
 void DpdkWorker::flush() {
   if (tx_n_ == 0) return;
   if (tx_pending_datagrams_) {  // queue_udp's frames

@@ -143,7 +143,10 @@ class alignas(64) DpdkWorker {
   void commit(uint32_t len, uint64_t edits);
   void commit_routed(uint32_t len);  // dgram_commit without a fresh cached flow
   void release_waiting(uint32_t ip_be, const net::Mac* mac);  // nullptr: ARP failed
-  void queue_tx(rte_mbuf* m);  // m's length and flags are set
+  void queue_tx(rte_mbuf* m) {  // m's length and flags are set
+    if (tx_n_ == kDpdkTxBatch) flush();
+    tx_[tx_n_++] = m;
+  }
   // Sets a single-segment UDP frame's length and tx flags (through the kMbuf offsets).
   void mark_udp_tx(rte_mbuf* m, uint32_t frame_len) {
     uint8_t* b = reinterpret_cast<uint8_t*>(m);
@@ -160,8 +163,7 @@ class alignas(64) DpdkWorker {
     mark_udp_tx(m, frame_len);
     ++tx_pending_datagrams_;
     tx_pending_bytes_ += frame_len - net::kUdpFrameHdrLen;
-    if (tx_n_ == kDpdkTxBatch) flush();
-    tx_[tx_n_++] = m;
+    queue_tx(m);
   }
   void commit_fragmented(uint32_t len);
   net::UdpHeaderSpec reserved_udp_spec();
