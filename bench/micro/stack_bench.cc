@@ -32,12 +32,19 @@ void BM_Checksum(benchmark::State& st) {
 }
 BENCHMARK(BM_Checksum)->Arg(20)->Arg(72)->Arg(1480);
 
+// The parse benchmarks' input: a UDP frame from the test peer to us (port 11111) with a
+// payload of `len` patterned bytes and both checksums right.
+std::vector<uint8_t> request_frame(uint32_t len) {
+  std::vector<uint8_t> f(kUdpFrameHdrLen + len);
+  for (size_t i = kUdpFrameHdrLen; i < f.size(); ++i) f[i] = uint8_t(i);
+  write_udp_frame(f.data(), peer_to_us(11111), len, TxCsum::software);
+  return f;
+}
+
 // Arg: UDP payload bytes. parse_frame: the checked parser, every check one by one (the
 // datapath's path for anything but the plain datagram).
 void BM_ParseUdpFrame(benchmark::State& st) {
-  std::vector<uint8_t> f(kUdpFrameHdrLen + size_t(st.range(0)));
-  for (size_t i = kUdpFrameHdrLen; i < f.size(); ++i) f[i] = uint8_t(i);
-  write_udp_frame(f.data(), peer_to_us(11111), uint32_t(st.range(0)), TxCsum::software);
+  const std::vector<uint8_t> f = request_frame(uint32_t(st.range(0)));
   const Interface ifc = test::test_interface();
   for (auto _ : st) {
     const Parsed p = parse_frame(f.data(), uint32_t(f.size()), ifc, {});
@@ -49,9 +56,7 @@ BENCHMARK(BM_ParseUdpFrame)->Arg(64)->Arg(1400);
 
 // The same frame through the datapath's inline fast path (parse_udp_frame_fast).
 void BM_ParseUdpFrameFast(benchmark::State& st) {
-  std::vector<uint8_t> f(kUdpFrameHdrLen + size_t(st.range(0)));
-  for (size_t i = kUdpFrameHdrLen; i < f.size(); ++i) f[i] = uint8_t(i);
-  write_udp_frame(f.data(), peer_to_us(11111), uint32_t(st.range(0)), TxCsum::software);
+  const std::vector<uint8_t> f = request_frame(uint32_t(st.range(0)));
   const Interface ifc = test::test_interface();
   for (auto _ : st) {
     UdpDatagram d;
@@ -65,8 +70,7 @@ BENCHMARK(BM_ParseUdpFrameFast)->Arg(64)->Arg(1400);
 // The same with both checksums verified by the NIC (mbuf flags): the parser's own checks
 // alone, without the checksum work.
 void BM_ParseUdpFrameNicChecksums(benchmark::State& st) {
-  std::vector<uint8_t> f(kUdpFrameHdrLen + size_t(st.range(0)));
-  write_udp_frame(f.data(), peer_to_us(11111), uint32_t(st.range(0)), TxCsum::software);
+  const std::vector<uint8_t> f = request_frame(uint32_t(st.range(0)));
   const Interface ifc = test::test_interface();
   const RxOffload off{CsumState::good, CsumState::good};
   for (auto _ : st) {
