@@ -25,6 +25,13 @@ two DPDK servers: the server's own capacity against the link's.
                below their capacity), replies/s
   ping-pong    corewire-bench closed loop, 1 flow x 1 outstanding: RTT p50 and p99 (us)
 
+The memif link has two modes (--link). copy (the default): the servers are memif's server
+role and the generators its client role; every frame is copied between the shared rings and
+mbufs on both sides. zero-copy: the roles swap and the servers' side runs memif's zero-copy
+client mode (zero-copy=yes, EAL --single-file-segments): their mbufs are the shared buffers
+and the generator's side does every copy. Both servers and every generator run over the same
+mode in one table; the generator, as the memif server, starts first there.
+
 Needs root and a DPDK build. EAL memory: --eal (default --no-huge -m 512); with hugepages
 reserved (tools/dpdk-setup.sh up) pass --eal "--in-memory -m 512 --no-pci". Every process
 is bounded in time and killed at the end, even on error; the memif sockets live in a
@@ -41,7 +48,7 @@ import sys
 import tempfile
 import time
 
-from procgroup import stop_group
+from procgroup import stop_group, unix_listening
 
 SERVER_IP, CLIENT_IP = "10.94.0.1", "10.94.0.2"
 SP_PORT = 11111
@@ -65,8 +72,9 @@ class Proc:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
+        out = self.output()
         self.__exit__()
-        raise RuntimeError(f"{self.name} did not start:\n{self.output()}")
+        raise RuntimeError(f"{self.name} did not start:\n{out}")
 
     def output(self):
         self.log.seek(0)
@@ -81,10 +89,25 @@ def memif(role, sock):
     return f"net_memif0,role={role},socket={sock}"
 
 
+def link_ends(args, sock):
+    """(server-side vdev, server-side extra EAL args, generator vdev) for --link."""
+    if args.link == "zero-copy":
+        return memif("client", sock) + ",zero-copy=yes", ["--single-file-segments"], \
+            memif("server", sock)
+    return memif("server", sock), [], memif("client", sock)
+
+
+def gen_first(args, dpdk):
+    """Whether the generator starts before the server: on a zero-copy link it owns the memif
+    socket (io_uring runs have no link)."""
+    return dpdk and args.link == "zero-copy"
+
+
 def servers(args, tmp):
     """(name, factory() -> Proc, generator arguments) for each system, in run order."""
     sock = os.path.join(tmp, "memif.sock")
-    eal = args.eal.split()
+    srv_vdev, srv_eal, gen_vdev = link_ends(args, sock)
+    eal = args.eal.split() + srv_eal
 
     def corewire(backend, extra_cfg):
         cfg = os.path.join(tmp, f"{backend}.toml")
@@ -94,14 +117,14 @@ def servers(args, tmp):
                     f'[[service]]\nname = "sockperf-echo"\nudp = {SP_PORT}\n')
         return Proc(f"corewire {backend}", [args.corewire, "-c", cfg], r"corewire: ready")
 
-    dpdk_cfg = (f'[dpdk]\neal = {json.dumps(eal + ["--vdev=" + memif("server", sock)])}\n'
+    dpdk_cfg = (f'[dpdk]\neal = {json.dumps(eal + ["--vdev=" + srv_vdev])}\n'
                 f'port = "net_memif0"\naddresses = ["{SERVER_IP}/24"]\n')
     dpdk_gen = ["--backend", "dpdk", "--target", f"{SERVER_IP}:{SP_PORT}", "--eal", args.eal,
-                "--dpdk-port", memif("client", sock), "--dpdk-addr", f"{CLIENT_IP}/24"]
+                "--dpdk-port", gen_vdev, "--dpdk-addr", f"{CLIENT_IP}/24"]
     refl_prefix = f"cw-refl-{os.getpid()}"
     reflector = [args.reflector, "-l", str(args.server_core), *eal, "--no-shconf",
                  "--no-telemetry", f"--file-prefix={refl_prefix}",
-                 "--vdev=" + memif("server", sock), "--", "--ip", SERVER_IP]
+                 "--vdev=" + srv_vdev, "--", "--ip", SERVER_IP]
     return [
         ("reflector", lambda: Proc("reflector", reflector, r"cw-dpdk-reflector: port"),
          dpdk_gen),
@@ -111,38 +134,76 @@ def servers(args, tmp):
     ]
 
 
-def generator(args, gen, tmp, flows, window):
+def run_generator(args, argv, make, tmp, parse, dpdk):
+    """Runs the generator argv against a fresh server (make()), in the order the link needs:
+    the memif server's side first (it creates the socket the client connects to). Returns
+    parse(completed process); every process is stopped on the way out."""
+    timeout = args.duration + args.warmup + EXTRA_WARMUP + 60
+    if not gen_first(args, dpdk):
+        with make():
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        return parse(p)
+    sock = os.path.join(tmp, "memif.sock")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, start_new_session=True, text=True)
+    try:
+        deadline = time.time() + START_TIMEOUT
+        while not unix_listening(sock) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        with make():
+            out, err = proc.communicate(timeout=timeout)
+        return parse(subprocess.CompletedProcess(argv, proc.returncode, out, err))
+    finally:
+        stop_group(proc)
+
+
+
+# When the generator starts first (zero-copy link), its warm-up also covers the server's
+# start (EAL, port, link up); corewire-bench's ARP retries then resolve the server.
+EXTRA_WARMUP = 3.0  # s
+
+
+def warmup(args, dpdk):
+    return args.warmup + (EXTRA_WARMUP if gen_first(args, dpdk) else 0)
+
+
+def generator(args, gen, make, tmp, flows, window):
+    dpdk = "dpdk" in gen
     out = os.path.join(tmp, "run.json")
     argv = [args.bench, *gen, "--proto", "sockperf", "--udp", "-m", str(args.msg),
             "--mode", "closed", "--flows", str(flows), "--window", str(window),
-            "--duration", str(args.duration), "--warmup", str(args.warmup),
+            "--duration", str(args.duration), "--warmup", str(warmup(args, dpdk)),
             "--cores", str(args.client_core), "--busy-poll", "--json", out, "-q"]
-    p = subprocess.run(argv, capture_output=True, text=True,
-                       timeout=args.duration + args.warmup + 60)
-    if p.returncode != 0 or not os.path.exists(out):
-        raise RuntimeError(f"corewire-bench failed ({p.returncode}): {' '.join(argv)}\n"
-                           + p.stdout + p.stderr)
-    with open(out) as f:
-        rep = json.load(f)
-    os.unlink(out)
-    return rep
+
+    def parse(p):
+        if p.returncode != 0 or not os.path.exists(out):
+            raise RuntimeError(f"corewire-bench failed ({p.returncode}): {' '.join(argv)}\n"
+                               + p.stdout + p.stderr)
+        with open(out) as f:
+            rep = json.load(f)
+        os.unlink(out)
+        return rep
+
+    return run_generator(args, argv, make, tmp, parse, dpdk)
 
 
-def blaster(args, tmp):
-    """cw-dpdk-blaster against the server on the memif link in tmp: replies/s."""
+def blaster(args, make, tmp):
+    """cw-dpdk-blaster against a fresh server on the memif link in tmp: replies/s."""
+    _, _, gen_vdev = link_ends(args, os.path.join(tmp, "memif.sock"))
     argv = [args.blaster, "-l", str(args.client_core), *args.eal.split(), "--no-shconf",
-            "--no-telemetry", f"--file-prefix=cw-blast-{os.getpid()}",
-            "--vdev=" + memif("client", os.path.join(tmp, "memif.sock")), "--",
-            "--src", CLIENT_IP, "--dst", f"{SERVER_IP}:{SP_PORT}",
+            "--no-telemetry", f"--file-prefix=cw-blast-{os.getpid()}", "--vdev=" + gen_vdev,
+            "--", "--src", CLIENT_IP, "--dst", f"{SERVER_IP}:{SP_PORT}",
             "--window", str(args.blast_window), "--duration", str(args.duration),
-            "--warmup", str(args.warmup), "--size", str(args.msg)]
-    p = subprocess.run(argv, capture_output=True, text=True,
-                       timeout=args.duration + args.warmup + 60)
-    m = re.search(r"replies_per_s (\d+)", p.stdout)
-    if p.returncode != 0 or not m:
-        raise RuntimeError(f"cw-dpdk-blaster failed ({p.returncode}): {' '.join(argv)}\n"
-                           + p.stdout + p.stderr)
-    return float(m.group(1))
+            "--warmup", str(warmup(args, True)), "--size", str(args.msg)]
+
+    def parse(p):
+        m = re.search(r"replies_per_s (\d+)", p.stdout)
+        if p.returncode != 0 or not m:
+            raise RuntimeError(f"cw-dpdk-blaster failed ({p.returncode}): {' '.join(argv)}\n"
+                               + p.stdout + p.stderr)
+        return float(m.group(1))
+
+    return run_generator(args, argv, make, tmp, parse, True)
 
 
 def measure(args):
@@ -155,17 +216,14 @@ def measure(args):
                 # A fresh server per generator run: memif unmaps the rings under a
                 # busy-polling peer when the generator leaves (docs/dpdk.md), so a server
                 # that served one generator is not trusted with the next.
-                with make():
-                    t = generator(args, gen, tmp, args.flows, args.window)
-                with make():
-                    pp = generator(args, gen, tmp, 1, 1)
+                t = generator(args, gen, make, tmp, args.flows, args.window)
+                pp = generator(args, gen, make, tmp, 1, 1)
                 m.setdefault("msg_per_s", []).append(t["throughput_msgs"])
                 m.setdefault("p50_us", []).append(pp["latency"]["p50"])
                 m.setdefault("p99_us", []).append(pp["latency"]["p99"])
                 m.setdefault("lost", []).append(t["lost"] + t["errors"] + pp["lost"] + pp["errors"])
                 if name != "io_uring":
-                    with make():
-                        m.setdefault("bare_msg_per_s", []).append(blaster(args, tmp))
+                    m.setdefault("bare_msg_per_s", []).append(blaster(args, make, tmp))
                 print(f"  run {r + 1}/{args.runs} {name}: "
                       + ", ".join(f"{k}={v[-1]:.3f}" for k, v in m.items()), file=sys.stderr)
     finally:
@@ -270,6 +328,9 @@ def main():
     ap.add_argument("--client-core", type=int, default=0)
     ap.add_argument("--eal", default="--no-huge -m 512 --no-pci",
                     help="EAL arguments for every DPDK process (memory, devices)")
+    ap.add_argument("--link", choices=("copy", "zero-copy"), default="copy",
+                    help="memif mode: copy (servers are memif servers) or zero-copy (servers "
+                    "are zero-copy memif clients; needs hugepages)")
     ap.add_argument("--json", help="write raw results and ratios here")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -287,7 +348,8 @@ def main():
     fast_text, fast_ratios = table(args, fast, ", fast state only")
     print(f"command: {' '.join(sys.argv)}\nmachine: {os.uname().nodename}, {os.cpu_count()} cores, "
           f"kernel {os.uname().release}\ndate: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
-          f"server core {args.server_core}, generator core {args.client_core}, EAL {args.eal}; "
+          f"server core {args.server_core}, generator core {args.client_core}, EAL {args.eal}, "
+          f"memif link {args.link}; "
           f"throughput {args.flows} flows x {args.window} outstanding, ping-pong 1 x 1; "
           f"{args.runs} interleaved runs, median (min..max)\n")
     print(text)

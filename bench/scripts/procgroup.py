@@ -1,4 +1,5 @@
-"""Stopping a benchmark process that was started in its own session (start_new_session=True)."""
+"""Helpers for benchmark processes: stopping one started in its own session
+(start_new_session=True), and waiting for one's unix socket to listen."""
 import os
 import signal
 import subprocess
@@ -14,3 +15,14 @@ def stop_group(proc, timeout=10.0):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def unix_listening(path):
+    """Whether a unix socket listens at path: memif's (abstract by default: "@path" in
+    /proc/net/unix) or a file socket's (an unconnected socket, state 01)."""
+    with open("/proc/net/unix") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 8 and fields[7] in (path, "@" + path) and fields[5] == "01":
+                return True
+    return False

@@ -1,6 +1,7 @@
 """What the DPDK integration tests (test_dpdk*.py) share: the skip check, starting corewire
 on the DPDK backend, the namespace/TAP topology from tools/dpdk-setup.sh, and the backend's
-exit counters. python3 stdlib only."""
+exit counters, and (from bench/scripts/procgroup.py) whether a memif socket listens yet.
+python3 stdlib only."""
 
 import os
 import re
@@ -11,9 +12,11 @@ import unittest
 
 import harness as h
 
-SETUP = os.path.join(
-    os.environ.get("CW_SOURCE_ROOT", os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                  "../..")), "tools/dpdk-setup.sh")
+ROOT = os.environ.get("CW_SOURCE_ROOT",
+                      os.path.join(os.path.dirname(os.path.abspath(__file__)), "../.."))
+SETUP = os.path.join(ROOT, "tools/dpdk-setup.sh")
+sys.path.insert(0, os.path.join(ROOT, "bench/scripts"))
+from procgroup import unix_listening  # noqa: E402,F401  (the benchmark scripts' helper)
 
 
 def why_not(our_ip, topology=True):
