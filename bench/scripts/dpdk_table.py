@@ -150,12 +150,14 @@ def run_generator(args, argv, make, tmp, parse, dpdk):
         deadline = time.time() + START_TIMEOUT
         while not unix_listening(sock) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.02)
+        if proc.poll() is not None:  # it failed before listening: report its output
+            out, err = proc.communicate()
+            return parse(subprocess.CompletedProcess(argv, proc.returncode, out, err))
         with make():
             out, err = proc.communicate(timeout=timeout)
         return parse(subprocess.CompletedProcess(argv, proc.returncode, out, err))
     finally:
         stop_group(proc)
-
 
 
 # When the generator starts first (zero-copy link), its warm-up also covers the server's
@@ -167,8 +169,7 @@ def warmup(args, dpdk):
     return args.warmup + (EXTRA_WARMUP if gen_first(args, dpdk) else 0)
 
 
-def generator(args, gen, make, tmp, flows, window):
-    dpdk = "dpdk" in gen
+def generator(args, gen, make, tmp, flows, window, dpdk):
     out = os.path.join(tmp, "run.json")
     argv = [args.bench, *gen, "--proto", "sockperf", "--udp", "-m", str(args.msg),
             "--mode", "closed", "--flows", str(flows), "--window", str(window),
@@ -216,13 +217,14 @@ def measure(args):
                 # A fresh server per generator run: memif unmaps the rings under a
                 # busy-polling peer when the generator leaves (docs/dpdk.md), so a server
                 # that served one generator is not trusted with the next.
-                t = generator(args, gen, make, tmp, args.flows, args.window)
-                pp = generator(args, gen, make, tmp, 1, 1)
+                dpdk = name != "io_uring"
+                t = generator(args, gen, make, tmp, args.flows, args.window, dpdk)
+                pp = generator(args, gen, make, tmp, 1, 1, dpdk)
                 m.setdefault("msg_per_s", []).append(t["throughput_msgs"])
                 m.setdefault("p50_us", []).append(pp["latency"]["p50"])
                 m.setdefault("p99_us", []).append(pp["latency"]["p99"])
                 m.setdefault("lost", []).append(t["lost"] + t["errors"] + pp["lost"] + pp["errors"])
-                if name != "io_uring":
+                if dpdk:
                     m.setdefault("bare_msg_per_s", []).append(blaster(args, make, tmp))
                 print(f"  run {r + 1}/{args.runs} {name}: "
                       + ", ".join(f"{k}={v[-1]:.3f}" for k, v in m.items()), file=sys.stderr)
