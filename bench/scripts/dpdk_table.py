@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 
-from procgroup import stop_group, unix_listening
+from procgroup import stop_group, wait_listening
 
 SERVER_IP, CLIENT_IP = "10.94.0.1", "10.94.0.2"
 SP_PORT = 11111
@@ -147,9 +147,7 @@ def run_generator(args, argv, make, tmp, parse, dpdk):
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, start_new_session=True, text=True)
     try:
-        deadline = time.time() + START_TIMEOUT
-        while not unix_listening(sock) and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
+        wait_listening(sock, proc, START_TIMEOUT)
         if proc.poll() is not None:  # it failed before listening: report its output
             out, err = proc.communicate()
             return parse(subprocess.CompletedProcess(argv, proc.returncode, out, err))

@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import time
 
 
 def stop_group(proc, timeout=10.0):
@@ -26,3 +27,12 @@ def unix_listening(path):
             if len(fields) >= 8 and fields[7] in (path, "@" + path) and fields[5] == "01":
                 return True
     return False
+
+
+def wait_listening(path, proc, timeout):
+    """Waits until a unix socket listens at path (unix_listening), proc (the process that
+    opens it) exits, or timeout seconds pass; returns whether it listens."""
+    deadline = time.time() + timeout
+    while not unix_listening(path) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    return unix_listening(path)

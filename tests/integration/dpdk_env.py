@@ -16,7 +16,7 @@ ROOT = os.environ.get("CW_SOURCE_ROOT",
                       os.path.join(os.path.dirname(os.path.abspath(__file__)), "../.."))
 SETUP = os.path.join(ROOT, "tools/dpdk-setup.sh")
 sys.path.insert(0, os.path.join(ROOT, "bench/scripts"))
-from procgroup import unix_listening  # noqa: E402,F401  (the benchmark scripts' helper)
+from procgroup import wait_listening  # noqa: E402,F401  (the benchmark scripts' helper)
 
 
 def why_not(our_ip, topology=True):

@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -148,9 +147,7 @@ addresses = ["{SERVER_IP}/24"]
              "-m", "200", "--warmup", "4"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.addCleanup(gen.kill)
-        deadline = time.time() + 20
-        while not env.unix_listening(sock) and gen.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
+        env.wait_listening(sock, gen, 20)
         if gen.poll() is not None:
             self.fail("generator left before the server started:\n" + gen.communicate()[0])
         eal = EAL.split() + ["--single-file-segments",
