@@ -45,7 +45,7 @@ struct Endpoint {
   friend bool operator==(const Endpoint&, const Endpoint&) = default;
 };
 
-std::string to_string(const Endpoint& ep);                  // "127.0.0.1:11111"
+std::string to_string(const Endpoint& ep);                      // "127.0.0.1:11111"
 Result<Endpoint> parse_endpoint(const std::string& host_port);  // "a.b.c.d:port"
 
 enum class Transport : uint8_t { udp, tcp };
@@ -68,7 +68,9 @@ using SocketId = uint16_t;
 // handle never names a newer connection.
 using ConnId = uint32_t;
 inline constexpr ConnId kNoConn = ~ConnId{0};
-inline constexpr uint32_t conn_slot(ConnId c) { return c & 0xFFFFFFu; }
+inline constexpr uint32_t conn_slot(ConnId c) {
+  return c & 0xFFFFFFu;
+}
 
 enum class RxKind : uint8_t {
   datagram,       // one UDP datagram from `peer` on socket `sock`
@@ -89,27 +91,27 @@ enum class CloseReason : uint8_t {
 
 struct RxItem {
   RxKind kind;
-  CloseReason reason;    // stream_closed only
-  SocketId sock;         // socket the item belongs to
-  ConnId conn;           // stream kinds; kNoConn for datagrams
+  CloseReason reason;  // stream_closed only
+  SocketId sock;       // socket the item belongs to
+  ConnId conn;         // stream kinds; kNoConn for datagrams
   Endpoint peer;
-  uint32_t len;          // bytes at data (0 for open/closed)
-  const uint8_t* data;   // backend-owned; valid until the next poll()
-  uint32_t token = 0;    // backend-private (DPDK: which receive buffer holds data)
+  uint32_t len;         // bytes at data (0 for open/closed)
+  const uint8_t* data;  // backend-owned; valid until the next poll()
+  uint32_t token = 0;   // backend-private (DPDK: which receive buffer holds data)
 };
 
 // Sizes and modes, fixed at start-up (from the [runtime] config section).
 struct IoConfig {
   unsigned workers = 1;
-  std::vector<int> cores;            // cores[i] is worker i's CPU; empty = unpinned
-  bool busy_poll = false;            // spin on completions instead of blocking
-  uint32_t max_conns = 16384;        // per worker
+  std::vector<int> cores;              // cores[i] is worker i's CPU; empty = unpinned
+  bool busy_poll = false;              // spin on completions instead of blocking
+  uint32_t max_conns = 16384;          // per worker
   uint32_t conn_out_limit = 4u << 20;  // bytes queued per connection before it is closed
   uint32_t idle_timeout_ms = 300000;   // 0 = never
-  uint32_t rx_buffers = 4096;        // per worker, power of two
-  uint32_t rx_buffer_size = 2048;    // bytes; datagrams above this use the large path
-  uint32_t tx_buffers = 4096;        // per worker
-  uint32_t max_datagram = 65535;     // largest UDP payload accepted/sent
+  uint32_t rx_buffers = 4096;          // per worker, power of two
+  uint32_t rx_buffer_size = 2048;      // bytes; datagrams above this use the large path
+  uint32_t tx_buffers = 4096;          // per worker
+  uint32_t max_datagram = 65535;       // largest UDP payload accepted/sent
   // Interrupt mode only: once arrivals cluster (a wake-up finds two or more items, or
   // lone items keep arriving less than this apart), wait up to this long for a batch
   // before waking, like a NIC's adaptive interrupt moderation. Fewer wake-ups and sends
@@ -126,7 +128,9 @@ struct IoConfig {
 // threads with relaxed loads: see Counter.
 struct Counter {
   // The owner bumps with a plain load+store (no lock prefix); readers get a torn-free value.
-  void add(uint64_t n = 1) { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void add(uint64_t n = 1) {
+    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
   void set(uint64_t n) { v.store(n, std::memory_order_relaxed); }
   uint64_t get() const { return v.load(std::memory_order_relaxed); }
   std::atomic<uint64_t> v{0};
@@ -135,20 +139,20 @@ struct Counter {
 struct alignas(64) IoCounters {
   Counter rx_datagrams, rx_bytes, tx_datagrams, tx_bytes;
   Counter rx_stream_bytes, tx_stream_bytes;
-  Counter tx_no_buffer;      // reserve failed: tx pool exhausted
+  Counter tx_no_buffer;  // reserve failed: tx pool exhausted
   // Kernel/NIC had no receive buffer (ENOBUFS, re-armed) or dropped datagrams for want of
   // socket buffer space. Kernel backends sample each UDP socket's drop count every ~100 ms
   // (kernel::kDropSamplePeriodNs), so kernel drops show up here up to ~100 ms late.
   Counter rx_no_buffer;
-  Counter rx_truncated;      // datagram larger than max_datagram
-  Counter tx_errors;         // send completed with an error
+  Counter rx_truncated;  // datagram larger than max_datagram
+  Counter tx_errors;     // send completed with an error
   Counter conns_accepted, conns_connected, conns_closed;
-  Counter conns_rejected;    // accept beyond max_conns
-  Counter conns_overflow;    // closed at conn_out_limit
-  Counter conns_idle;        // closed by idle timeout
-  Counter conns_open;        // gauge
-  Counter polls, wakeups;    // poll() calls; polls that blocked and were woken
-  Counter tx_gso_sends;      // sends that carried two or more datagrams (UDP GSO)
+  Counter conns_rejected;  // accept beyond max_conns
+  Counter conns_overflow;  // closed at conn_out_limit
+  Counter conns_idle;      // closed by idle timeout
+  Counter conns_open;      // gauge
+  Counter polls, wakeups;  // poll() calls; polls that blocked and were woken
+  Counter tx_gso_sends;    // sends that carried two or more datagrams (UDP GSO)
 };
 
 // A buffer for the one datagram answering `it` (to it.peer from it.sock): the request's own

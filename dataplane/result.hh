@@ -43,6 +43,8 @@ class [[nodiscard]] Result<void> {
   bool ok_ = true;
 };
 
-inline Error make_error(std::string msg) { return Error{std::move(msg)}; }
+inline Error make_error(std::string msg) {
+  return Error{std::move(msg)};
+}
 
 }  // namespace cw

@@ -12,7 +12,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev       # unit tests, micro-benchmarks
   sockperf python3                                 # integration tests (real sockperf client)
   python3-scapy                                    # DPDK malformed-frame tests (frame injection)
-  clang libclang-rt-14-dev                         # fuzz targets (libFuzzer), sanitizers
+  clang libclang-rt-14-dev clang-format           # fuzz targets (libFuzzer), sanitizers, format check
   libcpp-httplib-dev libsystemd-dev                # corewirectl: admin HTTP, sd_notify
 )
 

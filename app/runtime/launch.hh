@@ -129,7 +129,7 @@ class Runtime {
   std::mutex err_mu_;
   std::string first_error_;
   std::vector<std::shared_ptr<void>> ios_;  // each worker's WorkerIo
-  std::shared_ptr<void> backend_;  // keeps the chosen backend alive while workers run
+  std::shared_ptr<void> backend_;           // keeps the chosen backend alive while workers run
   std::function<std::vector<std::pair<std::string, uint64_t>>()> backend_counters_;
 };
 
@@ -206,7 +206,8 @@ Result<void> Runtime<Services>::run_on(std::unique_ptr<B> backend, const LogFn& 
     log(std::string("backend ") + B::name() + " features: " + backend->features());
   if constexpr (requires(const B& cb) { cb.counters_by_name(); })
     backend_counters_ = [be = backend.get()] { return be->counters_by_name(); };
-  for (size_t s = 0; s < app_.sockets.size(); ++s) bound_.push_back(backend->bound(dp::SocketId(s)));
+  for (size_t s = 0; s < app_.sockets.size(); ++s)
+    bound_.push_back(backend->bound(dp::SocketId(s)));
   B* be = backend.get();
   backend_ = std::shared_ptr<B>(std::move(backend));
 
@@ -234,7 +235,8 @@ Result<void> Runtime<Services>::run_on(std::unique_ptr<B> backend, const LogFn& 
       ios_[i] = io_owner;  // outlives the thread, so wake() stays safe after it exits
       io_counters_[i] = &io.counters();
       wakers_[i] = [p = &io] { p->wake(); };
-      mail_->set_waker(i, [](void* p) { static_cast<typename B::Worker*>(p)->wake(); }, &io);
+      mail_->set_waker(
+          i, [](void* p) { static_cast<typename B::Worker*>(p)->wake(); }, &io);
       std::span<ServiceStats> ss(&sstats_[size_t(i) * nservices_], nservices_);
       Worker<typename B::Worker, Services> loop(io, app_.make_services(i), app_.sock_service,
                                                 cfg_.loop, cfg_.io.max_conns, wstats_[i], ss,

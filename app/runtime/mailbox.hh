@@ -42,7 +42,9 @@ class Mailboxes {
   // Worker w only: announce/retract that it is about to block. After announcing, the
   // worker re-checks its rings before blocking (a sender that pushed before seeing the
   // flag is caught by that re-check; one that pushed after it calls wake()).
-  void set_sleeping(unsigned w, bool s) { waiters_[w].sleeping.store(s, std::memory_order_seq_cst); }
+  void set_sleeping(unsigned w, bool s) {
+    waiters_[w].sleeping.store(s, std::memory_order_seq_cst);
+  }
   bool has_mail(unsigned w) {
     for (unsigned f = 0; f <= n_; ++f)
       if (ring(f, w).size() != 0) return true;

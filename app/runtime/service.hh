@@ -51,7 +51,7 @@ struct Mail {
   uint16_t kind = 0;     // meaning defined by the service
   uint32_t from = 0;     // sending worker (kControlSender for the control thread)
   uint64_t a = 0, b = 0;
-  void* p = nullptr;     // ownership defined by the service's protocol for this kind
+  void* p = nullptr;  // ownership defined by the service's protocol for this kind
 };
 inline constexpr uint32_t kControlSender = 0xFFFF;
 
@@ -61,14 +61,14 @@ class Mailboxes;
 template <class Io>
 struct Ctx {
   Io& io;
-  WorkerStats& stats;        // this worker's runtime counters
-  ServiceStats* svc;         // counters of the service being called (set per dispatch)
+  WorkerStats& stats;  // this worker's runtime counters
+  ServiceStats* svc;   // counters of the service being called (set per dispatch)
   Mailboxes& mail;
-  unsigned worker;           // this worker's index
-  unsigned workers;          // how many workers there are
-  uint16_t service;          // index of the service being called
-  uint64_t now_ns;           // monotonic, refreshed once per burst
-  uint64_t wake_by_ns = 0;   // a handler lowers this to be called (on_tick) by then
+  unsigned worker;          // this worker's index
+  unsigned workers;         // how many workers there are
+  uint16_t service;         // index of the service being called
+  uint64_t now_ns;          // monotonic, refreshed once per burst
+  uint64_t wake_by_ns = 0;  // a handler lowers this to be called (on_tick) by then
 
   // Ask to be ticked no later than t (interrupt mode would otherwise block longer).
   void wake_at(uint64_t t) {

@@ -61,9 +61,9 @@ class Spsc {
  private:
   static constexpr size_t kLine = 64;
   alignas(kLine) std::atomic<uint64_t> head_{0};  // written by producer
-  uint64_t tail_cache_ = 0;                        // producer's view of tail
+  uint64_t tail_cache_ = 0;                       // producer's view of tail
   alignas(kLine) std::atomic<uint64_t> tail_{0};  // written by consumer
-  uint64_t head_cache_ = 0;                        // consumer's view of head
+  uint64_t head_cache_ = 0;                       // consumer's view of head
   alignas(kLine) size_t mask_ = 0;
   std::unique_ptr<T[]> slots_;
 };

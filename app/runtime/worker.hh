@@ -20,11 +20,11 @@
 namespace cw::rt {
 
 struct LoopConfig {
-  uint32_t burst = 64;                 // items per poll
-  bool busy_poll = false;              // never block in poll
-  uint64_t max_block_ns = 100'000'000; // interrupt mode: longest block (checks stop flag)
-  uint32_t tail_small = 4096;          // stream tail buffer sizes (bytes)
-  uint32_t tail_buffers = 4096;        // bound on tail buffers per worker
+  uint32_t burst = 64;                  // items per poll
+  bool busy_poll = false;               // never block in poll
+  uint64_t max_block_ns = 100'000'000;  // interrupt mode: longest block (checks stop flag)
+  uint32_t tail_small = 4096;           // stream tail buffer sizes (bytes)
+  uint32_t tail_buffers = 4096;         // bound on tail buffers per worker
 };
 
 inline constexpr uint16_t kNoService = 0xFFFF;
@@ -36,7 +36,9 @@ inline constexpr uint16_t kMailStopAccepting = 1;  // drain: io.stop_accepting()
 
 // Whether some alternative of the service variant V has on_tick(C&).
 template <class S, class C>
-inline constexpr bool kHasTick = requires(S& s, C& c) { s.on_tick(c); };
+inline constexpr bool kHasTick = requires(S& s, C& c) {
+  s.on_tick(c);
+};
 template <class V, class C>
 struct AnyTicks;
 template <class... S, class C>
@@ -192,8 +194,10 @@ class Worker {
   void handle(S& svc, const dp::RxItem& it) {
     switch (it.kind) {
       case dp::RxKind::datagram:
-        if constexpr (requires { svc.on_datagram(ctx_, it); }) svc.on_datagram(ctx_, it);
-        else stats_.unknown_socket.add();
+        if constexpr (requires { svc.on_datagram(ctx_, it); })
+          svc.on_datagram(ctx_, it);
+        else
+          stats_.unknown_socket.add();
         break;
       case dp::RxKind::stream_open:
         if constexpr (requires { svc.on_open(ctx_, it); }) svc.on_open(ctx_, it);
@@ -201,7 +205,8 @@ class Worker {
       case dp::RxKind::stream_data:
         if constexpr (requires { svc.on_stream(ctx_, it.conn, std::span<const uint8_t>{}); })
           stream(svc, it.conn, it.data, it.len);
-        else io_.close(it.conn);
+        else
+          io_.close(it.conn);
         break;
       case dp::RxKind::stream_closed:
         tails_.release(tails_.at(dp::conn_slot(it.conn)));

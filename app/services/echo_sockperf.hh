@@ -86,8 +86,7 @@ class SockperfEcho : public ServiceSwitch {
 
   // One datagram (on_datagram above), its counts added to tally.
   template <class Io>
-  [[gnu::always_inline]] inline void answer(rt::Ctx<Io>& ctx, const dp::RxItem& it,
-                                            Tally& tally) {
+  [[gnu::always_inline]] inline void answer(rt::Ctx<Io>& ctx, const dp::RxItem& it, Tally& tally) {
     namespace sp = proto::sockperf;
     const uint8_t* p = it.data;
     uint32_t left = it.len;

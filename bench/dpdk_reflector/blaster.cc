@@ -99,7 +99,8 @@ int main(int argc, char** argv) {
   app.add_option("--window", window, "requests outstanding")->check(CLI::Range(1u, 8192u));
   app.add_option("--duration", duration, "measured seconds")->check(CLI::Range(0.1, 600.0));
   app.add_option("--warmup", warmup, "seconds before measuring")->check(CLI::Range(0.0, 60.0));
-  app.add_option("--size", size, "sockperf message bytes")->check(CLI::Range(kSockperfHeader, 1400u));
+  app.add_option("--size", size, "sockperf message bytes")
+      ->check(CLI::Range(kSockperfHeader, 1400u));
   argv[used] = argv[0];
   CLI11_PARSE(app, argc - used, argv + used);
   in_addr src{}, dst{};
@@ -124,8 +125,8 @@ int main(int argc, char** argv) {
   for (uint64_t next_ask = 0; !resolved && !g_stop && rte_rdtsc() < give_up;) {
     if (!link.up()) continue;
     if (rte_rdtsc() >= next_ask) {
-      send_arp(RTE_ARP_OP_REQUEST, rte_ether_addr{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
-               src.s_addr, dst.s_addr);
+      send_arp(RTE_ARP_OP_REQUEST, rte_ether_addr{{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}, src.s_addr,
+               dst.s_addr);
       next_ask = rte_rdtsc() + uint64_t(kArpRetryS * hz);
     }
     const uint16_t n = rte_eth_rx_burst(kPort, 0, rx, kBurst);

@@ -46,8 +46,7 @@ struct Bench {
 };
 
 double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 // Rewrites the frames taken off the ring into the request again and puts them back.
@@ -77,7 +76,12 @@ int main(int argc, char** argv) {
   io.rx_buffers = 1024;
   io.tx_buffers = 1024;
   dp::DpdkConfig cfg;
-  cfg.eal_args = {"--no-huge", "-m", "128", "--no-pci", "--no-shconf", "--log-level=lib.eal:error",
+  cfg.eal_args = {"--no-huge",
+                  "-m",
+                  "128",
+                  "--no-pci",
+                  "--no-shconf",
+                  "--log-level=lib.eal:error",
                   "--file-prefix=cwwb" + std::to_string(getpid())};
   cfg.port = "net_ring_cwwb";
   cfg.addresses = {dp::parse_cidr("10.0.0.2/24").value()};
@@ -142,7 +146,8 @@ int main(int argc, char** argv) {
     const uint64_t replies = svc[0].responses.get() - replies0;
     if (replies != uint64_t(rounds) * burst)
       return std::fprintf(stderr, "cw-dpdk-worker-bench: %llu replies, expected %llu\n",
-                          (unsigned long long)replies, (unsigned long long)rounds * burst), 1;
+                          (unsigned long long)replies, (unsigned long long)rounds * burst),
+             1;
     // The same ring and rewrite work without the worker.
     t0 = now_s();
     for (uint32_t i = 0; i < rounds; ++i) {
@@ -162,10 +167,10 @@ int main(int argc, char** argv) {
   }
   std::sort(worker_ns.begin(), worker_ns.end());
   std::sort(harness_ns.begin(), harness_ns.end());
-  std::printf("cw-dpdk-worker-bench: burst %u size %u: worker_ns_per_msg %.2f (min %.2f max %.2f) "
-              "harness_ns_per_msg %.2f\n",
-              burst, size, worker_ns[runs / 2], worker_ns.front(), worker_ns.back(),
-              harness_ns[runs / 2]);
+  std::printf(
+      "cw-dpdk-worker-bench: burst %u size %u: worker_ns_per_msg %.2f (min %.2f max %.2f) "
+      "harness_ns_per_msg %.2f\n",
+      burst, size, worker_ns[runs / 2], worker_ns.front(), worker_ns.back(), harness_ns[runs / 2]);
   rte_pktmbuf_free_bulk(m.data(), burst);
   worker.run_once();
   b.io.reset();

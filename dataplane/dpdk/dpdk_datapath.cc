@@ -145,7 +145,7 @@ uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
 
 // Scatter is off, so a frame is one segment; the parsers bound themselves by data_len.
 [[gnu::always_inline]] inline void DpdkWorker::rx_frame(rte_mbuf* m, RxItem* out, uint32_t n,
-                                                       uint32_t& got) {
+                                                        uint32_t& got) {
   uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
   net::RxOffload off;
   if (rx_offload_) {
@@ -176,8 +176,7 @@ uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   held_room_[i] = uint16_t(std::min(room, small_max_));
 }
 
-void DpdkWorker::rx_other(rte_mbuf* m, net::RxOffload off, RxItem* out, uint32_t n,
-                          uint32_t& got) {
+void DpdkWorker::rx_other(rte_mbuf* m, net::RxOffload off, RxItem* out, uint32_t n, uint32_t& got) {
   uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
   const net::Parsed p = net::parse_frame(f, rte_pktmbuf_data_len(m), sh_->ifc, off);
   switch (p.kind) {
@@ -211,8 +210,8 @@ void DpdkWorker::rx_other(rte_mbuf* m, net::RxOffload off, RxItem* out, uint32_t
 // UDP datagram p whose bytes start at base -> one RxItem.
 [[gnu::always_inline]] inline bool DpdkWorker::deliver_udp(const uint8_t* base,
                                                            const net::UdpDatagram& p,
-                                                           uint32_t token, RxItem* out,
-                                                           uint32_t n, uint32_t& got) {
+                                                           uint32_t token, RxItem* out, uint32_t n,
+                                                           uint32_t& got) {
   const uint16_t s = by_port_[ntohs(p.dport_be)];
   if (s == kNoSocket || (bound_[s].addr_be != 0 && bound_[s].addr_be != p.dst_be)) {
     drops_->add(DropReason::udp_no_socket);
@@ -417,7 +416,7 @@ uint8_t* DpdkWorker::dgram_reserve(SocketId s, Endpoint to, uint32_t n) {
 // Opens the reservation of a datagram of at most n bytes (one frame) in mbuf m: the
 // payload goes straight into the frame, after room for the 42 header bytes.
 [[gnu::always_inline]] inline uint8_t* DpdkWorker::open_in(rte_mbuf* m, SocketId s, Endpoint to,
-                                                          uint32_t n) {
+                                                           uint32_t n) {
   res_m_ = m;
   res_f_ = rte_pktmbuf_mtod(m, uint8_t*);
   res_edit_len_ = kNoEdit;

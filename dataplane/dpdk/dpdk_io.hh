@@ -74,8 +74,8 @@ inline constexpr size_t kMbufTxOffload = 72;
 inline constexpr uint32_t kDpdkRxBurst = 64;            // frames per rte_eth_rx_burst
 inline constexpr uint32_t kDpdkTxBatch = 128;           // frames collected before a forced tx_burst
 inline constexpr uint32_t kDpdkMaxTxFragments = 64;     // larger datagrams: tx_too_large
-inline constexpr uint32_t kDpdkTxFlows = 16;  // cached (socket, destination host) headers
-inline constexpr uint32_t kDpdkTxStash = 32;  // tx mbufs taken from the pool at once
+inline constexpr uint32_t kDpdkTxFlows = 16;            // cached (socket, destination host) headers
+inline constexpr uint32_t kDpdkTxStash = 32;            // tx mbufs taken from the pool at once
 inline constexpr uint32_t kDpdkReasmArena = 4 * 65536;  // reassembled bytes per poll
 inline constexpr int64_t kDpdkHousekeepNs = 100'000'000;  // link, ARP and reassembly timers
 inline constexpr int64_t kDpdkIdlePauseNs = 100'000;      // longest pause of an idle non-busy poll
@@ -143,7 +143,7 @@ class alignas(64) DpdkWorker {
   void commit(uint32_t len, uint64_t edits);
   void commit_routed(uint32_t len);  // dgram_commit without a fresh cached flow
   void release_waiting(uint32_t ip_be, const net::Mac* mac);  // nullptr: ARP failed
-  void queue_tx(rte_mbuf* m) {  // m's length and flags are set
+  void queue_tx(rte_mbuf* m) {                                // m's length and flags are set
     if (tx_n_ == kDpdkTxBatch) flush();
     tx_[tx_n_++] = m;
   }
@@ -186,22 +186,22 @@ class alignas(64) DpdkWorker {
   uint32_t tx_n_ = 0;
   // Copies of the read-only DpdkShared fields the per-frame paths read: one load from the
   // worker instead of a chain through sh_.
-  uint32_t small_max_ = 0;   // small_max
-  bool tx_offload_ = false;  // tx_csum_offload
-  bool rx_offload_ = false;  // rx_csum_offload
-  uint32_t max_datagram_ = 0;           // io.max_datagram
-  const uint16_t* by_port_ = nullptr;   // by_port.data()
-  const Endpoint* bound_ = nullptr;     // bound.data()
+  uint32_t small_max_ = 0;             // small_max
+  bool tx_offload_ = false;            // tx_csum_offload
+  bool rx_offload_ = false;            // rx_csum_offload
+  uint32_t max_datagram_ = 0;          // io.max_datagram
+  const uint16_t* by_port_ = nullptr;  // by_port.data()
+  const Endpoint* bound_ = nullptr;    // bound.data()
   net::Interface ifc_;
-  rte_mbuf* held_[kDpdkRxBurst] = {};  // rx mbufs the last poll's items point into (RxItem::
-                                       // token); nullptr once taken for a reply in place
+  rte_mbuf* held_[kDpdkRxBurst] = {};       // rx mbufs the last poll's items point into (RxItem::
+                                            // token); nullptr once taken for a reply in place
   uint8_t* held_frame_[kDpdkRxBurst] = {};  // held_[i]'s frame (first byte)
   uint16_t held_len_[kDpdkRxBurst] = {};    // its length
   uint16_t held_room_[kDpdkRxBurst] = {};   // reply payload bytes it holds behind 42 header
                                             // bytes (at most small_max_)
-  rte_mbuf* tx_[kDpdkTxBatch] = {};    // committed frames, sent by flush()
-  uint64_t tx_flags_ = 0;          // ol_flags of a UDP frame sent (offloads)
-  uint64_t tx_offload_word_ = 0;   // its rte_mbuf::tx_offload (l2_len, l3_len)
+  rte_mbuf* tx_[kDpdkTxBatch] = {};         // committed frames, sent by flush()
+  uint64_t tx_flags_ = 0;                   // ol_flags of a UDP frame sent (offloads)
+  uint64_t tx_offload_word_ = 0;            // its rte_mbuf::tx_offload (l2_len, l3_len)
   uint64_t tx_pending_datagrams_ = 0, tx_pending_bytes_ = 0;  // queue_udp, counted by flush()
   uint32_t stash_n_ = 0;
   rte_mbuf* stash_[kDpdkTxStash] = {};  // fresh mbufs for dgram_reserve, taken in bulk

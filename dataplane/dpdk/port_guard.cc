@@ -52,7 +52,7 @@ void on_fault(int sig, siginfo_t* info, void* uc) {
 
 void install_port_guard() {
   std::call_once(g_installed, [] {
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_sigaction = on_fault;
     // SA_NODEFER: the handler leaves by siglongjmp without restoring the signal mask (the
     // jump buffer saves none, to keep bursts cheap), so the signal must not stay blocked.

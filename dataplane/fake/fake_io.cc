@@ -7,12 +7,12 @@
 #include <cstdlib>
 
 // The fake checks the ownership rules in every build type (tests run release builds too).
-#define FAKE_CHECK(cond)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
+#define FAKE_CHECK(cond)                                                                          \
+  do {                                                                                            \
+    if (!(cond)) {                                                                                \
       std::fprintf(stderr, "fake backend: rule broken: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                            \
-    }                                                                          \
+      std::abort();                                                                               \
+    }                                                                                             \
   } while (0)
 
 namespace cw::dp {
@@ -61,7 +61,9 @@ FakeWorker::Conn* FakeWorker::find(ConnId c) {
   return &conns_[slot];
 }
 
-bool FakeWorker::is_open(ConnId c) const { return const_cast<FakeWorker*>(this)->find(c) != nullptr; }
+bool FakeWorker::is_open(ConnId c) const {
+  return const_cast<FakeWorker*>(this)->find(c) != nullptr;
+}
 
 ConnId FakeWorker::inject_open(SocketId s, Endpoint from) {
   if (!accepting_) return kNoConn;  // the listener is closed: the kernel refuses the connect
@@ -87,7 +89,9 @@ void FakeWorker::closed(ConnId c, CloseReason r) {
   rx_.push_back({RxItem{RxKind::stream_closed, r, k->sock, c, k->peer, 0, nullptr}, {}});
 }
 
-void FakeWorker::inject_peer_close(ConnId c) { closed(c, CloseReason::peer); }
+void FakeWorker::inject_peer_close(ConnId c) {
+  closed(c, CloseReason::peer);
+}
 
 uint32_t FakeWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   FAKE_CHECK(res_ == Res::none && "poll() with an open reservation");
@@ -129,7 +133,8 @@ uint8_t* FakeWorker::dgram_reserve(SocketId s, Endpoint to, uint32_t n) {
 
 void FakeWorker::dgram_commit(uint32_t n) {
   FAKE_CHECK(res_ == Res::dgram && n <= res_len_);
-  committed_.push_back({res_sock_, res_to_, std::vector<uint8_t>(scratch_.begin(), scratch_.begin() + n)});
+  committed_.push_back(
+      {res_sock_, res_to_, std::vector<uint8_t>(scratch_.begin(), scratch_.begin() + n)});
   res_ = Res::none;
 }
 
@@ -168,7 +173,8 @@ void FakeWorker::complete_connect(ConnId c) {
   Conn* k = find(c);
   FAKE_CHECK(k);
   counters_.conns_connected.add();
-  rx_.push_back({RxItem{RxKind::stream_open, CloseReason::none, k->sock, c, k->peer, 0, nullptr}, {}});
+  rx_.push_back(
+      {RxItem{RxKind::stream_open, CloseReason::none, k->sock, c, k->peer, 0, nullptr}, {}});
 }
 
 void FakeWorker::close(ConnId c) {
@@ -195,7 +201,9 @@ void FakeWorker::flush() {
   }
 }
 
-std::vector<FakeWorker::SentDatagram> FakeWorker::take_sent() { return std::exchange(sent_, {}); }
+std::vector<FakeWorker::SentDatagram> FakeWorker::take_sent() {
+  return std::exchange(sent_, {});
+}
 
 std::vector<uint8_t> FakeWorker::take_stream_out(ConnId c) {
   const uint32_t slot = conn_slot(c);

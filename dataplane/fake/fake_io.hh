@@ -27,7 +27,8 @@ class FakeWorker {
     std::vector<uint8_t> bytes;
   };
 
-  FakeWorker(unsigned id, const IoConfig& cfg, size_t sockets) : id_(id), cfg_(cfg), nsock_(sockets) {}
+  FakeWorker(unsigned id, const IoConfig& cfg, size_t sockets)
+      : id_(id), cfg_(cfg), nsock_(sockets) {}
 
   // ---- test side -------------------------------------------------------------------
   void inject_datagram(SocketId s, Endpoint from, std::span<const uint8_t> bytes);
@@ -39,8 +40,8 @@ class FakeWorker {
   void set_conn_out_limit(uint32_t n) { cfg_.conn_out_limit = n; }
   void set_tx_capacity(size_t n) { tx_capacity_ = n; }  // datagrams per flush
 
-  std::vector<SentDatagram> take_sent();             // datagrams flushed so far
-  std::vector<uint8_t> take_stream_out(ConnId c);    // stream bytes flushed so far
+  std::vector<SentDatagram> take_sent();           // datagrams flushed so far
+  std::vector<uint8_t> take_stream_out(ConnId c);  // stream bytes flushed so far
   bool is_open(ConnId c) const;
   std::vector<std::pair<ConnId, Endpoint>> take_connects();  // connect() calls made
   void complete_connect(ConnId c);                           // deliver stream_open

@@ -197,8 +197,8 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   // 4. Nothing ready: enter the kernel once (submit re-arms, run deferred completions),
   //    blocking up to timeout_ns in interrupt mode.
   const unsigned sq_flags = IO_URING_READ_ONCE(*ring_.sq.kflags);
-  bool must_enter = io_uring_sq_ready(&ring_) ||
-                    (sq_flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN));
+  bool must_enter =
+      io_uring_sq_ready(&ring_) || (sq_flags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN));
   if (!must_enter && plan_.enter_for_completions)
     must_enter = !plan_.taskrun_flag || ++skipped_enters_ >= uring::kForcedEnterPolls;
   if (must_enter) skipped_enters_ = 0;

@@ -360,10 +360,9 @@ Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& cfg,
                 "ring flags %s (busy-poll and interrupt mode), sq %u cq %u; datagram tx %s%s; "
                 "udp rx %u x %u B, tcp rx %u x %u B, tx %u x %u B + %u x %u B",
                 flag_names(b->plan_.setup_flags).c_str(), uring::kSqEntries, cq,
-                b->plan_.send_to ? "send+addr" : "sendmsg",
-                b->plan_.udp_gso ? " + gso" : "", udp_buf_count(cfg), udp_buf_size(cfg),
-                cfg.rx_buffers, cfg.rx_buffer_size, cfg.tx_buffers, kernel::kTxSmallBytes,
-                kernel::kTxLargeBuffers, cfg.max_datagram);
+                b->plan_.send_to ? "send+addr" : "sendmsg", b->plan_.udp_gso ? " + gso" : "",
+                udp_buf_count(cfg), udp_buf_size(cfg), cfg.rx_buffers, cfg.rx_buffer_size,
+                cfg.tx_buffers, kernel::kTxSmallBytes, kernel::kTxLargeBuffers, cfg.max_datagram);
   b->features_ = line;
 
   // Open every socket now so bind errors surface before any thread starts.

@@ -1,11 +1,10 @@
-#include "tests/control/scratch_dir.hh"
 #include "control/control_config.hh"
+#include "tests/control/scratch_dir.hh"
 
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
-
 
 namespace cw::ctl {
 namespace {

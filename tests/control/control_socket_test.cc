@@ -1,5 +1,5 @@
-#include "tests/control/scratch_dir.hh"
 #include "control/control_socket.hh"
+#include "tests/control/scratch_dir.hh"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -31,9 +31,7 @@ class ControlSocketTest : public ::testing::Test {
     server_->on("fail", [](const Json&) -> Json { throw std::runtime_error("boom"); });
     server_->start([this] { ++ticks_; }, 5);
   }
-  void TearDown() override {
-    server_.reset();
-  }
+  void TearDown() override { server_.reset(); }
   test::ScratchDir scratch_{"cw-ctl"};
   std::string dir_, path_;
   std::unique_ptr<ControlServer> server_;

@@ -1,5 +1,5 @@
-#include "tests/control/scratch_dir.hh"
 #include "control/dataplane_control.hh"
+#include "tests/control/scratch_dir.hh"
 
 #include <unistd.h>
 
@@ -49,9 +49,7 @@ class DataplaneControlTest : public ::testing::Test {
     ASSERT_TRUE(c) << c.error().message;
     ctl_ = std::move(c.value());
   }
-  void TearDown() override {
-    ctl_.reset();
-  }
+  void TearDown() override { ctl_.reset(); }
   test::ScratchDir scratch_{"cw-dpc"};
   Json req(const Json& r) {
     auto j = control_request(cfg_.socket, r);

@@ -1,5 +1,5 @@
-#include "tests/control/scratch_dir.hh"
 #include "control/segment.hh"
+#include "tests/control/scratch_dir.hh"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -44,7 +44,9 @@ struct LenEcho {
     return {used, false};
   }
   template <class Io>
-  void on_mail(Ctx<Io>&, const Mail& m) { mail_sum += m.a; }
+  void on_mail(Ctx<Io>&, const Mail& m) {
+    mail_sum += m.a;
+  }
   template <class Io>
   void on_tick(Ctx<Io>& ctx) {
     ++ticks;
@@ -65,7 +67,9 @@ std::vector<uint8_t> frame(const std::string& s) {
   std::copy(s.begin(), s.end(), v.begin() + 1);
   return v;
 }
-std::string str(const std::vector<uint8_t>& v) { return {v.begin(), v.end()}; }
+std::string str(const std::vector<uint8_t>& v) {
+  return {v.begin(), v.end()};
+}
 
 class WorkerTest : public ::testing::Test {
  protected:
@@ -76,8 +80,8 @@ class WorkerTest : public ::testing::Test {
   Mailboxes mail{2, 8};
   LoopConfig loop{.burst = 4, .busy_poll = true, .tail_small = 8, .tail_buffers = 2};
   // socket 0 belongs to service 0; socket 1 to nobody.
-  Worker<FakeWorker, Services> w{io,   {LenEcho{}}, {0, kNoService}, loop, 64, stats, svc_stats,
-                                 mail};
+  Worker<FakeWorker, Services> w{io, {LenEcho{}}, {0, kNoService}, loop,
+                                 64, stats,       svc_stats,       mail};
   dp::Endpoint peer{htonl(0x7f000001), htons(5555)};
 };
 
@@ -199,7 +203,8 @@ TEST(WorkerInterrupt, BlocksOnlyUntilTheNextRequestedTickAndNotWithMailWaiting) 
   EXPECT_LE(io.last_timeout_ns(), 40'000'000) << "a requested tick bounds the block";
   std::get<LenEcho>(w.service(0)).want_wake = false;
   w.run_once();
-  mail.set_waker(0, [](void* p) { static_cast<FakeWorker*>(p)->wake(); }, &io);
+  mail.set_waker(
+      0, [](void* p) { static_cast<FakeWorker*>(p)->wake(); }, &io);
   Mail m;
   ASSERT_TRUE(mail.send(0, 0, m));
   w.run_once();
@@ -229,8 +234,8 @@ TEST(WorkerRuns, ConsecutiveDatagramsOfOneServiceComeAsOneRun) {
   const LoopConfig loop{.burst = 16, .busy_poll = true};
   using Two = std::variant<RunCounter, LenEcho>;
   // socket 0 -> RunCounter, socket 1 -> LenEcho, socket 2 -> nobody.
-  Worker<FakeWorker, Two> w{io,    {RunCounter{}, LenEcho{}}, {0, 1, kNoService}, loop, 64,
-                            stats, svc_stats,                 mail};
+  Worker<FakeWorker, Two> w{
+      io, {RunCounter{}, LenEcho{}}, {0, 1, kNoService}, loop, 64, stats, svc_stats, mail};
   const dp::Endpoint peer{htonl(0x7f000001), htons(5555)};
   // 0 0 0 | 1 | 0 0 | 2 | 0
   const dp::SocketId order[] = {0, 0, 0, 1, 0, 0, 2, 0};

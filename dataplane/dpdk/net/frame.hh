@@ -101,8 +101,8 @@ inline UdpDatagram udp_of(const Parsed& p) {
 // caller runs the checked path (parse_frame), which finds the drop reason. So this path may
 // only accept what the checked path accepts (fuzz_dpdk_frame, DpdkFrame.PlainUdpEdges), and
 // never needs to name a reason itself.
-inline bool check_plain_udp(const uint8_t* ip, uint32_t avail, const Interface& ifc,
-                            RxOffload off, UdpDatagram& d, uint32_t* total_out) {
+inline bool check_plain_udp(const uint8_t* ip, uint32_t avail, const Interface& ifc, RxOffload off,
+                            UdpDatagram& d, uint32_t* total_out) {
   if (avail < kIpv4MinHdrLen + kUdpHdrLen) return false;
   const uint64_t head = load_native64(ip);  // version/IHL .. fragment field
   uint32_t mid;                             // TTL, protocol, header checksum

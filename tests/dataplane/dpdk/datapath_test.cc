@@ -236,9 +236,10 @@ TEST_F(DpdkDatapath, CachedHeadersFollowArpChanges) {
     EXPECT_EQ(load16(ip4 + 2), 28 + len);
     const uint8_t* u = ip4 + 20;
     EXPECT_EQ(load16(u + 2), port);
-    EXPECT_EQ(csum_fold(csum_add(u, 8 + len, pseudo_header_sum(ip("10.0.0.2"), ip("10.0.0.8"),
-                                                                  kProtoUdp, 8 + len))),
-              0);
+    EXPECT_EQ(
+        csum_fold(csum_add(u, 8 + len,
+                           pseudo_header_sum(ip("10.0.0.2"), ip("10.0.0.8"), kProtoUdp, 8 + len))),
+        0);
   };
   arp_request_from("10.0.0.8", a);  // learned: learn_from_requests is on
   send("10.0.0.8", 9001, 10, 1);
@@ -291,15 +292,15 @@ TEST_F(DpdkDatapath, ReplyInPlaceReusesTheRequestBuffer) {
     EXPECT_EQ(csum_fold(csum_add(ip4, 20)), 0);
     const uint32_t ulen = uint32_t(f.size()) - kEthHdrLen - 20;
     EXPECT_EQ(ntohs(load_be16(ip4 + 22)), 40000);  // back to the sender's port
-    EXPECT_EQ(csum_fold(csum_add(ip4 + 20, ulen, pseudo_header_sum(ip("10.0.0.2"), ip("10.0.0.1"),
-                                                                    kProtoUdp, ulen))),
-              0);
+    EXPECT_EQ(
+        csum_fold(csum_add(ip4 + 20, ulen,
+                           pseudo_header_sum(ip("10.0.0.2"), ip("10.0.0.1"), kProtoUdp, ulen))),
+        0);
   }
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(tx[0].data()) + kUdpFrameHdrLen,
                         tx[0].size() - kUdpFrameHdrLen),
             "Ping-in-place");
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>(tx[1].data()) + kUdpFrameHdrLen, 5),
-            "again");
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(tx[1].data()) + kUdpFrameHdrLen, 5), "again");
 }
 
 TEST_F(DpdkDatapath, UnsolicitedReplyIsNotLearned) {

@@ -1,7 +1,7 @@
 #include "dataplane/dpdk/net/frame.hh"
 
-#include <algorithm>
 #include <gtest/gtest.h>
+#include <algorithm>
 
 #include "dataplane/io.hh"
 #include "tests/dataplane/dpdk/frames.hh"
@@ -27,8 +27,8 @@ void expect_fast_agrees(const std::vector<uint8_t>& f, RxOffload off = {}) {
   const Parsed p = parse(f, off);
   UdpDatagram d;
   const bool fast = parse_udp_frame_fast(f.data(), uint32_t(f.size()), test_interface(), off, d);
-  ASSERT_EQ(fast, p.kind == FrameKind::udp) << "fast path " << fast << ", parse_frame kind "
-                                            << int(p.kind);
+  ASSERT_EQ(fast, p.kind == FrameKind::udp)
+      << "fast path " << fast << ", parse_frame kind " << int(p.kind);
   if (!fast) return;
   EXPECT_EQ(d.src_be, p.src_be);
   EXPECT_EQ(d.dst_be, p.dst_be);
@@ -203,8 +203,9 @@ TEST(DpdkFrame, ReplyOverRequestUpdatesTheChecksum) {
       rq.dport_be = uint16_t(rnd());
       rq.ip_id = uint16_t(rnd());
       std::vector<uint8_t> a(kUdpFrameHdrLen + len);
-      std::generate(a.begin() + kUdpFrameHdrLen, a.end(),
-                    [&] { return round % 5 == 0 ? 0 : round % 5 == 1 ? 0xFF : uint8_t(rnd()); });
+      std::generate(a.begin() + kUdpFrameHdrLen, a.end(), [&] {
+        return round % 5 == 0 ? 0 : round % 5 == 1 ? 0xFF : uint8_t(rnd());
+      });
       write_udp_frame(a.data(), rq, len, TxCsum::software);
       const bool no_csum = round % 11 == 3;
       if (no_csum) store16(udph(a) + 6, 0);

@@ -40,7 +40,7 @@ TEST(PortGuardDeathTest, TheHandlerInstalledBeforeStillRuns) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
-        struct sigaction sa{};
+        struct sigaction sa {};
         sa.sa_sigaction = exit_42;
         sa.sa_flags = SA_SIGINFO;
         sigaction(SIGSEGV, &sa, nullptr);

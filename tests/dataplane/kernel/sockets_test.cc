@@ -80,9 +80,9 @@ TEST(Sockets, SocketDropsCountsReceiveQueueOverflow) {
   constexpr uint32_t kSent = 64;
   char buf[1000] = {};
   for (uint32_t i = 0; i < kSent; ++i)
-    ASSERT_EQ(sendto(tx->get(), buf, sizeof buf, 0, reinterpret_cast<const sockaddr*>(&dst),
-                     sizeof dst),
-              ssize_t(sizeof buf));
+    ASSERT_EQ(
+        sendto(tx->get(), buf, sizeof buf, 0, reinterpret_cast<const sockaddr*>(&dst), sizeof dst),
+        ssize_t(sizeof buf));
   uint32_t queued = 0;
   while (recv(rx->get(), buf, sizeof buf, MSG_DONTWAIT) > 0) ++queued;
   ASSERT_TRUE(socket_drops(rx->get(), &drops));

@@ -321,8 +321,7 @@ TEST_F(UringTest, KernelReceiveQueueDropsAreCounted) {
   // The drop counter is sampled (every kernel::kDropSamplePeriodNs): poll (bounded) until
   // every datagram is accounted for.
   const IoCounters& k = io->counters();
-  ASSERT_TRUE(
-      poll_until([&] { return k.rx_datagrams.get() + k.rx_no_buffer.get() >= kSent; }))
+  ASSERT_TRUE(poll_until([&] { return k.rx_datagrams.get() + k.rx_no_buffer.get() >= kSent; }))
       << k.rx_datagrams.get() << " received, " << k.rx_no_buffer.get() << " dropped";
   EXPECT_GT(k.rx_no_buffer.get(), 0u);
   // No silent loss: every datagram was received or counted (rx_no_buffer also counts the
