@@ -155,6 +155,8 @@ inline constexpr Field<rt::WorkerStats> kWorkerFields[] = {
     {"mail_in", "Mailbox messages delivered", &rt::WorkerStats::mail_in},
     {"mail_dropped", "Mailbox messages dropped (mailbox full)", &rt::WorkerStats::mail_dropped},
     {"busy_ns", "Nanoseconds spent handling bursts", &rt::WorkerStats::busy_ns},
+    {"timers_fired", "Service timers fired", &rt::WorkerStats::timers_fired},
+    {"timers_full", "Timers refused: max_timers pending", &rt::WorkerStats::timers_full},
 };
 
 inline constexpr Field<dp::IoCounters> kIoFields[] = {

@@ -25,7 +25,6 @@
 #pragma once
 
 #include <atomic>
-#include <bit>
 #include <concepts>
 #include <cstdint>
 #include <cstring>
@@ -167,31 +166,36 @@ uint8_t* reserve_reply(W& w, const RxItem& it, uint32_t n) {
     return w.dgram_reserve(it.sock, it.peer, n);
 }
 
-// The bytes a reply in place changed in its request, for a backend that updates the
-// request's UDP checksum (RFC 1624) instead of summing the whole reply again (DPDK with
-// software checksums). A service whose reply to `it` is written over it.data with exactly
-// it.len bytes, all equal to the request's except those it reports here, commits with
-// commit_reply(); every other reply commits as usual.
-class ReplyEdits {
- public:
-  // The payload byte at offset `off` was `was` and is now `now`. Summed as 16-bit words in
-  // the machine's byte order (the order the checksum code loads them in): a byte at an even
-  // offset is the first byte of its word.
-  void byte(uint32_t off, uint8_t was, uint8_t now) {
-    const bool first = (off & 1) == 0;
-    const unsigned shift = (first == (std::endian::native == std::endian::little)) ? 0 : 8;
-    sum_ += (uint64_t{now} << shift) + (0xFFFFu ^ (uint32_t{was} << shift));  // + now - was
-  }
-  uint64_t native_sum() const { return sum_; }  // one's-complement sum of the changes
-
- private:
-  uint64_t sum_ = 0;
+// A reply written over its request with a few bytes changed (an echo clearing a flag):
+// reserve_reply handed back the request's own buffer, and the reply is exactly it.len bytes
+// at it.data, all the request's except those the service notes in a ReplyEdits<W>
+// (edits.byte(offset, was, now) per changed payload byte). Committed with commit_reply(),
+// the backend may then derive what it computed over the request (DPDK: the UDP checksum)
+// instead of going over the reply's bytes again; any other reply commits as usual. A
+// backend that can use the notes defines W::ReplyEdits and dgram_commit_edited(n, edits);
+// for the others ReplyEdits<W> keeps nothing and commit_reply is dgram_commit.
+struct NoReplyEdits {
+  void byte(uint32_t, uint8_t, uint8_t) {}
 };
-
-// Commits the reply to `it` reserved at `out` with n bytes (see ReplyEdits): the backend
-// may update the request's checksum when the reply lies exactly over the request's bytes.
+namespace detail {
 template <class W>
-void commit_reply(W& w, const RxItem& it, const uint8_t* out, uint32_t n, const ReplyEdits& e) {
+struct ReplyEditsOf {
+  using type = NoReplyEdits;
+};
+template <class W>
+requires requires {
+  typename W::ReplyEdits;
+}
+struct ReplyEditsOf<W> {
+  using type = typename W::ReplyEdits;
+};
+}  // namespace detail
+template <class W>
+using ReplyEdits = typename detail::ReplyEditsOf<W>::type;
+
+// Commits the reply to `it` reserved at `out` with n bytes (see ReplyEdits).
+template <class W>
+void commit_reply(W& w, const RxItem& it, const uint8_t* out, uint32_t n, const ReplyEdits<W>& e) {
   if constexpr (requires { w.dgram_commit_edited(n, e); }) {
     if (out == it.data && n == it.len) return w.dgram_commit_edited(n, e);
   }

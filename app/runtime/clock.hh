@@ -1,16 +1,10 @@
-// Monotonic time in nanoseconds. clock_gettime(CLOCK_MONOTONIC) is served by the vDSO, so
-// this is no syscall; the worker reads it once per burst.
+// The runtime's name for the one monotonic clock (dataplane/clock.hh).
 #pragma once
 
-#include <cstdint>
-#include <ctime>
+#include "dataplane/clock.hh"
 
 namespace cw::rt {
 
-inline uint64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
-}
+using dp::now_ns;
 
 }  // namespace cw::rt

@@ -23,6 +23,9 @@
 //       Once per loop iteration, after the burst (clients send due requests here).
 //   template <class Io> void on_mail(Ctx<Io>&, const Mail&);
 //       A mailbox message addressed to this service on this worker.
+//   template <class Io> void on_timer(Ctx<Io>&, TimerId, uint64_t user);
+//       A timer this service set (ctx.timer_at/timer_after) is due; `user` is what it gave.
+//       Rearming the id here (ctx.timer_rearm) makes it periodic.
 //   uint32_t max_frame() const;
 //       Largest stream frame the protocol accepts; a partial frame beyond it closes the
 //       connection (counted as stream_oversize). Default kDefaultMaxFrame.
@@ -34,6 +37,7 @@
 #include <span>
 
 #include "app/runtime/stats.hh"
+#include "app/runtime/timer_wheel.hh"
 #include "dataplane/io.hh"
 
 namespace cw::rt {
@@ -70,10 +74,28 @@ struct Ctx {
   uint64_t now_ns;          // monotonic, refreshed once per burst
   uint64_t wake_by_ns = 0;  // a handler lowers this to be called (on_tick) by then
 
-  // Ask to be ticked no later than t (interrupt mode would otherwise block longer).
+  TimerWheel* timers = nullptr;  // the worker's (set by it)
+
+  // Ask to be ticked no later than t (interrupt mode would otherwise block longer). Kept
+  // until the loop has passed t, whichever hook asked.
   void wake_at(uint64_t t) {
     if (wake_by_ns == 0 || t < wake_by_ns) wake_by_ns = t;
   }
+
+  // Timers of the service being called: on_timer(ctx, id, user) runs once the monotonic
+  // time (now_ns's clock) reaches t_ns, never earlier, about a tick (262 us) later at most
+  // when the loop is idle. kNoTimer when the worker's pool (LoopConfig::max_timers) is
+  // full, counted in stats.timers_full. O(1), no allocation.
+  TimerId timer_at(uint64_t t_ns, uint64_t user) {
+    const TimerId id = timers->schedule(t_ns, service, user);
+    if (id == kNoTimer) stats.timers_full.add();
+    return id;
+  }
+  TimerId timer_after(uint64_t ns, uint64_t user) { return timer_at(now_ns + ns, user); }
+  // Both return false (and do nothing) for a timer that already fired or was cancelled; a
+  // timer may be rearmed or cancelled from its own on_timer.
+  bool timer_rearm(TimerId id, uint64_t t_ns) { return timers->rearm(id, t_ns); }
+  bool timer_cancel(TimerId id) { return timers->cancel(id); }
   // Send mail to the same service on another worker; false when that mailbox is full
   // (counted in stats.mail_dropped).
   bool post(unsigned to_worker, Mail m);

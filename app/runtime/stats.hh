@@ -21,6 +21,8 @@ struct alignas(64) WorkerStats {
   Counter stream_no_buffer;  // no tail buffer left for a partial frame (conn closed)
   Counter mail_in, mail_dropped;
   Counter busy_ns;  // time spent handling bursts (ns)
+  Counter timers_fired;
+  Counter timers_full;  // timer_at/timer_after refused: LoopConfig::max_timers pending
 };
 
 // Request latency, log-linear (1-2-5 per decade, 1 us .. 10 s, then +Inf). Buckets are

@@ -15,6 +15,7 @@
 #include "app/runtime/service.hh"
 #include "app/runtime/stats.hh"
 #include "app/runtime/stream_tails.hh"
+#include "app/runtime/timer_wheel.hh"
 #include "dataplane/io.hh"
 
 namespace cw::rt {
@@ -25,6 +26,8 @@ struct LoopConfig {
   uint64_t max_block_ns = 100'000'000;  // interrupt mode: longest block (checks stop flag)
   uint32_t tail_small = 4096;           // stream tail buffer sizes (bytes)
   uint32_t tail_buffers = 4096;         // bound on tail buffers per worker
+  uint32_t max_timers = 16384;          // service timers pending at once, per worker (32 B each)
+  uint32_t timers_per_loop = 1024;      // timers fired per iteration at most (rest: next one)
 };
 
 inline constexpr uint16_t kNoService = 0xFFFF;
@@ -64,10 +67,14 @@ class Worker {
         tails_(max_conns, cfg.tail_small, max_frame_of_all(), cfg.tail_buffers),
         items_(cfg.burst),
         timed_(svc_stats.size(), 0),
-        ctx_{io, stats, nullptr, mail, io.worker_id(), mail.workers(), kNoService, now_ns()} {
+        ctx_{io, stats, nullptr, mail, io.worker_id(), mail.workers(), kNoService, now_ns()},
+        timers_(cfg.max_timers, ctx_.now_ns) {
+    ctx_.timers = &timers_;
     for (size_t s = 0; s < svc_stats.size(); ++s) timed_[s] = svc_stats[s].requests.get();
     tails_.prepare();
   }
+  Worker(const Worker&) = delete;  // ctx_ points at timers_
+  Worker& operator=(const Worker&) = delete;
 
   // Runs until stop is set. Owner thread only.
   void run(const std::atomic<bool>& stop) {
@@ -78,8 +85,10 @@ class Worker {
   void run_once() {
     // 1. Receive a burst (block only in interrupt mode, and only when no mail is waiting).
     const uint32_t n = io_.poll(items_.data(), uint32_t(items_.size()), block_ns());
-    // The clock is read per burst; an empty poll needs it only if a service ticks.
-    if (n || kTicks) ctx_.now_ns = now_ns();
+    // The clock is read per burst; an empty poll needs it only if a service ticks or waits
+    // for a time (else the first mail reads it).
+    clock_read_ = n || kTicks || ctx_.wake_by_ns || timers_.pending();
+    if (clock_read_) ctx_.now_ns = now_ns();
     stats_.loops.add();
     // 2. Decode and dispatch each item to the service owning its socket.
     if (n) {
@@ -87,10 +96,13 @@ class Worker {
       stats_.items.add(n);
       dispatch_burst(n);
     }
-    // 3. Deliver mail, then tick services (clients originate requests here).
+    // 3. Deliver mail, fire due timers (one compare when none is), then tick services
+    //    (clients originate requests here). A wake_at is dropped only once it has passed,
+    //    so one asked for by a burst or mail hook survives the ticks.
     drain_mail();
+    if (ctx_.now_ns >= timers_.next_ns()) drain_timers();
+    if (ctx_.wake_by_ns && ctx_.now_ns >= ctx_.wake_by_ns) ctx_.wake_by_ns = 0;
     if constexpr (kTicks) {
-      ctx_.wake_by_ns = 0;
       for (uint16_t s = 0; s < services_.size(); ++s) tick(s);
     }
     // 4. Transmit everything the handlers queued, in one batch.
@@ -123,12 +135,15 @@ class Worker {
       return kDefaultMaxFrame;
   }
 
+  // Interrupt mode: until the next timer or requested tick, at most max_block_ns.
   int64_t block_ns() {
     if (cfg_.busy_poll) return 0;
     uint64_t t = cfg_.max_block_ns;
-    if (ctx_.wake_by_ns) {
+    uint64_t due = timers_.next_ns();
+    if (ctx_.wake_by_ns) due = std::min(due, ctx_.wake_by_ns);
+    if (due != TimerWheel::kNever) {
       const uint64_t now = now_ns();
-      t = ctx_.wake_by_ns <= now ? 0 : std::min<uint64_t>(t, ctx_.wake_by_ns - now);
+      t = due <= now ? 0 : std::min<uint64_t>(t, due - now);
     }
     if (t == 0) return 0;
     mail_.set_sleeping(ctx_.worker, true);
@@ -294,6 +309,10 @@ class Worker {
       // Bounded per loop so a flood of mail cannot starve the network.
       for (uint32_t k = 0; k < cfg_.burst && ring.pop(m); ++k) {
         stats_.mail_in.add();
+        if (!clock_read_) {  // a handler may set a timer relative to now_ns
+          ctx_.now_ns = now_ns();
+          clock_read_ = true;
+        }
         if (m.service == kWorkerMail) {
           worker_mail(m);
           continue;
@@ -307,6 +326,22 @@ class Worker {
             services_[m.service]);
       }
     }
+  }
+
+  // Each due timer to the service that set it.
+  void drain_timers() {
+    const uint32_t fired = timers_.advance(
+        ctx_.now_ns, cfg_.timers_per_loop, [&](TimerId id, uint16_t s, uint64_t user) {
+          if (s >= services_.size()) return;
+          enter(s);
+          std::visit(
+              [&](auto& svc) {
+                if constexpr (requires { svc.on_timer(ctx_, id, user); })
+                  svc.on_timer(ctx_, id, user);
+              },
+              services_[s]);
+        });
+    stats_.timers_fired.add(fired);
   }
 
   void tick(uint16_t s) {
@@ -331,6 +366,8 @@ class Worker {
   std::vector<dp::RxItem> items_;
   std::vector<uint64_t> timed_;  // per service: requests already given a latency sample
   Ctx<Io> ctx_;
+  TimerWheel timers_;
+  bool clock_read_ = false;  // ctx_.now_ns was read this iteration
   bool sleeping_ = false;
   bool stopped_accepting_ = false;
 };

@@ -96,7 +96,7 @@ class SockperfEcho : public ServiceSwitch {
     }
     uint8_t* out = nullptr;  // reservation (at most `left` bytes), opened by the first reply
     uint32_t out_len = 0, replies = 0, unsent = 0;
-    dp::ReplyEdits edits;  // the flag bytes changed (used when every reply is in place)
+    dp::ReplyEdits<Io> edits;  // the flag bytes changed (used when every reply is in place)
     while (left) {
       const sp::Frame f = sp::parse({p, left});
       if (f.status != sp::Status::ok) {

@@ -16,7 +16,6 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <variant>
 #include <vector>
@@ -25,6 +24,7 @@
 #include "app/runtime/mailbox.hh"
 #include "app/runtime/worker.hh"
 #include "app/services/echo_sockperf.hh"
+#include "dataplane/clock.hh"
 #include "dataplane/dpdk/dpdk_io.hh"
 #include "dataplane/dpdk/net/frame.hh"
 #include "tests/dataplane/dpdk/frames.hh"
@@ -46,7 +46,7 @@ struct Bench {
 };
 
 double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return double(dp::now_ns()) * 1e-9;
 }
 
 // Rewrites the frames taken off the ring into the request again and puts them back.

@@ -7,6 +7,7 @@
 #include <bit>
 #include <cassert>
 
+#include "dataplane/clock.hh"
 #include "dataplane/dpdk/dpdk_port.hh"
 #include "dataplane/dpdk/net/frame.hh"
 #include "dataplane/dpdk/port_guard.hh"
@@ -31,10 +32,6 @@ net::CsumState csum_state(uint64_t flags, uint64_t mask, uint64_t good, uint64_t
   if (f == good || f == mask) return net::CsumState::good;  // mask == "NONE": data verified
   if (f == bad) return net::CsumState::bad;
   return net::CsumState::unknown;
-}
-
-int64_t tsc_to_ns(uint64_t tsc, uint64_t hz) {
-  return int64_t(tsc / hz) * 1'000'000'000 + int64_t((tsc % hz) * 1'000'000'000 / hz);
 }
 
 }  // namespace
@@ -65,7 +62,7 @@ DpdkWorker::DpdkWorker(std::shared_ptr<DpdkShared> shared, unsigned id)
   }
   ip_id_ = uint16_t(id * 7919);  // workers start apart; ids only need to differ per flow
   link_up_ = sh_->link_up.load(std::memory_order_relaxed);
-  now_ns_ = tsc_to_ns(rte_rdtsc(), sh_->tsc_hz);
+  now_ns_ = int64_t(now_ns());
 }
 
 DpdkWorker::~DpdkWorker() {
@@ -97,7 +94,7 @@ uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   // 2. Timers (link, ARP, reassembly) every kDpdkHousekeepNs, not per packet.
   const uint64_t tsc = rte_rdtsc();
   if (tsc >= next_housekeep_tsc_) {
-    now_ns_ = tsc_to_ns(tsc, sh_->tsc_hz);
+    now_ns_ = int64_t(now_ns());
     next_housekeep_tsc_ = tsc + sh_->tsc_hz / (1'000'000'000 / kDpdkHousekeepNs);
     housekeep();
   }

@@ -96,6 +96,7 @@ class alignas(64) DpdkWorker {
   inline void dgram_commit(uint32_t n);
   // A reply over its request's own bytes (dp::commit_reply): the request's UDP checksum is
   // updated for the edits rather than summed again (net::write_udp_reply_frame).
+  using ReplyEdits = net::CsumEdits;
   inline void dgram_commit_edited(uint32_t n, const ReplyEdits& e);
   uint8_t* stream_reserve(ConnId, uint32_t) { return nullptr; }  // no TCP on DPDK
   void stream_commit(ConnId, uint32_t) {}

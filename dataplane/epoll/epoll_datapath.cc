@@ -11,6 +11,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "dataplane/clock.hh"
 #include "dataplane/epoll/epoll_io.hh"
 
 namespace cw::dp {
@@ -24,12 +25,6 @@ namespace {
 enum : uint64_t { kTagWake = 1, kTagUdp = 2, kTagListener = 3, kTagConn = 4 };
 constexpr uint64_t tag_conn(ConnId c) {
   return (kTagConn << 56) | c;
-}
-
-uint64_t mono_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
 }
 
 RxItem item(RxKind k, CloseReason r, SocketId s, ConnId c, Endpoint peer, uint32_t len,
@@ -47,7 +42,7 @@ uint32_t EpollWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   // The previous poll's receive memory is released here (RxItem data lifetime).
   rx_used_ = 0;
   large_used_ = 0;
-  now_ns_ = mono_ns();
+  now_ns_ = now_ns();
   if (now_ns_ >= drops_due_ns_) sample_drops();
 
   // 1. Items owed from earlier (closes, immediate connects), then the idle sweep.
@@ -93,7 +88,7 @@ uint32_t EpollWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
         break;
     }
   }
-  if (ne > 0) now_ns_ = mono_ns();
+  if (ne > 0) now_ns_ = now_ns();
 
   // 4. Closes that happened during this poll follow the data delivered before them.
   k += drain_notify(out + k, n - k);
@@ -539,7 +534,7 @@ ConnId EpollWorker::connect(SocketId s, Endpoint to) {
     counters_.conns_rejected.add();
     return kNoConn;
   }
-  if (now_ns_ == 0) now_ns_ = mono_ns();
+  if (now_ns_ == 0) now_ns_ = now_ns();
   const uint32_t slot = conns_.alloc(fd, s, to, ConnState::connecting, now_ns_);
   counters_.conns_open.add();
   const ConnId id = conns_.id(slot);

@@ -13,22 +13,13 @@
 #include <ctime>
 #include <utility>
 
+#include "dataplane/clock.hh"
 #include "dataplane/uring/uring_io.hh"
 
 namespace cw::dp {
 
 using uring::Op;
 using uring::pack;
-
-namespace {
-
-uint64_t monotonic_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
-}
-
-}  // namespace
 
 // ---- SQE helpers --------------------------------------------------------------------------
 
@@ -177,7 +168,7 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   return_buffers();
   // 2. Timers: idle connections (a bounded slice of the table per call) and the kernel drop
   //    counters of UDP sockets. The clock is read once, only when either needs it.
-  if (conns_.in_use() || udp_socks_) now_ns_ = monotonic_ns();
+  if (conns_.in_use() || udp_socks_) now_ns_ = now_ns();
   if (udp_socks_ && now_ns_ >= drops_due_ns_) sample_drops(now_ns_);
   if (conns_.in_use()) {
     conns_.sweep_idle(now_ns_, uint64_t(cfg_.idle_timeout_ms) * 1'000'000u, [&](uint32_t slot) {
@@ -187,7 +178,7 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
                          : CloseReason::idle);
     });
   }
-  if (accepts_paused_) resume_accepts(monotonic_ns());
+  if (accepts_paused_) resume_accepts(now_ns());
   // 3. Deliver finished closes, then whatever completed.
   uint32_t k = 0;
   woken_ = false;
@@ -322,7 +313,7 @@ void UringWorker::on_accept(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
     if (starved) {
       // Out of descriptors or memory: the connection stays in the backlog; retry later
       // rather than spin on the same failure.
-      socks_[s].rearm_at_ns = monotonic_ns() + uring::kAcceptBackoffNs;
+      socks_[s].rearm_at_ns = now_ns() + uring::kAcceptBackoffNs;
       ++accepts_paused_;
     } else if (socks_[s].fd.valid()) {  // else stop_accepting() closed it: stay closed
       arm_accept(s);
@@ -333,7 +324,7 @@ void UringWorker::on_accept(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   sockaddr_in peer{};
   socklen_t len = sizeof peer;
   getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len);
-  now_ns_ = monotonic_ns();  // may be stale: poll() reads the clock only while conns exist
+  now_ns_ = now_ns();  // may be stale: poll() reads the clock only while conns exist
   const uint32_t slot =
       conns_.alloc(fd, s, kernel::from_sockaddr(peer), kernel::ConnState::open, now_ns_);
   if (slot == kernel::kNilSlot) {
@@ -646,7 +637,7 @@ ConnId UringWorker::connect(SocketId s, Endpoint to) {
   }
   const int fd = kernel::open_tcp_client(socks_[s].bind);
   if (fd < 0) return kNoConn;
-  const uint32_t slot = conns_.alloc(fd, s, to, kernel::ConnState::connecting, monotonic_ns());
+  const uint32_t slot = conns_.alloc(fd, s, to, kernel::ConnState::connecting, now_ns());
   auto& c = conns_.at(slot);
   c.x.addr = kernel::to_sockaddr(to);
   counters_.conns_open.add();

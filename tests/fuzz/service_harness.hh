@@ -78,7 +78,8 @@ class Harness {
   rt::WorkerStats stats_;
   std::vector<rt::ServiceStats> svc_ = std::vector<rt::ServiceStats>(1);
   rt::Mailboxes mail_{1, 4};
-  rt::LoopConfig loop_{.burst = 8, .busy_poll = true, .tail_small = 64, .tail_buffers = 4};
+  rt::LoopConfig loop_{
+      .burst = 8, .busy_poll = true, .tail_small = 64, .tail_buffers = 4, .max_timers = 16};
   rt::Worker<dp::FakeWorker, std::variant<Service>> w_;
   dp::Endpoint peer_{htonl(0x7f000001), htons(4242)};
 };

@@ -276,7 +276,7 @@ inline void write_udp_frame(uint8_t* f, const UdpTemplate& t, uint16_t dport_be,
 // write_udp_frame for a reply written over the request it answers: f still holds the
 // request's IPv4 header (no options) and UDP header, and the `len` payload bytes are the
 // request's except for changes whose one's-complement sum, in native order, is `edits`
-// (dp::ReplyEdits). The UDP checksum is then the request's, updated (RFC 1624) for the
+// (CsumEdits). The UDP checksum is then the request's, updated (RFC 1624) for the
 // new addresses and ports and the edits, instead of a sum over the payload: the same bytes
 // as write_udp_frame. The request's checksum must be right (the receive path verified
 // it); without one (0), or with another length, the reply gets the full sum.

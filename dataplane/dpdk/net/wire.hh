@@ -128,6 +128,25 @@ struct CsumAcc {
   }
 };
 
+// The one's-complement sum of the changes to a datagram's payload, for updating its UDP
+// checksum (RFC 1624) rather than summing the payload again: the DPDK backend's
+// dp::ReplyEdits (dataplane/io.hh), which a service fills in while writing its reply.
+class CsumEdits {
+ public:
+  // The payload byte at offset `off` was `was` and is now `now`. Summed as 16-bit words in
+  // the machine's byte order (the order the checksum code loads them in): a byte at an even
+  // offset is the first byte of its word.
+  void byte(uint32_t off, uint8_t was, uint8_t now) {
+    const bool first = (off & 1) == 0;
+    const unsigned shift = (first == (std::endian::native == std::endian::little)) ? 0 : 8;
+    sum_ += (uint64_t{now} << shift) + (0xFFFFu ^ (uint32_t{was} << shift));  // + now - was
+  }
+  uint64_t native_sum() const { return sum_; }  // one's-complement sum of the changes
+
+ private:
+  uint64_t sum_ = 0;
+};
+
 // csum_accumulate adds `len` bytes to a native-order accumulator (fold it with fold_native
 // or test it with csum_native_ok); csum_add is the RFC 1071 one's-complement sum of `len`
 // bytes as big-endian 16-bit words, unfolded: `sum` plus a value below 2^16, so callers can

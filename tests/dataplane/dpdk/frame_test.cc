@@ -219,7 +219,7 @@ TEST(DpdkFrame, ReplyOverRequestUpdatesTheChecksum) {
       rp.dst_mac = rq.src_mac;
       rp.ip_id = uint16_t(rnd());
       const UdpTemplate t = make_udp_template(rp, TxCsum::software);
-      dp::ReplyEdits e;
+      CsumEdits e;
       for (uint32_t k = 0, n = len ? rnd() % 5 : 0; k < n; ++k) {
         const uint32_t off = rnd() % len;
         const uint8_t was = a[kUdpFrameHdrLen + off], now = uint8_t(rnd());
@@ -249,7 +249,7 @@ TEST(DpdkFrame, ReplyOverRequestDoesNotSumThePayload) {
   write_udp_frame(want.data(), rp, 64, TxCsum::software);
   a[kUdpFrameHdrLen + 10] ^= 0xFF;  // not reported
   write_udp_reply_frame(a.data(), make_udp_template(rp, TxCsum::software), rp.dport_be, rp.ip_id,
-                        64, dp::ReplyEdits{}.native_sum());
+                        64, CsumEdits{}.native_sum());
   EXPECT_EQ(load16(udph(a) + 6), load16(udph(want) + 6));
 }
 
