@@ -467,6 +467,7 @@ struct Out {
       bad = true;
       return *this;
     }
+    if (s.empty()) return *this;  // s.data() may be null
     std::memcpy(p + n, s.data(), s.size());
     n += s.size();
     return *this;
