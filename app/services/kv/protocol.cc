@@ -57,10 +57,14 @@ bool parse_i64(std::string_view s, int64_t& out) {
   return true;
 }
 
+bool bad_key_byte(char c) {
+  return uint8_t(c) <= 0x20 || uint8_t(c) == 0x7f;
+}
+
 bool bad_key(std::string_view k) {
   if (k.size() > kMaxKeyLen) return true;
   for (char c : k)
-    if (uint8_t(c) <= 0x20 || uint8_t(c) == 0x7f) return true;
+    if (bad_key_byte(c)) return true;
   return false;
 }
 
@@ -84,7 +88,19 @@ bool get_family_line(std::string_view in) {
 struct Tokens {
   std::array<std::string_view, kMaxTokens> t;
   size_t n = 0;
+  size_t pos = 0;  // where tokenizing stopped
   std::string_view line;
+  explicit Tokens(std::string_view l) : line(l) {}
+  // Splits until `max` tokens are known (a get needs two, the rest up to kMaxTokens).
+  void split(size_t max) {
+    while (n < max) {
+      while (pos < line.size() && line[pos] == ' ') ++pos;
+      if (pos == line.size()) return;
+      const size_t start = pos;
+      while (pos < line.size() && line[pos] != ' ') ++pos;
+      t[n++] = line.substr(start, pos - start);
+    }
+  }
   // The line from token i on (empty when i == n).
   std::string_view from(size_t i) const {
     if (i >= n) return {};
@@ -93,20 +109,8 @@ struct Tokens {
   std::string_view last() const { return t[n - 1]; }
 };
 
-void tokenize(std::string_view line, Tokens& tk) {
-  tk.line = line;
-  size_t i = 0;
-  while (tk.n < kMaxTokens) {
-    while (i < line.size() && line[i] == ' ') ++i;
-    if (i == line.size()) break;
-    const size_t start = i;
-    while (i < line.size() && line[i] != ' ') ++i;
-    tk.t[tk.n++] = line.substr(start, i - start);
-  }
-}
-
-Parsed fail(std::string_view reply, size_t consumed, bool noreply = false) {
-  Parsed p;
+// The helpers fill the caller's Parsed in place, so parse() returns one object (NRVO).
+Parsed& fail(Parsed& p, std::string_view reply, size_t consumed, bool noreply = false) {
   p.status = Status::error;
   p.reply = reply;
   p.consumed = consumed;
@@ -114,44 +118,49 @@ Parsed fail(std::string_view reply, size_t consumed, bool noreply = false) {
   return p;
 }
 
-Parsed close_now() {
-  Parsed p;
+Parsed& close_now(Parsed& p) {
   p.status = Status::error;
   p.close = true;
   return p;
 }
 
-Parsed need(size_t total) {
-  Parsed p;
+Parsed& need(Parsed& p, size_t total) {
   p.need = total;
   return p;
 }
 
 // The value block after a storage line: `vlen` bytes and "\r\n" at in[line_len].
 // noreply applies to text errors only; memcached always answers ms errors.
-Parsed data_block(Parsed& p, std::string_view in, size_t line_len, uint64_t vlen,
-                  const Limits& limits, bool noreply) {
+Parsed& data_block(Parsed& p, std::string_view in, size_t line_len, uint64_t vlen,
+                   const Limits& limits, bool noreply) {
   const size_t total = line_len + size_t(vlen) + 2;
-  if (vlen > limits.max_value) return fail(kTooLarge, total, noreply);
-  if (in.size() < total) return need(total);
-  if (in[total - 2] != '\r' || in[total - 1] != '\n') return fail(kBadChunk, total, noreply);
+  if (vlen > limits.max_value) return fail(p, kTooLarge, total, noreply);
+  if (in.size() < total) return need(p, total);
+  if (in[total - 2] != '\r' || in[total - 1] != '\n') return fail(p, kBadChunk, total, noreply);
   p.req.data = in.substr(line_len, size_t(vlen));
   p.status = Status::ok;
   p.consumed = total;
   return p;
 }
 
-Parsed parse_get(Parsed& p, const Tokens& tk, size_t line_len, Cmd cmd) {
-  if (tk.n < 2) return fail(kError, line_len);
+Parsed& parse_get(Parsed& p, const Tokens& tk, size_t line_len, Cmd cmd) {
+  if (tk.n < 2) return fail(p, kError, line_len);
   size_t first = 1;
   if (cmd == Cmd::gat || cmd == Cmd::gats) {
-    if (!parse_i64(tk.t[1], p.req.exptime)) return fail(kBadExptime, line_len);
+    if (!parse_i64(tk.t[1], p.req.exptime)) return fail(p, kBadExptime, line_len);
     first = 2;
   }
   const std::string_view text = tk.from(first);
+  // One pass: count the keys and check their length and bytes.
   uint32_t count = 0;
-  for (KeyList::iterator it(text), end; !(it == end); ++it) {
-    if (bad_key(*it) || ++count > kMaxGetKeys) return fail(kBadFormat, line_len);
+  size_t len = 0;  // of the key being read
+  for (char ch : text) {
+    if (ch == ' ') {
+      len = 0;
+      continue;
+    }
+    if (bad_key_byte(ch) || ++len > kMaxKeyLen || (len == 1 && ++count > kMaxGetKeys))
+      return fail(p, kBadFormat, line_len);
   }
   p.req.cmd = cmd;
   p.req.keys = KeyList(text, count);
@@ -160,11 +169,11 @@ Parsed parse_get(Parsed& p, const Tokens& tk, size_t line_len, Cmd cmd) {
   return p;
 }
 
-Parsed parse_storage(Parsed& p, std::string_view in, const Tokens& tk, size_t line_len, Cmd cmd,
-                     const Limits& limits) {
+Parsed& parse_storage(Parsed& p, std::string_view in, const Tokens& tk, size_t line_len, Cmd cmd,
+                      const Limits& limits) {
   const bool is_cas = cmd == Cmd::cas;
   const size_t want = is_cas ? 6 : 5;
-  if (tk.n != want && tk.n != want + 1) return fail(kError, line_len);
+  if (tk.n != want && tk.n != want + 1) return fail(p, kError, line_len);
   const bool noreply = tk.last() == "noreply";
   Request& r = p.req;
   r.cmd = cmd;
@@ -174,15 +183,15 @@ Parsed parse_storage(Parsed& p, std::string_view in, const Tokens& tk, size_t li
   if (bad_key(r.key) || !parse_u32(tk.t[2], r.client_flags) || !parse_i64(tk.t[3], r.exptime) ||
       !parse_i64(tk.t[4], vlen) || (is_cas && !parse_u64(tk.t[5], r.cas)) || vlen < 0 ||
       vlen > int64_t(kMaxDataLen))
-    return fail(kBadFormat, line_len, noreply);
+    return fail(p, kBadFormat, line_len, noreply);
   return data_block(p, in, line_len, uint64_t(vlen), limits, noreply);
 }
 
-Parsed parse_text(Parsed& p, const Tokens& tk, size_t line_len) {
+Parsed& parse_text(Parsed& p, const Tokens& tk, size_t line_len) {
   Request& r = p.req;
   const std::string_view c = tk.t[0];
   const bool noreply = tk.n >= 2 && tk.last() == "noreply";
-  const auto ok = [&](Cmd cmd) {
+  const auto ok = [&](Cmd cmd) -> Parsed& {
     r.cmd = cmd;
     r.noreply = noreply;
     p.status = Status::ok;
@@ -190,22 +199,22 @@ Parsed parse_text(Parsed& p, const Tokens& tk, size_t line_len) {
     return p;
   };
   if (c == "incr" || c == "decr") {
-    if (tk.n != 3 && tk.n != 4) return fail(kError, line_len);
+    if (tk.n != 3 && tk.n != 4) return fail(p, kError, line_len);
     r.key = tk.t[1];
-    if (bad_key(r.key)) return fail(kBadFormat, line_len, noreply);
-    if (!parse_u64(tk.t[2], r.delta)) return fail(kBadDelta, line_len, noreply);
+    if (bad_key(r.key)) return fail(p, kBadFormat, line_len, noreply);
+    if (!parse_u64(tk.t[2], r.delta)) return fail(p, kBadDelta, line_len, noreply);
     return ok(c == "incr" ? Cmd::incr : Cmd::decr);
   }
   if (c == "delete") {
-    if (tk.n < 2 || tk.n > 4) return fail(kError, line_len);
+    if (tk.n < 2 || tk.n > 4) return fail(p, kError, line_len);
     r.key = tk.t[1];
     if (tk.n > 2) {
       // memcached still accepts the old "delete <key> 0" hold time.
       const bool zero = tk.t[2] == "0";
       if (!((tk.n == 3 && (zero || noreply)) || (tk.n == 4 && zero && noreply)))
-        return fail(kDeleteUsage, line_len, noreply);
+        return fail(p, kDeleteUsage, line_len, noreply);
     }
-    if (bad_key(r.key)) return fail(kBadFormat, line_len, tk.n > 2 && noreply);
+    if (bad_key(r.key)) return fail(p, kBadFormat, line_len, tk.n > 2 && noreply);
     r.cmd = Cmd::del;
     r.noreply = tk.n > 2 && noreply;
     p.status = Status::ok;
@@ -213,21 +222,21 @@ Parsed parse_text(Parsed& p, const Tokens& tk, size_t line_len) {
     return p;
   }
   if (c == "touch") {
-    if (tk.n != 3 && tk.n != 4) return fail(kError, line_len);
+    if (tk.n != 3 && tk.n != 4) return fail(p, kError, line_len);
     r.key = tk.t[1];
-    if (bad_key(r.key)) return fail(kBadFormat, line_len, noreply);
-    if (!parse_i64(tk.t[2], r.exptime)) return fail(kBadExptime, line_len, noreply);
+    if (bad_key(r.key)) return fail(p, kBadFormat, line_len, noreply);
+    if (!parse_i64(tk.t[2], r.exptime)) return fail(p, kBadExptime, line_len, noreply);
     return ok(Cmd::touch);
   }
   if (c == "flush_all") {
-    if (tk.n > 3) return fail(kError, line_len);
+    if (tk.n > 3) return fail(p, kError, line_len);
     if (tk.n != (noreply ? 2u : 1u) && !parse_i64(tk.t[1], r.exptime))
-      return fail(kBadExptime, line_len, noreply);
+      return fail(p, kBadExptime, line_len, noreply);
     return ok(Cmd::flush_all);
   }
   if (c == "verbosity") {
-    if (tk.n != 2 && tk.n != 3) return fail(kError, line_len);
-    if (!parse_u32(tk.t[1], r.verbosity)) return fail(kBadFormat, line_len, noreply);
+    if (tk.n != 2 && tk.n != 3) return fail(p, kError, line_len);
+    if (!parse_u32(tk.t[1], r.verbosity)) return fail(p, kBadFormat, line_len, noreply);
     return ok(Cmd::verbosity);
   }
   if (c == "version") return ok(Cmd::version);
@@ -248,14 +257,15 @@ Parsed parse_text(Parsed& p, const Tokens& tk, size_t line_len) {
   const bool known_letter = f == 'g' || f == 's' || f == 'a' || f == 'c' || f == 'i' || f == 'd' ||
                             f == 't' || f == 'm' || c == "lru_crawler" || c == "watch" ||
                             c == "lru";
-  if (!known_letter && starts_with(tk.last(), "HTTP/")) return close_now();
-  return fail(kError, line_len);
+  if (!known_letter && starts_with(tk.last(), "HTTP/")) return close_now(p);
+  return fail(p, kError, line_len);
 }
 
 // memcached's _meta_flag_preparse: every known flag is accepted by every meta command; an
 // unknown or repeated letter stops at once, a bad argument is noted and the scan goes on
 // (the last message wins; F sets none).
 bool meta_flags(Request& r, const Tokens& tk, size_t first, std::string_view& err) {
+  static constexpr std::string_view kPlainFlags = "IPLcfhklqstuvx";
   MetaFlags& m = r.meta;
   bool failed = false;
   for (size_t i = first; i < tk.n; ++i) {
@@ -308,24 +318,11 @@ bool meta_flags(Request& r, const Tokens& tk, size_t first, std::string_view& er
       case 'D':
         if (!parse_u64(arg, m.delta)) ok = false, err = kBadDeltaValue;
         break;
-      case 'P':
-      case 'L':
-      case 'k':
-      case 's':
-      case 't':
-      case 'c':
-      case 'f':
-      case 'v':
-      case 'h':
-      case 'l':
-      case 'u':
-      case 'q':
-      case 'x':
-      case 'I':
-        break;
-      default:
-        err = kInvalidFlag;
-        return false;
+      default:  // flags without an argument to check, or unknown
+        if (kPlainFlags.find(o) == std::string_view::npos) {
+          err = kInvalidFlag;
+          return false;
+        }
     }
     m.mask |= uint64_t(1) << unsigned(o - 'A');
     m.order[m.count++] = o;
@@ -334,8 +331,8 @@ bool meta_flags(Request& r, const Tokens& tk, size_t first, std::string_view& er
   return !failed;
 }
 
-Parsed parse_meta(Parsed& p, std::string_view in, const Tokens& tk, size_t line_len,
-                  const Limits& limits) {
+Parsed& parse_meta(Parsed& p, std::string_view in, const Tokens& tk, size_t line_len,
+                   const Limits& limits) {
   Request& r = p.req;
   const char c = tk.t[0][1];
   if (c == 'n') {
@@ -344,23 +341,23 @@ Parsed parse_meta(Parsed& p, std::string_view in, const Tokens& tk, size_t line_
     p.consumed = line_len;
     return p;
   }
-  if (c != 'g' && c != 's' && c != 'd' && c != 'a' && c != 'e') return fail(kError, line_len);
-  if (tk.n < 2) return fail(kError, line_len);
+  if (c != 'g' && c != 's' && c != 'd' && c != 'a' && c != 'e') return fail(p, kError, line_len);
+  if (tk.n < 2) return fail(p, kError, line_len);
   r.key = tk.t[1];
-  if (bad_key(r.key)) return fail(kBadFormat, line_len);
+  if (bad_key(r.key)) return fail(p, kBadFormat, line_len);
   if (c == 'e') {
     r.cmd = Cmd::me;
     if (tk.n >= 3 && tk.t[2][0] == 'b') {
       r.binary_key_len = uint8_t(base64_decode(r.key, r.binary_key));
-      if (r.binary_key_len == 0) return fail(kBadFormat, line_len);
+      if (r.binary_key_len == 0) return fail(p, kBadFormat, line_len);
       r.meta.mask |= uint64_t(1) << unsigned('b' - 'A');
     }
     p.status = Status::ok;
     p.consumed = line_len;
     return p;
   }
-  if (c == 's' && tk.n == 2) return fail(kBadFormat, line_len);
-  if (tk.n > kMaxMetaTokens) return fail(c == 'g' ? kMgTooLong : kMetaTooLong, line_len);
+  if (c == 's' && tk.n == 2) return fail(p, kBadFormat, line_len);
+  if (tk.n > kMaxMetaTokens) return fail(p, c == 'g' ? kMgTooLong : kMetaTooLong, line_len);
 
   // ms: the data length comes first so that a refused ms can still swallow its value.
   size_t swallow = line_len;
@@ -368,15 +365,15 @@ Parsed parse_meta(Parsed& p, std::string_view in, const Tokens& tk, size_t line_
   int64_t vlen = 0;
   if (c == 's') {
     if (!parse_i64(tk.t[2], vlen) || vlen < 0 || vlen > int64_t(kMaxDataLen))
-      return fail(kBadFormat, line_len);
+      return fail(p, kBadFormat, line_len);
     swallow = line_len + size_t(vlen) + 2;
     first_flag = 3;
   }
   std::string_view err = kBadFormat;
   if (!meta_flags(r, tk, first_flag, err))
-    return fail(c == 'd' || c == 'a' ? kInvalidOrDup : err, swallow);
+    return fail(p, c == 'd' || c == 'a' ? kInvalidOrDup : err, swallow);
   const MetaFlags& m = r.meta;
-  if (m.has('O') && m.opaque.size() + 1 > kMaxOpaqueLen) return fail(kOpaqueTooLong, swallow);
+  if (m.has('O') && m.opaque.size() + 1 > kMaxOpaqueLen) return fail(p, kOpaqueTooLong, swallow);
   r.noreply = m.has('q');
   switch (c) {
     case 'g':
@@ -388,13 +385,13 @@ Parsed parse_meta(Parsed& p, std::string_view in, const Tokens& tk, size_t line_
     case 'a':
       r.cmd = Cmd::ma;
       if (m.mode != 0 && m.mode != 'I' && m.mode != '+' && m.mode != 'D' && m.mode != '-')
-        return fail(kMaMode, line_len);
+        return fail(p, kMaMode, line_len);
       break;
     default:  // 's'
       r.cmd = Cmd::ms;
       if (m.mode != 0 && m.mode != 'E' && m.mode != 'A' && m.mode != 'P' && m.mode != 'R' &&
           m.mode != 'S')
-        return fail(kMsMode, swallow);
+        return fail(p, kMsMode, swallow);
       return data_block(p, in, line_len, uint64_t(vlen), limits, false);
   }
   p.status = Status::ok;
@@ -424,31 +421,48 @@ Parsed parse(std::string_view in, const Limits& limits) {
   const void* nl = scan ? std::memchr(in.data(), '\n', scan) : nullptr;
   if (nl == nullptr) {
     // memcached closes without a reply on a line too long; a get line may grow further.
-    if (in.size() >= kMaxGetLine || (in.size() >= kMaxLine && !get_family_line(in)))
-      return close_now();
-    return p;  // need_more, length unknown
+    if (in.size() >= kMaxGetLine || (in.size() >= kMaxLine && !get_family_line(in))) close_now(p);
+    return p;  // else need_more, length unknown
   }
   const size_t line_len = size_t(static_cast<const char*>(nl) - in.data()) + 1;
-  if (line_len > kMaxLine && !get_family_line(in)) return close_now();
+  if (line_len > kMaxLine && !get_family_line(in)) {
+    close_now(p);
+    return p;
+  }
   std::string_view line = in.substr(0, line_len - 1);
   if (line.size() > 1 && line.back() == '\r') line.remove_suffix(1);
 
-  Tokens tk;
-  tokenize(line, tk);
-  if (tk.n == 0 || tk.t[0].size() < 2) return fail(kError, line_len);
+  // A get line is split only up to its exptime: parse_get reads its keys in one pass.
+  Tokens tk(line);
+  tk.split(3);  // command, gat exptime, first key
   const std::string_view c = tk.t[0];
-  if (c.size() == 2 && c[0] == 'm') return parse_meta(p, in, tk, line_len, limits);
-  if (c == "get" || c == "bget") return parse_get(p, tk, line_len, Cmd::get);
-  if (c == "gets") return parse_get(p, tk, line_len, Cmd::gets);
-  if (c == "gat") return parse_get(p, tk, line_len, Cmd::gat);
-  if (c == "gats") return parse_get(p, tk, line_len, Cmd::gats);
-  if (c == "set") return parse_storage(p, in, tk, line_len, Cmd::set, limits);
-  if (c == "add") return parse_storage(p, in, tk, line_len, Cmd::add, limits);
-  if (c == "replace") return parse_storage(p, in, tk, line_len, Cmd::replace, limits);
-  if (c == "append") return parse_storage(p, in, tk, line_len, Cmd::append, limits);
-  if (c == "prepend") return parse_storage(p, in, tk, line_len, Cmd::prepend, limits);
-  if (c == "cas") return parse_storage(p, in, tk, line_len, Cmd::cas, limits);
-  return parse_text(p, tk, line_len);
+  const bool get_family = c == "get" || c == "bget" || c == "gets" || c == "gat" || c == "gats";
+  if (!get_family) tk.split(kMaxTokens);
+  if (tk.n == 0 || c.size() < 2)
+    fail(p, kError, line_len);
+  else if (c.size() == 2 && c[0] == 'm')
+    parse_meta(p, in, tk, line_len, limits);
+  else if (get_family)
+    parse_get(p, tk, line_len,
+              c == "gets"   ? Cmd::gets
+              : c == "gat"  ? Cmd::gat
+              : c == "gats" ? Cmd::gats
+                            : Cmd::get);
+  else if (c == "set")
+    parse_storage(p, in, tk, line_len, Cmd::set, limits);
+  else if (c == "add")
+    parse_storage(p, in, tk, line_len, Cmd::add, limits);
+  else if (c == "replace")
+    parse_storage(p, in, tk, line_len, Cmd::replace, limits);
+  else if (c == "append")
+    parse_storage(p, in, tk, line_len, Cmd::append, limits);
+  else if (c == "prepend")
+    parse_storage(p, in, tk, line_len, Cmd::prepend, limits);
+  else if (c == "cas")
+    parse_storage(p, in, tk, line_len, Cmd::cas, limits);
+  else
+    parse_text(p, tk, line_len);
+  return p;
 }
 
 // --- Replies ---

@@ -37,33 +37,15 @@ inline constexpr uint32_t kDefaultMaxValue = 1024 * 1024;
 // A data length field above this is a bad command line (memcached: INT_MAX - 2).
 inline constexpr uint32_t kMaxDataLen = 0x7fffffff - 2;
 
+// clang-format off
 enum class Cmd : uint8_t {
-  get,
-  gets,
-  gat,
-  gats,  // keys
-  set,
-  add,
-  replace,
-  append,
-  prepend,
-  cas,  // key, client_flags, exptime, data (+cas)
-  del,
-  incr,
-  decr,
-  touch,  // key (+delta / exptime)
-  flush_all,
-  version,
-  verbosity,
-  stats,
-  quit,
-  mg,
-  ms,
-  md,
-  ma,
-  mn,
-  me,  // meta: key + MetaFlags
+  get, gets, gat, gats,                     // keys (gat, gats: + exptime)
+  set, add, replace, append, prepend, cas,  // key, client_flags, exptime, data (cas: + cas)
+  del, incr, decr, touch,                   // key (+ delta / exptime)
+  flush_all, version, verbosity, stats, quit,
+  mg, ms, md, ma, mn, me,                   // meta: key + MetaFlags (ms: + data)
 };
+// clang-format on
 
 // The key tokens of a get line, iterated in order without copying.
 class KeyList {
