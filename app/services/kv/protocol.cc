@@ -399,6 +399,29 @@ Parsed& parse_meta(Parsed& p, std::string_view in, const Tokens& tk, size_t line
   return p;
 }
 
+struct Name {
+  std::string_view name;
+  Cmd cmd;
+};
+constexpr Name kGetNames[] = {
+    {"get", Cmd::get},   {"gets", Cmd::gets}, {"gat", Cmd::gat},
+    {"gats", Cmd::gats}, {"bget", Cmd::get},  // memcached's ancient alias
+};
+constexpr Name kStorageNames[] = {
+    {"set", Cmd::set},       {"add", Cmd::add},         {"replace", Cmd::replace},
+    {"append", Cmd::append}, {"prepend", Cmd::prepend}, {"cas", Cmd::cas},
+};
+template <size_t N>
+bool lookup(const Name (&names)[N], std::string_view c, Cmd& out) {
+  for (const Name& n : names) {
+    if (n.name == c) {
+      out = n.cmd;
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 void KeyList::iterator::advance() {
@@ -436,30 +459,17 @@ Parsed parse(std::string_view in, const Limits& limits) {
   Tokens tk(line);
   tk.split(3);  // command, gat exptime, first key
   const std::string_view c = tk.t[0];
-  const bool get_family = c == "get" || c == "bget" || c == "gets" || c == "gat" || c == "gats";
+  Cmd cmd{};
+  const bool get_family = lookup(kGetNames, c, cmd);
   if (!get_family) tk.split(kMaxTokens);
   if (tk.n == 0 || c.size() < 2)
     fail(p, kError, line_len);
   else if (c.size() == 2 && c[0] == 'm')
     parse_meta(p, in, tk, line_len, limits);
   else if (get_family)
-    parse_get(p, tk, line_len,
-              c == "gets"   ? Cmd::gets
-              : c == "gat"  ? Cmd::gat
-              : c == "gats" ? Cmd::gats
-                            : Cmd::get);
-  else if (c == "set")
-    parse_storage(p, in, tk, line_len, Cmd::set, limits);
-  else if (c == "add")
-    parse_storage(p, in, tk, line_len, Cmd::add, limits);
-  else if (c == "replace")
-    parse_storage(p, in, tk, line_len, Cmd::replace, limits);
-  else if (c == "append")
-    parse_storage(p, in, tk, line_len, Cmd::append, limits);
-  else if (c == "prepend")
-    parse_storage(p, in, tk, line_len, Cmd::prepend, limits);
-  else if (c == "cas")
-    parse_storage(p, in, tk, line_len, Cmd::cas, limits);
+    parse_get(p, tk, line_len, cmd);
+  else if (lookup(kStorageNames, c, cmd))
+    parse_storage(p, in, tk, line_len, cmd, limits);
   else
     parse_text(p, tk, line_len);
   return p;

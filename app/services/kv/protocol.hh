@@ -24,8 +24,8 @@ inline constexpr size_t kMaxGetLine = 64 * 1024;
 inline constexpr size_t kMaxGetKeys = 4096;
 // memcached's MAX_TOKENS: the first 23 tokens of a line decide the command's arity.
 inline constexpr size_t kMaxTokens = 23;
-// memcached's MFLAG_MAX_OPT_LENGTH (terminal token included): a meta line of 20 or more
-// tokens is refused.
+// Tokens of a meta line, command and key included (memcached's MFLAG_MAX_OPT_LENGTH is 20
+// because it counts its terminal token); more is "CLIENT_ERROR options flags too long".
 inline constexpr size_t kMaxMetaTokens = 19;
 inline constexpr size_t kMaxMetaFlags = kMaxMetaTokens - 2;
 // An O (opaque) token, its letter included (MFLAG_MAX_OPAQUE_LENGTH).
