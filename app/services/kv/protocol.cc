@@ -342,12 +342,12 @@ Parsed& parse_meta(Parsed& p, std::string_view in, const Tokens& tk, size_t line
     return p;
   }
   if (c != 'g' && c != 's' && c != 'd' && c != 'a' && c != 'e') return fail(p, kError, line_len);
-  if (tk.n < 2) return fail(p, kError, line_len);
+  if (tk.n < 2) return fail(p, c == 'e' ? kBadFormat : kError, line_len);
   r.key = tk.t[1];
   if (bad_key(r.key)) return fail(p, kBadFormat, line_len);
   if (c == 'e') {
     r.cmd = Cmd::me;
-    if (tk.n >= 3 && tk.t[2][0] == 'b') {
+    if (tk.n >= 3 && tk.t[2] == "b") {
       r.binary_key_len = uint8_t(base64_decode(r.key, r.binary_key));
       if (r.binary_key_len == 0) return fail(p, kBadFormat, line_len);
       r.meta.mask |= uint64_t(1) << unsigned('b' - 'A');
