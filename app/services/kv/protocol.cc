@@ -438,10 +438,11 @@ void KeyList::iterator::advance() {
   rest_ = rest_.substr(j);
 }
 
-Parsed parse(std::string_view in, const Limits& limits) {
+Parsed parse(std::string_view in, const Limits& limits, size_t no_newline) {
   Parsed p;
   const size_t scan = in.size() < kMaxGetLine ? in.size() : kMaxGetLine;
-  const void* nl = scan ? std::memchr(in.data(), '\n', scan) : nullptr;
+  const size_t from = no_newline < scan ? no_newline : scan;
+  const void* nl = scan > from ? std::memchr(in.data() + from, '\n', scan - from) : nullptr;
   if (nl == nullptr) {
     // memcached closes without a reply on a line too long; a get line may grow further.
     if (in.size() >= kMaxGetLine || (in.size() >= kMaxLine && !get_family_line(in))) close_now(p);

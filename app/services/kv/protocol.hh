@@ -145,9 +145,13 @@ struct Limits {
 };
 
 // Parses the request at the start of `in` (a TCP stream buffer; it may hold more after it).
-Parsed parse(std::string_view in, const Limits& limits = {});
-inline Parsed parse(std::span<const uint8_t> in, const Limits& limits = {}) {
-  return parse(std::string_view(reinterpret_cast<const char*>(in.data()), in.size()), limits);
+// `no_newline` bytes at the start of `in` are known to hold no '\n': after need_more with
+// need == 0, pass that input's size, so that a line trickling in is scanned once, not once
+// per segment (a 64 KiB get line sent a byte at a time would cost 2^31 byte reads).
+Parsed parse(std::string_view in, const Limits& limits = {}, size_t no_newline = 0);
+inline Parsed parse(std::span<const uint8_t> in, const Limits& limits = {}, size_t no_newline = 0) {
+  return parse(std::string_view(reinterpret_cast<const char*>(in.data()), in.size()), limits,
+               no_newline);
 }
 
 // --- Replies. Each writes into `out` and returns the bytes written, or 0 when the reply

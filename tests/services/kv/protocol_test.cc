@@ -364,6 +364,27 @@ TEST(KvText, AsMemcachedAnswers) {
   expect_error("mg k O1 O2\r\n", "CLIENT_ERROR duplicate flag");
 }
 
+TEST(KvText, ALineTricklingInIsScannedOnce) {
+  // The runtime passes back the size of the input that needed more: the scan resumes there.
+  std::string in = "get";
+  size_t known = 0;
+  for (int i = 0; i < 1000; ++i) {
+    in += " key";
+    const Parsed p = parse(in, {}, known);
+    ASSERT_EQ(p.status, Status::need_more);
+    ASSERT_EQ(p.need, 0u);
+    known = in.size();
+  }
+  in += "\r\n";
+  const Parsed p = parse(in, {}, known);
+  ASSERT_EQ(p.status, Status::ok);
+  EXPECT_EQ(p.req.keys.size(), 1000u);
+  EXPECT_EQ(p.consumed, in.size());
+  // The hint only skips the scan: a wrong one past the newline cannot find it.
+  EXPECT_EQ(parse("get k\r\n", {}, 7).status, Status::need_more);
+  EXPECT_EQ(parse("get k\r\n", {}, 100).status, Status::need_more);
+}
+
 TEST(KvText, Pipelined) {
   const std::string in =
       "set a 1 0 1\r\nx\r\nget a b\r\nincr n 5\r\ndelete a noreply\r\nbogus\r\n"
