@@ -19,6 +19,7 @@ constexpr uint32_t kT0 = 1'700'000'000;
 Store fresh(std::size_t mem = std::size_t{64} << 20) {
   StoreConfig cfg;
   cfg.memory_limit = mem;
+  cfg.lru_bump_interval_s = 0;
   Result<Store> s = Store::create(cfg);
   EXPECT_TRUE(s.ok());
   return std::move(s).value();

@@ -10,10 +10,12 @@ namespace {
 
 constexpr uint32_t kT0 = 1'700'000'000;  // a plausible unix time
 
-Store make_store(std::size_t mem = std::size_t{8} << 20, std::size_t item_max = 1 << 20) {
+Store make_store(std::size_t mem = std::size_t{8} << 20, std::size_t item_max = 1 << 20,
+                 uint32_t bump_interval = 0) {
   StoreConfig cfg;
   cfg.memory_limit = mem;
   cfg.item_size_max = item_max;
+  cfg.lru_bump_interval_s = bump_interval;  // exact LRU unless a test says otherwise
   Result<Store> s = Store::create(cfg);
   EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.error().message);
   return std::move(s).value();
@@ -446,6 +448,18 @@ TEST(KvStore, LruEvictionOrder) {
   EXPECT_EQ(s.stats().evictions.get(), ev);
   EXPECT_EQ(s.stats().curr_items.get(), capacity);
   expect_sane(s);
+}
+
+TEST(KvStore, LruBumpIsRateLimited) {
+  Store s = make_store(std::size_t{8} << 20, 1 << 20, 60);
+  put(s, "a", "1", kT0);
+  put(s, "b", "2", kT0);
+  EXPECT_EQ(s.get("a", kT0 + 59).item.last_access, kT0);
+  EXPECT_EQ(s.lru_keys_for_test(1, 1), (std::vector<std::string>{"b", "a"}));  // not moved
+  EXPECT_EQ(s.get("a", kT0 + 60).item.last_access, kT0);
+  EXPECT_EQ(s.lru_keys_for_test(1, 1), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(s.get("a", kT0 + 61).item.last_access, kT0 + 60);
+  EXPECT_TRUE(s.get("a", kT0 + 61).item.fetched);
 }
 
 TEST(KvStore, ReplacingTheLruTailInAFullClass) {
