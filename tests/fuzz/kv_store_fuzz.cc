@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -20,9 +21,12 @@
 
 namespace kv = cw::kv;
 
-#define CHECK(c)            \
-  do {                      \
-    if (!(c)) std::abort(); \
+#define CHECK(c)                                                        \
+  do {                                                                  \
+    if (!(c)) {                                                         \
+      std::fprintf(stderr, "CHECK failed line %d: %s\n", __LINE__, #c); \
+      std::abort();                                                     \
+    }                                                                   \
   } while (0)
 
 namespace {

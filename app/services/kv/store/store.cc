@@ -124,8 +124,9 @@ Store::Store(Store&& o) noexcept
       bucket_shift_(o.bucket_shift_),
       bump_interval_(o.bump_interval_),
       cas_counter_(o.cas_counter_),
-      oldest_live_(o.oldest_live_),
-      oldest_cas_(o.oldest_cas_),
+      flush_cas_(o.flush_cas_),
+      flush_at_(o.flush_at_),
+      flush_pending_(o.flush_pending_),
       expire_cursor_(o.expire_cursor_),
       stats_(std::move(o.stats_)) {}
 
@@ -158,9 +159,10 @@ uint32_t Store::rel_or_abs(int64_t exptime, uint32_t now) const {
       std::min<int64_t>(int64_t{now} + exptime, std::numeric_limits<uint32_t>::max()));
 }
 
+// Exact once settle_flush(now) ran (every datapath call starts with it); save() is const and
+// may see a pending flush that is due: then every item is older than it.
 bool Store::is_flushed(const Item* it, uint32_t now) const {
-  if (oldest_live_ == 0 || oldest_live_ > now) return false;
-  return it->atime <= oldest_live_ || (oldest_cas_ != 0 && it->cas < oldest_cas_);
+  return it->cas < flush_cas_ || (flush_pending_ && flush_at_ <= now);
 }
 
 bool Store::is_live(const Item* it, uint32_t now) const {
@@ -343,6 +345,7 @@ ItemView Store::view(const Item* it) const {
 // ---- operations ----
 
 GetResult Store::get(std::string_view key, uint32_t now, const GetOptions& opt) {
+  settle_flush(now);
   GetResult r;
   if (check_key(key) != Outcome::hit) {
     r.outcome = Outcome::bad_key;
@@ -390,6 +393,7 @@ GetResult Store::get(std::string_view key, uint32_t now, const GetOptions& opt) 
 }
 
 Outcome Store::touch(std::string_view key, int64_t exptime, uint32_t now) {
+  settle_flush(now);
   if (check_key(key) != Outcome::hit) return Outcome::bad_key;
   stats_->cmd_touch.add();
   Outcome why;
@@ -406,6 +410,7 @@ Outcome Store::touch(std::string_view key, int64_t exptime, uint32_t now) {
 }
 
 StoreResult Store::store(const StoreRequest& req, uint32_t now) {
+  settle_flush(now);
   StoreResult r;
   if (check_key(req.key) != Outcome::hit) {
     r.outcome = Outcome::bad_key;
@@ -508,6 +513,7 @@ StoreResult Store::store(const StoreRequest& req, uint32_t now) {
 }
 
 Outcome Store::remove(const DeleteRequest& req, uint32_t now) {
+  settle_flush(now);
   if (check_key(req.key) != Outcome::hit) return Outcome::bad_key;
   Outcome why;
   Item* it = find(req.key, now, &why);
@@ -528,6 +534,7 @@ Outcome Store::remove(const DeleteRequest& req, uint32_t now) {
 }
 
 ArithResult Store::arith(const ArithRequest& req, uint32_t now) {
+  settle_flush(now);
   ArithResult r;
   if (check_key(req.key) != Outcome::hit) {
     r.outcome = Outcome::bad_key;
@@ -590,13 +597,16 @@ ArithResult Store::arith(const ArithRequest& req, uint32_t now) {
 }
 
 void Store::flush_all(int64_t delay, uint32_t now) {
+  // memcached keeps oldest_live = flush time - 1 and compares last-access times, so an item
+  // stored in that last second vanishes too; a cas cut taken when the flush comes keeps it.
   const uint32_t t = delay > 0 ? rel_or_abs(delay, now) : now;
-  oldest_live_ = t - 1;
-  // Same-second stores before an immediate flush are told apart by their cas.
-  if (oldest_live_ <= now) oldest_cas_ = cas_counter_;
+  flush_at_ = t == 0 ? 0 : t - 1;
+  flush_pending_ = true;
+  settle_flush(now);
 }
 
 uint32_t Store::expire_some(uint32_t now, uint32_t budget) {
+  settle_flush(now);
   const uint64_t used = uint64_t{pages_used_} * page_size_;
   if (used == 0) return 0;
   uint32_t reclaimed = 0;

@@ -184,8 +184,9 @@ class Store {
   StoreResult store(const StoreRequest& req, uint32_t now);
   Outcome remove(const DeleteRequest& req, uint32_t now);  // deleted, not_found, exists
   ArithResult arith(const ArithRequest& req, uint32_t now);
-  // flush_all [delay]: items last stored or accessed before the flush time stop existing
-  // once it comes (delay <= 0: now; else an exptime, relative or absolute).
+  // flush_all [delay]: every item stored before the flush takes effect is gone; items
+  // stored after it stay. delay <= 0: now; else an exptime (relative or absolute) and, as
+  // in memcached, it takes effect one second before that time.
   void flush_all(int64_t delay, uint32_t now);
   // Background expiry: visits up to `budget` chunks from a cursor that wraps around the
   // used pages and reclaims expired or flushed items. Returns the number reclaimed.
@@ -227,6 +228,12 @@ class Store {
   Item* find(std::string_view key, uint32_t now, Outcome* why_missing);
   bool is_live(const Item* it, uint32_t now) const;
   bool is_flushed(const Item* it, uint32_t now) const;
+  void settle_flush(uint32_t now) {
+    if (flush_pending_ && flush_at_ <= now) {
+      flush_cas_ = cas_counter_;  // every item stored so far is older than the flush
+      flush_pending_ = false;
+    }
+  }
   uint32_t rel_or_abs(int64_t exptime, uint32_t now) const;
   int class_for(std::size_t total) const;
   Item* alloc(std::size_t key_len, std::size_t value_len, const Item* protect, uint32_t now);
@@ -253,8 +260,11 @@ class Store {
   int bucket_shift_ = 0;
   uint32_t bump_interval_ = 0;
   uint64_t cas_counter_ = 1;
-  uint32_t oldest_live_ = 0;           // flush_all: 0 none; items accessed at or before are gone
-  uint64_t oldest_cas_ = 0;            // flush_all now: items with a lower cas are gone too
+  // flush_all: items with a cas below flush_cas_ are gone. A delayed flush waits in
+  // flush_at_ (unix s) until an operation at or after that time sets flush_cas_.
+  uint64_t flush_cas_ = 0;
+  uint32_t flush_at_ = 0;
+  bool flush_pending_ = false;
   uint64_t expire_cursor_ = 0;         // byte offset into the used pages
   std::unique_ptr<StoreStats> stats_;  // heap: Counters are atomics and Store moves
 };

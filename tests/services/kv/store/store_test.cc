@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <string>
 
 namespace cw::kv {
@@ -301,7 +304,7 @@ TEST(KvStore, FlushAllWithDelay) {
   put(s, "a", "1", kT0);
   s.flush_all(10, kT0);
   put(s, "b", "2", kT0 + 5);
-  // memcached: oldest_live = flush time - 1; gone from then on.
+  // As memcached: a delayed flush takes effect one second before its time.
   EXPECT_EQ(s.get("a", kT0 + 8).outcome, Outcome::hit);
   EXPECT_EQ(s.get("b", kT0 + 8).outcome, Outcome::hit);
   EXPECT_EQ(s.get("a", kT0 + 9).outcome, Outcome::flushed);
@@ -313,6 +316,34 @@ TEST(KvStore, FlushAllWithDelay) {
   s.flush_all(int64_t{kT0} + 30, kT0 + 20);
   EXPECT_EQ(s.get("d", kT0 + 28).outcome, Outcome::hit);
   EXPECT_EQ(s.get("d", kT0 + 29).outcome, Outcome::flushed);
+  // Stored in the second the flush took effect, after it did: kept (memcached loses it).
+  put(s, "e", "5", kT0 + 40);
+  s.flush_all(2, kT0 + 40);
+  put(s, "f", "6", kT0 + 40);
+  EXPECT_EQ(s.get("f", kT0 + 40).outcome, Outcome::hit);  // pending until kT0 + 41
+  EXPECT_EQ(s.get("e", kT0 + 41).outcome, Outcome::flushed);
+  put(s, "g", "7", kT0 + 41);
+  EXPECT_EQ(s.get("g", kT0 + 41).outcome, Outcome::hit);
+  EXPECT_EQ(s.get("f", kT0 + 41).outcome, Outcome::flushed);
+  // A flush time in the past is a flush now.
+  s.flush_all(int64_t{kT0}, kT0 + 50);
+  EXPECT_EQ(s.get("g", kT0 + 50).outcome, Outcome::flushed);
+}
+
+TEST(KvStore, DueFlushIsSeenBySave) {
+  Store s = make_store();
+  put(s, "a", "1", kT0);
+  s.flush_all(5, kT0);
+  EXPECT_EQ(s.get("a", kT0 + 3).outcome, Outcome::hit);
+  expect_sane(s);
+  char tmpl[] = "/tmp/cw-kvstore-flush-XXXXXX";
+  const int fd = mkstemp(tmpl);
+  ASSERT_GE(fd, 0);
+  unlink(tmpl);
+  Result<SaveSummary> r = s.save(fd, kT0 + 4);  // due, no op has settled it yet
+  close(fd);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value().items, 0u);
 }
 
 TEST(KvStore, FetchedAndLastAccess) {
