@@ -356,13 +356,15 @@ GetResult Store::get(std::string_view key, uint32_t now, const GetOptions& opt) 
   Outcome why;
   Item* it = find(key, now, &why);
   if (it == nullptr) {
-    (opt.counts_as_touch ? st.touch_misses : st.get_misses).add();
     if (why == Outcome::expired) st.get_expired.add();
     if (why == Outcome::flushed) st.get_flushed.add();
     r.outcome = why;
-    if (!opt.vivify) return r;
     Outcome fail;
-    it = make(key, 0, 0, rel_or_abs(opt.vivify_exptime, now), nullptr, now, &fail);
+    if (opt.vivify) it = make(key, 0, 0, rel_or_abs(opt.vivify_exptime, now), nullptr, now, &fail);
+    // memcached counts a vivified miss as a hit
+    (opt.counts_as_touch ? (it ? st.touch_hits : st.touch_misses)
+                         : (it ? st.get_hits : st.get_misses))
+        .add();
     if (it == nullptr) return r;
     it->cas = next_cas();
     it->bits |= Item::kTokenSent;
@@ -521,14 +523,17 @@ Outcome Store::remove(const DeleteRequest& req, uint32_t now) {
     stats_->delete_misses.add();
     return Outcome::not_found;
   }
-  if (req.cas != 0 && req.cas != it->cas) return Outcome::exists;
-  stats_->delete_hits.add();
+  if (req.cas != 0 && req.cas != it->cas) {
+    stats_->delete_misses.add();  // as memcached's md
+    return Outcome::exists;
+  }
   if (req.invalidate) {  // md I: readers now see it stale and one of them wins the recache
     it->bits = static_cast<uint8_t>((it->bits | Item::kStale) & ~Item::kTokenSent);
     if (req.update_ttl) it->exptime = rel_or_abs(req.exptime, now);
     it->cas = next_cas();
     return Outcome::deleted;
   }
+  stats_->delete_hits.add();  // md I is not counted, as in memcached
   unlink(it);
   return Outcome::deleted;
 }
@@ -545,8 +550,10 @@ ArithResult Store::arith(const ArithRequest& req, uint32_t now) {
   Outcome why;
   Item* old = find(req.key, now, &why);
   if (old == nullptr) {
-    (req.incr ? st.incr_misses : st.decr_misses).add();
-    if (!req.vivify) return r;  // not_found
+    if (!req.vivify) {
+      (req.incr ? st.incr_misses : st.decr_misses).add();
+      return r;  // not_found
+    }
     const std::size_t n = format_u64(req.initial, digits);
     Outcome fail;
     Item* it = make(req.key, n, 0, rel_or_abs(req.vivify_exptime, now), nullptr, now, &fail);
