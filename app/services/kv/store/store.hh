@@ -15,9 +15,9 @@
 // append/prepend keeping the old flags and exptime, meta stale/win/vivify).
 //
 // Lifetime of returned views: the key/value spans in an ItemView point into the arena.
-// They stay valid across further get()/touch() calls with the same `now` (a multi-get may
-// collect them), and until any other call (store, remove, arith, flush_all, expire_some,
-// load), which may reuse the chunk.
+// They stay valid across further get() (without vivify) and touch() calls with the same
+// `now` (a multi-get may collect them), and until any other call (store, remove, arith,
+// flush_all, expire_some, load, a vivifying get), which may reuse the chunk.
 #pragma once
 
 #include <cstddef>
