@@ -10,6 +10,7 @@ PKGS=(
   libtomlplusplus-dev libcli11-dev                 # config file, command line
   nlohmann-json3-dev libfmt-dev libspdlog-dev      # stats/JSON output, logging
   libgtest-dev libgmock-dev libbenchmark-dev       # unit tests, micro-benchmarks
+  libxxhash-dev                                    # kv store: key hash, file checksums
   sockperf python3                                 # integration tests (real sockperf client)
   python3-scapy                                    # DPDK malformed-frame tests (frame injection)
   clang libclang-rt-14-dev clang-format           # fuzz targets (libFuzzer), sanitizers, format check
