@@ -153,10 +153,14 @@ inline constexpr Field<rt::WorkerStats> kWorkerFields[] = {
     {"stream_no_buffer", "Connections closed: no tail buffer left",
      &rt::WorkerStats::stream_no_buffer},
     {"mail_in", "Mailbox messages delivered", &rt::WorkerStats::mail_in},
-    {"mail_dropped", "Mailbox messages dropped (mailbox full)", &rt::WorkerStats::mail_dropped},
+    {"mail_dropped", "Mailbox messages not sent: mailbox and overflow full",
+     &rt::WorkerStats::mail_dropped},
     {"busy_ns", "Nanoseconds spent handling bursts", &rt::WorkerStats::busy_ns},
     {"timers_fired", "Service timers fired", &rt::WorkerStats::timers_fired},
     {"timers_full", "Timers refused: max_timers pending", &rt::WorkerStats::timers_full},
+    {"mail_out", "Mailbox messages sent", &rt::WorkerStats::mail_out},
+    {"mail_deferred", "Mailbox messages parked: receiver's mailbox full",
+     &rt::WorkerStats::mail_deferred},
 };
 
 inline constexpr Field<dp::IoCounters> kIoFields[] = {

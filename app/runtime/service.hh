@@ -26,6 +26,9 @@
 //   template <class Io> void on_timer(Ctx<Io>&, TimerId, uint64_t user);
 //       A timer this service set (ctx.timer_at/timer_after) is due; `user` is what it gave.
 //       Rearming the id here (ctx.timer_rearm) makes it periodic.
+//   template <class Io> void on_mail_drained(Ctx<Io>&);
+//       Mail this worker had parked for full mailboxes has all been delivered (mailbox.hh):
+//       resume what backpressured() stopped.
 //   uint32_t max_frame() const;
 //       Largest stream frame the protocol accepts; a partial frame beyond it closes the
 //       connection (counted as stream_oversize). Default kDefaultMaxFrame.
@@ -36,6 +39,7 @@
 #include <cstdint>
 #include <span>
 
+#include "app/runtime/router.hh"
 #include "app/runtime/stats.hh"
 #include "app/runtime/timer_wheel.hh"
 #include "dataplane/io.hh"
@@ -50,14 +54,25 @@ struct StreamVerdict {
 };
 
 // A fixed-size message between workers (or from the control thread to a worker).
+// Ownership of p: memory belongs to the worker that allocated it and is freed (returned to
+// its pool) on that worker only. Mail that carries p hands the receiver what the kind says;
+// the runtime's one rule is for shared buffers (shared_buf.hh): a Mail whose p is a
+// SharedBuf carries one reference, which the receiver releases exactly once. A post that
+// fails (Post::failed) hands over nothing: the sender still owns p.
 struct Mail {
   uint16_t service = 0;  // index of the target service in the worker's service table
   uint16_t kind = 0;     // meaning defined by the service
   uint32_t from = 0;     // sending worker (kControlSender for the control thread)
   uint64_t a = 0, b = 0;
-  void* p = nullptr;  // ownership defined by the service's protocol for this kind
+  void* p = nullptr;  // see above
 };
 inline constexpr uint32_t kControlSender = 0xFFFF;
+
+// What became of a post. sent and deferred both mean the mail will arrive, in order after
+// earlier mail to the same worker; deferred means it is parked on this worker because that
+// mailbox is full. failed: not taken (mailbox and overflow full), counted in mail_dropped.
+// local: post_local_or_remote ran it here instead.
+enum class Post : uint8_t { sent, deferred, failed, local };
 
 class Mailboxes;
 
@@ -96,9 +111,29 @@ struct Ctx {
   // timer may be rearmed or cancelled from its own on_timer.
   bool timer_rearm(TimerId id, uint64_t t_ns) { return timers->rearm(id, t_ns); }
   bool timer_cancel(TimerId id) { return timers->cancel(id); }
-  // Send mail to the same service on another worker; false when that mailbox is full
-  // (counted in stats.mail_dropped).
-  bool post(unsigned to_worker, Mail m);
+  // Mail (mailbox.hh). Send to service to_service on to_worker (this worker included).
+  Post post(unsigned to_worker, uint16_t to_service, Mail m);
+  // To the same service on to_worker.
+  Post post(unsigned to_worker, Mail m) { return post(to_worker, service, m); }
+  // To the same service on every worker (this one only if include_self); returns how many
+  // posts failed (those receivers got nothing).
+  unsigned broadcast(Mail m, bool include_self);
+  // Whether mail to to_worker is parked because its mailbox is full: stop taking work that
+  // mails it until on_mail_drained (or until this turns false).
+  bool backpressured(unsigned to_worker) const;
+
+  // The worker that owns a key (router.hh), and the local fast path: run local() here when
+  // this worker owns key_hash, otherwise post m to the owner's instance of this service.
+  unsigned owner_of(uint64_t key_hash) const { return rt::owner_of(key_hash, workers); }
+  template <class Local>
+  Post post_local_or_remote(uint64_t key_hash, Mail m, Local&& local) {
+    const unsigned owner = owner_of(key_hash);
+    if (owner == worker) {
+      local();
+      return Post::local;
+    }
+    return post(owner, m);
+  }
 };
 
 }  // namespace cw::rt

@@ -4,7 +4,9 @@
 // lines so the two threads do not false-share.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -20,8 +22,7 @@ class Spsc {
  public:
   // capacity is rounded up to a power of two.
   explicit Spsc(size_t capacity) {
-    size_t c = 2;
-    while (c < capacity) c <<= 1;
+    const size_t c = std::bit_ceil(std::max<size_t>(capacity, 2));
     mask_ = c - 1;
     slots_ = std::make_unique<T[]>(c);
   }

@@ -19,10 +19,13 @@ struct alignas(64) WorkerStats {
   Counter unknown_socket;    // item on a socket no service owns (dropped)
   Counter stream_oversize;   // partial frame above the service's max_frame (conn closed)
   Counter stream_no_buffer;  // no tail buffer left for a partial frame (conn closed)
-  Counter mail_in, mail_dropped;
-  Counter busy_ns;  // time spent handling bursts (ns)
+  Counter mail_in;           // mail delivered to this worker
+  Counter mail_dropped;      // mail not taken: mailbox and overflow full (the sender was told)
+  Counter busy_ns;           // time spent handling bursts (ns)
   Counter timers_fired;
-  Counter timers_full;  // timer_at/timer_after refused: LoopConfig::max_timers pending
+  Counter timers_full;    // timer_at/timer_after refused: LoopConfig::max_timers pending
+  Counter mail_out;       // mail this worker put in a mailbox (directly or after parking)
+  Counter mail_deferred;  // mail parked because the receiver's mailbox was full
 };
 
 // Request latency, log-linear (1-2-5 per decade, 1 us .. 10 s, then +Inf). Buckets are

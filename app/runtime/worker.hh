@@ -31,6 +31,8 @@ struct LoopConfig {
 };
 
 inline constexpr uint16_t kNoService = 0xFFFF;
+// Interrupt mode with mail parked for a full mailbox: longest block before retrying it.
+inline constexpr uint64_t kParkedRetryNs = 200'000;
 
 // Mail addressed to the worker itself rather than to one of its services (Mail::service),
 // sent by the control thread. Kinds:
@@ -146,6 +148,8 @@ class Worker {
       t = due <= now ? 0 : std::min<uint64_t>(t, due - now);
     }
     if (t == 0) return 0;
+    // Parked mail is retried each loop; the receiver does not wake us when it drains.
+    if (mail_.parked(ctx_.worker)) t = std::min<uint64_t>(t, kParkedRetryNs);
     mail_.set_sleeping(ctx_.worker, true);
     if (mail_.has_mail(ctx_.worker)) t = 0;
     sleeping_ = true;
@@ -303,6 +307,8 @@ class Worker {
       mail_.set_sleeping(ctx_.worker, false);
       sleeping_ = false;
     }
+    // Mail parked for full mailboxes goes first, in order (mailbox.hh).
+    if (mail_.flush_parked(ctx_.worker, stats_)) mail_drained();
     Mail m;
     for (unsigned f = 0; f <= mail_.workers(); ++f) {
       auto& ring = mail_.ring(f, ctx_.worker);
@@ -342,6 +348,18 @@ class Worker {
               services_[s]);
         });
     stats_.timers_fired.add(fired);
+  }
+
+  void mail_drained() {
+    for (uint16_t s = 0; s < services_.size(); ++s)
+      std::visit(
+          [&](auto& svc) {
+            if constexpr (requires { svc.on_mail_drained(ctx_); }) {
+              enter(s);
+              svc.on_mail_drained(ctx_);
+            }
+          },
+          services_[s]);
   }
 
   void tick(uint16_t s) {
