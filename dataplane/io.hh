@@ -72,10 +72,12 @@ inline constexpr uint32_t conn_slot(ConnId c) {
 }
 
 enum class RxKind : uint8_t {
-  datagram,       // one UDP datagram from `peer` on socket `sock`
-  stream_data,    // bytes of TCP connection `conn` (any segmentation)
-  stream_open,    // `conn` was accepted on server socket `sock`, or connect() succeeded
-  stream_closed,  // `conn` is gone (see `reason`); its ConnId is invalid from now on
+  datagram,         // one UDP datagram from `peer` on socket `sock`
+  stream_data,      // bytes of TCP connection `conn` (any segmentation)
+  stream_open,      // `conn` was accepted on server socket `sock`, or connect() succeeded
+  stream_closed,    // `conn` is gone (see `reason`); its ConnId is invalid from now on
+  stream_writable,  // `conn`'s queued output fell to the low-water mark (notify_writable)
+  stream_resumed,   // resume(conn) took effect: bytes held while paused follow (if any)
 };
 
 enum class CloseReason : uint8_t {
@@ -106,11 +108,16 @@ struct IoConfig {
   bool busy_poll = false;              // spin on completions instead of blocking
   uint32_t max_conns = 16384;          // per worker
   uint32_t conn_out_limit = 4u << 20;  // bytes queued per connection before it is closed
-  uint32_t idle_timeout_ms = 300000;   // 0 = never
-  uint32_t rx_buffers = 4096;          // per worker, power of two
-  uint32_t rx_buffer_size = 2048;      // bytes; datagrams above this use the large path
-  uint32_t tx_buffers = 4096;          // per worker
-  uint32_t max_datagram = 65535;       // largest UDP payload accepted/sent
+  // Stream output memory per worker (bytes held in output chunks, all connections). A
+  // reservation that would pass it fails (tx_no_buffer) and closes its connection (error).
+  uint64_t worker_out_limit = 256ull << 20;
+  // stream_writable is owed once queued(c) <= this (see notify_writable).
+  uint32_t conn_low_water = 64u << 10;
+  uint32_t idle_timeout_ms = 300000;  // 0 = never
+  uint32_t rx_buffers = 4096;         // per worker, power of two
+  uint32_t rx_buffer_size = 2048;     // bytes; datagrams above this use the large path
+  uint32_t tx_buffers = 4096;         // per worker
+  uint32_t max_datagram = 65535;      // largest UDP payload accepted/sent
   // Interrupt mode only: once arrivals cluster (a wake-up finds two or more items, or
   // lone items keep arriving less than this apart), wait up to this long for a batch
   // before waking, like a NIC's adaptive interrupt moderation. Fewer wake-ups and sends
@@ -212,14 +219,39 @@ concept WorkerIo = requires(W w, const W cw, RxItem* items, uint32_t n, int64_t 
   // Datagram tx on socket s to ep: a buffer of at least n bytes, or nullptr (counted).
   { w.dgram_reserve(s, ep, n) } -> std::same_as<uint8_t*>;
   { w.dgram_commit(n) } -> std::same_as<void>;
-  // Stream tx on connection c: nullptr if c is gone or its output bound was hit (then the
-  // connection is closed and a stream_closed item follows).
+  // Stream tx on connection c: nullptr if c is gone (or closing), or the reservation
+  // failed; a failed reservation closes the connection (a byte stream missing a reply is
+  // unusable) and a stream_closed item follows: reason overflow when queued(c) + n would
+  // pass conn_out_limit (counted conns_overflow), error when output memory ran out
+  // (worker_out_limit or malloc; counted tx_no_buffer).
   { w.stream_reserve(c, n) } -> std::same_as<uint8_t*>;
   { w.stream_commit(c, n) } -> std::same_as<void>;
-  // Open a TCP connection from client socket s; kNoConn if it failed at once.
+  // Open a TCP connection from client socket s. kNoConn when it failed at once (not a
+  // client socket, no slot or no descriptor: the last two counted conns_rejected);
+  // otherwise stream_open or stream_closed(connect_failed) follows, also when the connect
+  // outlives idle_timeout_ms (counted conns_idle).
   { w.connect(s, ep) } -> std::same_as<ConnId>;
   // Close after queued output is sent; a stream_closed(local) item follows.
   { w.close(c) } -> std::same_as<void>;
+  // Stream flow control (no-ops on a stale handle):
+  //   pause(c)   stop reading c: no stream_data for c from the next poll() on (items
+  //              already handed out stay valid). Bytes the backend had received but not
+  //              delivered are held, the rest stays in the kernel (the peer's window
+  //              closes). A paused connection still sends, still closes on resets, errors,
+  //              overflow and idle timeout; the peer's FIN is seen after resume (it follows
+  //              the unread bytes).
+  //   resume(c)  read again: a stream_resumed item comes first (the caller may parse what
+  //              it kept), then held bytes and new ones, in stream order, none lost.
+  //              Resuming a connection that is not paused does nothing.
+  //   queued(c)  bytes of c's output not yet acknowledged by the kernel (committed,
+  //              including sends in flight); 0 for a stale handle.
+  //   notify_writable(c)  one stream_writable item once queued(c) <= conn_low_water
+  //              (at the next poll() if it already is). Asking again before it arrived
+  //              changes nothing; a closed connection gets stream_closed instead.
+  { w.pause(c) } -> std::same_as<void>;
+  { w.resume(c) } -> std::same_as<void>;
+  { cw.queued(c) } -> std::same_as<uint32_t>;
+  { w.notify_writable(c) } -> std::same_as<void>;
   // Submit everything committed since the last flush.
   { w.flush() } -> std::same_as<void>;
   // Drain: stop taking new TCP connections on this worker's server sockets. Its listeners

@@ -16,7 +16,14 @@
 //       Bytes of a TCP connection, starting at a frame boundary. Consume whole frames only and
 //       say how many bytes were consumed; the runtime keeps the unconsumed tail and calls
 //       again, with the tail first, when more bytes arrive. Set close to drop the connection
-//       (after queued replies are sent).
+//       (after queued replies are sent). Flow control (StreamVerdict): `need` says how many
+//       bytes the next frame needs (the runtime grows the tail straight to it and does not
+//       call again before it holds them); `pause` stops reading the connection (the rest of
+//       what arrived is kept, unparsed) until the service calls ctx.io.resume(conn), e.g.
+//       when the answer from another core came in; the kept bytes are parsed then.
+//   template <class Io> void on_writable(Ctx<Io>&, dp::ConnId);
+//       The connection's queued output fell to the low-water mark after the service asked
+//       with ctx.io.notify_writable(conn) (a slow reader caught up: resume the fan-out).
 //   template <class Io> void on_open(Ctx<Io>&, const dp::RxItem&);    // stream_open
 //   template <class Io> void on_closed(Ctx<Io>&, const dp::RxItem&);  // stream_closed
 //   template <class Io> void on_tick(Ctx<Io>&);
@@ -51,6 +58,8 @@ inline constexpr uint32_t kDefaultMaxFrame = 64 * 1024 + 64;
 struct StreamVerdict {
   uint32_t consumed = 0;  // bytes of whole frames handled
   bool close = false;     // close the connection after queued output
+  bool pause = false;     // pause the connection until ctx.io.resume(conn)
+  uint32_t need = 0;      // call again once this many unconsumed bytes are buffered (0: any)
 };
 
 // A fixed-size message between workers (or from the control thread to a worker).

@@ -26,9 +26,14 @@ struct LoopConfig {
   uint64_t max_block_ns = 100'000'000;  // interrupt mode: longest block (checks stop flag)
   uint32_t tail_small = 4096;           // stream tail buffer sizes (bytes)
   uint32_t tail_buffers = 4096;         // bound on tail buffers per worker
+  uint64_t tail_bytes = 64ull << 20;    // bound on their bytes per worker
   uint32_t max_timers = 16384;          // service timers pending at once, per worker (32 B each)
   uint32_t timers_per_loop = 1024;      // timers fired per iteration at most (rest: next one)
 };
+
+// Bytes a paused connection's tail may hold beyond the largest frame: what arrives after
+// the pause verdict, before the backend stops reading (one read or a few completions).
+inline constexpr uint32_t kPausedSlackBytes = 256 * 1024;
 
 inline constexpr uint16_t kNoService = 0xFFFF;
 // Interrupt mode with mail parked for a full mailbox: longest block before retrying it.
@@ -66,14 +71,14 @@ class Worker {
         stats_(stats),
         svc_stats_(svc_stats),
         mail_(mail),
-        tails_(max_conns, cfg.tail_small, max_frame_of_all(), cfg.tail_buffers),
+        tails_(max_conns, cfg.tail_small, max_frame_of_all() + kPausedSlackBytes, cfg.tail_buffers,
+               cfg.tail_bytes),
         items_(cfg.burst),
         timed_(svc_stats.size(), 0),
         ctx_{io, stats, nullptr, mail, io.worker_id(), mail.workers(), kNoService, now_ns()},
         timers_(cfg.max_timers, ctx_.now_ns) {
     ctx_.timers = &timers_;
     for (size_t s = 0; s < svc_stats.size(); ++s) timed_[s] = svc_stats[s].requests.get();
-    tails_.prepare();
   }
   Worker(const Worker&) = delete;  // ctx_ points at timers_
   Worker& operator=(const Worker&) = delete;
@@ -231,43 +236,90 @@ class Worker {
         tails_.release(tails_.at(dp::conn_slot(it.conn)));
         if constexpr (requires { svc.on_closed(ctx_, it); }) svc.on_closed(ctx_, it);
         break;
+      case dp::RxKind::stream_resumed:  // parse what was kept while paused
+        if constexpr (requires { svc.on_stream(ctx_, it.conn, std::span<const uint8_t>{}); }) {
+          StreamTails::Tail& t = tails_.at(dp::conn_slot(it.conn));
+          t.paused = false;
+          parse_tail(svc, it.conn, t);
+        }
+        break;
+      case dp::RxKind::stream_writable:
+        if constexpr (requires { svc.on_writable(ctx_, it.conn); }) svc.on_writable(ctx_, it.conn);
+        break;
     }
   }
 
   // Feed stream bytes to the service, whole frames at a time. Bytes are parsed in place
-  // when no tail is pending; otherwise they are appended to the tail until it yields frames.
+  // when no tail is pending; otherwise they are appended to the tail, which grows a step
+  // when full (or straight to the service's `need`), and the service sees the tail each
+  // time it filled up or the segment ran out -- not before it holds `need` bytes, and not
+  // while the connection is paused.
   template <class S>
   void stream(S& svc, dp::ConnId c, const uint8_t* data, uint32_t len) {
     StreamTails::Tail& t = tails_.at(dp::conn_slot(c));
     const uint32_t limit = frame_limit(svc);
+    if (t.len == 0 && !t.paused && len >= t.need) {
+      const StreamVerdict v = svc.on_stream(ctx_, c, {data, len});
+      if (v.close) return close_conn(c, t);
+      const uint32_t used = std::min(v.consumed, len);
+      if (!verdict(c, t, v, limit)) return;
+      data += used;
+      len -= used;
+      if (len == 0) return;
+      if (!t.paused && len > limit) return oversize(c, t);
+      if (!tails_.reserve(t, std::max(len, t.need))) return no_buffer(c, t);
+      std::memcpy(t.buf, data, len);
+      t.len = len;
+      return;
+    }
     while (len) {
-      if (t.len == 0) {
-        const StreamVerdict v = svc.on_stream(ctx_, c, {data, len});
-        if (v.close) return close_conn(c, t);
-        const uint32_t used = std::min(v.consumed, len);
-        data += used;
-        len -= used;
-        if (len == 0) return;
-        if (len > limit) return oversize(c, t);
-        if (!tails_.reserve(t, len)) return no_buffer(c, t);
-        std::memcpy(t.buf, data, len);
-        t.len = len;
-        return;
-      }
-      // A tail is pending: top it up (growing toward the frame limit), then parse it.
-      if (t.len == t.cap && !tails_.reserve(t, std::min(limit, t.cap * 2))) {
-        return t.cap >= limit ? oversize(c, t) : no_buffer(c, t);
+      if (t.len == t.cap) {  // full: twice the size (up to the limit), or the need at once
+        const uint32_t grow = t.cap ? std::max(t.cap + 1, std::min(t.cap * 2, limit)) : 1;
+        const uint32_t want = std::max(t.need, grow);
+        if (!t.paused && want > limit) return oversize(c, t);
+        if (!tails_.reserve(t, want)) return no_buffer(c, t);
       }
       const uint32_t take = std::min(len, t.cap - t.len);
       std::memcpy(t.buf + t.len, data, take);
       t.len += take;
       data += take;
       len -= take;
-      const StreamVerdict v = svc.on_stream(ctx_, c, {t.buf, t.len});
-      if (v.close) return close_conn(c, t);
-      tails_.consume(t, std::min(v.consumed, t.len));
-      if (v.consumed == 0 && t.len >= limit) return oversize(c, t);
+      if (!parse_tail(svc, c, t)) return;
     }
+  }
+
+  // The service sees the tail, unless paused or short of its `need`. False: closed.
+  template <class S>
+  bool parse_tail(S& svc, dp::ConnId c, StreamTails::Tail& t) {
+    if (t.paused || t.len == 0 || t.len < t.need) return true;
+    const uint32_t limit = frame_limit(svc);
+    const StreamVerdict v = svc.on_stream(ctx_, c, {t.buf, t.len});
+    if (v.close) {
+      close_conn(c, t);
+      return false;
+    }
+    const uint32_t used = std::min(v.consumed, t.len);
+    tails_.consume(t, used);
+    if (!verdict(c, t, v, limit)) return false;
+    if (used == 0 && !t.paused && t.len >= limit) {
+      oversize(c, t);
+      return false;
+    }
+    return true;
+  }
+
+  // Applies a verdict's flow control (need, pause) to the connection. False: closed.
+  bool verdict(dp::ConnId c, StreamTails::Tail& t, const StreamVerdict& v, uint32_t limit) {
+    if (v.need > limit) {
+      oversize(c, t);
+      return false;
+    }
+    t.need = v.need;
+    if (v.pause && !t.paused) {
+      t.paused = true;
+      io_.pause(c);
+    }
+    return true;
   }
 
   void close_conn(dp::ConnId c, StreamTails::Tail& t) {

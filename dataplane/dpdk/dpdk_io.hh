@@ -101,6 +101,10 @@ class alignas(64) DpdkWorker {
   uint8_t* stream_reserve(ConnId, uint32_t) { return nullptr; }  // no TCP on DPDK
   void stream_commit(ConnId, uint32_t) {}
   ConnId connect(SocketId, Endpoint) { return kNoConn; }
+  void pause(ConnId) {}  // no connection exists, so every handle is stale: no-ops
+  void resume(ConnId) {}
+  uint32_t queued(ConnId) const { return 0; }
+  void notify_writable(ConnId) {}
   void close(ConnId) {}
   void flush();
   void wake() { woken_.store(true, std::memory_order_relaxed); }

@@ -50,7 +50,7 @@ uint32_t EpollWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   if (idle_ns_ && conns_.in_use())
     conns_.sweep_idle(now_ns_, idle_ns_, [this](uint32_t slot) {
       counters_.conns_idle.add();
-      zombify(slot, CloseReason::idle);
+      zombify(slot, Conns::idle_reason(conns_.at(slot)));
     });
 
   // 2. Wait for readiness: not at all when items are ready; never past the next idle sweep.
@@ -122,20 +122,13 @@ void EpollWorker::sample_drops() {
 }
 
 uint32_t EpollWorker::drain_notify(RxItem* out, uint32_t room) {
-  uint32_t k = 0;
-  while (k < room && conns_.has_notify()) {
-    const uint32_t slot = conns_.pop_notify();
-    Slot& s = conns_.at(slot);
-    const ConnId id = conns_.id(slot);
-    if (s.state == ConnState::zombie) {
-      out[k++] = item(RxKind::stream_closed, s.reason, s.sock, id, s.peer, 0, nullptr);
-      conns_.release(slot);
-    } else if (s.x.open_owed) {
-      s.x.open_owed = false;
-      out[k++] = item(RxKind::stream_open, CloseReason::none, s.sock, id, s.peer, 0, nullptr);
-    }
-  }
-  return k;
+  // Nothing is held while paused (the kernel keeps unread bytes), so no kOwedHeld.
+  return conns_.drain_owed(out, room, [](uint32_t, RxItem&) { return false; });
+}
+
+// The read part of a connection's epoll mask.
+uint32_t EpollWorker::read_mask(const Slot& s) {
+  return s.state == ConnState::open && !s.paused ? uint32_t(EPOLLIN | EPOLLRDHUP) : 0u;
 }
 
 // ---- UDP receive -----------------------------------------------------------------------
@@ -276,11 +269,10 @@ uint32_t EpollWorker::conn_event(ConnId c, uint32_t ev, RxItem* out, uint32_t ro
       s->state = ConnState::open;
       s->last_ns = now_ns_;
       counters_.conns_connected.add();
-      set_events(slot, EPOLLIN | EPOLLRDHUP);
+      set_events(slot, read_mask(*s));
       if (!s->x.out.empty()) mark_dirty(slot);  // output queued while connecting
       if (room == 0) {                          // deliver it with the next poll
-        s->x.open_owed = true;
-        conns_.notify(slot);
+        conns_.owe(slot, kernel::kOwedOpen);
         return 0;
       }
       out[0] = item(RxKind::stream_open, CloseReason::none, s->sock, c, s->peer, 0, nullptr);
@@ -289,6 +281,15 @@ uint32_t EpollWorker::conn_event(ConnId c, uint32_t ev, RxItem* out, uint32_t ro
     case ConnState::open: {
       uint32_t k = 0;
       if (ev & EPOLLOUT) write_conn(slot);  // also disarms EPOLLOUT once drained
+      if (s->state == ConnState::open && s->paused) {
+        // Not reading: only a reset or error (HUP/ERR are always reported) closes it now.
+        if (ev & (EPOLLHUP | EPOLLERR)) {
+          const int err = kernel::socket_error(s->fd);
+          zombify(slot, err == 0 || err == ECONNRESET || err == EPIPE ? CloseReason::peer
+                                                                      : CloseReason::error);
+        }
+        return 0;
+      }
       if (s->state == ConnState::open && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) &&
           room > 0 && read_conn(slot, out))
         k = 1;
@@ -346,6 +347,7 @@ void EpollWorker::write_conn(uint32_t slot) {
     const ssize_t r = ::sendmsg(s.fd, &h, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (r > 0) {
       s.x.out.consume(out_pool_, uint32_t(r));
+      conns_.sent(slot, s.x.out.bytes(), cfg_.conn_low_water);
       s.last_ns = now_ns_;
       counters_.tx_stream_bytes.add(uint64_t(r));
       if (uint64_t(r) < total) {  // short write: the socket buffer is full
@@ -366,7 +368,7 @@ void EpollWorker::write_conn(uint32_t slot) {
                                                  : CloseReason::error);
     return;
   }
-  const uint32_t base = s.state == ConnState::open ? (EPOLLIN | EPOLLRDHUP) : 0u;
+  const uint32_t base = read_mask(s);
   if (blocked) {
     set_events(slot, base | EPOLLOUT);
     return;
@@ -491,19 +493,16 @@ void EpollWorker::dgram_commit(uint32_t n) {
 uint8_t* EpollWorker::stream_reserve(ConnId c, uint32_t n) {
   assert(res_ == Res::none && "one reservation at a time");
   Slot* s = conns_.find(c);
-  if (!s) return nullptr;
-  // Writable: open, connecting (sent once connected), or half-closed by the peer.
-  const bool writable = s->state == ConnState::open || s->state == ConnState::connecting ||
-                        (s->state == ConnState::draining && s->reason == CloseReason::peer);
-  if (!writable) return nullptr;
+  if (!s || !Conns::takes_output(*s)) return nullptr;
   if (uint64_t(s->x.out.bytes()) + n > cfg_.conn_out_limit) {
     counters_.conns_overflow.add();
     zombify(conn_slot(c), CloseReason::overflow);
     return nullptr;
   }
   uint8_t* p = s->x.out.reserve(out_pool_, n);
-  if (!p) {
+  if (!p) {  // output memory exhausted: the reply is lost, so the stream is (io.hh)
     counters_.tx_no_buffer.add();
+    zombify(conn_slot(c), CloseReason::error);
     return nullptr;
   }
   res_ = Res::stream;
@@ -551,8 +550,7 @@ ConnId EpollWorker::connect(SocketId s, Endpoint to) {
   if (r == 0) {  // connected at once: stream_open with the next poll
     k.state = ConnState::open;
     counters_.conns_connected.add();
-    k.x.open_owed = true;
-    conns_.notify(slot);
+    conns_.owe(slot, kernel::kOwedOpen);
   } else if (r != -EINPROGRESS) {
     zombify(slot, CloseReason::connect_failed);
   }
@@ -572,6 +570,28 @@ void EpollWorker::close(ConnId c) {
     return;
   }
   begin_drain(slot, CloseReason::local);
+}
+
+void EpollWorker::pause(ConnId c) {
+  Slot* s = conns_.find(c);
+  if (!s || !conns_.pause(conn_slot(c))) return;
+  set_events(conn_slot(c), read_mask(*s) | (s->x.events & EPOLLOUT));
+}
+
+void EpollWorker::resume(ConnId c) {
+  Slot* s = conns_.find(c);
+  if (!s || !conns_.resume(conn_slot(c))) return;
+  set_events(conn_slot(c), read_mask(*s) | (s->x.events & EPOLLOUT));
+}
+
+uint32_t EpollWorker::queued(ConnId c) const {
+  const Slot* s = conns_.find(c);
+  return s ? s->x.out.bytes() : 0;
+}
+
+void EpollWorker::notify_writable(ConnId c) {
+  Slot* s = conns_.find(c);
+  if (s) conns_.want_writable(conn_slot(c), s->x.out.bytes(), cfg_.conn_low_water);
 }
 
 void EpollWorker::flush() {

@@ -31,6 +31,11 @@
 // tx_errors, as are datagrams the kernel refuses (EMSGSIZE, ...). Stream output is
 // written at flush() straight from the output chunks (sendmsg, scatter-gather).
 //
+// Flow control. pause() drops EPOLLIN/EPOLLRDHUP from the connection's mask (EPOLLOUT stays
+// while output is blocked; errors and resets are always reported and close it); nothing is
+// held in user space, so resume() only restores the mask and the kernel's buffer delivers
+// the rest. The shared slot table (kernel::ConnTable) keeps the owed items.
+//
 // Connections. close() and peer EOF both "drain": queued output is still sent, then the
 // socket is shut down and closed and stream_closed follows (reason local / peer). A half-
 // closed peer (EOF) can still receive replies to what it sent before: replies queued before
@@ -83,6 +88,10 @@ class EpollWorker {
   void stream_commit(ConnId c, uint32_t n);
   ConnId connect(SocketId s, Endpoint to);
   void close(ConnId c);
+  void pause(ConnId c);
+  void resume(ConnId c);
+  uint32_t queued(ConnId c) const;
+  void notify_writable(ConnId c);
   void flush();
   void wake();
   void stop_accepting();  // epoll_setup.cc: control path, once per drain
@@ -105,9 +114,8 @@ class EpollWorker {
   struct ConnExtra {
     kernel::OutBuffer out;  // queued stream output
     uint32_t dirty_prev = kernel::kNilSlot, dirty_next = kernel::kNilSlot;
-    uint32_t events = 0;     // epoll mask currently registered
-    bool dirty = false;      // on the dirty list (output or a drain to finish at flush)
-    bool open_owed = false;  // stream_open to deliver via the notify list
+    uint32_t events = 0;  // epoll mask currently registered
+    bool dirty = false;   // on the dirty list (output or a drain to finish at flush)
   };
   using Conns = kernel::ConnTable<ConnExtra>;
   using Slot = Conns::Slot;
@@ -115,6 +123,7 @@ class EpollWorker {
 
   // datapath helpers (epoll_datapath.cc)
   uint32_t drain_notify(RxItem* out, uint32_t room);
+  static uint32_t read_mask(const Slot& s);
   uint32_t rx_udp(SocketId s, RxItem* out, uint32_t room);
   uint32_t rx_udp_batch(SocketId s, RxItem* out, uint32_t room, bool* full);
   uint32_t accept_some(SocketId s, RxItem* out, uint32_t room);

@@ -57,7 +57,9 @@ EpollWorker::EpollWorker(unsigned id, const IoConfig& cfg)
     : id_(id),
       cfg_(cfg),
       idle_ns_(uint64_t(cfg.idle_timeout_ms) * 1'000'000),
-      conns_(cfg.max_conns) {}
+      conns_(cfg.max_conns) {
+  out_pool_.set_limit(cfg.worker_out_limit);
+}
 
 Result<void> EpollWorker::setup(std::vector<kernel::Fd> fds, std::span<const SocketSpec> specs) {
   using namespace epoll_limits;

@@ -48,7 +48,7 @@ ConnId FakeWorker::new_conn(SocketId s, Endpoint peer) {
     conns_.emplace_back();
     gen_.push_back(0);
   }
-  conns_[slot] = Conn{s, peer, true, {}, {}};
+  conns_[slot] = Conn{s, peer, true, false, false, {}, {}};
   ++gen_[slot];
   counters_.conns_open.add();
   return (ConnId(gen_[slot]) << 24) | slot;
@@ -99,9 +99,16 @@ uint32_t FakeWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   last_timeout_ = timeout_ns;
   delivered_.clear();  // the previous poll's data is released here, as in real backends
   uint32_t k = 0;
-  while (k < n && !rx_.empty()) {
-    Pending p = std::move(rx_.front());
-    rx_.pop_front();
+  for (auto at = rx_.begin(); k < n && at != rx_.end();) {
+    if (at->item.kind == RxKind::stream_data) {
+      const Conn* c = find(at->item.conn);
+      if (c && c->paused) {  // held until resume(), in order
+        ++at;
+        continue;
+      }
+    }
+    Pending p = std::move(*at);
+    at = rx_.erase(at);
     delivered_.push_back(std::move(p.bytes));
     out[k] = p.item;
     out[k].data = delivered_.back().data();
@@ -185,6 +192,43 @@ void FakeWorker::close(ConnId c) {
   closed(c, CloseReason::local);
 }
 
+void FakeWorker::pause(ConnId c) {
+  if (Conn* k = find(c)) k->paused = true;
+}
+
+void FakeWorker::resume(ConnId c) {
+  Conn* k = find(c);
+  if (!k || !k->paused) return;
+  k->paused = false;
+  rx_.push_front(
+      {RxItem{RxKind::stream_resumed, CloseReason::none, k->sock, c, k->peer, 0, nullptr}, {}});
+}
+
+bool FakeWorker::is_paused(ConnId c) {
+  Conn* k = find(c);
+  return k && k->paused;
+}
+
+uint32_t FakeWorker::queued(ConnId c) const {
+  const Conn* k = find(c);
+  return k ? uint32_t(k->pending.size() + k->out.size()) : 0;
+}
+
+void FakeWorker::notify_writable(ConnId c) {
+  if (Conn* k = find(c)) {
+    k->want_writable = true;
+    check_writable(c);
+  }
+}
+
+void FakeWorker::check_writable(ConnId c) {
+  Conn* k = find(c);
+  if (!k || !k->want_writable || queued(c) > cfg_.conn_low_water) return;
+  k->want_writable = false;
+  rx_.push_back(
+      {RxItem{RxKind::stream_writable, CloseReason::none, k->sock, c, k->peer, 0, nullptr}, {}});
+}
+
 void FakeWorker::flush() {
   FAKE_CHECK(res_ == Res::none && "flush() with an open reservation");
   for (auto& d : committed_) {
@@ -208,7 +252,9 @@ std::vector<FakeWorker::SentDatagram> FakeWorker::take_sent() {
 std::vector<uint8_t> FakeWorker::take_stream_out(ConnId c) {
   const uint32_t slot = conn_slot(c);
   if (slot >= conns_.size() || gen_[slot] != (c >> 24)) return {};
-  return std::exchange(conns_[slot].out, {});
+  auto out = std::exchange(conns_[slot].out, {});
+  check_writable(c);
+  return out;
 }
 
 std::vector<std::pair<ConnId, Endpoint>> FakeWorker::take_connects() {

@@ -40,8 +40,11 @@ class FakeWorker {
   void set_conn_out_limit(uint32_t n) { cfg_.conn_out_limit = n; }
   void set_tx_capacity(size_t n) { tx_capacity_ = n; }  // datagrams per flush
 
-  std::vector<SentDatagram> take_sent();           // datagrams flushed so far
-  std::vector<uint8_t> take_stream_out(ConnId c);  // stream bytes flushed so far
+  std::vector<SentDatagram> take_sent();  // datagrams flushed so far
+  // Stream bytes flushed so far: the peer reads them (queued() drops by as many; a
+  // stream_writable asked for is queued once it reaches conn_low_water).
+  std::vector<uint8_t> take_stream_out(ConnId c);
+  bool is_paused(ConnId c);
   bool is_open(ConnId c) const;
   std::vector<std::pair<ConnId, Endpoint>> take_connects();  // connect() calls made
   void complete_connect(ConnId c);                           // deliver stream_open
@@ -54,6 +57,12 @@ class FakeWorker {
   void stream_commit(ConnId c, uint32_t n);
   ConnId connect(SocketId s, Endpoint to);
   void close(ConnId c);
+  // Paused: injected stream_data for c stays queued (in order) until resume(), which
+  // delivers stream_resumed first.
+  void pause(ConnId c);
+  void resume(ConnId c);
+  uint32_t queued(ConnId c) const;
+  void notify_writable(ConnId c);
   void flush();
   void wake() { woken_ = true; }
   void stop_accepting() { accepting_ = false; }
@@ -69,6 +78,8 @@ class FakeWorker {
     SocketId sock = 0;
     Endpoint peer;
     bool open = false;
+    bool paused = false;
+    bool want_writable = false;
     std::vector<uint8_t> pending;  // committed, not flushed
     std::vector<uint8_t> out;      // flushed ("on the wire")
   };
@@ -77,6 +88,8 @@ class FakeWorker {
     std::vector<uint8_t> bytes;
   };
   Conn* find(ConnId c);
+  const Conn* find(ConnId c) const { return const_cast<FakeWorker*>(this)->find(c); }
+  void check_writable(ConnId c);
   ConnId new_conn(SocketId s, Endpoint peer);
   void closed(ConnId c, CloseReason r);
 

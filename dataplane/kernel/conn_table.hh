@@ -12,6 +12,13 @@
 //   zombie -> free                  after that item was handed to the caller
 // Only free slots are reused, so a ConnId stays unique until its stream_closed is seen.
 //
+// Items a live slot owes (stream_open after an immediate connect, stream_resumed, bytes held
+// while paused, stream_writable) ride the same notify list as the zombies' stream_closed;
+// drain_owed() hands them out in that order, one slot at a time, so both backends deliver
+// the life cycle the same way. The flow-control rules (io.hh: pause, resume, queued,
+// notify_writable) that do not touch a socket are here too: the backends only start and
+// stop their reads.
+//
 // All memory is allocated by the constructor (setup); nothing here allocates afterwards.
 #pragma once
 
@@ -33,6 +40,9 @@ inline constexpr uint32_t kNilSlot = ~uint32_t{0};
 
 enum class ConnState : uint8_t { free, connecting, open, draining, zombie };
 
+// Items owed by a live slot (ConnSlot::owed), delivered in this order by drain_owed().
+enum : uint8_t { kOwedOpen = 1, kOwedResumed = 2, kOwedHeld = 4, kOwedWritable = 8 };
+
 // Extra: the backend's own per-connection state (output buffer, in-flight ops, ...).
 template <class Extra>
 struct ConnSlot {
@@ -41,6 +51,9 @@ struct ConnSlot {
   ConnState state = ConnState::free;
   CloseReason reason = CloseReason::none;  // draining/zombie: what stream_closed will say
   bool notify_queued = false;              // on the notify list
+  bool paused = false;                     // pause(): no reads until resume()
+  bool want_writable = false;              // notify_writable() asked; not yet owed
+  uint8_t owed = 0;                        // kOwed* bits (on the notify list while non-zero)
   SocketId sock = 0;
   Endpoint peer;
   uint64_t last_ns = 0;      // last traffic (monotonic ns), for the idle timeout
@@ -112,6 +125,7 @@ class ConnTable {
     if (s.state == ConnState::free || s.gen != uint8_t(c >> 24)) return nullptr;
     return &s;
   }
+  const Slot* find(ConnId c) const { return const_cast<ConnTable*>(this)->find(c); }
 
   // ---- notify list: slots owing an item (FIFO, each slot at most once) -----------------
   void notify(uint32_t i) {
@@ -135,6 +149,99 @@ class ConnTable {
     s.next = kNilSlot;
     s.notify_queued = false;
     return i;
+  }
+
+  // ---- life cycle shared by the kernel backends -------------------------------------------
+  // Whether output may be queued: open, connecting (sent once connected), or half-closed by
+  // the peer (replies to what it sent still go out).
+  static bool takes_output(const Slot& s) {
+    return s.state == ConnState::open || s.state == ConnState::connecting ||
+           (s.state == ConnState::draining && s.reason == CloseReason::peer);
+  }
+  // What an idle timeout closes a slot with: a connect that never completed failed.
+  static CloseReason idle_reason(const Slot& s) {
+    return s.state == ConnState::connecting ? CloseReason::connect_failed : CloseReason::idle;
+  }
+
+  void owe(uint32_t i, uint8_t bits) {
+    slots_[i].owed |= bits;
+    notify(i);
+  }
+  // pause(): true when the slot was reading (the backend stops its reads).
+  bool pause(uint32_t i) {
+    Slot& s = slots_[i];
+    if (s.paused || s.state == ConnState::zombie) return false;
+    s.paused = true;
+    return true;
+  }
+  // resume(): true when the slot was paused (the backend restarts its reads); stream_resumed
+  // is owed either way it was paused.
+  bool resume(uint32_t i) {
+    Slot& s = slots_[i];
+    if (!s.paused || s.state == ConnState::zombie) return false;
+    s.paused = false;
+    owe(i, kOwedResumed);
+    return true;
+  }
+  // notify_writable(): owed now when already at or under the low-water mark, else armed
+  // for sent().
+  void want_writable(uint32_t i, uint32_t queued, uint32_t low_water) {
+    Slot& s = slots_[i];
+    if (s.state == ConnState::zombie || (s.owed & kOwedWritable)) return;
+    if (queued <= low_water) {
+      s.want_writable = false;
+      owe(i, kOwedWritable);
+    } else {
+      s.want_writable = true;
+    }
+  }
+  // Output was acknowledged by the kernel; queued bytes remain.
+  void sent(uint32_t i, uint32_t queued, uint32_t low_water) {
+    Slot& s = slots_[i];
+    if (s.want_writable && queued <= low_water) {
+      s.want_writable = false;
+      owe(i, kOwedWritable);
+    }
+  }
+
+  // Hands out what the notify list owes, at most `room` items: a zombie's stream_closed
+  // (its slot is freed here, so the ConnId is dead from now on), else a live slot's owed
+  // items in kOwed* order. held(slot, item) fills one stream_data item of bytes held while
+  // paused and says whether more remain (backends that hold nothing never owe kOwedHeld).
+  template <class Held>
+  uint32_t drain_owed(RxItem* out, uint32_t room, Held&& held) {
+    uint32_t k = 0;
+    while (k < room && notify_head_ != kNilSlot) {
+      const uint32_t i = notify_head_;
+      Slot& s = slots_[i];
+      RxItem& it = out[k++];
+      it = RxItem{RxKind::stream_closed, CloseReason::none, s.sock, id(i), s.peer, 0, nullptr};
+      if (s.state == ConnState::zombie) {
+        it.reason = s.reason;
+        pop_notify();
+        release(i);
+        continue;
+      }
+      // Held bytes wait while the slot is paused again (resume() owes them anew).
+      const uint8_t due = s.paused ? uint8_t(s.owed & ~kOwedHeld) : s.owed;
+      if (due & kOwedOpen) {
+        it.kind = RxKind::stream_open;
+        s.owed &= uint8_t(~kOwedOpen);
+      } else if (due & kOwedResumed) {
+        it.kind = RxKind::stream_resumed;
+        s.owed &= uint8_t(~kOwedResumed);
+      } else if (due & kOwedHeld) {
+        it.kind = RxKind::stream_data;
+        if (!held(i, it)) s.owed &= uint8_t(~kOwedHeld);
+      } else if (due & kOwedWritable) {
+        it.kind = RxKind::stream_writable;
+        s.owed &= uint8_t(~kOwedWritable);
+      } else {
+        --k;  // nothing due now
+      }
+      if (!(s.paused ? uint8_t(s.owed & ~kOwedHeld) : s.owed)) pop_notify();
+    }
+    return k;
   }
 
   // ---- idle sweep ------------------------------------------------------------------------

@@ -2,9 +2,14 @@
 //
 // Bytes are kept in a chain of chunks taken from a per-worker OutChunkPool. An idle
 // connection holds no chunk (an OutBuffer is three words); a chunk is taken when output is
-// written and given back as soon as it has been sent. The pool keeps freed chunks on free
-// lists (up to a retained-bytes bound), so steady-state traffic does not allocate; it only
-// mallocs while warming up or when load grows beyond what it ever held.
+// written and given back as soon as it has been sent. Chunks grow in steps: the first is
+// kOutChunkBytes (1 KiB: a connection with a small reply pending holds ~1 KiB, so a
+// fan-out to 10 k slow readers costs ~10 MiB, not 160), each next one twice its
+// predecessor up to kOutStepMaxBytes, or exactly the power of two a larger reservation
+// needs. The pool bounds the bytes all chunks of a worker hold (IoConfig::worker_out_limit):
+// past it take() fails, and the backend closes the connection (counted). The pool keeps freed
+// chunks on free lists (up to a retained-bytes bound), so steady-state traffic does not allocate;
+// it only mallocs while warming up or when load grows beyond what it ever held.
 //
 // Stability rule (what io_uring needs): chunks never move, and writes only go to the end
 // of the chain, past every byte already written. So a region handed to the kernel by
@@ -24,8 +29,10 @@
 namespace cw::dp::kernel {
 
 // Smallest chunk, in data bytes. Larger reservations get a chunk of the next power of two.
-inline constexpr uint32_t kOutChunkBytes = 16 * 1024;
-inline constexpr unsigned kOutChunkClasses = 16;  // 16 KiB .. 512 MiB
+inline constexpr uint32_t kOutChunkBytes = 1024;
+inline constexpr unsigned kOutChunkClasses = 20;  // 1 KiB .. 512 MiB
+// Chunks after the first double in size up to this (fewer chunks per sendmsg under bulk).
+inline constexpr uint32_t kOutStepMaxBytes = 64 * 1024;
 // Freed chunks kept for reuse per worker (bytes); beyond this they go back to malloc.
 inline constexpr uint64_t kOutRetainBytes = 16ull << 20;
 
@@ -41,6 +48,8 @@ struct OutChunk {
 class OutChunkPool {
  public:
   explicit OutChunkPool(uint64_t retain_bytes = kOutRetainBytes) : retain_(retain_bytes) {}
+  // Setup: bound on the data bytes of chunks held by buffers at once.
+  void set_limit(uint64_t bytes) { limit_ = bytes; }
   ~OutChunkPool() {
     for (OutChunk* c : free_) {
       while (c) {
@@ -53,12 +62,13 @@ class OutChunkPool {
   OutChunkPool(const OutChunkPool&) = delete;
   OutChunkPool& operator=(const OutChunkPool&) = delete;
 
-  // A chunk with at least `need` data bytes, emptied; nullptr if need is too large or
-  // malloc failed.
+  // A chunk with at least `need` data bytes, emptied; nullptr if need is too large, the
+  // limit would be passed, or malloc failed.
   OutChunk* take(uint32_t need) {
     unsigned cls = 0;
     while (cls < kOutChunkClasses && (uint64_t(kOutChunkBytes) << cls) < need) ++cls;
     if (cls == kOutChunkClasses) return nullptr;
+    if (held_ + (uint64_t(kOutChunkBytes) << cls) > limit_) return nullptr;
     OutChunk* c = free_[cls];
     if (c) {
       free_[cls] = c->next;
@@ -73,11 +83,13 @@ class OutChunkPool {
     c->next = nullptr;
     c->head = c->tail = 0;
     ++outstanding_;
+    held_ += c->cap;
     return c;
   }
 
   void give(OutChunk* c) {
     --outstanding_;
+    held_ -= c->cap;
     if (cached_ + c->cap > retain_) {
       std::free(c);
       return;
@@ -89,10 +101,13 @@ class OutChunkPool {
 
   uint64_t cached_bytes() const { return cached_; }
   uint64_t outstanding() const { return outstanding_; }  // chunks held by buffers (leak check)
+  uint64_t held_bytes() const { return held_; }          // their data bytes
 
  private:
   OutChunk* free_[kOutChunkClasses] = {};
   uint64_t retain_;
+  uint64_t limit_ = ~uint64_t{0};
+  uint64_t held_ = 0;
   uint64_t cached_ = 0;
   uint64_t outstanding_ = 0;
 };
@@ -106,7 +121,10 @@ class OutBuffer {
   // reservation is open at a time; commit() ends it.
   uint8_t* reserve(OutChunkPool& pool, uint32_t n) {
     if (tail_ && tail_->cap - tail_->tail >= n) return tail_->data() + tail_->tail;
-    OutChunk* c = pool.take(n ? n : 1);
+    // The step: twice the last chunk (capped), or what n needs if that is more.
+    uint32_t step = tail_ ? tail_->cap * 2 : kOutChunkBytes;
+    if (step > kOutStepMaxBytes) step = kOutStepMaxBytes;
+    OutChunk* c = pool.take(n > step ? n : step);
     if (!c) return nullptr;
     if (tail_)
       tail_->next = c;

@@ -102,15 +102,53 @@ void UringWorker::return_buffers() {
   }
 }
 
-// Hands out stream_closed for connections whose teardown finished; the slot is free (and
-// its ConnId dead) from here on.
+// Hands out what connections owe (kernel::ConnTable::drain_owed): stream_closed for those
+// whose teardown finished (the slot is free, and its ConnId dead, from here on), then
+// stream_open / stream_resumed / held bytes / stream_writable.
 void UringWorker::emit_closed(RxItem* out, uint32_t& k, uint32_t n) {
-  while (k < n && conns_.has_notify()) {
-    const uint32_t slot = conns_.pop_notify();
-    auto& c = conns_.at(slot);
-    out[k++] = RxItem{RxKind::stream_closed, c.reason, c.sock, conns_.id(slot), c.peer, 0, nullptr};
-    conns_.release(slot);
+  k += conns_.drain_owed(out + k, n - k,
+                         [this](uint32_t slot, RxItem& it) { return take_held(slot, it); });
+}
+
+// A stream buffer received while the connection is paused (or while older held bytes wait):
+// kept, in order, until resume().
+void UringWorker::hold(uint32_t slot, uint16_t bid, uint32_t len) {
+  auto& c = conns_.at(slot);
+  held_len_[bid] = len;
+  if (c.x.held_tail == kNoHeld)
+    c.x.held_head = bid;
+  else
+    held_next_[c.x.held_tail] = bid;
+  c.x.held_tail = bid;
+}
+
+// The oldest held buffer as a stream_data item (the buffer goes back to the ring at the next
+// poll, like any delivered one). True while more are held.
+bool UringWorker::take_held(uint32_t slot, RxItem& it) {
+  auto& c = conns_.at(slot);
+  const uint16_t bid = uint16_t(c.x.held_head);
+  it.len = held_len_[bid];
+  it.data = tcp_.buf(bid);
+  tcp_.out[tcp_.nout++] = bid;
+  c.last_ns = now_ns_;
+  if (c.x.held_head == c.x.held_tail) {
+    c.x.held_head = c.x.held_tail = kNoHeld;
+    return false;
   }
+  c.x.held_head = held_next_[bid];
+  return true;
+}
+
+// Closing: held buffers go straight back to the ring.
+void UringWorker::drop_held(uint32_t slot) {
+  auto& c = conns_.at(slot);
+  for (uint32_t b = c.x.held_head; b != kNoHeld;) {
+    const uint32_t next = b == c.x.held_tail ? kNoHeld : held_next_[b];
+    tcp_.give_back(uint16_t(b), 0);
+    io_uring_buf_ring_advance(tcp_.ring, 1);
+    b = next;
+  }
+  c.x.held_head = c.x.held_tail = kNoHeld;
 }
 
 // Re-arms listeners whose accept backoff is over.
@@ -173,9 +211,7 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   if (conns_.in_use()) {
     conns_.sweep_idle(now_ns_, uint64_t(cfg_.idle_timeout_ms) * 1'000'000u, [&](uint32_t slot) {
       if (!conns_.at(slot).x.closing) counters_.conns_idle.add();
-      teardown(slot, conns_.at(slot).state == kernel::ConnState::connecting
-                         ? CloseReason::connect_failed
-                         : CloseReason::idle);
+      teardown(slot, Conns::idle_reason(conns_.at(slot)));
     });
   }
   if (accepts_paused_) resume_accepts(now_ns());
@@ -359,13 +395,22 @@ void UringWorker::on_tcp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
     cn.last_ns = now_ns_;
     counters_.rx_stream_bytes.add(uint64_t(c.res));
     const uint16_t bid = uint16_t(c.flags >> IORING_CQE_BUFFER_SHIFT);
-    out[k++] = RxItem{RxKind::stream_data, CloseReason::none, cn.sock, conns_.id(slot), cn.peer,
-                      uint32_t(c.res),     tcp_.buf(bid)};
-    tcp_.out[tcp_.nout++] = bid;
+    if (cn.paused || cn.x.held_head != kNoHeld) {
+      hold(slot, bid, uint32_t(c.res));  // after what is held already: order is kept
+      if (!cn.paused) conns_.owe(slot, kernel::kOwedHeld);
+    } else {
+      out[k++] = RxItem{RxKind::stream_data, CloseReason::none, cn.sock, conns_.id(slot), cn.peer,
+                        uint32_t(c.res),     tcp_.buf(bid)};
+      tcp_.out[tcp_.nout++] = bid;
+    }
   } else {
     recycle(tcp_, c);  // draining or closing: input is dropped
   }
   if (cn.x.closing) return maybe_finish(slot);
+  if (c.res == -ECANCELED) {  // pause() cancelled the recv; re-armed if resumed meanwhile
+    if (!more && !cn.paused && cn.state == kernel::ConnState::open) arm_recv(slot);
+    return;
+  }
   // Peer's orderly close (FIN): replies may still be queued (this poll's items included);
   // they go out, then we close (flush() finishes the drain).
   if (c.res == 0) return begin_drain(slot, CloseReason::peer);
@@ -397,6 +442,7 @@ void UringWorker::on_tcp_send(const io_uring_cqe& c) {
   cn.last_ns = now_ns_;
   cn.x.out.consume(chunks_, sent);
   cn.x.inflight = 0;
+  conns_.sent(slot, cn.x.out.bytes(), cfg_.conn_low_water);
   if (cn.x.closing) return maybe_finish(slot);
   if (!cn.x.out.empty()) return arm_send(slot);
   if (cn.state == kernel::ConnState::draining) finish_drain(slot);  // all out: close
@@ -412,7 +458,7 @@ void UringWorker::on_connect(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
   cn.state = kernel::ConnState::open;
   cn.last_ns = now_ns_;
   counters_.conns_connected.add();
-  arm_recv(slot);
+  if (!cn.paused) arm_recv(slot);
   if (!cn.x.out.empty()) arm_send(slot);  // output queued while connecting
   out[k++] =
       RxItem{RxKind::stream_open, CloseReason::none, cn.sock, conns_.id(slot), cn.peer, 0, nullptr};
@@ -587,6 +633,7 @@ void UringWorker::maybe_finish(uint32_t slot) {
   ::close(c.fd);
   c.fd = -1;
   c.x.out.clear(chunks_);
+  drop_held(slot);
   c.state = kernel::ConnState::zombie;
   counters_.conns_closed.add();
   counters_.conns_open.set(counters_.conns_open.get() - 1);
@@ -596,11 +643,7 @@ void UringWorker::maybe_finish(uint32_t slot) {
 uint8_t* UringWorker::stream_reserve(ConnId id, uint32_t n) {
   assert(res_buf_ == kernel::kNoTxBuf && res_conn_ == kNoConn && "one reservation at a time");
   auto* c = conns_.find(id);
-  // Writable: open, connecting (sent once connected), or half-closed by the peer.
-  if (!c || c->x.closing ||
-      !(c->state == kernel::ConnState::open || c->state == kernel::ConnState::connecting ||
-        (c->state == kernel::ConnState::draining && c->reason == CloseReason::peer)))
-    return nullptr;
+  if (!c || c->x.closing || !Conns::takes_output(*c)) return nullptr;
   const uint32_t slot = conn_slot(id);
   if (uint64_t(c->x.out.bytes()) + n > cfg_.conn_out_limit) {
     // The peer stopped reading (or one reply exceeds the bound): close it.
@@ -609,7 +652,7 @@ uint8_t* UringWorker::stream_reserve(ConnId id, uint32_t n) {
     return nullptr;
   }
   uint8_t* p = c->x.out.reserve(chunks_, n);
-  if (!p) {
+  if (!p) {  // output memory exhausted: the reply is lost, so the stream is (io.hh)
     counters_.tx_no_buffer.add();
     teardown(slot, CloseReason::error);
     return nullptr;
@@ -636,7 +679,10 @@ ConnId UringWorker::connect(SocketId s, Endpoint to) {
     return kNoConn;
   }
   const int fd = kernel::open_tcp_client(socks_[s].bind);
-  if (fd < 0) return kNoConn;
+  if (fd < 0) {  // out of descriptors or memory: refused like a connection beyond max_conns
+    counters_.conns_rejected.add();
+    return kNoConn;
+  }
   const uint32_t slot = conns_.alloc(fd, s, to, kernel::ConnState::connecting, now_ns());
   auto& c = conns_.at(slot);
   c.x.addr = kernel::to_sockaddr(to);
@@ -646,6 +692,37 @@ ConnId UringWorker::connect(SocketId s, Endpoint to) {
   io_uring_sqe_set_data64(e, pack(Op::connect, slot, c.gen));
   ++c.x.ops;
   return conns_.id(slot);
+}
+
+void UringWorker::pause(ConnId id) {
+  auto* c = conns_.find(id);
+  const uint32_t slot = conn_slot(id);
+  if (!c || c->x.closing || !conns_.pause(slot) || !c->x.recv_armed) return;
+  // Stop the multishot recv; what it delivers before the cancel lands is held (hold()).
+  io_uring_sqe* e = sqe();
+  io_uring_prep_cancel64(e, uring::pack(Op::tcp_recv, slot, c->gen), 0);
+  io_uring_sqe_set_data64(e, pack(Op::cancel, slot, c->gen));
+  ++c->x.ops;
+}
+
+void UringWorker::resume(ConnId id) {
+  auto* c = conns_.find(id);
+  const uint32_t slot = conn_slot(id);
+  if (!c || c->x.closing || !conns_.resume(slot)) return;
+  if (c->x.held_head != kNoHeld) conns_.owe(slot, kernel::kOwedHeld);
+  // A recv still armed (its cancel not yet completed) is re-armed on its ECANCELED.
+  if (c->state == kernel::ConnState::open && !c->x.recv_armed) arm_recv(slot);
+}
+
+uint32_t UringWorker::queued(ConnId id) const {
+  const auto* c = conns_.find(id);
+  return c ? c->x.out.bytes() : 0;
+}
+
+void UringWorker::notify_writable(ConnId id) {
+  auto* c = conns_.find(id);
+  if (c && !c->x.closing)
+    conns_.want_writable(conn_slot(id), c->x.out.bytes(), cfg_.conn_low_water);
 }
 
 void UringWorker::close(ConnId id) {

@@ -12,6 +12,11 @@
 //   Shared with the epoll backend (dataplane/kernel/): socket set-up, the connection slot
 //   table, the per-connection output chunks and the datagram tx pool.
 //
+// Flow control: pause() cancels the connection's multishot recv; stream buffers the kernel
+// filled before the cancel took effect are held on the connection (a chain through
+// held_next_, no allocation) and handed out after stream_resumed, before anything newer:
+// while a chain exists, new bytes join its end.
+//
 // Buffer lifetimes: receive buffers are handed out in RxItems and go back to their buffer
 // ring at the start of the next poll(). Tx buffers belong to the kernel from commit until
 // the send's CQE. A connection slot is reused only once every SQE that names it has
@@ -154,6 +159,7 @@ class UringBackend;
 // Every SQE naming the slot counts in `ops`; the slot's fd is closed, and the slot becomes
 // a zombie owing its stream_closed item, only when ops is 0 -- so no CQE can ever reach a
 // reused slot (the user_data generation check is a second guard).
+inline constexpr uint32_t kNoHeld = ~uint32_t{0};
 struct UringConnOps {
   kernel::OutBuffer out;    // queued output; the first `inflight` bytes are the kernel's
   uint32_t inflight = 0;    // bytes of the send in flight (at most one per connection)
@@ -163,7 +169,8 @@ struct UringConnOps {
   bool closing = false;   // teardown started: cancel sent, no new SQEs
   bool dirty = false;     // in dirty_, output to send at flush()
   bool graceful = false;  // drained: FIN sent; unread input is discarded before close
-  msghdr msg{};           // the in-flight sendmsg; read by the kernel until its CQE
+  uint32_t held_head = kNoHeld, held_tail = kNoHeld;  // stream buffers held (pause)
+  msghdr msg{};  // the in-flight sendmsg; read by the kernel until its CQE
   iovec iov[uring::kSendIov]{};
   sockaddr_in addr{};  // connect() target
 };
@@ -182,6 +189,10 @@ class UringWorker {
   void stream_commit(ConnId c, uint32_t n);
   ConnId connect(SocketId s, Endpoint to);
   void close(ConnId c);
+  void pause(ConnId c);
+  void resume(ConnId c);
+  uint32_t queued(ConnId c) const;
+  void notify_writable(ConnId c);
   void flush();
   void wake();
   void stop_accepting();  // uring_setup.cc: control path, once per drain
@@ -240,6 +251,9 @@ class UringWorker {
   void teardown(uint32_t slot, CloseReason why);
   void maybe_finish(uint32_t slot);
   void emit_closed(RxItem* out, uint32_t& k, uint32_t n);
+  void hold(uint32_t slot, uint16_t bid, uint32_t len);
+  bool take_held(uint32_t slot, RxItem& it);
+  void drop_held(uint32_t slot);
   void enter(unsigned wait_nr, int64_t timeout_ns);
   void resume_accepts(uint64_t now);
   void sample_drops(uint64_t now);
@@ -277,6 +291,10 @@ class UringWorker {
   Conns conns_;
   kernel::OutChunkPool chunks_;
   std::vector<uint32_t> dirty_;  // reserved max_conns at setup
+  // Stream buffers held for paused connections, by buffer id: the next in the chain and
+  // the byte count. Sized to the stream buffer ring at setup.
+  std::vector<uint16_t> held_next_;
+  std::vector<uint32_t> held_len_;
   // CLOCK_MONOTONIC ns, read by poll() while connections or UDP sockets exist and at each
   // accept.
   uint64_t now_ns_ = 0;

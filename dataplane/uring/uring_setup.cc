@@ -417,6 +417,9 @@ Result<std::unique_ptr<UringWorker>> UringBackend::open_worker(unsigned i) {
     m.iov.iov_base = w->tx_.data(t);
   }
   w->dirty_.reserve(cfg_.max_conns);
+  w->held_next_.assign(w->tcp_.count, 0);
+  w->held_len_.assign(w->tcp_.count, 0);
+  w->chunks_.set_limit(cfg_.worker_out_limit);
   w->gso_on_ = w->plan_.udp_gso;
   w->moderator_ = uring::Moderator(cfg_.coalesce_us);
 

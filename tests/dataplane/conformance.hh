@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -958,6 +959,201 @@ TYPED_TEST_P(BackendConformance, StopAcceptingRefusesConnectsAndServesOpenConnec
   EXPECT_EQ(this->io(owner).counters().conns_open.get(), 1u);
 }
 
+// ---- stream flow control and the shared connection life cycle -----------------------------
+
+// Pause stops delivery (bytes the peer sends meanwhile wait); output still goes out; resume
+// hands out stream_resumed first, then every byte, in order, none lost.
+TYPED_TEST_P(BackendConformance, PauseHoldsInputAndResumeDeliversAllOfIt) {
+  this->open(this->small_config(), {{Transport::tcp, loopback(), true}});
+  Sock peer = tcp_peer(this->bound(0));
+  ASSERT_GE(peer.fd, 0);
+  ConnId conn = kNoConn;
+  std::vector<uint8_t> got;
+  auto on = [&](const RxItem& it) {
+    if (it.kind == RxKind::stream_open) conn = it.conn;
+    if (it.kind == RxKind::stream_data) got.insert(got.end(), it.data, it.data + it.len);
+  };
+  const auto first = payload(21, 1000);
+  ASSERT_TRUE(send_all(peer, first));
+  ASSERT_TRUE(this->pump(0, on, [&] { return got.size() >= first.size(); }));
+  this->io().pause(conn);
+  this->io().pause(conn);  // idempotent
+  // While paused: the peer's next bytes (more than one read's worth) are not delivered, and
+  // a reply still reaches the peer.
+  constexpr size_t kMore = 300 * 1024;
+  std::thread sender([&] { send_all(peer, payload(22, kMore)); });
+  ASSERT_TRUE(this->queue_stream(0, conn, 23, 0, 5000, 5000));
+  this->io().flush();
+  const auto reply = recv_n(peer, 5000);
+  EXPECT_EQ(reply.size(), 5000u);
+  bool resumed_seen = false;
+  size_t data_while_paused = 0;
+  for (int i = 0; i < 50; ++i) {  // ~100 ms of polls
+    std::vector<RxItem> items(64);
+    const uint32_t n = this->io().poll(items.data(), 64, kPollNs);
+    for (uint32_t j = 0; j < n; ++j) {
+      data_while_paused += items[j].kind == RxKind::stream_data;
+      resumed_seen |= items[j].kind == RxKind::stream_resumed;
+      EXPECT_NE(items[j].kind, RxKind::stream_closed);
+    }
+    this->io().flush();
+  }
+  EXPECT_EQ(data_while_paused, 0u);
+  EXPECT_FALSE(resumed_seen);
+  EXPECT_EQ(this->io().counters().conns_open.get(), 1u);
+  // Resume: stream_resumed precedes the held bytes; everything arrives intact.
+  this->io().resume(conn);
+  got.clear();
+  bool data_before_resumed = false;
+  ASSERT_TRUE(this->pump(
+      0,
+      [&](const RxItem& it) {
+        if (it.kind == RxKind::stream_resumed) {
+          EXPECT_EQ(it.conn, conn);
+          EXPECT_FALSE(resumed_seen) << "one stream_resumed per resume";
+          resumed_seen = true;
+        }
+        if (it.kind == RxKind::stream_data) {
+          data_before_resumed |= !resumed_seen;
+          got.insert(got.end(), it.data, it.data + it.len);
+        }
+      },
+      [&] { return got.size() >= kMore; }));
+  sender.join();
+  EXPECT_FALSE(data_before_resumed);
+  EXPECT_EQ(got, payload(22, kMore));
+  this->io().resume(conn);  // not paused: nothing happens
+  this->io().resume(kNoConn);
+  this->io().pause(kNoConn);
+}
+
+// A peer that does not read: queued() reports the backlog; stream_writable comes once, after
+// notify_writable(), when the reader caught up below conn_low_water -- not before.
+TYPED_TEST_P(BackendConformance, QueuedAndWritableFollowASlowReader) {
+  IoConfig cfg = this->small_config();
+  constexpr size_t kTotal = 12u << 20;  // beyond the kernel's send and receive buffers
+  cfg.conn_out_limit = uint32_t(kTotal) + 1;
+  cfg.conn_low_water = 64 * 1024;
+  this->open(cfg, {{Transport::tcp, loopback(), true}});
+  Sock peer = tcp_peer(this->bound(0));
+  ASSERT_GE(peer.fd, 0);
+  int small = 64 * 1024;  // a fixed window: the kernel cannot absorb the whole backlog
+  setsockopt(peer.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  ConnId conn = kNoConn;
+  uint32_t writable = 0;
+  auto on = [&](const RxItem& it) {
+    if (it.kind == RxKind::stream_open) conn = it.conn;
+    if (it.kind == RxKind::stream_writable) {
+      EXPECT_EQ(it.conn, conn);
+      ++writable;
+    }
+    if (it.kind == RxKind::stream_closed) ADD_FAILURE() << "closed: " << int(it.reason);
+  };
+  ASSERT_TRUE(this->pump(0, on, [&] { return conn != kNoConn; }));
+  EXPECT_EQ(this->io().queued(conn), 0u);
+  ASSERT_TRUE(this->queue_stream(0, conn, 31, 0, kTotal, 65521));
+  EXPECT_EQ(this->io().queued(conn), kTotal) << "committed, nothing sent yet";
+  this->io().notify_writable(conn);
+  int polls = 0;
+  ASSERT_TRUE(this->pump(0, on, [&] { return ++polls > 50; }));  // ~100 ms, peer not reading
+  const uint32_t stuck = this->io().queued(conn);
+  EXPECT_GT(stuck, cfg.conn_low_water);
+  EXPECT_LT(stuck, kTotal) << "the kernel took some";
+  EXPECT_EQ(writable, 0u);
+  this->io().notify_writable(conn);  // asking again changes nothing
+  std::atomic<size_t> received{0};
+  std::thread reader([&] {
+    std::vector<uint8_t> b(64 * 1024);
+    while (received < kTotal) {
+      const ssize_t r = ::recv(peer.fd, b.data(), b.size(), 0);
+      if (r <= 0) break;
+      received += size_t(r);
+    }
+  });
+  ASSERT_TRUE(this->pump(0, on, [&] { return writable > 0 && received == kTotal; }));
+  reader.join();
+  EXPECT_EQ(writable, 1u);
+  EXPECT_EQ(this->io().queued(conn), 0u);
+  // Already under the mark: owed at once (next poll).
+  this->io().notify_writable(conn);
+  ASSERT_TRUE(this->pump(0, on, [&] { return writable == 2; }));
+  EXPECT_EQ(this->io().queued(kNoConn), 0u);
+}
+
+// Output memory per worker is bounded: a reservation past worker_out_limit fails, is
+// counted, and closes its connection (error); other connections are unaffected.
+TYPED_TEST_P(BackendConformance, OutputMemoryExhaustionClosesTheConnection) {
+  IoConfig cfg = this->small_config();
+  cfg.worker_out_limit = 64 * 1024;
+  this->open(cfg, {{Transport::tcp, loopback(), true}});
+  Sock a = tcp_peer(this->bound(0));
+  Sock b = tcp_peer(this->bound(0));
+  std::vector<ConnId> conns;
+  CloseReason why = CloseReason::none;
+  auto on = [&](const RxItem& it) {
+    if (it.kind == RxKind::stream_open) conns.push_back(it.conn);
+    if (it.kind == RxKind::stream_closed) why = it.reason;
+  };
+  ASSERT_TRUE(this->pump(0, on, [&] { return conns.size() == 2; }));
+  // Committed but not flushed, so nothing is sent: the first reservation fits, the second
+  // would pass the bound.
+  ASSERT_TRUE(this->queue_stream(0, conns[0], 41, 0, 40 * 1024, 40 * 1024));
+  EXPECT_EQ(this->io().stream_reserve(conns[0], 40 * 1024), nullptr);
+  EXPECT_EQ(this->io().counters().tx_no_buffer.get(), 1u);
+  EXPECT_EQ(this->io().stream_reserve(conns[0], 1), nullptr) << "closing: takes nothing";
+  ASSERT_TRUE(this->pump(0, on, [&] { return why != CloseReason::none; }));
+  EXPECT_EQ(why, CloseReason::error);
+  EXPECT_EQ(this->io().counters().conns_overflow.get(), 0u);
+  // The memory came back: the other connection can use it.
+  ASSERT_TRUE(this->queue_stream(0, conns[1], 42, 0, 40 * 1024, 40 * 1024));
+  this->io().flush();
+  EXPECT_EQ(recv_n(b, 40 * 1024), payload(42, 40 * 1024));
+}
+
+// connect() without a descriptor to spare fails at once and counts conns_rejected, like a
+// connection beyond max_conns; one the kernel refuses is stream_closed(connect_failed),
+// counted as a close and nothing else.
+TYPED_TEST_P(BackendConformance, ConnectFailuresAreCountedAlike) {
+  this->open(this->small_config(),
+             {{Transport::tcp, loopback(), true}, {Transport::tcp, loopback(), false}});
+  Endpoint dead;
+  {
+    Sock s(::socket(AF_INET, SOCK_STREAM, 0));
+    sockaddr_in a = sa(loopback());
+    ::bind(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    dead = local_of(s.fd);
+  }
+  const ConnId f = this->io().connect(1, dead);
+  ASSERT_NE(f, kNoConn);
+  CloseReason why = CloseReason::none;
+  ASSERT_TRUE(this->pump(
+      0,
+      [&](const RxItem& it) {
+        if (it.conn == f) why = it.reason;
+      },
+      [&] { return why != CloseReason::none; }));
+  EXPECT_EQ(why, CloseReason::connect_failed);
+  const IoCounters& k = this->io().counters();
+  EXPECT_EQ(k.conns_closed.get(), 1u);
+  EXPECT_EQ(k.conns_rejected.get(), 0u);
+  EXPECT_EQ(k.conns_connected.get(), 0u);
+  EXPECT_EQ(k.conns_open.get(), 0u);
+  // No descriptor left: refused at once.
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit tight = old;
+  const int lowest_free = ::dup(0);  // every descriptor from here on is refused
+  ASSERT_GE(lowest_free, 0);
+  ::close(lowest_free);
+  tight.rlim_cur = rlim_t(lowest_free);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+  const ConnId g = this->io().connect(1, this->bound(0));
+  setrlimit(RLIMIT_NOFILE, &old);
+  EXPECT_EQ(g, kNoConn);
+  EXPECT_EQ(k.conns_rejected.get(), 1u);
+  EXPECT_EQ(k.conns_open.get(), 0u);
+}
+
 REGISTER_TYPED_TEST_SUITE_P(
     BackendConformance, ManyConnectionsAreServed, TeardownClosesEveryDescriptor,
     UdpEchoRoundTripAllSizes, UdpBurstIsDeliveredCompletelyInSmallPolls,
@@ -967,7 +1163,8 @@ REGISTER_TYPED_TEST_SUITE_P(
     CloseSendsQueuedOutputFirst, HalfClosedPeerStillGetsItsReply, IdleConnectionIsClosed,
     ClientConnectSucceedsOrFailsWithConnectFailed, MaxConnsRejectsAndCounts,
     WakeReturnsABlockedPollFromAnotherThread, RxDataStaysValidUntilTheNextPoll,
-    StopAcceptingRefusesConnectsAndServesOpenConnections,
-    GsoTrainsKeepEveryDatagramWholeAndInOrder);
+    StopAcceptingRefusesConnectsAndServesOpenConnections, GsoTrainsKeepEveryDatagramWholeAndInOrder,
+    PauseHoldsInputAndResumeDeliversAllOfIt, QueuedAndWritableFollowASlowReader,
+    OutputMemoryExhaustionClosesTheConnection, ConnectFailuresAreCountedAlike);
 
 }  // namespace cw::dp::conformance

@@ -114,5 +114,37 @@ TEST(OutBuffer, RetainBoundFreesBeyondIt) {
   EXPECT_EQ(pool.outstanding(), 0u);
 }
 
+// Small output costs a small chunk; a chain grows by doubling (capped) so bulk output
+// needs few chunks; the pool's byte bound makes take() fail, and freeing makes room again.
+TEST(OutBuffer, ChunksGrowInStepsAndThePoolIsBounded) {
+  OutChunkPool pool;
+  pool.set_limit(kOutChunkBytes * 8);
+  OutBuffer b;
+  put(b, pool, std::string(100, 'a'));
+  EXPECT_EQ(pool.held_bytes(), kOutChunkBytes) << "a small reply holds one small chunk";
+  put(b, pool, std::string(kOutChunkBytes, 'b'));  // does not fit: the next step, 2x
+  EXPECT_EQ(pool.held_bytes(), 3u * kOutChunkBytes);
+  put(b, pool, std::string(kOutChunkBytes + 1, 'c'));  // fits in the 2x chunk's room? no: 4x
+  EXPECT_EQ(pool.held_bytes(), 7u * kOutChunkBytes);
+  EXPECT_EQ(b.reserve(pool, kOutChunkBytes * 4), nullptr) << "past the bound";
+  EXPECT_EQ(drain(b, pool, 1 << 20), std::string(100, 'a') + std::string(kOutChunkBytes, 'b') +
+                                         std::string(kOutChunkBytes + 1, 'c'));
+  EXPECT_EQ(pool.held_bytes(), 0u);
+  EXPECT_NE(b.reserve(pool, kOutChunkBytes * 4), nullptr) << "room again once sent";
+  b.commit(0);
+  b.clear(pool);
+  // The doubling stops at kOutStepMaxBytes.
+  OutChunkPool big;
+  OutBuffer c;
+  uint32_t last = 0;
+  for (int i = 0; i < 12; ++i) {
+    const uint64_t before = big.held_bytes();
+    put(c, big, std::string(last ? last : 1, 'x'));
+    last = uint32_t(big.held_bytes() - before);
+  }
+  EXPECT_EQ(last, kOutStepMaxBytes);
+  c.clear(big);
+}
+
 }  // namespace
 }  // namespace cw::dp::kernel
