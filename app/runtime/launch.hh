@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "app/runtime/mailbox.hh"
+#include "app/runtime/registry.hh"
 #include "app/runtime/stats.hh"
 #include "app/runtime/worker.hh"
 #include "cw_build_config.hh"
@@ -40,16 +41,6 @@ struct RuntimeConfig {
 #endif
   LoopConfig loop;
   size_t mailbox_depth = 1024;
-};
-
-// What an application (server, load generator, test) runs on the workers.
-template <class Services>
-struct AppSpec {
-  std::vector<dp::SocketSpec> sockets;
-  std::vector<uint16_t> sock_service;      // sockets[i] belongs to service sock_service[i]
-  std::vector<std::string> service_names;  // by service index
-  // Builds worker w's own service instances (called on the worker's thread, at setup).
-  std::function<std::vector<Services>(unsigned w)> make_services;
 };
 
 // Log sink for start-up decisions (which backend and why); defaults to stderr.
@@ -101,6 +92,10 @@ class Runtime {
  private:
   template <class B>
   Result<void> run_on(std::unique_ptr<B> backend, const LogFn& log);
+  std::vector<Services> make_services(unsigned w) {
+    if (!app_.make_worker_services) return app_.make_services(w);
+    return app_.make_worker_services(WorkerSetup{w, cfg_.io.workers, cfg_.io.max_conns, bound_});
+  }
   void wake_all() {
     for (auto& w : wakers_)
       if (w) w();
@@ -238,9 +233,8 @@ Result<void> Runtime<Services>::run_on(std::unique_ptr<B> backend, const LogFn& 
       mail_->set_waker(
           i, [](void* p) { static_cast<typename B::Worker*>(p)->wake(); }, &io);
       std::span<ServiceStats> ss(&sstats_[size_t(i) * nservices_], nservices_);
-      Worker<typename B::Worker, Services> loop(io, app_.make_services(i), app_.sock_service,
-                                                cfg_.loop, cfg_.io.max_conns, wstats_[i], ss,
-                                                *mail_);
+      Worker<typename B::Worker, Services> loop(io, make_services(i), app_.sock_service, cfg_.loop,
+                                                cfg_.io.max_conns, wstats_[i], ss, *mail_);
       ready_->count_down();
       // Serve only once every worker opened; if one failed, stop_ is already set.
       go_.wait(false);

@@ -122,7 +122,8 @@ bool is_log_level(std::string_view l) {
 // Reads one config file's tables into a ServerConfig; remembers the first error.
 class Parser {
  public:
-  explicit Parser(std::string src) : src_(std::move(src)) {
+  Parser(std::string src, const ServiceCatalog& services)
+      : src_(std::move(src)), services_(services) {
     cfg_.listen_be = htonl(INADDR_LOOPBACK);
   }
 
@@ -456,10 +457,57 @@ class Parser {
     return std::nullopt;
   }
 
+  // A service's own keys, read from its [[service]] table by the service's parse_options.
+  class Keys final : public ServiceKeys {
+   public:
+    Keys(Parser& p, const toml::table& t, const std::string& base) : p_(p), t_(t), base_(base) {}
+    std::optional<int64_t> integer(std::string_view k, int64_t lo, int64_t hi) override {
+      auto* v = t_.get(k);
+      return v ? p_.integer(line(*v), key(k), *v, lo, hi) : std::nullopt;
+    }
+    std::optional<std::string> string(std::string_view k) override {
+      auto* v = t_.get(k);
+      return v ? p_.string(line(*v), key(k), *v) : std::nullopt;
+    }
+    std::optional<bool> boolean(std::string_view k) override {
+      auto* v = t_.get(k);
+      if (!v) return std::nullopt;
+      if (auto* b = v->as_boolean()) return b->get();
+      p_.type(line(*v), key(k), *v, "a boolean (true or false)");
+      return std::nullopt;
+    }
+    std::optional<uint64_t> size(std::string_view k, uint64_t lo, uint64_t hi) override {
+      auto* v = t_.get(k);
+      return v ? p_.size(line(*v), key(k), *v, lo, hi) : std::nullopt;
+    }
+    std::optional<uint64_t> duration_ms(std::string_view k, uint64_t max_ms) override {
+      auto* v = t_.get(k);
+      return v ? p_.duration(line(*v), key(k), *v, max_ms) : std::nullopt;
+    }
+    void fail(std::string_view k, const std::string& what) override {
+      auto* v = t_.get(k);
+      p_.fail(v ? line(*v) : int(t_.source().begin.line), key(k), what);
+    }
+    int line_of(std::string_view k) const {
+      auto* v = t_.get(k);
+      return v ? line(*v) : int(t_.source().begin.line);
+    }
+
+   private:
+    static int line(const toml::node& v) { return int(v.source().begin.line); }
+    std::string key(std::string_view k) const { return base_ + "." + std::string(k); }
+    Parser& p_;
+    const toml::table& t_;
+    const std::string& base_;
+  };
+
   void service(const toml::table& t, size_t index) {
     ServiceConfig s;
     s.line = int(t.source().begin.line);
     const std::string base = "service[" + std::to_string(index) + "]";
+    // The type decides which keys beyond the common ones are known.
+    const ServiceType* st = nullptr;
+    if (auto* n = t.get_as<std::string>("name")) st = services_.find(n->get());
     bool named = false;
     for (auto&& [k, v] : t) {
       const int line = int(k.source().begin.line);
@@ -467,13 +515,10 @@ class Parser {
       if (k == "name") {
         if (auto n = string(line, key, v)) {
           named = true;
-          if (is_service_name(*n)) {
+          if (st)
             s.name = *n;
-          } else {
-            std::string known;
-            for (auto kn : kServiceNames) known += (known.empty() ? "" : ", ") + std::string(kn);
-            fail(line, key, "unknown service '" + *n + "' (known: " + known + ")");
-          }
+          else
+            fail(line, key, "unknown service '" + *n + "' (known: " + services_.names() + ")");
         }
       } else if (k == "udp") {
         s.udp = listen(line, key, v);
@@ -484,16 +529,33 @@ class Parser {
           s.enabled = b->get();
         else
           type(line, key, v, "a boolean (true or false)");
-      } else {
-        fail(line, key, "unknown key (known: name, udp, tcp, enabled)");
+      } else if (!st || std::find(st->keys.begin(), st->keys.end(), k.str()) == st->keys.end()) {
+        std::string known = "name, udp, tcp, enabled";
+        if (st)
+          for (auto sk : st->keys) known += ", " + std::string(sk);
+        fail(line, key, "unknown key (known: " + known + ")");
       }
     }
     if (!named) fail(s.line, base + ".name", "missing (every [[service]] needs a name)");
-    if (!s.udp && !s.tcp) fail(s.line, base, "serves nothing (give udp and/or tcp)");
+    if (err_ || !st) return;
+    for (auto sk : st->keys) {
+      if (const toml::node* v = t.get(sk)) {
+        std::ostringstream text;
+        v->visit([&](const auto& x) { text << x; });
+        s.own_keys += (s.own_keys.empty() ? "" : " ") + std::string(sk) + "=" + text.str();
+      }
+    }
+    Keys keys(*this, t, base);
+    if (st->parse) s.options = st->parse(keys);
+    if (st->clients) s.clients = st->clients(s.options.get());
+    for (ClientSocket& c : s.clients) c.line = keys.line_of(c.key);
+    if (!s.udp && !s.tcp && s.clients.empty())
+      fail(s.line, base, "serves nothing (give udp and/or tcp)");
     cfg_.services.push_back(std::move(s));
   }
 
   std::string src_;
+  const ServiceCatalog& services_;
   ServerConfig cfg_;
   std::optional<Error> err_;
 };
@@ -512,13 +574,18 @@ std::string_view default_config_toml() {
 
 ServerConfig default_config() {
   // The built-in text is checked by the unit tests; a failure here is a build defect.
-  auto r = Parser("<built-in default>").run(kDefaultToml);
+  auto r = Parser("<built-in default>", server_catalog()).run(kDefaultToml);
   if (!r) std::abort();
   return std::move(r.value());
 }
 
 Result<ServerConfig> parse_config(std::string_view text, const std::string& source) {
-  auto r = Parser(source).run(text);
+  return parse_config(text, source, server_catalog());
+}
+
+Result<ServerConfig> parse_config(std::string_view text, const std::string& source,
+                                  const ServiceCatalog& services) {
+  auto r = Parser(source, services).run(text);
   if (!r) return r;
   // A file without [[service]] tables serves the built-in services.
   if (r->services.empty()) r->services = default_config().services;
@@ -688,6 +755,16 @@ Result<void> finalize(ServerConfig& cfg) {
       }
     }
   }
+  // A client socket bound to one worker needs that worker to exist.
+  for (size_t i = 0; i < cfg.services.size(); ++i) {
+    for (const ClientSocket& c : cfg.services[i].clients) {
+      if (c.decl.worker == rt::kAllWorkers || unsigned(c.decl.worker) < cfg.io.workers) continue;
+      return where_error(cfg.source, c.line,
+                         "service[" + std::to_string(i) + "]." + std::string(c.key),
+                         "worker " + std::to_string(c.decl.worker) + " does not exist (" +
+                             std::to_string(cfg.io.workers) + " worker(s))");
+    }
+  }
   // No two services may claim the same transport endpoint (port 0 is always distinct).
   struct Claim {
     dp::Transport t;
@@ -810,6 +887,7 @@ std::vector<std::string> describe(const ServerConfig& cfg) {
     std::string line = "service " + s.name + ":";
     if (s.udp) line += " udp " + dp::to_string(cfg.endpoint(*s.udp));
     if (s.tcp) line += " tcp " + dp::to_string(cfg.endpoint(*s.tcp));
+    if (!s.own_keys.empty()) line += " " + s.own_keys;  // a change needs a restart
     if (!s.enabled) line += " (disabled)";
     out.push_back(line);
   }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "app/runtime/worker.hh"
+#include "app/server/service_type.hh"
 #include "control/control_config.hh"
 #include "dataplane/io.hh"
 #include "dataplane/result.hh"
@@ -40,11 +41,14 @@ struct ListenSpec {
 };
 
 struct ServiceConfig {
-  std::string name;               // a registered service name (app/server/services.hh)
-  std::optional<ListenSpec> udp;  // empty = not served on UDP
-  std::optional<ListenSpec> tcp;  // empty = not served on TCP
-  bool enabled = true;            // false: requests refused (counted); SIGHUP applies changes
-  int line = 0;                   // line of the [[service]] header
+  std::string name;                   // a registered service name (app/server/services.hh)
+  std::optional<ListenSpec> udp;      // empty = not served on UDP
+  std::optional<ListenSpec> tcp;      // empty = not served on TCP
+  bool enabled = true;                // false: requests refused (counted); SIGHUP applies changes
+  int line = 0;                       // line of the [[service]] header
+  ServiceOptions options;             // its own keys, typed by the service (null: it has none)
+  std::vector<ClientSocket> clients;  // client sockets it declared from its options
+  std::string own_keys;               // its own keys as written ("service_id=7"), for describe()
 };
 
 // The [dpdk] section (docs/dpdk.md), used by backend "dpdk" only. Kept in plain types so
@@ -103,13 +107,17 @@ ServerConfig default_config();
 // The same, as TOML text (docs/corewire.example.toml is a commented copy).
 std::string_view default_config_toml();
 
-// Parses TOML text; `source` names it in messages. Checks keys, types and ranges.
+// Parses TOML text; `source` names it in messages. Checks keys, types and ranges. Service
+// names and their own keys are checked against `services` (default: the server's registry).
 Result<ServerConfig> parse_config(std::string_view text, const std::string& source);
+Result<ServerConfig> parse_config(std::string_view text, const std::string& source,
+                                  const ServiceCatalog& services);
 // Reads and parses a file.
 Result<ServerConfig> load_config_file(const std::string& path);
 // Applies command-line values over cfg (errors name the flag).
 Result<void> apply_overrides(ServerConfig& cfg, const Overrides& o);
-// Checks what needs the whole picture (duplicate endpoints, core list vs. this machine).
+// Checks what needs the whole picture (duplicate endpoints, core list vs. this machine,
+// client socket affinities vs. the worker count).
 // Call once after apply_overrides.
 Result<void> finalize(ServerConfig& cfg);
 

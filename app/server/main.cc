@@ -210,6 +210,7 @@ int main(int argc, char** argv) {
   }
   // The endpoints actually bound (ports resolved when the config said 0); tests read these.
   for (size_t s = 0; s < sockets.size(); ++s) {
+    if (!sockets[s].server) continue;  // a service's client socket: nothing is served there
     spdlog::info("serving {} {} {}", runtime.service_names()[sock_service[s]],
                  sockets[s].transport == dp::Transport::udp ? "udp" : "tcp",
                  dp::to_string(runtime.bound(dp::SocketId(s))));

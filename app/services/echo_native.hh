@@ -1,15 +1,20 @@
 // Native-protocol echo (default port 11112, UDP and TCP): a request to service kEchoService
 // gets a response with the same request id, service id and payload; a one-way message is
 // counted and not answered. Error handling and the UDP amplification rule: docs/protocol.md.
-// One instance per worker; nothing is shared and nothing is allocated. Its only state is
-// the enabled flag (`corewirectl service enable|disable echo`, ServiceSwitch).
+// One instance per worker; nothing is shared and nothing is allocated. Its state is the
+// service id it answers (config key service_id) and the enabled flag (`corewirectl service
+// enable|disable echo`, ServiceSwitch).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
+#include <string_view>
 
 #include "app/protocol/native.hh"
+#include "app/runtime/registry.hh"
 #include "app/runtime/service.hh"
+#include "app/runtime/service_keys.hh"
 #include "app/services/service_switch.hh"
 #include "app/services/udp_reply.hh"
 #include "dataplane/io.hh"
@@ -23,6 +28,20 @@ inline constexpr uint16_t kEchoService = 1;  // native service id of echo
 // (dropped). A drain needs nothing here: echo keeps no state between messages.
 class NativeEcho : public ServiceSwitch {
  public:
+  // Its [[service]] keys (docs/configuration.md): the native service id it answers.
+  struct Options {
+    uint16_t service_id = kEchoService;
+  };
+  static constexpr std::array<std::string_view, 1> kOptionKeys = {"service_id"};
+  static Options parse_options(rt::ServiceKeys& k) {
+    Options o;
+    if (auto id = k.integer("service_id", 1, 65535)) o.service_id = uint16_t(*id);
+    return o;
+  }
+
+  NativeEcho() = default;
+  NativeEcho(const rt::ServiceCtx&, const Options& o) : service_id_(o.service_id) {}
+
   uint32_t max_frame() const { return proto::native::kHeaderSize + proto::native::kMaxPayload; }
 
   // One message per datagram. Errors are answered only within the amplification rule.
@@ -105,13 +124,13 @@ class NativeEcho : public ServiceSwitch {
   enum class Action : uint8_t { reply, consume, drop, unknown_service };
 
   // What a well-formed message asks for.
-  static Action classify(const proto::native::Header& h) {
+  Action classify(const proto::native::Header& h) const {
     using proto::native::Kind;
     switch (h.kind) {
       case Kind::request:
-        return h.service == kEchoService ? Action::reply : Action::unknown_service;
+        return h.service == service_id_ ? Action::reply : Action::unknown_service;
       case Kind::oneway:
-        return h.service == kEchoService ? Action::consume : Action::drop;
+        return h.service == service_id_ ? Action::consume : Action::drop;
       case Kind::response:
       case Kind::error:
         break;  // never answer these: two servers must not bounce errors forever
@@ -158,6 +177,8 @@ class NativeEcho : public ServiceSwitch {
     ctx.svc->errors.add();
     return true;
   }
+
+  uint16_t service_id_ = kEchoService;  // the native service id answered (Options)
 };
 
 }  // namespace cw::svc

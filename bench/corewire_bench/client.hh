@@ -29,6 +29,7 @@
 
 #include "app/protocol/native.hh"
 #include "app/protocol/sockperf.hh"
+#include "app/runtime/conn_slots.hh"
 #include "app/runtime/service.hh"
 #include "bench/hist/histogram.hh"
 #include "dataplane/io.hh"
@@ -49,7 +50,10 @@ struct ClientConfig {
   dp::Transport transport = dp::Transport::udp;
   dp::Endpoint target;
   uint32_t msg_size = 64;  // bytes per message, header included
-  uint32_t flows = 1;      // UDP sockets (SocketIds 0..flows-1) or TCP connections
+  uint32_t flows = 1;      // UDP sockets or TCP connections
+  // The client sockets the service declared (ServiceCtx::sockets): UDP one per flow; TCP
+  // one, the group connect() attaches the connections to.
+  std::vector<dp::SocketId> sockets;
   LoopMode mode = LoopMode::closed;
   uint32_t window = 1;  // closed loop: outstanding per flow
   double rate = 0;      // open loop: this worker's requests per second
@@ -98,9 +102,18 @@ class Client {
     while (cap_ < std::max(cfg_.max_outstanding, cfg_.window)) cap_ <<= 1;
     cfg_.msg_size = std::max(cfg_.msg_size, header_size());
     flows_.resize(cfg_.flows);
-    for (uint32_t f = 0; f < cfg_.flows; ++f) flows_[f].sock = dp::SocketId(f);
+    if (cfg_.transport == dp::Transport::udp) {
+      // One socket per flow; sock_flow_ maps a reply's socket back to its flow.
+      for (uint32_t f = 0; f < cfg_.flows && f < cfg_.sockets.size(); ++f) {
+        const dp::SocketId s = cfg_.sockets[f];
+        flows_[f].sock = s;
+        if (s >= sock_flow_.size()) sock_flow_.resize(s + 1u, kNoFlow);
+        sock_flow_[s] = f;
+      }
+    } else {
+      conn_flow_ = rt::ConnSlots<ConnFlow>(cfg_.max_conns);
+    }
     entries_.resize(size_t(cfg_.flows) * cap_);
-    if (cfg_.transport == dp::Transport::tcp) conn_flow_.assign(cfg_.max_conns, kNoFlow);
     rng_ = cfg_.seed * 0x9E3779B97F4A7C15ull + 1;
     if (cfg_.mode == LoopMode::open && cfg_.rate > 0) period_ns_ = 1e9 / cfg_.rate;
   }
@@ -138,8 +151,8 @@ class Client {
 
   template <class Io>
   void on_datagram(rt::Ctx<Io>& ctx, const dp::RxItem& it) {
-    if (it.sock >= flows_.size()) return;
-    const uint32_t used = on_bytes(ctx.now_ns, it.sock, {it.data, it.len});
+    if (it.sock >= sock_flow_.size() || sock_flow_[it.sock] == kNoFlow) return;
+    const uint32_t used = on_bytes(ctx.now_ns, sock_flow_[it.sock], {it.data, it.len});
     if (used != it.len) res_->errors.add();  // truncated or trailing bytes
   }
 
@@ -174,7 +187,7 @@ class Client {
   void on_closed(rt::Ctx<Io>&, const dp::RxItem& it) {
     const uint32_t f = flow_of(it.conn);
     if (f == kNoFlow) return;
-    conn_flow_[dp::conn_slot(it.conn)] = kNoFlow;
+    conn_flow_.close(it.conn);
     Flow& fl = flows_[f];
     fl.conn = dp::kNoConn;
     if (!fl.open) {  // never connected
@@ -214,11 +227,14 @@ class Client {
     uint32_t outstanding = 0;
   };
 
+  struct ConnFlow {
+    uint32_t flow = kNoFlow;
+  };
+
   Entry& entry(uint32_t f, uint64_t seq) { return entries_[size_t(f) * cap_ + (seq & (cap_ - 1))]; }
-  uint32_t flow_of(dp::ConnId c) const {
-    if (c == dp::kNoConn || dp::conn_slot(c) >= conn_flow_.size()) return kNoFlow;
-    const uint32_t f = conn_flow_[dp::conn_slot(c)];
-    return f < flows_.size() && flows_[f].conn == c ? f : kNoFlow;
+  uint32_t flow_of(dp::ConnId c) {
+    const ConnFlow* cf = conn_flow_.find(c);
+    return cf && cf->flow < flows_.size() ? cf->flow : kNoFlow;
   }
   void set_phase(Phase p) { res_->phase.store(uint8_t(p), std::memory_order_release); }
 
@@ -235,15 +251,17 @@ class Client {
     }
     const uint32_t end = std::min(cfg_.flows, connects_issued_ + kConnectsPerTick);
     for (uint32_t f = connects_issued_; f < end; ++f) {
-      const dp::ConnId c = ctx.io.connect(0, cfg_.target);
-      if (c == dp::kNoConn || dp::conn_slot(c) >= conn_flow_.size()) {
+      const dp::ConnId c =
+          cfg_.sockets.empty() ? dp::kNoConn : ctx.io.connect(cfg_.sockets[0], cfg_.target);
+      ConnFlow* cf = conn_flow_.open(c);
+      if (!cf) {
         ++failed_;
         res_->conns_failed.add();
         flows_[f].dead = true;
         continue;
       }
       flows_[f].conn = c;
-      conn_flow_[dp::conn_slot(c)] = f;
+      cf->flow = f;
     }
     connects_issued_ = end;
   }
@@ -468,8 +486,9 @@ class Client {
   ClientResults* res_;
   uint32_t cap_ = 0;
   std::vector<Flow> flows_;
-  std::vector<Entry> entries_;       // flows * cap_
-  std::vector<uint32_t> conn_flow_;  // conn_slot -> flow (tcp)
+  std::vector<Entry> entries_;         // flows * cap_
+  rt::ConnSlots<ConnFlow> conn_flow_;  // tcp: connection -> flow
+  std::vector<uint32_t> sock_flow_;    // udp: SocketId -> flow (kNoFlow: not ours)
   uint32_t connects_issued_ = 0;
   uint64_t connect_deadline_ = 0;
   uint32_t connected_ = 0, failed_ = 0, alive_ = 0;

@@ -97,29 +97,27 @@ Result<RunResult> run_one(const Options& o, double rate, bool progress) {
   rc.io.max_conns = std::max<uint32_t>(1024, flows_max + kConnSlack);
   rc.io.idle_timeout_ms = 0;  // the client closes nothing by itself
   if (auto d = dpdk_config(o, rc); !d) return d.error();
-  base.max_conns = rc.io.max_conns;
 
-  rt::AppSpec<Services> app;
+  // One service; its client sockets are declared (UDP: one per flow, TCP: the group its
+  // connections join) and the factory learns their ids from ServiceCtx::sockets.
+  rt::ServiceDecl<Services> client{"bench-client", {}, {}};
   const dp::Endpoint any{};  // 0.0.0.0:0 (each worker binds its own client sockets)
-  if (base.transport == dp::Transport::udp) {
-    for (uint32_t f = 0; f < flows_max; ++f) {
-      app.sockets.push_back({dp::Transport::udp, any, false});
-      app.sock_service.push_back(0);
-    }
-  } else {
-    app.sockets.push_back({dp::Transport::tcp, any, false});
-    app.sock_service.push_back(0);
-  }
-  app.service_names = {"bench-client"};
+  const uint32_t nsock = base.transport == dp::Transport::udp ? flows_max : 1;
+  for (uint32_t f = 0; f < nsock; ++f)
+    client.sockets.push_back({base.transport, false, any, rt::kAllWorkers});
   auto results = std::make_unique<ClientResults[]>(n);
-  app.make_services = [&, base, rate](unsigned w) {
+  client.make = [&, base, rate](const rt::ServiceCtx& ctx) {
+    const unsigned w = ctx.worker;
     ClientConfig c = base;
     c.flows = o.conns ? uint32_t(share(o.conns, w, n)) : o.flows;
     c.rate = rate / n;
     c.count = share(o.count, w, n);
     c.seed = o.seed + w;
-    return std::vector<Services>{Client(c, &results[w])};
+    c.max_conns = ctx.max_conns;
+    for (const rt::SocketRef& s : ctx.sockets) c.sockets.push_back(s.id);
+    return Services(std::in_place_type<Client>, c, &results[w]);
   };
+  auto app = rt::build_app<Services>({std::move(client)});
 
   rt::Runtime<Services> runtime;
   std::string backend_note;

@@ -27,6 +27,11 @@ class ClientTest : public ::testing::Test {
     cfg = c;
     cfg.target = target;
     cfg.scan_ns = 0;  // sweep for lost requests on every tick
+    // The sockets the runtime would hand the service (tests that care set their own).
+    if (cfg.sockets.empty()) {
+      const uint32_t n = cfg.transport == dp::Transport::udp ? cfg.flows : 1;
+      for (uint32_t f = 0; f < n; ++f) cfg.sockets.push_back(dp::SocketId(f));
+    }
     res = std::make_unique<ClientResults>();
     client = std::make_unique<Client>(cfg, res.get());
   }
@@ -219,6 +224,28 @@ TEST_F(ClientTest, ClosedLoopKeepsTheWindowOutstanding) {
   ASSERT_EQ(next.size(), 1u);
   EXPECT_EQ(next[0].sock, 0);
   EXPECT_EQ(nv::decode(next[0].bytes).header.request_id, 3u);
+}
+
+// The client uses the socket ids it was given, not 0..flows-1, and maps replies back.
+TEST_F(ClientTest, UsesTheDeclaredSocketIds) {
+  ClientConfig c;
+  c.dialect = Dialect::native;
+  c.flows = 2;
+  c.count = 4;
+  c.sockets = {3, 2};
+  make(c);
+  auto out = tick(0);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].sock, 3);
+  EXPECT_EQ(out[1].sock, 2);
+  reply_dgram(kMs, 2, native_reply(out[1].bytes));
+  EXPECT_EQ(res->received.get(), 1u);
+  EXPECT_EQ(res->errors.get(), 0u);
+  reply_dgram(kMs, 0, native_reply(out[0].bytes));  // not one of its sockets: ignored
+  EXPECT_EQ(res->received.get(), 1u);
+  auto next = tick(2 * kMs);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].sock, 2) << "the answered flow sends its next request";
 }
 
 TEST_F(ClientTest, NativeErrorReplyIsCountedAsError) {
