@@ -47,10 +47,9 @@ Json snapshot_json(const Snapshot& s) {
          {"publish_unix_ns", s.publish_unix_ns}};
   Json ws = Json::array();
   for (auto& w : s.workers) {
-    Json o, io, g;
+    Json o, io;
     for (size_t i = 0; i < std::size(kWorkerFields); ++i) o[kWorkerFields[i].name] = w.worker[i];
     for (size_t i = 0; i < std::size(kIoFields); ++i) io[kIoFields[i].name] = w.io[i];
-    for (size_t i = 0; i < std::size(kGaugeFields); ++i) g[kGaugeFields[i].name] = w.gauges[i];
     Json svcs = Json::object();
     for (size_t k = 0; k < w.services.size(); ++k) {
       Json c;
@@ -58,11 +57,22 @@ Json snapshot_json(const Snapshot& s) {
         c[kServiceFields[i].name] = w.services[k].c[i];
       c["latency_buckets"] = w.services[k].buckets;
       c["latency_sum_ns"] = w.services[k].sum_ns;
+      Json named = Json::object();  // the service's declared counters
+      for (size_t i = 0; i < s.counters.size() && i < w.counters.size(); ++i)
+        if (s.counters[i].service == k) named[s.counters[i].name] = w.counters[i];
+      c["counters"] = named;
       svcs[s.services[k]] = c;
     }
-    ws.push_back({{"runtime", o}, {"io", io}, {"gauges", g}, {"services", svcs}});
+    ws.push_back({{"runtime", o}, {"io", io}, {"services", svcs}});
   }
   j["workers"] = ws;
+  Json decls = Json::array();
+  for (const CounterInfo& c : s.counters)
+    decls.push_back({{"service", s.services.at(c.service)},
+                     {"name", c.name},
+                     {"kind", c.kind == rt::CounterKind::gauge ? "gauge" : "counter"},
+                     {"help", c.help}});
+  j["service_counters"] = decls;
   Json be = Json::object();
   for (auto& [n, v] : s.backend_counters) be[n] = v;
   j["backend_counters"] = be;
@@ -97,6 +107,15 @@ void print_totals(const Snapshot& s) {
         (unsigned long long)s.service_total(k, 0), (unsigned long long)s.service_total(k, 1),
         (unsigned long long)s.service_total(k, 2), (unsigned long long)s.service_total(k, 3),
         (unsigned long long)s.service_total(k, 4));
+  if (!s.counters.empty()) {
+    std::printf("\n%-16s %-32s %-8s %14s\n", "service", "declared counter", "kind", "total");
+    for (size_t i = 0; i < s.counters.size(); ++i) {
+      const CounterInfo& c = s.counters[i];
+      std::printf("%-16s %-32s %-8s %14llu\n", s.services.at(c.service).c_str(), c.name.c_str(),
+                  c.kind == rt::CounterKind::gauge ? "gauge" : "counter",
+                  (unsigned long long)s.counter_total(i));
+    }
+  }
   if (!s.backend_counters.empty()) {
     std::printf("\n%-40s %14s\n", "backend counter", "total");
     for (auto& [n, v] : s.backend_counters)

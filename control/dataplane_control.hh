@@ -20,17 +20,15 @@
 #include <thread>
 #include <vector>
 
-#include "app/runtime/service.hh"
-#include "app/runtime/worker.hh"
+#include "app/runtime/control_contract.hh"
 #include "control/control_config.hh"
 #include "control/control_socket.hh"
-#include "control/mail.hh"
 #include "control/publisher.hh"
 #include "control/segment.hh"
 
 namespace cw::ctl {
 
-// Mails kMailServiceEnable/Disable to `service` on every worker; returns how many were
+// Mails rt::kMailServiceEnable/Disable to `service` on every worker; returns how many were
 // queued. Only the control ring's producer may call this (see post_drain).
 template <class R>
 unsigned post_service_state(R& rt, uint16_t service, bool on) {
@@ -38,7 +36,7 @@ unsigned post_service_state(R& rt, uint16_t service, bool on) {
   for (unsigned w = 0; w < rt.workers(); ++w) {
     rt::Mail m;
     m.service = service;
-    m.kind = on ? kMailServiceEnable : kMailServiceDisable;
+    m.kind = on ? rt::kMailServiceEnable : rt::kMailServiceDisable;
     m.from = rt::kControlSender;
     sent += rt.mailboxes().send(rt.workers(), w, m);
   }
@@ -46,7 +44,7 @@ unsigned post_service_state(R& rt, uint16_t service, bool on) {
 }
 
 // The drain mail: rt::kMailStopAccepting to every worker (its listeners close) and
-// kMailDrain to every service on every worker. Only the control ring's producer may call
+// rt::kMailDrain to every service on every worker. Only the control ring's producer may call
 // this (the control thread, or main when management is off). `done` has one byte per mail
 // (sized by the first call) and remembers what is queued; a full ring is retried by the
 // next call. True once everything is queued.
@@ -62,7 +60,7 @@ bool post_drain(R& rt, std::vector<char>& done) {
       if (d) continue;
       rt::Mail m;
       m.service = i == 0 ? rt::kWorkerMail : uint16_t(i - 1);
-      m.kind = i == 0 ? rt::kMailStopAccepting : kMailDrain;
+      m.kind = i == 0 ? rt::kMailStopAccepting : rt::kMailDrain;
       m.from = rt::kControlSender;
       d = rt.mailboxes().send(nw, w, m);
       all = all && d;
@@ -107,6 +105,7 @@ class DataplaneControl {
     info.workers = rt.workers();
     info.services = rt.service_names();
     info.backend = rt.backend_name();
+    info.counters = declared_counters(rt);
     auto seg = SegmentWriter::create(cfg.stats, info);
     if (!seg) return seg.error();
     auto srv = ControlServer::listen(cfg.socket);
@@ -206,6 +205,19 @@ class DataplaneControl {
           for (unsigned w = 0; w < rt_.workers(); ++w)
             t += (rt_.service_stats(w, uint16_t(s)).*f.member).get();
           j[f.name] = t;
+        }
+        if constexpr (requires { rt_.service_counters(0u, uint16_t(0)); }) {
+          Json named = Json::object();  // declared counters, totals over workers
+          const auto decls = rt_.counter_decls(uint16_t(s));
+          for (size_t k = 0; k < decls.size(); ++k) {
+            uint64_t t = 0;
+            for (unsigned w = 0; w < rt_.workers(); ++w) {
+              const auto v = rt_.service_counters(w, uint16_t(s));
+              if (k < v.size()) t += v[k].get();
+            }
+            named[decls[k].name] = t;
+          }
+          j["counters"] = named;
         }
         list.push_back(j);
       }

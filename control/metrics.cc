@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <iterator>
+#include <vector>
 
 namespace cw::ctl {
 
@@ -35,14 +36,13 @@ std::string wlabel(size_t w) {
   return "worker=\"" + std::to_string(w) + "\"";
 }
 
-}  // namespace
-
-std::string escape_label(const std::string& v) {
+// Escaping per the text format: backslash and newline, and in label values the double quote.
+std::string escaped(const std::string& v, bool label) {
   std::string o;
   for (char c : v) {
     if (c == '\\')
       o += "\\\\";
-    else if (c == '"')
+    else if (c == '"' && label)
       o += "\\\"";
     else if (c == '\n')
       o += "\\n";
@@ -50,6 +50,38 @@ std::string escape_label(const std::string& v) {
       o += c;
   }
   return o;
+}
+
+// The services' declared counters: one family per (name, kind), corewire_service_<name>_total
+// for counters and corewire_service_<name> for gauges, with a sample per (service, worker)
+// that declares it. Services declaring the same name share the family (and the first one's
+// help). The reader has checked the names (rt::valid_counter_name): they cannot collide with
+// the fixed service families, and (service, name) is unique, so no series repeats.
+template <class Label>
+void declared_counters(Out& o, const Snapshot& s, const Label& slabel) {
+  std::vector<bool> done(s.counters.size(), false);
+  for (size_t i = 0; i < s.counters.size(); ++i) {
+    if (done[i]) continue;
+    const CounterInfo& c = s.counters[i];
+    const bool gauge = c.kind == rt::CounterKind::gauge;
+    const std::string name = "corewire_service_" + c.name + (gauge ? "" : "_total");
+    o.family(name, gauge ? "gauge" : "counter", escaped(c.help, false));
+    for (size_t j = i; j < s.counters.size(); ++j) {
+      const CounterInfo& d = s.counters[j];
+      if (done[j] || d.name != c.name || d.kind != c.kind || d.service >= s.services.size())
+        continue;
+      done[j] = true;
+      for (size_t w = 0; w < s.workers.size(); ++w)
+        if (j < s.workers[w].counters.size())
+          o.sample(name, slabel(d.service, w), s.workers[w].counters[j]);
+    }
+  }
+}
+
+}  // namespace
+
+std::string escape_label(const std::string& v) {
+  return escaped(v, true);
 }
 
 std::string prometheus_text(const Snapshot* snap, const SupervisorMetrics& sup) {
@@ -96,54 +128,6 @@ std::string prometheus_text(const Snapshot* snap, const SupervisorMetrics& sup) 
     o.family(name, f.gauge ? "gauge" : "counter", f.help);
     for (size_t w = 0; w < s.workers.size(); ++w) o.sample(name, wlabel(w), s.workers[w].io[i]);
   }
-  for (size_t i = 0; i < std::size(kGaugeFields); ++i) {
-    const auto& f = kGaugeFields[i];
-    const std::string name = std::string("corewire_") + f.name;
-    o.family(name, "gauge", f.help);
-    for (size_t w = 0; w < s.workers.size(); ++w) o.sample(name, wlabel(w), s.workers[w].gauges[i]);
-  }
-  // Ports: only (port, worker) pairs that ever counted anything (kernel backends have none).
-  auto port_used = [](const PortSnapshot& p) {
-    if (p.rx_packets || p.tx_packets) return true;
-    for (auto d : p.drops)
-      if (d) return true;
-    return false;
-  };
-  bool any_port = false;
-  for (auto& w : s.workers)
-    for (auto& p : w.ports) any_port |= port_used(p);
-  if (any_port) {
-    struct PF {
-      const char* name;
-      const char* help;
-      uint64_t PortSnapshot::*m;
-    };
-    static constexpr PF kPortFields[] = {
-        {"rx_packets", "Packets received on the port queue", &PortSnapshot::rx_packets},
-        {"rx_bytes", "Bytes received on the port queue", &PortSnapshot::rx_bytes},
-        {"tx_packets", "Packets sent on the port queue", &PortSnapshot::tx_packets},
-        {"tx_bytes", "Bytes sent on the port queue", &PortSnapshot::tx_bytes}};
-    for (const auto& f : kPortFields) {
-      const std::string name = std::string("corewire_port_") + f.name + "_total";
-      o.family(name, "counter", f.help);
-      for (size_t w = 0; w < s.workers.size(); ++w)
-        for (uint32_t p = 0; p < kMaxPorts; ++p)
-          if (port_used(s.workers[w].ports[p]))
-            o.sample(name, "port=\"" + std::to_string(p) + "\"," + wlabel(w),
-                     s.workers[w].ports[p].*f.m);
-    }
-    o.family("corewire_port_drops_total", "counter",
-             "Packets dropped on the port queue, by reason");
-    for (size_t w = 0; w < s.workers.size(); ++w)
-      for (uint32_t p = 0; p < kMaxPorts; ++p)
-        if (port_used(s.workers[w].ports[p]))
-          for (uint32_t r = 0; r < kDropReasons; ++r)
-            o.sample("corewire_port_drops_total",
-                     "port=\"" + std::to_string(p) + "\"," + wlabel(w) + ",reason=\"" +
-                         kDropReasonNames[r] + "\"",
-                     s.workers[w].ports[p].drops[r]);
-  }
-
   // The backend's named totals: drop reasons and everything else (port statistics).
   bool any_drop = false, any_other = false;
   for (auto& [n, v] : s.backend_counters) (n.rfind("drop.", 0) == 0 ? any_drop : any_other) = true;
@@ -172,6 +156,7 @@ std::string prometheus_text(const Snapshot* snap, const SupervisorMetrics& sup) 
       for (size_t w = 0; w < s.workers.size(); ++w)
         o.sample(name, slabel(svc, w), s.workers[w].services[svc].c[i]);
   }
+  declared_counters(o, s, slabel);
   const std::string h = "corewire_service_latency_seconds";
   o.family(h, "histogram",
            "Service time per request: from the worker receiving its burst to the replies flushed");

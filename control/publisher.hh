@@ -7,8 +7,10 @@
 // the workers' cache lines, once per period. The cost is staleness of at most one period.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <iterator>
+#include <span>
 
 #include "control/segment.hh"
 
@@ -32,9 +34,23 @@ inline void copy_service(const rt::ServiceStats& src, rt::ServiceStats& dst) {
   dst.latency.sum_ns.set(src.latency.sum_ns.get());
 }
 
+// Worker w's declared counters of every service, when R has them.
+template <class R>
+void copy_declared(SegmentWriter& seg, const R& r, unsigned w, uint32_t services) {
+  if constexpr (requires { r.service_counters(0u, uint16_t(0)); }) {
+    dp::Counter* out = seg.counter_values(w);
+    for (uint32_t s = 0; s < services; ++s) {
+      const std::span<const dp::Counter> v = r.service_counters(w, uint16_t(s));
+      const uint32_t n = std::min<uint32_t>(uint32_t(v.size()), seg.counters_of(s));
+      for (uint32_t k = 0; k < n; ++k) out[seg.first_counter(s) + k].set(v[k].get());
+    }
+  }
+}
+
 // R is rt::Runtime<Services> or anything with the same counter accessors:
 //   unsigned workers(); const rt::WorkerStats& worker_stats(w);
 //   const rt::ServiceStats& service_stats(w, s); const dp::IoCounters& io_counters(w);
+//   optionally std::span<const dp::Counter> service_counters(w, s) (declared counters).
 // Publisher thread only.
 template <class R>
 void publish(SegmentWriter& seg, const R& rt) {
@@ -47,6 +63,7 @@ void publish(SegmentWriter& seg, const R& rt) {
     copy_fields(kIoFields, rt.io_counters(w), b.io);
     rt::ServiceStats* out = seg.services(w);
     for (uint32_t s = 0; s < ns; ++s) copy_service(rt.service_stats(w, uint16_t(s)), out[s]);
+    copy_declared(seg, rt, w, ns);
     b.publish_unix_ns.set(now);
     seg.end_write(w);
   }

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 #include <new>
+#include <optional>
 
 namespace cw::ctl {
 
@@ -21,13 +22,48 @@ std::string sys_error(const std::string& what) {
   return what + ": " + std::strerror(errno);
 }
 
-void copy_name(char (&dst)[kNameBytes], const std::string& src) {
-  std::memset(dst, 0, kNameBytes);
-  std::memcpy(dst, src.data(), std::min<size_t>(src.size(), kNameBytes - 1));
+template <size_t N>
+void copy_name(char (&dst)[N], const std::string& src) {
+  std::memset(dst, 0, N);
+  std::memcpy(dst, src.data(), std::min<size_t>(src.size(), N - 1));
 }
 
 std::string read_name(const char (&src)[kNameBytes]) {
   return std::string(src, strnlen(src, kNameBytes));
+}
+
+// The declared counters' names are untrusted input to readers: every entry must name an
+// existing service, in order, with a known kind, a valid NUL-terminated name and help, at
+// most rt::kMaxServiceCounters per service and no name twice within one service (each
+// becomes a metric series). The writer applies the same rules to what it is given.
+Result<void> check_counters(const std::vector<CounterInfo>& cs, uint32_t services) {
+  uint32_t prev = 0, in_service = 0;
+  for (size_t i = 0; i < cs.size(); ++i) {
+    const CounterInfo& c = cs[i];
+    const std::string what = "declared counter " + std::to_string(i) + ": ";
+    if (c.service >= services || c.service < prev)
+      return make_error(what + "service index out of range or out of order");
+    in_service = c.service == prev && i > 0 ? in_service + 1 : 1;
+    prev = c.service;
+    if (in_service > rt::kMaxServiceCounters)
+      return make_error(what + "more than " + std::to_string(rt::kMaxServiceCounters) +
+                        " counters in one service");
+    if (c.kind != rt::CounterKind::counter && c.kind != rt::CounterKind::gauge)
+      return make_error(what + "unknown kind");
+    if (!rt::valid_counter_name(c.name)) return make_error(what + "invalid name");
+    if (!rt::valid_counter_help(c.help)) return make_error(what + "invalid help text");
+    for (size_t j = i; j-- > 0 && cs[j].service == c.service;)
+      if (cs[j].name == c.name) return make_error(what + "'" + c.name + "' declared twice");
+  }
+  return {};
+}
+
+// A fixed-size NUL-terminated field of the segment, or nullopt when it has no NUL.
+template <size_t N>
+std::optional<std::string> terminated(const char (&src)[N]) {
+  const size_t n = strnlen(src, N);
+  if (n == N) return std::nullopt;
+  return std::string(src, n);
 }
 
 uint64_t new_epoch() {
@@ -61,7 +97,10 @@ Result<SegmentWriter> SegmentWriter::create(const std::string& path, const Segme
   if (info.services.size() > kMaxServices)
     return make_error("stats segment: at most " + std::to_string(kMaxServices) + " services");
   const uint32_t nsvc = uint32_t(info.services.size());
-  const uint64_t bytes = segment_bytes(info.workers, nsvc);
+  if (auto ok = check_counters(info.counters, nsvc); !ok)
+    return make_error("stats segment: " + ok.error().message);
+  const uint32_t ncnt = uint32_t(info.counters.size());  // <= kMaxCounters (checked above)
+  const uint64_t bytes = segment_bytes(info.workers, nsvc, ncnt);
   const std::string tmp = path + ".tmp." + std::to_string(getpid());
   ::unlink(tmp.c_str());
   const int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -91,15 +130,27 @@ Result<SegmentWriter> SegmentWriter::create(const std::string& path, const Segme
                                   .count());
   h->workers = info.workers;
   h->services = nsvc;
-  h->worker_stride = worker_stride(nsvc);
+  h->worker_stride = worker_stride(nsvc, ncnt);
   h->worker_block_bytes = sizeof(WorkerBlock);
   h->service_bytes = sizeof(rt::ServiceStats);
-  h->workers_offset = workers_offset();
+  h->counters = ncnt;
+  h->counter_name_bytes = sizeof(CounterName);
+  h->counters_offset = counters_offset();
+  h->workers_offset = workers_offset(ncnt);
   h->backend_entries = kMaxBackendCounters;
-  h->backend_offset = backend_offset(info.workers, nsvc);
+  h->backend_offset = backend_offset(info.workers, nsvc, ncnt);
   new (static_cast<char*>(base) + h->backend_offset) BackendBlock{};
   copy_name(h->backend, info.backend);
   for (uint32_t s = 0; s < nsvc; ++s) copy_name(h->service_names[s], info.services[s]);
+  auto* names = reinterpret_cast<CounterName*>(static_cast<char*>(base) + h->counters_offset);
+  for (uint32_t i = 0; i < ncnt; ++i) {
+    const CounterInfo& c = info.counters[i];
+    CounterName& n = *new (&names[i]) CounterName{};
+    n.service = c.service;
+    n.kind = uint32_t(c.kind);
+    copy_name(n.name, c.name);
+    copy_name(n.help, c.help);
+  }
   for (uint32_t w = 0; w < info.workers; ++w) {
     auto* p = static_cast<char*>(base) + h->workers_offset + uint64_t(w) * h->worker_stride;
     new (p) WorkerBlock{};
@@ -115,6 +166,12 @@ Result<SegmentWriter> SegmentWriter::create(const std::string& path, const Segme
   SegmentWriter w;
   w.map_ = Mapping(base, bytes);
   w.path_ = path;
+  w.first_.assign(nsvc, 0);
+  w.count_.assign(nsvc, 0);
+  for (uint32_t i = ncnt; i-- > 0;) {
+    w.first_[info.counters[i].service] = i;
+    ++w.count_[info.counters[i].service];
+  }
   return w;
 }
 
@@ -127,6 +184,11 @@ WorkerBlock& SegmentWriter::block(unsigned w) {
 rt::ServiceStats* SegmentWriter::services(unsigned w) {
   return reinterpret_cast<rt::ServiceStats*>(reinterpret_cast<char*>(&block(w)) +
                                              sizeof(WorkerBlock));
+}
+
+dp::Counter* SegmentWriter::counter_values(unsigned w) {
+  return reinterpret_cast<dp::Counter*>(reinterpret_cast<char*>(&block(w)) +
+                                        named_values_offset(header().services));
 }
 
 WorkerBlock& SegmentWriter::begin_write(unsigned w) {
@@ -200,15 +262,31 @@ Result<SegmentReader> SegmentReader::open(const std::string& path) {
     return make_error(where + "layout version " + std::to_string(h.layout_version) +
                       ", this reader understands " + std::to_string(kLayoutVersion));
   if (h.header_bytes != sizeof(SegmentHeader) || h.worker_block_bytes != sizeof(WorkerBlock) ||
-      h.service_bytes != sizeof(rt::ServiceStats))
+      h.service_bytes != sizeof(rt::ServiceStats) || h.counter_name_bytes != sizeof(CounterName))
     return make_error(where + "block sizes differ from this reader's (same version, other build?)");
   if (h.workers == 0 || h.workers > kMaxWorkers || h.services > kMaxServices ||
-      h.worker_stride != worker_stride(h.services) || h.workers_offset != workers_offset() ||
-      h.total_bytes != segment_bytes(h.workers, h.services) ||
-      h.backend_offset != backend_offset(h.workers, h.services) ||
+      h.counters > kMaxCounters || h.counters_offset != counters_offset() ||
+      h.worker_stride != worker_stride(h.services, h.counters) ||
+      h.workers_offset != workers_offset(h.counters) ||
+      h.total_bytes != segment_bytes(h.workers, h.services, h.counters) ||
+      h.backend_offset != backend_offset(h.workers, h.services, h.counters) ||
       h.backend_entries != kMaxBackendCounters || h.total_bytes > size_t(st.st_size))
     return make_error(where + "inconsistent sizes in header");
   if (h.epoch == 0) return make_error(where + "epoch 0 (segment not initialised)");
+  // The name table (within the file: the sizes above were checked against its size).
+  auto* names = reinterpret_cast<const CounterName*>(static_cast<const char*>(r.map_.base()) +
+                                                     h.counters_offset);
+  for (uint32_t i = 0; i < h.counters; ++i) {
+    auto name = terminated(names[i].name);
+    auto help = terminated(names[i].help);
+    if (!name || !help || names[i].kind > uint32_t(rt::CounterKind::gauge))
+      return make_error(where + "declared counter " + std::to_string(i) + ": unterminated " +
+                        "name or help, or unknown kind");
+    r.counters_.push_back(
+        {names[i].service, rt::CounterKind(names[i].kind), std::move(*name), std::move(*help)});
+  }
+  if (auto ok = check_counters(r.counters_, h.services); !ok)
+    return make_error(where + ok.error().message);
   return r;
 }
 
@@ -218,23 +296,12 @@ bool SegmentReader::replaced() const {
   return st.st_dev != dev_ || st.st_ino != ino_;
 }
 
-bool read_worker_block(const WorkerBlock& b, uint32_t nsvc, WorkerSnapshot& out) {
+bool read_worker_block(const WorkerBlock& b, uint32_t nsvc, uint32_t ncnt, WorkerSnapshot& out) {
   const uint64_t s1 = b.seq.load(std::memory_order_acquire);
   if (s1 & 1) return false;
   for (size_t i = 0; i < std::size(kWorkerFields); ++i)
     out.worker[i] = (b.worker.*kWorkerFields[i].member).get();
   for (size_t i = 0; i < std::size(kIoFields); ++i) out.io[i] = (b.io.*kIoFields[i].member).get();
-  for (size_t i = 0; i < std::size(kGaugeFields); ++i)
-    out.gauges[i] = (b.gauges.*kGaugeFields[i].member).get();
-  for (uint32_t p = 0; p < kMaxPorts; ++p) {
-    const PortQueueCounters& q = b.ports[p];
-    PortSnapshot& o = out.ports[p];
-    o.rx_packets = q.rx_packets.get();
-    o.rx_bytes = q.rx_bytes.get();
-    o.tx_packets = q.tx_packets.get();
-    o.tx_bytes = q.tx_bytes.get();
-    for (uint32_t r = 0; r < kDropReasons; ++r) o.drops[r] = q.drops[r].get();
-  }
   out.services.resize(nsvc);
   auto* svc = reinterpret_cast<const rt::ServiceStats*>(reinterpret_cast<const char*>(&b) +
                                                         sizeof(WorkerBlock));
@@ -245,6 +312,10 @@ bool read_worker_block(const WorkerBlock& b, uint32_t nsvc, WorkerSnapshot& out)
       out.services[s].buckets[k] = svc[s].latency.bucket[k].get();
     out.services[s].sum_ns = svc[s].latency.sum_ns.get();
   }
+  out.counters.resize(ncnt);
+  auto* values = reinterpret_cast<const dp::Counter*>(reinterpret_cast<const char*>(&b) +
+                                                      named_values_offset(nsvc));
+  for (uint32_t i = 0; i < ncnt; ++i) out.counters[i] = values[i].get();
   // The acquire fence orders the data loads above before the second seq load.
   std::atomic_thread_fence(std::memory_order_acquire);
   out.publish_unix_ns = b.publish_unix_ns.get();
@@ -285,6 +356,7 @@ Result<Snapshot> SegmentReader::snapshot() const {
   s.start_unix_ns = h.start_unix_ns;
   s.backend = read_name(h.backend);
   for (uint32_t i = 0; i < h.services; ++i) s.services.push_back(read_name(h.service_names[i]));
+  s.counters = counters_;
   s.publish_count = h.publish_count.load(std::memory_order_acquire);
   s.publish_unix_ns = h.publish_unix_ns.load(std::memory_order_relaxed);
   s.state = State(h.state.load(std::memory_order_acquire));
@@ -293,7 +365,7 @@ Result<Snapshot> SegmentReader::snapshot() const {
     auto* b = reinterpret_cast<const WorkerBlock*>(
         static_cast<const char*>(map_.base()) + h.workers_offset + uint64_t(w) * h.worker_stride);
     int tries = 0;
-    while (!read_worker_block(*b, h.services, s.workers[w])) {
+    while (!read_worker_block(*b, h.services, h.counters, s.workers[w])) {
       if (++tries >= kMaxRetries) return make_error("stats segment: worker block stayed busy");
       ++s.retries;
     }
@@ -311,6 +383,12 @@ uint64_t Snapshot::io_total(size_t i) const {
 uint64_t Snapshot::worker_total(size_t i) const {
   uint64_t t = 0;
   for (auto& w : workers) t += w.worker[i];
+  return t;
+}
+uint64_t Snapshot::counter_total(size_t i) const {
+  uint64_t t = 0;
+  for (auto& w : workers)
+    if (i < w.counters.size()) t += w.counters[i];
   return t;
 }
 uint64_t Snapshot::service_total(size_t svc, size_t i) const {

@@ -36,11 +36,32 @@ class Mapping {
   size_t bytes_ = 0;
 };
 
+// A declared service counter as the segment names it (CounterName, decoded).
+struct CounterInfo {
+  uint32_t service = 0;  // index into the service names
+  rt::CounterKind kind = rt::CounterKind::counter;
+  std::string name, help;
+  bool operator==(const CounterInfo&) const = default;
+};
+
 struct SegmentInfo {
   uint32_t workers = 1;
   std::vector<std::string> services;  // names by service index
   std::string backend;
+  std::vector<CounterInfo> counters;  // declared counters, grouped by service in index order
 };
+
+// The counters runtime R declares (R::counter_decls(s), if it has it), for SegmentInfo.
+template <class R>
+std::vector<CounterInfo> declared_counters(const R& r) {
+  std::vector<CounterInfo> out;
+  if constexpr (requires { r.counter_decls(uint16_t(0)); }) {
+    for (size_t s = 0; s < r.service_names().size(); ++s)
+      for (const rt::CounterDecl& d : r.counter_decls(uint16_t(s)))
+        out.push_back({uint32_t(s), d.kind, d.name, d.help});
+  }
+  return out;
+}
 
 class SegmentWriter {
  public:
@@ -55,7 +76,11 @@ class SegmentWriter {
   // Publisher thread only: open and close worker w's block for writing (seqlock).
   WorkerBlock& begin_write(unsigned w);
   void end_write(unsigned w);
-  rt::ServiceStats* services(unsigned w);  // worker w's ServiceStats array
+  rt::ServiceStats* services(unsigned w);   // worker w's ServiceStats array
+  dp::Counter* counter_values(unsigned w);  // worker w's declared counter values
+  // Service s's declared counters: the first's index into counter_values, and how many.
+  uint32_t first_counter(uint32_t s) const { return s < first_.size() ? first_[s] : 0; }
+  uint32_t counters_of(uint32_t s) const { return s < count_.size() ? count_[s] : 0; }
   // Publisher thread only: replaces the named backend counters (seqlocked).
   void write_backend(const std::vector<std::pair<std::string, uint64_t>>& counters);
   uint64_t backend_published_ns = 0;  // publisher bookkeeping (throttles write_backend)
@@ -68,6 +93,7 @@ class SegmentWriter {
   WorkerBlock& block(unsigned w);
   Mapping map_;
   std::string path_;
+  std::vector<uint32_t> first_, count_;  // by service: its declared counters
 };
 
 // Plain copies of one worker's counters, indexed like the field tables.
@@ -76,16 +102,11 @@ struct ServiceSnapshot {
   std::array<uint64_t, rt::LatencyHist::kBuckets> buckets{};  // not cumulative
   uint64_t sum_ns = 0;
 };
-struct PortSnapshot {
-  uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, tx_bytes = 0;
-  std::array<uint64_t, kDropReasons> drops{};
-};
 struct WorkerSnapshot {
   std::array<uint64_t, std::size(kWorkerFields)> worker{};
   std::array<uint64_t, std::size(kIoFields)> io{};
-  std::array<uint64_t, std::size(kGaugeFields)> gauges{};
-  std::array<PortSnapshot, kMaxPorts> ports{};
   std::vector<ServiceSnapshot> services;
+  std::vector<uint64_t> counters;  // declared counter values, indexed like Snapshot::counters
   uint64_t publish_unix_ns = 0;
 };
 struct Snapshot {
@@ -96,6 +117,7 @@ struct Snapshot {
   State state = State::starting;
   std::string backend;
   std::vector<std::string> services;
+  std::vector<CounterInfo> counters;  // the declared service counters' names
   std::vector<WorkerSnapshot> workers;
   std::vector<std::pair<std::string, uint64_t>> backend_counters;  // named backend totals
   uint64_t backend_truncated = 0;
@@ -105,6 +127,7 @@ struct Snapshot {
   uint64_t io_total(size_t i) const;
   uint64_t worker_total(size_t i) const;
   uint64_t service_total(size_t svc, size_t i) const;
+  uint64_t counter_total(size_t i) const;  // declared counter i
 };
 
 class SegmentReader {
@@ -130,12 +153,14 @@ class SegmentReader {
  private:
   bool read_backend_block(const SegmentHeader& h, Snapshot& s) const;
   Mapping map_;
+  std::vector<CounterInfo> counters_;  // the name table, validated at open
   std::string path_;
   dev_t dev_ = 0;
   ino_t ino_ = 0;
 };
 
 // Reads one block under its seqlock into out; false if it was being written (retry).
-bool read_worker_block(const WorkerBlock& b, uint32_t services, WorkerSnapshot& out);
+bool read_worker_block(const WorkerBlock& b, uint32_t services, uint32_t counters,
+                       WorkerSnapshot& out);
 
 }  // namespace cw::ctl

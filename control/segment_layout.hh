@@ -6,11 +6,13 @@
 //   * SegmentHeader: written once by the dataplane before the file is renamed into place
 //     (readers never see a half-built header); afterwards only the publisher thread
 //     touches publish_count / publish_unix_ns / state.
-//   * WorkerBlock w (and its ServiceStats that follow it): written only by the dataplane's
-//     publisher thread, which copies worker w's live counters (rt::WorkerStats,
-//     rt::ServiceStats, dp::IoCounters) into it every publish period under the block's
-//     seqlock. Workers themselves never touch the segment, so any number of readers cost
-//     them nothing.
+//   * CounterName table (the services' declared counters: names, help, kind): written once
+//     with the header, never changed.
+//   * WorkerBlock w (and the ServiceStats and declared counter values that follow it):
+//     written only by the dataplane's publisher thread, which copies worker w's live
+//     counters (rt::WorkerStats, dp::IoCounters, rt::ServiceStats, the declared counters)
+//     into it every publish period under the block's seqlock. Workers themselves never touch
+//     the segment, so any number of readers cost them nothing.
 // Readers map the file read-only, check magic, layout_version and sizes, and copy each
 // block between two equal, even reads of its seq (else retry). A restart of the dataplane
 // creates a new file (new epoch) renamed over the old path; a reader notices because the
@@ -22,47 +24,22 @@
 #include <cstdint>
 #include <iterator>
 
-#include "app/runtime/stats.hh"
+#include "app/runtime/control_contract.hh"
 #include "dataplane/io.hh"
 
 namespace cw::ctl {
 
 inline constexpr uint64_t kSegmentMagic = 0x31535441'54535743;  // "CWSTATS1" little-endian
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;
 inline constexpr uint32_t kMaxWorkers = 256;
 inline constexpr uint32_t kMaxServices = 32;
 inline constexpr uint32_t kNameBytes = 32;  // NUL-terminated names (backend, services)
-inline constexpr uint32_t kMaxPorts = 4;    // DPDK ports: one queue pair per worker each
-inline constexpr uint32_t kDropReasons = 8;
+inline constexpr uint32_t kMaxCounters = kMaxServices * rt::kMaxServiceCounters;  // declared
 inline constexpr uint32_t kMaxBackendCounters = 128;  // named backend totals (DPDK port stats)
 inline constexpr uint32_t kBackendNameWords = 7;      // name: 56 bytes, NUL-padded
 
 // Dataplane life cycle, published in SegmentHeader::state.
 enum class State : uint64_t { starting = 0, serving = 1, draining = 2, stopped = 3 };
-
-// Per (port, queue) packet counters and drops by reason. Room for the DPDK backend; the
-// kernel backends leave them zero.
-enum class DropReason : uint32_t {
-  no_mbuf = 0,   // mempool empty at rx refill
-  rx_ring_full,  // NIC queue overflow (imissed)
-  bad_header,    // malformed L2/L3/L4
-  no_listener,   // no socket for the destination port
-  fragment,      // IP fragment (not reassembled)
-  tx_ring_full,  // tx burst left packets behind
-  reserved6,
-  reserved7,
-};
-struct alignas(64) PortQueueCounters {
-  dp::Counter rx_packets, rx_bytes, tx_packets, tx_bytes;
-  dp::Counter drops[kDropReasons];
-};
-
-// Resource gauges (levels, not totals).
-struct alignas(64) Gauges {
-  dp::Counter mempool_in_use, mempool_size;  // DPDK mbufs (0 on kernel backends)
-  dp::Counter tail_buffers_in_use;           // stream tail buffers held
-  dp::Counter reserved[5];
-};
 
 struct alignas(64) SegmentHeader {
   uint64_t magic;           // kSegmentMagic
@@ -81,10 +58,23 @@ struct alignas(64) SegmentHeader {
   uint64_t backend_offset;      // the BackendBlock, after the last WorkerBlock
   char backend[kNameBytes];
   char service_names[kMaxServices][kNameBytes];
+  uint32_t counters;            // declared service counters: CounterName entries
+  uint32_t counter_name_bytes;  // sizeof(CounterName)
+  uint64_t counters_offset;     // the CounterName table, right after the header
   // Publisher-written, relaxed; on their own line so readers of the above never share it.
   alignas(64) std::atomic<uint64_t> publish_count;  // rounds completed
   std::atomic<uint64_t> publish_unix_ns;            // wall clock of the last round
   std::atomic<uint64_t> state;                      // State
+};
+
+// One declared service counter (rt::CounterDecl of some service). Entry i names value i of
+// every worker block's declared counter values; entries are grouped by service, in the order
+// of the service's declaration.
+struct CounterName {
+  uint32_t service;                  // index into service_names
+  uint32_t kind;                     // rt::CounterKind: 0 counter, 1 gauge
+  char name[rt::kCounterNameBytes];  // NUL-terminated, rt::valid_counter_name
+  char help[rt::kCounterHelpBytes];  // NUL-terminated, printable ASCII
 };
 
 struct alignas(64) WorkerBlock {
@@ -92,9 +82,8 @@ struct alignas(64) WorkerBlock {
   dp::Counter publish_unix_ns;  // when this copy was taken (wall clock, ns)
   alignas(64) rt::WorkerStats worker;
   dp::IoCounters io;
-  Gauges gauges;
-  PortQueueCounters ports[kMaxPorts];
-  // followed by rt::ServiceStats[services] (at worker_block_bytes)
+  // followed by rt::ServiceStats[services] (at worker_block_bytes), then
+  // dp::Counter[counters]: the declared counters' values, in CounterName order
 };
 
 // Backend-specific named totals over all workers (rt::Runtime::backend_counters(): DPDK drop
@@ -119,17 +108,24 @@ static_assert(sizeof(dp::Counter) == 8);
 constexpr uint64_t round_up64(uint64_t n) {
   return (n + 63) & ~uint64_t(63);
 }
-constexpr uint32_t worker_stride(uint32_t services) {
-  return uint32_t(round_up64(sizeof(WorkerBlock) + uint64_t(services) * sizeof(rt::ServiceStats)));
+// Where things are, given the counts in the header (counters: declared service counters).
+constexpr uint64_t named_values_offset(uint32_t services) {
+  return sizeof(WorkerBlock) + uint64_t(services) * sizeof(rt::ServiceStats);
 }
-constexpr uint64_t workers_offset() {
+constexpr uint32_t worker_stride(uint32_t services, uint32_t counters) {
+  return uint32_t(round_up64(named_values_offset(services) + uint64_t(counters) * 8));
+}
+constexpr uint64_t counters_offset() {
   return round_up64(sizeof(SegmentHeader));
 }
-constexpr uint64_t backend_offset(uint32_t workers, uint32_t services) {
-  return workers_offset() + uint64_t(workers) * worker_stride(services);
+constexpr uint64_t workers_offset(uint32_t counters) {
+  return round_up64(counters_offset() + uint64_t(counters) * sizeof(CounterName));
 }
-constexpr uint64_t segment_bytes(uint32_t workers, uint32_t services) {
-  return backend_offset(workers, services) + sizeof(BackendBlock);
+constexpr uint64_t backend_offset(uint32_t workers, uint32_t services, uint32_t counters) {
+  return workers_offset(counters) + uint64_t(workers) * worker_stride(services, counters);
+}
+constexpr uint64_t segment_bytes(uint32_t workers, uint32_t services, uint32_t counters) {
+  return backend_offset(workers, services, counters) + sizeof(BackendBlock);
 }
 
 // Field tables: the one list of every counter's name, help text and kind, used both to copy
@@ -195,15 +191,15 @@ inline constexpr Field<rt::ServiceStats> kServiceFields[] = {
     {"dropped", "Replies not sent (no buffer, connection gone)", &rt::ServiceStats::dropped},
 };
 
-inline constexpr Field<Gauges> kGaugeFields[] = {
-    {"mempool_in_use", "Mempool buffers in use", &Gauges::mempool_in_use, true},
-    {"mempool_size", "Mempool buffers in total", &Gauges::mempool_size, true},
-    {"tail_buffers_in_use", "Stream tail buffers in use", &Gauges::tail_buffers_in_use, true},
-};
-
-inline constexpr const char* kDropReasonNames[kDropReasons] = {
-    "no_mbuf",  "rx_ring_full", "bad_header", "no_listener",
-    "fragment", "tx_ring_full", "reserved6",  "reserved7"};
+// A declared counter may not take a fixed service field's name (both export as
+// corewire_service_<name>_total).
+constexpr bool service_fields_reserved() {
+  for (const auto& f : kServiceFields)
+    if (rt::valid_counter_name(f.name)) return false;
+  return true;
+}
+static_assert(service_fields_reserved(), "add the new field to rt::kReservedCounterNames");
+static_assert(sizeof(CounterName) == 192);
 
 // The segment embeds the runtime's counter structs. If one of them changes size, the layout
 // changed: bump kLayoutVersion and update the field tables above.

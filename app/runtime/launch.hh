@@ -17,6 +17,7 @@
 #include <variant>
 #include <vector>
 
+#include "app/runtime/counters.hh"
 #include "app/runtime/mailbox.hh"
 #include "app/runtime/registry.hh"
 #include "app/runtime/stats.hh"
@@ -80,6 +81,14 @@ class Runtime {
     return sstats_[size_t(w) * nservices_ + s];
   }
   const dp::IoCounters& io_counters(unsigned w) const { return *io_counters_[w]; }
+  // Service s's declared counters (counters.hh): their declarations, and worker w's values.
+  // Empty before start().
+  std::span<const CounterDecl> counter_decls(uint16_t s) const {
+    return named_ ? named_[0].decls(s) : std::span<const CounterDecl>{};
+  }
+  std::span<const Counter> service_counters(unsigned w, uint16_t s) const {
+    return named_ ? named_[w].values(s) : std::span<const Counter>{};
+  }
   // Backend-specific counters as (name, total over workers), for backends that have them
   // (DPDK: drop reasons and port statistics); empty otherwise. Control path: allocates.
   std::vector<std::pair<std::string, uint64_t>> backend_counters() const {
@@ -112,6 +121,7 @@ class Runtime {
   std::vector<dp::Endpoint> bound_;
   std::unique_ptr<WorkerStats[]> wstats_;
   std::unique_ptr<ServiceStats[]> sstats_;
+  std::unique_ptr<ServiceCounterBlocks[]> named_;  // by worker, sized by the worker at setup
   size_t nservices_ = 0;
   std::vector<const dp::IoCounters*> io_counters_;
   std::vector<std::function<void()>> wakers_;
@@ -146,6 +156,7 @@ Result<void> Runtime<Services>::start(const RuntimeConfig& cfg, AppSpec<Services
   nservices_ = app_.service_names.size();
   wstats_ = std::make_unique<WorkerStats[]>(cfg_.io.workers);
   sstats_ = std::make_unique<ServiceStats[]>(cfg_.io.workers * std::max<size_t>(nservices_, 1));
+  named_ = std::make_unique<ServiceCounterBlocks[]>(cfg_.io.workers);
   io_counters_.assign(cfg_.io.workers, nullptr);
   wakers_.assign(cfg_.io.workers, nullptr);
   mail_ = std::make_unique<Mailboxes>(cfg_.io.workers, cfg_.mailbox_depth);
@@ -233,8 +244,9 @@ Result<void> Runtime<Services>::run_on(std::unique_ptr<B> backend, const LogFn& 
       mail_->set_waker(
           i, [](void* p) { static_cast<typename B::Worker*>(p)->wake(); }, &io);
       std::span<ServiceStats> ss(&sstats_[size_t(i) * nservices_], nservices_);
-      Worker<typename B::Worker, Services> loop(io, make_services(i), app_.sock_service, cfg_.loop,
-                                                cfg_.io.max_conns, wstats_[i], ss, *mail_);
+      Worker<typename B::Worker, Services> loop(io, make_services(i), app_.sock_service,
+                                                cfg_.loop, cfg_.io.max_conns, wstats_[i], ss,
+                                                *mail_, &named_[i]);
       ready_->count_down();
       // Serve only once every worker opened; if one failed, stop_ is already set.
       go_.wait(false);

@@ -39,6 +39,9 @@
 //   uint32_t max_frame() const;
 //       Largest stream frame the protocol accepts; a partial frame beyond it closes the
 //       connection (counted as stream_oversize). Default kDefaultMaxFrame.
+//   static constexpr rt::CounterDecl kCounters[];
+//       Counters the service declares by name (counters.hh); it bumps them through
+//       ctx.counters, and they reach the stats segment, corewirectl and /metrics.
 //
 // Handlers run on their worker only and must not block, allocate per message or throw.
 #pragma once
@@ -46,6 +49,8 @@
 #include <cstdint>
 #include <span>
 
+#include "app/runtime/counters.hh"
+#include "app/runtime/mail.hh"
 #include "app/runtime/router.hh"
 #include "app/runtime/stats.hh"
 #include "app/runtime/timer_wheel.hh"
@@ -61,21 +66,6 @@ struct StreamVerdict {
   bool pause = false;     // pause the connection until ctx.io.resume(conn)
   uint32_t need = 0;      // call again once this many unconsumed bytes are buffered (0: any)
 };
-
-// A fixed-size message between workers (or from the control thread to a worker).
-// Ownership of p: memory belongs to the worker that allocated it and is freed (returned to
-// its pool) on that worker only. Mail that carries p hands the receiver what the kind says;
-// the runtime's one rule is for shared buffers (shared_buf.hh): a Mail whose p is a
-// SharedBuf carries one reference, which the receiver releases exactly once. A post that
-// fails (Post::failed) hands over nothing: the sender still owns p.
-struct Mail {
-  uint16_t service = 0;  // index of the target service in the worker's service table
-  uint16_t kind = 0;     // meaning defined by the service
-  uint32_t from = 0;     // sending worker (kControlSender for the control thread)
-  uint64_t a = 0, b = 0;
-  void* p = nullptr;  // see above
-};
-inline constexpr uint32_t kControlSender = 0xFFFF;
 
 // What became of a post. sent and deferred both mean the mail will arrive, in order after
 // earlier mail to the same worker; deferred means it is parked on this worker because that
@@ -99,6 +89,9 @@ struct Ctx {
   uint64_t wake_by_ns = 0;  // a handler lowers this to be called (on_tick) by then
 
   TimerWheel* timers = nullptr;  // the worker's (set by it)
+
+  // The called service's declared counters, by index in its kCounters (counters.hh).
+  Counter* counters = nullptr;
 
   // Ask to be ticked no later than t (interrupt mode would otherwise block longer). Kept
   // until the loop has passed t, whichever hook asked.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "app/runtime/clock.hh"
+#include "app/runtime/control_contract.hh"
 #include "app/runtime/mailbox.hh"
 #include "app/runtime/service.hh"
 #include "app/runtime/stats.hh"
@@ -39,11 +40,6 @@ inline constexpr uint16_t kNoService = 0xFFFF;
 // Interrupt mode with mail parked for a full mailbox: longest block before retrying it.
 inline constexpr uint64_t kParkedRetryNs = 200'000;
 
-// Mail addressed to the worker itself rather than to one of its services (Mail::service),
-// sent by the control thread. Kinds:
-inline constexpr uint16_t kWorkerMail = 0xFFFE;
-inline constexpr uint16_t kMailStopAccepting = 1;  // drain: io.stop_accepting(), once
-
 // Whether some alternative of the service variant V has on_tick(C&).
 template <class S, class C>
 inline constexpr bool kHasTick = requires(S& s, C& c) {
@@ -60,16 +56,18 @@ template <dp::WorkerIo Io, class Services>
 class Worker {
  public:
   // services: this worker's own instances; sock_service[s] = index into services of the
-  // service that owns SocketId s (kNoService if none).
+  // service that owns SocketId s (kNoService if none). named: where the services' declared
+  // counters live (sized here, at setup; the runtime passes its own to publish them).
   Worker(Io& io, std::vector<Services> services, std::vector<uint16_t> sock_service,
          const LoopConfig& cfg, uint32_t max_conns, WorkerStats& stats,
-         std::span<ServiceStats> svc_stats, Mailboxes& mail)
+         std::span<ServiceStats> svc_stats, Mailboxes& mail, ServiceCounterBlocks* named = nullptr)
       : io_(io),
         services_(std::move(services)),
         sock_service_(std::move(sock_service)),
         cfg_(cfg),
         stats_(stats),
         svc_stats_(svc_stats),
+        named_(named ? *named : own_named_),
         mail_(mail),
         tails_(max_conns, cfg.tail_small, max_frame_of_all() + kPausedSlackBytes, cfg.tail_buffers,
                cfg.tail_bytes),
@@ -79,6 +77,7 @@ class Worker {
         timers_(cfg.max_timers, ctx_.now_ns) {
     ctx_.timers = &timers_;
     for (size_t s = 0; s < svc_stats.size(); ++s) timed_[s] = svc_stats[s].requests.get();
+    named_.size_for(services_);
   }
   Worker(const Worker&) = delete;  // ctx_ points at timers_
   Worker& operator=(const Worker&) = delete;
@@ -123,6 +122,7 @@ class Worker {
 
   Services& service(uint16_t i) { return services_[i]; }
   const StreamTails& tails() const { return tails_; }
+  const ServiceCounterBlocks& counters() const { return named_; }
 
  private:
   // Whether any service type has on_tick (decided at compile time).
@@ -164,6 +164,7 @@ class Worker {
   void enter(uint16_t s) {
     ctx_.service = s;
     ctx_.svc = &svc_stats_[s];
+    ctx_.counters = named_.block(s);
   }
 
   // Each item to the service owning its socket. The socket map lives in locals: handlers
@@ -431,6 +432,8 @@ class Worker {
   LoopConfig cfg_;
   WorkerStats& stats_;
   std::span<ServiceStats> svc_stats_;
+  ServiceCounterBlocks own_named_;  // used when the constructor was given none
+  ServiceCounterBlocks& named_;
   Mailboxes& mail_;
   StreamTails tails_;
   std::vector<dp::RxItem> items_;

@@ -42,6 +42,11 @@ class NativeEcho : public ServiceSwitch {
   NativeEcho() = default;
   NativeEcho(const rt::ServiceCtx&, const Options& o) : service_id_(o.service_id) {}
 
+  // Declared counters (app/runtime/counters.hh), by index.
+  enum : uint32_t { kOneway };
+  static constexpr rt::CounterDecl kCounters[] = {
+      {"oneway", "One-way messages consumed (never answered)"}};
+
   uint32_t max_frame() const { return proto::native::kHeaderSize + proto::native::kMaxPayload; }
 
   // One message per datagram. Errors are answered only within the amplification rule.
@@ -60,7 +65,7 @@ class NativeEcho : public ServiceSwitch {
         if (a == Action::consume) return ctx.svc->dropped.add();
         return udp_error(ctx, it, d.header, nt::ErrorCode::unavailable);
       }
-      if (a == Action::consume) return;
+      if (a == Action::consume) return ctx.counters[kOneway].add();
       uint8_t* out = ctx.io.dgram_reserve(it.sock, it.peer, d.frame_len);
       if (!out) return ctx.svc->dropped.add();
       ctx.io.dgram_commit(nt::encode_message(out, response_to(d.header), d.payload));
@@ -108,7 +113,10 @@ class NativeEcho : public ServiceSwitch {
         if (!stream_error(ctx, c, d.header, nt::ErrorCode::unavailable)) return {used, true};
         continue;
       }
-      if (a == Action::consume) continue;
+      if (a == Action::consume) {
+        ctx.counters[kOneway].add();
+        continue;
+      }
       uint8_t* out = ctx.io.stream_reserve(c, d.frame_len);
       if (!out) {  // connection gone or its output bound hit (the backend closes it)
         ctx.svc->dropped.add();

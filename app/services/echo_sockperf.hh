@@ -21,6 +21,11 @@ namespace cw::svc {
 // has no error message. A drain needs nothing here: echo keeps no state between messages.
 class SockperfEcho : public ServiceSwitch {
  public:
+  // Declared counters (app/runtime/counters.hh), by index.
+  enum : uint32_t { kNoReply };
+  static constexpr rt::CounterDecl kCounters[] = {
+      {"no_reply", "Messages that asked for no reply (warm-up, or no pong-request)"}};
+
   uint32_t max_frame() const { return proto::sockperf::kMaxMessage; }
 
   // Each datagram stands alone (no per-source reassembly, unlike the stock server). Whole
@@ -31,14 +36,14 @@ class SockperfEcho : public ServiceSwitch {
   void on_datagram(rt::Ctx<Io>& ctx, const dp::RxItem& it) {
     Tally t;
     answer(ctx, it, t);
-    t.add_to(*ctx.svc);
+    t.add_to(ctx);
   }
   // A run of datagrams (the runtime's burst): counted once for the run.
   template <class Io>
   void on_datagrams(rt::Ctx<Io>& ctx, std::span<const dp::RxItem> items) {
     Tally t;
     for (const dp::RxItem& it : items) answer(ctx, it, t);
-    t.add_to(*ctx.svc);
+    t.add_to(ctx);
   }
 
   // Whole messages are answered in order; a partial one is left to the runtime (its bytes
@@ -55,9 +60,11 @@ class SockperfEcho : public ServiceSwitch {
         return {used, true};
       }
       ctx.svc->requests.add();
-      if (sp::wants_reply(f.header) && !enabled()) {
+      if (!sp::wants_reply(f.header)) {
+        ctx.counters[kNoReply].add();
+      } else if (!enabled()) {
         ctx.svc->dropped.add();  // disabled: not answered
-      } else if (sp::wants_reply(f.header)) {
+      } else {
         uint8_t* out = ctx.io.stream_reserve(c, f.frame_len);
         if (!out) {  // connection gone or its output bound hit (the backend closes it)
           ctx.svc->dropped.add();
@@ -75,12 +82,15 @@ class SockperfEcho : public ServiceSwitch {
 
  private:
   struct Tally {
-    uint64_t requests = 0, responses = 0, malformed = 0, dropped = 0;
-    void add_to(rt::ServiceStats& s) const {
+    uint64_t requests = 0, responses = 0, malformed = 0, dropped = 0, no_reply = 0;
+    template <class Io>
+    void add_to(rt::Ctx<Io>& ctx) const {
+      rt::ServiceStats& s = *ctx.svc;
       if (requests) s.requests.add(requests);
       if (responses) s.responses.add(responses);
       if (malformed) s.malformed.add(malformed);
       if (dropped) s.dropped.add(dropped);
+      if (no_reply) ctx.counters[kNoReply].add(no_reply);
     }
   };
 
@@ -104,9 +114,11 @@ class SockperfEcho : public ServiceSwitch {
         break;
       }
       ++tally.requests;
-      if (sp::wants_reply(f.header) && !enabled()) {
+      if (!sp::wants_reply(f.header)) {
+        ++tally.no_reply;
+      } else if (!enabled()) {
         ++unsent;  // disabled: not answered
-      } else if (sp::wants_reply(f.header)) {
+      } else {
         // In place where the backend can (dp::reserve_reply): out may be it.data itself.
         // Replies never overtake requests (out_len <= bytes parsed), so memmove is safe.
         if (!out && unsent == 0) out = dp::reserve_reply(ctx.io, it, left);

@@ -117,6 +117,43 @@ class CorewirectlRun(unittest.TestCase):
             s.close()
         return got
 
+    def no_reply(self, n):
+        """Sends n sockperf messages that ask for no reply (client bit only)."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for i in range(n):
+                s.sendto(struct.pack(">QHI", 1000 + i, 0x1, 14), ("127.0.0.1", UDP_PORT))
+        finally:
+            s.close()
+
+    def check_declared_counters(self):
+        """Counters a service declares reach the segment, `corewirectl stats` and /metrics.
+        The fake dataplane's "echo" declares echoed (counter) and last_datagram_bytes (gauge);
+        the real corewire's sockperf-echo declares no_reply and echo declares oneway."""
+        if REAL:
+            self.no_reply(2)
+            service, name, family, want = "sockperf-echo", "no_reply", "corewire_service_no_reply_total", 2
+            wait_for(lambda: self.metric(family) == want, 5, "%s == %d in /metrics" % (family, want))
+            self.assertEqual(self.metric("corewire_service_oneway_total"), 0, "echo's, declared too")
+        else:
+            service, name, family, want = "echo", "echoed", "corewire_service_echoed_total", 10
+            wait_for(lambda: self.metric(family) == want, 5, "%s == %d in /metrics" % (family, want))
+            self.assertEqual(self.metric("corewire_service_last_datagram_bytes"), 14 + len(b"ping 9"))
+        _, text = self.http("/metrics")
+        self.assertIn('# TYPE %s counter' % family, text)
+        self.assertRegex(text, r'%s\{service="%s",worker="0"\} %d\n' % (family, re.escape(service), want))
+        out = subprocess.run([CTL, "-c", self.cfg, "stats"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertRegex(out.stdout, r"(?m)^%s +%s +counter +%d$" % (re.escape(service), name, want),
+                         out.stdout)
+        out = subprocess.run([CTL, "-c", self.cfg, "--json", "stats"], capture_output=True, text=True,
+                             timeout=10)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        j = json.loads(out.stdout)
+        self.assertEqual(j["workers"][0]["services"][service]["counters"][name], want)
+        self.assertIn({"service": service, "name": name, "kind": "counter"},
+                      [{k: d[k] for k in ("service", "name", "kind")} for d in j["service_counters"]])
+
     def test_supervise_metrics_restart_reattach_drain(self):
         ctl = self.start_ctl()
         wait_for(lambda: self.http("/ready")[0] == 200, 10, "/ready")
@@ -133,6 +170,7 @@ class CorewirectlRun(unittest.TestCase):
                                              "corewire_io_tx_datagrams_total",
                                              "corewire_service_requests_total")]
         wait_for(lambda: counts() == [10, 10, 10], 5, "rx, tx, requests == 10 in /metrics")
+        self.check_declared_counters()
         self.assertEqual(self.metric("corewire_restarts_total"), 0)
         self.assertEqual(self.http("/drain")[0], 405, "mutations are POST only")
         code, body = self.http("/log-level?level=debug", "POST")  # no body, no Content-Length

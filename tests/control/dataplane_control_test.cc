@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <span>
 #include <thread>
 
 #include "app/runtime/mailbox.hh"
@@ -27,6 +28,15 @@ struct FakeRuntime {
   const rt::ServiceStats& service_stats(unsigned w, uint16_t s) const { return ss[w * 2 + s]; }
   const dp::IoCounters& io_counters(unsigned w) const { return io[w]; }
   rt::Mailboxes& mailboxes() { return mail; }
+  // Service kv declares one counter (as rt::Runtime exposes them).
+  static constexpr rt::CounterDecl kKv[] = {{"get_hits", "GET requests that found their key"}};
+  std::unique_ptr<dp::Counter[]> hits = std::make_unique<dp::Counter[]>(n);
+  std::span<const rt::CounterDecl> counter_decls(uint16_t s) const {
+    return s == 1 ? std::span<const rt::CounterDecl>(kKv) : std::span<const rt::CounterDecl>{};
+  }
+  std::span<const dp::Counter> service_counters(unsigned w, uint16_t s) const {
+    return s == 1 ? std::span<const dp::Counter>(&hits[w], 1) : std::span<const dp::Counter>{};
+  }
 };
 
 class DataplaneControlTest : public ::testing::Test {
@@ -85,14 +95,22 @@ TEST_F(DataplaneControlTest, StatusAndPublishedCounters) {
   EXPECT_EQ(s["services"][1], "kv");
   rt_.io[1].rx_datagrams.add(5);
   rt_.ss[1].requests.add(4);  // worker 0, service kv
+  rt_.hits[0].add(2);
+  rt_.hits[1].add(3);
   auto first = snapshot_after(1);
   auto snap = snapshot_after(first.publish_count + 2);
   EXPECT_EQ(snap.io_total(0), 5u);
   EXPECT_EQ(snap.service_total(1, 0), 4u);
   EXPECT_EQ(snap.state, State::serving);
   EXPECT_EQ(snap.epoch, s["epoch"].get<uint64_t>());
+  ASSERT_EQ(snap.counters.size(), 1u) << "kv's declaration reached the segment";
+  EXPECT_EQ(snap.counters[0].service, 1u);
+  EXPECT_EQ(snap.counters[0].name, "get_hits");
+  EXPECT_EQ(snap.counter_total(0), 5u);
   Json svc = req({{"cmd", "services"}});
   EXPECT_EQ(svc["services"][1]["requests"], 4);
+  EXPECT_EQ(svc["services"][1]["counters"]["get_hits"], 5);
+  EXPECT_EQ(svc["services"][0]["counters"], Json::object());
 }
 
 TEST_F(DataplaneControlTest, ServiceDisableReachesEveryWorkerMailbox) {
@@ -102,7 +120,7 @@ TEST_F(DataplaneControlTest, ServiceDisableReachesEveryWorkerMailbox) {
   for (unsigned w = 0; w < 2; ++w) {
     rt::Mail m;
     ASSERT_TRUE(rt_.mail.control_ring(w).pop(m));
-    EXPECT_EQ(m.kind, kMailServiceDisable);
+    EXPECT_EQ(m.kind, rt::kMailServiceDisable);
     EXPECT_EQ(m.service, 1);
     EXPECT_EQ(m.from, rt::kControlSender);
   }
@@ -129,7 +147,7 @@ TEST_F(DataplaneControlTest, DrainShutdownLogLevelConfig) {
     for (uint16_t s = 0; s < 2; ++s) {
       ASSERT_TRUE(rt_.mail.control_ring(w).pop(m));
       EXPECT_EQ(m.service, s);
-      EXPECT_EQ(m.kind, kMailDrain);
+      EXPECT_EQ(m.kind, rt::kMailDrain);
     }
   }
   auto snap = snapshot_after(snapshot_after(1).publish_count + 2);
@@ -165,7 +183,7 @@ TEST_F(DataplaneControlTest, SetServiceEnabledFromAnotherThreadIsMailedByTheTick
     rt::Mail m;
     ASSERT_TRUE(rt_.mail.control_ring(w).pop(m));
     EXPECT_EQ(m.service, 1);
-    EXPECT_EQ(m.kind, kMailServiceDisable);
+    EXPECT_EQ(m.kind, rt::kMailServiceDisable);
     EXPECT_FALSE(rt_.mail.control_ring(w).pop(m)) << "mailed once";
   }
   EXPECT_EQ(req({{"cmd", "services"}})["services"][1]["enabled"], false);
@@ -173,7 +191,7 @@ TEST_F(DataplaneControlTest, SetServiceEnabledFromAnotherThreadIsMailedByTheTick
   snapshot_after(snapshot_after(1).publish_count + 2);
   rt::Mail m;
   ASSERT_TRUE(rt_.mail.control_ring(0).pop(m));
-  EXPECT_EQ(m.kind, kMailServiceEnable);
+  EXPECT_EQ(m.kind, rt::kMailServiceEnable);
 }
 
 TEST_F(DataplaneControlTest, WaitDrainedFollowsOpenConnections) {

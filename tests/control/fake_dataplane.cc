@@ -1,7 +1,8 @@
 // A stand-in for corewire in corewirectl's tests: reads [control] from -c FILE, runs
 // DataplaneControl over a fake runtime (1 worker, service "echo"), and echoes UDP datagrams
 // on 127.0.0.1:--udp-port, counting them in the worker's IoCounters and ServiceStats as the
-// real runtime would. SIGTERM or a "drain" request drains (exit 0); exits 2 on a bad config.
+// real runtime would, and in two counters "echo" declares (kCounters). SIGTERM or a "drain" request
+// drains (exit 0); exits 2 on a bad config.
 #include <arpa/inet.h>
 #include <poll.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <span>
 
 #include "app/runtime/mailbox.hh"
 #include "control/dataplane_control.hh"
@@ -32,6 +34,13 @@ struct FakeRuntime {
   const cw::rt::ServiceStats& service_stats(unsigned, uint16_t) const { return ss; }
   const cw::dp::IoCounters& io_counters(unsigned) const { return io; }
   cw::rt::Mailboxes& mailboxes() { return mail; }
+  enum : uint32_t { kEchoed, kLastBytes };
+  static constexpr cw::rt::CounterDecl kCounters[] = {
+      {"echoed", "Datagrams echoed"},
+      {"last_datagram_bytes", "Size of the last datagram", cw::rt::CounterKind::gauge}};
+  cw::dp::Counter named[2];
+  std::span<const cw::rt::CounterDecl> counter_decls(uint16_t) const { return kCounters; }
+  std::span<const cw::dp::Counter> service_counters(unsigned, uint16_t) const { return named; }
 };
 
 std::atomic<int> g_exit{0};  // 1 drain, 2 shutdown
@@ -100,7 +109,9 @@ int main(int argc, char** argv) {
       rt.io.tx_datagrams.add();
       rt.io.tx_bytes.add(uint64_t(n));
       rt.ss.responses.add();
+      rt.named[FakeRuntime::kEchoed].add();
     }
+    rt.named[FakeRuntime::kLastBytes].set(uint64_t(n));
   }
   (*ctl)->set_state(cw::ctl::State::draining);
   cw::ctl::wait_drained(rt, std::chrono::milliseconds(1000));

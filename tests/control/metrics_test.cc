@@ -35,6 +35,11 @@ Snapshot sample_snapshot() {
   h.buckets[rt::LatencyHist::kBounded] = 1;
   h.sum_ns = 4'000'000;
   s.backend_counters = {{"drop.no_mbuf", 4}, {"port.x.rx_q0_packets", 9}};
+  // Declared counters: both services count get_hits (one family), the second has a gauge.
+  s.counters = {{0, rt::CounterKind::counter, "get_hits", "Hits \\ with a backslash"},
+                {1, rt::CounterKind::gauge, "items", "Items stored"},
+                {1, rt::CounterKind::counter, "get_hits", "Other help, not shown"}};
+  for (size_t w = 0; w < 2; ++w) s.workers[w].counters = {10 + w, 20 + w, 30 + w};
   return s;
 }
 
@@ -117,16 +122,26 @@ TEST(Metrics, HistogramIsCumulativeAndCounted) {
             std::string::npos);
 }
 
-TEST(Metrics, PortsAppearOnceUsed) {
-  Snapshot s = sample_snapshot();
-  s.workers[0].ports[1].rx_packets = 9;
-  s.workers[0].ports[1].drops[0] = 2;
+TEST(Metrics, DeclaredServiceCounters) {
+  const Snapshot s = sample_snapshot();
   const std::string text = prometheus_text(&s, {});
-  EXPECT_NE(text.find("corewire_port_rx_packets_total{port=\"1\",worker=\"0\"} 9\n"),
+  const std::string odd = "service=\"odd\\\"name\\\\x\"";
+  for (const char* want : {
+           "# HELP corewire_service_get_hits_total Hits \\\\ with a backslash\n"
+           "# TYPE corewire_service_get_hits_total counter\n"
+           "corewire_service_get_hits_total{service=\"echo\",worker=\"0\"} 10\n"
+           "corewire_service_get_hits_total{service=\"echo\",worker=\"1\"} 11\n",
+           "# TYPE corewire_service_items gauge\n",
+       })
+    EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
+  EXPECT_NE(text.find("corewire_service_get_hits_total{" + odd + ",worker=\"1\"} 31\n"),
             std::string::npos);
-  EXPECT_NE(text.find("corewire_port_drops_total{port=\"1\",worker=\"0\",reason=\"no_mbuf\"} 2\n"),
-            std::string::npos);
-  EXPECT_EQ(text.find("port=\"0\""), std::string::npos);
+  EXPECT_NE(text.find("corewire_service_items{" + odd + ",worker=\"0\"} 20\n"), std::string::npos);
+  EXPECT_EQ(text.find("Other help"), std::string::npos) << "one HELP per family";
+  Snapshot none = s;
+  none.counters.clear();
+  for (auto& w : none.workers) w.counters.clear();
+  EXPECT_EQ(prometheus_text(&none, {}).find("get_hits"), std::string::npos);
 }
 
 TEST(Metrics, BackendCounters) {

@@ -11,10 +11,10 @@
 #include <variant>
 #include <vector>
 
+#include "app/runtime/control_contract.hh"
 #include "app/runtime/worker.hh"
 #include "app/services/echo_native.hh"
 #include "app/services/echo_sockperf.hh"
-#include "control/mail.hh"
 #include "dataplane/fake/fake_io.hh"
 
 namespace cw::svc::testing {
@@ -75,6 +75,8 @@ class EchoFixture : public ::testing::Test {
   }
   const rt::ServiceStats& sp() const { return svc[kSp]; }
   const rt::ServiceStats& nt() const { return svc[kNt]; }
+  // A declared counter (counters.hh) of service s, by its index in the service's kCounters.
+  uint64_t declared(uint16_t s, uint32_t i) const { return w.counters().values(s)[i].get(); }
 };
 
 inline Bytes cat(std::initializer_list<Bytes> parts) {

@@ -63,6 +63,8 @@ TEST_F(NativeUdp, OneWayIsHandledButNotAnswered) {
   EXPECT_TRUE(udp(kNtUdp, msg(hdr(1, nt::Kind::oneway), 10)).empty());
   EXPECT_EQ(nt().requests.get(), 1u);
   EXPECT_EQ(nt().responses.get(), 0u);
+  EXPECT_EQ(declared(kNt, NativeEcho::kOneway), 1u);
+  EXPECT_EQ(declared(kSp, SockperfEcho::kNoReply), 0u) << "the other service's block";
 }
 
 TEST_F(NativeUdp, ResponsesAndErrorsFromAClientAreDropped) {
@@ -188,6 +190,7 @@ TEST_F(NativeTcp, RequestsAreAnsweredInOrderManyPerSegment) {
   EXPECT_EQ(io.take_stream_out(c), want);
   EXPECT_EQ(nt().requests.get(), 40u);
   EXPECT_EQ(nt().responses.get(), 30u);
+  EXPECT_EQ(declared(kNt, NativeEcho::kOneway), 10u);
   EXPECT_TRUE(io.is_open(c));
 }
 
@@ -311,7 +314,7 @@ TEST_F(NativeTcp, RandomSegmentationGivesTheSameReplies) {
 using NativeDisable = EchoFixture;
 
 TEST_F(NativeDisable, DisabledAnswersErrorsOverUdpAndTcpAndEnableResumes) {
-  control_mail(kNt, ctl::kMailServiceDisable);
+  control_mail(kNt, rt::kMailServiceDisable);
   EXPECT_FALSE(std::get<NativeEcho>(w.service(kNt)).enabled());
   auto sent = udp(kNtUdp, msg(hdr(41), 20));
   ASSERT_EQ(sent.size(), 1u);
@@ -319,6 +322,7 @@ TEST_F(NativeDisable, DisabledAnswersErrorsOverUdpAndTcpAndEnableResumes) {
   EXPECT_EQ(e.code, nt::ErrorCode::unavailable);
   EXPECT_EQ(e.id, 41u);
   EXPECT_TRUE(udp(kNtUdp, msg(hdr(42, nt::Kind::oneway), 5)).empty());
+  EXPECT_EQ(declared(kNt, NativeEcho::kOneway), 0u) << "dropped while disabled, not consumed";
   const dp::ConnId c = io.inject_open(kNtTcp, peer);
   tcp(c, cat({msg(hdr(43), 3), msg(hdr(44), 0)}));
   const Bytes out = io.take_stream_out(c);
@@ -334,7 +338,7 @@ TEST_F(NativeDisable, DisabledAnswersErrorsOverUdpAndTcpAndEnableResumes) {
   EXPECT_EQ(nt().responses.get(), 0u);
   EXPECT_EQ(sp().requests.get(), 0u) << "the other service is not affected";
 
-  control_mail(kNt, ctl::kMailServiceEnable);
+  control_mail(kNt, rt::kMailServiceEnable);
   const Bytes req = msg(hdr(45), 7);
   sent = udp(kNtUdp, req);
   ASSERT_EQ(sent.size(), 1u);

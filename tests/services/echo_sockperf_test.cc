@@ -55,6 +55,8 @@ TEST_F(SockperfUdp, ThroughputUnderLoadAndWarmupMessagesAreCountedNotAnswered) {
   EXPECT_EQ(sp().requests.get(), 5u);
   EXPECT_EQ(sp().responses.get(), 0u);
   EXPECT_EQ(sp().malformed.get(), 0u);
+  EXPECT_EQ(declared(kSp, SockperfEcho::kNoReply), 5u);
+  EXPECT_EQ(declared(kNt, NativeEcho::kOneway), 0u) << "the other service's block";
 }
 
 TEST_F(SockperfUdp, SeveralMessagesInOneDatagramGetOneReplyDatagram) {
@@ -140,6 +142,7 @@ TEST_F(SockperfTcp, SeveralMessagesPerSegmentAndOnlyPongRequestsAnswered) {
   EXPECT_EQ(io.take_stream_out(c), want);
   EXPECT_EQ(sp().requests.get(), 50u);
   EXPECT_EQ(sp().responses.get(), 5u);
+  EXPECT_EQ(declared(kSp, SockperfEcho::kNoReply), 45u);
   EXPECT_TRUE(io.is_open(c));
 }
 
@@ -224,7 +227,7 @@ TEST_F(SockperfTcp, AReaderThatNeverReadsIsClosedAndCounted) {
 using SockperfDisable = EchoFixture;
 
 TEST_F(SockperfDisable, DisabledDropsAndCountsOverUdpAndTcpAndEnableResumes) {
-  control_mail(kSp, ctl::kMailServiceDisable);
+  control_mail(kSp, rt::kMailServiceDisable);
   EXPECT_FALSE(std::get<SockperfEcho>(w.service(kSp)).enabled());
   EXPECT_TRUE(udp(kSpUdp, cat({msg(1, kPing, 14), msg(2, kPing, 20)})).empty());
   const dp::ConnId c = io.inject_open(kSpTcp, peer);
@@ -235,7 +238,7 @@ TEST_F(SockperfDisable, DisabledDropsAndCountsOverUdpAndTcpAndEnableResumes) {
   EXPECT_EQ(sp().dropped.get(), 3u);
   EXPECT_EQ(sp().responses.get(), 0u);
 
-  control_mail(kSp, ctl::kMailServiceEnable);
+  control_mail(kSp, rt::kMailServiceEnable);
   const Bytes req = msg(5, kPing, 30);
   const auto sent = udp(kSpUdp, req);
   ASSERT_EQ(sent.size(), 1u);

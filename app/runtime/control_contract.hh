@@ -1,0 +1,32 @@
+// The contract between the runtime (app/) and management (control/): all that control/ may
+// know of the runtime, and all that the runtime and the services know of control/. control/
+// includes nothing else from app/, and app/runtime and app/services include nothing from
+// control/ (tests/control/include_rules_test.py checks both), so neither side's headers can
+// pull in the other's and the include graph has no cycle.
+//
+//   counters   rt::WorkerStats, rt::ServiceStats, rt::LatencyHist (stats.hh): the fixed
+//              counters the publisher copies into the stats segment; rt::CounterDecl and
+//              rt::ServiceCounterBlocks (counters.hh): the counters services declare by name.
+//   mail       rt::Mail (mail.hh) and the kinds below, which the control thread sends
+//              through Mailboxes::control_ring with Mail::from = rt::kControlSender.
+#pragma once
+
+#include <cstdint>
+
+#include "app/runtime/counters.hh"
+#include "app/runtime/mail.hh"
+#include "app/runtime/stats.hh"
+
+namespace cw::rt {
+
+// Mail addressed to the worker itself rather than to one of its services (Mail::service).
+inline constexpr uint16_t kWorkerMail = 0xFFFE;
+inline constexpr uint16_t kMailStopAccepting = 1;  // drain: io.stop_accepting(), once
+
+// Mail kinds for services. A service that supports them implements on_mail (the echo
+// services through svc::ServiceSwitch); others ignore them.
+inline constexpr uint16_t kMailServiceDisable = 0xC001;  // refuse new requests (counted)
+inline constexpr uint16_t kMailServiceEnable = 0xC002;   // serve again
+inline constexpr uint16_t kMailDrain = 0xC003;  // finish in-flight work, accept nothing new
+
+}  // namespace cw::rt
