@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include "control/cli.hh"
 #include "control/control_socket.hh"
 #include "control/metrics.hh"
 
@@ -79,6 +80,22 @@ Result<std::unique_ptr<AdminHttp>> AdminHttp::start(const std::string& host, uin
       j["error"] = r.error().message;
     res.status = r ? 200 : 503;
     res.set_content(j.dump() + "\n", "application/json");
+  });
+  // Liveness: corewirectl answers (the dataplane may be restarting; /ready says if it serves).
+  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  // Every counter of the stats segment as JSON, with latency percentiles per service.
+  s.Get("/stats", [&st](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard g(st.mu);
+    Result<Snapshot> snap = make_error("no dataplane attached");
+    if (st.reader) snap = st.reader->snapshot();
+    res.status = snap ? 200 : 503;
+    res.set_content(
+        (snap ? stats_json(snap.value()) : Json{{"ok", false}, {"error", snap.error().message}})
+                .dump() +
+            "\n",
+        "application/json");
   });
   s.Get("/ready", [&st](const httplib::Request&, httplib::Response& res) {
     auto r = control_request(st.socket, {{"cmd", "status"}}, kRequestTimeoutMs);

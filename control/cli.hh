@@ -7,6 +7,7 @@
 
 #include "control/control_config.hh"
 #include "control/control_socket.hh"
+#include "control/segment.hh"
 
 namespace cw::ctl {
 
@@ -19,6 +20,10 @@ int cmd_status(const CliTarget& t);
 int cmd_stats(const CliTarget& t, bool watch, int interval_ms, int count);
 int cmd_top(const CliTarget& t, int interval_ms, int count);
 int cmd_services(const CliTarget& t);
+// stats reset: later `stats` and `services` count from now; clear: from the start again.
+int cmd_stats_reset(const CliTarget& t, bool clear);
+// `stats --json` and the admin /stats dump: every counter plus percentiles and burst size.
+Json stats_json(const Snapshot& s);
 // config show, log-level, service enable|disable, drain, shutdown, reload: one request.
 int cmd_request(const CliTarget& t, const Json& request);
 

@@ -5,20 +5,41 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <iterator>
 #include <thread>
 
+#include <spdlog/spdlog.h>
+
 #include "control/cli.hh"
 #include "control/segment.hh"
+#include "control/stats_view.hh"
 
 namespace cw::ctl {
 
 namespace {
 
+// Counters since the last `stats reset` of this dataplane, if any.
 Result<Snapshot> read_segment(const std::string& path) {
   auto r = SegmentReader::open(path);
   if (!r) return r.error();
-  return r->snapshot();
+  auto s = r->snapshot();
+  if (s)
+    if (auto base = load_baseline(path, s->epoch)) subtract(s.value(), *base);
+  return s;
+}
+
+// Latency percentiles per service and the mean burst, under the counter tables.
+void print_latency(const Snapshot& s) {
+  std::printf("\n%-16s %12s %10s %10s %10s %10s %10s\n", "service latency", "count", "mean_us",
+              "p50_us", "p90_us", "p99_us", "p99.9_us");
+  for (size_t k = 0; k < s.services.size(); ++k) {
+    const LatencySummary l = service_latency(s, k);
+    std::printf("%-16s %12llu %10.1f %10.1f %10.1f %10.1f %10.1f\n", s.services[k].c_str(),
+                (unsigned long long)l.count, l.mean_ns / 1e3, l.p50_ns / 1e3, l.p90_ns / 1e3,
+                l.p99_ns / 1e3, l.p999_ns / 1e3);
+  }
+  std::printf("\nmean burst %.2f items\n", mean_burst(s));
 }
 
 size_t io_index(std::string_view name) {
@@ -123,8 +144,42 @@ void print_totals(const Snapshot& s) {
   }
 }
 
+// `services` answers from the live runtime; the percentiles come from the segment, by
+// service index, and a `stats reset` baseline is subtracted from the counts.
+void add_service_latency(const CliTarget& t, Json& j) {
+  auto r = SegmentReader::open(t.stats);
+  if (!r) return;
+  auto s = r->snapshot();
+  if (!s) return;
+  auto base = load_baseline(t.stats, s->epoch);
+  if (base) subtract(s.value(), *base);
+  auto& list = j["services"];
+  for (size_t k = 0; k < list.size() && k < s->services.size(); ++k) {
+    list[k]["latency"] = latency_json(service_latency(s.value(), k));
+    if (!base) continue;
+    for (size_t i = 0; i < std::size(kServiceFields); ++i) {
+      const uint64_t now = list[k].value(kServiceFields[i].name, 0ULL),
+                     was = base->service_total(k, i);
+      list[k][kServiceFields[i].name] = now >= was ? now - was : now;
+    }
+  }
+  j["mean_burst"] = mean_burst(s.value());
+}
+
+void print_service_latency(const Json& j) {
+  std::printf("\n%-16s %12s %10s %10s %10s %10s\n", "service", "latency n", "p50_us", "p90_us",
+              "p99_us", "p99.9_us");
+  for (auto& s : j["services"]) {
+    if (!s.contains("latency")) continue;
+    const Json& l = s["latency"];
+    std::printf("%-16s %12llu %10.1f %10.1f %10.1f %10.1f\n", s.value("name", "").c_str(),
+                l.value("count", 0ULL), l.value("p50_us", 0.0), l.value("p90_us", 0.0),
+                l.value("p99_us", 0.0), l.value("p99_9_us", 0.0));
+  }
+}
+
 int fail(const std::string& msg) {
-  std::fprintf(stderr, "corewirectl: %s\n", msg.c_str());
+  spdlog::error("{}", msg);
   return 1;
 }
 
@@ -171,10 +226,12 @@ int cmd_stats(const CliTarget& t, bool watch, int interval_ms, int count) {
   auto s = read_segment(t.stats);
   if (!s) return fail(s.error().message);
   if (!watch) {
-    if (t.json)
-      std::printf("%s\n", snapshot_json(s.value()).dump().c_str());
-    else
+    if (t.json) {
+      std::printf("%s\n", stats_json(s.value()).dump().c_str());
+    } else {
       print_totals(s.value());
+      print_latency(s.value());
+    }
     return 0;
   }
   // Watch: one line of totals and rates per interval; reopens the segment after a restart.
@@ -254,12 +311,17 @@ int cmd_top(const CliTarget& t, int interval_ms, int count) {
 int cmd_services(const CliTarget& t) {
   auto r = control_request(t.socket, {{"cmd", "services"}});
   if (!r) return fail(r.error().message);
-  const Json& j = r.value();
-  if (t.json) {
+  Json& j = r.value();
+  if (t.json && !j.value("ok", false)) {
     std::printf("%s\n", j.dump().c_str());
-    return j.value("ok", false) ? 0 : 1;
+    return 1;
   }
   if (!j.value("ok", false)) return fail(j.value("error", "request failed"));
+  add_service_latency(t, j);
+  if (t.json) {
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
   std::printf("%-16s %-8s %14s %14s %10s %10s %10s\n", "service", "enabled", "requests",
               "responses", "errors", "malformed", "dropped");
   for (auto& s : j["services"])
@@ -267,6 +329,7 @@ int cmd_services(const CliTarget& t) {
                 s.value("enabled", false) ? "yes" : "no", s.value("requests", 0ULL),
                 s.value("responses", 0ULL), s.value("errors", 0ULL), s.value("malformed", 0ULL),
                 s.value("dropped", 0ULL));
+  print_service_latency(j);
   return 0;
 }
 
@@ -282,6 +345,28 @@ int cmd_request(const CliTarget& t, const Json& request) {
   Json rest = j;
   rest.erase("ok");
   std::printf("ok%s%s\n", rest.empty() ? "" : " ", rest.empty() ? "" : rest.dump().c_str());
+  return 0;
+}
+
+Json stats_json(const Snapshot& s) {
+  Json j = snapshot_json(s);
+  Json lat = Json::object();
+  for (size_t k = 0; k < s.services.size(); ++k)
+    lat[s.services[k]] = latency_json(service_latency(s, k));
+  j["latency"] = lat;
+  j["mean_burst"] = mean_burst(s);
+  return j;
+}
+
+int cmd_stats_reset(const CliTarget& t, bool clear) {
+  if (clear) {
+    if (::unlink(baseline_path(t.stats).c_str()) != 0 && errno != ENOENT)
+      return fail(baseline_path(t.stats) + ": " + std::strerror(errno));
+    std::printf("ok: counters shown from the dataplane's start\n");
+    return 0;
+  }
+  if (auto r = save_baseline(t.stats); !r) return fail(r.error().message);
+  std::printf("ok: stats and services count from now (%s)\n", baseline_path(t.stats).c_str());
   return 0;
 }
 

@@ -5,8 +5,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <string_view>
+#include <utility>
 
 namespace cw::ctl {
 
@@ -16,6 +21,21 @@ std::string default_run_dir() {
   if (::geteuid() == 0) return "/run/corewire";
   if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x && *x) return std::string(x) + "/corewire";
   return "/tmp/corewire-" + std::to_string(::geteuid());
+}
+
+// A duration as corewire's config writes them: "250ms", "5s", "2m", "1h", or "0"; in ms.
+std::optional<uint64_t> duration_ms(std::string_view s) {
+  static constexpr std::pair<std::string_view, uint64_t> kUnits[] = {
+      {"ms", 1}, {"s", 1000}, {"min", 60'000}, {"m", 60'000}, {"h", 3'600'000}};
+  uint64_t n = 0;
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec != std::errc() || p == s.data()) return std::nullopt;
+  const std::string_view unit(p, size_t(s.data() + s.size() - p));
+  if (unit.empty()) return n == 0 ? std::optional<uint64_t>(0) : std::nullopt;
+  for (const auto& [name, mul] : kUnits)
+    if (unit == name)
+      return n <= UINT64_MAX / mul ? std::optional<uint64_t>(n * mul) : std::nullopt;
+  return std::nullopt;
 }
 
 std::string under(const std::string& dir, const std::string& p) {
@@ -54,6 +74,24 @@ Result<ControlConfig> control_config_from(const toml::table& root) {
         out = uint32_t(*i);
         return {};
       };
+      // Durations: a string with a unit, or integer seconds (as everywhere in the config).
+      auto dur = [&](uint32_t& out, uint64_t lo_ms, uint64_t hi_ms) -> Result<void> {
+        std::optional<uint64_t> ms;
+        if (auto i = v.value<int64_t>(); v.is_integer() && i && *i >= 0)
+          ms = uint64_t(*i) <= hi_ms / 1000 ? uint64_t(*i) * 1000 : hi_ms + 1;
+        else if (v.is_string())
+          ms = duration_ms(*v.value<std::string_view>());
+        if (!ms || *ms < lo_ms || *ms > hi_ms)
+          return make_error(where + "must be a duration from " + std::to_string(lo_ms) + "ms to " +
+                            std::to_string(hi_ms) + "ms, e.g. \"10ms\" or \"5s\"");
+        out = uint32_t(*ms);
+        return {};
+      };
+      // The old integer-millisecond keys still work, with a warning naming the new form.
+      auto deprecated = [&](const char* now, uint32_t ms) {
+        c.deprecations.push_back("control." + key + " is deprecated: write " + now + " = \"" +
+                                 std::to_string(ms) + "ms\"");
+      };
       Result<void> r;
       if (key == "run_dir")
         r = str(run_dir);
@@ -61,11 +99,17 @@ Result<ControlConfig> control_config_from(const toml::table& root) {
         r = str(socket);
       else if (key == "stats")
         r = str(stats);
-      else if (key == "publish_ms")
-        r = num(c.publish_ms, kMinPublishMs, kMaxPublishMs);
-      else if (key == "drain_timeout_ms")
-        r = num(c.drain_timeout_ms, 0, 600'000);
-      else if (key == "admin") {
+      else if (key == "publish")
+        r = dur(c.publish_ms, kMinPublishMs, kMaxPublishMs);
+      else if (key == "drain_timeout")
+        r = dur(c.drain_timeout_ms, 0, kMaxDrainTimeoutMs);
+      else if (key == "publish_ms") {
+        if ((r = num(c.publish_ms, kMinPublishMs, kMaxPublishMs)))
+          deprecated("publish", c.publish_ms);
+      } else if (key == "drain_timeout_ms") {
+        if ((r = num(c.drain_timeout_ms, 0, kMaxDrainTimeoutMs)))
+          deprecated("drain_timeout", c.drain_timeout_ms);
+      } else if (key == "admin") {
         std::string a;
         r = str(a);
         if (r && a.empty()) {
@@ -84,8 +128,8 @@ Result<ControlConfig> control_config_from(const toml::table& root) {
           c.admin_port = uint16_t(port);
         }
       } else {
-        return make_error(
-            where + "unknown key (run_dir, socket, stats, publish_ms, admin, drain_timeout_ms)");
+        return make_error(where +
+                          "unknown key (run_dir, socket, stats, publish, admin, drain_timeout)");
       }
       if (!r) return r.error();
     }

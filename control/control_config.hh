@@ -6,13 +6,14 @@
 //                                 #   $XDG_RUNTIME_DIR/corewire, else /tmp/corewire-<uid>
 //   socket = "control.sock"       # relative to run_dir unless absolute
 //   stats = "stats"               # relative to run_dir unless absolute
-//   publish_ms = 10               # stats segment publish period
+//   publish = "10ms"              # stats segment publish period (was publish_ms = 10)
 //   admin = "127.0.0.1:9901"      # corewirectl's admin HTTP (loopback only); "" = off
-//   drain_timeout_ms = 5000       # graceful drain deadline
+//   drain_timeout = "5s"          # graceful drain deadline (was drain_timeout_ms = 5000)
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <toml++/toml.h>
 
@@ -28,9 +29,12 @@ struct ControlConfig {
   std::string admin_host = "127.0.0.1";
   uint16_t admin_port = 9901;  // 0 = admin HTTP off
   uint32_t drain_timeout_ms = 5000;
+  // Deprecated keys the file used, one message each (callers log them as warnings).
+  std::vector<std::string> deprecations;
 };
 
 inline constexpr uint32_t kMinPublishMs = 1, kMaxPublishMs = 10'000;
+inline constexpr uint32_t kMaxDrainTimeoutMs = 600'000;
 
 // Defaults with paths resolved (no [control] section).
 ControlConfig default_control_config();

@@ -2,18 +2,22 @@
 // running dataplane through its control socket and stats segment. See docs/management.md.
 #include <CLI/CLI.hpp>
 
-#include <cstdio>
+#include <spdlog/spdlog.h>
 
 #include "control/cli.hh"
+#include "control/logging.hh"
+#include "control/version.hh"
 
 int main(int argc, char** argv) {
   using namespace cw::ctl;
   CLI::App app{"corewirectl: manage a corewire dataplane"};
+  app.set_version_flag("--version", cw::version_line("corewirectl"));
   app.require_subcommand(1);
   app.fallthrough();  // global options may follow the subcommand
   std::string config, run_dir, socket, stats;
   bool json = false;
-  app.add_option("-c,--config", config, "corewire.toml (its [control] section names the paths)");
+  app.add_option("-c,--config", config,
+                 "corewire.toml (its [control] section names the paths; default: built-in)");
   app.add_option("--run-dir", run_dir, "override control.run_dir");
   app.add_option("--socket", socket, "override the control socket path");
   app.add_option("--stats", stats, "override the stats segment path");
@@ -35,6 +39,10 @@ int main(int argc, char** argv) {
   st->add_flag("-w,--watch", watch, "repeat, showing rates");
   st->add_option("-i,--interval-ms", interval_ms, "watch interval")->check(CLI::Range(10, 600000));
   st->add_option("-n,--count", count, "stop after N updates (0 = until interrupted)");
+  bool clear = false;
+  auto* reset =
+      st->add_subcommand("reset", "count stats and services from now on (no effect on /metrics)");
+  reset->add_flag("--clear", clear, "forget the reset: count from the dataplane's start again");
   auto* top = app.add_subcommand("top", "per-worker rates, refreshed");
   top->add_option("-i,--interval-ms", interval_ms, "refresh interval")
       ->check(CLI::Range(50, 600000));
@@ -45,7 +53,10 @@ int main(int argc, char** argv) {
   cfg->require_subcommand(1);
   std::string level;
   auto* ll = app.add_subcommand("log-level", "change the dataplane's log level");
-  ll->add_option("level", level, "trace|debug|info|warn|error|critical|off")->required();
+  ll->add_option("level", level, cw::log::levels_text("|"))
+      ->required()
+      ->check(CLI::IsMember(
+          std::vector<std::string>(cw::log::kLevels.begin(), cw::log::kLevels.end())));
   std::string action, name;
   auto* svc = app.add_subcommand("service", "enable or disable a service");
   svc->add_option("action", action, "enable|disable")
@@ -57,24 +68,22 @@ int main(int argc, char** argv) {
   auto* reload = app.add_subcommand("reload", "reload what can change live (like SIGHUP)");
 
   CLI11_PARSE(app, argc, argv);
+  cw::log::setup("corewirectl", "info");
 
   if (run->parsed()) {
-    if (config.empty()) {
-      std::fprintf(stderr, "corewirectl run: -c corewire.toml is required\n");
-      return 2;
-    }
     ro.config = config;
     ro.run_dir = run_dir;
     return cmd_run(ro);
   }
   auto target = resolve_target(config, run_dir);
   if (!target) {
-    std::fprintf(stderr, "corewirectl: %s\n", target.error().message.c_str());
+    spdlog::error("{}", target.error().message);
     return 2;
   }
   CliTarget t{socket.empty() ? target->socket : socket, stats.empty() ? target->stats : stats,
               json};
   if (status->parsed()) return cmd_status(t);
+  if (reset->parsed()) return cmd_stats_reset(t, clear);
   if (st->parsed()) return cmd_stats(t, watch, interval_ms, count);
   if (top->parsed()) return cmd_top(t, interval_ms, count);
   if (services->parsed()) return cmd_services(t);

@@ -1,8 +1,16 @@
 #include "control/metrics.hh"
 
+#include <unistd.h>
+
 #include <charconv>
+#include <filesystem>
+#include <fstream>
 #include <iterator>
+#include <optional>
+#include <sstream>
 #include <vector>
+
+#include "control/version.hh"
 
 namespace cw::ctl {
 
@@ -34,6 +42,101 @@ class Out {
 
 std::string wlabel(size_t w) {
   return "worker=\"" + std::to_string(w) + "\"";
+}
+
+// Standard process_* metrics (as Prometheus client libraries export them) from /proc.
+struct ProcessStats {
+  double cpu_seconds = 0, start_unix_s = 0;
+  uint64_t rss_bytes = 0, vsize_bytes = 0, open_fds = 0, max_fds = 0;
+};
+
+std::optional<ProcessStats> process_stats(int64_t pid) try {
+  const std::string dir = "/proc/" + std::to_string(pid);
+  std::ifstream stat(dir + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return std::nullopt;
+  // Fields after the command (which may hold spaces) start at field 3, "state".
+  const size_t rp = line.rfind(')');
+  if (rp == std::string::npos) return std::nullopt;
+  std::istringstream in(line.substr(rp + 2));
+  std::vector<std::string> f{std::istream_iterator<std::string>(in), {}};
+  if (f.size() < 22) return std::nullopt;
+  const double tick = double(::sysconf(_SC_CLK_TCK)), page = double(::sysconf(_SC_PAGESIZE));
+  ProcessStats p;
+  p.cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / tick;  // utime + stime
+  p.vsize_bytes = std::stoull(f[20]);
+  p.rss_bytes = uint64_t(std::stod(f[21]) * page);
+  // starttime is in ticks since boot; boot time from /proc/stat's btime.
+  std::ifstream ps("/proc/stat");
+  for (std::string l; std::getline(ps, l);)
+    if (l.rfind("btime ", 0) == 0)
+      p.start_unix_s = std::stod(l.substr(6)) + std::stod(f[19]) / tick;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(dir + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    ++p.open_fds;
+  std::ifstream limits(dir + "/limits");
+  for (std::string l; std::getline(limits, l);)
+    if (l.rfind("Max open files", 0) == 0) {
+      std::istringstream ls(l.substr(14));
+      ls >> p.max_fds;
+    }
+  return p;
+} catch (const std::exception&) {  // the process exited while being read
+  return std::nullopt;
+}
+
+void process_family(Out& o, const std::string& prefix, const ProcessStats& p) {
+  struct M {
+    const char *name, *type, *help;
+    double value;
+    bool integer;
+  };
+  const M ms[] = {
+      {"cpu_seconds_total", "counter", "User and system CPU time, seconds", p.cpu_seconds, false},
+      {"resident_memory_bytes", "gauge", "Resident memory size in bytes", double(p.rss_bytes),
+       true},
+      {"virtual_memory_bytes", "gauge", "Virtual memory size in bytes", double(p.vsize_bytes),
+       true},
+      {"start_time_seconds", "gauge", "Start time of the process, Unix time", p.start_unix_s,
+       false},
+      {"open_fds", "gauge", "Open file descriptors", double(p.open_fds), true},
+      {"max_fds", "gauge", "Maximum open file descriptors", double(p.max_fds), true}};
+  for (const M& m : ms) {
+    o.family(prefix + m.name, m.type, m.help);
+    if (m.integer)
+      o.sample(prefix + m.name, "", uint64_t(m.value));
+    else
+      o.sample(prefix + m.name, "", m.value);
+  }
+}
+
+// corewire_build_info; process_* of corewirectl itself (the process serving /metrics) and
+// corewire_dataplane_process_* of the dataplane.
+void build_and_process(Out& o, const Snapshot* snap, const SupervisorMetrics&) {
+  o.family("corewire_build_info", "gauge",
+           "corewirectl's build (value is always 1); backend: the dataplane's, when attached");
+  o.sample("corewire_build_info",
+           std::string("version=\"") + kVersion + "\",commit=\"" + kCommit + "\",backend=\"" +
+               escape_label(snap ? snap->backend : "") + "\"",
+           uint64_t(1));
+  if (auto p = process_stats(::getpid())) process_family(o, "process_", *p);
+  if (snap && snap->pid > 0)
+    if (auto p = process_stats(snap->pid)) process_family(o, "corewire_dataplane_process_", *p);
+}
+
+// Identity without per-start labels (pid and epoch would make a new series every restart;
+// start_time and the restart counter say the same), and the state as one series per state.
+void dataplane_identity(Out& o, const Snapshot& s) {
+  o.family("corewire_dataplane_info", "gauge", "Dataplane identity (value is always 1)");
+  o.sample("corewire_dataplane_info", "backend=\"" + escape_label(s.backend) + "\"", uint64_t(1));
+  o.family("corewire_dataplane_start_time_seconds", "gauge", "Dataplane start, Unix time");
+  o.sample("corewire_dataplane_start_time_seconds", "", double(s.start_unix_ns) / 1e9);
+  o.family("corewire_dataplane_state", "gauge", "1 for the dataplane's current state, else 0");
+  static constexpr const char* kStates[] = {"starting", "serving", "draining", "stopped"};
+  for (uint64_t i = 0; i < std::size(kStates); ++i)
+    o.sample("corewire_dataplane_state", std::string("state=\"") + kStates[i] + "\"",
+             uint64_t(uint64_t(s.state) == i));
 }
 
 // Escaping per the text format: backslash and newline, and in label values the double quote.
@@ -86,6 +189,7 @@ std::string escape_label(const std::string& v) {
 
 std::string prometheus_text(const Snapshot* snap, const SupervisorMetrics& sup) {
   Out o;
+  build_and_process(o, snap, sup);
   o.family("corewire_up", "gauge", "1 if the dataplane process is running");
   o.sample("corewire_up", "", uint64_t(sup.dataplane_up));
   o.family("corewire_restarts_total", "counter",
@@ -96,16 +200,7 @@ std::string prometheus_text(const Snapshot* snap, const SupervisorMetrics& sup) 
   if (!snap) return o.take();
   const Snapshot& s = *snap;
 
-  o.family("corewire_dataplane_info", "gauge", "Dataplane identity (value is always 1)");
-  o.sample("corewire_dataplane_info",
-           "backend=\"" + escape_label(s.backend) + "\",pid=\"" + std::to_string(s.pid) +
-               "\",epoch=\"" + std::to_string(s.epoch) + "\"",
-           uint64_t(1));
-  o.family("corewire_dataplane_start_time_seconds", "gauge", "Dataplane start, Unix time");
-  o.sample("corewire_dataplane_start_time_seconds", "", double(s.start_unix_ns) / 1e9);
-  o.family("corewire_dataplane_state", "gauge",
-           "Dataplane state: 0 starting, 1 serving, 2 draining, 3 stopped");
-  o.sample("corewire_dataplane_state", "", uint64_t(s.state));
+  dataplane_identity(o, s);
   o.family("corewire_stats_publish_total", "counter", "Stats segment publish rounds");
   o.sample("corewire_stats_publish_total", "", s.publish_count);
 

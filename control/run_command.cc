@@ -10,6 +10,8 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -26,10 +28,11 @@ namespace {
 constexpr auto kLoopPeriod = std::chrono::milliseconds(20);   // supervision granularity
 constexpr auto kStopGrace = std::chrono::milliseconds(2000);  // beyond the drain deadline
 
-void log(const char* fmt, auto... args) {
-  std::fprintf(stderr, "corewirectl: ");
-  std::fprintf(stderr, fmt, args...);
-  std::fprintf(stderr, "\n");
+// printf-style into the process logger (control/logging.hh).
+void log(spdlog::level::level_enum level, const char* fmt, auto... args) {
+  char line[1024];
+  std::snprintf(line, sizeof line, fmt, args...);
+  spdlog::log(level, "{}", line);
 }
 
 // The dataplane next to corewirectl, else in the build tree's app/server/.
@@ -66,31 +69,35 @@ int check_config(const std::string& program, const std::vector<std::string>& arg
 
 int cmd_run(const RunOptions& o) {
   if (!o.run_dir.empty()) {
-    log("run: set control.run_dir in %s (the dataplane reads it there)", o.config.c_str());
+    log(spdlog::level::err, "run: set control.run_dir in %s (the dataplane reads it there)",
+        o.config.c_str());
     return 2;
   }
   auto cfgr = resolve_target(o.config, "");
   if (!cfgr) {
-    log("%s", cfgr.error().message.c_str());
+    log(spdlog::level::err, "%s", cfgr.error().message.c_str());
     return 2;
   }
   ControlConfig cfg = cfgr.value();
+  for (const auto& d : cfg.deprecations) spdlog::warn("{}: {}", o.config, d);
   if (o.admin_port >= 0) cfg.admin_port = uint16_t(o.admin_port);
   if (auto d = ensure_run_dir(cfg.run_dir); !d) {
-    log("%s", d.error().message.c_str());
+    log(spdlog::level::err, "%s", d.error().message.c_str());
     return 2;
   }
 
   SupervisorConfig sc;
   sc.program = o.corewire.empty() ? find_corewire() : o.corewire;
-  sc.args = {"-c", o.config};
+  // No config file: the dataplane runs its built-in default, and both find the default paths.
+  if (!o.config.empty()) sc.args = {"-c", o.config};
   sc.args.insert(sc.args.end(), o.extra_args.begin(), o.extra_args.end());
   sc.backoff_initial = std::chrono::milliseconds(o.backoff_initial_ms);
   sc.backoff_max = std::chrono::milliseconds(o.backoff_max_ms);
   Supervisor sup(sc);
   // The dataplane validates its own config (one line naming file, line and key on error).
   if (const int rc = check_config(sc.program, sc.args); rc != 0) {
-    log("%s --check-config %s: %s", sc.program.c_str(), o.config.c_str(),
+    log(spdlog::level::err, "%s --check-config %s: %s", sc.program.c_str(),
+        o.config.empty() ? "(built-in default)" : o.config.c_str(),
         rc < 0 ? "cannot run it" : "configuration rejected");
     return 2;
   }
@@ -109,7 +116,7 @@ int cmd_run(const RunOptions& o) {
   const std::string lock_path = cfg.run_dir + "/corewirectl.lock";
   const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd < 0 || ::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    log("%s: %s", lock_path.c_str(),
+    log(spdlog::level::err, "%s: %s", lock_path.c_str(),
         errno == EWOULDBLOCK ? "another corewirectl supervises this run dir"
                              : std::strerror(errno));
     return 1;
@@ -119,11 +126,12 @@ int cmd_run(const RunOptions& o) {
   if (cfg.admin_port != 0) {
     auto h = AdminHttp::start(cfg.admin_host, cfg.admin_port, st);
     if (!h) {
-      log("%s", h.error().message.c_str());
+      log(spdlog::level::err, "%s", h.error().message.c_str());
       return 2;
     }
     http = std::move(h.value());
-    log("admin HTTP on http://%s:%u/", cfg.admin_host.c_str(), unsigned(http->port()));
+    log(spdlog::level::info, "admin HTTP on http://%s:%u/", cfg.admin_host.c_str(),
+        unsigned(http->port()));
   }
 
   // Re-attach to a dataplane left running by a previous corewirectl, else start one.
@@ -131,36 +139,46 @@ int cmd_run(const RunOptions& o) {
       r && r.value().value("ok", false)) {
     const pid_t pid = r.value().value("pid", -1);
     if (auto a = sup.adopt(pid); !a) {
-      log("%s", a.error().message.c_str());
+      log(spdlog::level::err, "%s", a.error().message.c_str());
       return 1;
     }
-    log("re-attached to the running dataplane, pid %d", int(pid));
+    log(spdlog::level::info, "re-attached to the running dataplane, pid %d", int(pid));
   } else {
     if (auto s = sup.start(); !s) {
-      log("%s", s.error().message.c_str());
+      log(spdlog::level::err, "%s", s.error().message.c_str());
       return 2;
     }
-    log("started %s (pid %d)", sc.program.c_str(), int(sup.pid()));
+    log(spdlog::level::info, "started %s (pid %d)", sc.program.c_str(), int(sup.pid()));
   }
 
   bool notified_ready = false;
   uint64_t seen_restarts = 0;
   int exit_code = 0;
+  // WatchdogSec= in the unit: this loop pets the watchdog at half the interval, so a hung
+  // supervisor is restarted by systemd (the dataplane is watched by this loop).
+  uint64_t watchdog_us = 0;
+  if (sd_watchdog_enabled(0, &watchdog_us) <= 0) watchdog_us = 0;
+  auto last_pet = std::chrono::steady_clock::now() - std::chrono::hours(1);
   for (;;) {
+    if (watchdog_us &&
+        std::chrono::steady_clock::now() - last_pet >= std::chrono::microseconds(watchdog_us / 2)) {
+      sd_notify(0, "WATCHDOG=1");
+      last_pet = std::chrono::steady_clock::now();
+    }
     // 1. Supervise: reap, restart after backoff.
     if (sup.poll()) {
       if (!sup.running() && !sup.finished())
-        log("dataplane %s; restart in %lld ms", sup.last_exit().c_str(),
+        log(spdlog::level::warn, "dataplane %s; restart in %lld ms", sup.last_exit().c_str(),
             (long long)sup.pending_backoff().count());
       if (sup.restarts() != seen_restarts) {
         seen_restarts = sup.restarts();
-        log("dataplane restarted (pid %d, restart #%llu)", int(sup.pid()),
+        log(spdlog::level::warn, "dataplane restarted (pid %d, restart #%llu)", int(sup.pid()),
             (unsigned long long)seen_restarts);
         sd_notifyf(0, "STATUS=restarted after: %s", sup.last_exit().c_str());
       }
     }
     if (sup.finished()) {
-      log("dataplane %s; exiting", sup.last_exit().c_str());
+      log(spdlog::level::info, "dataplane %s; exiting", sup.last_exit().c_str());
       exit_code = sup.last_exit_code();  // 0 (asked to stop) or 2 (configuration)
       break;
     }
@@ -190,14 +208,16 @@ int cmd_run(const RunOptions& o) {
     const int sig = ::sigtimedwait(&sigs, nullptr, &ts);
     if (sig == SIGHUP) {
       auto r = control_request(cfg.socket, {{"cmd", "reload"}});
-      log("reload: %s", r ? r.value().dump().c_str() : r.error().message.c_str());
+      log(spdlog::level::info, "reload: %s",
+          r ? r.value().dump().c_str() : r.error().message.c_str());
     } else if (sig == SIGTERM || sig == SIGINT) {
       sd_notify(0, "STOPPING=1\nSTATUS=draining");
-      log("%s: draining the dataplane (deadline %u ms)", ::strsignal(sig), cfg.drain_timeout_ms);
+      log(spdlog::level::info, "%s: draining the dataplane (deadline %u ms)", ::strsignal(sig),
+          cfg.drain_timeout_ms);
       // The dataplane drains on SIGTERM; after the deadline (+grace) it is killed.
       const std::string why =
           sup.stop(SIGTERM, std::chrono::milliseconds(cfg.drain_timeout_ms) + kStopGrace);
-      log("dataplane %s", why.c_str());
+      log(spdlog::level::info, "dataplane %s", why.c_str());
       break;
     }
   }

@@ -1,21 +1,35 @@
 #!/usr/bin/env bash
-# Installs every package corewire needs to build and test (Debian bookworm). Idempotent and
-# quiet: when everything is already installed it does not touch apt at all.
-# Runs as root, or through sudo when that exists.
+# Installs the Debian bookworm packages corewire needs. Idempotent and quiet: when everything
+# is already installed it does not touch apt at all. Runs as root, or through sudo.
+#   tools/install-deps.sh          everything: build, DPDK, tests, fuzzing, packaging (CI)
+#   tools/install-deps.sh run      only what building and running needs (tools/run.sh)
+#   tools/install-deps.sh run-dpdk the same plus DPDK (backend "dpdk")
 set -euo pipefail
 
-PKGS=(
+RUN_PKGS=(
   meson ninja-build g++ pkg-config                 # build
-  liburing-dev libdpdk-dev                         # io_uring and DPDK backends
+  liburing-dev                                     # io_uring backend (epoll needs nothing)
   libtomlplusplus-dev libcli11-dev                 # config file, command line
   nlohmann-json3-dev libfmt-dev libspdlog-dev      # stats/JSON output, logging
+  libcpp-httplib-dev libsystemd-dev                # corewirectl: admin HTTP, sd_notify
+)
+DPDK_PKGS=(libdpdk-dev)                            # DPDK backend (optional in meson)
+TEST_PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev       # unit tests, micro-benchmarks
   libxxhash-dev                                    # kv store: key hash, file checksums
   sockperf python3                                 # integration tests (real sockperf client)
   python3-scapy                                    # DPDK malformed-frame tests (frame injection)
+  python3-matplotlib python3-numpy                 # benchmark harness plots (bench/scripts/cwbench)
   clang libclang-rt-14-dev clang-format           # fuzz targets (libFuzzer), sanitizers, format check
-  libcpp-httplib-dev libsystemd-dev                # corewirectl: admin HTTP, sd_notify
+  scdoc debhelper lintian fakeroot                 # man pages, Debian package (debian/)
+  prometheus                                       # promtool: checks the /metrics text
 )
+case ${1:-all} in
+  run) PKGS=("${RUN_PKGS[@]}") ;;
+  run-dpdk) PKGS=("${RUN_PKGS[@]}" "${DPDK_PKGS[@]}") ;;
+  all) PKGS=("${RUN_PKGS[@]}" "${DPDK_PKGS[@]}" "${TEST_PKGS[@]}") ;;
+  *) echo "usage: $0 [all|run|run-dpdk]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -10,7 +10,8 @@ read -r -a SETUP_ARGS <<<"${MESON_SETUP_ARGS:-}"
 
 tools/install-deps.sh
 if [[ -f $BUILD_DIR/build.ninja ]]; then
-  ((${#SETUP_ARGS[@]} == 0)) || meson configure "$BUILD_DIR" "${SETUP_ARGS[@]}" >/dev/null
+  # --reconfigure: a build dir first set up by run.sh (no test packages yet) finds them now.
+  meson setup --reconfigure "$BUILD_DIR" "${SETUP_ARGS[@]}" >/dev/null
 else
   meson setup "$BUILD_DIR" "${SETUP_ARGS[@]}" >/dev/null
 fi

@@ -15,10 +15,8 @@
 #include <sstream>
 
 #include "app/server/services.hh"
-
-#ifndef CW_VERSION
-#define CW_VERSION "unknown"
-#endif
+#include "control/logging.hh"
+#include "control/version.hh"
 
 namespace cw::server {
 namespace {
@@ -116,7 +114,7 @@ bool is_cidr(std::string_view s) {
   return !l.empty() && ec == std::errc() && p == l.data() + l.size() && len >= 0 && len <= 32;
 }
 bool is_log_level(std::string_view l) {
-  return l == "trace" || l == "debug" || l == "info" || l == "warn" || l == "error" || l == "off";
+  return log::is_level(l);
 }
 
 // Reads one config file's tables into a ServerConfig; remembers the first error.
@@ -349,7 +347,7 @@ class Parser {
           if (is_log_level(*s))
             cfg_.log_level = *s;
           else
-            fail(line, key, "unknown level '" + *s + "' (trace, debug, info, warn, error, off)");
+            fail(line, key, "unknown level '" + *s + "' (" + log::levels_text(", ") + ")");
         }
       } else {
         fail(line, key, "unknown key (known: level)");
@@ -715,8 +713,8 @@ Result<void> apply_overrides(ServerConfig& cfg, const Overrides& o) {
   cfg.dpdk.eal.insert(cfg.dpdk.eal.end(), o.eal_extra.begin(), o.eal_extra.end());
   if (o.log_level) {
     if (!is_log_level(*o.log_level))
-      return cli_error("--log-level", "unknown level '" + *o.log_level +
-                                          "' (trace, debug, info, warn, error, off)");
+      return cli_error("--log-level",
+                       "unknown level '" + *o.log_level + "' (" + log::levels_text(", ") + ")");
     cfg.log_level = *o.log_level;
   }
   return {};
@@ -803,22 +801,26 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   CommandLine cl;
   CLI::App app{"corewire: a per-core, shared-nothing message server (echo over UDP and TCP).",
                "corewire"};
-  app.set_version_flag("--version", std::string("corewire ") + CW_VERSION);
+  app.set_version_flag("--version", version_line("corewire"));
   std::string config, backend, cores, listen, log_level;
   unsigned workers = 0;
   bool busy = false;
   auto* o_config = app.add_option("-c,--config", config, "TOML config file (default: built-in)");
   app.add_flag("--check-config", cl.check_only, "validate the configuration, print it, and exit");
-  auto* o_backend = app.add_option("--backend", backend, "auto | io_uring | epoll");
+  auto* o_backend = app.add_option("--backend", backend, "auto | io_uring | epoll | dpdk");
   auto* o_cores = app.add_option("--cores", cores, "pin one worker per core, e.g. 1 or 0,1");
   auto* o_workers = app.add_option("--workers", workers, "N unpinned workers");
   auto* o_listen = app.add_option("--listen", listen, "default IPv4 address for services");
   auto* o_busy = app.add_flag("--busy-poll,!--no-busy-poll", busy, "spin instead of blocking");
-  auto* o_level = app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off");
-  std::vector<std::string> eal;
-  app.add_option("eal", eal, "after --: EAL arguments for backend dpdk (appended to dpdk.eal)");
-  std::vector<std::string> args;
-  for (int i = argc - 1; i > 0; --i) args.emplace_back(argv[i]);
+  auto* o_level = app.add_option("--log-level", log_level, log::levels_text("|"));
+  app.footer("Arguments after -- are EAL arguments for backend dpdk (appended to dpdk.eal).");
+  // Everything after the first "--" is EAL's; before it there are no positionals, so a stray
+  // word is a usage error rather than an EAL argument.
+  std::vector<std::string> args, eal;
+  int end = 1;
+  while (end < argc && std::string_view(argv[end]) != "--") ++end;
+  for (int i = end + 1; i < argc; ++i) eal.emplace_back(argv[i]);
+  for (int i = end - 1; i > 0; --i) args.emplace_back(argv[i]);
   try {
     app.parse(args);
   } catch (const CLI::ParseError& e) {

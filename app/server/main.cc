@@ -11,7 +11,6 @@
 // (bind, backend, pinning), 2 bad configuration or command line.
 #include <signal.h>
 
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -25,6 +24,7 @@
 #include "app/server/config.hh"
 #include "app/server/services.hh"
 #include "control/dataplane_control.hh"
+#include "control/logging.hh"
 
 namespace {
 
@@ -33,14 +33,6 @@ using namespace cw;
 constexpr int kExitStartFailed = 1;
 constexpr int kExitBadConfig = 2;
 constexpr int kMailPostTries = 1000;  // 1 ms apart: workers empty their mailboxes every loop
-
-void setup_logging(const std::string& level) {
-  auto logger = spdlog::stderr_logger_mt("corewire");
-  logger->set_pattern("corewire: %v");
-  logger->set_level(spdlog::level::from_str(level));
-  logger->flush_on(spdlog::level::trace);  // tests and supervisors read lines as they come
-  spdlog::set_default_logger(logger);
-}
 
 // Totals over every worker, one line per service and one for the backend.
 void log_counters(const rt::Runtime<server::Services>& r) {
@@ -131,7 +123,7 @@ ctl::Json reload(const server::CommandLine& cl, server::ServerConfig& running,
   server::ServerConfig& n = next.value();
   ctl::Json applied = ctl::Json::array(), restart = ctl::Json::array();
   if (n.log_level != running.log_level) {
-    spdlog::set_level(spdlog::level::from_str(n.log_level));
+    log::set_level(n.log_level);
     applied.push_back("log.level = " + n.log_level);
     running.log_level = n.log_level;
   }
@@ -161,12 +153,13 @@ ctl::Json reload(const server::CommandLine& cl, server::ServerConfig& running,
 int main(int argc, char** argv) {
   const server::CommandLine cl = server::parse_command_line(argc, argv);
   if (cl.exit_code) {
+    if (*cl.exit_code != 0 && log::stderr_is_journal()) std::fputs("<3>", stderr);
     std::fputs(cl.output.c_str(), *cl.exit_code == 0 ? stdout : stderr);
     return *cl.exit_code;
   }
   auto loaded = server::load(cl);
   if (!loaded) {
-    std::fprintf(stderr, "corewire: config error: %s\n", loaded.error().message.c_str());
+    log::early_error("corewire", "config error: " + loaded.error().message);
     return kExitBadConfig;
   }
   server::ServerConfig& cfg = loaded.value();
@@ -175,7 +168,8 @@ int main(int argc, char** argv) {
     std::printf("corewire: config ok\n");
     return 0;
   }
-  setup_logging(cfg.log_level);
+  log::setup("corewire", cfg.log_level);
+  for (const auto& d : cfg.control.deprecations) spdlog::warn("{}: {}", cfg.source, d);
   for (const auto& l : server::describe(cfg)) spdlog::info("{}", l);
 
   // Block the stop signals before any worker starts, so every thread inherits the mask and
@@ -194,8 +188,7 @@ int main(int argc, char** argv) {
   rc.io = cfg.io;
   rc.loop = cfg.loop;
   if (auto r = dpdk_config(cfg.dpdk, rc); !r) {
-    std::fprintf(stderr, "corewire: config error: %s: %s\n", cfg.source.c_str(),
-                 r.error().message.c_str());
+    spdlog::error("config error: {}: {}", cfg.source, r.error().message);
     return kExitBadConfig;
   }
   rt::Runtime<server::Services> runtime;
@@ -222,9 +215,7 @@ int main(int argc, char** argv) {
   using Rt = rt::Runtime<server::Services>;
   ctl::DataplaneHooks hooks;
   hooks.set_log_level = [](const std::string& l) {
-    const auto lv = spdlog::level::from_str(l);
-    if (lv == spdlog::level::off && l != "off") return "unknown level '" + l + "'";
-    spdlog::set_level(lv);
+    if (!log::set_level(l)) return "unknown level '" + l + "' (" + log::levels_text(", ") + ")";
     return std::string();
   };
   // `cfg` changes on reload (main thread on SIGHUP, control thread on "reload"): reload_mu

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "bench/corewire_bench/run.hh"
+#include "control/version.hh"
 
 namespace cw::bench {
 namespace {
@@ -26,6 +27,7 @@ int fail(const std::string& msg) {
 int run(int argc, char** argv) {
   Options o;
   CLI::App app{"corewire-bench: load generator for corewire (native and sockperf dialects)"};
+  app.set_version_flag("--version", version_line("corewire-bench"));
   app.add_option("--proto", o.proto, "dialect")->check(CLI::IsMember({"native", "sockperf"}));
   app.add_flag("--udp", o.udp, "UDP (default)");
   app.add_flag("--tcp", o.tcp, "TCP");

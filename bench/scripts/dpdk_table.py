@@ -10,9 +10,11 @@ measures each of them:
                  kind of memif link (the link's ceiling, with the same generator),
   io_uring       corewire, backend io_uring, on 127.0.0.1; the generator on io_uring too
                  (the kernel path).
-Runs are interleaved (reflector, corewire-dpdk, io_uring, reflector, ...) and repeated
---runs times; the table shows the median and spread (min..max) of each figure and the
-ratios of medians the issue sets goals for.
+Each of --runs rounds runs every server once, back to back (the order reversed every other
+round), after a cache-line ping-pong probe between the two cores (cw-vm-probe; a slow VM
+postpones the round, logged). Every run is kept: the table shows the median and spread
+(min..max) of each figure over all runs, and each ratio the issue sets a goal for is the
+median of the per-round ratios, with its bootstrap 95% interval and the per-round list.
 
 corewire-bench does more per message than a server (timestamps, histograms, sequence
 matching), so with the same stack on both ends it saturates first and both DPDK servers
@@ -47,6 +49,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from cwbench import runner as cw_runner, stats as cw_stats
 
 from procgroup import stop_group, wait_listening
 
@@ -206,11 +210,15 @@ def blaster(args, make, tmp):
 
 
 def measure(args):
-    results = {}  # name -> metric -> [values]
+    results = {}  # name -> metric -> [value of round 0, round 1, ...]
     tmp = tempfile.mkdtemp(prefix="cw-dpdk-table-")
+    probe = cw_runner.Context({"server_core": args.server_core, "client_core": args.client_core},
+                              args.build, tmp)
     try:
         for r in range(args.runs):
-            for name, make, gen in servers(args, tmp):
+            probe.check_state(f"{args.link} r{r}")
+            order = servers(args, tmp)
+            for name, make, gen in (order if r % 2 == 0 else list(reversed(order))):
                 m = results.setdefault(name, {})
                 # A fresh server per generator run: memif unmaps the rings under a
                 # busy-polling peer when the generator leaves (docs/dpdk.md), so a server
@@ -227,6 +235,7 @@ def measure(args):
                 print(f"  run {r + 1}/{args.runs} {name}: "
                       + ", ".join(f"{k}={v[-1]:.3f}" for k, v in m.items()), file=sys.stderr)
     finally:
+        args.probes = probe.probes
         shutil.rmtree(tmp, ignore_errors=True)
         # The reflector's EAL runtime directory (empty: --no-shconf, --no-telemetry), and
         # the shared one --in-memory processes use, if they left it empty.
@@ -244,27 +253,14 @@ def fmt(vals, digits=2):
     return f"{med:.{digits}f} ({min(vals):.{digits}f}..{max(vals):.{digits}f})"
 
 
-# The VM's slow state (its two cores far apart on the host) halves every DPDK figure for a
-# while, and often lasts a whole round or more, so the medians over all runs can land in
-# it. The fast-state figures keep, per server and figure, the runs within kSlowFactor of
-# that figure's best run (a throughput at least 0.6 x the highest, an RTT at most 1/0.6 x
-# the lowest): the same rule for every server, and it drops only runs that lost ~half.
-kSlowFactor = 0.6
-kLowerIsBetter = ("p50_us", "p99_us", "lost")
+def per_round(results, a, b, metric, metric_b=None):
+    """a's figure over b's, round by round (None where b measured nothing), summarized."""
+    xs, ys = results[a][metric], results[b][metric_b or metric]
+    return cw_stats.ratio_summary([x / y if y else None for x, y in zip(xs, ys)])
 
 
-def fast_state(metric, vals):
-    if metric == "lost" or not vals:
-        return vals
-    if metric in kLowerIsBetter:
-        best = min(vals)
-        return [v for v in vals if v <= best / kSlowFactor]
-    best = max(vals)
-    return [v for v in vals if v >= best * kSlowFactor]
-
-
-def table(args, results, title=""):
-    med = {n: {k: statistics.median(v) for k, v in m.items()} for n, m in results.items()}
+def table(args, results):
+    title = f", memif link {args.link}"
     lines = [f"### UDP echo over net_memif, {args.msg}-byte messages (sockperf dialect){title}", "",
              "| server | throughput (k msg/s) | ping-pong RTT p50 (us) | RTT p99 (us) | lost |",
              "|---|---|---|---|---|"]
@@ -272,39 +268,58 @@ def table(args, results, title=""):
         m = results[n]
         lines.append(f"| {n} | {fmt([v / 1e3 for v in m['msg_per_s']], 1)} | "
                      f"{fmt(m['p50_us'])} | {fmt(m['p99_us'])} | {int(sum(m['lost']))} |")
-    d, u, r = med["corewire-dpdk"], med["io_uring"], med["reflector"]
+    D, U, R = "corewire-dpdk", "io_uring", "reflector"
+    ratios = {
+        "throughput_vs_io_uring": per_round(results, D, U, "msg_per_s"),
+        "rtt_p50_vs_io_uring": per_round(results, D, U, "p50_us"),
+        "throughput_vs_reflector": per_round(results, D, R, "msg_per_s"),
+        "rtt_p50_vs_reflector": per_round(results, D, R, "p50_us"),
+        "bare_throughput_vs_reflector": per_round(results, D, R, "bare_msg_per_s"),
+        "bare_throughput_vs_io_uring": per_round(results, D, U, "bare_msg_per_s", "msg_per_s"),
+        "link_bare_throughput_vs_io_uring": per_round(results, R, U, "bare_msg_per_s",
+                                                      "msg_per_s")}
 
-    def div(a, b):  # a run that measured nothing (stalled machine) has a zero median
-        return a / b if b else float("nan")
+    def row(label, key, goal=None, ok=None):
+        v = ratios[key]
+        ci = v["ci95"]
+        cells = [f"**{num(v['median'])}**", f"{num(ci[0])}..{num(ci[1])}" if ci else "-",
+                 ", ".join(num(x) for x in v["per_round"])]
+        if goal:
+            cells += [goal, "-" if v["median"] is None else "yes" if ok(v["median"]) else "no"]
+        return f"| {label} | " + " | ".join(cells) + " |"
 
-    def ratio(label, value, goal, ok):
-        return f"| {label} | **{value:.3f}** | {goal} | {'yes' if ok else 'no'} |"
-
-    tput_u, rtt_u = div(d["msg_per_s"], u["msg_per_s"]), div(d["p50_us"], u["p50_us"])
-    tput_r, rtt_r = div(d["msg_per_s"], r["msg_per_s"]), div(d["p50_us"], r["p50_us"])
-    lines += ["", "| ratio (medians) | value | goal | met |", "|---|---|---|---|",
-              ratio("throughput corewire-dpdk / io_uring", tput_u, ">= 20", tput_u >= 20),
-              ratio("RTT p50 corewire-dpdk / io_uring", rtt_u, "<= 0.2", rtt_u <= 0.2),
-              ratio("throughput corewire-dpdk / reflector", tput_r, ">= 0.8", tput_r >= 0.8),
-              ratio("RTT p50 corewire-dpdk / reflector", rtt_r, "<= 3", rtt_r <= 3), ""]
-    bare_r = div(d["bare_msg_per_s"], r["bare_msg_per_s"])
-    bare_u = div(d["bare_msg_per_s"], u["msg_per_s"])
-    link_u = div(r["bare_msg_per_s"], u["msg_per_s"])
+    head = "| ratio | median of per-round ratios | bootstrap 95% | per round |"
+    lines += ["", head + " goal | met |", "|---|---|---|---|---|---|",
+              row("throughput corewire-dpdk / io_uring", "throughput_vs_io_uring", ">= 20",
+                  lambda x: x >= 20),
+              row("RTT p50 corewire-dpdk / io_uring", "rtt_p50_vs_io_uring", "<= 0.2",
+                  lambda x: x <= 0.2),
+              row("throughput corewire-dpdk / reflector", "throughput_vs_reflector", ">= 0.8",
+                  lambda x: x >= 0.8),
+              row("RTT p50 corewire-dpdk / reflector", "rtt_p50_vs_reflector", "<= 3",
+                  lambda x: x <= 3), ""]
     lines += [f"### The same servers measured by cw-dpdk-blaster ({args.blast_window} "
               f"outstanding){title}",
               "", "| server | throughput (k msg/s) |", "|---|---|"]
     for n in ("reflector", "corewire-dpdk"):
         lines.append(f"| {n} | {fmt([v / 1e3 for v in results[n]['bare_msg_per_s']], 1)} |")
-    lines += ["", "| ratio (medians) | value |", "|---|---|",
-              f"| throughput corewire-dpdk / reflector, bare client | **{bare_r:.3f}** |",
-              f"| throughput corewire-dpdk (bare client) / io_uring | **{bare_u:.2f}** |",
-              f"| throughput reflector (bare client) / io_uring: the link's bound on that ratio "
-              f"| **{link_u:.2f}** |", ""]
-    return "\n".join(lines), {"throughput_vs_io_uring": tput_u, "rtt_p50_vs_io_uring": rtt_u,
-                              "throughput_vs_reflector": tput_r, "rtt_p50_vs_reflector": rtt_r,
-                              "bare_throughput_vs_reflector": bare_r,
-                              "bare_throughput_vs_io_uring": bare_u,
-                              "link_bare_throughput_vs_io_uring": link_u}
+    lines += ["", head, "|---|---|---|---|",
+              row("throughput corewire-dpdk / reflector, bare client",
+                  "bare_throughput_vs_reflector"),
+              row("throughput corewire-dpdk (bare client) / io_uring",
+                  "bare_throughput_vs_io_uring"),
+              row("throughput reflector (bare client) / io_uring: the link's bound on that "
+                  "ratio", "link_bare_throughput_vs_io_uring"), ""]
+    probes = [p["median_ns"] for p in args.probes if p.get("median_ns", -1) > 0]
+    slow = sum(1 for p in args.probes if p.get("slow"))
+    lines += [f"VM-state probe before each round: {len(probes)} probes, median "
+              f"{num(cw_stats.median(probes))} ns, {slow} slow (each postponed its round). "
+              "Every run is in every figure.", ""]
+    return "\n".join(lines), ratios
+
+
+def num(x):
+    return "-" if x is None else f"{x:.3g}"
 
 
 def main():
@@ -328,9 +343,10 @@ def main():
     ap.add_argument("--client-core", type=int, default=0)
     ap.add_argument("--eal", default="--no-huge -m 512 --no-pci",
                     help="EAL arguments for every DPDK process (memory, devices)")
-    ap.add_argument("--link", choices=("copy", "zero-copy"), default="copy",
+    ap.add_argument("--link", choices=("copy", "zero-copy", "both"), default="copy",
                     help="memif mode: copy (servers are memif servers) or zero-copy (servers "
-                    "are zero-copy memif clients; needs hugepages)")
+                    "are zero-copy memif clients; needs hugepages); both: one table each, "
+                    "copy first")
     ap.add_argument("--json", help="write raw results and ratios here")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -342,25 +358,23 @@ def main():
     for p in (args.corewire, args.bench, args.reflector, args.blaster):
         if not os.access(p, os.X_OK):
             sys.exit(f"dpdk_table: {p} missing (a DPDK build in --build is needed)")
-    results = measure(args)
-    text, ratios = table(args, results)
-    fast = {n: {k: fast_state(k, v) for k, v in m.items()} for n, m in results.items()}
-    fast_text, fast_ratios = table(args, fast, ", fast state only")
+    links = ("copy", "zero-copy") if args.link == "both" else (args.link,)
     print(f"command: {' '.join(sys.argv)}\nmachine: {os.uname().nodename}, {os.cpu_count()} cores, "
           f"kernel {os.uname().release}\ndate: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
           f"server core {args.server_core}, generator core {args.client_core}, EAL {args.eal}, "
-          f"memif link {args.link}; "
+          f"memif link {', '.join(links)}; "
           f"throughput {args.flows} flows x {args.window} outstanding, ping-pong 1 x 1; "
-          f"{args.runs} interleaved runs, median (min..max)\n")
-    print(text)
-    print(f"Fast state only: per server and figure, the runs within {kSlowFactor} of that "
-          "figure's best run (the VM's slow state halves DPDK figures); the spread shows "
-          "how many runs each median kept.\n")
-    print(fast_text)
+          f"{args.runs} paired rounds, median (min..max) over every run\n")
+    out = {}
+    for link in links:
+        args.link = link
+        results = measure(args)
+        text, ratios = table(args, results)
+        print(text)
+        out[link] = {"results": results, "ratios": ratios, "probes": args.probes}
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"results": results, "ratios": ratios, "fast_state": fast,
-                       "fast_state_ratios": fast_ratios}, f, indent=1)
+            json.dump(out[links[0]] if len(links) == 1 else out, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 Three servers answer the sockperf dialect on 127.0.0.1, each pinned to --server-core:
   corewire  the io_uring backend (busy-poll for throughput and ping-pong, interrupt mode
             for the efficiency row),
-  ceiling   bench/ceiling: a minimal recvmmsg/sendmmsg busy-poll echo (the kernel's ceiling),
+  ceiling   cw-kernel-echo --busy-poll (bench/reference): recvmmsg + GSO trains, batched TCP,
   sockperf  the stock `sockperf server` (the peer).
 The same clients, pinned to --client-core, measure each of them; runs are interleaved
 (ceiling, sockperf, corewire, ceiling, ...) and repeated --runs times; the table shows the
@@ -155,7 +155,7 @@ def servers(args, tcp):
 
     def ceiling(port, mode):
         return Server("ceiling", [args.ceiling, f"--{proto}", f"127.0.0.1:{port}", "--core",
-                                  str(args.server_core), "--mode", "sockperf"], port, tcp)
+                                  str(args.server_core), "--mode", "sockperf", "--busy-poll"], port, tcp)
 
     def sockperf(port, mode):
         return Server("sockperf", ["taskset", "-c", str(args.server_core), "sockperf", "server",
@@ -263,7 +263,7 @@ def main():
     args.windows = [int(w) for w in args.coalesce_us.split(",") if w]
     args.corewire = os.path.join(args.build, "app/server/corewire")
     args.bench = os.path.join(args.build, "bench/corewire-bench")
-    args.ceiling = os.path.join(args.build, "bench/cw-ceiling-echo")
+    args.ceiling = os.path.join(args.build, "bench/reference/cw-kernel-echo")
     out, raw = [], {}
     for t in args.transports.split(","):
         tcp = t == "tcp"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""End-to-end smoke test: corewire-bench against cw-ceiling-echo on loopback.
+"""End-to-end smoke test: corewire-bench against cw-kernel-echo on loopback.
 
-Starts cw-ceiling-echo (sockperf mode, then native mode) on free 127.0.0.1 ports, runs
+Starts cw-kernel-echo (sockperf mode, then native mode) on free 127.0.0.1 ports, runs
 corewire-bench --count 2000 over UDP and TCP (closed and open loop, payload check on;
 backends auto and epoll), and asserts zero
 loss, zero errors and a well-formed JSON report. Bounded: each step has a timeout and the
@@ -33,7 +33,7 @@ def wait_listening(proc, want):
     deadline = time.monotonic() + 5
     while len(seen) < want:
         if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError("cw-ceiling-echo did not start")
+            raise RuntimeError("cw-kernel-echo did not start")
         line = proc.stdout.readline()
         if line:
             seen.add(line.split()[0])
@@ -64,8 +64,8 @@ def run_bench(bench, args, tmp):
     return rep
 
 
-class Ceiling:
-    """cw-ceiling-echo in `mode` on free loopback ports; killed on exit, failures included."""
+class Reference:
+    """cw-kernel-echo in `mode` on free loopback ports; killed on exit, failures included."""
 
     def __init__(self, binary, mode):
         self.udp, self.tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
@@ -91,9 +91,9 @@ class Ceiling:
 
 
 def main():
-    ceiling, bench = sys.argv[1], sys.argv[2]
+    echo, bench = sys.argv[1], sys.argv[2]
     with tempfile.TemporaryDirectory() as tmp:
-        with Ceiling(ceiling, "sockperf") as srv:
+        with Reference(echo, "sockperf") as srv:
             udp, tcp = f"127.0.0.1:{srv.udp}", f"127.0.0.1:{srv.tcp}"
             # auto is io_uring where the kernel allows it; epoll is always there.
             for backend in ("auto", "epoll"):
@@ -106,7 +106,7 @@ def main():
                                              "--window", "2"], tmp)
                 if rep["conns"]["open"] != 4 or rep["conns"]["failed"] != 0:
                     raise AssertionError(f"connections: {rep['conns']}")
-        with Ceiling(ceiling, "native") as srv:
+        with Reference(echo, "native") as srv:
             run_bench(bench, ["--proto", "native", "--udp", "--target", f"127.0.0.1:{srv.udp}",
                               "--window", "4"], tmp)
             run_bench(bench, ["--proto", "native", "--tcp", "--target", f"127.0.0.1:{srv.tcp}",

@@ -216,8 +216,8 @@ class ManagementOps(unittest.TestCase):
 
         # New connections are refused on every TCP port; UDP is still answered.
         wait_for(lambda: refused(self.nt_tcp) and refused(self.sp_tcp), 2, "connects refused")
-        wait_for(lambda: "\ncorewire_dataplane_state 2\n" in self.http("/metrics")[1], 2,
-                 "state draining")
+        draining = '\ncorewire_dataplane_state{state="draining"} 1\n'
+        wait_for(lambda: draining in self.http("/metrics")[1], 2, "state draining")
         self.assertTrue(self.sockperf_udp_echo(), "UDP is answered during the drain")
         before = self.metric("corewire_service_requests_total")
 

@@ -77,7 +77,7 @@ class Server:
             m = SERVING_RE.search(line)
             if m:
                 self.endpoints[(m.group(1), m.group(2))] = (m.group(3), int(m.group(4)))
-            if line.startswith("corewire: ready"):
+            if "corewire: ready" in line:
                 self._ready.set()
         self._ready.set()  # EOF: the process is gone
 

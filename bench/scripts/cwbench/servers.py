@@ -1,0 +1,105 @@
+"""The servers a table can measure, started on a free port pinned to the server core.
+
+A server spec is a dict: {"name": "...", "type": ..., options}. Types:
+  corewire     app/server/corewire; "backend" (io_uring | epoll), "runtime": extra
+               [runtime] keys (e.g. {"busy_poll": true}); unset keys keep the defaults.
+  kernel-echo  bench/reference cw-kernel-echo; "busy_poll", "gso" (default true), "gro".
+  uring-echo   bench/reference cw-uring-echo (UDP only); "busy_poll", "gso".
+  sockperf     the stock `sockperf server` (sockperf dialect only).
+  command      any program: "argv" with {port}, {core}, {transport} substituted.
+"""
+import os
+import subprocess
+import tempfile
+import time
+
+from procgroup import stop_group
+
+UDP_ONLY = {"uring-echo"}
+
+
+def supports(spec, transport, proto):
+    if spec["type"] in UDP_ONLY and transport != "udp":
+        return False
+    if spec["type"] == "sockperf" and proto != "sockperf":
+        return False
+    return transport in spec.get("transports", ("udp", "tcp"))
+
+
+def argv_for(spec, build, transport, proto, port, core):
+    """(argv, temp file to remove or None)."""
+    t = spec["type"]
+    ref = os.path.join(build, "bench/reference")
+    if t == "corewire":
+        rt = {"backend": spec.get("backend", "io_uring"), "cores": [core], **spec.get("runtime", {})}
+        lines = ["[runtime]"] + [f"{k} = {toml(v)}" for k, v in rt.items()]
+        svc = "sockperf-echo" if proto == "sockperf" else "echo"
+        lines += ["[[service]]", f'name = "{svc}"', f"{transport} = {port}"]
+        cfg = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+        cfg.write("\n".join(lines) + "\n")
+        cfg.close()
+        return [os.path.join(build, "app/server/corewire"), "-c", cfg.name], cfg.name
+    if t in ("kernel-echo", "uring-echo"):
+        argv = [os.path.join(ref, "cw-" + t), f"--{transport}", f"127.0.0.1:{port}",
+                "--core", str(core), "--mode", "raw" if proto == "raw" else proto]
+        argv += ["--busy-poll"] if spec.get("busy_poll") else []
+        argv += [] if spec.get("gso", True) else ["--no-gso"]
+        argv += ["--gro"] if spec.get("gro") else []
+        return argv, None
+    if t == "sockperf":
+        return (["taskset", "-c", str(core), "sockperf", "server", "-i", "127.0.0.1", "-p",
+                 str(port)] + (["--tcp"] if transport == "tcp" else []), None)
+    if t == "command":
+        return [a.format(port=port, core=core, transport=transport) for a in spec["argv"]], None
+    raise ValueError(f"unknown server type {t!r}")
+
+
+def toml(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, list):
+        return "[" + ", ".join(toml(x) for x in v) + "]"
+    return str(v)
+
+
+def port_bound(port, transport):
+    """Whether something listens on 127.0.0.1/0.0.0.0:port (TCP: LISTEN state)."""
+    path = "/proc/net/udp" if transport == "udp" else "/proc/net/tcp"
+    want = f":{port:04X}"
+    with open(path) as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[1].endswith(want) and (transport == "udp" or fields[3] == "0A"):
+                return True
+    return False
+
+
+class Server:
+    def __init__(self, spec, build, transport, proto, port, core):
+        self.spec, self.transport, self.port = spec, transport, port
+        self.argv, self._tmp = argv_for(spec, build, transport, proto, port, core)
+        self.proc, self.stdout = None, ""
+
+    def __enter__(self):
+        self._out = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(self.argv, stdout=self._out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.time() + 15
+        while not port_bound(self.port, self.transport):
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"server did not start: {' '.join(self.argv)}\n{self.stdout}")
+            time.sleep(0.05)
+        time.sleep(0.2)  # the port is bound before the loop runs
+        return self
+
+    def __exit__(self, *exc):
+        stop_group(self.proc, timeout=5)
+        self._out.seek(0)
+        self.stdout = self._out.read()[-4000:]
+        self._out.close()
+        if self._tmp:
+            os.unlink(self._tmp)

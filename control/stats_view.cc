@@ -1,0 +1,147 @@
+#include "control/stats_view.hh"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string_view>
+#include <vector>
+
+namespace cw::ctl {
+
+namespace {
+
+size_t field(std::string_view name) {
+  for (size_t i = 0; i < std::size(kWorkerFields); ++i)
+    if (name == kWorkerFields[i].name) return i;
+  return 0;
+}
+
+// A counter minus its baseline (one below its baseline counts from zero).
+uint64_t delta(uint64_t now, uint64_t base) {
+  return now >= base ? now - base : now;
+}
+
+}  // namespace
+
+double quantile_ns(const LatencyBuckets& b, double q) {
+  using H = rt::LatencyHist;
+  uint64_t total = 0;
+  for (auto c : b) total += c;
+  if (total == 0) return 0;
+  const double rank = q * double(total);
+  uint64_t below = 0;
+  for (uint32_t k = 0; k < H::kBuckets; ++k) {
+    if (b[k] == 0 || double(below + b[k]) < rank) {
+      below += b[k];
+      continue;
+    }
+    if (k == H::kBounded) return double(H::kUpperNs[H::kBounded - 1]);
+    const double lo = k == 0 ? 0.0 : double(H::kUpperNs[k - 1]), hi = double(H::kUpperNs[k]);
+    return lo + (hi - lo) * (rank - double(below)) / double(b[k]);
+  }
+  return double(H::kUpperNs[H::kBounded - 1]);
+}
+
+LatencySummary service_latency(const Snapshot& s, size_t svc) {
+  LatencyBuckets b{};
+  uint64_t sum = 0;
+  for (const auto& w : s.workers) {
+    if (svc >= w.services.size()) continue;
+    for (uint32_t k = 0; k < b.size(); ++k) b[k] += w.services[svc].buckets[k];
+    sum += w.services[svc].sum_ns;
+  }
+  LatencySummary l;
+  for (auto c : b) l.count += c;
+  if (l.count == 0) return l;
+  l.mean_ns = double(sum) / double(l.count);
+  l.p50_ns = quantile_ns(b, 0.5);
+  l.p90_ns = quantile_ns(b, 0.9);
+  l.p99_ns = quantile_ns(b, 0.99);
+  l.p999_ns = quantile_ns(b, 0.999);
+  return l;
+}
+
+double mean_burst(const Snapshot& s) {
+  const uint64_t b = s.worker_total(field("bursts"));
+  return b ? double(s.worker_total(field("items"))) / double(b) : 0.0;
+}
+
+Json latency_json(const LatencySummary& l) {
+  return Json{{"count", l.count},         {"mean_us", l.mean_ns / 1e3},
+              {"p50_us", l.p50_ns / 1e3}, {"p90_us", l.p90_ns / 1e3},
+              {"p99_us", l.p99_ns / 1e3}, {"p99_9_us", l.p999_ns / 1e3}};
+}
+
+std::string baseline_path(const std::string& stats) {
+  return stats + ".baseline";
+}
+
+Result<void> save_baseline(const std::string& stats) {
+  const int in = ::open(stats.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return make_error("stats segment " + stats + ": " + std::strerror(errno));
+  std::vector<char> bytes;
+  char buf[65536];
+  for (ssize_t n; (n = ::read(in, buf, sizeof buf)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(in);
+      return make_error("stats segment " + stats + ": " + std::strerror(e));
+    }
+    bytes.insert(bytes.end(), buf, buf + n);
+  }
+  ::close(in);
+  const std::string out = baseline_path(stats), tmp = out + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return make_error(tmp + ": " + std::strerror(errno));
+  const bool ok = ::write(fd, bytes.data(), bytes.size()) == ssize_t(bytes.size());
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), out.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return make_error(out + ": cannot write");
+  }
+  return {};
+}
+
+std::optional<Snapshot> load_baseline(const std::string& stats, uint64_t epoch) {
+  auto r = SegmentReader::open(baseline_path(stats));
+  if (!r || r->epoch() != epoch) return std::nullopt;
+  auto s = r->snapshot();
+  if (!s) return std::nullopt;
+  return std::move(s.value());
+}
+
+void subtract(Snapshot& s, const Snapshot& base) {
+  for (size_t w = 0; w < s.workers.size() && w < base.workers.size(); ++w) {
+    WorkerSnapshot& a = s.workers[w];
+    const WorkerSnapshot& b = base.workers[w];
+    for (size_t i = 0; i < a.worker.size(); ++i) a.worker[i] = delta(a.worker[i], b.worker[i]);
+    for (size_t i = 0; i < a.io.size(); ++i)
+      if (!kIoFields[i].gauge) a.io[i] = delta(a.io[i], b.io[i]);
+    for (size_t p = 0; p < a.ports.size(); ++p) {
+      PortSnapshot& x = a.ports[p];
+      const PortSnapshot& y = b.ports[p];
+      x.rx_packets = delta(x.rx_packets, y.rx_packets);
+      x.rx_bytes = delta(x.rx_bytes, y.rx_bytes);
+      x.tx_packets = delta(x.tx_packets, y.tx_packets);
+      x.tx_bytes = delta(x.tx_bytes, y.tx_bytes);
+      for (size_t d = 0; d < x.drops.size(); ++d) x.drops[d] = delta(x.drops[d], y.drops[d]);
+    }
+    for (size_t k = 0; k < a.services.size() && k < b.services.size(); ++k) {
+      ServiceSnapshot& x = a.services[k];
+      const ServiceSnapshot& y = b.services[k];
+      for (size_t i = 0; i < x.c.size(); ++i) x.c[i] = delta(x.c[i], y.c[i]);
+      for (size_t i = 0; i < x.buckets.size(); ++i)
+        x.buckets[i] = delta(x.buckets[i], y.buckets[i]);
+      x.sum_ns = delta(x.sum_ns, y.sum_ns);
+    }
+  }
+  for (auto& [n, v] : s.backend_counters)
+    for (auto& [bn, bv] : base.backend_counters)
+      if (n == bn) v = delta(v, bv);
+}
+
+}  // namespace cw::ctl
