@@ -121,15 +121,10 @@ void subtract(Snapshot& s, const Snapshot& base) {
     for (size_t i = 0; i < a.worker.size(); ++i) a.worker[i] = delta(a.worker[i], b.worker[i]);
     for (size_t i = 0; i < a.io.size(); ++i)
       if (!kIoFields[i].gauge) a.io[i] = delta(a.io[i], b.io[i]);
-    for (size_t p = 0; p < a.ports.size(); ++p) {
-      PortSnapshot& x = a.ports[p];
-      const PortSnapshot& y = b.ports[p];
-      x.rx_packets = delta(x.rx_packets, y.rx_packets);
-      x.rx_bytes = delta(x.rx_bytes, y.rx_bytes);
-      x.tx_packets = delta(x.tx_packets, y.tx_packets);
-      x.tx_bytes = delta(x.tx_bytes, y.tx_bytes);
-      for (size_t d = 0; d < x.drops.size(); ++d) x.drops[d] = delta(x.drops[d], y.drops[d]);
-    }
+    // Declared counters; gauges are levels, not totals.
+    for (size_t i = 0; i < a.counters.size() && i < b.counters.size(); ++i)
+      if (i < s.counters.size() && s.counters[i].kind != rt::CounterKind::gauge)
+        a.counters[i] = delta(a.counters[i], b.counters[i]);
     for (size_t k = 0; k < a.services.size() && k < b.services.size(); ++k) {
       ServiceSnapshot& x = a.services[k];
       const ServiceSnapshot& y = b.services[k];
