@@ -254,7 +254,7 @@ class Parser {
   }
 
   void runtime(const toml::table& t) {
-    int cores_line = 0, workers_line = 0;
+    int cores_line = 0, workers_line = 0, low_water_line = 0;
     for (auto&& [k, v] : t) {
       const int line = int(k.source().begin.line);
       const std::string key = "runtime." + std::string(k.str());
@@ -307,6 +307,19 @@ class Parser {
       } else if (k == "conn_out_limit") {
         if (auto x = size(line, key, v, kMinConnOutLimit, kMaxConnOutLimit))
           cfg_.io.conn_out_limit = uint32_t(*x);
+      } else if (k == "worker_out_limit") {
+        if (auto x = size(line, key, v, kMinConnOutLimit, kMaxWorkerOutLimit))
+          cfg_.io.worker_out_limit = *x;
+      } else if (k == "conn_low_water") {
+        if (auto x = size(line, key, v, 0, kMaxConnOutLimit)) {
+          cfg_.io.conn_low_water = uint32_t(*x);
+          low_water_line = line;
+        }
+      } else if (k == "stream_buffer_limit") {
+        if (auto x = size(line, key, v, kMinStreamBufferLimit, kMaxWorkerOutLimit))
+          cfg_.loop.tail_bytes = *x;
+      } else if (k == "max_timers") {
+        if (auto x = integer(line, key, v, 1, kMaxTimers)) cfg_.loop.max_timers = uint32_t(*x);
       } else if (k == "idle_timeout") {
         if (auto x = duration(line, key, v, kMaxIdleTimeoutMs))
           cfg_.io.idle_timeout_ms = uint32_t(*x);
@@ -328,10 +341,19 @@ class Parser {
       } else {
         fail(line, key,
              "unknown key (known: backend, cores, workers, busy_poll, listen, max_conns, "
-             "conn_out_limit, idle_timeout, rx_buffers, rx_buffer_size, tx_buffers, burst, "
+             "conn_out_limit, worker_out_limit, conn_low_water, stream_buffer_limit, "
+             "max_timers, idle_timeout, rx_buffers, rx_buffer_size, tx_buffers, burst, "
              "coalesce_us, udp_gso)");
       }
     }
+    // The default low-water mark follows a small conn_out_limit; a configured one must be
+    // below it, or a writable event could never be owed.
+    if (!low_water_line && cfg_.io.conn_low_water >= cfg_.io.conn_out_limit)
+      cfg_.io.conn_low_water = cfg_.io.conn_out_limit / 2;
+    if (low_water_line && cfg_.io.conn_low_water >= cfg_.io.conn_out_limit)
+      fail(low_water_line, "runtime.conn_low_water",
+           std::to_string(cfg_.io.conn_low_water) + " is not below conn_out_limit (" +
+               std::to_string(cfg_.io.conn_out_limit) + ")");
     if (cores_line && workers_line)
       fail(std::max(cores_line, workers_line),
            cores_line > workers_line ? "runtime.cores" : "runtime.workers",

@@ -25,6 +25,9 @@ inline constexpr int kMaxCore = 1023;                                 // CPU_SET
 inline constexpr uint32_t kMaxConnsPerWorker = 1u << 24;              // ConnId has a 24-bit slot
 inline constexpr uint64_t kMinConnOutLimit = 4096;                    // bytes
 inline constexpr uint64_t kMaxConnOutLimit = 1ull << 30;              // bytes
+inline constexpr uint64_t kMaxWorkerOutLimit = 64ull << 30;           // bytes
+inline constexpr uint64_t kMinStreamBufferLimit = 64 * 1024;          // bytes
+inline constexpr uint32_t kMaxTimers = 1u << 24;                      // per worker
 inline constexpr uint64_t kMaxIdleTimeoutMs = 86'400'000;             // one day
 inline constexpr uint32_t kMinRxBuffers = 64, kMaxRxBuffers = 32768;  // power of two
 inline constexpr uint32_t kMinRxBufferSize = 512, kMaxRxBufferSize = 65536;  // bytes

@@ -97,6 +97,10 @@ busy_poll = true
 listen = "0.0.0.0"
 max_conns = 100
 conn_out_limit = 65536
+worker_out_limit = "8MiB"
+conn_low_water = "16KiB"
+stream_buffer_limit = "32MiB"
+max_timers = 1000
 idle_timeout = "2m"
 rx_buffers = 1024
 rx_buffer_size = "4KiB"
@@ -122,6 +126,10 @@ tcp = 0
   EXPECT_EQ(r->listen_be, 0u);
   EXPECT_EQ(r->io.max_conns, 100u);
   EXPECT_EQ(r->io.conn_out_limit, 65536u);
+  EXPECT_EQ(r->io.worker_out_limit, 8u << 20);
+  EXPECT_EQ(r->io.conn_low_water, 16u << 10);
+  EXPECT_EQ(r->loop.tail_bytes, 32u << 20);
+  EXPECT_EQ(r->loop.max_timers, 1000u);
   EXPECT_EQ(r->io.idle_timeout_ms, 120'000u);
   EXPECT_EQ(r->io.rx_buffers, 1024u);
   EXPECT_EQ(r->io.rx_buffer_size, 4096u);
@@ -135,7 +143,7 @@ tcp = 0
   EXPECT_EQ(dp::to_string(r->endpoint(*r->services[0].udp)), "127.0.0.2:7000");
   EXPECT_FALSE(r->services[1].udp);
   EXPECT_EQ(dp::to_string(r->endpoint(*r->services[1].tcp)), "0.0.0.0:0");
-  EXPECT_EQ(r->services[1].tcp->line, 23);
+  EXPECT_EQ(r->services[1].tcp->line, 27);
   EXPECT_TRUE(finalize(r.value()));
 }
 
@@ -203,6 +211,13 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.toml:2: runtime.conn_out_limit: ", "out of range"},
         BadCase{"[runtime]\nconn_out_limit = -5\n",
                 "t.toml:2: runtime.conn_out_limit: ", "out of range"},
+        BadCase{"[runtime]\nconn_low_water = \"4MiB\"\n",
+                "t.toml:2: runtime.conn_low_water: ", "not below conn_out_limit"},
+        BadCase{"[runtime]\nworker_out_limit = 100\n",
+                "t.toml:2: runtime.worker_out_limit: ", "out of range"},
+        BadCase{"[runtime]\nstream_buffer_limit = \"1KiB\"\n",
+                "t.toml:2: runtime.stream_buffer_limit: ", "out of range"},
+        BadCase{"[runtime]\nmax_timers = 0\n", "t.toml:2: runtime.max_timers: ", "out of range"},
         BadCase{"[runtime]\nidle_timeout = \"300\"\n",
                 "t.toml:2: runtime.idle_timeout: ", "not a duration"},
         BadCase{"[runtime]\nidle_timeout = \"3 fortnights\"\n",
@@ -509,4 +524,13 @@ TEST(Config, LoadFromFileAndMissingFile) {
 }
 
 }  // namespace
+TEST(Config, LowWaterFollowsSmallOutLimit) {
+  auto r = parse_config("[runtime]\nconn_out_limit = \"32KiB\"\n", "t.toml");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->io.conn_low_water, 16u << 10);
+  auto d = parse_config("", "t.toml");
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->io.conn_low_water, 64u << 10);
+}
+
 }  // namespace cw::server
