@@ -10,12 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "app/runtime/mailbox.hh"
-#include "bench/corewire_bench/client.hh"
 #include "bench/corewire_bench/key_dist.hh"
 #include "bench/corewire_bench/kv_codec.hh"
 #include "bench/corewire_bench/kv_udp.hh"
-#include "dataplane/fake/fake_io.hh"
+#include "tests/bench/client_fixture.hh"
 
 namespace cw::bench {
 namespace {
@@ -236,64 +234,32 @@ TEST(KvUdp, MessagesInAnyOrderThenAppended) {
 
 // ---- the client over the fake backend ----------------------------------------------------
 
-class KvClientTest : public ::testing::Test {
+class KvClientTest : public ClientFixture {
  protected:
-  void make(dp::Transport t, KvProto p, double get_ratio, uint32_t multiget, uint32_t count) {
-    cfg.dialect = Dialect::memcached;
-    cfg.transport = t;
-    cfg.target = target;
-    cfg.mode = LoopMode::closed;
-    cfg.window = 4;
-    cfg.count = count;
-    cfg.timeout_ns = 1'000'000'000;
-    cfg.scan_ns = 0;
-    cfg.sockets = {dp::SocketId(0)};
-    cfg.kv.proto = p;
-    cfg.kv.get_ratio = get_ratio;
-    cfg.kv.multiget = multiget;
-    cfg.kv.key_size = 8;
-    cfg.kv.value_min = cfg.kv.value_max = 2000;
-    cfg.kv.keys = std::make_shared<const kv::KeyDist>(100, 0.99);
-    res = std::make_unique<ClientResults>();
-    client = std::make_unique<Client>(cfg, res.get());
+  void make_kv(dp::Transport t, KvProto p, double get_ratio, uint32_t multiget, uint32_t count) {
+    ClientConfig c;
+    c.dialect = Dialect::memcached;
+    c.transport = t;
+    c.mode = LoopMode::closed;
+    c.window = 4;
+    c.count = count;
+    c.timeout_ns = 1'000'000'000;
+    c.kv.proto = p;
+    c.kv.get_ratio = get_ratio;
+    c.kv.multiget = multiget;
+    c.kv.key_size = 8;
+    c.kv.value_min = c.kv.value_max = 2000;
+    c.kv.keys = std::make_shared<const kv::KeyDist>(100, 0.99);
+    make(c);
   }
-  rt::Ctx<dp::FakeWorker> ctx(uint64_t now) {
-    return rt::Ctx<dp::FakeWorker>{io, stats, &svc, mail, 0, 1, 0, now};
-  }
-  std::vector<dp::FakeWorker::SentDatagram> tick(uint64_t now) {
-    auto c = ctx(now);
-    client->on_tick(c);
-    io.flush();
-    return io.take_sent();
-  }
-  void reply(uint64_t now, const std::vector<uint8_t>& d) {
-    auto c = ctx(now);
-    dp::RxItem it{dp::RxKind::datagram,
-                  dp::CloseReason::none,
-                  0,
-                  dp::kNoConn,
-                  target,
-                  uint32_t(d.size()),
-                  d.data()};
-    client->on_datagram(c, it);
-  }
+  void reply(uint64_t now, const std::vector<uint8_t>& d) { reply_dgram(now, 0, d); }
   static std::string text_of(const std::vector<uint8_t>& d, size_t from = 0) {
     return {reinterpret_cast<const char*>(d.data()) + from, d.size() - from};
   }
-
-  dp::Endpoint target{htonl(0x7f000001), htons(11211)};
-  dp::IoConfig iocfg;
-  dp::FakeWorker io{0, iocfg, 4};
-  rt::WorkerStats stats;
-  rt::ServiceStats svc;
-  rt::Mailboxes mail{1, 8};
-  ClientConfig cfg;
-  std::unique_ptr<ClientResults> res;
-  std::unique_ptr<Client> client;
 };
 
 TEST_F(KvClientTest, UdpGetsWithMultiDatagramRepliesHitsAndMisses) {
-  make(dp::Transport::udp, KvProto::text, 1.0, 2, 4);
+  make_kv(dp::Transport::udp, KvProto::text, 1.0, 2, 4);
   auto out = tick(0);
   ASSERT_EQ(out.size(), 4u) << "window 4";
   EXPECT_EQ(res->kv_gets.get(), 4u);
@@ -335,7 +301,7 @@ TEST_F(KvClientTest, UdpGetsWithMultiDatagramRepliesHitsAndMisses) {
 }
 
 TEST_F(KvClientTest, UdpSetsAndLoss) {
-  make(dp::Transport::udp, KvProto::meta, 0.0, 1, 2);
+  make_kv(dp::Transport::udp, KvProto::meta, 0.0, 1, 2);
   auto out = tick(0);
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(res->kv_sets.get(), 2u);
@@ -350,7 +316,7 @@ TEST_F(KvClientTest, UdpSetsAndLoss) {
 }
 
 TEST_F(KvClientTest, TcpRepliesInOrderAcrossSegments) {
-  make(dp::Transport::tcp, KvProto::meta, 0.5, 1, 8);
+  make_kv(dp::Transport::tcp, KvProto::meta, 0.5, 1, 8);
   tick(0);
   auto conns = io.take_connects();
   ASSERT_EQ(conns.size(), 1u);
