@@ -153,16 +153,13 @@ class Client {
 
   // memcached over UDP: at most this many outstanding requests per flow.
   static constexpr uint32_t kMaxKvUdpOutstanding = 1u << 15;
+  // memcached over UDP: a reply may hold at least this many bytes (per reassembly slot).
+  static constexpr uint32_t kUdpMinReply = 64 * 1024;
 
   uint32_t header_size() const {
     if (cfg_.dialect == Dialect::memcached) return 0;
     return cfg_.dialect == Dialect::native ? proto::native::kHeaderSize
                                            : proto::sockperf::kHeaderSize;
-  }
-  // The longest reply element a TCP stream must hold at once (runtime flow control).
-  uint32_t max_frame() const {
-    if (cfg_.dialect != Dialect::memcached) return rt::kDefaultMaxFrame;
-    return std::max(rt::kDefaultMaxFrame, cfg_.kv.value_max + kv::kMaxReplyLine + 2);
   }
   Phase phase() const { return Phase(res_->phase.load(std::memory_order_relaxed)); }
 
@@ -270,8 +267,10 @@ class Client {
     uint64_t next_seq = 0;
     uint64_t oldest = 0;  // oldest seq still holding an entry
     uint32_t outstanding = 0;
-    uint64_t rx_seq = 0;  // memcached tcp: the request the next reply element answers
-    kv::ReplyState rx;    // ... and what its reply held so far
+    uint64_t rx_seq = 0;      // memcached tcp: the request the next reply element answers
+    kv::ReplyState rx;        // ... and what its reply held so far
+    uint32_t skip = 0;        // ... bytes of a long value still to pass unbuffered
+    bool value_tail = false;  // ... then its CRLF
   };
 
   struct ConnFlow {
@@ -501,8 +500,10 @@ class Client {
     op_seed_ = kv::mix64(cfg_.seed ^ 0x6b76u);
     get_threshold_ = uint64_t(std::clamp(k.get_ratio, 0.0, 1.0) * 9007199254740992.0);
     if (cfg_.transport != dp::Transport::udp) return;
-    // A get's reply: per key a value line (< 320 B), the value and CRLF; then END or MN.
-    const uint32_t reply = k.multiget * (k.value_max + 320) + 64;
+    // A get's reply: per key a value line (< 320 B), the value and CRLF; then END or MN. At
+    // least kUdpMinReply, for values stored by runs with larger ones.
+    const uint32_t reply = std::max(k.multiget * (k.value_max + 320) + 64, kUdpMinReply);
+    udp_max_value_ = reply;
     reasm_.reserve(cfg_.flows);
     for (uint32_t f = 0; f < cfg_.flows; ++f)
       reasm_.emplace_back(k.udp_slots, reply + uint32_t(cw::kv::proto::kUdpMaxPayload));
@@ -560,25 +561,49 @@ class Client {
     match(now, f, seq, false);
   }
 
-  // TCP: replies come in request order; each element moves the reply of rx_seq on. A reply
-  // that cannot be parsed (or answers nothing) closes the connection: the stream is lost.
+  // TCP: replies come in request order; each element moves the reply of rx_seq on. A value
+  // that fits the runtime's frame limit is parsed whole; a longer one (stored by another
+  // run) is passed through as it arrives. A reply that cannot be parsed (or answers
+  // nothing) closes the connection: the stream is lost.
   rt::StreamVerdict kv_stream(uint64_t now, uint32_t f, std::span<const uint8_t> b) {
     Flow& fl = flows_[f];
     const KvConfig& k = cfg_.kv;
     uint32_t used = 0;
     while (used < b.size()) {
-      const kv::Element e = kv::parse_element(b.subspan(used), k.value_max);
-      if (e.kind == kv::Elem::need_more) return {used, false, false, e.need};
+      const std::span<const uint8_t> rest = b.subspan(used);
+      kv::Elem kind = kv::Elem::bad;
+      if (fl.skip) {
+        const uint32_t n = uint32_t(std::min<size_t>(fl.skip, rest.size()));
+        used += n;
+        fl.skip -= n;
+        continue;
+      }
+      if (fl.value_tail) {
+        if (rest.size() < 2) return {used, false, false, 2};
+        fl.value_tail = false;
+        if (rest[0] == '\r' && rest[1] == '\n') kind = kv::Elem::value;
+        used += 2;
+      } else {
+        const kv::Element e = kv::parse_element(rest, cw::kv::proto::kMaxDataLen);
+        if (e.kind == kv::Elem::need_more && e.need > rt::kDefaultMaxFrame) {
+          used += e.line;
+          fl.skip = e.need - e.line - 2;
+          fl.value_tail = true;
+          continue;
+        }
+        if (e.kind == kv::Elem::need_more) return {used, false, false, e.need};
+        kind = e.kind;
+        used += e.consumed;
+      }
       const kv::Step step =
-          e.kind == kv::Elem::bad || fl.rx_seq == fl.next_seq
+          kind == kv::Elem::bad || fl.rx_seq == fl.next_seq
               ? kv::Step::bad
-              : kv::follow(k.proto, kv_is_get(f, fl.rx_seq), k.multiget, fl.rx, e.kind);
+              : kv::follow(k.proto, kv_is_get(f, fl.rx_seq), k.multiget, fl.rx, kind);
       if (step == kv::Step::bad) {
         res_->kv_bad_replies.add();
         res_->errors.add();
         return {used, true};
       }
-      used += e.consumed;
       if (step == kv::Step::done) {
         kv_complete(now, f, fl.rx_seq++, fl.rx);
         fl.rx = {};
@@ -613,8 +638,7 @@ class Client {
     uint32_t used = 0;
     kv::Step step = kv::Step::more;
     while (added == kv::UdpReassembly::Add::message && step == kv::Step::more) {
-      const kv::Element e =
-          kv::parse_element({s.buf.data() + used, s.have - used}, cfg_.kv.value_max);
+      const kv::Element e = kv::parse_element({s.buf.data() + used, s.have - used}, udp_max_value_);
       if (e.kind == kv::Elem::need_more) break;
       step = e.kind == kv::Elem::bad
                  ? kv::Step::bad
@@ -714,6 +738,7 @@ class Client {
   std::vector<uint64_t> keybuf_;
   std::vector<kv::UdpReassembly> reasm_;
   uint64_t op_seed_ = 0, get_threshold_ = 0, preload_next_ = 0;
+  uint32_t udp_max_value_ = 0;  // longest value a UDP reply may carry (its slot's size)
 };
 
 }  // namespace cw::bench

@@ -155,14 +155,15 @@ Element parse_element(std::span<const uint8_t> in, uint32_t max_value) {
     return {s.size() >= kMaxReplyLine ? Elem::bad : Elem::need_more, 0, 0};
   if (nl + 1 > kMaxReplyLine || nl == 0 || s[nl - 1] != '\r') return {Elem::bad, 0, 0};
   const std::string_view line = s.substr(0, nl - 1);
+  if (line.ends_with(' ')) return {Elem::bad, 0, 0};  // memcached ends no line with a space
   const uint32_t line_len = uint32_t(nl + 1);
   if (line.starts_with("VA") || line.starts_with("VALUE")) {
     uint64_t len = 0;
     if (!value_len(line, len) || len > max_value) return {Elem::bad, 0, 0};
     const uint32_t total = line_len + uint32_t(len) + 2;
-    if (in.size() < total) return {Elem::need_more, 0, total};
+    if (in.size() < total) return {Elem::need_more, 0, total, line_len};
     if (s[total - 2] != '\r' || s[total - 1] != '\n') return {Elem::bad, 0, 0};
-    return {Elem::value, total, 0};
+    return {Elem::value, total, 0, line_len};
   }
   const Elem e = classify(line);
   return {e, e == Elem::bad ? 0 : line_len, 0};

@@ -55,8 +55,9 @@ struct Element {
   Elem kind = Elem::need_more;
   uint32_t consumed = 0;  // bytes of the element (all but need_more and bad)
   uint32_t need = 0;      // need_more: total length when known (after a value line)
+  uint32_t line = 0;      // value (and need_more with need): length of the value line
 };
-// Values longer than max_value are `bad` (the generator sizes its buffers from it).
+// Values longer than max_value (at most 2^31) are `bad`.
 Element parse_element(std::span<const uint8_t> in, uint32_t max_value);
 
 // Following one request's reply element by element. A get of nkeys keys ends at END (text),

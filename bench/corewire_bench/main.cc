@@ -143,7 +143,7 @@ int run(int argc, char** argv) {
                          : o.proto == "native" ? proto::native::kHeaderSize
                                                : proto::sockperf::kHeaderSize;
   if (o.msg_size < min_msg) return fail("-m: at least " + std::to_string(int(min_msg)) + " bytes");
-  if (o.msg_size > proto::sockperf::kMaxMessage) return fail("-m: at most 65507 bytes");
+  if (!kv && o.msg_size > proto::sockperf::kMaxMessage) return fail("-m: at most 65507 bytes");
 
   // --kv-preload: every key set once, before the measured run(s).
   std::optional<RunResult> preload;

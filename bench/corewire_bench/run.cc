@@ -20,6 +20,7 @@ using Services = std::variant<Client>;
 constexpr double kProgressEvery_s = 1.0;
 constexpr double kProgressFrom_s = 2.0;  // short runs print no progress at all
 constexpr uint32_t kConnSlack = 64;      // extra connection slots per worker
+constexpr uint32_t kPreloadWindow = 32;  // --kv-preload: at least this many sets in flight
 
 uint64_t share(uint64_t total, unsigned w, unsigned n) {
   return total / n + (w < total % n);
@@ -78,6 +79,7 @@ Result<RunResult> run_preload(const Options& o) {
   p.tcp = true;
   p.udp = false;
   p.mode = "closed";
+  p.window = std::max(o.window, kPreloadWindow);
   p.count = o.kv_keys;
   p.duration_s = p.warmup_s = 0;
   p.conns = 0;
@@ -151,6 +153,13 @@ Result<RunResult> run(const Options& o, double rate, bool progress, bool preload
   rc.io.busy_poll = o.busy_poll;
   rc.io.max_conns = std::max<uint32_t>(1024, flows_max + kConnSlack);
   rc.io.idle_timeout_ms = 0;  // the client closes nothing by itself
+  if (kv) {
+    // A full window of the largest sets may be queued on a connection at once.
+    const uint64_t window_bytes = uint64_t(std::max(o.window, 1u)) *
+                                  (kv::set_size(base.kv.proto, o.kv_key_size, o.kv_value_max) + 64);
+    rc.io.conn_out_limit = uint32_t(
+        std::clamp<uint64_t>(window_bytes, rc.io.conn_out_limit, rc.io.worker_out_limit / 2));
+  }
   if (auto d = dpdk_config(o, rc); !d) return d.error();
 
   // One service; its client sockets are declared (UDP: one per flow, TCP: the group its

@@ -45,8 +45,8 @@ struct Options {
 // line per second goes to stderr once the run has lasted 2 s.
 Result<RunResult> run_one(const Options& o, double rate, bool progress);
 
-// --kv-preload: sets keys 0..kv_keys-1 once, closed loop over TCP (--flows x --window per
-// worker), whatever --udp, --mode and --count say.
+// --kv-preload: sets keys 0..kv_keys-1 once, closed loop over TCP (--flows x at least 32
+// in flight per worker), whatever --udp, --mode and --count say.
 Result<RunResult> run_preload(const Options& o);
 
 // --kv-value-size: "N" or "MIN:MAX" bytes into o.kv_value_min/max.

@@ -132,15 +132,15 @@ TEST(KvReply, Elements) {
   EXPECT_EQ(parse("NS\r\n").kind, Elem::not_stored);
   EXPECT_EQ(parse("ERROR\r\n").kind, Elem::error);
   EXPECT_EQ(parse("CLIENT_ERROR bad data chunk\r\n").kind, Elem::error);
-  EXPECT_EQ(parse("SERVER_ERROR out of memory storing object\r\n").consumed, 42u);
+  EXPECT_EQ(parse("SERVER_ERROR out of memory storing object\r\n").consumed, 43u);
 }
 
 TEST(KvReply, BadReplies) {
   for (std::string_view s :
        {"VALUE k1 0 3\r\nabcd\r\n", "VALUE k1 0 x\r\n", "VALUE k1 0\r\n", "VALUE  0 3\r\n",
         "VALUE k1 4294967296 1\r\nx\r\n", "VALUE k1 0 1 2 3\r\nx\r\n", "VA\r\n", "VA 1 \r\n",
-        "VA 101\r\n", "END\n", "\r\n", "HTTP/1.1 200 OK\r\n", "HDX\r\n", "HD \r\n", "STORED \r\n",
-        "VALUE k1 0 99999999999999999999999\r\n"})
+        "VALUE k 0 1 \r\nx\r\n", "VA 101\r\n", "END\n", "\r\n", "HTTP/1.1 200 OK\r\n", "HDX\r\n",
+        "HD \r\n", "STORED \r\n", "VALUE k1 0 99999999999999999999999\r\n"})
     EXPECT_EQ(parse(s).kind, Elem::bad) << s;
   EXPECT_EQ(parse(std::string(kv::kMaxReplyLine, 'x')).kind, Elem::bad) << "no newline";
   EXPECT_EQ(parse(std::string(kv::kMaxReplyLine - 1, 'x')).kind, Elem::need_more);
@@ -253,6 +253,18 @@ class KvClientTest : public ClientFixture {
     make(c);
   }
   void reply(uint64_t now, const std::vector<uint8_t>& d) { reply_dgram(now, 0, d); }
+  // TCP: the first tick connects the one flow; the connection opens.
+  dp::ConnId connect() {
+    tick(0);
+    auto conns = io.take_connects();
+    EXPECT_EQ(conns.size(), 1u);
+    io.complete_connect(conns[0].first);
+    dp::RxItem items[2];
+    EXPECT_EQ(io.poll(items, 2, 0), 1u);
+    auto c = ctx(0);
+    client->on_open(c, items[0]);
+    return conns[0].first;
+  }
   static std::string text_of(const std::vector<uint8_t>& d, size_t from = 0) {
     return {reinterpret_cast<const char*>(d.data()) + from, d.size() - from};
   }
@@ -317,16 +329,9 @@ TEST_F(KvClientTest, UdpSetsAndLoss) {
 
 TEST_F(KvClientTest, TcpRepliesInOrderAcrossSegments) {
   make_kv(dp::Transport::tcp, KvProto::meta, 0.5, 1, 8);
-  tick(0);
-  auto conns = io.take_connects();
-  ASSERT_EQ(conns.size(), 1u);
-  io.complete_connect(conns[0].first);
-  dp::RxItem items[2];
-  ASSERT_EQ(io.poll(items, 2, 0), 1u);
-  auto c = ctx(0);
-  client->on_open(c, items[0]);
+  const dp::ConnId conn = connect();
   tick(1);
-  const std::string req = text_of(io.take_stream_out(conns[0].first));
+  const std::string req = text_of(io.take_stream_out(conn));
   // Answer each of the 4 requests as memcached would, in order: sets stored, gets hit.
   std::string rep;
   size_t at = 0, gets = 0;
@@ -343,23 +348,47 @@ TEST_F(KvClientTest, TcpRepliesInOrderAcrossSegments) {
   }
   EXPECT_EQ(at, req.size());
   auto c2 = ctx(100);
-  auto v = client->on_stream(c2, conns[0].first, bytes(rep).first(7));
+  auto v = client->on_stream(c2, conn, bytes(rep).first(7));
   EXPECT_FALSE(v.close);
   const uint32_t first = v.consumed;
-  v = client->on_stream(c2, conns[0].first, bytes(rep).subspan(first));
+  v = client->on_stream(c2, conn, bytes(rep).subspan(first));
   EXPECT_EQ(first + v.consumed, rep.size());
   EXPECT_EQ(res->received.get(), 4u);
   EXPECT_EQ(res->kv_hits.get(), gets);
   EXPECT_EQ(res->kv_misses.get(), 0u);
   // A partial value asks the runtime for the whole element at once.
   tick(200);
-  v = client->on_stream(c2, conns[0].first, bytes("VA 1000\r\nabc"));
+  v = client->on_stream(c2, conn, bytes("VA 1000\r\nabc"));
   EXPECT_EQ(v.consumed, 0u);
   EXPECT_EQ(v.need, 9 + 1000 + 2u);
   // Garbage closes the connection.
-  v = client->on_stream(c2, conns[0].first, bytes("garbage\r\n"));
+  v = client->on_stream(c2, conn, bytes("garbage\r\n"));
   EXPECT_TRUE(v.close);
   EXPECT_EQ(res->kv_bad_replies.get(), 1u);
+}
+
+TEST_F(KvClientTest, TcpValuesOverTheFrameLimitPassUnbuffered) {
+  make_kv(dp::Transport::tcp, KvProto::text, 1.0, 1, 1);
+  const dp::ConnId conn = connect();
+  tick(1);
+  EXPECT_TRUE(text_of(io.take_stream_out(conn)).starts_with("get k"));
+  auto c = ctx(50);
+  const std::string line = "VALUE k0000001 0 100000\r\n";
+  auto v = client->on_stream(c, conn, bytes(line + std::string(1000, 'x')));
+  EXPECT_EQ(v.consumed, line.size() + 1000) << "taken as it comes, not buffered";
+  EXPECT_EQ(v.need, 0u);
+  v = client->on_stream(c, conn, bytes(std::string(98999, 'y')));
+  EXPECT_EQ(v.consumed, 98999u);
+  v = client->on_stream(c, conn, bytes("z\r"));
+  EXPECT_EQ(v.consumed, 1u);
+  EXPECT_EQ(v.need, 2u) << "the CRLF after the value";
+  EXPECT_EQ(res->received.get(), 0u);
+  v = client->on_stream(c, conn, bytes("\r\nEND\r\n"));
+  EXPECT_EQ(v.consumed, 7u);
+  EXPECT_FALSE(v.close);
+  EXPECT_EQ(res->received.get(), 1u);
+  EXPECT_EQ(res->kv_hits.get(), 1u);
+  EXPECT_EQ(res->errors.get(), 0u);
 }
 
 }  // namespace
