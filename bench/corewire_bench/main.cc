@@ -47,6 +47,8 @@ int run(int argc, char** argv) {
   app.add_option("--kv-multiget", o.kv_multiget, "memcached: keys per get")
       ->check(CLI::Range(1u, kv::kMaxMultiget));
   app.add_flag("--kv-preload", o.kv_preload, "memcached: set every key once first (TCP)");
+  bool preload_only = false;
+  app.add_flag("--kv-preload-only", preload_only, "memcached: only set every key once (TCP)");
   app.add_flag("--udp", o.udp, "UDP (default)");
   app.add_flag("--tcp", o.tcp, "TCP");
   app.add_option("--target", o.target, "server address:port")->required();
@@ -131,6 +133,11 @@ int run(int argc, char** argv) {
     raise_nofile(uint64_t(o.conns) + 1024);
   }
   if (o.count && o.count < o.threads) o.threads = uint32_t(o.count);
+  if (preload_only) {
+    if (!kv) return fail("--kv-preload-only needs --proto memcached");
+    o.kv_preload = true;
+    o.count = 1;  // no measured run follows; this only passes the check below
+  }
   if (o.duration_s <= 0 && o.count == 0) {
     if (!o.sweep.empty())
       o.duration_s = kDefaultSweepStep_s;
@@ -156,6 +163,11 @@ int run(int argc, char** argv) {
     if (p->unfinished || p->received != p->sent)
       std::fprintf(stderr, "corewire-bench: warning: preload did not store every key\n");
     preload = std::move(*p);
+    if (preload_only) {
+      if (!o.json.empty() && !write_file(o.json, json_report(*preload)))
+        return fail("--json " + o.json + ": cannot write");
+      return preload->received == preload->sent && !preload->unfinished ? 0 : 1;
+    }
   }
 
   if (!o.sweep.empty()) {
