@@ -114,6 +114,8 @@ int run(int argc, char** argv) {
       return fail("--kv-key-size: " + std::to_string(o.kv_keys) + " keys need at least " +
                   std::to_string(kv::min_key_size(o.kv_keys)) + " bytes");
     if (o.conns) return fail("--conns: native and sockperf only");
+    if (o.backend == "dpdk" && (o.kv_preload || preload_only))
+      return fail("--kv-preload sets over TCP: not with --backend dpdk (preload first)");
     if (o.check) return fail("--check: native and sockperf only");
     if (!o.tcp && std::max(o.window, o.max_outstanding) > Client::kMaxKvUdpOutstanding)
       return fail("memcached over UDP: --window and --max-outstanding at most 32768");
