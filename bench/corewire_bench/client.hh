@@ -1,7 +1,8 @@
 // The load-generator client service: one instance per worker, driven by the runtime's worker
 // loop like any server-side service (on_tick originates requests; on_datagram / on_stream
-// match replies). It speaks the native or the sockperf dialect over UDP (one client socket
-// per flow) or TCP (one connection per flow).
+// match replies). It speaks the native or the sockperf dialect, or memcached's text or meta
+// protocol (a get/set workload: "memcached" below), over UDP (one client socket per flow)
+// or TCP (one connection per flow).
 //
 // Timing (ns, the worker's monotonic ctx.now_ns, read once per burst):
 //   closed loop: each flow keeps `window` requests outstanding; latency = reply - send.
@@ -14,6 +15,11 @@
 // request not answered within `timeout_ns` of its intended time is counted as lost, and so
 // is the oldest one when a flow's ring is full and a new request is due.
 //
+// memcached: a request's kind (get or set) and value length are a hash of (flow, seq), so a
+// reply can be followed without storing anything per request: TCP replies come in request
+// order (Flow::rx_seq), UDP replies carry the low 16 bits of seq as request id. Keys are
+// drawn from a KeyDist shared read-only by the workers.
+//
 // Ownership: the service is owned by its worker thread. Results (counters, histogram) live
 // in a ClientResults owned by the caller (main / tests) and outlive the worker; the worker
 // is the only writer, others read the Counters while it runs and the histogram after done.
@@ -24,6 +30,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -31,17 +38,34 @@
 #include "app/protocol/sockperf.hh"
 #include "app/runtime/conn_slots.hh"
 #include "app/runtime/service.hh"
+#include "app/services/kv/protocol.hh"
+#include "bench/corewire_bench/key_dist.hh"
+#include "bench/corewire_bench/kv_codec.hh"
+#include "bench/corewire_bench/kv_udp.hh"
 #include "bench/hist/histogram.hh"
 #include "dataplane/io.hh"
 
 namespace cw::bench {
 
-enum class Dialect : uint8_t { native, sockperf };
+enum class Dialect : uint8_t { native, sockperf, memcached };
 enum class LoopMode : uint8_t { closed, open };
 enum class Arrival : uint8_t { fixed, poisson };
 
 inline constexpr uint32_t kMaxSendsPerTick = 256;  // bounds one tick's work (then flush)
 inline constexpr uint32_t kConnectsPerTick = 256;  // tcp connects issued per tick
+
+// The memcached workload (Dialect::memcached).
+struct KvConfig {
+  kv::KvProto proto = kv::KvProto::text;
+  double get_ratio = 0.9;                     // share of requests that are gets (the rest are sets)
+  uint32_t key_size = 32;                     // bytes, >= kv::min_key_size(keys)
+  uint32_t value_min = 100, value_max = 100;  // set value length, uniform in [min, max]
+  uint32_t multiget = 1;                      // keys per get
+  std::shared_ptr<const kv::KeyDist> keys;    // the key space; read-only, shared by workers
+  bool preload = false;        // sets only, key preload_first + i for the i-th request
+  uint64_t preload_first = 0;  // this worker's first key
+  uint32_t udp_slots = 4;      // replies reassembled at once per flow
+};
 
 // What a worker's client does; fixed for the run. Per-worker shares (rate, count) are
 // computed by the caller (see share()).
@@ -69,6 +93,7 @@ struct ClientConfig {
   uint16_t service_id = 0;         // native: service field of requests
   bool check = false;              // verify reply payloads
   uint32_t max_conns = 16384;      // the backend's per-worker connection slots (tcp)
+  KvConfig kv;                     // memcached only
 };
 
 enum class Phase : uint8_t { connecting, running, draining, done };
@@ -80,6 +105,11 @@ struct alignas(64) ClientResults {
   dp::Counter warmup_sent;   // all phases: not in the counters above
   dp::Counter send_blocked;  // ticks that found no tx buffer (requests sent late)
   dp::Counter conns_open, conns_failed, conns_closed;  // tcp; open is a gauge
+  // memcached, measured requests: gets, sets, keys asked by gets, values received, keys
+  // missed; error and not-stored lines (in `errors` too). Whole run: replies that could not
+  // be parsed (in `errors` too), UDP reassemblies given up for a newer request.
+  dp::Counter kv_gets, kv_sets, kv_keys, kv_hits, kv_misses, kv_error_replies;
+  dp::Counter kv_bad_replies, kv_udp_evicted;
   std::atomic<uint8_t> phase{uint8_t(Phase::connecting)};
   // Written by the worker; read by others only once phase == done (or the thread exited).
   uint64_t measure_start_ns = 0;  // start of the measured phase
@@ -100,6 +130,8 @@ class Client {
   Client(const ClientConfig& cfg, ClientResults* res) : cfg_(cfg), res_(res) {
     cap_ = 2;
     while (cap_ < std::max(cfg_.max_outstanding, cfg_.window)) cap_ <<= 1;
+    // UDP request ids are seq's low 16 bits: fewer outstanding keeps the mapping unique.
+    if (kv_udp()) cap_ = std::min(cap_, kMaxKvUdpOutstanding);
     cfg_.msg_size = std::max(cfg_.msg_size, header_size());
     flows_.resize(cfg_.flows);
     if (cfg_.transport == dp::Transport::udp) {
@@ -116,9 +148,16 @@ class Client {
     entries_.resize(size_t(cfg_.flows) * cap_);
     rng_ = cfg_.seed * 0x9E3779B97F4A7C15ull + 1;
     if (cfg_.mode == LoopMode::open && cfg_.rate > 0) period_ns_ = 1e9 / cfg_.rate;
+    if (cfg_.dialect == Dialect::memcached) kv_setup();
   }
 
+  // memcached over UDP: at most this many outstanding requests per flow.
+  static constexpr uint32_t kMaxKvUdpOutstanding = 1u << 15;
+  // memcached over UDP: a reply may hold at least this many bytes (per reassembly slot).
+  static constexpr uint32_t kUdpMinReply = 64 * 1024;
+
   uint32_t header_size() const {
+    if (cfg_.dialect == Dialect::memcached) return 0;
     return cfg_.dialect == Dialect::native ? proto::native::kHeaderSize
                                            : proto::sockperf::kHeaderSize;
   }
@@ -152,6 +191,8 @@ class Client {
   template <class Io>
   void on_datagram(rt::Ctx<Io>& ctx, const dp::RxItem& it) {
     if (it.sock >= sock_flow_.size() || sock_flow_[it.sock] == kNoFlow) return;
+    if (cfg_.dialect == Dialect::memcached)
+      return kv_datagram(ctx.now_ns, sock_flow_[it.sock], {it.data, it.len});
     const uint32_t used = on_bytes(ctx.now_ns, sock_flow_[it.sock], {it.data, it.len});
     if (used != it.len) res_->errors.add();  // truncated or trailing bytes
   }
@@ -160,6 +201,7 @@ class Client {
   rt::StreamVerdict on_stream(rt::Ctx<Io>& ctx, dp::ConnId c, std::span<const uint8_t> b) {
     const uint32_t f = flow_of(c);
     if (f == kNoFlow) return {uint32_t(b.size()), true};
+    if (cfg_.dialect == Dialect::memcached) return kv_stream(ctx.now_ns, f, b);
     uint32_t used = 0;
     for (;;) {
       const uint32_t n = on_bytes(ctx.now_ns, f, b.subspan(used));
@@ -225,6 +267,10 @@ class Client {
     uint64_t next_seq = 0;
     uint64_t oldest = 0;  // oldest seq still holding an entry
     uint32_t outstanding = 0;
+    uint64_t rx_seq = 0;      // memcached tcp: the request the next reply element answers
+    kv::ReplyState rx;        // ... and what its reply held so far
+    uint32_t skip = 0;        // ... bytes of a long value still to pass unbuffered
+    bool value_tail = false;  // ... then its CRLF
   };
 
   struct ConnFlow {
@@ -348,7 +394,7 @@ class Client {
   bool send(rt::Ctx<Io>& ctx, uint32_t f, uint64_t intended) {
     Flow& fl = flows_[f];
     if (fl.next_seq - fl.oldest == cap_) retire(fl, entry(f, fl.oldest), /*lost=*/true);
-    const uint32_t n = cfg_.msg_size;
+    const uint32_t n = cfg_.dialect == Dialect::memcached ? kv_size(f, fl.next_seq) : cfg_.msg_size;
     uint8_t* out = cfg_.transport == dp::Transport::udp
                        ? ctx.io.dgram_reserve(fl.sock, cfg_.target, n)
                        : ctx.io.stream_reserve(fl.conn, n);
@@ -357,7 +403,10 @@ class Client {
       return false;
     }
     const uint64_t seq = fl.next_seq++;
-    encode(out, seq);
+    if (cfg_.dialect == Dialect::memcached)
+      kv_encode(out, f, seq);
+    else
+      encode(out, seq);
     if (cfg_.transport == dp::Transport::udp)
       ctx.io.dgram_commit(n);
     else
@@ -370,6 +419,14 @@ class Client {
       ++measured_sent_;
       res_->sent.add();
       res_->last_tx_ns = intended;
+      if (cfg_.dialect == Dialect::memcached) {
+        if (kv_is_get(f, seq)) {
+          res_->kv_gets.add();
+          res_->kv_keys.add(cfg_.kv.multiget);
+        } else {
+          res_->kv_sets.add();
+        }
+      }
     } else {
       res_->warmup_sent.add();
     }
@@ -423,6 +480,181 @@ class Client {
     for (uint32_t j = header_size(); j < msg.size(); ++j)
       if (msg[j] != pattern_byte(seq, j)) return false;
     return true;
+  }
+
+  // ---- memcached ------------------------------------------------------------------------
+  bool kv_udp() const {
+    return cfg_.dialect == Dialect::memcached && cfg_.transport == dp::Transport::udp;
+  }
+  void kv_setup() {
+    KvConfig& k = cfg_.kv;
+    k.multiget = std::clamp<uint32_t>(k.multiget, 1, kv::kMaxMultiget);
+    k.value_max = std::min(std::max(k.value_max, k.value_min), kv::kMaxValue);
+    k.value_min = std::min(k.value_min, k.value_max);
+    if (!k.keys) k.keys = std::make_shared<const kv::KeyDist>(1, 0.0);
+    k.key_size = std::clamp<uint32_t>(k.key_size, kv::min_key_size(k.keys->size()),
+                                      uint32_t(cw::kv::proto::kMaxKeyLen));
+    value_.assign(k.value_max, 'v');
+    for (uint32_t i = 0; i < k.value_max; ++i) value_[i] = char('a' + i % 26);
+    keybuf_.resize(k.multiget);
+    op_seed_ = kv::mix64(cfg_.seed ^ 0x6b76u);
+    get_threshold_ = uint64_t(std::clamp(k.get_ratio, 0.0, 1.0) * 9007199254740992.0);
+    if (cfg_.transport != dp::Transport::udp) return;
+    // A get's reply: per key a value line (< 320 B), the value and CRLF; then END or MN. At
+    // least kUdpMinReply, for values stored by runs with larger ones.
+    const uint32_t reply = std::max(k.multiget * (k.value_max + 320) + 64, kUdpMinReply);
+    udp_max_value_ = reply;
+    reasm_.reserve(cfg_.flows);
+    for (uint32_t f = 0; f < cfg_.flows; ++f)
+      reasm_.emplace_back(k.udp_slots, reply + uint32_t(cw::kv::proto::kUdpMaxPayload));
+  }
+  // Whether request seq of flow f is a get (else a set): a hash, so replies need no table.
+  bool kv_is_get(uint32_t f, uint64_t seq) const {
+    if (cfg_.kv.preload) return false;
+    return kv::mix64(op_seed_ ^ (uint64_t(f) << 40) ^ seq) >> 11 < get_threshold_;
+  }
+  uint32_t kv_value_len(uint32_t f, uint64_t seq) const {
+    const KvConfig& k = cfg_.kv;
+    if (k.value_min == k.value_max) return k.value_min;
+    const uint64_t h = kv::mix64(~op_seed_ ^ (uint64_t(f) << 40) ^ seq);
+    return k.value_min + uint32_t(h % (k.value_max - k.value_min + 1));
+  }
+  uint32_t kv_size(uint32_t f, uint64_t seq) const {
+    const KvConfig& k = cfg_.kv;
+    const uint32_t hdr = kv_udp() ? uint32_t(cw::kv::proto::kUdpHeaderSize) : 0;
+    if (kv_is_get(f, seq)) return hdr + kv::get_size(k.proto, k.key_size, k.multiget);
+    return hdr + kv::set_size(k.proto, k.key_size, kv_value_len(f, seq));
+  }
+  uint64_t kv_key() { return cfg_.kv.keys->sample(xorshift(), xorshift()); }
+  void kv_encode(uint8_t* out, uint32_t f, uint64_t seq) {
+    const KvConfig& k = cfg_.kv;
+    if (kv_udp()) {
+      cw::kv::proto::encode_udp_header(out, {uint16_t(seq), 0, 1, 0});
+      out += cw::kv::proto::kUdpHeaderSize;
+    }
+    char* o = reinterpret_cast<char*>(out);
+    if (kv_is_get(f, seq)) {
+      for (auto& key : keybuf_) key = kv_key();
+      kv::encode_get(k.proto, o, k.key_size, keybuf_);
+      return;
+    }
+    const uint64_t key = k.preload ? k.preload_first + preload_next_++ : kv_key();
+    kv::encode_set(k.proto, o, k.key_size, key, {value_.data(), kv_value_len(f, seq)});
+  }
+
+  // The reply to request seq of flow f ended (st: what it held).
+  void kv_complete(uint64_t now, uint32_t f, uint64_t seq, const kv::ReplyState& st) {
+    const Entry& e = entry(f, seq);
+    if (e.seq == seq && e.state == State::waiting && e.measured) {
+      if (st.error) {
+        res_->kv_error_replies.add();
+      } else if (kv_is_get(f, seq)) {
+        res_->kv_hits.add(st.hits);
+        res_->kv_misses.add(cfg_.kv.multiget - st.hits);
+      }
+    }
+    match(now, f, seq, !st.error);
+  }
+  // A reply to seq that cannot be parsed: the request ends as an error.
+  void kv_bad(uint64_t now, uint32_t f, uint64_t seq) {
+    res_->kv_bad_replies.add();
+    match(now, f, seq, false);
+  }
+
+  // TCP: replies come in request order; each element moves the reply of rx_seq on. A value
+  // that fits the runtime's frame limit is parsed whole; a longer one (stored by another
+  // run) is passed through as it arrives. A reply that cannot be parsed (or answers
+  // nothing) closes the connection: the stream is lost.
+  rt::StreamVerdict kv_stream(uint64_t now, uint32_t f, std::span<const uint8_t> b) {
+    Flow& fl = flows_[f];
+    const KvConfig& k = cfg_.kv;
+    uint32_t used = 0;
+    while (used < b.size()) {
+      const std::span<const uint8_t> rest = b.subspan(used);
+      kv::Elem kind = kv::Elem::bad;
+      if (fl.skip) {
+        const uint32_t n = uint32_t(std::min<size_t>(fl.skip, rest.size()));
+        used += n;
+        fl.skip -= n;
+        continue;
+      }
+      if (fl.value_tail) {
+        if (rest.size() < 2) return {used, false, false, 2};
+        fl.value_tail = false;
+        if (rest[0] == '\r' && rest[1] == '\n') kind = kv::Elem::value;
+        used += 2;
+      } else {
+        const kv::Element e = kv::parse_element(rest, cw::kv::proto::kMaxDataLen);
+        if (e.kind == kv::Elem::need_more && e.need > rt::kDefaultMaxFrame) {
+          used += e.line;
+          fl.skip = e.need - e.line - 2;
+          fl.value_tail = true;
+          continue;
+        }
+        if (e.kind == kv::Elem::need_more) return {used, false, false, e.need};
+        kind = e.kind;
+        used += e.consumed;
+      }
+      const kv::Step step =
+          kind == kv::Elem::bad || fl.rx_seq == fl.next_seq
+              ? kv::Step::bad
+              : kv::follow(k.proto, kv_is_get(f, fl.rx_seq), k.multiget, fl.rx, kind);
+      if (step == kv::Step::bad) {
+        res_->kv_bad_replies.add();
+        res_->errors.add();
+        return {used, true};
+      }
+      if (step == kv::Step::done) {
+        kv_complete(now, f, fl.rx_seq++, fl.rx);
+        fl.rx = {};
+      }
+    }
+    return {used, false};
+  }
+
+  // UDP: the request id names the request (the newest seq with those low 16 bits); its
+  // datagrams are reassembled into messages, and whole messages parsed as they complete.
+  void kv_datagram(uint64_t now, uint32_t f, std::span<const uint8_t> d) {
+    const kv::UdpReply r = kv::parse_udp_reply(d);
+    if (!r.ok) {
+      res_->kv_bad_replies.add();
+      res_->errors.add();
+      return;
+    }
+    Flow& fl = flows_[f];
+    uint64_t seq = (fl.next_seq & ~uint64_t{0xffff}) | r.request_id;
+    if (seq >= fl.next_seq) seq = seq >= 0x10000 ? seq - 0x10000 : fl.next_seq;
+    if (seq >= fl.next_seq || seq < fl.oldest || entry(f, seq).seq != seq ||
+        entry(f, seq).state != State::waiting) {
+      res_->late.add();  // a datagram for a request already counted lost (or unknown)
+      return;
+    }
+    kv::UdpReassembly& ra = reasm_[f];
+    bool evicted = false;
+    kv::UdpReassembly::Slot& s = ra.slot_for(seq, evicted);
+    if (evicted) res_->kv_udp_evicted.add();
+    const auto added = ra.add(s, r);
+    if (added == kv::UdpReassembly::Add::partial) return;
+    uint32_t used = 0;
+    kv::Step step = kv::Step::more;
+    while (added == kv::UdpReassembly::Add::message && step == kv::Step::more) {
+      const kv::Element e = kv::parse_element({s.buf.data() + used, s.have - used}, udp_max_value_);
+      if (e.kind == kv::Elem::need_more) break;
+      step = e.kind == kv::Elem::bad
+                 ? kv::Step::bad
+                 : kv::follow(cfg_.kv.proto, kv_is_get(f, seq), cfg_.kv.multiget, s.st, e.kind);
+      used += e.consumed;
+    }
+    if (added == kv::UdpReassembly::Add::bad || step == kv::Step::bad ||
+        (step == kv::Step::done && used != s.have)) {
+      kv_bad(now, f, seq);  // the request ends as an error; its reply is dropped
+      ra.release(s);
+    } else if (step == kv::Step::done) {
+      kv_complete(now, f, seq, s.st);
+      ra.release(s);
+    } else {
+      ra.consume(s, used);
+    }
   }
 
   // Accounts the reply for seq on flow f (ok = well-formed and, with --check, intact).
@@ -501,6 +733,12 @@ class Client {
   uint64_t measured_sent_ = 0;
   uint32_t total_outstanding_ = 0;
   uint64_t next_scan_ns_ = 0;
+  // memcached (setup-sized): value bytes, keys of one get, per-flow UDP reassembly.
+  std::vector<char> value_;
+  std::vector<uint64_t> keybuf_;
+  std::vector<kv::UdpReassembly> reasm_;
+  uint64_t op_seed_ = 0, get_threshold_ = 0, preload_next_ = 0;
+  uint32_t udp_max_value_ = 0;  // longest value a UDP reply may carry (its slot's size)
 };
 
 }  // namespace cw::bench

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <sstream>
 
 #include "bench/corewire_bench/run.hh"
@@ -26,9 +27,28 @@ int fail(const std::string& msg) {
 
 int run(int argc, char** argv) {
   Options o;
-  CLI::App app{"corewire-bench: load generator for corewire (native and sockperf dialects)"};
+  CLI::App app{"corewire-bench: load generator for corewire (native, sockperf, memcached)"};
   app.set_version_flag("--version", version_line("corewire-bench"));
-  app.add_option("--proto", o.proto, "dialect")->check(CLI::IsMember({"native", "sockperf"}));
+  app.add_option("--proto", o.proto, "dialect")
+      ->check(CLI::IsMember({"native", "sockperf", "memcached"}));
+  app.add_option("--kv-proto", o.kv_proto, "memcached: text | meta")
+      ->check(CLI::IsMember({"text", "meta"}));
+  app.add_option("--kv-get-ratio", o.kv_get_ratio, "memcached: share of gets (rest: sets)")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--kv-keys", o.kv_keys, "memcached: key space size")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{UINT32_MAX}));
+  app.add_option("--kv-key-size", o.kv_key_size, "memcached: key length in bytes")
+      ->check(CLI::Range(2u, 250u));
+  app.add_option("--kv-value-size", o.kv_value_size, "memcached: set value bytes, N or MIN:MAX");
+  app.add_option("--kv-dist", o.kv_dist, "memcached: key choice, uniform | zipf")
+      ->check(CLI::IsMember({"uniform", "zipf"}));
+  app.add_option("--kv-zipf-theta", o.kv_theta, "memcached: Zipf exponent")
+      ->check(CLI::Range(0.01, 5.0));
+  app.add_option("--kv-multiget", o.kv_multiget, "memcached: keys per get")
+      ->check(CLI::Range(1u, kv::kMaxMultiget));
+  app.add_flag("--kv-preload", o.kv_preload, "memcached: set every key once first (TCP)");
+  bool preload_only = false;
+  app.add_flag("--kv-preload-only", preload_only, "memcached: only set every key once (TCP)");
   app.add_flag("--udp", o.udp, "UDP (default)");
   app.add_flag("--tcp", o.tcp, "TCP");
   app.add_option("--target", o.target, "server address:port")->required();
@@ -86,6 +106,25 @@ int run(int argc, char** argv) {
     if (!warmup->count()) o.warmup_s = kDpdkDefaultWarmup_s;
   }
   if (!o.cores.empty()) o.threads = uint32_t(o.cores.size());
+  const bool kv = o.proto == "memcached";
+  if (kv) {
+    if (auto v = parse_value_size(o); !v) return fail(v.error().message);
+    o.msg_size = o.kv_value_max;  // reported as the message size
+    if (o.kv_key_size < kv::min_key_size(o.kv_keys))
+      return fail("--kv-key-size: " + std::to_string(o.kv_keys) + " keys need at least " +
+                  std::to_string(kv::min_key_size(o.kv_keys)) + " bytes");
+    if (o.conns) return fail("--conns: native and sockperf only");
+    if (o.backend == "dpdk" && (o.kv_preload || preload_only))
+      return fail("--kv-preload sets over TCP: not with --backend dpdk (preload first)");
+    if (o.check) return fail("--check: native and sockperf only");
+    if (!o.tcp && std::max(o.window, o.max_outstanding) > Client::kMaxKvUdpOutstanding)
+      return fail("memcached over UDP: --window and --max-outstanding at most 32768");
+    const uint32_t set_max =
+        kv::set_size(o.kv_proto == "meta" ? kv::KvProto::meta : kv::KvProto::text, o.kv_key_size,
+                     o.kv_value_max);
+    if (!o.tcp && o.kv_get_ratio < 1 && set_max + 8 > proto::sockperf::kMaxMessage)
+      return fail("memcached over UDP: a set must fit one datagram (--kv-value-size)");
+  }
   if (o.conns) {
     // Many idle-ish connections: open loop, a small request on each now and then.
     o.tcp = true;
@@ -96,6 +135,11 @@ int run(int argc, char** argv) {
     raise_nofile(uint64_t(o.conns) + 1024);
   }
   if (o.count && o.count < o.threads) o.threads = uint32_t(o.count);
+  if (preload_only) {
+    if (!kv) return fail("--kv-preload-only needs --proto memcached");
+    o.kv_preload = true;
+    o.count = 1;  // no measured run follows; this only passes the check below
+  }
   if (o.duration_s <= 0 && o.count == 0) {
     if (!o.sweep.empty())
       o.duration_s = kDefaultSweepStep_s;
@@ -104,10 +148,29 @@ int run(int argc, char** argv) {
   }
   if (o.mode == "open" && o.rate <= 0 && o.sweep.empty())
     return fail("--mode open needs --rate (or --sweep)");
-  const double min_msg =
-      o.proto == "native" ? proto::native::kHeaderSize : proto::sockperf::kHeaderSize;
+  const double min_msg = kv                    ? 0
+                         : o.proto == "native" ? proto::native::kHeaderSize
+                                               : proto::sockperf::kHeaderSize;
   if (o.msg_size < min_msg) return fail("-m: at least " + std::to_string(int(min_msg)) + " bytes");
-  if (o.msg_size > proto::sockperf::kMaxMessage) return fail("-m: at most 65507 bytes");
+  if (!kv && o.msg_size > proto::sockperf::kMaxMessage) return fail("-m: at most 65507 bytes");
+
+  // --kv-preload: every key set once, before the measured run(s).
+  std::optional<RunResult> preload;
+  if (kv && o.kv_preload) {
+    auto p = run_preload(o);
+    if (!p) return fail(p.error().message);
+    std::printf("preload: %llu keys set in %.3f s (%llu stored, %llu lost, %llu errors)\n",
+                (unsigned long long)p->sent, p->elapsed_s, (unsigned long long)p->received,
+                (unsigned long long)p->lost, (unsigned long long)p->errors);
+    if (p->unfinished || p->received != p->sent)
+      std::fprintf(stderr, "corewire-bench: warning: preload did not store every key\n");
+    preload = std::move(*p);
+    if (preload_only) {
+      if (!o.json.empty() && !write_file(o.json, json_report(*preload)))
+        return fail("--json " + o.json + ": cannot write");
+      return preload->received == preload->sent && !preload->unfinished ? 0 : 1;
+    }
+  }
 
   if (!o.sweep.empty()) {
     auto rates = parse_sweep(o.sweep);
@@ -118,6 +181,7 @@ int run(int argc, char** argv) {
     for (double rate : *rates) {
       auto r = run_one(o, rate, false);
       if (!r) return fail(r.error().message);
+      if (preload) r->set_preload(*preload);
       std::printf("%s", sweep_row(*r).c_str());
       std::fflush(stdout);
       if (!o.hgrm.empty())
@@ -137,6 +201,7 @@ int run(int argc, char** argv) {
 
   auto r = run_one(o, o.mode == "open" ? o.rate : 0, !o.quiet);
   if (!r) return fail(r.error().message);
+  if (preload) r->set_preload(*preload);
   std::printf("%s", text_report(*r).c_str());
   if (!o.json.empty() && !write_file(o.json, json_report(*r)))
     return fail("--json " + o.json + ": cannot write");

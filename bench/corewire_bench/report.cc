@@ -48,6 +48,33 @@ nlohmann::json run_json(const RunResult& r) {
   j["latency"] = latency_json(*r.hist);
   if (i.transport == "tcp")
     j["conns"] = {{"open", r.conns_open}, {"failed", r.conns_failed}, {"closed", r.conns_closed}};
+  if (!i.kv.proto.empty()) {
+    const KvCounts& k = r.kv;
+    j["kv"] = {{"proto", i.kv.proto},
+               {"dist", i.kv.dist},
+               {"zipf_theta", i.kv.theta},
+               {"get_ratio", i.kv.get_ratio},
+               {"keys", i.kv.keys},
+               {"key_size", i.kv.key_size},
+               {"value_min", i.kv.value_min},
+               {"value_max", i.kv.value_max},
+               {"multiget", i.kv.multiget},
+               {"gets", k.gets},
+               {"sets", k.sets},
+               {"keys_requested", k.keys},
+               {"hits", k.hits},
+               {"misses", k.misses},
+               {"hit_ratio", k.hits + k.misses ? double(k.hits) / double(k.hits + k.misses) : 0.0},
+               {"error_replies", k.error_replies},
+               {"bad_replies", k.bad_replies},
+               {"udp_reassembly_evicted", k.udp_evicted}};
+  }
+  if (r.preloaded)
+    j["preload"] = {{"sent", r.preload_sent},
+                    {"stored", r.preload_stored},
+                    {"lost", r.preload_lost},
+                    {"errors", r.preload_errors},
+                    {"elapsed_s", r.preload_s}};
   if (!r.backend_counters.empty()) {
     nlohmann::json b = nlohmann::json::object();
     for (const auto& [name, value] : r.backend_counters) b[name] = value;
@@ -69,10 +96,27 @@ void RunResult::add(const ClientResults& w) {
   conns_open += w.conns_open.get();
   conns_failed += w.conns_failed.get();
   conns_closed += w.conns_closed.get();
+  kv.gets += w.kv_gets.get();
+  kv.sets += w.kv_sets.get();
+  kv.keys += w.kv_keys.get();
+  kv.hits += w.kv_hits.get();
+  kv.misses += w.kv_misses.get();
+  kv.error_replies += w.kv_error_replies.get();
+  kv.bad_replies += w.kv_bad_replies.get();
+  kv.udp_evicted += w.kv_udp_evicted.get();
   if (!w.done()) ++unfinished;
   hist->merge(w.hist);
   if (w.last_rx_ns > w.measure_start_ns)
     elapsed_s = std::max(elapsed_s, double(w.last_rx_ns - w.measure_start_ns) / 1e9);
+}
+
+void RunResult::set_preload(const RunResult& p) {
+  preloaded = true;
+  preload_sent = p.sent;
+  preload_stored = p.received;
+  preload_lost = p.lost;
+  preload_errors = p.errors;
+  preload_s = p.elapsed_s;
 }
 
 std::string text_report(const RunResult& r) {
@@ -102,6 +146,24 @@ std::string text_report(const RunResult& r) {
                   r.info.conns ? r.info.conns : r.info.flows * r.info.threads,
                   (unsigned long long)r.conns_open, (unsigned long long)r.conns_failed,
                   (unsigned long long)r.conns_closed);
+    s += b;
+  }
+  if (!r.info.kv.proto.empty()) {
+    const KvCounts& k = r.kv;
+    std::snprintf(b, sizeof b,
+                  "memcached %s: gets %llu (%llu keys: %llu hits, %llu misses)  sets %llu  "
+                  "error replies %llu  bad replies %llu\n",
+                  r.info.kv.proto.c_str(), (unsigned long long)k.gets, (unsigned long long)k.keys,
+                  (unsigned long long)k.hits, (unsigned long long)k.misses,
+                  (unsigned long long)k.sets, (unsigned long long)k.error_replies,
+                  (unsigned long long)k.bad_replies);
+    s += b;
+  }
+  if (r.preloaded) {
+    std::snprintf(b, sizeof b, "preload: %llu keys, %llu stored, %llu lost, %llu errors (%.3f s)\n",
+                  (unsigned long long)r.preload_sent, (unsigned long long)r.preload_stored,
+                  (unsigned long long)r.preload_lost, (unsigned long long)r.preload_errors,
+                  r.preload_s);
     s += b;
   }
   // The generator's own drops (DPDK stack), so a loss can be told from the server's.

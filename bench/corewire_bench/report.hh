@@ -21,6 +21,19 @@ struct RunInfo {
   double rate = 0;  // offered, msgs/s (open loop; 0 for closed)
   double duration_s = 0, warmup_s = 0;
   uint64_t count = 0;
+  // proto memcached only (proto names it; empty otherwise).
+  struct Kv {
+    std::string proto, dist;
+    double get_ratio = 0, theta = 0;
+    uint64_t keys = 0;
+    uint32_t key_size = 0, value_min = 0, value_max = 0, multiget = 0;
+  } kv;
+};
+
+// memcached: what the measured requests asked and got (ClientResults' kv_* counters).
+struct KvCounts {
+  uint64_t gets = 0, sets = 0, keys = 0, hits = 0, misses = 0, error_replies = 0;
+  uint64_t bad_replies = 0, udp_evicted = 0;
 };
 
 struct RunResult {
@@ -28,6 +41,11 @@ struct RunResult {
   uint64_t sent = 0, received = 0, lost = 0, errors = 0, late = 0, warmup_sent = 0;
   uint64_t send_blocked = 0;
   uint64_t conns_open = 0, conns_failed = 0, conns_closed = 0;
+  KvCounts kv;
+  // --kv-preload: the preload run's figures (requests = keys set), when one ran.
+  bool preloaded = false;
+  uint64_t preload_sent = 0, preload_stored = 0, preload_lost = 0, preload_errors = 0;
+  double preload_s = 0;
   uint64_t unfinished = 0;  // workers that had not finished when the run was cut off
   double elapsed_s = 0;     // measured phase: start to last reply
   // The generator's own backend counters (DPDK: drop.<reason>, port.<stat>), whole run.
@@ -38,6 +56,8 @@ struct RunResult {
   double loss_ratio() const { return sent ? double(lost) / double(sent) : 0.0; }
   // Adds one worker's results (read after the worker finished or exited).
   void add(const ClientResults& r);
+  // Records a preload run's figures in this (the measured) run.
+  void set_preload(const RunResult& p);
 };
 
 std::string text_report(const RunResult& r);

@@ -20,6 +20,7 @@ using Services = std::variant<Client>;
 constexpr double kProgressEvery_s = 1.0;
 constexpr double kProgressFrom_s = 2.0;  // short runs print no progress at all
 constexpr uint32_t kConnSlack = 64;      // extra connection slots per worker
+constexpr uint32_t kPreloadWindow = 32;  // --kv-preload: at least this many sets in flight
 
 uint64_t share(uint64_t total, unsigned w, unsigned n) {
   return total / n + (w < total % n);
@@ -50,6 +51,8 @@ Result<void> dpdk_config(const Options& o, [[maybe_unused]] rt::RuntimeConfig& r
 #endif
 }
 
+Result<RunResult> run(const Options& o, double rate, bool progress, bool preload);
+
 }  // namespace
 
 void raise_nofile(uint64_t want) {
@@ -68,12 +71,66 @@ void raise_nofile(uint64_t want) {
 
 // One run at `rate` (open loop) or closed loop; blocks until it is done or cut off.
 Result<RunResult> run_one(const Options& o, double rate, bool progress) {
+  return run(o, rate, progress, false);
+}
+
+Result<RunResult> run_preload(const Options& o) {
+  Options p = o;
+  p.tcp = true;
+  p.udp = false;
+  p.mode = "closed";
+  p.window = std::max(o.window, kPreloadWindow);
+  p.count = o.kv_keys;
+  p.duration_s = p.warmup_s = 0;
+  p.conns = 0;
+  if (p.count < p.threads) p.threads = uint32_t(p.count);
+  return run(p, 0, false, true);
+}
+
+Result<void> parse_value_size(Options& o) {
+  const std::string& s = o.kv_value_size;
+  const size_t colon = s.find(':');
+  try {
+    size_t end = 0;
+    o.kv_value_min = uint32_t(std::stoul(s.substr(0, colon), &end));
+    if (end != s.substr(0, colon).size()) throw std::invalid_argument(s);
+    o.kv_value_max = o.kv_value_min;
+    if (colon != std::string::npos) {
+      o.kv_value_max = uint32_t(std::stoul(s.substr(colon + 1), &end));
+      if (end != s.size() - colon - 1) throw std::invalid_argument(s);
+    }
+  } catch (...) {
+    return make_error("--kv-value-size: expected N or MIN:MAX bytes, got '" + s + "'");
+  }
+  if (o.kv_value_min > o.kv_value_max || o.kv_value_max > kv::kMaxValue)
+    return make_error("--kv-value-size: need MIN <= MAX <= " + std::to_string(kv::kMaxValue));
+  return {};
+}
+
+namespace {
+
+Result<RunResult> run(const Options& o, double rate, bool progress, bool preload) {
   const unsigned n = o.threads;
   auto target = dp::parse_endpoint(o.target);
   if (!target) return make_error("--target: " + target.error().message);
 
   ClientConfig base;
-  base.dialect = o.proto == "native" ? Dialect::native : Dialect::sockperf;
+  base.dialect = o.proto == "native"     ? Dialect::native
+                 : o.proto == "sockperf" ? Dialect::sockperf
+                                         : Dialect::memcached;
+  const bool kv = base.dialect == Dialect::memcached;
+  if (kv) {
+    KvConfig& k = base.kv;
+    k.proto = o.kv_proto == "meta" ? kv::KvProto::meta : kv::KvProto::text;
+    k.get_ratio = o.kv_get_ratio;
+    k.key_size = o.kv_key_size;
+    k.value_min = o.kv_value_min;
+    k.value_max = o.kv_value_max;
+    k.multiget = o.kv_multiget;
+    k.preload = preload;
+    // One table for all workers (setup: O(keys) time, 8 bytes per key for Zipf).
+    k.keys = std::make_shared<const kv::KeyDist>(o.kv_keys, o.kv_dist == "zipf" ? o.kv_theta : 0);
+  }
   base.transport = o.tcp ? dp::Transport::tcp : dp::Transport::udp;
   base.target = *target;
   base.msg_size = o.msg_size;
@@ -96,6 +153,13 @@ Result<RunResult> run_one(const Options& o, double rate, bool progress) {
   rc.io.busy_poll = o.busy_poll;
   rc.io.max_conns = std::max<uint32_t>(1024, flows_max + kConnSlack);
   rc.io.idle_timeout_ms = 0;  // the client closes nothing by itself
+  if (kv) {
+    // A full window of the largest sets may be queued on a connection at once.
+    const uint64_t window_bytes = uint64_t(std::max(o.window, 1u)) *
+                                  (kv::set_size(base.kv.proto, o.kv_key_size, o.kv_value_max) + 64);
+    rc.io.conn_out_limit = uint32_t(
+        std::clamp<uint64_t>(window_bytes, rc.io.conn_out_limit, rc.io.worker_out_limit / 2));
+  }
   if (auto d = dpdk_config(o, rc); !d) return d.error();
 
   // One service; its client sockets are declared (UDP: one per flow, TCP: the group its
@@ -113,6 +177,7 @@ Result<RunResult> run_one(const Options& o, double rate, bool progress) {
     c.rate = rate / n;
     c.count = share(o.count, w, n);
     c.seed = o.seed + w;
+    for (unsigned v = 0; v < w; ++v) c.kv.preload_first += share(o.count, v, n);
     c.max_conns = ctx.max_conns;
     for (const rt::SocketRef& s : ctx.sockets) c.sockets.push_back(s.id);
     return Services(std::in_place_type<Client>, c, &results[w]);
@@ -188,12 +253,19 @@ Result<RunResult> run_one(const Options& o, double rate, bool progress) {
             rate,
             o.duration_s,
             o.warmup_s,
-            o.count};
+            o.count,
+            {}};
+  if (kv)
+    r.info.kv = {o.kv_proto,   o.kv_dist,     o.kv_get_ratio, o.kv_dist == "zipf" ? o.kv_theta : 0,
+                 o.kv_keys,    o.kv_key_size, o.kv_value_min, o.kv_value_max,
+                 o.kv_multiget};
   for (unsigned w = 0; w < n; ++w) r.add(results[w]);
   r.conns_open = open_at_end;
   r.backend_counters = runtime.backend_counters();
   return r;
 }
+
+}  // namespace
 
 Result<std::vector<double>> parse_sweep(const std::string& s) {
   std::vector<double> rates;

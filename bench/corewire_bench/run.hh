@@ -32,12 +32,25 @@ struct Options {
   std::vector<std::string> eal;
   std::string dpdk_port, dpdk_addr, dpdk_gateway;
   uint16_t dpdk_mtu = 1500;
+  // --proto memcached (bench/README.md, "memcached workload").
+  std::string kv_proto = "text", kv_dist = "uniform", kv_value_size = "100";
+  double kv_get_ratio = 0.9, kv_theta = 0.99;
+  uint64_t kv_keys = 100000;
+  uint32_t kv_key_size = 32, kv_multiget = 1, kv_value_min = 100, kv_value_max = 100;
+  bool kv_preload = false;  // set every key once (over TCP) before the run
 };
 
 // Runs once at `rate` msgs/s (open loop) or closed loop (rate ignored). Blocks until every
 // worker finished or the run was cut off (RunResult::unfinished says so). With progress, a
 // line per second goes to stderr once the run has lasted 2 s.
 Result<RunResult> run_one(const Options& o, double rate, bool progress);
+
+// --kv-preload: sets keys 0..kv_keys-1 once, closed loop over TCP (--flows x at least 32
+// in flight per worker), whatever --udp, --mode and --count say.
+Result<RunResult> run_preload(const Options& o);
+
+// --kv-value-size: "N" or "MIN:MAX" bytes into o.kv_value_min/max.
+Result<void> parse_value_size(Options& o);
 
 // "R1:R2:STEPS" (STEPS rates from R1 to R2, evenly spaced) or "R1,R2,...".
 Result<std::vector<double>> parse_sweep(const std::string& s);

@@ -9,8 +9,7 @@
 #include <memory>
 #include <vector>
 
-#include "app/runtime/mailbox.hh"
-#include "dataplane/fake/fake_io.hh"
+#include "tests/bench/client_fixture.hh"
 
 namespace cw::bench {
 namespace {
@@ -21,36 +20,8 @@ using dp::FakeWorker;
 
 constexpr uint64_t kMs = 1'000'000;
 
-class ClientTest : public ::testing::Test {
+class ClientTest : public ClientFixture {
  protected:
-  void make(ClientConfig c) {
-    cfg = c;
-    cfg.target = target;
-    cfg.scan_ns = 0;  // sweep for lost requests on every tick
-    // The sockets the runtime would hand the service (tests that care set their own).
-    if (cfg.sockets.empty()) {
-      const uint32_t n = cfg.transport == dp::Transport::udp ? cfg.flows : 1;
-      for (uint32_t f = 0; f < n; ++f) cfg.sockets.push_back(dp::SocketId(f));
-    }
-    res = std::make_unique<ClientResults>();
-    client = std::make_unique<Client>(cfg, res.get());
-  }
-  rt::Ctx<FakeWorker> ctx(uint64_t now) {
-    return rt::Ctx<FakeWorker>{io, stats, &svc, mail, 0, 1, 0, now};
-  }
-  // One loop iteration at time now: tick, then flush; returns what went out.
-  std::vector<FakeWorker::SentDatagram> tick(uint64_t now) {
-    auto c = ctx(now);
-    client->on_tick(c);
-    io.flush();
-    return io.take_sent();
-  }
-  void reply_dgram(uint64_t now, dp::SocketId s, std::vector<uint8_t> bytes) {
-    auto c = ctx(now);
-    dp::RxItem it{dp::RxKind::datagram,   dp::CloseReason::none, s, dp::kNoConn, target,
-                  uint32_t(bytes.size()), bytes.data()};
-    client->on_datagram(c, it);
-  }
   // The server's answer to a sockperf request, as cw's echo would send it.
   static std::vector<uint8_t> sockperf_reply(std::vector<uint8_t> req) {
     sp::make_reply(req.data());
@@ -65,16 +36,6 @@ class ClientTest : public ::testing::Test {
     return req;
   }
   static uint64_t seq_of(const std::vector<uint8_t>& m) { return sp::parse(m).header.seq; }
-
-  dp::Endpoint target{htonl(0x7f000001), htons(11111)};
-  dp::IoConfig iocfg;
-  FakeWorker io{0, iocfg, 4};
-  rt::WorkerStats stats;
-  rt::ServiceStats svc;
-  rt::Mailboxes mail{1, 8};
-  ClientConfig cfg;
-  std::unique_ptr<ClientResults> res;
-  std::unique_ptr<Client> client;
 };
 
 ClientConfig open_loop(double rate, uint64_t count) {

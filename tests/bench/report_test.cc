@@ -63,6 +63,52 @@ TEST(Report, JsonCarriesCountsAndLatency) {
   EXPECT_FALSE(j.contains("conns")) << "udp has no connections";
 }
 
+TEST(Report, MemcachedCountsAndPreload) {
+  ClientResults w;
+  w.sent.add(10);
+  w.received.add(8);
+  w.errors.add(2);
+  w.kv_gets.add(7);
+  w.kv_sets.add(3);
+  w.kv_keys.add(14);
+  w.kv_hits.add(10);
+  w.kv_misses.add(2);
+  w.kv_error_replies.add(1);
+  w.kv_bad_replies.add(1);
+  RunResult r;
+  r.info.proto = "memcached";
+  r.info.transport = "tcp";
+  r.info.kv.proto = "meta";
+  r.info.kv.dist = "zipf";
+  r.info.kv.theta = 0.99;
+  r.info.kv.multiget = 2;
+  r.add(w);
+  RunResult p;
+  p.sent = p.received = 1000;
+  p.elapsed_s = 0.5;
+  r.set_preload(p);
+  const auto j = nlohmann::json::parse(json_report(r));
+  EXPECT_EQ(j["kv"]["proto"], "meta");
+  EXPECT_EQ(j["kv"]["dist"], "zipf");
+  EXPECT_EQ(j["kv"]["multiget"], 2);
+  EXPECT_EQ(j["kv"]["gets"], 7);
+  EXPECT_EQ(j["kv"]["sets"], 3);
+  EXPECT_EQ(j["kv"]["keys_requested"], 14);
+  EXPECT_EQ(j["kv"]["hits"], 10);
+  EXPECT_EQ(j["kv"]["misses"], 2);
+  EXPECT_NEAR(j["kv"]["hit_ratio"].get<double>(), 10.0 / 12.0, 1e-12);
+  EXPECT_EQ(j["kv"]["error_replies"], 1);
+  EXPECT_EQ(j["kv"]["bad_replies"], 1);
+  EXPECT_EQ(j["preload"]["stored"], 1000);
+  EXPECT_DOUBLE_EQ(j["preload"]["elapsed_s"].get<double>(), 0.5);
+  const std::string t = text_report(r);
+  EXPECT_NE(t.find("memcached meta: gets 7 (14 keys: 10 hits, 2 misses)  sets 3"),
+            std::string::npos)
+      << t;
+  EXPECT_NE(t.find("preload: 1000 keys, 1000 stored"), std::string::npos) << t;
+  EXPECT_FALSE(nlohmann::json::parse(json_report(two_workers())).contains("kv"));
+}
+
 TEST(Report, SweepJsonAndRows) {
   std::vector<RunResult> steps;
   steps.push_back(two_workers());

@@ -3,7 +3,12 @@
 A client spec is a dict: {"type": ..., options}. Types:
   corewire-bench  closed loop ("window") or open loop ("rate" set by a curve, Poisson
                   arrivals); figures: msg_per_s, p50/p99/p99_9_us (closed: reply - send;
-                  open: reply - intended send time), lost, answered (warm-up included).
+                  open: reply - intended send time), lost, answered (warm-up included);
+                  "args": more corewire-bench arguments (e.g. the --kv-* workload of
+                  --proto memcached: bench/README.md), the report's "kv" counts kept;
+                  with proto memcached the table's "msg" is the sets' value size, and
+                  "preload": corewire-bench arguments of a --kv-preload-only run made
+                  after the server starts, before the measured run and its CPU figures.
   kernel-blaster  bench/reference cw-kernel-blaster: msg_per_s only (UDP).
   sockperf-pp     `sockperf ping-pong --full-rtt`: p50_us, p99_us (one outstanding; whole
                   seconds, at least 1).
@@ -27,6 +32,18 @@ def run_client(spec, w, build, port, core, hgrm=None, rate=None):
     raise ValueError(f"unknown client type {t!r}")
 
 
+def prepare(spec, w, build, port):
+    """The client's set-up run (proto memcached "preload"), not measured."""
+    if "preload" not in spec:
+        return
+    argv = [os.path.join(build, "bench/corewire-bench"), "--proto", "memcached",
+            "--target", f"127.0.0.1:{port}", "--kv-preload-only", "-q",
+            "--kv-value-size", str(w["msg"])] + [str(a) for a in spec["preload"]]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"preload failed ({r.returncode}): {' '.join(argv)}\n{r.stdout}{r.stderr}")
+
+
 def bounded(argv, w):
     timeout = w["duration"] + w.get("warmup", 0) + 60
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
@@ -46,6 +63,9 @@ def corewire_bench(spec, w, build, port, core, hgrm, rate):
             argv += ["--mode", "closed", "--window", str(spec.get("window", 16))]
         argv += ["--busy-poll"] if spec.get("busy_poll", True) else []
         argv += ["--hgrm", hgrm] if hgrm else []
+        if w["proto"] == "memcached":  # "msg" is the value size of the sets
+            argv += ["--kv-value-size", str(w["msg"])]
+        argv += [str(a) for a in spec.get("args", [])]
         r, cmd = bounded(argv, w)
         try:
             rep = json.load(open(j.name))
@@ -57,10 +77,13 @@ def corewire_bench(spec, w, build, port, core, hgrm, rate):
     # lost L ..." once a second: the rate within the run, so a stall shows.
     progress = [{"t": float(m.group(1)), "msg_per_s": float(m.group(2)), "lost": int(m.group(3))}
                 for m in re.finditer(r"\[\s*([\d.]+)s\] .*?\(([\d.]+)/s\)\s+lost (\d+)", r.stderr)]
-    return {"progress": progress,"msg_per_s": rep["throughput_msgs"], "p50_us": lat["p50"], "p99_us": lat["p99"],
-            "p99_9_us": lat["p99_9"], "max_us": lat["max"], "sent": rep["sent"],
-            "lost": rep["lost"], "loss_ratio": rep["loss_ratio"], "errors": rep["errors"],
-            "answered": rep["received"] + rep["warmup_sent"], "client_cmd": cmd}
+    out = {"progress": progress,"msg_per_s": rep["throughput_msgs"], "p50_us": lat["p50"], "p99_us": lat["p99"],
+           "p99_9_us": lat["p99_9"], "max_us": lat["max"], "sent": rep["sent"],
+           "lost": rep["lost"], "loss_ratio": rep["loss_ratio"], "errors": rep["errors"],
+           "answered": rep["received"] + rep["warmup_sent"], "client_cmd": cmd}
+    if "kv" in rep:
+        out["kv"] = rep["kv"]
+    return out
 
 
 def kernel_blaster(spec, w, build, port, core):

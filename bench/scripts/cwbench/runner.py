@@ -88,6 +88,7 @@ class Context:
             with servers.Server(server, self.build, w["transport"], w["proto"], port,
                                 self.cores[0]) as srv:
                 run["server_cmd"] = " ".join(srv.argv)
+                clients.prepare(client, w, self.build, port)
                 s0, m0 = machine.task_cpu_ns(srv.proc.pid), machine.proc_stat()
                 run["client_t"] = round(time.time() - self.t0, 3)  # the timelines' origin
                 with machine.Sampler() as samp:

@@ -2,10 +2,14 @@
 
 A server spec is a dict: {"name": "...", "type": ..., options}. Types:
   corewire     app/server/corewire; "backend" (io_uring | epoll), "runtime": extra
-               [runtime] keys (e.g. {"busy_poll": true}); unset keys keep the defaults.
+               [runtime] keys (e.g. {"busy_poll": true}); unset keys keep the defaults;
+               "service": the service to run (default echo, or sockperf-echo for proto
+               sockperf; "kv" for proto memcached).
   kernel-echo  bench/reference cw-kernel-echo; "busy_poll", "gso" (default true), "gro".
   uring-echo   bench/reference cw-uring-echo (UDP only); "busy_poll", "gso".
   sockperf     the stock `sockperf server` (sockperf dialect only).
+  memcached    Debian's memcached (proto memcached only), `-t 1` on the port for TCP and
+               UDP; "args": more memcached arguments (e.g. ["-m", "4096"]).
   command      any program: "argv" with {port}, {core}, {transport} substituted.
 """
 import os
@@ -23,6 +27,8 @@ def supports(spec, transport, proto):
         return False
     if spec["type"] == "sockperf" and proto != "sockperf":
         return False
+    if (spec["type"] == "memcached") != (proto == "memcached"):
+        return False
     return transport in spec.get("transports", ("udp", "tcp"))
 
 
@@ -33,7 +39,7 @@ def argv_for(spec, build, transport, proto, port, core):
     if t == "corewire":
         rt = {"backend": spec.get("backend", "io_uring"), "cores": [core], **spec.get("runtime", {})}
         lines = ["[runtime]"] + [f"{k} = {toml(v)}" for k, v in rt.items()]
-        svc = "sockperf-echo" if proto == "sockperf" else "echo"
+        svc = spec.get("service", {"sockperf": "sockperf-echo", "memcached": "kv"}.get(proto, "echo"))
         lines += ["[[service]]", f'name = "{svc}"', f"{transport} = {port}"]
         cfg = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
         cfg.write("\n".join(lines) + "\n")
@@ -49,6 +55,11 @@ def argv_for(spec, build, transport, proto, port, core):
     if t == "sockperf":
         return (["taskset", "-c", str(core), "sockperf", "server", "-i", "127.0.0.1", "-p",
                  str(port)] + (["--tcp"] if transport == "tcp" else []), None)
+    if t == "memcached":
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        return (["taskset", "-c", str(core), "memcached", "-p", str(port), "-U", str(port),
+                 "-l", "127.0.0.1", "-t", "1"] + user + [str(a) for a in spec.get("args", [])],
+                None)
     if t == "command":
         return [a.format(port=port, core=core, transport=transport) for a in spec["argv"]], None
     raise ValueError(f"unknown server type {t!r}")
