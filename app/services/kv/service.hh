@@ -84,7 +84,7 @@ class Kv {
             .window = o.pipeline_depth,
             .windows = std::min<uint32_t>(c.max_conns, 1024),
             .block_bytes = 256,
-            .blocks = uint32_t((std::max<uint64_t>(8u << 20, 2 * o.item_size_max)) / 256)})),
+            .blocks = uint32_t((std::max<uint64_t>(2u << 20, 4 * o.item_size_max)) / 256)})),
         scratch_(std::max<size_t>(kv::reply_bytes_max(o.item_size_max), 64 * 1024)),
         waiters_(),
         started_s_(0),
@@ -114,7 +114,10 @@ class Kv {
     part_->store = std::make_unique<kv::Store>(std::move(st.value()));
     store_ = part_->store.get();
     if (workers_ > 1) {
-      part_->small = std::make_unique<rt::SharedPool>(worker_, kv::kSmallBufs, kv::kSmallBuf);
+      // Forwarded requests in flight are bounded by connections x pipeline depth.
+      const uint64_t in_flight = uint64_t(c.max_conns) * o.pipeline_depth;
+      part_->small = std::make_unique<rt::SharedPool>(
+          worker_, uint32_t(std::clamp<uint64_t>(in_flight, 64, kv::kSmallBufs)), kv::kSmallBuf);
       part_->large =
           std::make_unique<rt::SharedPool>(worker_, kv::kLargeBufs, uint32_t(large_bytes()));
     }
