@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -233,6 +234,7 @@ class KvWarmRestart(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="cw-kv-warm-")
         self.port = free_port()
+        self.admin = free_port()
         self.procs = []
 
     def tearDown(self):
@@ -254,7 +256,7 @@ class KvWarmRestart(unittest.TestCase):
                     f'workers = {workers}\n[log]\nlevel = "info"\n'
                     f'[[service]]\nname = "kv"\ntcp = {self.port}\nmemory_limit = "256MiB"\n'
                     f'warm_restart_file = "{self.dir}/kv.store"\n'
-                    f'[control]\nrun_dir = "{self.dir}/run"\nadmin = "127.0.0.1:{free_port()}"\n'
+                    f'[control]\nrun_dir = "{self.dir}/run"\nadmin = "127.0.0.1:{self.admin}"\n'
                     f'drain_timeout = "2000ms"\n')
 
     def start(self, workers):
@@ -306,6 +308,18 @@ class KvWarmRestart(unittest.TestCase):
                 if got != want:
                     missing += sum(1 for i in keys if b"VALUE item:%d " % i not in got)
         self.assertEqual(missing, 0)
+        # The declared counters reach /metrics (copied from the store once a second).
+        want = {"corewire_service_warm_loaded": self.N, "corewire_service_curr_items": self.N,
+                "corewire_service_get_hits_total": self.N}
+        end, got = time.monotonic() + 10, {}
+        while time.monotonic() < end and got != want:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/metrics", timeout=2) as r:
+                text = r.read().decode()
+            got = {name: sum(float(v) for v in re.findall(r"(?m)^%s\{[^}]*service=\"kv\"[^}]*\} (\S+)$"
+                                                       % name, text))
+                   for name in want}
+            time.sleep(0.2)
+        self.assertEqual(got, want)
 
 
 def free_port():
