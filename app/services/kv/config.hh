@@ -57,7 +57,7 @@ struct KvOptions {
   std::string warm_restart_file;                 // empty: off (memcached -e)
   bool udp_public = false;                       // serve UDP on an address that is not loopback
   uint32_t udp_reply_factor = 10;  // reply bytes per request byte to an unverified source
-  uint32_t pipeline_depth = 64;   // requests in flight per connection
+  uint32_t pipeline_depth = 64;    // requests in flight per connection
   // Filled by the factories; shared by this table's worker instances (see Partitions).
   std::shared_ptr<Partitions> partitions = std::make_shared<Partitions>();
 };
