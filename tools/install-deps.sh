@@ -19,6 +19,7 @@ TEST_PKGS=(
   libxxhash-dev                                    # kv store: key hash, file checksums
   sockperf python3                                 # integration tests (real sockperf client)
   memcached                                        # corewire-bench memcached smoke test (bench_kv_smoke)
+  libmemcached-tools python3-pymemcache            # kv integration tests (memccapable, memcaslap, pymemcache)
   python3-scapy                                    # DPDK malformed-frame tests (frame injection)
   python3-matplotlib python3-numpy                 # benchmark harness plots (bench/scripts/cwbench)
   clang libclang-rt-14-dev clang-format           # fuzz targets (libFuzzer), sanitizers, format check

@@ -182,14 +182,16 @@ class ReplyOrder {
     while (k.head != k.next) {
       Entry& e = entry(k, k.head);
       if (e.state != State::held) return true;
-      uint8_t* out = io.stream_reserve(k.conn, e.len);
-      if (!out && e.len) {
-        stats_.write_failed.add();
-        return false;
+      if (e.len) {  // an empty reply (a get miss) reserves nothing: no reservation left open
+        uint8_t* out = io.stream_reserve(k.conn, e.len);
+        if (!out) {
+          stats_.write_failed.add();
+          return false;
+        }
+        for (uint32_t b = e.first, off = 0; b != kNone; b = next_block_[b], off += block_)
+          std::memcpy(out + off, &pool_[size_t(b) * block_], std::min(block_, e.len - off));
+        io.stream_commit(k.conn, e.len);
       }
-      for (uint32_t b = e.first, off = 0; b != kNone; b = next_block_[b], off += block_)
-        std::memcpy(out + off, &pool_[size_t(b) * block_], std::min(block_, e.len - off));
-      if (e.len) io.stream_commit(k.conn, e.len);
       free_chain(e);
       e.state = State::free;
       ++k.head;

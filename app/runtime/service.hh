@@ -36,6 +36,9 @@
 //   template <class Io> void on_mail_drained(Ctx<Io>&);
 //       Mail this worker had parked for full mailboxes has all been delivered (mailbox.hh):
 //       resume what backpressured() stopped.
+//   template <class Io> void on_stop(Ctx<Io>&);
+//       The worker's loop has stopped (after a drain, or at stop): save state. Runs on the
+//       worker's thread, like the factory; may do I/O and allocate.
 //   uint32_t max_frame() const;
 //       Largest stream frame the protocol accepts; a partial frame beyond it closes the
 //       connection (counted as stream_oversize). Default kDefaultMaxFrame.

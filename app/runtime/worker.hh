@@ -120,6 +120,21 @@ class Worker {
     }
   }
 
+  // Once the loop has stopped (the runtime calls it on the worker's thread after run()
+  // returned): each service's on_stop, e.g. to save its state. Setup-like: may do I/O.
+  void stop_services() {
+    ctx_.now_ns = now_ns();
+    for (uint16_t s = 0; s < services_.size(); ++s)
+      std::visit(
+          [&](auto& svc) {
+            if constexpr (requires { svc.on_stop(ctx_); }) {
+              enter(s);
+              svc.on_stop(ctx_);
+            }
+          },
+          services_[s]);
+  }
+
   Services& service(uint16_t i) { return services_[i]; }
   const StreamTails& tails() const { return tails_; }
   const ServiceCounterBlocks& counters() const { return named_; }

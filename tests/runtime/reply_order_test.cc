@@ -48,6 +48,18 @@ TEST_F(ReplyOrderTest, EarlyRepliesWaitForEarlierOnesAndGoOutInOrder) {
   EXPECT_EQ(ro.stats().direct.get(), 1u);
 }
 
+// An empty reply (a get miss among hits) that waits its turn writes nothing and leaves no
+// reservation open (the fake backend asserts one reservation at a time).
+TEST_F(ReplyOrderTest, HeldEmptyRepliesWriteNothing) {
+  const uint32_t s0 = ro.begin(c), s1 = ro.begin(c), s2 = ro.begin(c);
+  EXPECT_EQ(ro.reply(io, c, s1, bytes("")), Reply::held);
+  EXPECT_EQ(ro.reply(io, c, s2, bytes("x")), Reply::held);
+  EXPECT_EQ(ro.reply(io, c, s0, bytes("a")), Reply::sent);
+  EXPECT_EQ(out(c), "ax");
+  EXPECT_TRUE(ro.idle(c));
+  EXPECT_EQ(ro.blocks_free(), 6u);
+}
+
 TEST_F(ReplyOrderTest, SequenceNumbersWrapAroundTheWindow) {
   std::string want;
   for (int i = 0; i < 20; ++i) {

@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -161,6 +162,17 @@ struct LoadSummary {
   uint64_t items = 0;            // linked again
   uint64_t skipped_expired = 0;  // expired by the load's `now`
   uint64_t dropped = 0;          // too large or no memory in this store's config
+  uint64_t not_kept = 0;         // refused by LoadOptions::keep (owned by another partition)
+};
+
+// How load() takes a file. Default: into an empty store, every item.
+struct LoadOptions {
+  // Items whose key this refuses are skipped (a partition re-homing the files of a run with
+  // another worker count keeps the keys it owns). Empty: keep all.
+  std::function<bool(std::string_view key)> keep;
+  // Load into a store that already holds items (a further file). A key already present is
+  // a corrupt file, as a duplicate within one file is.
+  bool merge = false;
 };
 
 // 64-bit hash of a key (XXH3). The store indexes buckets by its high bits, so a router
@@ -197,8 +209,9 @@ class Store {
   // corrupt file with an error (the store is left empty). File format: docs/kv-store.md.
   Result<SaveSummary> save(int fd, uint32_t now) const;
   Result<SaveSummary> save_file(const std::string& path, uint32_t now) const;  // tmp+rename
-  Result<LoadSummary> load(int fd, uint32_t now);
-  Result<LoadSummary> load_file(const std::string& path, uint32_t now);
+  // On any fault the store is emptied (also of what it held before a merge).
+  Result<LoadSummary> load(int fd, uint32_t now, const LoadOptions& opt = {});
+  Result<LoadSummary> load_file(const std::string& path, uint32_t now, const LoadOptions& opt = {});
 
   const StoreStats& stats() const { return *stats_; }
   // Walks every structure and checks it agrees with the others (tests, fuzzing).
@@ -243,6 +256,7 @@ class Store {
   void lru_remove(Item* it);
   void bump(Item* it, uint32_t now);
   void clear();
+  Result<LoadSummary> load_into(int fd, uint32_t now, const LoadOptions& opt);
   Item* make(std::string_view key, std::size_t value_len, uint32_t flags, uint32_t exptime,
              const Item* protect, uint32_t now, Outcome* fail);
   Outcome check_key(std::string_view key) const;

@@ -188,8 +188,15 @@ Result<SaveSummary> Store::save_file(const std::string& path, uint32_t now) cons
   return r;
 }
 
-Result<LoadSummary> Store::load(int fd, uint32_t now) {
-  if (stats_->curr_items.get() != 0) return make_error("kv store load: the store is not empty");
+Result<LoadSummary> Store::load(int fd, uint32_t now, const LoadOptions& opt) {
+  if (!opt.merge && stats_->curr_items.get() != 0)
+    return make_error("kv store load: the store is not empty");
+  Result<LoadSummary> r = load_into(fd, now, opt);
+  if (!r.ok()) clear();  // never half-loaded, also after a merge
+  return r;
+}
+
+Result<LoadSummary> Store::load_into(int fd, uint32_t now, const LoadOptions& opt) {
   struct stat sb;
   if (::fstat(fd, &sb) != 0) return make_error(errno_text("kv store load: fstat"));
   FileHeader h{};
@@ -252,6 +259,11 @@ Result<LoadSummary> Store::load(int fd, uint32_t now) {
       if (!rd.skip(rec.value_len)) return corrupt("short value");
       continue;
     }
+    if (opt.keep && !opt.keep(k)) {
+      ++sum.not_kept;
+      if (!rd.skip(rec.value_len)) return corrupt("short value");
+      continue;
+    }
     for (const Item* o = at(buckets_[bucket_of(k)]); o != nullptr; o = at(o->hash_next))
       if (o->key_view() == k) return corrupt("duplicate key");
     Outcome fail;
@@ -279,10 +291,11 @@ Result<LoadSummary> Store::load(int fd, uint32_t now) {
   return sum;
 }
 
-Result<LoadSummary> Store::load_file(const std::string& path, uint32_t now) {
+Result<LoadSummary> Store::load_file(const std::string& path, uint32_t now,
+                                     const LoadOptions& opt) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return make_error(errno_text(("kv store load " + path).c_str()));
-  Result<LoadSummary> r = load(fd, now);
+  Result<LoadSummary> r = load(fd, now, opt);
   ::close(fd);
   if (!r.ok()) return make_error(path + ": " + r.error().message);
   return r;

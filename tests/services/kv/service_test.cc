@@ -1,0 +1,495 @@
+// The kv service over the fake backend: one worker (every command, pipelining, bad input,
+// a slow writer, UDP, stats), two workers (requests forwarded to the key's owner, replies
+// in request order, multi-gets across owners, a pipeline deeper than the window) and the
+// warm restart files (saved at stop, re-homed for another worker count, a corrupt file).
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "app/runtime/router.hh"
+#include "app/runtime/worker.hh"
+#include "app/services/kv/service.hh"
+#include "dataplane/fake/fake_io.hh"
+
+namespace cw::svc {
+namespace {
+
+using Services = std::variant<Kv>;
+using W = rt::Worker<dp::FakeWorker, Services>;
+constexpr dp::SocketId kUdp = 0, kTcp = 1;
+
+// n workers, each with its own fake backend; sockets 0 (UDP) and 1 (TCP) are kv's.
+struct World {
+  explicit World(unsigned n, kv::KvOptions o = {}, uint32_t bind_addr = 0x7f000001)
+      : mail(n, 64, 4096), stats(n), svc(n) {
+    opt = std::move(o);
+    opt.partitions = std::make_shared<kv::Partitions>();
+    for (unsigned w = 0; w < n; ++w) {
+      io.push_back(std::make_unique<dp::FakeWorker>(w, iocfg, 2));
+      const rt::SocketRef refs[2] = {{kUdp, dp::Transport::udp, true, true},
+                                     {kTcp, dp::Transport::tcp, true, true}};
+      const dp::Endpoint bound[2] = {{htonl(bind_addr), htons(11211)},
+                                     {htonl(bind_addr), htons(11211)}};
+      rt::ServiceCtx c{w, n, 64, 0, refs, {}, bound, {}};
+      std::vector<Services> v;
+      v.emplace_back(std::in_place_type<Kv>, c, opt);
+      workers.push_back(std::make_unique<W>(*io[w], std::move(v), std::vector<uint16_t>{0, 0}, loop,
+                                            64, stats[w], std::span(&svc[w], 1), mail));
+    }
+  }
+
+  Kv& kv(unsigned w) { return std::get<Kv>(workers[w]->service(0)); }
+  uint64_t counter(unsigned w, uint32_t i) { return workers[w]->counters().values(0)[i].get(); }
+
+  // Runs every worker until nothing is delivered and no mail waits (bounded).
+  void run() {
+    for (int i = 0; i < 100000; ++i) {
+      bool busy = false;
+      for (size_t w = 0; w < workers.size(); ++w) {
+        const uint64_t items = stats[w].items.get(), mail_in = stats[w].mail_in.get();
+        workers[w]->run_once();
+        busy = busy || stats[w].items.get() != items || stats[w].mail_in.get() != mail_in ||
+               mail.has_mail(unsigned(w)) || mail.parked(unsigned(w)) != 0;
+      }
+      if (!busy) return;
+    }
+    FAIL() << "workers did not go idle";
+  }
+
+  dp::ConnId open(unsigned w = 0) {
+    const dp::ConnId c = io[w]->inject_open(kTcp, {htonl(0x7f000001), htons(40000)});
+    run();
+    return c;
+  }
+  // Sends s on c in segments of at most seg bytes (each delivered by its own loop), then
+  // runs and returns everything c received since the last call.
+  std::string send(dp::ConnId c, const std::string& s, unsigned w = 0, size_t seg = ~size_t{0}) {
+    for (size_t off = 0; off < s.size() && io[w]->is_open(c); off += seg) {
+      const size_t n = std::min(seg, s.size() - off);
+      io[w]->inject_stream(c, {reinterpret_cast<const uint8_t*>(s.data()) + off, n});
+      if (seg != ~size_t{0}) run();
+    }
+    run();
+    return out(c, w);
+  }
+  std::string out(dp::ConnId c, unsigned w = 0) {
+    const auto v = io[w]->take_stream_out(c);
+    return {v.begin(), v.end()};
+  }
+  void stop() {
+    for (auto& w : workers) w->stop_services();
+  }
+
+  kv::KvOptions opt;
+  dp::IoConfig iocfg;
+  rt::Mailboxes mail;
+  rt::LoopConfig loop{.burst = 16, .busy_poll = true, .tail_small = 64, .tail_buffers = 64};
+  std::vector<rt::WorkerStats> stats;
+  std::vector<rt::ServiceStats> svc;
+  std::vector<std::unique_ptr<dp::FakeWorker>> io;
+  std::vector<std::unique_ptr<W>> workers;
+};
+
+unsigned owner(const std::string& key, unsigned n) {
+  return rt::owner_of(rt::hash_key({reinterpret_cast<const uint8_t*>(key.data()), key.size()}), n);
+}
+// A key owned by worker w of n (the first "<prefix><i>" that is).
+std::string key_of(unsigned w, unsigned n, const std::string& prefix, unsigned from = 0) {
+  for (unsigned i = from;; ++i)
+    if (owner(prefix + std::to_string(i), n) == w) return prefix + std::to_string(i);
+}
+
+TEST(KvOneWorker, TextCommands) {
+  World x(1);
+  const dp::ConnId c = x.open();
+  EXPECT_EQ(x.send(c, "set a 5 0 3\r\nabc\r\n"), "STORED\r\n");
+  EXPECT_EQ(x.send(c, "get a\r\n"), "VALUE a 5 3\r\nabc\r\nEND\r\n");
+  EXPECT_EQ(x.send(c, "get nope a nope\r\n"), "VALUE a 5 3\r\nabc\r\nEND\r\n");
+  const std::string gets = x.send(c, "gets a\r\n");
+  ASSERT_EQ(gets.rfind("VALUE a 5 3 ", 0), 0u) << gets;
+  const std::string cas = gets.substr(12, gets.find("\r\n") - 12);
+  EXPECT_EQ(x.send(c, "cas a 0 0 1 " + cas + "\r\nx\r\n"), "STORED\r\n");
+  EXPECT_EQ(x.send(c, "cas a 0 0 1 " + cas + "\r\ny\r\n"), "EXISTS\r\n");
+  EXPECT_EQ(x.send(c, "cas zz 0 0 1 1\r\ny\r\n"), "NOT_FOUND\r\n");
+  EXPECT_EQ(x.send(c, "add a 0 0 1\r\nq\r\n"), "NOT_STORED\r\n");
+  EXPECT_EQ(x.send(c, "replace b 0 0 1\r\nq\r\n"), "NOT_STORED\r\n");
+  EXPECT_EQ(x.send(c, "append a 0 0 2\r\nyz\r\nprepend a 0 0 1\r\nw\r\nget a\r\n"),
+            "STORED\r\nSTORED\r\nVALUE a 0 4\r\nwxyz\r\nEND\r\n");
+  EXPECT_EQ(x.send(c, "set n 0 0 2\r\n10\r\nincr n 5\r\ndecr n 100\r\nincr a 1\r\nincr no 1\r\n"),
+            "STORED\r\n15\r\n0\r\nCLIENT_ERROR cannot increment or decrement non-numeric "
+            "value\r\nNOT_FOUND\r\n");
+  EXPECT_EQ(x.send(c, "touch n 100\r\ntouch no 1\r\n"), "TOUCHED\r\nNOT_FOUND\r\n");
+  EXPECT_EQ(x.send(c, "gat 100 n\r\n"), "VALUE n 0 2\r\n0 \r\nEND\r\n");
+  EXPECT_EQ(x.send(c, "delete n\r\ndelete n\r\n"), "DELETED\r\nNOT_FOUND\r\n");
+  EXPECT_EQ(x.send(c, "set q 0 0 1 noreply\r\nq\r\ndelete q noreply\r\nget q\r\n"), "END\r\n");
+  EXPECT_EQ(x.send(c, "version\r\nverbosity 1\r\nverbosity 1 noreply\r\n"),
+            "VERSION 1.6.18-corewire\r\nOK\r\n");
+  EXPECT_EQ(x.send(c, "flush_all\r\nget a\r\nflush_all noreply\r\n"), "OK\r\nEND\r\n");
+  EXPECT_EQ(x.send(c, "bogus\r\n"), "ERROR\r\n");
+  EXPECT_EQ(x.counter(0, kv::kClientErrors), 1u);
+  EXPECT_EQ(x.counter(0, kv::kCmdFlush), 2u);
+  x.send(c, "quit\r\n");
+  EXPECT_FALSE(x.io[0]->is_open(c));
+}
+
+TEST(KvOneWorker, MetaCommands) {
+  World x(1);
+  const dp::ConnId c = x.open();
+  EXPECT_EQ(x.send(c, "ms k 2 F7 T0\r\nhi\r\n"), "HD\r\n");
+  EXPECT_EQ(x.send(c, "mg k v f t k Oxyz s\r\n"), "VA 2 f7 t-1 kk Oxyz s2\r\nhi\r\n");
+  EXPECT_EQ(x.send(c, "mg nope v\r\nmg nope v q\r\nmn\r\n"), "EN\r\nMN\r\n");
+  EXPECT_EQ(x.send(c, "mg k\r\n"), "HD\r\n");
+  EXPECT_EQ(x.send(c, "ms k 1 MA\r\n!\r\nmg k v\r\n"), "HD\r\nVA 3\r\nhi!\r\n");
+  EXPECT_EQ(x.send(c, "ms k 1 ME\r\n!\r\nms new 1 MR\r\n!\r\n"), "NS\r\nNS\r\n");
+  EXPECT_EQ(x.send(c, "ma cnt N0 J10 v\r\nma cnt v\r\nma cnt MD D4 v\r\n"),
+            "VA 2\r\n10\r\nVA 2\r\n11\r\nVA 1\r\n7\r\n");
+  EXPECT_EQ(x.send(c, "md k q\r\nmd k\r\nmn\r\n"), "NF\r\nMN\r\n");
+  EXPECT_EQ(x.send(c, "ms b64 1 b\r\nx\r\n").substr(0, 2), "CL");  // "b64" is not base64 whole
+  EXPECT_EQ(x.send(c, "ms Zm9v 1 b\r\nx\r\nmg Zm9v b v k\r\n"), "HD\r\nVA 1 b kZm9v\r\nx\r\n");
+  EXPECT_EQ(x.send(c, "get foo\r\n"), "VALUE foo 0 1\r\nx\r\nEND\r\n");
+}
+
+TEST(KvOneWorker, PipelinedRequestsCutAtEveryByte) {
+  const std::string req =
+      "set k1 0 0 5\r\nhello\r\nget k1 k2\r\nset k2 3 0 0\r\n\r\nget k2 k1\r\nincr k1 1\r\n"
+      "mg k1 v\r\ndelete k1\r\nget k1\r\n";
+  const std::string want =
+      "STORED\r\nVALUE k1 0 5\r\nhello\r\nEND\r\nSTORED\r\nVALUE k2 3 0\r\n\r\nVALUE k1 0 "
+      "5\r\nhello\r\nEND\r\nCLIENT_ERROR cannot increment or decrement non-numeric "
+      "value\r\nVA 5\r\nhello\r\nDELETED\r\nEND\r\n";
+  for (size_t seg : {size_t{1}, size_t{2}, size_t{7}, req.size()}) {
+    World x(1);
+    const dp::ConnId c = x.open();
+    EXPECT_EQ(x.send(c, req, 0, seg), want) << "segments of " << seg;
+  }
+}
+
+TEST(KvOneWorker, BadInputAnsweredOrClosedAndCounted) {
+  World x(1);
+  dp::ConnId c = x.open();
+  // Wrong data length: the block does not end in \r\n.
+  EXPECT_EQ(x.send(c, "set a 0 0 2\r\nabcd\r\nget a\r\n"),
+            "CLIENT_ERROR bad data chunk\r\nERROR\r\nEND\r\n");
+  // A value over item_size_max is refused and swallowed as it arrives.
+  const std::string big(kv::kDefaultItemSizeMax + 10, 'v');
+  EXPECT_EQ(
+      x.send(c, "set big 0 0 " + std::to_string(big.size()) + "\r\n" + big + "\r\nget big\r\n", 0,
+             64 * 1024),
+      "SERVER_ERROR object too large for cache\r\nEND\r\n");
+  EXPECT_EQ(x.send(c, "\x01\x02\x03garbage\r\n"), "ERROR\r\n");
+  EXPECT_TRUE(x.io[0]->is_open(c));
+  // An HTTP request closes without a reply.
+  EXPECT_EQ(x.send(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"), "");
+  EXPECT_FALSE(x.io[0]->is_open(c));
+  // A line without a newline past 2048 bytes closes.
+  c = x.open();
+  EXPECT_EQ(x.send(c, std::string(3000, 'a')), "");
+  EXPECT_FALSE(x.io[0]->is_open(c));
+  // A TLS ClientHello: binary, no newline soon: closed or answered ERROR, never stuck.
+  c = x.open();
+  std::string hello = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+  hello += std::string(600, '\x5a');
+  x.send(c, hello);
+  x.send(c, std::string(2000, '\x00'));
+  EXPECT_FALSE(x.io[0]->is_open(c));
+  EXPECT_GE(x.counter(0, kv::kProtocolCloses), 3u);
+  EXPECT_GE(x.counter(0, kv::kClientErrors), 3u);
+}
+
+TEST(KvOneWorker, SlowWriterOneByteAtATimeHoldsOneRequest) {
+  World x(1);
+  const dp::ConnId c = x.open();
+  const std::string value(3000, 'z');
+  const std::string req = "set slow 0 0 3000\r\n" + value + "\r\nget slow\r\n";
+  EXPECT_EQ(x.send(c, req, 0, 1), "STORED\r\nVALUE slow 0 3000\r\n" + value + "\r\nEND\r\n");
+  // The tail grew to the request's need at once and went back when it was consumed.
+  EXPECT_EQ(x.workers[0]->tails().bytes_in_use(), 0u);
+}
+
+TEST(KvOneWorker, SlowReaderPausesUntilOutputDrains) {
+  World x(1);
+  const dp::ConnId c = x.open();
+  const std::string value(200 * 1024, 'r');
+  x.send(c, "set big 0 0 " + std::to_string(value.size()) + "\r\n" + value + "\r\n");
+  std::string gets;
+  for (int i = 0; i < 12; ++i) gets += "get big\r\n";
+  x.io[0]->inject_stream(c, {reinterpret_cast<const uint8_t*>(gets.data()), gets.size()});
+  x.run();  // the peer reads nothing: about kSlowReaderBytes are queued, then it pauses
+  EXPECT_TRUE(x.io[0]->is_paused(c));
+  EXPECT_EQ(x.counter(0, kv::kSlowReaderPauses), 1u);
+  std::string got;
+  for (int i = 0; i < 100 && got.size() < 12 * (value.size() + 30); ++i) {
+    got += x.out(c);
+    x.run();
+  }
+  size_t n = 0;
+  for (size_t p = got.find("END\r\n"); p != std::string::npos; p = got.find("END\r\n", p + 1)) ++n;
+  EXPECT_EQ(n, 12u);
+}
+
+TEST(KvOneWorker, StatsHaveMemcachedNames) {
+  World x(1);
+  const dp::ConnId c = x.open();
+  x.send(c, "set a 0 0 1\r\n1\r\nget a\r\nget b\r\n");
+  const std::string s = x.send(c, "stats\r\n");
+  EXPECT_NE(s.find("STAT curr_items 1\r\n"), std::string::npos) << s;
+  EXPECT_NE(s.find("STAT get_hits 1\r\n"), std::string::npos);
+  EXPECT_NE(s.find("STAT get_misses 1\r\n"), std::string::npos);
+  EXPECT_NE(s.find("STAT cmd_set 1\r\n"), std::string::npos);
+  EXPECT_NE(s.find("STAT curr_connections 1\r\n"), std::string::npos);
+  EXPECT_EQ(s.substr(s.size() - 5), "END\r\n");
+  EXPECT_NE(x.send(c, "stats settings\r\n").find("STAT item_size_max 1048576\r\n"),
+            std::string::npos);
+  EXPECT_EQ(x.send(c, "stats items\r\n"), "END\r\n");
+  EXPECT_EQ(x.send(c, "stats nonsense\r\n"), "ERROR\r\n");
+  x.stop();  // the housekeeping copy: declared counters carry the store's figures
+  EXPECT_EQ(x.counter(0, kv::kCurrItems), 1u);
+  EXPECT_EQ(x.counter(0, kv::kGetHits), 1u);
+}
+
+// --- UDP ---
+
+std::vector<uint8_t> udp_req(uint16_t id, const std::string& s) {
+  std::vector<uint8_t> d(8 + s.size());
+  kv::proto::encode_udp_header(d.data(), {id, 0, 1, 0});
+  std::memcpy(d.data() + 8, s.data(), s.size());
+  return d;
+}
+
+TEST(KvUdp, RequestsAnsweredInFramesSplitAt1400) {
+  World x(1);
+  const dp::Endpoint peer{htonl(0x7f000001), htons(5000)};
+  x.io[0]->inject_datagram(kUdp, peer,
+                           udp_req(7, "set u 0 0 3000\r\n" + std::string(3000, 'u') + "\r\n"));
+  x.run();
+  auto sent = x.io[0]->take_sent();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(std::string(sent[0].bytes.begin() + 8, sent[0].bytes.end()), "STORED\r\n");
+  x.io[0]->inject_datagram(kUdp, peer, udp_req(9, "get u\r\n"));
+  x.run();
+  sent = x.io[0]->take_sent();
+  ASSERT_EQ(sent.size(), 3u);  // 3000 + header + END in 1392-byte slices
+  std::string all;
+  for (uint16_t i = 0; i < sent.size(); ++i) {
+    const auto& b = sent[i].bytes;
+    ASSERT_LE(b.size(), 1400u);
+    EXPECT_EQ(b[0] << 8 | b[1], 9);
+    EXPECT_EQ(b[2] << 8 | b[3], i);
+    EXPECT_EQ(b[4] << 8 | b[5], 3);
+    all.append(b.begin() + 8, b.end());
+  }
+  EXPECT_EQ(all, "VALUE u 0 3000\r\n" + std::string(3000, 'u') + "\r\nEND\r\n");
+  x.io[0]->inject_datagram(kUdp, peer, std::vector<uint8_t>{0, 1, 0, 0});  // short frame
+  x.run();
+  EXPECT_TRUE(x.io[0]->take_sent().empty());
+  EXPECT_EQ(x.counter(0, kv::kUdpMalformed), 1u);
+}
+
+TEST(KvUdp, UnverifiedSourceCappedAtReplyFactor) {
+  kv::KvOptions o;
+  o.udp_public = true;
+  World x(1, o, 0);  // bound to 0.0.0.0: public
+  const dp::Endpoint far{htonl(0x0a000001), htons(5000)};
+  const dp::Endpoint local{htonl(0x7f000001), htons(5000)};
+  x.io[0]->inject_datagram(kUdp, local,
+                           udp_req(1, "set a 0 0 500\r\n" + std::string(500, 'a') + "\r\n"));
+  x.run();
+  x.io[0]->take_sent();
+  x.io[0]->inject_datagram(kUdp, far, udp_req(2, "get a\r\n"));  // 15 bytes in, ~530 out
+  x.io[0]->inject_datagram(kUdp, far, udp_req(3, "version\r\n"));
+  x.run();
+  const auto sent = x.io[0]->take_sent();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(std::string(sent[0].bytes.begin() + 8, sent[0].bytes.end()),
+            "VERSION 1.6.18-corewire\r\n");
+  EXPECT_EQ(x.counter(0, kv::kUdpCapped), 1u);
+}
+
+TEST(KvUdp, OffOnPublicAddressUnlessEnabled) {
+  World x(1, {}, 0);
+  x.io[0]->inject_datagram(kUdp, {htonl(0x7f000001), htons(5000)}, udp_req(1, "version\r\n"));
+  x.run();
+  EXPECT_TRUE(x.io[0]->take_sent().empty());
+  EXPECT_EQ(x.counter(0, kv::kUdpRefused), 1u);
+}
+
+// --- two workers ---
+
+TEST(KvCrossCore, PipelinedKeysOfBothOwnersRepliesInOrderNothingLost) {
+  kv::KvOptions o;
+  o.pipeline_depth = 8;  // deeper pipelines than the window: connections pause and resume
+  World x(2, o);
+  const dp::ConnId c0 = x.open(0), c1 = x.open(1);
+  for (unsigned round = 0; round < 3; ++round) {
+    for (unsigned w = 0; w < 2; ++w) {
+      const dp::ConnId c = w ? c1 : c0;
+      std::string req, want;
+      for (unsigned i = 0; i < 100; ++i) {
+        const std::string k =
+            "w" + std::to_string(w) + "r" + std::to_string(round) + "k" + std::to_string(i);
+        const std::string v = "v" + std::to_string(i * 7 + round);
+        req += "set " + k + " " + std::to_string(i) + " 0 " + std::to_string(v.size()) + "\r\n" +
+               v + "\r\n";
+        want += "STORED\r\n";
+        req += "get " + k + "\r\n";
+        want += "VALUE " + k + " " + std::to_string(i) + " " + std::to_string(v.size()) + "\r\n" +
+                v + "\r\nEND\r\n";
+        req += "incr " + k + " 1\r\n";
+        want += "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n";
+      }
+      EXPECT_EQ(x.send(c, req, w, 997), want) << "worker " << w << " round " << round;
+    }
+  }
+  for (unsigned w = 0; w < 2; ++w) {
+    EXPECT_GT(x.counter(w, kv::kForwarded), 100u);
+    EXPECT_GT(x.counter(w, kv::kServedForOthers), 100u);
+    EXPECT_EQ(x.counter(w, kv::kForwardFailed), 0u);
+    EXPECT_GT(x.counter(w, kv::kPipelinePauses), 0u);
+    EXPECT_GT(x.kv(w).order().stats().held.get(), 0u);
+    EXPECT_EQ(x.stats[w].mail_dropped.get(), 0u);
+    EXPECT_EQ(x.kv(w).order().blocks_free(), x.kv(w).order().blocks_free());
+  }
+  // Each key lives on its owner only.
+  uint64_t items = 0;
+  for (unsigned w = 0; w < 2; ++w) items += x.kv(w).store().stats().curr_items.get();
+  EXPECT_EQ(items, 600u);
+}
+
+TEST(KvCrossCore, MultiGetAcrossOwnersLongerThanTheWindow) {
+  kv::KvOptions o;
+  o.pipeline_depth = 4;
+  World x(2, o);
+  const dp::ConnId c = x.open(0);
+  std::string line = "gets", want_keys;
+  for (unsigned i = 0; i < 40; ++i) {
+    const std::string k = "m" + std::to_string(i);
+    if (i % 3 != 0)
+      x.send(c, "set " + k + " 0 0 " + std::to_string(k.size()) + "\r\n" + k + "\r\n");
+    line += " " + k;
+  }
+  line += " m-missing\r\n";
+  const std::string got = x.send(c, line + "mn\r\n");
+  std::string order;
+  for (size_t p = got.find("VALUE "); p != std::string::npos; p = got.find("VALUE ", p + 1))
+    order += got.substr(p + 6, got.find(' ', p + 6) - p - 6) + ",";
+  std::string want;
+  for (unsigned i = 0; i < 40; ++i)
+    if (i % 3 != 0) want += "m" + std::to_string(i) + ",";
+  EXPECT_EQ(order, want);
+  EXPECT_EQ(got.substr(got.size() - 9), "END\r\nMN\r\n");
+  EXPECT_GT(x.counter(0, kv::kForwarded), 0u);
+}
+
+TEST(KvCrossCore, FlushAllReachesEveryPartitionAndStatsSumThem) {
+  World x(2);
+  const dp::ConnId c = x.open(0);
+  const std::string a = key_of(0, 2, "f"), b = key_of(1, 2, "f");
+  x.send(c, "set " + a + " 0 0 1\r\n1\r\nset " + b + " 0 0 1\r\n2\r\n");
+  EXPECT_NE(x.send(c, "stats\r\n").find("STAT curr_items 2\r\n"), std::string::npos);
+  EXPECT_EQ(x.send(c, "flush_all\r\nget " + a + " " + b + "\r\n"), "OK\r\nEND\r\n");
+}
+
+TEST(KvCrossCore, UdpRequestRunsOnItsOwner) {
+  World x(2);
+  const std::string k1 = key_of(1, 2, "u");
+  const dp::Endpoint peer{htonl(0x7f000001), htons(5000)};
+  x.io[0]->inject_datagram(kUdp, peer, udp_req(4, "set " + k1 + " 0 0 1\r\nz\r\n"));
+  x.run();
+  EXPECT_TRUE(x.io[0]->take_sent().empty());
+  auto sent = x.io[1]->take_sent();  // worker 1 owns the key and answers
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(std::string(sent[0].bytes.begin() + 8, sent[0].bytes.end()), "STORED\r\n");
+  const std::string k0 = key_of(0, 2, "u");
+  x.io[0]->inject_datagram(kUdp, peer, udp_req(5, "get " + k0 + " " + k1 + "\r\n"));
+  x.run();
+  sent = x.io[0]->take_sent();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(std::string(sent[0].bytes.begin() + 8, sent[0].bytes.end()),
+            "SERVER_ERROR keys of one UDP request span workers\r\n");
+}
+
+// --- warm restart ---
+
+struct TempDir {
+  TempDir() {
+    char t[] = "/tmp/kv_warm_XXXXXX";
+    path = mkdtemp(t);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  std::string path;
+};
+
+TEST(KvWarmRestart, SavedAtStopLoadedAgainAndRehomedForAnotherWorkerCount) {
+  TempDir d;
+  kv::KvOptions o;
+  o.warm_restart_file = d.path + "/kv";
+  {
+    World x(2, o);
+    const dp::ConnId c = x.open(0);
+    std::string req;
+    for (unsigned i = 0; i < 500; ++i)
+      req += "set key" + std::to_string(i) + " " + std::to_string(i) + " 0 4\r\nv" +
+             std::to_string(1000 + i).substr(1) + "\r\n";
+    x.send(c, req);
+    x.stop();
+    EXPECT_TRUE(std::filesystem::exists(o.warm_restart_file + ".0"));
+    EXPECT_TRUE(std::filesystem::exists(o.warm_restart_file + ".1"));
+  }
+  for (unsigned n : {3u, 1u, 2u}) {
+    SCOPED_TRACE(std::to_string(n) + " workers");
+    World x(n, o);
+    uint64_t items = 0;
+    for (unsigned w = 0; w < n; ++w) items += x.kv(w).store().stats().curr_items.get();
+    EXPECT_EQ(items, 500u);
+    const dp::ConnId c = x.open(0);
+    std::string req, want;
+    for (unsigned i = 0; i < 500; i += 7) {
+      req += "get key" + std::to_string(i) + "\r\n";
+      want += "VALUE key" + std::to_string(i) + " " + std::to_string(i) + " 4\r\nv" +
+              std::to_string(1000 + i).substr(1) + "\r\nEND\r\n";
+    }
+    EXPECT_EQ(x.send(c, req), want);
+    x.stop();  // saves n files; worker 0 removes the others
+    EXPECT_EQ(std::filesystem::exists(o.warm_restart_file + ".2"), n == 3);
+  }
+}
+
+TEST(KvWarmRestart, CorruptFileStartsEmpty) {
+  TempDir d;
+  kv::KvOptions o;
+  o.warm_restart_file = d.path + "/kv";
+  {
+    World x(1, o);
+    const dp::ConnId c = x.open(0);
+    x.send(c, "set a 0 0 1\r\n1\r\n");
+    x.stop();
+  }
+  {  // flip a byte of the records
+    FILE* f = std::fopen((o.warm_restart_file + ".0").c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    std::fseek(f, 70, SEEK_SET);
+    std::fputc(0x55, f);
+    std::fclose(f);
+  }
+  World x(1, o);
+  EXPECT_EQ(x.kv(0).store().stats().curr_items.get(), 0u);
+  const dp::ConnId c = x.open(0);
+  EXPECT_EQ(x.send(c, "get a\r\n"), "END\r\n");
+  {  // a foreign file
+    FILE* f = std::fopen((o.warm_restart_file + ".0").c_str(), "wb");
+    std::fputs("not a store file at all, but long enough to have a header.........", f);
+    std::fclose(f);
+  }
+  World y(1, o);
+  EXPECT_EQ(y.kv(0).store().stats().curr_items.get(), 0u);
+}
+
+}  // namespace
+}  // namespace cw::svc
