@@ -39,7 +39,7 @@ class CorewirectlRun(unittest.TestCase):
         with open(self.cfg, "w") as f:
             f.write(CONFIG_BASE or "")
             f.write('\n[control]\nrun_dir = "%s/run"\nadmin = "127.0.0.1:%d"\npublish = \"5ms\"\n'
-                    'drain_timeout_ms = 1000\n' % (self.dir, self.admin))
+                    'drain_timeout = "1s"\n' % (self.dir, self.admin))
         self.procs = []
         # Stands in for systemd's notify socket (Type=notify).
         self.notify_path = os.path.join(self.dir, "notify.sock")
