@@ -121,6 +121,7 @@ ctl::Json reload(const server::CommandLine& cl, server::ServerConfig& running,
   auto next = server::load(cl);
   if (!next) return {{"ok", false}, {"error", next.error().message}};
   server::ServerConfig& n = next.value();
+  for (const auto& d : n.deprecations) spdlog::warn("{}", d);  // an edited file may add some
   ctl::Json applied = ctl::Json::array(), restart = ctl::Json::array();
   if (n.log_level != running.log_level) {
     log::set_level(n.log_level);
