@@ -116,8 +116,11 @@ Result<ControlConfig> control_config_from(const toml::table& root) {
       if (t->contains(now) && t->contains(old))
         return make_error("control." + std::string(old) + ": give " + std::string(now) +
                           " or its deprecated form " + std::string(old) + ", not both");
-    for (auto&& [k, v] : *t) {
-      const std::string key(k.str());
+    for (auto&& kv : *t) {
+      // Not a structured binding: the lambdas below capture v, which clang 14 (the fuzz
+      // build) does not allow for bindings.
+      const toml::node& v = kv.second;
+      const std::string key(kv.first.str());
       const std::string where = "control." + key + ": ";
       auto str = [&](std::string& out) -> Result<void> {
         if (!v.is_string()) return make_error(where + "must be a string");
