@@ -244,9 +244,9 @@ Result<void> Runtime<Services>::run_on(std::unique_ptr<B> backend, const LogFn& 
       mail_->set_waker(
           i, [](void* p) { static_cast<typename B::Worker*>(p)->wake(); }, &io);
       std::span<ServiceStats> ss(&sstats_[size_t(i) * nservices_], nservices_);
-      Worker<typename B::Worker, Services> loop(io, make_services(i), app_.sock_service,
-                                                cfg_.loop, cfg_.io.max_conns, wstats_[i], ss,
-                                                *mail_, &named_[i]);
+      Worker<typename B::Worker, Services> loop(io, make_services(i), app_.sock_service, cfg_.loop,
+                                                cfg_.io.max_conns, wstats_[i], ss, *mail_,
+                                                &named_[i]);
       ready_->count_down();
       // Serve only once every worker opened; if one failed, stop_ is already set.
       go_.wait(false);
