@@ -8,6 +8,7 @@
 #include <cstring>
 #include <iterator>
 #include <thread>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -67,6 +68,7 @@ Json snapshot_json(const Snapshot& s) {
          {"publish_count", s.publish_count},
          {"publish_unix_ns", s.publish_unix_ns}};
   Json ws = Json::array();
+  const std::vector<double> bursts = worker_bursts(s);
   for (auto& w : s.workers) {
     Json o, io;
     for (size_t i = 0; i < std::size(kWorkerFields); ++i) o[kWorkerFields[i].name] = w.worker[i];
@@ -85,6 +87,7 @@ Json snapshot_json(const Snapshot& s) {
       svcs[s.services[k]] = c;
     }
     ws.push_back({{"runtime", o}, {"io", io}, {"services", svcs}});
+    ws.back()["mean_burst"] = bursts[ws.size() - 1];
   }
   j["workers"] = ws;
   Json decls = Json::array();
@@ -97,7 +100,37 @@ Json snapshot_json(const Snapshot& s) {
   Json be = Json::object();
   for (auto& [n, v] : s.backend_counters) be[n] = v;
   j["backend_counters"] = be;
+  j["ports"] = ports_json(port_views(s));
   return j;
+}
+
+std::string speed_text(uint64_t mbps) {
+  if (mbps == 0) return "-";
+  return mbps % 1000 == 0 ? std::to_string(mbps / 1000) + "G" : std::to_string(mbps) + "M";
+}
+
+// The backend's ports (DPDK): link state, and with counters the port's own statistics.
+void print_ports(const std::vector<PortView>& ports, bool counters) {
+  if (ports.empty()) return;
+  // autoneg is the last column without counters: no padding after it.
+  const char* last = counters ? "%-7s" : "%s";
+  std::printf("\n%-6s %-5s %6s %-6s ", "port", "link", "speed", "duplex");
+  std::printf(last, "autoneg");
+  if (counters)
+    std::printf(" %14s %14s %10s %10s %10s %10s", "rx_packets", "tx_packets", "rx_missed",
+                "rx_errors", "tx_errors", "rx_no_mbuf");
+  std::printf("\n");
+  for (const PortView& p : ports) {
+    std::printf("%-6s %-5s %6s %-6s ", p.port.c_str(), p.up ? "up" : "down",
+                speed_text(p.speed_mbps).c_str(), p.up ? (p.full_duplex ? "full" : "half") : "-");
+    std::printf(last, p.autoneg ? "on" : "off");
+    if (counters)
+      std::printf(" %14llu %14llu %10llu %10llu %10llu %10llu", (unsigned long long)p.rx_packets,
+                  (unsigned long long)p.tx_packets, (unsigned long long)p.rx_missed,
+                  (unsigned long long)p.rx_errors, (unsigned long long)p.tx_errors,
+                  (unsigned long long)p.rx_no_mbuf);
+    std::printf("\n");
+  }
 }
 
 bool alive(int64_t pid) {
@@ -108,17 +141,19 @@ void print_totals(const Snapshot& s) {
   std::printf("dataplane pid %lld (%s), backend %s, %zu worker(s), epoch %016llx\n",
               (long long)s.pid, alive(s.pid) ? state_name(s.state) : "not running",
               s.backend.c_str(), s.workers.size(), (unsigned long long)s.epoch);
-  std::printf("%-8s %14s %14s %14s %14s %10s %10s\n", "worker", "rx_dgrams", "tx_dgrams",
-              "rx_tcp_bytes", "tx_tcp_bytes", "conns", "drops");
+  std::printf("%-8s %14s %14s %14s %14s %10s %10s %8s\n", "worker", "rx_dgrams", "tx_dgrams",
+              "rx_tcp_bytes", "tx_tcp_bytes", "conns", "drops", "burst");
+  const std::vector<double> bursts = worker_bursts(s);
   const size_t rx = io_index("rx_datagrams"), tx = io_index("tx_datagrams"),
                rs = io_index("rx_stream_bytes"), ts = io_index("tx_stream_bytes"),
                co = io_index("conns_open"), nb = io_index("tx_no_buffer"),
                tr = io_index("rx_truncated");
   for (size_t w = 0; w < s.workers.size(); ++w) {
     const auto& io = s.workers[w].io;
-    std::printf("%-8zu %14llu %14llu %14llu %14llu %10llu %10llu\n", w, (unsigned long long)io[rx],
-                (unsigned long long)io[tx], (unsigned long long)io[rs], (unsigned long long)io[ts],
-                (unsigned long long)io[co], (unsigned long long)(io[nb] + io[tr]));
+    std::printf("%-8zu %14llu %14llu %14llu %14llu %10llu %10llu %8.2f\n", w,
+                (unsigned long long)io[rx], (unsigned long long)io[tx], (unsigned long long)io[rs],
+                (unsigned long long)io[ts], (unsigned long long)io[co],
+                (unsigned long long)(io[nb] + io[tr]), bursts[w]);
   }
   std::printf("\n%-16s %14s %14s %10s %10s %10s\n", "service", "requests", "responses", "errors",
               "malformed", "dropped");
@@ -137,8 +172,9 @@ void print_totals(const Snapshot& s) {
                   (unsigned long long)s.counter_total(i));
     }
   }
+  print_ports(port_views(s), true);
   if (!s.backend_counters.empty()) {
-    std::printf("\n%-40s %14s\n", "backend counter", "total");
+    std::printf("\n%-40s %14s\n", "backend counter", "value");
     for (auto& [n, v] : s.backend_counters)
       std::printf("%-40s %14llu\n", n.c_str(), (unsigned long long)v);
   }
@@ -206,7 +242,14 @@ int cmd_status(const CliTarget& t) {
     }
     return 1;
   }
-  const Json& j = r.value();
+  Json& j = r.value();
+  // Ports and bursts come from the segment (the control thread answers without the NIC).
+  std::vector<PortView> ports;
+  if (auto s = read_segment(t.stats); s && s->epoch == j.value("epoch", uint64_t(0))) {
+    ports = port_views(s.value());
+    j["ports"] = ports_json(ports);
+    j["mean_burst"] = mean_burst(s.value());
+  }
   if (t.json) {
     std::printf("%s\n", j.dump().c_str());
     return j.value("ok", false) ? 0 : 1;
@@ -219,6 +262,8 @@ int cmd_status(const CliTarget& t) {
       j.value("workers", 0u), j.value("uptime_s", 0.0), j.value("connections", 0ULL));
   for (auto& n : j["services"]) std::printf(" %s", n.get<std::string>().c_str());
   std::printf("\nsocket      %s\nstats       %s\n", t.socket.c_str(), t.stats.c_str());
+  if (j.contains("mean_burst")) std::printf("mean burst  %.2f items\n", j.value("mean_burst", 0.0));
+  print_ports(ports, false);
   return 0;
 }
 

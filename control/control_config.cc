@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
@@ -23,14 +25,34 @@ std::string default_run_dir() {
   return "/tmp/corewire-" + std::to_string(::geteuid());
 }
 
-// A duration as corewire's config writes them: "250ms", "5s", "2m", "1h", or "0"; in ms.
-std::optional<uint64_t> duration_ms(std::string_view s) {
-  static constexpr std::pair<std::string_view, uint64_t> kUnits[] = {
-      {"ms", 1}, {"s", 1000}, {"min", 60'000}, {"m", 60'000}, {"h", 3'600'000}};
+// (replacement, deprecated key) pairs of [control].
+constexpr std::pair<std::string_view, std::string_view> kRenamedKeys[] = {
+    {"publish", "publish_ms"}, {"drain_timeout", "drain_timeout_ms"}};
+
+std::string under(const std::string& dir, const std::string& p) {
+  return !p.empty() && p[0] == '/' ? p : dir + "/" + p;
+}
+
+}  // namespace
+
+std::optional<uint64_t> parse_duration_ns(std::string_view s) {
+  static constexpr std::pair<std::string_view, uint64_t> kUnits[] = {{"min", 60'000'000'000},
+                                                                     {"ms", 1'000'000},
+                                                                     {"us", 1'000},
+                                                                     {"\u00b5s", 1'000},
+                                                                     {"ns", 1},
+                                                                     {"s", 1'000'000'000},
+                                                                     {"m", 60'000'000'000},
+                                                                     {"h", 3'600'000'000'000}};
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
   uint64_t n = 0;
   const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
   if (ec != std::errc() || p == s.data()) return std::nullopt;
-  const std::string_view unit(p, size_t(s.data() + s.size() - p));
+  std::string unit(p, size_t(s.data() + s.size() - p));
+  while (!unit.empty() && unit.front() == ' ') unit.erase(unit.begin());
+  for (char& c : unit) c = char(std::tolower(static_cast<unsigned char>(c)));
+  // A bare number has no unit to read it in; only 0 means the same in every unit.
   if (unit.empty()) return n == 0 ? std::optional<uint64_t>(0) : std::nullopt;
   for (const auto& [name, mul] : kUnits)
     if (unit == name)
@@ -38,11 +60,42 @@ std::optional<uint64_t> duration_ms(std::string_view s) {
   return std::nullopt;
 }
 
-std::string under(const std::string& dir, const std::string& p) {
-  return !p.empty() && p[0] == '/' ? p : dir + "/" + p;
+std::string duration_text(uint64_t ns) {
+  static constexpr std::pair<const char*, uint64_t> kUnits[] = {{"h", 3'600'000'000'000},
+                                                                {"m", 60'000'000'000},
+                                                                {"s", 1'000'000'000},
+                                                                {"ms", 1'000'000},
+                                                                {"us", 1'000}};
+  if (ns == 0) return "0";
+  for (const auto& [name, mul] : kUnits)
+    if (ns % mul == 0) return std::to_string(ns / mul) + name;
+  return std::to_string(ns) + "ns";
 }
 
-}  // namespace
+Result<uint64_t> duration_from(const toml::node& v, uint64_t unit_ns, uint64_t lo, uint64_t hi) {
+  const std::string range = "from " + duration_text(lo * unit_ns) + " to " +
+                            duration_text(hi * unit_ns) + ", e.g. \"" +
+                            duration_text(std::max<uint64_t>(lo, 1) * unit_ns) + "\"";
+  std::optional<uint64_t> ns;
+  if (auto* i = v.as_integer()) {
+    if (i->get() < 0 || uint64_t(i->get()) > UINT64_MAX / 1'000'000'000)
+      return make_error("must be a duration " + range);
+    ns = uint64_t(i->get()) * 1'000'000'000;  // integer seconds
+  } else if (auto* t = v.as_string()) {
+    ns = parse_duration_ns(t->get());
+    if (!ns)
+      return make_error("'" + t->get() +
+                        "' is not a duration (a number and a unit: ns, us, ms, s, m, h)");
+  } else {
+    return make_error("expected a duration (a string like \"250ms\" or integer seconds)");
+  }
+  if (*ns % unit_ns != 0)
+    return make_error(duration_text(*ns) + " is finer than this key's resolution (" +
+                      duration_text(unit_ns) + ")");
+  if (*ns / unit_ns < lo || *ns / unit_ns > hi)
+    return make_error(duration_text(*ns) + " is out of range: must be a duration " + range);
+  return *ns / unit_ns;
+}
 
 ControlConfig default_control_config() {
   ControlConfig c;
@@ -58,8 +111,16 @@ Result<ControlConfig> control_config_from(const toml::table& root) {
   const toml::table* t = root["control"].as_table();
   if (root.contains("control") && !t) return make_error("control: must be a table");
   if (t) {
-    for (auto&& [k, v] : *t) {
-      const std::string key(k.str());
+    // An old key beside its replacement: which one was meant is unclear.
+    for (const auto& [now, old] : kRenamedKeys)
+      if (t->contains(now) && t->contains(old))
+        return make_error("control." + std::string(old) + ": give " + std::string(now) +
+                          " or its deprecated form " + std::string(old) + ", not both");
+    for (auto&& kv : *t) {
+      // Not a structured binding: the lambdas below capture v, which clang 14 (the fuzz
+      // build) does not allow for bindings.
+      const toml::node& v = kv.second;
+      const std::string key(kv.first.str());
       const std::string where = "control." + key + ": ";
       auto str = [&](std::string& out) -> Result<void> {
         if (!v.is_string()) return make_error(where + "must be a string");
@@ -76,21 +137,15 @@ Result<ControlConfig> control_config_from(const toml::table& root) {
       };
       // Durations: a string with a unit, or integer seconds (as everywhere in the config).
       auto dur = [&](uint32_t& out, uint64_t lo_ms, uint64_t hi_ms) -> Result<void> {
-        std::optional<uint64_t> ms;
-        if (auto i = v.value<int64_t>(); v.is_integer() && i && *i >= 0)
-          ms = uint64_t(*i) <= hi_ms / 1000 ? uint64_t(*i) * 1000 : hi_ms + 1;
-        else if (v.is_string())
-          ms = duration_ms(*v.value<std::string_view>());
-        if (!ms || *ms < lo_ms || *ms > hi_ms)
-          return make_error(where + "must be a duration from " + std::to_string(lo_ms) + "ms to " +
-                            std::to_string(hi_ms) + "ms, e.g. \"10ms\" or \"5s\"");
+        auto ms = duration_from(v, 1'000'000, lo_ms, hi_ms);
+        if (!ms) return make_error(where + ms.error().message);
         out = uint32_t(*ms);
         return {};
       };
       // The old integer-millisecond keys still work, with a warning naming the new form.
       auto deprecated = [&](const char* now, uint32_t ms) {
         c.deprecations.push_back("control." + key + " is deprecated: write " + now + " = \"" +
-                                 std::to_string(ms) + "ms\"");
+                                 duration_text(uint64_t(ms) * 1'000'000) + "\"");
       };
       Result<void> r;
       if (key == "run_dir")

@@ -12,7 +12,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <toml++/toml.h>
@@ -35,6 +37,17 @@ struct ControlConfig {
 
 inline constexpr uint32_t kMinPublishMs = 1, kMaxPublishMs = 10'000;
 inline constexpr uint32_t kMaxDrainTimeoutMs = 600'000;
+
+// A duration as every duration key of corewire.toml writes it: an unsigned integer and a
+// unit, "100us" ("\u00b5s" too), "250ms", "5s", "2m" ("2min"), "1h", "10ns", or a bare "0"; in
+// nanoseconds. Empty when the text is not one or overflows 64 bits.
+std::optional<uint64_t> parse_duration_ns(std::string_view s);
+// ns in the largest unit that writes it exactly ("250ms", "5s", "0").
+std::string duration_text(uint64_t ns);
+// A duration key's value: a string with a unit or integer seconds, in whole units of
+// unit_ns (1'000'000 for a key kept in ms), in [lo, hi] units. The error says what is wrong
+// (not a duration, finer than the key's resolution, out of range) without the key's name.
+Result<uint64_t> duration_from(const toml::node& v, uint64_t unit_ns, uint64_t lo, uint64_t hi);
 
 // Defaults with paths resolved (no [control] section).
 ControlConfig default_control_config();

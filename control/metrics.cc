@@ -10,6 +10,7 @@
 #include <sstream>
 #include <vector>
 
+#include "control/stats_view.hh"
 #include "control/version.hh"
 
 namespace cw::ctl {
@@ -139,6 +140,27 @@ void dataplane_identity(Out& o, const Snapshot& s) {
              uint64_t(uint64_t(s.state) == i));
 }
 
+// The backend's ports (DPDK): link state as gauges labelled by port id.
+void port_families(Out& o, const std::vector<PortView>& ports) {
+  if (ports.empty()) return;
+  struct M {
+    const char *name, *help;
+    uint64_t (*value)(const PortView&);
+  };
+  static constexpr M kPortMetrics[] = {
+      {"corewire_port_link_up", "1 if the port's link is up",
+       [](const PortView& p) { return uint64_t(p.up); }},
+      {"corewire_port_link_speed_mbps", "Link speed in Mb/s (0: down or unknown)",
+       [](const PortView& p) { return p.speed_mbps; }},
+      {"corewire_port_link_full_duplex", "1 if the link is full duplex",
+       [](const PortView& p) { return uint64_t(p.full_duplex); }}};
+  for (const M& m : kPortMetrics) {
+    o.family(m.name, "gauge", m.help);
+    for (const PortView& p : ports)
+      o.sample(m.name, "port=\"" + escape_label(p.port) + "\"", m.value(p));
+  }
+}
+
 // Escaping per the text format: backslash and newline, and in label values the double quote.
 std::string escaped(const std::string& v, bool label) {
   std::string o;
@@ -223,9 +245,11 @@ std::string prometheus_text(const Snapshot* snap, const SupervisorMetrics& sup) 
     o.family(name, f.gauge ? "gauge" : "counter", f.help);
     for (size_t w = 0; w < s.workers.size(); ++w) o.sample(name, wlabel(w), s.workers[w].io[i]);
   }
-  // The backend's named totals: drop reasons and everything else (port statistics).
+  // The backend's named values: drop reasons, link gauges (port_families) and everything
+  // else (port statistics).
   bool any_drop = false, any_other = false;
-  for (auto& [n, v] : s.backend_counters) (n.rfind("drop.", 0) == 0 ? any_drop : any_other) = true;
+  for (auto& [n, v] : s.backend_counters)
+    if (!backend_gauge(n)) (n.rfind("drop.", 0) == 0 ? any_drop : any_other) = true;
   if (any_drop) {
     o.family("corewire_backend_drops_total", "counter",
              "Packets dropped by the backend, by reason");
@@ -236,9 +260,10 @@ std::string prometheus_text(const Snapshot* snap, const SupervisorMetrics& sup) 
   if (any_other) {
     o.family("corewire_backend_stat_total", "counter", "Backend statistics (e.g. DPDK port stats)");
     for (auto& [n, v] : s.backend_counters)
-      if (n.rfind("drop.", 0) != 0)
+      if (n.rfind("drop.", 0) != 0 && !backend_gauge(n))
         o.sample("corewire_backend_stat_total", "name=\"" + escape_label(n) + "\"", v);
   }
+  port_families(o, port_views(s));
 
   auto slabel = [&](size_t svc, size_t w) {
     return "service=\"" + escape_label(s.services[svc]) + "\"," + wlabel(w);

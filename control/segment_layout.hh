@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
+#include <string_view>
 
 #include "app/runtime/control_contract.hh"
 #include "dataplane/io.hh"
@@ -86,10 +87,15 @@ struct alignas(64) WorkerBlock {
   // dp::Counter[counters]: the declared counters' values, in CounterName order
 };
 
-// Backend-specific named totals over all workers (rt::Runtime::backend_counters(): DPDK drop
-// reasons "drop.<reason>" and port statistics "port.<name>"), copied by the publisher at most
-// every kBackendPublishMs under the block's seqlock. Names are stored as little-endian
-// 8-byte words so that every byte is read and written atomically.
+// Backend-specific named values over all workers (rt::Runtime::backend_counters()), copied by
+// the publisher at most every kBackendPublishMs under the block's seqlock. Names are stored
+// as little-endian 8-byte words so that every byte is read and written atomically. Names say
+// what a value is:
+//   "drop.<reason>"        counter: datagrams the backend dropped (DPDK drop reasons)
+//   "port.<stat>"          counter: the backend's port statistics (DPDK rte_eth_stats, "x."
+//                          extended ones); the DPDK backend drives one port
+//   "link.<port>.<field>"  gauge: that port's link now: up (0/1), speed_mbps (0: down or
+//                          unknown), full_duplex (0/1), autoneg (0/1)
 struct BackendCounter {
   dp::Counter name[kBackendNameWords];
   dp::Counter value;
@@ -101,6 +107,11 @@ struct alignas(64) BackendBlock {
   alignas(64) BackendCounter entries[kMaxBackendCounters];
 };
 inline constexpr uint64_t kBackendPublishMs = 100;
+// Whether a backend value is a level (link state) rather than a total: `stats reset` leaves
+// it alone and /metrics exports it as a gauge.
+inline bool backend_gauge(std::string_view name) {
+  return name.starts_with("link.");
+}
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "counters must be lock-free");
 static_assert(sizeof(dp::Counter) == 8);

@@ -69,6 +69,66 @@ double mean_burst(const Snapshot& s) {
   return b ? double(s.worker_total(field("items"))) / double(b) : 0.0;
 }
 
+std::vector<double> worker_bursts(const Snapshot& s) {
+  const size_t items = field("items"), bursts = field("bursts");
+  std::vector<double> out;
+  for (const auto& w : s.workers)
+    out.push_back(w.worker[bursts] ? double(w.worker[items]) / double(w.worker[bursts]) : 0.0);
+  return out;
+}
+
+std::vector<PortView> port_views(const Snapshot& s) {
+  std::vector<PortView> ports;
+  for (const auto& [name, v] : s.backend_counters) {
+    if (!backend_gauge(name)) continue;
+    // "link.<port>.<field>"; the port id has no dot.
+    const size_t a = name.find('.'), b = name.rfind('.');
+    if (b <= a + 1) continue;
+    const std::string port = name.substr(a + 1, b - a - 1), f = name.substr(b + 1);
+    if (ports.empty() || ports.back().port != port) ports.push_back({.port = port});
+    PortView& p = ports.back();
+    if (f == "up")
+      p.up = v != 0;
+    else if (f == "speed_mbps")
+      p.speed_mbps = v;
+    else if (f == "full_duplex")
+      p.full_duplex = v != 0;
+    else if (f == "autoneg")
+      p.autoneg = v != 0;
+  }
+  // The "port.*" statistics are the backend's one port's.
+  if (ports.size() != 1) return ports;
+  PortView& p = ports[0];
+  const std::pair<const char*, uint64_t PortView::*> kStats[] = {
+      {"port.ipackets", &PortView::rx_packets}, {"port.ibytes", &PortView::rx_bytes},
+      {"port.opackets", &PortView::tx_packets}, {"port.obytes", &PortView::tx_bytes},
+      {"port.imissed", &PortView::rx_missed},   {"port.ierrors", &PortView::rx_errors},
+      {"port.oerrors", &PortView::tx_errors},   {"port.rx_nombuf", &PortView::rx_no_mbuf}};
+  for (const auto& [name, v] : s.backend_counters)
+    for (const auto& [stat, member] : kStats)
+      if (name == stat) p.*member = v;
+  return ports;
+}
+
+Json ports_json(const std::vector<PortView>& ports) {
+  Json out = Json::array();
+  for (const PortView& p : ports)
+    out.push_back({{"port", p.port},
+                   {"link", p.up ? "up" : "down"},
+                   {"speed_mbps", p.speed_mbps},
+                   {"duplex", p.full_duplex ? "full" : "half"},
+                   {"autoneg", p.autoneg},
+                   {"rx_packets", p.rx_packets},
+                   {"rx_bytes", p.rx_bytes},
+                   {"tx_packets", p.tx_packets},
+                   {"tx_bytes", p.tx_bytes},
+                   {"rx_missed", p.rx_missed},
+                   {"rx_errors", p.rx_errors},
+                   {"tx_errors", p.tx_errors},
+                   {"rx_no_mbuf", p.rx_no_mbuf}});
+  return out;
+}
+
 Json latency_json(const LatencySummary& l) {
   return Json{{"count", l.count},         {"mean_us", l.mean_ns / 1e3},
               {"p50_us", l.p50_ns / 1e3}, {"p90_us", l.p90_ns / 1e3},
@@ -136,7 +196,7 @@ void subtract(Snapshot& s, const Snapshot& base) {
   }
   for (auto& [n, v] : s.backend_counters)
     for (auto& [bn, bv] : base.backend_counters)
-      if (n == bn) v = delta(v, bv);
+      if (n == bn && !backend_gauge(n)) v = delta(v, bv);
 }
 
 }  // namespace cw::ctl

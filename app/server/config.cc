@@ -113,6 +113,9 @@ bool is_cidr(std::string_view s) {
   auto [p, ec] = std::from_chars(l.data(), l.data() + l.size(), len);
   return !l.empty() && ec == std::errc() && p == l.data() + l.size() && len >= 0 && len <= 32;
 }
+// Duration resolutions (ns per unit) of the keys kept in ms and in us.
+constexpr uint64_t kMs = 1'000'000, kUs = 1'000;
+
 bool is_log_level(std::string_view l) {
   return log::is_level(l);
 }
@@ -161,6 +164,8 @@ class Parser {
         if (c) {
           cfg_.control = c.value();
           cfg_.control_explicit = true;
+          for (const auto& d : cfg_.control.deprecations)
+            cfg_.deprecations.push_back(src_ + ": " + d);
         } else {
           fail(line, "control", c.error().message);
         }
@@ -230,27 +235,45 @@ class Parser {
     }
     return x;
   }
-  // Milliseconds: an integer (seconds) or a duration string ("300s", "250ms", "5m").
+  // A duration in whole units of unit_ns (ctl::duration_from: a string with a unit or integer
+  // seconds), in [lo, hi] units.
   std::optional<uint64_t> duration(int line, const std::string& key, const toml::node& v,
-                                   uint64_t max_ms) {
-    std::optional<uint64_t> ms;
-    if (auto* i = v.as_integer()) {
-      if (i->get() >= 0 && uint64_t(i->get()) <= max_ms / 1000) ms = uint64_t(i->get()) * 1000;
-    } else if (auto* s = v.as_string()) {
-      ms = parse_duration_ms(s->get());
-      if (!ms) {
-        fail(line, key, "'" + s->get() + "' is not a duration (e.g. \"300s\", \"250ms\", \"5m\")");
-        return std::nullopt;
-      }
-    } else {
-      type(line, key, v, "a duration (integer seconds or a string like \"300s\")");
+                                   uint64_t unit_ns, uint64_t lo, uint64_t hi) {
+    if (!v.is_integer() && !v.is_string()) {
+      type(line, key, v, "a duration (a string like \"250ms\" or integer seconds)");
       return std::nullopt;
     }
-    if (!ms || *ms > max_ms) {
-      fail(line, key, "out of range [0, " + std::to_string(max_ms / 1000) + "s]");
+    auto x = ctl::duration_from(v, unit_ns, lo, hi);
+    if (!x) {
+      fail(line, key, x.error().message);
       return std::nullopt;
     }
-    return ms;
+    return *x;
+  }
+  // A duration key that replaced an integer one (`old`, in units of unit_ns): both are read,
+  // the old one with a deprecation naming the new key and the value written its way.
+  std::optional<uint64_t> renamed_duration(const toml::table& t, std::string_view section,
+                                           std::string_view now, std::string_view old,
+                                           uint64_t unit_ns, uint64_t lo, uint64_t hi) {
+    const std::string base = std::string(section) + ".";
+    const toml::node* n = t.get(now);
+    const toml::node* o = t.get(old);
+    if (n && o) {
+      fail(int(o->source().begin.line), base + std::string(old),
+           "give " + std::string(now) + " or its deprecated form " + std::string(old) +
+               ", not both");
+      return std::nullopt;
+    }
+    if (n)
+      return duration(int(n->source().begin.line), base + std::string(now), *n, unit_ns, lo, hi);
+    if (!o) return std::nullopt;
+    const int line = int(o->source().begin.line);
+    auto x = integer(line, base + std::string(old), *o, int64_t(lo), int64_t(hi));
+    if (x)
+      cfg_.deprecations.push_back(src_ + ":" + std::to_string(line) + ": " + base +
+                                  std::string(old) + " is deprecated: write " + std::string(now) +
+                                  " = \"" + ctl::duration_text(uint64_t(*x) * unit_ns) + "\"");
+    return x ? std::optional<uint64_t>(uint64_t(*x)) : std::nullopt;
   }
 
   void runtime(const toml::table& t) {
@@ -321,7 +344,7 @@ class Parser {
       } else if (k == "max_timers") {
         if (auto x = integer(line, key, v, 1, kMaxTimers)) cfg_.loop.max_timers = uint32_t(*x);
       } else if (k == "idle_timeout") {
-        if (auto x = duration(line, key, v, kMaxIdleTimeoutMs))
+        if (auto x = duration(line, key, v, kMs, 0, kMaxIdleTimeoutMs))
           cfg_.io.idle_timeout_ms = uint32_t(*x);
       } else if (k == "rx_buffers") {
         if (auto x = integer(line, key, v, kMinRxBuffers, kMaxRxBuffers)) {
@@ -334,8 +357,11 @@ class Parser {
       } else if (k == "tx_buffers") {
         if (auto x = integer(line, key, v, kMinTxBuffers, kMaxTxBuffers))
           cfg_.io.tx_buffers = uint32_t(*x);
-      } else if (k == "coalesce_us") {
-        if (auto x = integer(line, key, v, 0, kMaxCoalesceUs)) cfg_.io.coalesce_us = uint32_t(*x);
+      } else if (k == "coalesce" || k == "coalesce_us") {
+        if (k == "coalesce" || !t.contains("coalesce"))  // read once (and a clash reported once)
+          if (auto x =
+                  renamed_duration(t, "runtime", "coalesce", "coalesce_us", kUs, 0, kMaxCoalesceUs))
+            cfg_.io.coalesce_us = uint32_t(*x);
       } else if (k == "burst") {
         if (auto x = integer(line, key, v, 1, kMaxBurst)) cfg_.loop.burst = uint32_t(*x);
       } else {
@@ -343,7 +369,7 @@ class Parser {
              "unknown key (known: backend, cores, workers, busy_poll, listen, max_conns, "
              "conn_out_limit, worker_out_limit, conn_low_water, stream_buffer_limit, "
              "max_timers, idle_timeout, rx_buffers, rx_buffer_size, tx_buffers, burst, "
-             "coalesce_us, udp_gso)");
+             "coalesce, udp_gso)");
       }
     }
     // The default low-water mark follows a small conn_out_limit; a configured one must be
@@ -438,8 +464,11 @@ class Parser {
         range(line, key, v, 1, 65536, d.arp_queue);
       } else if (k == "frag_flows") {
         range(line, key, v, 1, 65536, d.frag_flows);
-      } else if (k == "frag_timeout_ms") {
-        range(line, key, v, 1, 60000, d.frag_timeout_ms);
+      } else if (k == "frag_timeout" || k == "frag_timeout_ms") {
+        if (k == "frag_timeout" || !t.contains("frag_timeout"))
+          if (auto x = renamed_duration(t, "dpdk", "frag_timeout", "frag_timeout_ms", kMs, 1,
+                                        kMaxFragTimeoutMs))
+            d.frag_timeout_ms = uint32_t(*x);
       } else if (k == "arp_learn_from_requests") {
         if (auto* b = v.as_boolean())
           d.arp_learn_from_requests = b->get();
@@ -448,7 +477,7 @@ class Parser {
       } else {
         fail(line, key,
              "unknown key (known: eal, port, addresses, gateway, mtu, rx_desc, tx_desc, "
-             "arp_entries, arp_queue, arp_learn_from_requests, frag_flows, frag_timeout_ms)");
+             "arp_entries, arp_queue, arp_learn_from_requests, frag_flows, frag_timeout)");
       }
     }
   }
@@ -502,7 +531,7 @@ class Parser {
     }
     std::optional<uint64_t> duration_ms(std::string_view k, uint64_t max_ms) override {
       auto* v = t_.get(k);
-      return v ? p_.duration(line(*v), key(k), *v, max_ms) : std::nullopt;
+      return v ? p_.duration(line(*v), key(k), *v, kMs, 0, max_ms) : std::nullopt;
     }
     void fail(std::string_view k, const std::string& what) override {
       auto* v = t_.get(k);
@@ -690,15 +719,9 @@ std::optional<uint64_t> parse_size(std::string_view s) {
 }
 
 std::optional<uint64_t> parse_duration_ms(std::string_view s) {
-  auto nu = number_unit(s);
-  if (!nu) return std::nullopt;
-  const auto& [n, u] = *nu;
-  if (u.empty()) return n == 0 ? std::optional<uint64_t>(0) : std::nullopt;  // a unit is required
-  if (u == "ms") return n;
-  if (u == "s") return scale(n, 1000);
-  if (u == "m" || u == "min") return scale(n, 60'000);
-  if (u == "h") return scale(n, 3'600'000);
-  return std::nullopt;
+  auto ns = ctl::parse_duration_ns(s);
+  if (!ns || *ns % kMs != 0) return std::nullopt;
+  return *ns / kMs;
 }
 
 Result<void> apply_overrides(ServerConfig& cfg, const Overrides& o) {

@@ -33,7 +33,8 @@ inline constexpr uint32_t kMinRxBuffers = 64, kMaxRxBuffers = 32768;  // power o
 inline constexpr uint32_t kMinRxBufferSize = 512, kMaxRxBufferSize = 65536;  // bytes
 inline constexpr uint32_t kMinTxBuffers = 64, kMaxTxBuffers = 1u << 20;
 inline constexpr uint32_t kMaxBurst = 1024;
-inline constexpr uint32_t kMaxCoalesceUs = 10'000;  // io_uring interrupt moderation bound
+inline constexpr uint32_t kMaxCoalesceUs = 10'000;     // io_uring interrupt moderation bound
+inline constexpr uint32_t kMaxFragTimeoutMs = 60'000;  // DPDK reassembly timeout bound
 
 // Where a service listens on one transport, as written. The address is filled from
 // [runtime] listen (or --listen) when the config gave only a port.
@@ -86,6 +87,9 @@ struct ServerConfig {
   // the section, management runs at the default paths but is not required to start.
   ctl::ControlConfig control = ctl::default_control_config();
   bool control_explicit = false;
+  // Deprecated keys the file used, one "<file>:<line>: <key> is deprecated: write ..." each
+  // (the [control] ones without a line); main logs them as warnings.
+  std::vector<std::string> deprecations;
 
   // After finalize(): the endpoint each service transport binds (port may be 0).
   dp::Endpoint endpoint(const ListenSpec& l) const {
@@ -124,8 +128,8 @@ Result<void> apply_overrides(ServerConfig& cfg, const Overrides& o);
 // Call once after apply_overrides.
 Result<void> finalize(ServerConfig& cfg);
 
-// Size ("4MiB", "64KiB", "512", "1GB") in bytes; durations ("300s", "5m", "250ms", "0") in
-// milliseconds. Empty when the text is not one.
+// Size ("4MiB", "64KiB", "512", "1GB") in bytes; durations (ctl::parse_duration_ns: "300s",
+// "5m", "250ms", "0") in whole milliseconds. Empty when the text is not one.
 std::optional<uint64_t> parse_size(std::string_view s);
 std::optional<uint64_t> parse_duration_ms(std::string_view s);
 

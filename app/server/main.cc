@@ -1,7 +1,7 @@
 // corewire: the server. Reads the config (file + command line), starts the per-core runtime
 // with the configured services, logs the endpoints it actually bound, and runs until SIGINT
 // or SIGTERM; then drains (every worker closes its listeners, so new connects are refused;
-// then it waits, up to control.drain_timeout_ms, for open connections to close), stops the
+// then it waits, up to control.drain_timeout, for open connections to close), stops the
 // workers (which flush queued replies), logs the counters and exits 0. Management
 // (control/): the stats segment and the control socket run on one control thread; SIGHUP
 // reloads the config and applies what can change live (the log level, services' enabled),
@@ -121,6 +121,7 @@ ctl::Json reload(const server::CommandLine& cl, server::ServerConfig& running,
   auto next = server::load(cl);
   if (!next) return {{"ok", false}, {"error", next.error().message}};
   server::ServerConfig& n = next.value();
+  for (const auto& d : n.deprecations) spdlog::warn("{}", d);  // an edited file may add some
   ctl::Json applied = ctl::Json::array(), restart = ctl::Json::array();
   if (n.log_level != running.log_level) {
     log::set_level(n.log_level);
@@ -164,12 +165,14 @@ int main(int argc, char** argv) {
   }
   server::ServerConfig& cfg = loaded.value();
   if (cl.check_only) {
+    for (const auto& d : cfg.deprecations)
+      std::fprintf(stderr, "corewire: warning: %s\n", d.c_str());
     for (const auto& l : server::describe(cfg)) std::printf("%s\n", l.c_str());
     std::printf("corewire: config ok\n");
     return 0;
   }
   log::setup("corewire", cfg.log_level);
-  for (const auto& d : cfg.control.deprecations) spdlog::warn("{}: {}", cfg.source, d);
+  for (const auto& d : cfg.deprecations) spdlog::warn("{}", d);
   for (const auto& l : server::describe(cfg)) spdlog::info("{}", l);
 
   // Block the stop signals before any worker starts, so every thread inherits the mask and

@@ -16,7 +16,7 @@ median and the spread (min..max) of each figure, and ratios of medians.
   efficiency   sockperf under-load --mps 100000 --full-rtt; server CPU (utime+stime from
                /proc) per message sent (us/msg) and the round trip p50 sockperf reports.
                corewire in interrupt mode, without interrupt moderation and with each
-               window of --coalesce-us (runtime.coalesce_us); the ceiling spins by design
+               window of --coalesce-us (runtime.coalesce, in µs); the ceiling spins by design
                and is left out of this table.
 
 Every server and client run is bounded in time; servers are killed at the end even on error.
@@ -148,7 +148,7 @@ def servers(args, tcp):
         cfg = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
         cfg.write(f'[runtime]\nbackend = "{args.backend}"\ncores = [{args.server_core}]\n'
                   f'busy_poll = {"true" if mode == "busy" else "false"}\n'
-                  f'coalesce_us = {mode if isinstance(mode, int) else 0}\n'
+                  f'coalesce = "{mode if isinstance(mode, int) else 0}us"\n'
                   f'[[service]]\nname = "sockperf-echo"\n{proto} = {port}\n')
         cfg.close()
         return Server("corewire", [args.corewire, "-c", cfg.name], port, tcp)

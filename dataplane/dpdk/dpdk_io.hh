@@ -254,8 +254,17 @@ class DpdkBackend {
   };
   // rte_eth_stats plus the driver's extended statistics (setup/control path: allocates).
   std::vector<PortStat> port_stats() const;
-  bool link_up() const;
-  // Drop reasons summed over workers ("drop.<reason>", non-zero only) and port_stats()
+  bool link_up() const;  // as the workers last saw it (they skip a port that is down)
+  // The port's link as the driver reports it now (no wait; setup/control path).
+  struct LinkState {
+    bool up = false;
+    uint32_t speed_mbps = 0;  // 0: down or unknown
+    bool full_duplex = false;
+    bool autoneg = false;
+  };
+  LinkState link_state() const;
+  // The link ("link.<port id>.up", ".speed_mbps", ".full_duplex", ".autoneg"; first), drop
+  // reasons summed over workers ("drop.<reason>", non-zero only) and port_stats()
   // ("port.<name>"): what Runtime::backend_counters() reports.
   std::vector<std::pair<std::string, uint64_t>> counters_by_name() const;
   const net::Mac& mac() const;

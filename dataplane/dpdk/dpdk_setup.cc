@@ -417,8 +417,28 @@ std::vector<DpdkBackend::PortStat> DpdkBackend::port_stats() const {
   return out;
 }
 
+DpdkBackend::LinkState DpdkBackend::link_state() const {
+  LinkState l;
+  rte_eth_link link{};
+  if (rte_eth_link_get_nowait(sh_->port, &link) != 0) return l;
+  l.up = link.link_status == RTE_ETH_LINK_UP;
+  // Speed is meaningless on a link that is down; RTE_ETH_SPEED_NUM_UNKNOWN is UINT32_MAX.
+  l.speed_mbps = l.up && link.link_speed != RTE_ETH_SPEED_NUM_UNKNOWN ? link.link_speed : 0;
+  l.full_duplex = l.up && link.link_duplex == RTE_ETH_LINK_FULL_DUPLEX;
+  l.autoneg = link.link_autoneg == RTE_ETH_LINK_AUTONEG;
+  return l;
+}
+
 std::vector<std::pair<std::string, uint64_t>> DpdkBackend::counters_by_name() const {
   std::vector<std::pair<std::string, uint64_t>> out;
+  // The link first: a driver's extended statistics can fill the segment's backend block, and
+  // what is cut is the tail (control/segment_layout.hh names "link." entries gauges).
+  const LinkState l = link_state();
+  const std::string link = "link." + std::to_string(sh_->port) + ".";
+  out.emplace_back(link + "up", l.up);
+  out.emplace_back(link + "speed_mbps", l.speed_mbps);
+  out.emplace_back(link + "full_duplex", l.full_duplex);
+  out.emplace_back(link + "autoneg", l.autoneg);
   for (size_t r = 0; r < net::kDropReasonCount; ++r) {
     uint64_t v = 0;
     for (unsigned w = 0; w < sh_->io.workers; ++w) v += sh_->drops[w].get(net::DropReason(r));

@@ -38,8 +38,8 @@ class CorewirectlRun(unittest.TestCase):
         self.cfg = os.path.join(self.dir, "corewire.toml")
         with open(self.cfg, "w") as f:
             f.write(CONFIG_BASE or "")
-            f.write('\n[control]\nrun_dir = "%s/run"\nadmin = "127.0.0.1:%d"\npublish_ms = 5\n'
-                    'drain_timeout_ms = 1000\n' % (self.dir, self.admin))
+            f.write('\n[control]\nrun_dir = "%s/run"\nadmin = "127.0.0.1:%d"\npublish = \"5ms\"\n'
+                    'drain_timeout = "1s"\n' % (self.dir, self.admin))
         self.procs = []
         # Stands in for systemd's notify socket (Type=notify).
         self.notify_path = os.path.join(self.dir, "notify.sock")

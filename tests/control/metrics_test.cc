@@ -156,6 +156,35 @@ TEST(Metrics, BackendCounters) {
   EXPECT_NE(text.find("corewire_backend_stat_total{name=\"port.imissed\"} 9\n"), std::string::npos);
 }
 
+// A DPDK port's link ("link.<port>.*" gauges): corewire_port_* gauges labelled by port, not
+// backend stat counters.
+Snapshot with_port(Snapshot s) {
+  s.backend_counters.insert(s.backend_counters.begin(), {{"link.3.up", 1},
+                                                         {"link.3.speed_mbps", 25000},
+                                                         {"link.3.full_duplex", 1},
+                                                         {"link.3.autoneg", 0}});
+  return s;
+}
+
+TEST(Metrics, PortLinkGauges) {
+  const Snapshot s = with_port(sample_snapshot());
+  const std::string text = prometheus_text(&s, {});
+  EXPECT_NE(text.find("# TYPE corewire_port_link_up gauge\ncorewire_port_link_up{port=\"3\"} 1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("corewire_port_link_speed_mbps{port=\"3\"} 25000\n"), std::string::npos);
+  EXPECT_NE(text.find("corewire_port_link_full_duplex{port=\"3\"} 1\n"), std::string::npos);
+  EXPECT_EQ(text.find("name=\"link."), std::string::npos) << "link state is not a counter";
+  EXPECT_NE(text.find("corewire_backend_stat_total{name=\"port.x.rx_q0_packets\"} 9\n"),
+            std::string::npos);
+  Snapshot down = with_port(sample_snapshot());
+  down.backend_counters[0].second = 0;
+  down.backend_counters[1].second = 0;
+  const std::string d = prometheus_text(&down, {});
+  EXPECT_NE(d.find("corewire_port_link_up{port=\"3\"} 0\n"), std::string::npos);
+  EXPECT_NE(d.find("corewire_port_link_speed_mbps{port=\"3\"} 0\n"), std::string::npos);
+}
+
 TEST(Metrics, WithoutDataplaneOnlySupervisorMetrics) {
   const std::string text = prometheus_text(nullptr, {false, 3, 1});
   EXPECT_NE(text.find("corewire_up 0\n"), std::string::npos);
@@ -167,7 +196,7 @@ TEST(Metrics, WithoutDataplaneOnlySupervisorMetrics) {
 TEST(Metrics, PromtoolAccepts) {
   const char* promtool = "/usr/bin/promtool";
   if (access(promtool, X_OK) != 0) GTEST_SKIP() << "promtool not installed";
-  const Snapshot s = sample_snapshot();
+  const Snapshot s = with_port(sample_snapshot());
   const std::string file = "/tmp/cw-metrics-" + std::to_string(getpid()) + ".txt";
   std::ofstream(file) << prometheus_text(&s, {true, 1, 1});
   const std::string cmd = std::string(promtool) + " check metrics < " + file + " 2>&1";

@@ -87,6 +87,62 @@ TEST(StatsView, ServiceLatencyMergesWorkersAndBaselineSubtracts) {
   EXPECT_EQ(mean_burst(s), 0.0);  // no burst since the baseline
 }
 
+TEST(OpsConfig, DurationSyntax) {
+  EXPECT_EQ(parse_duration_ns("0"), 0u);
+  EXPECT_EQ(parse_duration_ns("100us"), 100'000u);
+  EXPECT_EQ(parse_duration_ns("100\u00b5s"), 100'000u);
+  EXPECT_EQ(parse_duration_ns("250ms"), 250'000'000u);
+  EXPECT_EQ(parse_duration_ns(" 5 S "), 5'000'000'000u);
+  EXPECT_EQ(parse_duration_ns("2min"), 120'000'000'000u);
+  EXPECT_EQ(parse_duration_ns("1h"), 3'600'000'000'000u);
+  EXPECT_EQ(parse_duration_ns("10ns"), 10u);
+  for (const char* bad : {"", "5", "ms", "5 sec", "5msec", "-5s", "1.5s", "99999999999h"})
+    EXPECT_FALSE(parse_duration_ns(bad)) << bad;
+  EXPECT_EQ(duration_text(0), "0");
+  EXPECT_EQ(duration_text(100'000), "100us");
+  EXPECT_EQ(duration_text(5'000'000'000), "5s");
+  EXPECT_EQ(duration_text(90'000'000'000), "90s");
+  EXPECT_EQ(duration_text(7'200'000'000'000), "2h");
+  EXPECT_EQ(duration_text(1'500), "1500ns");
+}
+
+TEST(StatsView, PortViewsAndResetKeepsTheLink) {
+  Snapshot s = one_service(2);
+  EXPECT_TRUE(port_views(s).empty()) << "no ports without link entries";
+  s.workers[0].worker[1] = 4;   // bursts
+  s.workers[0].worker[2] = 20;  // items
+  s.backend_counters = {{"link.0.up", 1},          {"link.0.speed_mbps", 10000},
+                        {"link.0.full_duplex", 1}, {"link.0.autoneg", 1},
+                        {"drop.no_mbuf", 2},       {"port.ipackets", 70},
+                        {"port.opackets", 60},     {"port.imissed", 5}};
+  EXPECT_EQ(worker_bursts(s), (std::vector<double>{5.0, 0.0}));
+  auto p = port_views(s);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].port, "0");
+  EXPECT_TRUE(p[0].up && p[0].full_duplex && p[0].autoneg);
+  EXPECT_EQ(p[0].speed_mbps, 10000u);
+  EXPECT_EQ(p[0].rx_packets, 70u);
+  EXPECT_EQ(p[0].tx_packets, 60u);
+  EXPECT_EQ(p[0].rx_missed, 5u);
+  const Json j = ports_json(p);
+  EXPECT_EQ(j[0]["link"], "up");
+  EXPECT_EQ(j[0]["duplex"], "full");
+  // A reset subtracts the port's totals but not its link, which is a level.
+  Snapshot base = s;
+  s.backend_counters[5].second = 75;
+  subtract(s, base);
+  p = port_views(s);
+  EXPECT_TRUE(p[0].up);
+  EXPECT_EQ(p[0].speed_mbps, 10000u);
+  EXPECT_EQ(p[0].rx_packets, 5u);
+  // The link going down shows as down with no speed.
+  s.backend_counters[0].second = 0;
+  s.backend_counters[1].second = 0;
+  p = port_views(s);
+  EXPECT_FALSE(p[0].up);
+  EXPECT_EQ(ports_json(p)[0]["link"], "down");
+}
+
 Result<ControlConfig> control(const std::string& body) {
   return control_config_from(toml::parse("[control]\n" + body));
 }
@@ -112,10 +168,14 @@ TEST(OpsConfig, ControlDurationsOneSyntaxOldKeysWarn) {
   EXPECT_NE(std::find(c->deprecations.begin(), c->deprecations.end(),
                       "control.publish_ms is deprecated: write publish = \"5ms\""),
             c->deprecations.end());
-  // Errors name the key: no unit, unknown unit, out of range.
+  c = control("publish = \"100us\"\n");  // finer than the key's 1 ms
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("resolution"), std::string::npos) << c.error().message;
+  // Errors name the key: no unit, unknown unit, out of range, a unit typo, old and new key.
   for (const char* bad :
        {"publish = \"10\"", "publish = \"10 parsecs\"", "publish = \"11s\"", "publish = \"0ms\"",
-        "drain_timeout = \"11m\"", "drain_timeout = -1", "drain_timeout = true"}) {
+        "drain_timeout = \"11m\"", "drain_timeout = -1", "drain_timeout = true",
+        "drain_timeout = \"5sec\"", "publish = \"5ms\"\npublish_ms = 5"}) {
     auto r = control(std::string(bad) + "\n");
     ASSERT_FALSE(r) << bad;
     EXPECT_EQ(r.error().message.find("control."), 0u) << r.error().message;

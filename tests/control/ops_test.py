@@ -1,6 +1,7 @@
 """Operator-facing behaviour of the three binaries (issue 21): --version, the command line's
 edges, the log line format on a terminal and under journald, `corewirectl run` without a
 config file. Usage: ops_test.py CTL COREWIRE BENCH VERSION"""
+import contextlib
 import json
 import os
 import re
@@ -30,6 +31,38 @@ def config(tmp, udp_port):
 class Ops(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="cw-ops-")
+
+    def promtool_accepts(self, metrics):
+        """`promtool check metrics` (Debian package prometheus) passes, when installed."""
+        promtool = shutil.which("promtool")
+        if promtool:
+            p = subprocess.run([promtool, "check", "metrics"], input=metrics,
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+    @contextlib.contextmanager
+    def supervised(self, path, timeout=20):
+        """`corewirectl -c path run` on a free admin port: yields that port once it serves,
+        always stops corewirectl (SIGTERM) after; its exit code lands in self.ctl_rc."""
+        log = open(os.path.join(self.tmp, "run.log"), "w")
+        ctl = subprocess.Popen([CTL, "-c", path, "run", "--admin-port", str(free_port()),
+                                "--corewire", COREWIRE], stderr=log)
+        try:
+            def admin_port():
+                with open(log.name) as f:
+                    m = re.search(r"admin HTTP on http://127\.0\.0\.1:(\d+)/", f.read())
+                return m and int(m.group(1))
+            yield wait_for(admin_port, timeout, "admin HTTP")
+        finally:
+            ctl.send_signal(signal.SIGTERM)
+            try:
+                ctl.wait(timeout=30)
+            finally:
+                log.close()
+                if ctl.poll() is None:
+                    ctl.kill()
+                    ctl.wait()
+            self.ctl_rc = ctl.returncode
 
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -135,16 +168,7 @@ class Ops(unittest.TestCase):
         path = os.path.join(self.tmp, "c.toml")
         with open(path, "w") as f:
             f.write(config(self.tmp, port))
-        log = open(os.path.join(self.tmp, "run.log"), "w")
-        ctl = subprocess.Popen([CTL, "-c", path, "run", "--admin-port", str(free_port()),
-                                "--corewire", COREWIRE], stderr=log)
-        bench = None
-        try:
-            def admin_port():
-                with open(log.name) as f:
-                    m = re.search(r"admin HTTP on http://127\.0\.0\.1:(\d+)/", f.read())
-                return m and int(m.group(1))
-            http = wait_for(admin_port, 20, "admin HTTP")
+        with self.supervised(path) as http:
             ctl_json = lambda *a: json.loads(subprocess.run(  # noqa: E731
                 [CTL, "-c", path, "--json"] + list(a), capture_output=True, text=True,
                 timeout=10).stdout)
@@ -153,6 +177,7 @@ class Ops(unittest.TestCase):
                                       "127.0.0.1:%d" % port, "-m", "64", "--duration", "4",
                                       "-q"], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
+            self.addCleanup(lambda: bench.poll() is None and (bench.kill(), bench.wait()))
             # Under load: percentiles per service, ordered, from the histograms.
             svc = wait_for(lambda: [s for s in ctl_json("services")["services"]
                                     if s["latency"]["count"] > 100], 20, "latency samples")[0]
@@ -182,11 +207,7 @@ class Ops(unittest.TestCase):
             self.assertRegex(metrics, r"\nprocess_open_fds \d+\n")
             self.assertRegex(metrics, r"\ncorewire_dataplane_process_resident_memory_bytes \d+")
             self.assertNotIn('pid="', metrics)
-            promtool = shutil.which("promtool")
-            if promtool:
-                p = subprocess.run([promtool, "check", "metrics"], input=metrics,
-                                   capture_output=True, text=True, timeout=30)
-                self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            self.promtool_accepts(metrics)
             bench.wait(timeout=30)
             # stats reset: the CLI counts from now; /metrics keeps its monotonic counters.
             before = ctl_json("services")["services"][0]["requests"]
@@ -202,18 +223,6 @@ class Ops(unittest.TestCase):
             subprocess.run([CTL, "-c", path, "stats", "reset", "--clear"], check=True,
                            capture_output=True, timeout=10)
             self.assertEqual(ctl_json("services")["services"][0]["requests"], before)
-        finally:
-            if bench and bench.poll() is None:
-                bench.kill()
-                bench.wait()
-            ctl.send_signal(signal.SIGTERM)
-            try:
-                ctl.wait(timeout=30)
-            finally:
-                log.close()
-                if ctl.poll() is None:
-                    ctl.kill()
-                    ctl.wait()
 
     def test_systemd_notify_ready_and_watchdog(self):
         # What corewire.service relies on (Type=notify, WatchdogSec=): READY=1 once serving,
@@ -253,6 +262,58 @@ class Ops(unittest.TestCase):
         self.assertGreaterEqual(sum("WATCHDOG=1" in m for m in msgs), 5, msgs)
         self.assertTrue(any("STOPPING=1" in m for m in msgs), msgs)
         self.assertEqual(ctl.returncode, 0)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root (DPDK EAL)")
+    def test_dpdk_port_and_link_state(self):
+        # The DPDK backend on a net_ring vdev (no NIC, no hugepages): the port's link state
+        # reaches `corewirectl status`, `stats` (and --json) and /metrics as labelled gauges.
+        path = os.path.join(self.tmp, "c.toml")
+        with open(path, "w") as f:
+            f.write('[runtime]\nbackend = "dpdk"\nworkers = 1\nburst = 32\n\n'
+                    '[dpdk]\neal = ["--no-huge", "-m", "512", "--no-pci"]\n'
+                    'port = "net_ring_cwops"\naddresses = ["10.98.0.2/24"]\n\n'
+                    '[control]\nrun_dir = "%s/run"\nadmin = ""\n\n'
+                    '[[service]]\nname = "echo"\nudp = 11112\n' % self.tmp)
+        check = subprocess.run([COREWIRE, "-c", path, "--check-config"], capture_output=True,
+                               text=True, timeout=20)
+        if "has no DPDK" in check.stdout + check.stderr:
+            self.skipTest("this corewire build has no DPDK backend")
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+
+        def ctl_run(*a):
+            return subprocess.run([CTL, "-c", path] + list(a), capture_output=True, text=True,
+                                  timeout=10)
+        with self.supervised(path, timeout=30) as http:
+            # Link gauges are published every 100 ms, after the first publish round.
+            st = wait_for(lambda: (lambda j: j.get("state") == "serving" and j.get("ports")
+                                   and j)(json.loads(ctl_run("--json", "status").stdout)),
+                          30, "serving with a port")
+            port = st["ports"][0]
+            self.assertEqual(port["link"], "up", st)
+            self.assertGreater(port["speed_mbps"], 0, st)  # net_ring: 10G
+            self.assertEqual(port["duplex"], "full", st)
+            human = ctl_run("status").stdout
+            self.assertRegex(human, r"\nport +link +speed +duplex +autoneg\n\S+ +up +\d+G +full ",
+                             human)
+            self.assertRegex(human, r"mean burst +\d+\.\d\d items")
+            stats = json.loads(ctl_run("--json", "stats").stdout)
+            self.assertEqual(stats["ports"][0]["link"], "up")
+            self.assertIn("mean_burst", stats["workers"][0])
+            human = ctl_run("stats").stdout
+            self.assertRegex(human, r"\n\S+ +up +\d+G +full +\w+ +\d+ +\d+ ", human)
+            self.assertRegex(human, r"burst\n0 ", human)
+            # `stats reset` leaves the link (a level) alone.
+            self.assertEqual(ctl_run("stats", "reset").returncode, 0)
+            self.assertEqual(json.loads(ctl_run("--json", "stats").stdout)["ports"][0]["link"],
+                             "up")
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % http, timeout=5) as r:
+                metrics = r.read().decode()
+            self.assertRegex(metrics, r'\ncorewire_port_link_up\{port="\d+"\} 1\n')
+            self.assertRegex(metrics, r'\ncorewire_port_link_speed_mbps\{port="\d+"\} [1-9]')
+            self.assertIn("# TYPE corewire_port_link_up gauge", metrics)
+            self.assertNotIn('name="link.', metrics)
+            self.promtool_accepts(metrics)
+        self.assertEqual(self.ctl_rc, 0)
 
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"),
                          "needs root and unshare (private /run and network namespace)")

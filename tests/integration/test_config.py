@@ -40,6 +40,21 @@ class ConfigTest(unittest.TestCase):
         self.check_bad('[runtime]\nmax_conns = -1\n', 2, "runtime.max_conns")
         self.check_bad('[[service]]\nname = "echo"\nudp = 65536\n', 3, "service[0].udp")
 
+    def test_durations_old_keys_warn_typos_fail(self):
+        # The deprecated integer keys run, with one warning each naming the new key.
+        path = h.write_temp('[runtime]\ncoalesce_us = 50\n[control]\npublish_ms = 20\n')
+        try:
+            p = h.run_corewire(["-c", path, "--check-config"])
+        finally:
+            os.unlink(path)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(f'corewire: warning: {path}:2: runtime.coalesce_us is deprecated: write '
+                      'coalesce = "50us"', p.stderr)
+        self.assertIn("control.publish_ms is deprecated: write publish = \"20ms\"", p.stderr)
+        self.check_bad('[runtime]\ncoalesce = "50 usec"\n', 2, "runtime.coalesce")
+        self.check_bad('[dpdk]\nfrag_timeout = 2\nfrag_timeout_ms = 2000\n', 3,
+                       "dpdk.frag_timeout_ms")
+
     def test_duplicate_port(self):
         self.check_bad('[[service]]\nname = "echo"\ntcp = 4444\n\n[[service]]\nname = "sockperf-echo"\n'
                        'tcp = 4444\n', 7, "service[1].tcp")

@@ -151,7 +151,7 @@ eal = ["--no-huge", "-m", "256", "--no-pci"]
 port = "net_tap0,iface={TAP}"
 addresses = ["{OUR}/24"]
 frag_flows = 16
-frag_timeout_ms = {FRAG_TIMEOUT_MS}
+frag_timeout = "{FRAG_TIMEOUT_MS}ms"
 {h.ALL_SERVICES}"""
         self.srv = env.start_server(self, cfg, prefix=("ip", "netns", "exec", NS))
         env.restore_peer_mac(NS, PEER_MAC)

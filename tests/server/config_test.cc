@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -84,8 +85,13 @@ TEST(Config, ExampleFileParsesAndMatchesDefaults) {
   EXPECT_EQ(r->loop.burst, d.loop.burst);
   EXPECT_EQ(r->io.coalesce_us, d.io.coalesce_us);
   EXPECT_TRUE(r->io.udp_gso);
+  EXPECT_TRUE(r->deprecations.empty()) << r->deprecations[0];
   ASSERT_EQ(r->services.size(), 2u);
   EXPECT_EQ(describe(r.value()).back(), describe(d).back());
+  // The installed conffile too.
+  auto installed = load_config_file(CW_SOURCE_ROOT "/tools/corewire.toml");
+  ASSERT_TRUE(installed) << installed.error().message;
+  EXPECT_TRUE(installed->deprecations.empty());
 }
 
 TEST(Config, FullFile) {
@@ -106,7 +112,7 @@ rx_buffers = 1024
 rx_buffer_size = "4KiB"
 tx_buffers = 512
 burst = 32
-coalesce_us = 50
+coalesce = "50us"
 udp_gso = false
 [log]
 level = "debug"
@@ -236,6 +242,30 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"[runtime]\nburst = 0\n", "t.toml:2: runtime.burst: ", "out of range"},
         BadCase{"[runtime]\ncoalesce_us = 20000\n",
                 "t.toml:2: runtime.coalesce_us: ", "out of range"},
+        BadCase{"[runtime]\ncoalesce = \"20ms\"\n", "t.toml:2: runtime.coalesce: ",
+                "20ms is out of range: must be a duration from 0 to 10ms"},
+        BadCase{"[runtime]\ncoalesce = \"50usec\"\n",
+                "t.toml:2: runtime.coalesce: ", "'50usec' is not a duration"},
+        BadCase{"[runtime]\ncoalesce = \"500ns\"\n",
+                "t.toml:2: runtime.coalesce: ", "finer than this key's resolution (1us)"},
+        BadCase{"[runtime]\ncoalesce = 0.5\n",
+                "t.toml:2: runtime.coalesce: ", "got a floating-point number"},
+        BadCase{"[runtime]\ncoalesce = \"50us\"\ncoalesce_us = 50\n",
+                "t.toml:3: runtime.coalesce_us: ", "give coalesce or its deprecated form"},
+        BadCase{"[runtime]\ncoalesce_us = 50\ncoalesce = \"50us\"\n",
+                "t.toml:2: runtime.coalesce_us: ", "not both"},
+        BadCase{"[runtime]\ncoalesce_us = \"50us\"\n",
+                "t.toml:2: runtime.coalesce_us: ", "expected an integer"},
+        BadCase{"[runtime]\ncolaesce = \"50us\"\n", "t.toml:2: runtime.colaesce: ", "unknown key"},
+        BadCase{"[runtime]\nidle_timeout = \"5 mins\"\n", "t.toml:2: runtime.idle_timeout: ",
+                "not a duration (a number and a unit: ns, us, ms, s, m, h)"},
+        BadCase{"[dpdk]\nfrag_timeout = \"0ms\"\n",
+                "t.toml:2: dpdk.frag_timeout: ", "out of range"},
+        BadCase{"[dpdk]\nfrag_timeout = \"61s\"\n",
+                "t.toml:2: dpdk.frag_timeout: ", "out of range"},
+        BadCase{"[dpdk]\nfrag_timeout_ms = 0\n",
+                "t.toml:2: dpdk.frag_timeout_ms: ", "out of range"},
+        BadCase{"[dpdk]\nfrag_timout = \"1s\"\n", "t.toml:2: dpdk.frag_timout: ", "unknown key"},
         BadCase{"[log]\nlevel = \"loud\"\n", "t.toml:2: log.level: ", "unknown level"},
         BadCase{"runtime = 5\n", "t.toml:1: runtime: ", "expected a table"},
         BadCase{"log = \"x\"\n", "t.toml:1: log: ", "expected a table"},
@@ -300,7 +330,7 @@ gateway = "10.99.0.1"
 mtu = 9000
 rx_desc = 512
 arp_learn_from_requests = false
-frag_timeout_ms = 500
+frag_timeout = "500ms"
 )",
                         "d.toml");
   ASSERT_TRUE(r) << r.error().message;
@@ -370,6 +400,46 @@ TEST(Config, SizesAndDurations) {
   r = parse_config("[runtime]\nidle_timeout = 60\n", "t");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->io.idle_timeout_ms, 60'000u);
+}
+
+// Every duration key takes a unit string; the old integer keys with a unit suffix still work,
+// each with one deprecation naming its replacement and the value written the new way.
+TEST(Config, DurationKeysNewAndDeprecatedForms) {
+  auto r = parse_config(
+      "[runtime]\nidle_timeout = \"90s\"\ncoalesce = \"1ms\"\n[dpdk]\nfrag_timeout = \"2s\"\n"
+      "[control]\npublish = \"20ms\"\ndrain_timeout = \"1m\"\n",
+      "new.toml");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->io.idle_timeout_ms, 90'000u);
+  EXPECT_EQ(r->io.coalesce_us, 1000u);
+  EXPECT_EQ(r->dpdk.frag_timeout_ms, 2000u);
+  EXPECT_EQ(r->control.publish_ms, 20u);
+  EXPECT_EQ(r->control.drain_timeout_ms, 60'000u);
+  EXPECT_TRUE(r->deprecations.empty());
+
+  auto o = parse_config(
+      "[runtime]\ncoalesce_us = 1000\n[dpdk]\nfrag_timeout_ms = 2000\n"
+      "[control]\npublish_ms = 20\ndrain_timeout_ms = 60000\n",
+      "old.toml");
+  ASSERT_TRUE(o) << o.error().message;
+  EXPECT_EQ(o->io.coalesce_us, r->io.coalesce_us);
+  EXPECT_EQ(o->dpdk.frag_timeout_ms, r->dpdk.frag_timeout_ms);
+  EXPECT_EQ(o->control.publish_ms, r->control.publish_ms);
+  EXPECT_EQ(o->control.drain_timeout_ms, r->control.drain_timeout_ms);
+  std::vector<std::string> got = o->deprecations;  // in the order toml++ lists the keys
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got,
+            (std::vector<std::string>{
+                "old.toml: control.drain_timeout_ms is deprecated: write drain_timeout = "
+                "\"1m\"",
+                "old.toml: control.publish_ms is deprecated: write publish = \"20ms\"",
+                "old.toml:2: runtime.coalesce_us is deprecated: write coalesce = \"1ms\"",
+                "old.toml:4: dpdk.frag_timeout_ms is deprecated: write frag_timeout = \"2s\""}));
+  // Integer seconds stay a duration everywhere; "0" needs no unit.
+  auto i = parse_config("[runtime]\nidle_timeout = 60\ncoalesce = \"0\"\n", "i.toml");
+  ASSERT_TRUE(i) << i.error().message;
+  EXPECT_EQ(i->io.idle_timeout_ms, 60'000u);
+  EXPECT_EQ(i->io.coalesce_us, 0u);
 }
 
 TEST(Config, CoreList) {

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include "dataplane/dpdk/dpdk_io.hh"
@@ -503,6 +504,39 @@ TEST_F(DpdkDatapath, UnansweredArpFailsQueuedSends) {
   EXPECT_EQ(requests, int(kArpMaxTries));
   send("10.0.0.7", 9000, 10);  // failed neighbour: dropped at once
   EXPECT_EQ(drops(DropReason::tx_arp_failed), 2u);
+}
+
+// The link as the control thread publishes it (counters_by_name, first entries): the
+// "link.<port>.*" gauges follow the port down and up.
+TEST_F(DpdkDatapath, LinkStateIsPublishedFirst) {
+  const uint16_t port = backend_->port_id();
+  const std::string link = "link." + std::to_string(port) + ".";
+  auto value = [&](const std::string& name) -> std::optional<uint64_t> {
+    for (const auto& [n, v] : backend_->counters_by_name())
+      if (n == name) return v;
+    return std::nullopt;
+  };
+  const auto first = backend_->counters_by_name();
+  ASSERT_GE(first.size(), 4u);
+  EXPECT_EQ(first[0].first, link + "up");
+  EXPECT_EQ(first[0].second, 1u);
+  EXPECT_GT(value(link + "speed_mbps").value_or(0), 0u);  // net_ring: 10G
+  EXPECT_EQ(value(link + "full_duplex"), 1u);
+  ASSERT_TRUE(value(link + "autoneg"));
+  ASSERT_EQ(rte_eth_dev_set_link_down(port), 0);
+  EXPECT_FALSE(backend_->link_state().up);
+  EXPECT_EQ(value(link + "up"), 0u);
+  EXPECT_EQ(value(link + "speed_mbps"), 0u);  // no speed on a link that is down
+  ASSERT_EQ(rte_eth_dev_set_link_up(port), 0);
+  EXPECT_TRUE(backend_->link_state().up);
+  EXPECT_EQ(value(link + "up"), 1u);
+  // The workers see the link again (housekeep) before the next test uses the port.
+  std::vector<RxItem> items;
+  for (int i = 0; i < 20 && !backend_->link_up(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    poll(items, 1);
+  }
+  EXPECT_TRUE(backend_->link_up());
 }
 
 TEST_F(DpdkDatapath, LinkDownStopsRxAndDropsTx) {
