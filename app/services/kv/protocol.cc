@@ -57,8 +57,12 @@ bool parse_i64(std::string_view s, int64_t& out) {
   return true;
 }
 
+// As memcached's tokenizer: a key is any bytes but the separator and the line's end. NUL
+// is refused too (memcached would cut the key there: the same bytes would name another
+// key). Other control bytes are key bytes there, and clients use them (memcaslap's keys
+// start with eight 0x10 bytes).
 bool bad_key_byte(char c) {
-  return uint8_t(c) <= 0x20 || uint8_t(c) == 0x7f;
+  return c == ' ' || c == '\r' || c == '\n' || c == '\0';
 }
 
 bool bad_key(std::string_view k) {

@@ -111,8 +111,13 @@ TEST(KvText, GetErrors) {
   const std::string k250(250, 'k'), k251(251, 'k');
   EXPECT_EQ(P("get " + k250 + "\r\n").status, Status::ok);
   expect_error("get a " + k251 + " b\r\n", "CLIENT_ERROR bad command line format");
-  expect_error("get a\tb\r\n", "CLIENT_ERROR bad command line format");
-  expect_error(std::string("get a\x7f\r\n"), "CLIENT_ERROR bad command line format");
+  // Only ' ' separates keys; other control bytes are key bytes, as in memcached, but not
+  // NUL or a lone CR (memcached would end the key or the line there).
+  Parsed tab = P("get a\tb \x10\x10k\x7f\r\n");
+  ASSERT_EQ(tab.status, Status::ok);
+  EXPECT_EQ(tab.req.keys.size(), 2u);
+  expect_error(std::string("get a\0b\r\n", 9), "CLIENT_ERROR bad command line format");
+  expect_error("get a\rb\r\n", "CLIENT_ERROR bad command line format");
   std::string many = "get";
   for (size_t i = 0; i < kMaxGetKeys; ++i) many += " k";
   Parsed p = P(many + "\r\n");
@@ -181,7 +186,8 @@ TEST(KvText, StorageErrors) {
   expect_error("set k 0 0 1 noreply x\r\n", "ERROR");
   expect_error("cas k 0 0 1\r\n", "ERROR");
   expect_error("set " + std::string(251, 'k') + " 0 0 1\r\n", bf);
-  expect_error("set k\x01 0 0 1\r\n", bf);
+  expect_error(std::string("set k\0 0 0 1\r\n", 14), bf);
+  EXPECT_EQ(P("set \x10\x10k\x01 0 0 1\r\nv\r\n").status, Status::ok);
   expect_error("set k x 0 1\r\n", bf);
   expect_error("set k 4294967296 0 1\r\n", bf);
   expect_error("set k -1 0 1\r\n", bf);
