@@ -100,6 +100,14 @@ inline Endpoint local_of(int fd) {
   return {a.sin_addr.s_addr, a.sin_port};
 }
 
+// A loopback TCP port nobody listens on: bound, read and closed again.
+inline Endpoint dead_port() {
+  Sock s(::socket(AF_INET, SOCK_STREAM, 0));
+  sockaddr_in a = sa(loopback());
+  ::bind(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  return local_of(s.fd);
+}
+
 inline bool udp_send(const Sock& s, Endpoint to, const std::vector<uint8_t>& d) {
   sockaddr_in a = sa(to);
   return ::sendto(s.fd, d.data(), d.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof a) ==
@@ -703,14 +711,7 @@ TYPED_TEST_P(BackendConformance, ClientConnectSucceedsOrFailsWithConnectFailed) 
   EXPECT_EQ(this->io().counters().conns_connected.get(), 1u);
   EXPECT_EQ(this->io().counters().conns_accepted.get(), 1u);
 
-  // A port nobody listens on (bound, read, closed).
-  Endpoint dead;
-  {
-    Sock s(::socket(AF_INET, SOCK_STREAM, 0));
-    sockaddr_in a = sa(loopback());
-    ::bind(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    dead = local_of(s.fd);
-  }
+  const Endpoint dead = dead_port();
   const ConnId f = this->io().connect(1, dead);
   ASSERT_NE(f, kNoConn) << "refusal is reported as stream_closed(connect_failed)";
   CloseReason why = CloseReason::none;
@@ -1116,13 +1117,7 @@ TYPED_TEST_P(BackendConformance, OutputMemoryExhaustionClosesTheConnection) {
 TYPED_TEST_P(BackendConformance, ConnectFailuresAreCountedAlike) {
   this->open(this->small_config(),
              {{Transport::tcp, loopback(), true}, {Transport::tcp, loopback(), false}});
-  Endpoint dead;
-  {
-    Sock s(::socket(AF_INET, SOCK_STREAM, 0));
-    sockaddr_in a = sa(loopback());
-    ::bind(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    dead = local_of(s.fd);
-  }
+  const Endpoint dead = dead_port();
   const ConnId f = this->io().connect(1, dead);
   ASSERT_NE(f, kNoConn);
   CloseReason why = CloseReason::none;
