@@ -1,10 +1,11 @@
 """corewire-bench on DPDK against corewire on DPDK over net_memif (issue 3, test 5b): two
 processes, two EALs (--no-huge), corewire's user-space stack on both ends (the generator
-resolves the server by ARP). An open-loop run at a moderate fixed rate must lose nothing, a
-closed-loop native run must get every reply intact, and the server must take the second
-generator after the first one left (memif reconnect). Needs root and a DPDK build; skipped
-(exit 77) with the reason otherwise. Peers that leave mid-traffic must not take the server
-down. Every process is bounded in time and always stopped."""
+resolves the server by ARP). An open-loop run at a moderate fixed rate must lose nothing but
+what the generator's own TX ring refused, a closed-loop native run must get every reply
+intact, and the server must take the second generator after the first one left (memif
+reconnect). Needs root and a DPDK build; skipped (exit 77) with the reason otherwise. Peers
+that leave mid-traffic must not take the server down. Every process is bounded in time and
+always stopped."""
 
 import json
 import os
@@ -71,8 +72,11 @@ addresses = ["{SERVER_IP}/24"]
             return json.load(f), p.stdout + p.stderr
 
     def test_bench_over_memif(self):
-        # 1. Open loop, sockperf dialect, fixed rate: nothing lost (after the 1 s warm-up in
-        #    which the link comes up and ARP resolves the server).
+        # 1. Open loop, sockperf dialect, fixed rate: nothing lost past the server (after the
+        #    1 s warm-up in which the link comes up and ARP resolves the server). The memif
+        #    ring is the server's RX queue, so a server descheduled on a loaded machine can
+        #    fill it: the generator then drops at its own TX and counts it (tx_ring_full).
+        #    Every loss must be one of those; the server itself drops nothing (below).
         sp_port = self.srv.ep("sockperf-echo", "udp")[1]
         rep, log = self.bench(sp_port, "--proto", "sockperf", "--mode", "open", "--rate",
                               str(RATE), "--duration", "2", "-m", "64")
@@ -81,8 +85,10 @@ addresses = ["{SERVER_IP}/24"]
         self.assertIn("port.opackets", rep["backend_counters"], log)
         self.assertGreater(rep["backend_counters"]["port.opackets"], rep["sent"], log)
         self.assertGreater(rep["sent"], RATE, log)
-        self.assertEqual(rep["received"], rep["sent"], log)
-        self.assertEqual(rep["lost"], 0, log)
+        gen_tx_full = rep["backend_counters"].get("drop.tx_ring_full", 0)
+        self.assertLessEqual(rep["lost"], gen_tx_full, log)
+        self.assertEqual(rep["received"] + rep["lost"], rep["sent"], log)
+        self.assertLess(rep["lost"], rep["sent"] // 10, log)
         self.assertEqual(rep["errors"], 0, log)
         # 2. A second generator process (memif reconnect, ARP again), closed loop, native
         #    dialect, payloads checked.
