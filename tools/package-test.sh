@@ -11,7 +11,8 @@ OUT=${OUT:-build-deb}
 [[ $(id -u) == 0 ]] || { echo "package-test: needs root (dpkg -i)" >&2; exit 1; }
 rm -rf "$OUT" && mkdir -p "$OUT/corewire"
 git archive HEAD | tar -x -C "$OUT/corewire"
-(cd "$OUT/corewire" && dpkg-buildpackage -us -uc -b) >"$OUT/build.log" 2>&1 ||
+# -j: without it debhelper runs ninja -j1.
+(cd "$OUT/corewire" && dpkg-buildpackage -us -uc -b -j"$(nproc)") >"$OUT/build.log" 2>&1 ||
   { tail -40 "$OUT/build.log"; exit 1; }
 debs=("$OUT"/corewire_*.deb "$OUT"/corewire-bench_*.deb)
 echo "package-test: built ${debs[*]}"
