@@ -25,6 +25,7 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -66,13 +67,11 @@ class ReplyOrder {
         block_(cfg.block_bytes),
         conns_(cfg.max_conns),
         entries_(size_t(cfg.windows) * window_),
-        pool_(size_t(cfg.blocks) * cfg.block_bytes),
+        pool_(new uint8_t[size_t(cfg.blocks) * cfg.block_bytes]),
         next_block_(cfg.blocks),
         free_blocks_(cfg.blocks) {
     free_windows_.reserve(cfg.windows);
     for (uint32_t w = cfg.windows; w-- > 0;) free_windows_.push_back(w);
-    for (uint32_t i = 0; i < cfg.blocks; ++i) next_block_[i] = i + 1 < cfg.blocks ? i + 1 : kNone;
-    block_head_ = cfg.blocks ? 0 : kNone;
   }
 
   // A request read from c: its sequence number, or kFull (stop reading c for now).
@@ -161,8 +160,12 @@ class ReplyOrder {
     e.len = uint32_t(bytes.size());
     uint32_t* link = &e.first;
     for (size_t off = 0; off < bytes.size(); off += block_) {
-      const uint32_t b = block_head_;
-      block_head_ = next_block_[b];
+      // Freed blocks first, then never-used ones (so start-up touches none of them).
+      uint32_t b = block_head_;
+      if (b != kNone)
+        block_head_ = next_block_[b];
+      else
+        b = fresh_++;
       --free_blocks_;
       std::memcpy(&pool_[size_t(b) * block_], bytes.data() + off,
                   std::min<size_t>(block_, bytes.size() - off));
@@ -260,9 +263,12 @@ class ReplyOrder {
   std::vector<Conn> conns_;     // by connection slot
   std::vector<Entry> entries_;  // windows x window
   std::vector<uint32_t> free_windows_;
-  std::vector<uint8_t> pool_;  // blocks x block_ bytes
+  // blocks x block_ bytes, not zeroed: a block is read only after it is written, so its
+  // pages are touched (and resident) only once replies need them.
+  std::unique_ptr<uint8_t[]> pool_;
   std::vector<uint32_t> next_block_;
-  uint32_t block_head_ = kNone;
+  uint32_t block_head_ = kNone;  // freed blocks
+  uint32_t fresh_ = 0;           // blocks [fresh_, blocks) were never used
   uint32_t free_blocks_;
   ReplyOrderStats stats_;
 };
