@@ -48,6 +48,13 @@ class ConnSlots {
     owner_[s] = dp::kNoConn;
   }
   uint32_t capacity() const { return n_; }
+  // f(ConnId, const T&) for every open connection, in slot order (setup or rare paths:
+  // it visits every slot).
+  template <class F>
+  void for_each(F&& f) const {
+    for (uint32_t s = 0; s < n_; ++s)
+      if (owner_[s] != dp::kNoConn) f(owner_[s], state_[s]);
+  }
 
  private:
   uint32_t n_ = 0;

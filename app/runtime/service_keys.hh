@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "app/runtime/registry.hh"
 
@@ -21,6 +22,7 @@ class ServiceKeys {
   virtual std::optional<int64_t> integer(std::string_view key, int64_t lo, int64_t hi) = 0;
   virtual std::optional<std::string> string(std::string_view key) = 0;
   virtual std::optional<bool> boolean(std::string_view key) = 0;
+  virtual std::optional<std::vector<std::string>> strings(std::string_view key) = 0;
   // Bytes: an integer or "64KiB"; milliseconds: "250ms", "5s" (as in [runtime]).
   virtual std::optional<uint64_t> size(std::string_view key, uint64_t lo, uint64_t hi) = 0;
   virtual std::optional<uint64_t> duration_ms(std::string_view key, uint64_t max_ms) = 0;

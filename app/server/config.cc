@@ -518,6 +518,10 @@ class Parser {
       auto* v = t_.get(k);
       return v ? p_.string(line(*v), key(k), *v) : std::nullopt;
     }
+    std::optional<std::vector<std::string>> strings(std::string_view k) override {
+      auto* v = t_.get(k);
+      return v ? p_.strings(line(*v), key(k), *v) : std::nullopt;
+    }
     std::optional<bool> boolean(std::string_view k) override {
       auto* v = t_.get(k);
       if (!v) return std::nullopt;

@@ -277,7 +277,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.toml:4: service[0].memory_limt: ",
                 "unknown key (known: name, udp, tcp, "
                 "enabled, memory_limit, item_size_max, warm_restart_file, udp_public, "
-                "udp_reply_factor, pipeline_depth)"},
+                "udp_reply_factor, udp_trusted, udp_tcp_trust, pipeline_depth)"},
         BadCase{"[[service]]\nname = \"kv\"\ntcp = 1\nmemory_limit = \"2MiB\"\n",
                 "t.toml:4: service[0].memory_limit: ", "must hold at least 4 item_size_max pages"},
         BadCase{"[[service]]\nname = \"kv\"\ntcp = 1\nitem_size_max = 512\n",
@@ -286,6 +286,12 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.toml:4: service[0].pipeline_depth: ", "out of range"},
         BadCase{"[[service]]\nname = \"kv\"\ntcp = 1\nudp_public = 1\n",
                 "t.toml:4: service[0].udp_public: ", "got an integer"},
+        BadCase{"[[service]]\nname = \"kv\"\ntcp = 1\nudp_trusted = [\"10.0.0.0/33\"]\n",
+                "t.toml:4: service[0].udp_trusted: ", "'10.0.0.0/33' is not \"a.b.c.d/len\""},
+        BadCase{"[[service]]\nname = \"kv\"\ntcp = 1\nudp_trusted = \"10.0.0.0/8\"\n",
+                "t.toml:4: service[0].udp_trusted: ", "an array of strings"},
+        BadCase{"[[service]]\nname = \"kv\"\ntcp = 1\nudp_tcp_trust = \"2d\"\n",
+                "t.toml:4: service[0].udp_tcp_trust: ", "not a duration"},
         BadCase{"[[service]]\nname = \"kv\"\ntcp = 1\nwarm_restart_file = \"/tmp/\"\n",
                 "t.toml:4: service[0].warm_restart_file: ", "must name a file"},
         BadCase{"[[service]]\nudp = 1\n", "t.toml:1: service[0].name: ", "missing"},

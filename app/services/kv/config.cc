@@ -20,6 +20,18 @@ KvOptions parse_kv_options(rt::ServiceKeys& k) {
   }
   if (auto v = k.boolean("udp_public")) o.udp_public = *v;
   if (auto v = k.integer("udp_reply_factor", 1, 100)) o.udp_reply_factor = uint32_t(*v);
+  if (auto v = k.strings("udp_trusted")) {
+    if (v->size() > kMaxUdpTrusted)
+      k.fail("udp_trusted", "at most " + std::to_string(kMaxUdpTrusted) + " entries");
+    for (const std::string& s : *v) {
+      if (auto c = parse_cidr(s))
+        o.udp_trusted.push_back(*c);
+      else
+        k.fail("udp_trusted", "'" + s + "' is not \"a.b.c.d/len\"");
+    }
+  }
+  if (auto v = k.duration_ms("udp_tcp_trust", uint64_t{86400} * 1000))
+    o.udp_tcp_trust_s = uint32_t(*v / 1000);
   if (auto v = k.integer("pipeline_depth", 1, 1024)) o.pipeline_depth = uint32_t(*v);
   return o;
 }

@@ -13,6 +13,7 @@
 #include "app/runtime/service_keys.hh"
 #include "app/runtime/shared_buf.hh"
 #include "app/services/kv/store/store.hh"
+#include "app/services/kv/udp_trust.hh"
 
 namespace cw::kv {
 
@@ -57,14 +58,18 @@ struct KvOptions {
   std::string warm_restart_file;                 // empty: off (memcached -e)
   bool udp_public = false;                       // serve UDP on an address that is not loopback
   uint32_t udp_reply_factor = 10;  // reply bytes per request byte to an unverified source
+  std::vector<Cidr> udp_trusted;   // sources exempt from the cap (besides loopback)
+  uint32_t udp_tcp_trust_s = 300;  // a TCP peer stays proven this long after its session
   uint32_t pipeline_depth = 64;    // requests in flight per connection
   // Filled by the factories; shared by this table's worker instances (see Partitions).
   std::shared_ptr<Partitions> partitions = std::make_shared<Partitions>();
 };
 
-inline constexpr std::array<std::string_view, 6> kKvOptionKeys = {
-    "memory_limit", "item_size_max",    "warm_restart_file",
-    "udp_public",   "udp_reply_factor", "pipeline_depth"};
+inline constexpr size_t kMaxUdpTrusted = 64;  // udp_trusted entries
+
+inline constexpr std::array<std::string_view, 8> kKvOptionKeys = {
+    "memory_limit",     "item_size_max", "warm_restart_file", "udp_public",
+    "udp_reply_factor", "udp_trusted",   "udp_tcp_trust",     "pipeline_depth"};
 
 KvOptions parse_kv_options(rt::ServiceKeys& k);
 

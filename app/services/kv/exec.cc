@@ -48,11 +48,9 @@ size_t meta_rets(const proto::Request& r, const MetaFacts& f, uint32_t now,
       case 'O':
         out[n++] = MetaRet::str('O', m.opaque);
         break;
-      case 'k':
+      case 'k':  // a base64 key says so right after it, wherever b was (memcached 1.6.18)
         out[n++] = MetaRet::str('k', r.key);
-        break;
-      case 'b':
-        if (m.has('k')) out[n++] = MetaRet::bare('b');
+        if (m.has('b') && n < out.size()) out[n++] = MetaRet::bare('b');
         break;
       case 'c':
         if (f.item)
@@ -82,10 +80,12 @@ size_t meta_rets(const proto::Request& r, const MetaFacts& f, uint32_t now,
         break;  // input-only flags
     }
   }
+  // memcached 1.6.18's order (replayed against it, tests/integration/test_kv.py): Z (a
+  // token went out before), X (stale), W (this caller won).
   if (f.item && n + 3 <= out.size()) {
-    if (f.item->win) out[n++] = MetaRet::bare('W');
-    if (f.item->stale) out[n++] = MetaRet::bare('X');
     if (f.item->token_sent && !f.item->win) out[n++] = MetaRet::bare('Z');
+    if (f.item->stale) out[n++] = MetaRet::bare('X');
+    if (f.item->win) out[n++] = MetaRet::bare('W');
   }
   return n;
 }
@@ -180,6 +180,7 @@ size_t meta_get(Store& s, const proto::Request& r, uint32_t now, std::span<char>
   o.vivify_exptime = m.vivify_ttl;
   o.recache = m.has('R');
   o.recache_ttl = m.recache_ttl;
+  o.new_cas = m.has('E') ? m.explicit_cas : 0;
   const GetResult g = s.get(r.item_key(), now, o);
   if (g.outcome != Outcome::hit) return r.noreply ? 0 : meta_code(out, MetaCode::en, r, now);
   std::array<MetaRet, proto::kMaxMetaFlags + 3> rets;
@@ -202,6 +203,7 @@ size_t meta_set(Store& s, const proto::Request& r, uint32_t now, std::span<char>
   q.invalidate = m.has('I');
   q.vivify = m.has('N');
   q.vivify_exptime = m.vivify_ttl;
+  q.new_cas = m.has('E') ? m.explicit_cas : 0;
   const StoreResult res = s.store(q, now);
   MetaFacts f;
   f.cas = res.cas;
@@ -230,9 +232,11 @@ size_t meta_delete(Store& s, const proto::Request& r, uint32_t now, std::span<ch
   q.invalidate = m.has('I');
   q.update_ttl = m.has('T');
   q.exptime = m.ttl;
+  q.new_cas = m.has('E') ? m.explicit_cas : 0;
   const Outcome o = s.remove(q, now);
   if (o == Outcome::deleted) return r.noreply ? 0 : meta_code(out, MetaCode::hd, r, now);
-  if (o == Outcome::not_found) return r.noreply ? 0 : meta_code(out, MetaCode::nf, r, now);
+  // q hides HD only: memcached 1.6.18 answers NF to `md <key> q`.
+  if (o == Outcome::not_found) return meta_code(out, MetaCode::nf, r, now);
   if (o == Outcome::exists) return meta_code(out, MetaCode::ex, r, now);
   return store_failure(out, false, o);
 }
@@ -249,6 +253,7 @@ size_t meta_arith(Store& s, const proto::Request& r, uint32_t now, std::span<cha
   q.initial = m.initial;
   q.update_ttl = m.has('T');
   q.exptime = m.ttl;
+  q.new_cas = m.has('E') ? m.explicit_cas : 0;
   const ArithResult res = s.arith(q, now);
   switch (res.outcome) {
     case Outcome::hit: {
@@ -265,8 +270,8 @@ size_t meta_arith(Store& s, const proto::Request& r, uint32_t now, std::span<cha
       const int len = std::snprintf(num, sizeof num, "%llu", (unsigned long long)res.value);
       return fit(proto::encode_meta_value(out, {num, size_t(len)}, {rets.data(), n}));
     }
-    case Outcome::not_found:
-      return r.noreply ? 0 : meta_code(out, MetaCode::nf, r, now);
+    case Outcome::not_found:  // answered with q too, as memcached 1.6.18 does
+      return meta_code(out, MetaCode::nf, r, now);
     case Outcome::exists:
       return meta_code(out, MetaCode::ex, r, now);
     case Outcome::non_numeric:

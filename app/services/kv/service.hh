@@ -86,6 +86,7 @@ class Kv {
             .block_bytes = 256,
             .blocks = uint32_t((std::max<uint64_t>(2u << 20, 4 * o.item_size_max)) / 256)})),
         scratch_(std::max<size_t>(kv::reply_bytes_max(o.item_size_max), 64 * 1024)),
+        peers_(std::clamp<uint32_t>(2 * c.max_conns, 1024, 1u << 16), o.udp_tcp_trust_s),
         waiters_(),
         started_s_(0),
         pid_(uint32_t(::getpid())) {
@@ -135,14 +136,22 @@ class Kv {
   template <class Io>
   void on_open(rt::Ctx<Io>& ctx, const dp::RxItem& it) {
     housekeeping_start(ctx);
-    if (!conns_.open(it.conn)) return ctx.io.close(it.conn);
+    Conn* k = conns_.open(it.conn);
+    if (!k) return ctx.io.close(it.conn);
+    // The handshake proved the address receives: its UDP replies are not capped for a while.
+    k->peer_be = it.peer.addr_be;
+    k->peer_port_be = it.peer.port_be;
+    k->last_s = now_s(ctx);
+    if (!peers_.opened(k->peer_be, now_s(ctx))) ctx.counters[kv::kTcpPeersFull].add();
     ctx.counters[kv::kTotalConnections].add();
     ctx.counters[kv::kCurrConnections].add();
   }
 
   template <class Io>
   void on_closed(rt::Ctx<Io>& ctx, const dp::RxItem& it) {
-    if (!conns_.find(it.conn)) return;
+    const Conn* k = conns_.find(it.conn);
+    if (!k) return;
+    peers_.closed(k->peer_be, now_s(ctx));
     conns_.close(it.conn);
     order_->closed(it.conn);
     const uint64_t n = ctx.counters[kv::kCurrConnections].get();
@@ -155,6 +164,7 @@ class Kv {
     Conn* k = conns_.find(c);
     if (!k) return {uint32_t(b.size()), true};
     const uint32_t now = now_s(ctx);
+    k->last_s = now;
     size_t used = 0;
     if (k->swallow) {  // the rest of a refused value
       const size_t take = std::min<uint64_t>(k->swallow, b.size());
@@ -202,7 +212,7 @@ class Kv {
   void on_datagram(rt::Ctx<Io>& ctx, const dp::RxItem& it) {
     housekeeping_start(ctx);
     if (!udp_ok_) return ctx.counters[kv::kUdpRefused].add();
-    serve_udp(ctx, it.sock, it.peer, {it.data, it.len}, false);
+    serve_udp(ctx, it.sock, it.peer, {it.data, it.len}, false, trusted(ctx, it.peer));
   }
 
   template <class Io>
@@ -225,7 +235,7 @@ class Kv {
           UdpForward f;
           std::memcpy(&f, buf->data, sizeof f);
           serve_udp(ctx, f.sock, f.peer, {buf->data + sizeof f, buf->len - uint32_t(sizeof f)},
-                    true);
+                    true, f.trusted);
         }
         break;
       default:
@@ -280,14 +290,18 @@ class Kv {
     uint32_t scanned = 0;   // bytes at the start known to hold no newline (parse's hint)
     uint32_t get_done = 0;  // keys of the current get line already taken (after a wait)
     Wait wait = Wait::none;
-    bool paused = false;  // we paused reading it
-    bool listed = false;  // in waiters_
+    bool paused = false;        // we paused reading it
+    bool listed = false;        // in waiters_
+    uint32_t peer_be = 0;       // the peer's IPv4 address (TcpPeers, stats conns)
+    uint16_t peer_port_be = 0;  // stats conns
+    uint32_t last_s = 0;        // unix s of its last bytes (stats conns)
   };
 
   // The UDP request a worker forwards to the owner of its keys, who sends the reply.
   struct UdpForward {
     dp::SocketId sock;
     dp::Endpoint peer;
+    bool trusted;  // decided where it arrived (that worker saw the source's TCP sessions)
   };
 
   // Where one reply goes: straight to the stream (nothing outstanding) or its turn.
@@ -297,6 +311,12 @@ class Kv {
   };
 
   static bool loopback(const dp::Endpoint& e) { return (ntohl_(e.addr_be) >> 24) == 127; }
+  // A source that has shown it receives: its replies are not capped (docs/kv.md, "UDP").
+  template <class Io>
+  bool trusted(const rt::Ctx<Io>& ctx, const dp::Endpoint& peer) const {
+    return loopback(peer) || kv::in_any(opt_.udp_trusted, peer.addr_be) ||
+           peers_.proven(peer.addr_be, now_s(ctx));
+  }
   static uint32_t ntohl_(uint32_t v) { return __builtin_bswap32(v); }
 
   template <class Io>
@@ -635,7 +655,7 @@ class Kv {
   // answers; keys of several owners are refused (SERVER_ERROR, counted).
   template <class Io>
   void serve_udp(rt::Ctx<Io>& ctx, dp::SocketId sock, const dp::Endpoint& peer,
-                 std::span<const uint8_t> dgram, bool forwarded) {
+                 std::span<const uint8_t> dgram, bool forwarded, bool trusted) {
     const proto::UdpFrame f = proto::parse_udp(dgram);
     if (f.status != proto::UdpStatus::ok) return ctx.counters[kv::kUdpMalformed].add();
     unsigned owner = worker_;
@@ -659,7 +679,7 @@ class Kv {
       if (!spanning && owner != worker_) {
         rt::SharedBuf* buf = mail_buf(sizeof(UdpForward) + dgram.size());
         if (!buf) return ctx.counters[kv::kUdpMalformed].add();
-        const UdpForward fw{sock, peer};
+        const UdpForward fw{sock, peer, trusted};
         std::memcpy(buf->data, &fw, sizeof fw);
         std::memcpy(buf->data + sizeof fw, dgram.data(), dgram.size());
         buf->len = uint32_t(sizeof fw + dgram.size());
@@ -728,18 +748,18 @@ class Kv {
       len = 0;
       add(proto::encode_server_error(room(), "object too large for cache"));
     }
-    send_udp(ctx, sock, peer, f.header.request_id, {scratch_.data(), len}, dgram.size());
+    send_udp(ctx, sock, peer, f.header.request_id, {scratch_.data(), len}, dgram.size(), trusted);
   }
 
-  // The reply cut into memcached's datagrams. A source that is not loopback has not shown
-  // it receives: its reply may be udp_reply_factor times its request at most (counted).
+  // The reply cut into memcached's datagrams. To a source that has not shown it receives
+  // the reply may be udp_reply_factor times its request at most (counted).
   template <class Io>
   void send_udp(rt::Ctx<Io>& ctx, dp::SocketId sock, const dp::Endpoint& peer, uint16_t id,
-                std::span<const char> reply, size_t request_bytes) {
+                std::span<const char> reply, size_t request_bytes, bool trusted) {
     if (reply.empty()) return;
     const uint16_t total = proto::udp_datagram_count(reply.size());
     const uint64_t wire = reply.size() + uint64_t(total) * proto::kUdpHeaderSize;
-    if (!loopback(peer) && wire > uint64_t(opt_.udp_reply_factor) * request_bytes)
+    if (!trusted && wire > uint64_t(opt_.udp_reply_factor) * request_bytes)
       return ctx.counters[kv::kUdpCapped].add();
     const std::span<const uint8_t> bytes{reinterpret_cast<const uint8_t*>(reply.data()),
                                          reply.size()};
@@ -779,16 +799,40 @@ class Kv {
       w.text("growth_factor", "1.25");
       w.stat("item_size_max", opt_.item_size_max);
       w.stat("udp_reply_factor", opt_.udp_reply_factor);
+      w.stat("udp_trusted", opt_.udp_trusted.size());
+      w.stat("udp_tcp_trust", opt_.udp_tcp_trust_s);
       w.stat("pipeline_depth", opt_.pipeline_depth);
       w.text("warm_restart_file", opt_.warm_restart_file.empty() ? "none" : "set");
     } else if (args == "slabs") {
-      kv::store_pages_sum(w, *parts_, opt_.item_size_max);
-    } else if (args == "items" || args == "conns") {
-      // Per slab class / per connection detail is not kept; END alone, as an empty server.
+      kv::store_slabs_sum(w, *parts_, opt_.item_size_max);
+    } else if (args == "items") {
+      kv::store_items_sum(w, *parts_);
+    } else if (args == "conns") {
+      // This worker's connections (others' state is theirs alone); as many as fit.
+      conns_.for_each([&](dp::ConnId c, const Conn& k) { conn_stats(w, c, k, now); });
     } else {
       return proto::encode(scratch_, proto::Reply::error);
     }
     return w.end();
+  }
+
+  // memcached's `stats conns` lines for one connection: "<id>:addr", ":state",
+  // ":secs_since_last_cmd".
+  static void conn_stats(kv::StatsWriter& w, dp::ConnId c, const Conn& k, uint32_t now) {
+    static constexpr const char* kState[] = {"conn_parse_cmd", "conn_wait_replies",
+                                             "conn_wait_progress", "conn_wait_output"};
+    const uint32_t a = ntohl_(k.peer_be);
+    char name[48], addr[40];
+    const int n =
+        std::snprintf(addr, sizeof addr, "tcp:%u.%u.%u.%u:%u", a >> 24, (a >> 16) & 255,
+                      (a >> 8) & 255, a & 255, unsigned(__builtin_bswap16(k.peer_port_be)));
+    auto named = [&](const char* what) {
+      return std::string_view(
+          name, size_t(std::snprintf(name, sizeof name, "%llu:%s", (unsigned long long)c, what)));
+    };
+    w.text(named("addr"), {addr, size_t(n)});
+    w.text(named("state"), kState[size_t(k.wait)]);
+    w.stat(named("secs_since_last_cmd"), now - std::min(now, k.last_s));
   }
 
   template <class Io>
@@ -859,6 +903,7 @@ class Kv {
   rt::ConnSlots<Conn> conns_;
   std::unique_ptr<rt::ReplyOrder> order_;
   std::vector<char> scratch_;        // one reply, encoded before it is written or held
+  kv::TcpPeers peers_;               // this worker's recent TCP peers (UDP proof)
   std::vector<dp::ConnId> waiters_;  // paused for progress; capacity max_conns
   int64_t wall_offset_ns_ = 0;       // unix time = monotonic + this (ns)
   uint32_t started_s_ = 0;           // unix s

@@ -63,6 +63,7 @@ enum KvCounter : uint32_t {
   kUdpCapped,
   kUdpRefused,
   kUdpSpanning,
+  kTcpPeersFull,
   kWarmLoaded,
   kWarmSaved,
   kKvCounterCount
@@ -112,6 +113,7 @@ inline constexpr rt::CounterDecl kKvCounters[] = {
     {"udp_capped", "UDP replies dropped: over the amplification cap"},
     {"udp_refused", "UDP datagrams dropped: UDP not enabled on this address"},
     {"udp_spanning", "UDP requests refused: keys owned by several workers"},
+    {"tcp_peers_full", "TCP peers not remembered as UDP-proven: their table slots were busy"},
     {"warm_loaded", "Items loaded from the warm restart files", CounterKind::gauge},
     {"warm_saved", "Items saved to the warm restart file", CounterKind::gauge},
 };
@@ -147,13 +149,17 @@ class StatsWriter {
   size_t end();  // bytes written, END included
 
  private:
+  std::span<char> room() const;
   std::span<char> out_;
   size_t len_ = 0;
 };
 
 // Every partition's store counters, summed (other workers' are read with relaxed loads).
 void store_stats_sum(StatsWriter& w, const Partitions& p);
-// `stats slabs`: pages of item_size_max bytes in use and in total, summed.
-void store_pages_sum(StatsWriter& w, const Partitions& p, uint64_t item_size_max);
+// `stats slabs`: per slab class with pages (chunk size, pages, chunks used and free), then
+// the pages of item_size_max bytes in use and in total; summed over the partitions.
+void store_slabs_sum(StatsWriter& w, const Partitions& p, uint64_t item_size_max);
+// `stats items`: per slab class that holds or lost items: number, evicted, outofmemory.
+void store_items_sum(StatsWriter& w, const Partitions& p);
 
 }  // namespace cw::kv

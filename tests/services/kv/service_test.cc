@@ -152,8 +152,21 @@ TEST(KvOneWorker, MetaCommands) {
             "VA 2\r\n10\r\nVA 2\r\n11\r\nVA 1\r\n7\r\n");
   EXPECT_EQ(x.send(c, "md k q\r\nmd k\r\nmn\r\n"), "NF\r\nMN\r\n");
   EXPECT_EQ(x.send(c, "ms b64 1 b\r\nx\r\n").substr(0, 2), "CL");  // "b64" is not base64 whole
-  EXPECT_EQ(x.send(c, "ms Zm9v 1 b\r\nx\r\nmg Zm9v b v k\r\n"), "HD\r\nVA 1 b kZm9v\r\nx\r\n");
+  EXPECT_EQ(x.send(c, "ms Zm9v 1 b\r\nx\r\nmg Zm9v b v k\r\n"), "HD\r\nVA 1 kZm9v b\r\nx\r\n");
   EXPECT_EQ(x.send(c, "get foo\r\n"), "VALUE foo 0 1\r\nx\r\nEND\r\n");
+}
+
+TEST(KvOneWorker, MetaExplicitCas) {
+  World x(1);
+  const dp::ConnId c = x.open();
+  EXPECT_EQ(x.send(c, "ms e 1 E12345 c\r\na\r\nmg e c v\r\n"), "HD c12345\r\nVA 1 c12345\r\na\r\n");
+  EXPECT_EQ(x.send(c, "gets e\r\n"), "VALUE e 0 1 12345\r\na\r\nEND\r\n");
+  EXPECT_EQ(x.send(c, "ms e 1 C1 E7\r\nb\r\nms e 1 C12345 E77 c\r\nb\r\n"), "EX\r\nHD c77\r\n");
+  EXPECT_EQ(x.send(c, "md e I E99\r\nmg e c\r\n"), "HD\r\nHD c99 X W\r\n");
+  EXPECT_EQ(x.send(c, "ma num N0 J5 E500 c v\r\nma num E501 c v\r\n"),
+            "VA 1 c500\r\n5\r\nVA 1 c501\r\n6\r\n");
+  EXPECT_EQ(x.send(c, "mg viv N30 E600 c\r\nmg viv E700 c\r\n"), "HD c600 W\r\nHD c600 Z\r\n");
+  EXPECT_EQ(x.send(c, "ms e 1 Ex\r\nb\r\n"), "CLIENT_ERROR bad token in command line format\r\n");
 }
 
 TEST(KvOneWorker, PipelinedRequestsCutAtEveryByte) {
@@ -247,11 +260,56 @@ TEST(KvOneWorker, StatsHaveMemcachedNames) {
   EXPECT_EQ(s.substr(s.size() - 5), "END\r\n");
   EXPECT_NE(x.send(c, "stats settings\r\n").find("STAT item_size_max 1048576\r\n"),
             std::string::npos);
-  EXPECT_EQ(x.send(c, "stats items\r\n"), "END\r\n");
   EXPECT_EQ(x.send(c, "stats nonsense\r\n"), "ERROR\r\n");
   x.stop();  // the housekeeping copy: declared counters carry the store's figures
   EXPECT_EQ(x.counter(0, kv::kCurrItems), 1u);
   EXPECT_EQ(x.counter(0, kv::kGetHits), 1u);
+}
+
+// stats items / slabs / conns: per slab class, summed over the partitions (two workers),
+// and the asking worker's connections.
+TEST(KvCrossCore, StatsItemsSlabsConns) {
+  World x(2);
+  const dp::ConnId c = x.open(0), other = x.open(0);
+  std::string req;
+  for (int i = 0; i < 20; ++i) req += "set small" + std::to_string(i) + " 0 0 1\r\nx\r\n";
+  req += "set big 0 0 5000\r\n" + std::string(5000, 'b') + "\r\n";
+  x.send(c, req);
+  const std::string items = x.send(c, "stats items\r\n");
+  // The 20 small items share one class, the big one is alone in another.
+  EXPECT_NE(items.find(":number 20\r\n"), std::string::npos) << items;
+  EXPECT_NE(items.find(":number 1\r\n"), std::string::npos) << items;
+  EXPECT_NE(items.find("STAT items:1:number 20\r\n"), std::string::npos) << items;
+  EXPECT_NE(items.find(":evicted 0\r\n"), std::string::npos) << items;
+  EXPECT_EQ(items.substr(items.size() - 5), "END\r\n");
+  const std::string slabs = x.send(c, "stats slabs\r\n");
+  EXPECT_NE(slabs.find("STAT 1:used_chunks 20\r\n"), std::string::npos) << slabs;
+  EXPECT_NE(slabs.find("STAT 1:total_pages 2\r\n"), std::string::npos) << slabs;  // 2 partitions
+  EXPECT_NE(slabs.find("STAT active_slabs 2\r\n"), std::string::npos) << slabs;
+  EXPECT_NE(slabs.find("STAT total_malloced 3145728\r\n"), std::string::npos) << slabs;
+  const std::string conns = x.send(c, "stats conns\r\n");
+  for (dp::ConnId id : {c, other}) {
+    const std::string p = "STAT " + std::to_string(id) + ":";
+    EXPECT_NE(conns.find(p + "addr tcp:127.0.0.1:40000\r\n"), std::string::npos) << conns;
+    EXPECT_NE(conns.find(p + "state conn_parse_cmd\r\n"), std::string::npos) << conns;
+    EXPECT_NE(conns.find(p + "secs_since_last_cmd "), std::string::npos) << conns;
+  }
+  EXPECT_EQ(conns.substr(conns.size() - 5), "END\r\n");
+  x.send(c, "flush_all\r\n");
+  x.send(c, "get big small1\r\n");  // the flushed items are reclaimed as they are read
+  EXPECT_EQ(x.send(c, "stats items\r\n").find(":number 1\r\n"), std::string::npos);
+}
+
+// A stats reply larger than its buffer still ends in END: the lines that do not fit are
+// left out.
+TEST(KvOneWorker, StatsWriterKeepsRoomForEnd) {
+  char buf[40];
+  kv::StatsWriter w(buf);
+  w.stat("first", 1);                      // 14 bytes
+  w.stat("second_is_too_long_to_fit", 2);  // 34: left out
+  w.stat("third", 3);                      // 14 more, + END = 33
+  const size_t n = w.end();
+  EXPECT_EQ(std::string(buf, n), "STAT first 1\r\nSTAT third 3\r\nEND\r\n");
 }
 
 // --- UDP ---
@@ -309,6 +367,61 @@ TEST(KvUdp, UnverifiedSourceCappedAtReplyFactor) {
   ASSERT_EQ(sent.size(), 1u);
   EXPECT_EQ(std::string(sent[0].bytes.begin() + 8, sent[0].bytes.end()),
             "VERSION 1.6.18-corewire\r\n");
+  EXPECT_EQ(x.counter(0, kv::kUdpCapped), 1u);
+}
+
+// A source in udp_trusted, or with an open or recent TCP session on this worker, has shown
+// it receives: its replies are not capped. Others still are.
+TEST(KvUdp, AllowListAndTcpSessionsLiftTheCap) {
+  kv::KvOptions o;
+  o.udp_public = true;
+  o.udp_trusted = {*kv::parse_cidr("192.0.2.0/24")};
+  World x(1, o, 0);
+  const dp::Endpoint listed{htonl(0xc0000207), htons(5000)};   // 192.0.2.7
+  const dp::Endpoint session{htonl(0x0a000002), htons(5000)};  // 10.0.0.2
+  const dp::Endpoint other{htonl(0x0a000003), htons(5000)};    // 10.0.0.3
+  x.io[0]->inject_datagram(kUdp, {htonl(0x7f000001), htons(5000)},
+                           udp_req(1, "set a 0 0 3000\r\n" + std::string(3000, 'a') + "\r\n"));
+  x.run();
+  x.io[0]->take_sent();
+  auto gets = [&](const dp::Endpoint& from) {
+    x.io[0]->inject_datagram(kUdp, from, udp_req(2, "get a\r\n"));
+    x.run();
+    return x.io[0]->take_sent().size();
+  };
+  EXPECT_EQ(gets(listed), 3u);  // the whole reply, three datagrams
+  EXPECT_EQ(gets(session), 0u);
+  EXPECT_EQ(x.counter(0, kv::kUdpCapped), 1u);
+  const dp::ConnId c = x.io[0]->inject_open(kTcp, {session.addr_be, htons(40001)});
+  x.run();
+  EXPECT_EQ(gets(session), 3u);  // an open session proves it
+  EXPECT_EQ(gets(other), 0u);
+  x.io[0]->inject_peer_close(c);
+  x.run();
+  EXPECT_EQ(gets(session), 3u);  // and for udp_tcp_trust seconds after it ended
+  EXPECT_EQ(x.counter(0, kv::kUdpCapped), 2u);
+  EXPECT_EQ(x.counter(0, kv::kTcpPeersFull), 0u);
+}
+
+TEST(KvUdp, TcpTrustZeroForgetsClosedSessions) {
+  kv::KvOptions o;
+  o.udp_public = true;
+  o.udp_tcp_trust_s = 0;
+  World x(1, o, 0);
+  const dp::Endpoint far{htonl(0x0a000002), htons(5000)};
+  x.io[0]->inject_datagram(kUdp, {htonl(0x7f000001), htons(5000)},
+                           udp_req(1, "set a 0 0 500\r\n" + std::string(500, 'a') + "\r\n"));
+  const dp::ConnId c = x.io[0]->inject_open(kTcp, {far.addr_be, htons(40001)});
+  x.run();
+  x.io[0]->take_sent();
+  x.io[0]->inject_datagram(kUdp, far, udp_req(2, "get a\r\n"));
+  x.run();
+  EXPECT_EQ(x.io[0]->take_sent().size(), 1u);
+  x.io[0]->inject_peer_close(c);
+  x.run();
+  x.io[0]->inject_datagram(kUdp, far, udp_req(3, "get a\r\n"));
+  x.run();
+  EXPECT_TRUE(x.io[0]->take_sent().empty());
   EXPECT_EQ(x.counter(0, kv::kUdpCapped), 1u);
 }
 

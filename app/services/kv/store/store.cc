@@ -96,6 +96,7 @@ Result<Store> Store::create(const StoreConfig& cfg) {
     size = std::max(size + 8, (next + 7) & ~std::size_t{7});
   }
   s.classes_.push_back(SlabClass{.size = static_cast<uint32_t>(page)});
+  static_assert(StoreStats::kMaxClasses >= 255);
   if (s.classes_.size() > 255) return make_error("kv store: growth_factor gives > 255 classes");
 
   std::size_t buckets = cfg.hash_buckets;
@@ -108,6 +109,9 @@ Result<Store> Store::create(const StoreConfig& cfg) {
   s.stats_ = std::make_unique<StoreStats>();
   s.stats_->limit_maxbytes.set(cfg.memory_limit);
   s.stats_->total_pages.set(s.pages_total_);
+  s.stats_->class_count.set(s.classes_.size());
+  for (std::size_t i = 0; i < s.classes_.size(); ++i)
+    s.stats_->classes[i].chunk_size.set(s.classes_[i].size);
   return Result<Store>(std::move(s));
 }
 
@@ -232,6 +236,7 @@ void Store::link(Item* it) {
   lru_push_head(it);
   it->bits |= Item::kLinked;
   stats_->curr_items.add();
+  stats_->classes[it->cls].items.add();
   stats_->total_items.add();
   stats_->bytes.add(it->total());
 }
@@ -243,6 +248,8 @@ void Store::unlink(Item* it) {
   *p = it->hash_next;
   lru_remove(it);
   stats_->curr_items.set(stats_->curr_items.get() - 1);
+  dp::Counter& in_class = stats_->classes[it->cls].items;
+  in_class.set(in_class.get() - 1);
   stats_->bytes.set(stats_->bytes.get() - it->total());
   SlabClass& c = classes_[it->cls];
   it->bits = 0;
@@ -273,6 +280,7 @@ Store::Item* Store::alloc(std::size_t key_len, std::size_t value_len, const Item
     std::byte* page = arena_ + std::size_t{pages_used_} * page_size_;
     page_class_[pages_used_++] = static_cast<uint8_t>(ci);
     stats_->used_pages.set(pages_used_);
+    stats_->classes[std::size_t(ci)].pages.add();
     c.carve = page;
     c.carve_end = page + (page_size_ / c.size) * c.size;
   }
@@ -288,6 +296,7 @@ Store::Item* Store::alloc(std::size_t key_len, std::size_t value_len, const Item
     if (victim != nullptr && victim == protect) victim = at(victim->lru_prev);
     if (victim == nullptr) {
       stats_->outofmemory.add();
+      stats_->classes[std::size_t(ci)].outofmemory.add();
       return nullptr;
     }
     if (!is_live(victim, now)) {
@@ -296,6 +305,7 @@ Store::Item* Store::alloc(std::size_t key_len, std::size_t value_len, const Item
         stats_->expired_unfetched.add();
     } else {
       stats_->evictions.add();
+      stats_->classes[std::size_t(ci)].evicted.add();
       if ((victim->bits & Item::kFetched) == 0) stats_->evicted_unfetched.add();
     }
     unlink(victim);
@@ -366,7 +376,7 @@ GetResult Store::get(std::string_view key, uint32_t now, const GetOptions& opt) 
                          : (it ? st.get_hits : st.get_misses))
         .add();
     if (it == nullptr) return r;
-    it->cas = next_cas();
+    it->cas = take_cas(opt.new_cas);
     it->bits |= Item::kTokenSent;
     link(it);
     r.outcome = Outcome::hit;
@@ -507,7 +517,7 @@ StoreResult Store::store(const StoreRequest& req, uint32_t now) {
     if (mark_stale) it->bits |= Item::kStale | (old->bits & Item::kTokenSent);
     unlink(old);
   }
-  it->cas = next_cas();
+  it->cas = take_cas(req.new_cas);
   link(it);
   r.outcome = Outcome::stored;
   r.cas = it->cas;
@@ -530,7 +540,7 @@ Outcome Store::remove(const DeleteRequest& req, uint32_t now) {
   if (req.invalidate) {  // md I: readers now see it stale and one of them wins the recache
     it->bits = static_cast<uint8_t>((it->bits | Item::kStale) & ~Item::kTokenSent);
     if (req.update_ttl) it->exptime = rel_or_abs(req.exptime, now);
-    it->cas = next_cas();
+    it->cas = take_cas(req.new_cas);
     return Outcome::deleted;
   }
   stats_->delete_hits.add();  // md I is not counted, as in memcached
@@ -562,7 +572,7 @@ ArithResult Store::arith(const ArithRequest& req, uint32_t now) {
       return r;
     }
     std::memcpy(it->value(), digits, n);
-    it->cas = next_cas();
+    it->cas = take_cas(req.new_cas);
     link(it);
     r = {Outcome::hit, req.initial, it->cas, it->exptime};
     return r;
@@ -598,7 +608,7 @@ ArithResult Store::arith(const ArithRequest& req, uint32_t now) {
     unlink(old);
     link(it);
   }
-  it->cas = next_cas();
+  it->cas = take_cas(req.new_cas);
   r = {Outcome::hit, v, it->cas, it->exptime};
   return r;
 }
@@ -667,6 +677,11 @@ Result<void> Store::verify() const {
       if (items > stats_->curr_items.get()) return make_error("more items than counted");
     }
     if (c.lru_tail != prev) return make_error("lru tail wrong");
+    uint64_t in_class = 0, pages = 0;
+    for (uint32_t ref = c.lru_head; ref != 0; ref = at(ref)->lru_next) ++in_class;
+    for (uint32_t pg = 0; pg < pages_used_; ++pg) pages += page_class_[pg] == ci;
+    if (in_class != stats_->classes[ci].items.get() || pages != stats_->classes[ci].pages.get())
+      return make_error("class counters disagree with the lists");
     uint64_t free_n = 0;
     for (uint32_t ref = c.free_head; ref != 0; ref = at(ref)->lru_next) {
       if (at(ref)->bits != 0) return make_error("free chunk marked in use");

@@ -20,6 +20,7 @@
 // flush_all, expire_some, load, a vivifying get), which may reuse the chunk.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -96,6 +97,7 @@ struct GetOptions {
   bool recache = false;  // mg R: win if the remaining TTL is below recache_ttl seconds
   int64_t recache_ttl = 0;
   bool counts_as_touch = false;  // gat: counted as cmd_touch/touch_hits, not get_hits
+  uint64_t new_cas = 0;          // mg E: a vivified item's CAS (0: the next one)
 };
 
 enum class StoreMode : uint8_t { set, add, replace, append, prepend, cas };
@@ -110,6 +112,7 @@ struct StoreRequest {
   bool invalidate = false;  // ms I: a cas lower than the item's stores it marked stale
   bool vivify = false;      // ms N in append/prepend mode: on miss store as add
   int64_t vivify_exptime = 0;
+  uint64_t new_cas = 0;  // ms E: the stored item's CAS (0: the next one)
 };
 
 struct StoreResult {
@@ -123,6 +126,7 @@ struct DeleteRequest {
   bool invalidate = false;  // md I: keep the item, mark it stale, new cas
   bool update_ttl = false;  // md T (with I)
   int64_t exptime = 0;
+  uint64_t new_cas = 0;  // md E (with I): the item's new CAS (0: the next one)
 };
 
 struct ArithRequest {
@@ -135,6 +139,7 @@ struct ArithRequest {
   uint64_t initial = 0;
   bool update_ttl = false;  // ma T
   int64_t exptime = 0;
+  uint64_t new_cas = 0;  // ma E: the new value's CAS (0: the next one)
 };
 
 struct ArithResult {
@@ -153,6 +158,13 @@ struct StoreStats {
   dp::Counter cas_hits, cas_misses, cas_badval;
   dp::Counter evictions, evicted_unfetched, expired_unfetched, reclaimed, outofmemory;
   dp::Counter limit_maxbytes, total_pages, used_pages;  // pages: of item_size_max bytes
+  // Per slab class (`stats slabs`, `stats items`), index = class; class_count are in use.
+  struct Class {
+    dp::Counter chunk_size, pages, items, evicted, outofmemory;
+  };
+  static constexpr size_t kMaxClasses = 256;  // create() refuses more
+  dp::Counter class_count;
+  std::array<Class, kMaxClasses> classes;
 };
 
 struct SaveSummary {
@@ -261,6 +273,18 @@ class Store {
              const Item* protect, uint32_t now, Outcome* fail);
   Outcome check_key(std::string_view key) const;
   uint64_t next_cas() { return cas_counter_++; }
+  // The CAS a changed item gets: the client's (meta E) or the next one. The counter moves
+  // past a client's value so that a later flush_all still covers the item; values from
+  // kExplicitCasCeiling up are kept as given without moving it (the counter must not wrap),
+  // so such an item outlives flush_all until it is stored again. A client value below the
+  // last flush's cut reads as flushed, as in memcached (item_is_flushed compares CAS too).
+  static constexpr uint64_t kExplicitCasCeiling = uint64_t{1} << 62;
+  uint64_t take_cas(uint64_t explicit_cas) {
+    if (explicit_cas == 0) return next_cas();
+    if (explicit_cas < kExplicitCasCeiling && explicit_cas >= cas_counter_)
+      cas_counter_ = explicit_cas + 1;
+    return explicit_cas;
+  }
   ItemView view(const Item* it) const;
 
   std::byte* arena_ = nullptr;

@@ -197,6 +197,58 @@ TEST(KvStore, CasRules) {
   EXPECT_EQ(s.stats().cas_badval.get(), 4u);
 }
 
+// Meta E: the client's CAS for the changed item (ms, md I, ma, mg N), and generated ones
+// move past it so a later flush_all still covers it.
+TEST(KvStore, ExplicitCas) {
+  Store s = make_store();
+  StoreRequest q;
+  q.key = "k";
+  q.value = "v";
+  q.new_cas = 5000;
+  EXPECT_EQ(s.store(q, kT0).cas, 5000u);
+  EXPECT_EQ(s.get("k", kT0).item.cas, 5000u);
+  EXPECT_GT(put(s, "other", "v", kT0).cas, 5000u);  // the counter moved past it
+  q.mode = StoreMode::cas;
+  q.cas = 5000;
+  q.new_cas = 7;  // lower than generated ones: kept as given
+  EXPECT_EQ(s.store(q, kT0).outcome, Outcome::stored);
+  EXPECT_EQ(s.get("k", kT0).item.cas, 7u);
+  DeleteRequest d;
+  d.key = "k";
+  d.invalidate = true;
+  d.new_cas = 9000;
+  EXPECT_EQ(s.remove(d, kT0), Outcome::deleted);
+  EXPECT_EQ(s.get("k", kT0).item.cas, 9000u);
+  ArithRequest a;
+  a.key = "n";
+  a.vivify = true;
+  a.initial = 3;
+  a.new_cas = 9100;
+  EXPECT_EQ(s.arith(a, kT0).cas, 9100u);
+  a.new_cas = 9200;
+  const ArithResult r = s.arith(a, kT0);
+  EXPECT_EQ(r.value, 4u);
+  EXPECT_EQ(r.cas, 9200u);
+  GetOptions g;
+  g.vivify = true;
+  g.new_cas = 9300;
+  EXPECT_EQ(s.get("viv", kT0, g).item.cas, 9300u);
+  EXPECT_EQ(s.get("viv", kT0, g).item.cas, 9300u);  // a hit changes nothing
+  // A huge client CAS is kept but does not move the counter (it must not wrap).
+  q.mode = StoreMode::set;
+  q.cas = 0;
+  q.new_cas = ~uint64_t{0};
+  EXPECT_EQ(s.store(q, kT0).cas, ~uint64_t{0});
+  const uint64_t next = put(s, "after", "v", kT0).cas;
+  EXPECT_GT(next, 9300u);
+  EXPECT_LT(next, uint64_t{1} << 62);
+  // flush_all covers items with client CASes below the counter.
+  s.flush_all(0, kT0 + 1);
+  EXPECT_EQ(s.get("n", kT0 + 1).outcome, Outcome::flushed);
+  EXPECT_EQ(s.get("viv", kT0 + 1).outcome, Outcome::flushed);
+  expect_sane(s);
+}
+
 TEST(KvStore, DeleteAndTouch) {
   Store s = make_store();
   EXPECT_EQ(s.remove({.key = "k"}, kT0), Outcome::not_found);
