@@ -28,4 +28,22 @@ Result<Endpoint> parse_endpoint(const std::string& s) {
   return Endpoint{a.s_addr, htons(uint16_t(p))};
 }
 
+Result<Prefix> parse_prefix(const std::string& s) {
+  const auto slash = s.find('/');
+  const std::string host = s.substr(0, slash);
+  in_addr a{};
+  if (inet_pton(AF_INET, host.c_str(), &a) != 1)
+    return make_error("'" + s + "': expected an IPv4 address[/prefix length]");
+  Prefix p{a.s_addr, 32};
+  if (slash != std::string::npos) {
+    const std::string t = s.substr(slash + 1);
+    unsigned len = 0;
+    auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), len);
+    if (ec != std::errc{} || ptr != t.data() + t.size() || t.empty() || len > 32)
+      return make_error("'" + s + "': prefix length must be 0-32");
+    p.len = uint8_t(len);
+  }
+  return p;
+}
+
 }  // namespace cw::dp

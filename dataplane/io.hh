@@ -47,6 +47,14 @@ struct Endpoint {
 std::string to_string(const Endpoint& ep);                      // "127.0.0.1:11111"
 Result<Endpoint> parse_endpoint(const std::string& host_port);  // "a.b.c.d:port"
 
+// An IPv4 prefix as written, "a.b.c.d/len" (len 0..32; without "/len", one address). The
+// host bits are kept: an interface address "10.0.0.2/24" is both an address and its subnet.
+struct Prefix {
+  uint32_t addr_be = 0;
+  uint8_t len = 32;
+};
+Result<Prefix> parse_prefix(const std::string& s);
+
 enum class Transport : uint8_t { udp, tcp };
 
 // A socket every worker has, declared before start. The index of a spec in the list passed

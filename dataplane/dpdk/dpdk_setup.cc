@@ -136,19 +136,9 @@ Result<void> find_port(DpdkShared& sh, const std::string& port,
 }  // namespace
 
 Result<net::LocalAddr> parse_cidr(const std::string& s) {
-  const auto slash = s.find('/');
-  auto ep = parse_endpoint(s.substr(0, slash) + ":0");
-  if (!ep) return make_error("'" + s + "': expected IPv4 address[/prefix]");
-  net::LocalAddr a{ep.value().addr_be, 32};
-  if (slash != std::string::npos) {
-    unsigned len = 0;
-    const std::string t = s.substr(slash + 1);
-    auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), len);
-    if (ec != std::errc{} || p != t.data() + t.size() || t.empty() || len > 32)
-      return make_error("'" + s + "': prefix length must be 0-32");
-    a.prefix_len = uint8_t(len);
-  }
-  return a;
+  auto p = parse_prefix(s);
+  if (!p) return p.error();
+  return net::LocalAddr{p.value().addr_be, p.value().len};
 }
 
 DpdkShared::~DpdkShared() {

@@ -5,27 +5,18 @@
 
 #include <algorithm>
 #include <bit>
-#include <charconv>
 #include <string>
+
+#include "dataplane/io.hh"
 
 namespace cw::kv {
 
 std::optional<Cidr> parse_cidr(std::string_view s) {
-  const size_t slash = s.find('/');
-  const std::string addr(s.substr(0, slash));
-  in_addr a{};
-  if (addr.empty() || ::inet_pton(AF_INET, addr.c_str(), &a) != 1) return std::nullopt;
-  int len = 32;
-  if (slash != std::string_view::npos) {
-    const std::string_view l = s.substr(slash + 1);
-    auto [p, ec] = std::from_chars(l.data(), l.data() + l.size(), len);
-    if (l.empty() || ec != std::errc() || p != l.data() + l.size() || len < 0 || len > 32)
-      return std::nullopt;
-  }
-  const uint32_t mask = len == 0 ? 0 : ~uint32_t{0} << (32 - len);
+  auto p = dp::parse_prefix(std::string(s));
+  if (!p) return std::nullopt;
   Cidr c;
-  c.mask_be = htonl(mask);
-  c.net_be = a.s_addr & c.mask_be;
+  c.mask_be = htonl(uint32_t(uint64_t{0xFFFFFFFF} << (32 - p.value().len)));
+  c.net_be = p.value().addr_be & c.mask_be;
   return c;
 }
 
