@@ -69,6 +69,8 @@ class Pubsub {
   static constexpr uint32_t kLargeBufs = 8;
   static constexpr uint32_t kMaxPicks = 32;                // queue groups one message reaches
   static constexpr uint64_t kHousekeepingNs = 20'000'000;  // pool returns, paused publishers
+  static constexpr uint64_t kWaitPollNs =
+      50'000;  // a paused publisher's next look (interrupt mode)
 
   Pubsub(const rt::ServiceCtx& c, const Options& o)
       : opt_(o),
@@ -195,8 +197,20 @@ class Pubsub {
     resume_waiters(ctx);
   }
 
+  // Paused publishers go on as soon as a mail buffer came back (the other worker released
+  // it) and no mailbox they feed is full: checked every loop while any wait.
   template <class Io>
-  void on_writable(rt::Ctx<Io>&, dp::ConnId) {}
+  void on_tick(rt::Ctx<Io>& ctx) {
+    if (waiters_.empty()) return;
+    small_->reclaim();
+    large_->reclaim();
+    bool clear = small_->in_use() < small_->size() && large_->in_use() < large_->size();
+    for (unsigned w = 0; w < workers_; ++w) clear = clear && !ctx.backpressured(w);
+    if (clear)
+      resume_waiters(ctx);
+    else
+      ctx.wake_at(ctx.now_ns + kWaitPollNs);
+  }
 
   // The housekeeping timer (user kNoConn) or a connection's PING timer (user = its ConnId).
   template <class Io>
@@ -695,6 +709,7 @@ class Pubsub {
   template <class Io>
   Go wait_publisher(rt::Ctx<Io>& ctx, dp::ConnId c, Conn& k) {
     ctx.counters[pubsub::kPublisherWaits].add();
+    ctx.wake_at(ctx.now_ns + kWaitPollNs);
     k.paused = true;
     if (!k.listed) {
       k.listed = true;
@@ -768,7 +783,7 @@ class Pubsub {
         "INFO {\"server_id\":\"%.*s\",\"server_name\":\"%s\",\"version\":\"2.9.10\","
         "\"proto\":1,\"go\":\"corewire\",\"host\":\"%u.%u.%u.%u\",\"port\":%u,"
         "\"headers\":true,%s\"max_payload\":%u,\"client_id\":%llu,"
-        "\"client_ip\":\"%u.%u.%u.%u\"}\r\n",
+        "\"client_ip\":\"%u.%u.%u.%u\"} \r\n",  // nats-server ends it with a space
         int(server_id_len_), server_id_, opt_.server_name.c_str(), h >> 24, (h >> 16) & 255,
         (h >> 8) & 255, h & 255, unsigned(__builtin_bswap16(bound_.port_be)),
         auth_required() ? "\"auth_required\":true," : "", opt_.max_payload, (unsigned long long)cid,

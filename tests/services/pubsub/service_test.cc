@@ -122,7 +122,7 @@ TEST(PubsubOneWorker, InfoAndVerboseDefaults) {
   EXPECT_NE(info.find("\"max_payload\":1048576"), std::string::npos);
   EXPECT_NE(info.find("\"port\":4222"), std::string::npos);
   EXPECT_EQ(info.find("auth_required"), std::string::npos);
-  EXPECT_EQ(info.substr(info.size() - 3), "}\r\n");
+  EXPECT_EQ(info.substr(info.size() - 4), "} \r\n");  // as nats-server
   // Before CONNECT a client is verbose and pedantic, as on nats-server.
   EXPECT_EQ(x.send(c, "SUB a.* 1\r\nPUB a.* 0\r\n\r\n"),
             "+OK\r\n-ERR 'Invalid Publish Subject'\r\n+OK\r\nMSG a.* 1 0\r\n\r\n");
