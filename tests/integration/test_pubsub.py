@@ -15,8 +15,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -327,6 +329,70 @@ class PubsubTest(unittest.TestCase):
         finally:
             p.terminate()
             p.wait(timeout=10)
+
+
+CTL = os.environ.get("COREWIRECTL")
+
+
+@unittest.skipUnless(CTL, "$COREWIRECTL not set")
+class PubsubCounters(unittest.TestCase):
+    """The counters (nats-server's varz names) in `corewirectl stats` and /metrics."""
+
+    def test_counters_reach_stats_and_metrics(self):
+        d = tempfile.mkdtemp(prefix="cw-pubsub-")
+        port, admin = free_port(), free_port()
+        cfg = os.path.join(d, "corewire.toml")
+        with open(cfg, "w") as f:
+            f.write(h.config("workers = 2", f'[[service]]\nname = "pubsub"\ntcp = {port}\n') +
+                    f'[control]\nrun_dir = "{d}/run"\nadmin = "127.0.0.1:{admin}"\n')
+        log = open(os.path.join(d, "ctl.log"), "w")
+        p = subprocess.Popen([CTL, "-c", cfg, "run", "--corewire", h.COREWIRE],
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            end = time.monotonic() + 20
+            while True:
+                try:
+                    sub = Client(port)
+                    break
+                except OSError:
+                    self.assertLess(time.monotonic(), end, "pubsub did not come up")
+                    time.sleep(0.05)
+            sub.send(b"SUB m 1\r\n")
+            sub.flush()
+            pub = Client(port)
+            for _ in range(100):
+                pub.send(b"PUB m 3\r\nabc\r\n")
+            pub.flush()
+            for _ in range(100):
+                sub.msg()
+            want = {"corewire_service_in_msgs_total": 100, "corewire_service_out_msgs_total": 100,
+                    "corewire_service_in_bytes_total": 300, "corewire_service_out_bytes_total": 300,
+                    "corewire_service_subscriptions": 1, "corewire_service_connections": 2,
+                    "corewire_service_slow_consumers_total": 0}
+            end, got = time.monotonic() + 10, {}
+            while time.monotonic() < end and got != want:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=2) as r:
+                    text = r.read().decode()
+                got = {n: sum(float(v) for v in re.findall(
+                    r'(?m)^%s\{[^}]*service="pubsub"[^}]*\} (\S+)$' % n, text)) for n in want}
+                time.sleep(0.2)
+            self.assertEqual(got, want)
+            st = subprocess.run([CTL, "-c", cfg, "stats"], capture_output=True, text=True,
+                                timeout=10)
+            self.assertEqual(st.returncode, 0, st.stderr)
+            for name in ("in_msgs", "out_msgs", "slow_consumers", "subscriptions"):
+                self.assertIn(name, st.stdout)
+            sub.close()
+            pub.close()
+        finally:
+            subprocess.run([CTL, "-c", cfg, "shutdown"], capture_output=True, timeout=10)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            log.close()
+            shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":
