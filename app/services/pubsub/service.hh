@@ -3,8 +3,9 @@
 //
 // State: each worker holds its own connections' subscriptions (subs_) and the interest of
 // every other worker (remote_: one entry per (subject, queue, worker) with a count), kept
-// by mail: a SUB or UNSUB is announced to every other worker, which acknowledges it; a PING
-// is answered only once every announcement of its connection was acknowledged, so when a
+// by mail: SUBs and UNSUBs are announced to every other worker in batches (one buffer of
+// records per loop iteration), each acknowledged; a PING is answered only once the batch
+// holding its connection's last announcement was acknowledged by every worker, so when a
 // client's flush (PING/PONG) returns, every worker knows its subscriptions.
 //
 // A publish on worker A: A matches its own table and remote_, picks one member of every
@@ -61,8 +62,8 @@ class Pubsub {
   // used by the runtime for kMailStopAccepting).
   enum : uint16_t {
     kMailPub = 0x101,  // p = a message (MsgHeader, subject, reply, payload, picks)
-    kMailInterest,     // p = Interest + subject + queue; a = +1 or -1; b = conn to ack or kNoConn
-    kMailAck,          // back to the announcer: a = its conn
+    kMailInterest,     // p = Interest records (each + subject + queue); a = the batch's number
+    kMailAck,          // back to the announcer: a = the batch number received
   };
   static constexpr uint32_t kSmallBuf = 4096;  // bytes per small mail buffer
   static constexpr uint32_t kSmallBufs = 1024;
@@ -183,8 +184,10 @@ class Pubsub {
         if (buf) interest(ctx, m, *buf);
         break;
       case kMailAck:
-        if (Conn* k = conns_.find(dp::ConnId(m.a)); k && k->acks_owed > 0 && --k->acks_owed == 0)
-          resume(ctx, dp::ConnId(m.a), *k);
+        if (m.from < workers_ && m.a > acked_[m.from]) {
+          acked_[m.from] = m.a;
+          resume_waiters(ctx);
+        }
         break;
       default:
         break;
@@ -197,19 +200,17 @@ class Pubsub {
     resume_waiters(ctx);
   }
 
-  // Paused publishers go on as soon as a mail buffer came back (the other worker released
-  // it) and no mailbox they feed is full: checked every loop while any wait.
+  // Once per loop: this iteration's announcements go out as one batch, and paused
+  // connections go on once what they wait for came (a mail buffer back, a mailbox drained,
+  // their announcements acknowledged).
   template <class Io>
   void on_tick(rt::Ctx<Io>& ctx) {
+    if (open_) flush_announcements(ctx);
     if (waiters_.empty()) return;
     small_->reclaim();
     large_->reclaim();
-    bool clear = small_->in_use() < small_->size() && large_->in_use() < large_->size();
-    for (unsigned w = 0; w < workers_; ++w) clear = clear && !ctx.backpressured(w);
-    if (clear)
-      resume_waiters(ctx);
-    else
-      ctx.wake_at(ctx.now_ns + kWaitPollNs);
+    resume_waiters(ctx);
+    if (!waiters_.empty()) ctx.wake_at(ctx.now_ns + kWaitPollNs);
   }
 
   // The housekeeping timer (user kNoConn) or a connection's PING timer (user = its ConnId).
@@ -239,12 +240,14 @@ class Pubsub {
 
  private:
   enum class Go : uint8_t { next, wait, close };
+  enum class Wait : uint8_t { none, acks, mail };
 
   struct Conn {
     nats::ConnectOpts opts;        // its strings are not kept (they point into a received item)
     uint32_t subs = pubsub::kNil;  // its subscriptions (Sub::own_next)
     uint32_t nsubs = 0;
-    uint32_t acks_owed = 0;  // announcements of its SUB/UNSUBs not yet acknowledged
+    uint64_t batch = 0;      // the announcement batch holding its last SUB/UNSUB
+    Wait wait = Wait::none;  // why we paused it
     uint32_t pings_out = 0;  // server PINGs not answered
     rt::TimerId ping = rt::kNoTimer;
     bool connected = false;  // CONNECT seen
@@ -262,9 +265,10 @@ class Pubsub {
     uint64_t queue_hash;
     uint64_t worker;
   };
-  // An interest announcement: this header, then subject and queue.
+  // One record of an announcement batch: this header, then subject and queue.
   struct Interest {
-    uint32_t subject, queue;
+    int32_t delta;  // +1 a subscription more, -1 one less
+    uint16_t subject, queue;
   };
   // A queue-group candidate while one message is routed: a local subscription (worker ==
   // kLocal, id) or another worker's members (weight of them).
@@ -310,7 +314,7 @@ class Pubsub {
         return connect(ctx, c, k, p.json);
       case nats::Op::ping:
         // A flush: answered once every worker has this connection's subscriptions.
-        if (k.acks_owed > 0) return wait_acks(k);
+        if (k.batch > min_acked()) return wait_acks(ctx, c, k);
         return write(ctx, c, nats::kPong) ? Go::next : Go::close;
       case nats::Op::pong:
         k.pings_out = 0;
@@ -367,11 +371,13 @@ class Pubsub {
         !pubsub::Sublist::fits(p.subject, p.queue, p.sid)) {
       return send_err(ctx, c, nats::kErrInvalidSubject) ? Go::next : Go::close;
     }
-    if (find_sid(k, p.sid) != pubsub::kNil) return ok(ctx, c, k);  // kept, as nats-server
+    if (find_sid(c, p.sid) != pubsub::kNil) return ok(ctx, c, k);  // kept, as nats-server
     if (opt_.max_subscriptions && k.nsubs >= opt_.max_subscriptions) {
       ctx.counters[pubsub::kSubsRefused].add();
       return send_err(ctx, c, nats::kErrMaxSubs) ? Go::next : Go::close;
     }
+    if (!announce_room(ctx, p.subject.size() + p.queue.size()))
+      return wait_for(ctx, c, k, Wait::mail);
     const uint32_t id = subs_.add(p.subject, p.queue, p.sid, c, k.subs);
     if (id == pubsub::kNil) {
       ctx.counters[pubsub::kSubsRefused].add();
@@ -379,93 +385,125 @@ class Pubsub {
     }
     ++k.nsubs;
     ctx.counters[pubsub::kSubscriptions].set(subs_.size());
-    announce(ctx, c, &k, p.subject, p.queue, +1);
+    announce(&k, p.subject, p.queue, +1);
     return ok(ctx, c, k);
   }
 
   template <class Io>
   Go unsub(rt::Ctx<Io>& ctx, dp::ConnId c, Conn& k, const nats::Parsed& p) {
-    const uint32_t id = find_sid(k, p.sid);
+    const uint32_t id = find_sid(c, p.sid);
     if (id != pubsub::kNil) {
       pubsub::Sub& s = subs_.at(id);
-      if (p.max_msgs && s.delivered < p.max_msgs)
+      if (p.max_msgs && s.delivered < p.max_msgs) {
         s.max = p.max_msgs;
-      else
+      } else {
+        if (!announce_room(ctx, s.subject_len + s.queue_len))
+          return wait_for(ctx, c, k, Wait::mail);
         remove_sub(ctx, k, id, true);
+      }
     }
     return ok(ctx, c, k);
   }
 
-  uint32_t find_sid(const Conn& k, std::string_view sid) const {
-    for (uint32_t i = k.subs; i != pubsub::kNil; i = subs_.at(i).own_next)
-      if (subs_.at(i).sid_sv() == sid) return i;
-    return pubsub::kNil;
-  }
+  uint32_t find_sid(dp::ConnId c, std::string_view sid) const { return subs_.find_sid(c, sid); }
 
-  // Removes subscription id of k; announced to the other workers (acknowledged when k stays
-  // open: `ack`).
+  // Removes subscription id of k, announced to the other workers (a PING of k waits for the
+  // acknowledgement when `flush`; lost and counted when no buffer is left).
   template <class Io>
-  void remove_sub(rt::Ctx<Io>& ctx, Conn& k, uint32_t id, bool ack) {
+  void remove_sub(rt::Ctx<Io>& ctx, Conn& k, uint32_t id, bool flush) {
     const pubsub::Sub& s = subs_.at(id);
-    const dp::ConnId c = dp::ConnId(s.owner);
-    announce(ctx, c, ack ? &k : nullptr, s.subject_sv(), s.queue_sv(), -1);
+    if (announce_room(ctx, s.subject_len + s.queue_len))
+      announce(flush ? &k : nullptr, s.subject_sv(), s.queue_sv(), -1);
+    else
+      ctx.counters[pubsub::kInterestFull].add();
     subs_.remove(id, k.subs);
     --k.nsubs;
     ctx.counters[pubsub::kSubscriptions].set(subs_.size());
   }
 
-  // Tells every other worker that c's worker gained (+1) or lost (-1) a subscription.
+  // Whether the open batch can take a record of n subject and queue bytes (it is mailed and a
+  // new one taken when full); false when no buffer is free.
   template <class Io>
-  void announce(rt::Ctx<Io>& ctx, dp::ConnId c, Conn* k, std::string_view subject,
-                std::string_view queue, int delta) {
+  bool announce_room(rt::Ctx<Io>& ctx, size_t n) {
+    if (workers_ < 2) return true;
+    n += sizeof(Interest);
+    if (open_ && open_->len + n <= open_->cap) return true;
+    if (open_) flush_announcements(ctx);
+    open_ = small_->alloc();
+    if (!open_) open_ = large_->alloc();
+    return open_ != nullptr;
+  }
+
+  // Appends a record to the open batch (announce_room said it fits); k, when given, waits for
+  // this batch's acknowledgements before its next PONG.
+  void announce(Conn* k, std::string_view subject, std::string_view queue, int delta) {
     if (workers_ < 2) return;
-    const size_t n = sizeof(Interest) + subject.size() + queue.size();
-    rt::SharedBuf* b = small_->alloc();
-    if (!b || n > b->cap) {
-      if (b) rt::SharedPool::release(b, worker_);
-      ctx.counters[pubsub::kInterestFull].add();
-      return;
+    const Interest h{delta, uint16_t(subject.size()), uint16_t(queue.size())};
+    uint8_t* o = open_->data + open_->len;
+    std::memcpy(o, &h, sizeof h);
+    std::memcpy(o + sizeof h, subject.data(), subject.size());
+    std::memcpy(o + sizeof h + subject.size(), queue.data(), queue.size());
+    open_->len += uint32_t(sizeof h + subject.size() + queue.size());
+    if (k) k->batch = sent_ + 1;
+  }
+
+  // Mails the open batch to every other worker (one reference each). A worker that cannot be
+  // mailed misses it (counted) and is taken as having acknowledged it, so nobody waits forever.
+  template <class Io>
+  void flush_announcements(rt::Ctx<Io>& ctx) {
+    rt::SharedBuf* b = open_;
+    open_ = nullptr;
+    if (b->len == 0) return rt::SharedPool::release(b, worker_);
+    const uint64_t seq = ++sent_;
+    for (unsigned w = 0; w < workers_; ++w) {
+      if (w == worker_) continue;
+      rt::SharedPool::retain(b);
+      rt::Mail m;
+      m.kind = kMailInterest;
+      m.a = seq;
+      m.p = b;
+      if (ctx.post(w, m) == rt::Post::failed) {
+        rt::SharedPool::release(b, worker_);
+        ctx.counters[pubsub::kInterestFull].add();
+        acked_[w] = std::max(acked_[w], seq);
+      }
     }
-    const Interest h{uint32_t(subject.size()), uint32_t(queue.size())};
-    std::memcpy(b->data, &h, sizeof h);
-    std::memcpy(b->data + sizeof h, subject.data(), subject.size());
-    std::memcpy(b->data + sizeof h + subject.size(), queue.data(), queue.size());
-    b->len = uint32_t(n);
-    rt::Mail m;
-    m.kind = kMailInterest;
-    m.a = uint64_t(int64_t(delta));
-    m.b = k ? c : dp::kNoConn;
-    const unsigned failed = rt::fan_out(ctx, b, m, false);
-    if (failed) ctx.counters[pubsub::kInterestFull].add(failed);
-    if (k) k->acks_owed += (workers_ - 1) - failed;
     rt::SharedPool::release(b, worker_);
   }
 
-  // Another worker's announcement: its count for (subject, queue) moves by a; then acked.
+  uint64_t min_acked() const {
+    uint64_t m = ~uint64_t{0};
+    for (unsigned w = 0; w < workers_; ++w)
+      if (w != worker_) m = std::min(m, acked_[w]);
+    return workers_ < 2 ? ~uint64_t{0} : m;
+  }
+
+  // Another worker's batch: each record moves its count for (subject, queue); then acked.
   template <class Io>
   void interest(rt::Ctx<Io>& ctx, const rt::Mail& m, const rt::SharedBuf& b) {
-    Interest h;
-    if (b.len < sizeof h) return;
-    std::memcpy(&h, b.data, sizeof h);
-    if (sizeof h + uint64_t(h.subject) + h.queue != b.len) return;
-    const std::string_view subject(reinterpret_cast<const char*>(b.data) + sizeof h, h.subject);
-    const std::string_view queue(subject.data() + h.subject, h.queue);
-    const uint32_t id = remote_.find(subject, queue, m.from);
-    if (int64_t(m.a) > 0) {
-      if (id != pubsub::kNil) {
-        ++remote_.at(id).count;
-      } else if (remote_.add(subject, queue, {}, m.from, remote_own_) == pubsub::kNil) {
-        ctx.counters[pubsub::kInterestFull].add();
+    for (size_t at = 0; at + sizeof(Interest) <= b.len;) {
+      Interest h;
+      std::memcpy(&h, b.data + at, sizeof h);
+      at += sizeof h;
+      if (at + h.subject + h.queue > b.len) break;
+      const std::string_view subject(reinterpret_cast<const char*>(b.data) + at, h.subject);
+      const std::string_view queue(subject.data() + h.subject, h.queue);
+      at += h.subject + h.queue;
+      if (!pubsub::Sublist::fits(subject, queue, {})) continue;
+      const uint32_t id = remote_.find(subject, queue, m.from);
+      if (h.delta > 0) {
+        if (id != pubsub::kNil)
+          ++remote_.at(id).count;
+        else if (remote_.add(subject, queue, {}, m.from, remote_own_) == pubsub::kNil)
+          ctx.counters[pubsub::kInterestFull].add();
+      } else if (id != pubsub::kNil && --remote_.at(id).count == 0) {
+        remote_.remove(id, remote_own_);
       }
-    } else if (id != pubsub::kNil && --remote_.at(id).count == 0) {
-      remote_.remove(id, remote_own_);
     }
-    if (m.b != dp::kNoConn) {
-      rt::Mail ack;
-      ack.kind = kMailAck;
-      ack.a = m.b;
-      ctx.post(m.from, ack);
-    }
+    rt::Mail ack;
+    ack.kind = kMailAck;
+    ack.a = m.a;
+    ctx.post(m.from, ack);
   }
 
   // --- publish ---
@@ -481,9 +519,9 @@ class Pubsub {
     rt::SharedBuf* buf = nullptr;
     if (r.targets) {
       for (unsigned w = 0; w < workers_; ++w)
-        if ((r.targets >> w & 1) && ctx.backpressured(w)) return wait_publisher(ctx, c, k);
+        if ((r.targets >> w & 1) && ctx.backpressured(w)) return wait_for(ctx, c, k, Wait::mail);
       buf = fill(msg, r);
-      if (!buf) return wait_publisher(ctx, c, k);
+      if (!buf) return wait_for(ctx, c, k, Wait::mail);
     }
     ctx.counters[pubsub::kInMsgs].add();
     ctx.counters[pubsub::kInBytes].add(p.payload.size());
@@ -664,7 +702,9 @@ class Pubsub {
             : nats::encode_msg_head(head, m.subject, s.sid_sv(), m.reply, body.size());
     if (hn == 0) return ctx.svc->dropped.add();
     const size_t n = hn + body.size() + 2;
-    if (ctx.io.queued(c) + n > opt_.max_pending) return slow_consumer(ctx, c, *k);
+    // An idle connection takes any one message (max_payload may pass max_pending).
+    const uint32_t queued = ctx.io.queued(c);
+    if (queued && queued + n > opt_.max_pending) return slow_consumer(ctx, c, *k);
     uint8_t* out = ctx.io.stream_reserve(c, uint32_t(n));
     if (!out) return ctx.svc->dropped.add();
     std::memcpy(out, head_.data(), hn);
@@ -701,16 +741,24 @@ class Pubsub {
 
   // --- flow ---
 
-  Go wait_acks(Conn& k) {
-    k.paused = true;
-    return Go::wait;
+  // A PING whose connection's announcements are not all acknowledged: the batch goes out
+  // now if it is still open, and the connection waits (not read) for the acknowledgements.
+  template <class Io>
+  Go wait_acks(rt::Ctx<Io>& ctx, dp::ConnId c, Conn& k) {
+    if (open_ && k.batch > sent_) flush_announcements(ctx);
+    return wait_for(ctx, c, k, Wait::acks);
   }
 
+  // Pauses c until what it waits for came: acknowledgements (checked when one arrives) or
+  // mail room (a buffer back, no mailbox full: checked every loop, on_tick).
   template <class Io>
-  Go wait_publisher(rt::Ctx<Io>& ctx, dp::ConnId c, Conn& k) {
-    ctx.counters[pubsub::kPublisherWaits].add();
-    ctx.wake_at(ctx.now_ns + kWaitPollNs);
+  Go wait_for(rt::Ctx<Io>& ctx, dp::ConnId c, Conn& k, Wait why) {
+    if (why == Wait::mail) {
+      ctx.counters[pubsub::kPublisherWaits].add();
+      ctx.wake_at(ctx.now_ns + kWaitPollNs);
+    }
     k.paused = true;
+    k.wait = why;
     if (!k.listed) {
       k.listed = true;
       waiters_.push_back(c);
@@ -720,21 +768,33 @@ class Pubsub {
 
   template <class Io>
   void resume(rt::Ctx<Io>& ctx, dp::ConnId c, Conn& k) {
+    k.wait = Wait::none;
     if (!k.paused) return;
     k.paused = false;
     ctx.io.resume(c);
   }
 
+  // Resumes every waiter whose reason is gone; the others stay listed.
   template <class Io>
   void resume_waiters(rt::Ctx<Io>& ctx) {
     if (waiters_.empty()) return;
+    bool room = !small_ || (small_->in_use() < small_->size() && large_->in_use() < large_->size());
+    for (unsigned w = 0; w < workers_; ++w) room = room && !ctx.backpressured(w);
+    const uint64_t acked = min_acked();
+    size_t keep = 0;
     for (dp::ConnId c : waiters_) {
       Conn* k = conns_.find(c);
       if (!k) continue;
+      const bool still =
+          (k->wait == Wait::acks && k->batch > acked) || (k->wait == Wait::mail && !room);
+      if (still) {
+        waiters_[keep++] = c;
+        continue;
+      }
       k->listed = false;
-      if (k->acks_owed == 0) resume(ctx, c, *k);
+      resume(ctx, c, *k);
     }
-    waiters_.clear();
+    waiters_.resize(keep);
   }
 
   template <class Io>
@@ -800,11 +860,14 @@ class Pubsub {
   std::vector<uint32_t> matches_;       // one message's local deliveries; capacity subs_
   std::vector<Cand> cands_;             // one message's queue candidates
   std::array<Pick, kMaxPicks> picks_{};
-  std::vector<char> head_;           // one MSG/HMSG line
-  std::vector<char> info_;           // one INFO line
-  std::vector<dp::ConnId> waiters_;  // paused publishers; capacity max_conns
-  rt::SharedPool* small_ = nullptr;  // this worker's mail buffers (workers > 1), in
-  rt::SharedPool* large_ = nullptr;  // opt_.shared so they outlive every worker
+  std::vector<char> head_;            // one MSG/HMSG line
+  std::vector<char> info_;            // one INFO line
+  std::vector<dp::ConnId> waiters_;   // paused connections (wait_for); capacity max_conns
+  rt::SharedBuf* open_ = nullptr;     // the announcement batch being filled (workers > 1)
+  uint64_t sent_ = 0;                 // announcement batches mailed
+  std::array<uint64_t, 64> acked_{};  // by worker: the last batch it acknowledged
+  rt::SharedPool* small_ = nullptr;   // this worker's mail buffers (workers > 1), in
+  rt::SharedPool* large_ = nullptr;   // opt_.shared so they outlive every worker
   dp::Endpoint bound_{};
   char server_id_[32] = {};
   size_t server_id_len_ = 0;

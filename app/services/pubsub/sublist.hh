@@ -39,6 +39,7 @@ struct Sub {
   uint32_t key_next = kNil, key_prev = kNil;    // subject chain or the wildcard list
   uint32_t own_next = kNil, own_prev = kNil;    // the owner's subscriptions (service's)
   uint32_t full_next = kNil, full_prev = kNil;  // (subject, queue, owner) chain
+  uint32_t sid_next = kNil, sid_prev = kNil;    // (owner, sid) chain
   uint16_t subject_len = 0;
   uint8_t queue_len = 0, sid_len = 0;
   bool live = false, wildcard = false;
@@ -59,6 +60,7 @@ class Sublist {
     while (b < capacity) b <<= 1;
     buckets_.assign(b, kNil);
     full_.assign(b, kNil);
+    sids_.assign(b, kNil);
     free_.reserve(capacity);
     for (uint32_t i = capacity; i-- > 0;) free_.push_back(i);
   }
@@ -92,6 +94,7 @@ class Sublist {
     link(s.wildcard ? wild_ : buckets_[bucket(subject)], id, &Sub::key_next, &Sub::key_prev);
     link(own_head, id, &Sub::own_next, &Sub::own_prev);
     link(full_[full_bucket(subject, queue, owner)], id, &Sub::full_next, &Sub::full_prev);
+    link(sids_[sid_bucket(owner, sid)], id, &Sub::sid_next, &Sub::sid_prev);
     ++size_;
     return id;
   }
@@ -104,6 +107,7 @@ class Sublist {
     unlink(own_head, id, &Sub::own_next, &Sub::own_prev);
     unlink(full_[full_bucket(s.subject_sv(), s.queue_sv(), s.owner)], id, &Sub::full_next,
            &Sub::full_prev);
+    unlink(sids_[sid_bucket(s.owner, s.sid_sv())], id, &Sub::sid_next, &Sub::sid_prev);
     s.live = false;
     free_.push_back(id);
     --size_;
@@ -116,6 +120,13 @@ class Sublist {
       const Sub& s = subs_[i];
       if (s.owner == owner && s.subject_sv() == subject && s.queue_sv() == queue) return i;
     }
+    return kNil;
+  }
+
+  // The owner's entry with this sid; kNil when none.
+  uint32_t find_sid(uint64_t owner, std::string_view sid) const {
+    for (uint32_t i = sids_[sid_bucket(owner, sid)]; i != kNil; i = subs_[i].sid_next)
+      if (subs_[i].owner == owner && subs_[i].sid_sv() == sid) return i;
     return kNil;
   }
 
@@ -142,6 +153,10 @@ class Sublist {
     h = (h ^ owner) * 0x100000001b3ull;
     return size_t(h ^ (h >> 29)) & (full_.size() - 1);
   }
+  size_t sid_bucket(uint64_t owner, std::string_view sid) const {
+    const uint64_t h = (hash_bytes(sid) ^ owner) * 0x9e3779b97f4a7c15ull;
+    return size_t(h >> 20) & (sids_.size() - 1);
+  }
   void link(uint32_t& head, uint32_t id, uint32_t Sub::*next, uint32_t Sub::*prev) {
     subs_[id].*next = head;
     subs_[id].*prev = kNil;
@@ -161,6 +176,7 @@ class Sublist {
   std::vector<Sub> subs_;
   std::vector<uint32_t> buckets_;  // literal subjects, by hash of the subject
   std::vector<uint32_t> full_;     // every entry, by hash of (subject, queue, owner)
+  std::vector<uint32_t> sids_;     // every entry, by hash of (owner, sid)
   std::vector<uint32_t> free_;     // capacity entries; never grows past it
   uint32_t wild_ = kNil;           // wildcard subjects
   uint32_t size_ = 0;

@@ -432,3 +432,32 @@ TEST(PubsubTwoWorkers, NoRespondersSeesOtherWorkers) {
 
 }  // namespace
 }  // namespace cw::svc
+
+namespace cw::svc {
+namespace {
+
+// 10 000 subscriptions on one connection: announced in batches (not one mail each), all
+// known to the other worker once PING is answered, all withdrawn when it closes.
+TEST(PubsubTwoWorkers, TenThousandSubscriptions) {
+  ps::PubsubOptions o;
+  o.worker_subscriptions = 12000;
+  World x(2, o);
+  const auto s = x.client(1);
+  std::string subs;
+  for (int i = 0; i < 10000; ++i)
+    subs += "SUB s." + std::to_string(i) + " " + std::to_string(i) + "\r\n";
+  EXPECT_EQ(x.send(s, subs + "PING\r\n"), "PONG\r\n");
+  EXPECT_EQ(x.ps(0).remote_interest().size(), 10000u);
+  EXPECT_LT(x.stats[1].mail_out.get(), 200u);  // batches, not a mail per SUB
+  const auto p = x.client(0);
+  x.send(p, "PUB s.9999 1\r\nx\r\nPUB s.0 1\r\ny\r\nPUB nobody 0\r\n\r\n");
+  EXPECT_EQ(x.out(s), "MSG s.9999 9999 1\r\nx\r\nMSG s.0 0 1\r\ny\r\n");
+  EXPECT_EQ(x.total(ps::kForwarded), 2u);  // nothing mailed for a subject nobody wants
+  x.io[1]->inject_peer_close(s.c);
+  x.run();
+  EXPECT_EQ(x.ps(0).remote_interest().size(), 0u);
+  EXPECT_EQ(x.total(ps::kInterestFull), 0u);
+}
+
+}  // namespace
+}  // namespace cw::svc
