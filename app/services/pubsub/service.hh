@@ -10,9 +10,10 @@
 //
 // A publish on worker A: A matches its own table and remote_, picks one member of every
 // matching queue group over all workers (weighted by members), delivers its own share, and
-// mails the message once to each worker with a plain match or a pick (one SharedBuf, one
-// reference per mail; the picks travel in the buffer). Mail between two workers is FIFO, so
-// each subscriber sees one publisher's messages in publish order, each exactly once.
+// appends the message (with its picks and target workers) to its open batch, a SharedBuf
+// mailed once per loop iteration to every worker one of its messages is for (one reference
+// per mail). Mail between two workers is FIFO, so each subscriber sees one publisher's
+// messages in publish order, each exactly once.
 //
 // Flow: a connection whose queued output passes max_pending gets -ERR 'Slow Consumer' and
 // is closed (counted). A publisher is paused (not read) while mail to a worker it must reach
@@ -61,7 +62,7 @@ class Pubsub {
   // Mail kinds between the workers of one pubsub service (above the control kinds' range
   // used by the runtime for kMailStopAccepting).
   enum : uint16_t {
-    kMailPub = 0x101,  // p = a message (MsgHeader, subject, reply, payload, picks)
+    kMailPub = 0x101,  // p = a batch of message records (MsgHeader, subject, reply, payload, picks)
     kMailInterest,     // p = Interest records (each + subject + queue); a = the batch's number
     kMailAck,          // back to the announcer: a = the batch number received
   };
@@ -200,12 +201,14 @@ class Pubsub {
     resume_waiters(ctx);
   }
 
-  // Once per loop: this iteration's announcements go out as one batch, and paused
+  // Once per loop: this iteration's announcements and messages for other workers go out as
+  // one batch each (shared by every worker they are for), and paused
   // connections go on once what they wait for came (a mail buffer back, a mailbox drained,
   // their announcements acknowledged).
   template <class Io>
   void on_tick(rt::Ctx<Io>& ctx) {
     if (open_) flush_announcements(ctx);
+    if (open_pub_) flush_pubs(ctx);
     if (waiters_.empty()) return;
     small_->reclaim();
     large_->reclaim();
@@ -256,10 +259,17 @@ class Pubsub {
     bool listed = false;     // in waiters_
   };
 
-  // A message mailed to another worker: this header, then subject, reply, payload and
-  // `picks` Pick entries.
+  // A message record of a batch mailed to other workers: this header, then subject, reply,
+  // payload and `picks` Pick entries. A batch goes to every worker one of its records is for
+  // (`targets`); the others skip the record.
   struct MsgHeader {
-    uint32_t subject, reply, payload, hdr, picks;
+    uint64_t targets;
+    uint32_t subject, reply, payload, hdr, picks, pad;
+  };
+  // The queue picks a forwarded record brought (for route()).
+  struct Picks {
+    const uint8_t* at = nullptr;
+    uint32_t n = 0;
   };
   struct Pick {
     uint64_t queue_hash;
@@ -516,22 +526,17 @@ class Pubsub {
     const Msg msg{p.subject, p.reply, p.payload, p.hdr_len};
     // Route first: nothing is delivered until the mail it needs is sure to go.
     const Route r = route(msg, c, k.opts.echo, nullptr);
-    rt::SharedBuf* buf = nullptr;
     if (r.targets) {
       for (unsigned w = 0; w < workers_; ++w)
         if ((r.targets >> w & 1) && ctx.backpressured(w)) return wait_for(ctx, c, k, Wait::mail);
-      buf = fill(msg, r);
-      if (!buf) return wait_for(ctx, c, k, Wait::mail);
+      if (!pub_room(ctx, record_bytes(msg, r))) return wait_for(ctx, c, k, Wait::mail);
     }
     ctx.counters[pubsub::kInMsgs].add();
     ctx.counters[pubsub::kInBytes].add(p.payload.size());
     ctx.svc->requests.add();
-    if (ok(ctx, c, k) == Go::close) {
-      if (buf) rt::SharedPool::release(buf, worker_);
-      return Go::close;
-    }
+    if (ok(ctx, c, k) == Go::close) return Go::close;
     deliver_local(ctx, msg, r);
-    if (buf) forward(ctx, buf, r.targets);
+    if (r.targets) append_pub(msg, r);
     if (!p.reply.empty() && k.opts.no_responders && r.nmatch + r.nqueue == 0 && r.targets == 0)
       no_responders(ctx, k, p.reply);
     return Go::next;
@@ -549,7 +554,7 @@ class Pubsub {
   // echo) and, for a message from a client here, against the other workers' interest,
   // picking queue members. `forwarded`: the picks a forwarded message brought for this
   // worker (then only local queue groups named there get a member).
-  Route route(const Msg& msg, dp::ConnId from, bool echo, const rt::SharedBuf* forwarded) {
+  Route route(const Msg& msg, dp::ConnId from, bool echo, const Picks* forwarded) {
     Route r;
     uint32_t nc = 0;
     subs_.match(msg.subject, [&](uint32_t id) {
@@ -598,31 +603,42 @@ class Pubsub {
     return r;
   }
 
-  static bool picked_here_in(const rt::SharedBuf& b, uint64_t qh, unsigned me) {
-    MsgHeader h;
-    std::memcpy(&h, b.data, sizeof h);
-    const uint8_t* at = b.data + sizeof h + h.subject + h.reply + h.payload;
-    for (uint32_t i = 0; i < h.picks; ++i) {
-      Pick p;
-      std::memcpy(&p, at + i * sizeof p, sizeof p);
-      if (p.queue_hash == qh && p.worker == me) return true;
+  bool picked_here(const Picks& p, uint64_t qh) const {
+    for (uint32_t i = 0; i < p.n; ++i) {
+      Pick k;
+      std::memcpy(&k, p.at + i * sizeof k, sizeof k);
+      if (k.queue_hash == qh && k.worker == worker_) return true;
     }
     return false;
   }
-  bool picked_here(const rt::SharedBuf& b, uint64_t qh) const {
-    return picked_here_in(b, qh, worker_);
+
+  static size_t record_bytes(const Msg& m, const Route& r) {
+    return sizeof(MsgHeader) + m.subject.size() + m.reply.size() + m.payload.size() +
+           r.npicks * sizeof(Pick);
   }
 
-  // The message in a mail buffer of ours; nullptr when none is free.
-  rt::SharedBuf* fill(const Msg& m, const Route& r) {
-    const size_t n = sizeof(MsgHeader) + m.subject.size() + m.reply.size() + m.payload.size() +
-                     r.npicks * sizeof(Pick);
-    rt::SharedBuf* b = n <= kSmallBuf ? small_->alloc() : nullptr;
-    if (!b && n <= large_bytes()) b = large_->alloc();
-    if (!b) return nullptr;
-    const MsgHeader h{uint32_t(m.subject.size()), uint32_t(m.reply.size()),
-                      uint32_t(m.payload.size()), m.hdr, r.npicks};
-    uint8_t* o = b->data;
+  // Whether the open batch can take a record of n bytes (it is mailed and a new one taken
+  // when full; a record over 4 KiB gets a large buffer of its own); false when no buffer is
+  // free.
+  template <class Io>
+  bool pub_room(rt::Ctx<Io>& ctx, size_t n) {
+    if (open_pub_ && open_pub_->len + n <= open_pub_->cap) return true;
+    if (open_pub_) flush_pubs(ctx);
+    open_pub_ = n <= kSmallBuf ? small_->alloc() : nullptr;
+    if (!open_pub_ && n <= large_bytes()) open_pub_ = large_->alloc();
+    return open_pub_ != nullptr;
+  }
+
+  // Appends the message and its picks to the open batch (pub_room said it fits).
+  void append_pub(const Msg& m, const Route& r) {
+    const MsgHeader h{r.targets,
+                      uint32_t(m.subject.size()),
+                      uint32_t(m.reply.size()),
+                      uint32_t(m.payload.size()),
+                      m.hdr,
+                      r.npicks,
+                      0};
+    uint8_t* o = open_pub_->data + open_pub_->len;
     std::memcpy(o, &h, sizeof h);
     o += sizeof h;
     std::memcpy(o, m.subject.data(), m.subject.size());
@@ -632,13 +648,18 @@ class Pubsub {
     if (!m.payload.empty()) std::memcpy(o, m.payload.data(), m.payload.size());
     o += m.payload.size();
     std::memcpy(o, picks_.data(), r.npicks * sizeof(Pick));
-    b->len = uint32_t(n);
-    return b;
+    open_pub_->len += uint32_t(record_bytes(m, r));
+    pub_targets_ |= r.targets;
   }
 
-  // Mails b (whose reference the caller gives up) to every worker in targets.
+  // Mails the open batch once to every worker one of its records is for (one reference
+  // each); a worker that cannot be mailed misses it, counted.
   template <class Io>
-  void forward(rt::Ctx<Io>& ctx, rt::SharedBuf* b, uint64_t targets) {
+  void flush_pubs(rt::Ctx<Io>& ctx) {
+    rt::SharedBuf* b = open_pub_;
+    const uint64_t targets = pub_targets_;
+    open_pub_ = nullptr;
+    pub_targets_ = 0;
     for (unsigned w = 0; w < workers_; ++w) {
       if (!(targets >> w & 1)) continue;
       rt::SharedPool::retain(b);
@@ -655,28 +676,33 @@ class Pubsub {
     rt::SharedPool::release(b, worker_);
   }
 
+  // A batch from another worker: the records for this worker, each to this worker's
+  // subscribers and to one local member of each queue group picked here.
   template <class Io>
   void deliver_forwarded(rt::Ctx<Io>& ctx, const rt::SharedBuf& b) {
-    MsgHeader h;
-    if (b.len < sizeof h) return;
-    std::memcpy(&h, b.data, sizeof h);
-    if (sizeof h + uint64_t(h.subject) + h.reply + h.payload + uint64_t(h.picks) * sizeof(Pick) !=
-        b.len)
-      return;
-    const char* s = reinterpret_cast<const char*>(b.data) + sizeof h;
-    const Msg msg{{s, h.subject},
-                  {s + h.subject, h.reply},
-                  {b.data + sizeof h + h.subject + h.reply, h.payload},
-                  h.hdr};
-    const Route r = route(msg, dp::kNoConn, true, &b);
-    uint32_t want = 0;  // groups picked for this worker
-    for (uint32_t i = 0; i < h.picks; ++i) {
-      Pick p;
-      std::memcpy(&p, b.data + sizeof h + h.subject + h.reply + h.payload + i * sizeof p, sizeof p);
-      want += p.worker == worker_;
+    for (size_t at = 0; at + sizeof(MsgHeader) <= b.len;) {
+      MsgHeader h;
+      std::memcpy(&h, b.data + at, sizeof h);
+      const uint64_t body =
+          uint64_t(h.subject) + h.reply + h.payload + uint64_t(h.picks) * sizeof(Pick);
+      if (at + sizeof h + body > b.len || h.hdr > h.payload) return;
+      const uint8_t* d = b.data + at + sizeof h;
+      at += sizeof h + body;
+      if (!(h.targets >> worker_ & 1)) continue;
+      const char* s = reinterpret_cast<const char*>(d);
+      const Msg msg{
+          {s, h.subject}, {s + h.subject, h.reply}, {d + h.subject + h.reply, h.payload}, h.hdr};
+      const Picks picks{d + h.subject + h.reply + h.payload, h.picks};
+      const Route r = route(msg, dp::kNoConn, true, &picks);
+      uint32_t want = 0;  // groups picked for this worker
+      for (uint32_t i = 0; i < h.picks; ++i) {
+        Pick p;
+        std::memcpy(&p, picks.at + i * sizeof p, sizeof p);
+        want += p.worker == worker_;
+      }
+      if (r.nqueue < want) ctx.counters[pubsub::kQueueDropped].add(want - r.nqueue);
+      deliver_local(ctx, msg, r);
     }
-    if (r.nqueue < want) ctx.counters[pubsub::kQueueDropped].add(want - r.nqueue);
-    deliver_local(ctx, msg, r);
   }
 
   template <class Io>
@@ -860,14 +886,16 @@ class Pubsub {
   std::vector<uint32_t> matches_;       // one message's local deliveries; capacity subs_
   std::vector<Cand> cands_;             // one message's queue candidates
   std::array<Pick, kMaxPicks> picks_{};
-  std::vector<char> head_;            // one MSG/HMSG line
-  std::vector<char> info_;            // one INFO line
-  std::vector<dp::ConnId> waiters_;   // paused connections (wait_for); capacity max_conns
-  rt::SharedBuf* open_ = nullptr;     // the announcement batch being filled (workers > 1)
-  uint64_t sent_ = 0;                 // announcement batches mailed
-  std::array<uint64_t, 64> acked_{};  // by worker: the last batch it acknowledged
-  rt::SharedPool* small_ = nullptr;   // this worker's mail buffers (workers > 1), in
-  rt::SharedPool* large_ = nullptr;   // opt_.shared so they outlive every worker
+  std::vector<char> head_;             // one MSG/HMSG line
+  std::vector<char> info_;             // one INFO line
+  std::vector<dp::ConnId> waiters_;    // paused connections (wait_for); capacity max_conns
+  rt::SharedBuf* open_ = nullptr;      // the announcement batch being filled (workers > 1)
+  uint64_t sent_ = 0;                  // announcement batches mailed
+  rt::SharedBuf* open_pub_ = nullptr;  // the message batch being filled (workers > 1)
+  uint64_t pub_targets_ = 0;           // workers open_pub_'s records are for
+  std::array<uint64_t, 64> acked_{};   // by worker: the last batch it acknowledged
+  rt::SharedPool* small_ = nullptr;    // this worker's mail buffers (workers > 1), in
+  rt::SharedPool* large_ = nullptr;    // opt_.shared so they outlive every worker
   dp::Endpoint bound_{};
   char server_id_[32] = {};
   size_t server_id_len_ = 0;
