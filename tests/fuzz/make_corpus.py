@@ -72,3 +72,10 @@ pubsub_seeds = {
     'err': b'\x00-ERR \'x\'\r\n',
 }
 write('pubsub', pubsub_seeds, False)
+
+# The pubsub service on two workers (pubsub_service_fuzz): stream bytes + cut lengths + count.
+pubsub_service_seeds = {k: v[1:] for k, v in pubsub_seeds.items()}
+pubsub_service_seeds['pub_cross'] = (b'CONNECT {"verbose":false,"headers":true,"no_responders":true}\r\n'
+                                     b'SUB _I.* 9\r\nPUB a 2\r\nhi\r\nPUB x _I.1 0\r\n\r\n'
+                                     b'HPUB h 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPING\r\n')
+write('pubsub_service', pubsub_service_seeds, True)

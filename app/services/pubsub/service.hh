@@ -451,8 +451,8 @@ class Pubsub {
     const Interest h{delta, uint16_t(subject.size()), uint16_t(queue.size())};
     uint8_t* o = open_->data + open_->len;
     std::memcpy(o, &h, sizeof h);
-    std::memcpy(o + sizeof h, subject.data(), subject.size());
-    std::memcpy(o + sizeof h + subject.size(), queue.data(), queue.size());
+    pubsub::copy_bytes(o + sizeof h, subject);
+    pubsub::copy_bytes(o + sizeof h + subject.size(), queue);
     open_->len += uint32_t(sizeof h + subject.size() + queue.size());
     if (k) k->batch = sent_ + 1;
   }
@@ -641,9 +641,9 @@ class Pubsub {
     uint8_t* o = open_pub_->data + open_pub_->len;
     std::memcpy(o, &h, sizeof h);
     o += sizeof h;
-    std::memcpy(o, m.subject.data(), m.subject.size());
+    pubsub::copy_bytes(o, m.subject);
     o += m.subject.size();
-    std::memcpy(o, m.reply.data(), m.reply.size());
+    pubsub::copy_bytes(o, m.reply);
     o += m.reply.size();
     if (!m.payload.empty()) std::memcpy(o, m.payload.data(), m.payload.size());
     o += m.payload.size();

@@ -30,6 +30,11 @@ inline uint64_t hash_bytes(std::string_view s, uint64_t h = 0xcbf29ce484222325ul
   return h;
 }
 
+// memcpy of a view that may be empty (an empty view may hold a null pointer).
+inline void copy_bytes(void* dst, std::string_view s) {
+  if (!s.empty()) std::memcpy(dst, s.data(), s.size());
+}
+
 struct Sub {
   uint64_t owner = 0;      // ConnId, or a worker index (remote interest)
   uint64_t max = 0;        // deliveries before it goes (UNSUB <sid> <max>); 0: none
@@ -85,9 +90,9 @@ class Sublist {
     s.subject_len = uint16_t(subject.size());
     s.queue_len = uint8_t(queue.size());
     s.sid_len = uint8_t(sid.size());
-    std::memcpy(s.subject, subject.data(), subject.size());
-    std::memcpy(s.queue, queue.data(), queue.size());
-    std::memcpy(s.sid, sid.data(), sid.size());
+    copy_bytes(s.subject, subject);
+    copy_bytes(s.queue, queue);
+    copy_bytes(s.sid, sid);
     s.queue_hash = queue.empty() ? 0 : hash_bytes(queue) | 1;
     s.wildcard = proto::has_wildcard(subject);
     s.live = true;
