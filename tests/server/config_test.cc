@@ -641,7 +641,7 @@ TEST(Config, PubsubKeysAndListenCheck) {
   };
   auto r = cfg("tcp = 4222\nmax_payload = \"64KiB\"\nping_interval = \"30s\"\ntoken = \"t\"\n");
   ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(r->services[0].own_keys, "max_payload=\"64KiB\" ping_interval=\"30s\" token=(set)");
+  EXPECT_EQ(r->services[0].own_keys, "max_payload='64KiB' ping_interval='30s' token=(set)");
   EXPECT_TRUE(finalize(r.value()));
   r = cfg("tcp = \"0.0.0.0:4222\"\n");
   ASSERT_TRUE(r) << r.error().message;
