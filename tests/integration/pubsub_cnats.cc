@@ -8,12 +8,12 @@
 #include <cstdlib>
 #include <cstring>
 
-#define CHECK(c)                                                              \
-  do {                                                                        \
-    if (!(c)) {                                                               \
+#define CHECK(c)                                                                        \
+  do {                                                                                  \
+    if (!(c)) {                                                                         \
       printf("FAIL %s:%d: %s (%s)\n", __FILE__, __LINE__, #c, nats_GetLastError(NULL)); \
-      exit(1);                                                                \
-    }                                                                         \
+      exit(1);                                                                          \
+    }                                                                                   \
   } while (0)
 
 static natsConnection* connect_to(const char* url, const char* token) {
