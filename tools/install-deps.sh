@@ -20,6 +20,7 @@ TEST_PKGS=(
   sockperf python3                                 # integration tests (real sockperf client)
   memcached                                        # corewire-bench memcached smoke test (bench_kv_smoke)
   libmemcached-tools python3-pymemcache            # kv integration tests (memccapable, memcaslap, pymemcache)
+  nats-server libnats-dev nodejs npm               # pubsub integration tests (differential, nats.c, nats.js)
   python3-scapy                                    # DPDK malformed-frame tests (frame injection)
   python3-matplotlib python3-numpy                 # benchmark harness plots (bench/scripts/cwbench)
   clang libclang-rt-14-dev clang-format           # fuzz targets (libFuzzer), sanitizers, format check

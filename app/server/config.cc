@@ -43,6 +43,10 @@ tcp = 11111
 name = "echo"
 udp = 11112
 tcp = 11112
+
+[[service]]
+name = "pubsub"
+tcp = 4222
 )";
 
 // "<where>: <key>: <what>" where <where> is "file:line", "file" or "command line".
@@ -594,13 +598,18 @@ class Parser {
     for (auto sk : st->keys) {
       if (const toml::node* v = t.get(sk)) {
         std::ostringstream text;
-        v->visit([&](const auto& x) { text << x; });
+        // Secrets (pubsub's password, token) are not logged.
+        if (sk == "password" || sk == "token")
+          text << "(set)";
+        else
+          v->visit([&](const auto& x) { text << x; });
         s.own_keys += (s.own_keys.empty() ? "" : " ") + std::string(sk) + "=" + text.str();
       }
     }
     Keys keys(*this, t, base);
     if (st->parse) s.options = st->parse(keys);
     if (st->clients) s.clients = st->clients(s.options.get());
+    s.check_listen = st->check_listen;
     for (ClientSocket& c : s.clients) c.line = keys.line_of(c.key);
     if (!s.udp && !s.tcp && s.clients.empty())
       fail(s.line, base, "serves nothing (give udp and/or tcp)");
@@ -641,7 +650,10 @@ Result<ServerConfig> parse_config(std::string_view text, const std::string& sour
   auto r = Parser(source, services).run(text);
   if (!r) return r;
   // A file without [[service]] tables serves the built-in services.
-  if (r->services.empty()) r->services = default_config().services;
+  if (r->services.empty()) {
+    r->services = default_config().services;
+    for (ServiceConfig& s : r->services) s.builtin = true;
+  }
   return r;
 }
 
@@ -811,6 +823,30 @@ Result<void> finalize(ServerConfig& cfg) {
                          "worker " + std::to_string(c.decl.worker) + " does not exist (" +
                              std::to_string(cfg.io.workers) + " worker(s))");
     }
+  }
+  // A service may refuse its listen address (pubsub without auth off loopback). A built-in
+  // default service is left out instead, with a warning, so that a file giving only a
+  // public `listen` still starts as it did before that service was a default.
+  for (size_t i = 0; i < cfg.services.size();) {
+    const ServiceConfig& s = cfg.services[i];
+    std::string why;
+    const ListenSpec* at = nullptr;
+    const char* tn = "";
+    for (auto [name, l] : {std::pair{"udp", &s.udp}, std::pair{"tcp", &s.tcp}}) {
+      if (!*l || !s.check_listen || !why.empty()) continue;
+      why = s.check_listen(s.options.get(), cfg.endpoint(**l).addr_be);
+      at = &**l;
+      tn = name;
+    }
+    if (why.empty()) {
+      ++i;
+      continue;
+    }
+    const std::string what = s.name + " on " + dp::to_string(cfg.endpoint(*at)) + ": " + why;
+    if (!s.builtin)
+      return where_error(cfg.source, at->line, "service[" + std::to_string(i) + "]." + tn, what);
+    cfg.deprecations.push_back("built-in service " + what + "; it is not served");
+    cfg.services.erase(cfg.services.begin() + long(i));
   }
   // No two services may claim the same transport endpoint (port 0 is always distinct).
   struct Claim {

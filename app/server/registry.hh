@@ -41,6 +41,10 @@ ServiceEntry<V> entry(std::string_view name, std::string_view summary) {
     };
     if constexpr (requires(const O& o) { S::client_sockets(o); })
       e.clients = [](const void* o) { return S::client_sockets(*static_cast<const O*>(o)); };
+    if constexpr (requires(const O& o) { S::listen_refusal(o, uint32_t{}); })
+      e.check_listen = [](const void* o, uint32_t addr_be) {
+        return S::listen_refusal(*static_cast<const O*>(o), addr_be);
+      };
     e.make = [](const rt::ServiceCtx& c, const void* o) {
       return V(std::in_place_type<S>, c, *static_cast<const O*>(o));
     };

@@ -31,6 +31,9 @@ struct ServiceType {
   ServiceOptions (*parse)(ServiceKeys&) = nullptr;
   // Its client sockets given its options; nullptr when it has none.
   std::vector<ClientSocket> (*clients)(const void* options) = nullptr;
+  // Why it may not serve on address addr_be (network byte order), empty when it may; checked
+  // once the listen addresses are final (finalize). nullptr: anywhere.
+  std::string (*check_listen)(const void* options, uint32_t addr_be) = nullptr;
 };
 
 // The service types a config may name (the server's registry, or a test's).

@@ -18,6 +18,7 @@
 #include "app/runtime/worker.hh"
 #include "app/services/kv/service.hh"
 #include "dataplane/fake/fake_io.hh"
+#include "tests/services/run_idle.hh"
 
 namespace {
 
@@ -51,17 +52,8 @@ struct Pair {
   svc::Kv& kv(unsigned w) { return std::get<svc::Kv>(workers[w]->service(0)); }
 
   void run() {
-    for (int i = 0; i < 20000; ++i) {
-      bool busy = false;
-      for (unsigned w = 0; w < kN; ++w) {
-        const uint64_t items = stats[w].items.get(), in = stats[w].mail_in.get();
-        workers[w]->run_once();
-        busy = busy || stats[w].items.get() != items || stats[w].mail_in.get() != in ||
-               mail.has_mail(w) || mail.parked(w) != 0;
-      }
-      if (!busy) return;
-    }
-    std::abort();  // the workers must go idle once the input is consumed
+    // The workers must go idle once the input is consumed.
+    if (!cw::testing::run_until_idle<W>(workers, stats, mail, 20000)) std::abort();
   }
 
   struct Outcome {

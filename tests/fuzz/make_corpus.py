@@ -56,3 +56,26 @@ write('native', native_seeds, False)
 write('sockperf', sockperf_seeds, False)
 write('native_service', native_seeds, True)
 write('sockperf_service', sockperf_seeds, True)
+
+# NATS client protocol (pubsub_fuzz): byte 0 selects the headers flag, the rest is the stream.
+pubsub_seeds = {
+    'session': b'\x01CONNECT {"verbose":false,"pedantic":true,"headers":true,"no_responders":true,'
+               b'"user":"u","pass":"p\\"q","sig":{"a":[1,null]}}\r\nSUB a.* q 1\r\n'
+               b'PUB a.b r 5\r\nhello\r\nHPUB a.c 12 14\r\nNATS/1.0\r\n\r\nhi\r\n'
+               b'UNSUB 1 3\r\nPING\r\nPONG\r\n+OK\r\nINFO {}\r\n',
+    'wildcards': b'\x00SUB > 1\r\nSUB a.*.> 2\r\nSUB a..b 3\r\nPUB a.*.> 0\r\n\r\n',
+    'bad_len': b'\x00PUB a 3\r\nabcd\r\n',
+    'big_len': b'\x00PUB a 999999999\r\n',
+    'long_line': b'\x00SUB a ' + b'x' * 4200 + b'\r\n',
+    'unknown': b'\x00MSG a 1 1\r\nx\r\n',
+    'lower': b'\x00pub\ta\t1\r\nx\r\nping\n',
+    'err': b'\x00-ERR \'x\'\r\n',
+}
+write('pubsub', pubsub_seeds, False)
+
+# The pubsub service on two workers (pubsub_service_fuzz): stream bytes + cut lengths + count.
+pubsub_service_seeds = {k: v[1:] for k, v in pubsub_seeds.items()}
+pubsub_service_seeds['pub_cross'] = (b'CONNECT {"verbose":false,"headers":true,"no_responders":true}\r\n'
+                                     b'SUB _I.* 9\r\nPUB a 2\r\nhi\r\nPUB x _I.1 0\r\n\r\n'
+                                     b'HPUB h 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPING\r\n')
+write('pubsub_service', pubsub_service_seeds, True)

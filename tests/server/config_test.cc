@@ -40,7 +40,7 @@ TEST(Config, BuiltInDefault) {
   EXPECT_EQ(c.io.conn_out_limit, 4u << 20);
   EXPECT_EQ(c.io.idle_timeout_ms, 300'000u);
   EXPECT_EQ(c.log_level, "info");
-  ASSERT_EQ(c.services.size(), 2u);
+  ASSERT_EQ(c.services.size(), 3u);
   EXPECT_EQ(c.services[0].name, "sockperf-echo");
   EXPECT_EQ(c.services[0].udp->port, 11111);
   EXPECT_EQ(c.services[0].tcp->port, 11111);
@@ -48,6 +48,9 @@ TEST(Config, BuiltInDefault) {
   EXPECT_EQ(c.services[1].udp->port, 11112);
   EXPECT_EQ(c.services[1].tcp->port, 11112);
   EXPECT_EQ(dp::to_string(c.endpoint(*c.services[1].tcp)), "127.0.0.1:11112");
+  EXPECT_EQ(c.services[2].name, "pubsub");
+  EXPECT_FALSE(c.services[2].udp);
+  EXPECT_EQ(c.services[2].tcp->port, 4222);
   EXPECT_TRUE(finalize(c));
 }
 
@@ -55,7 +58,7 @@ TEST(Config, EmptyFileMeansDefaults) {
   auto r = parse_config("", "empty.toml");
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->source, "empty.toml");
-  EXPECT_EQ(r->services.size(), 2u);
+  EXPECT_EQ(r->services.size(), 3u);
   EXPECT_EQ(r->listen_be, ip("127.0.0.1"));
   EXPECT_EQ(r->io.workers, 1u);
 }
@@ -67,7 +70,7 @@ TEST(Config, NoCommandLineMeansBuiltIn) {
   auto r = load(cl);
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->source, "<built-in default>");
-  EXPECT_EQ(r->services.size(), 2u);
+  EXPECT_EQ(r->services.size(), 3u);
 }
 
 TEST(Config, ExampleFileParsesAndMatchesDefaults) {
@@ -86,7 +89,7 @@ TEST(Config, ExampleFileParsesAndMatchesDefaults) {
   EXPECT_EQ(r->io.coalesce_us, d.io.coalesce_us);
   EXPECT_TRUE(r->io.udp_gso);
   EXPECT_TRUE(r->deprecations.empty()) << r->deprecations[0];
-  ASSERT_EQ(r->services.size(), 2u);
+  ASSERT_EQ(r->services.size(), 3u);
   EXPECT_EQ(describe(r.value()).back(), describe(d).back());
   // The installed conffile too.
   auto installed = load_config_file(CW_SOURCE_ROOT "/tools/corewire.toml");
@@ -271,7 +274,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"log = \"x\"\n", "t.toml:1: log: ", "expected a table"},
         BadCase{"[service]\nname = \"echo\"\n", "t.toml:1: service: ", "array of tables"},
         BadCase{"[[service]]\nname = \"ehco\"\nudp = 1\n", "t.toml:2: service[0].name: ",
-                "unknown service 'ehco' (known: sockperf-echo, echo, kv)"},
+                "unknown service 'ehco' (known: sockperf-echo, echo, kv, pubsub)"},
         // kv's own keys (docs/configuration.md).
         BadCase{"[[service]]\nname = \"kv\"\ntcp = 1\nmemory_limt = \"1MiB\"\n",
                 "t.toml:4: service[0].memory_limt: ",
@@ -355,6 +358,13 @@ frag_timeout = "500ms"
   o.eal_extra = {"--file-prefix", "x"};
   ASSERT_TRUE(apply_overrides(r.value(), o));
   ASSERT_TRUE(finalize(r.value()));
+  // The built-in pubsub has no auth: not served on a public address, with a warning.
+  ASSERT_EQ(r->services.size(), 2u);
+  ASSERT_EQ(r->deprecations.size(), 1u);
+  EXPECT_EQ(r->deprecations[0],
+            "built-in service pubsub on 10.99.0.2:4222: serves an address that is not loopback "
+            "without auth: set user and password, token, or allow_anonymous = true; it is not "
+            "served");
   EXPECT_EQ(r->dpdk.eal.size(), 5u);
   EXPECT_EQ(r->dpdk.eal.back(), "x");
   EXPECT_NE(describe(r.value())[2].find("dpdk: port net_tap0,iface=cwt0"), std::string::npos);
@@ -625,4 +635,42 @@ TEST(Config, LowWaterFollowsSmallOutLimit) {
   EXPECT_EQ(d->io.conn_low_water, 64u << 10);
 }
 
+}  // namespace cw::server
+
+namespace cw::server {
+namespace {
+
+// pubsub's keys, and its refusal to serve without auth on an address that is not loopback.
+TEST(Config, PubsubKeysAndListenCheck) {
+  auto cfg = [](const std::string& svc) {
+    return parse_config("[[service]]\nname = \"pubsub\"\n" + svc, "p.toml");
+  };
+  auto r = cfg("tcp = 4222\nmax_payload = \"64KiB\"\nping_interval = \"30s\"\ntoken = \"t\"\n");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->services[0].own_keys, "max_payload='64KiB' ping_interval='30s' token=(set)");
+  EXPECT_TRUE(finalize(r.value()));
+  r = cfg("tcp = \"0.0.0.0:4222\"\n");
+  ASSERT_TRUE(r) << r.error().message;
+  auto f = finalize(r.value());
+  ASSERT_FALSE(f);
+  EXPECT_NE(f.error().message.find("p.toml:3: service[0].tcp: pubsub on 0.0.0.0:4222: serves an "
+                                   "address that is not loopback without auth"),
+            std::string::npos)
+      << f.error().message;
+  for (const char* ok :
+       {"token = \"t\"\n", "user = \"u\"\npassword = \"p\"\n", "allow_anonymous = true\n"}) {
+    r = cfg(std::string("tcp = \"0.0.0.0:4222\"\n") + ok);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_TRUE(finalize(r.value())) << ok;
+  }
+  r = cfg("tcp = 4222\nuser = \"u\"\n");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("service[0].user: user and password go together"),
+            std::string::npos)
+      << r.error().message;
+  r = cfg("tcp = 4222\nmax_payload = 0\n");
+  EXPECT_FALSE(r);
+}
+
+}  // namespace
 }  // namespace cw::server

@@ -17,6 +17,7 @@
 #include "app/runtime/worker.hh"
 #include "app/services/kv/service.hh"
 #include "dataplane/fake/fake_io.hh"
+#include "tests/services/run_idle.hh"
 
 namespace cw::svc {
 namespace {
@@ -50,17 +51,8 @@ struct World {
 
   // Runs every worker until nothing is delivered and no mail waits (bounded).
   void run() {
-    for (int i = 0; i < 100000; ++i) {
-      bool busy = false;
-      for (size_t w = 0; w < workers.size(); ++w) {
-        const uint64_t items = stats[w].items.get(), mail_in = stats[w].mail_in.get();
-        workers[w]->run_once();
-        busy = busy || stats[w].items.get() != items || stats[w].mail_in.get() != mail_in ||
-               mail.has_mail(unsigned(w)) || mail.parked(unsigned(w)) != 0;
-      }
-      if (!busy) return;
-    }
-    FAIL() << "workers did not go idle";
+    ASSERT_TRUE(cw::testing::run_until_idle<W>(workers, stats, mail, 100000))
+        << "workers did not go idle";
   }
 
   dp::ConnId open(unsigned w = 0) {

@@ -1,0 +1,190 @@
+// A worker's subscription table: fixed-capacity entries (subject, queue group, sid, owner)
+// found by literal subject through a hash index and, for wildcard subjects, through a
+// list scanned per publish. No I/O; owner worker only; sized at setup, never grows.
+//
+// The pubsub service keeps two: its own connections' subscriptions (owner = ConnId) and the
+// interest other workers announced (owner = worker index, `count` = how many of that
+// worker's subscriptions have this subject and queue).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+#include <vector>
+
+#include "app/services/pubsub/protocol.hh"
+
+namespace cw::pubsub {
+
+// Limits of a stored subscription (a SUB beyond them is answered 'Invalid Subject'; a PUB
+// subject is never stored and may be as long as the control line).
+inline constexpr size_t kMaxSubjectLen = 256;
+inline constexpr size_t kMaxQueueLen = 64;
+inline constexpr size_t kMaxSidLen = 32;
+inline constexpr uint32_t kNil = ~uint32_t{0};
+
+// FNV-1a; the seed separates the subject index from the (subject, queue, owner) index.
+inline uint64_t hash_bytes(std::string_view s, uint64_t h = 0xcbf29ce484222325ull) {
+  for (char c : s) h = (h ^ uint8_t(c)) * 0x100000001b3ull;
+  return h;
+}
+
+// memcpy of a view that may be empty (an empty view may hold a null pointer).
+inline void copy_bytes(void* dst, std::string_view s) {
+  if (!s.empty()) std::memcpy(dst, s.data(), s.size());
+}
+
+struct Sub {
+  uint64_t owner = 0;      // ConnId, or a worker index (remote interest)
+  uint64_t max = 0;        // deliveries before it goes (UNSUB <sid> <max>); 0: none
+  uint64_t delivered = 0;  // deliveries so far
+  uint64_t count = 0;      // remote interest: subscriptions behind this entry
+  uint64_t queue_hash = 0;
+  uint32_t key_next = kNil, key_prev = kNil;    // subject chain or the wildcard list
+  uint32_t own_next = kNil, own_prev = kNil;    // the owner's subscriptions (service's)
+  uint32_t full_next = kNil, full_prev = kNil;  // (subject, queue, owner) chain
+  uint32_t sid_next = kNil, sid_prev = kNil;    // (owner, sid) chain
+  uint16_t subject_len = 0;
+  uint8_t queue_len = 0, sid_len = 0;
+  bool live = false, wildcard = false;
+  char subject[kMaxSubjectLen];
+  char queue[kMaxQueueLen];
+  char sid[kMaxSidLen];
+
+  std::string_view subject_sv() const { return {subject, subject_len}; }
+  std::string_view queue_sv() const { return {queue, queue_len}; }
+  std::string_view sid_sv() const { return {sid, sid_len}; }
+};
+
+class Sublist {
+ public:
+  Sublist() = default;
+  explicit Sublist(uint32_t capacity) : subs_(capacity) {
+    uint32_t b = 64;
+    while (b < capacity) b <<= 1;
+    buckets_.assign(b, kNil);
+    full_.assign(b, kNil);
+    sids_.assign(b, kNil);
+    free_.reserve(capacity);
+    for (uint32_t i = capacity; i-- > 0;) free_.push_back(i);
+  }
+
+  // Whether the fields fit an entry (the caller answers 'Invalid Subject' otherwise).
+  static bool fits(std::string_view subject, std::string_view queue, std::string_view sid) {
+    return subject.size() <= kMaxSubjectLen && queue.size() <= kMaxQueueLen &&
+           sid.size() <= kMaxSidLen;
+  }
+
+  // A new entry (fields must fit); kNil when the table is full. `own_head` is the owner's
+  // list the entry joins (the service keeps one per connection; pass a dummy otherwise).
+  uint32_t add(std::string_view subject, std::string_view queue, std::string_view sid,
+               uint64_t owner, uint32_t& own_head) {
+    if (free_.empty()) return kNil;
+    const uint32_t id = free_.back();
+    free_.pop_back();
+    Sub& s = subs_[id];
+    s.owner = owner;
+    s.max = s.delivered = 0;
+    s.count = 1;
+    s.subject_len = uint16_t(subject.size());
+    s.queue_len = uint8_t(queue.size());
+    s.sid_len = uint8_t(sid.size());
+    copy_bytes(s.subject, subject);
+    copy_bytes(s.queue, queue);
+    copy_bytes(s.sid, sid);
+    s.queue_hash = queue.empty() ? 0 : hash_bytes(queue) | 1;
+    s.wildcard = proto::has_wildcard(subject);
+    s.live = true;
+    link(s.wildcard ? wild_ : buckets_[bucket(subject)], id, &Sub::key_next, &Sub::key_prev);
+    link(own_head, id, &Sub::own_next, &Sub::own_prev);
+    link(full_[full_bucket(subject, queue, owner)], id, &Sub::full_next, &Sub::full_prev);
+    link(sids_[sid_bucket(owner, sid)], id, &Sub::sid_next, &Sub::sid_prev);
+    ++size_;
+    return id;
+  }
+
+  void remove(uint32_t id, uint32_t& own_head) {
+    Sub& s = subs_[id];
+    if (!s.live) return;
+    unlink(s.wildcard ? wild_ : buckets_[bucket(s.subject_sv())], id, &Sub::key_next,
+           &Sub::key_prev);
+    unlink(own_head, id, &Sub::own_next, &Sub::own_prev);
+    unlink(full_[full_bucket(s.subject_sv(), s.queue_sv(), s.owner)], id, &Sub::full_next,
+           &Sub::full_prev);
+    unlink(sids_[sid_bucket(s.owner, s.sid_sv())], id, &Sub::sid_next, &Sub::sid_prev);
+    s.live = false;
+    free_.push_back(id);
+    --size_;
+  }
+
+  // The entry with exactly these subject, queue and owner; kNil when none.
+  uint32_t find(std::string_view subject, std::string_view queue, uint64_t owner) const {
+    for (uint32_t i = full_[full_bucket(subject, queue, owner)]; i != kNil;
+         i = subs_[i].full_next) {
+      const Sub& s = subs_[i];
+      if (s.owner == owner && s.subject_sv() == subject && s.queue_sv() == queue) return i;
+    }
+    return kNil;
+  }
+
+  // The owner's entry with this sid; kNil when none.
+  uint32_t find_sid(uint64_t owner, std::string_view sid) const {
+    for (uint32_t i = sids_[sid_bucket(owner, sid)]; i != kNil; i = subs_[i].sid_next)
+      if (subs_[i].owner == owner && subs_[i].sid_sv() == sid) return i;
+    return kNil;
+  }
+
+  // f(id) for every entry matching the literal `subject`.
+  template <class F>
+  void match(std::string_view subject, F&& f) const {
+    for (uint32_t i = buckets_[bucket(subject)]; i != kNil; i = subs_[i].key_next)
+      if (subs_[i].subject_sv() == subject) f(i);
+    for (uint32_t i = wild_; i != kNil; i = subs_[i].key_next)
+      if (proto::subject_matches(subs_[i].subject_sv(), subject)) f(i);
+  }
+
+  Sub& at(uint32_t id) { return subs_[id]; }
+  const Sub& at(uint32_t id) const { return subs_[id]; }
+  uint32_t size() const { return size_; }
+  uint32_t capacity() const { return uint32_t(subs_.size()); }
+
+ private:
+  size_t bucket(std::string_view subject) const {
+    return size_t(hash_bytes(subject)) & (buckets_.size() - 1);
+  }
+  size_t full_bucket(std::string_view subject, std::string_view queue, uint64_t owner) const {
+    uint64_t h = hash_bytes(queue, hash_bytes(subject) ^ 0x9e3779b97f4a7c15ull);
+    h = (h ^ owner) * 0x100000001b3ull;
+    return size_t(h ^ (h >> 29)) & (full_.size() - 1);
+  }
+  size_t sid_bucket(uint64_t owner, std::string_view sid) const {
+    const uint64_t h = (hash_bytes(sid) ^ owner) * 0x9e3779b97f4a7c15ull;
+    return size_t(h >> 20) & (sids_.size() - 1);
+  }
+  void link(uint32_t& head, uint32_t id, uint32_t Sub::*next, uint32_t Sub::*prev) {
+    subs_[id].*next = head;
+    subs_[id].*prev = kNil;
+    if (head != kNil) subs_[head].*prev = id;
+    head = id;
+  }
+  void unlink(uint32_t& head, uint32_t id, uint32_t Sub::*next, uint32_t Sub::*prev) {
+    Sub& s = subs_[id];
+    if (s.*prev != kNil)
+      subs_[s.*prev].*next = s.*next;
+    else
+      head = s.*next;
+    if (s.*next != kNil) subs_[s.*next].*prev = s.*prev;
+    s.*next = s.*prev = kNil;
+  }
+
+  std::vector<Sub> subs_;
+  std::vector<uint32_t> buckets_;  // literal subjects, by hash of the subject
+  std::vector<uint32_t> full_;     // every entry, by hash of (subject, queue, owner)
+  std::vector<uint32_t> sids_;     // every entry, by hash of (owner, sid)
+  std::vector<uint32_t> free_;     // capacity entries; never grows past it
+  uint32_t wild_ = kNil;           // wildcard subjects
+  uint32_t size_ = 0;
+};
+
+}  // namespace cw::pubsub
