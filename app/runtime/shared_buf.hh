@@ -53,7 +53,9 @@ class SharedPool {
  public:
   // Setup: buffers of buf_bytes each, owned by worker `owner`.
   SharedPool(unsigned owner, uint32_t buffers, uint32_t buf_bytes)
-      : bytes_(std::make_unique<uint8_t[]>(size_t(buffers) * buf_bytes)),
+      // Not zeroed: a buffer's bytes are read only up to len, after they are written, so
+      // pages become resident only when buffers are used.
+      : bytes_(std::make_unique_for_overwrite<uint8_t[]>(size_t(buffers) * buf_bytes)),
         bufs_(std::make_unique<SharedBuf[]>(buffers)),
         n_(buffers),
         owner_(owner) {
