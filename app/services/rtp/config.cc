@@ -33,6 +33,14 @@ RtpOptions parse_rtp_options(rt::ServiceKeys& k) {
   if (!peer) k.fail("peer", "required: where the session's peer (relay: side A) receives");
   if (o.mode == Mode::relay && !peer_b) k.fail("peer_b", "required in relay mode (side B)");
   if (o.mode == Mode::endpoint && peer_b) k.fail("peer_b", "only in relay mode");
+  if (endpoint_key(k, "peer_rtcp", o.peer_rtcp) && o.mode == Mode::relay)
+    k.fail("peer_rtcp", "only in endpoint mode (a relay forwards RTCP where it came from)");
+  if (auto v = k.string("peer_match")) {
+    if (*v == "address")
+      o.match_address = true;
+    else if (*v != "address_port")
+      k.fail("peer_match", "expected \"address_port\" or \"address\", got \"" + *v + "\"");
+  }
   o.valid = peer && (o.mode == Mode::endpoint || peer_b);
   if (auto v = k.string("payload")) {
     if (*v == "pcmu") {

@@ -20,8 +20,10 @@ inline constexpr uint64_t kPacketNs = uint64_t{kPacketMs} * 1'000'000;
 
 struct RtpOptions {
   Mode mode = Mode::endpoint;
-  dp::Endpoint peer{};    // endpoint: the peer (its RTP/RTCP port); relay: side A
-  dp::Endpoint peer_b{};  // relay: side B
+  dp::Endpoint peer{};         // endpoint: the peer (its RTP/RTCP port); relay: side A
+  dp::Endpoint peer_b{};       // relay: side B
+  dp::Endpoint peer_rtcp{};    // endpoint: where RTCP goes when not muxed on peer (0: peer)
+  bool match_address = false;  // accept the peers' address from any port (peer_match)
   Codec codec = Codec::pcmu;
   uint8_t pt = 0;              // payload type sent (pcmu: 0; l16: dynamic, 96 by default)
   uint32_t clock_rate = 8000;  // Hz (PCMU is 8000 by RFC 3551)
@@ -37,20 +39,10 @@ struct RtpOptions {
   bool valid = false;             // peer (and peer_b for relay) set
 };
 
-inline constexpr std::array<std::string_view, 14> kRtpOptionKeys = {"mode",
-                                                                    "peer",
-                                                                    "peer_b",
-                                                                    "payload",
-                                                                    "pt",
-                                                                    "clock_rate",
-                                                                    "tone_hz",
-                                                                    "ssrc",
-                                                                    "cname",
-                                                                    "worker",
-                                                                    "rtcp_min_interval",
-                                                                    "inject_loss",
-                                                                    "inject_jitter",
-                                                                    "inject_reorder"};
+inline constexpr std::array<std::string_view, 16> kRtpOptionKeys = {
+    "peer_rtcp",     "peer_match",    "mode", "peer",  "peer_b", "payload",           "pt",
+    "clock_rate",    "tone_hz",       "ssrc", "cname", "worker", "rtcp_min_interval", "inject_loss",
+    "inject_jitter", "inject_reorder"};
 
 RtpOptions parse_rtp_options(rt::ServiceKeys& k);
 

@@ -157,8 +157,8 @@ class Rtp {
 
   template <class Io>
   void on_datagram(rt::Ctx<Io>& ctx, const dp::RxItem& it) {
-    const bool from_a = it.peer == o_.peer;
-    const bool from_b = o_.mode == rtp::Mode::relay && it.peer == o_.peer_b;
+    const bool from_a = from(it.peer, o_.peer);
+    const bool from_b = o_.mode == rtp::Mode::relay && from(it.peer, o_.peer_b);
     if (!o_.valid || (!from_a && !from_b)) return ctx.counters[kUnknownSource].add();
     const rtp::proto::Bytes pkt(it.data, it.len);
     const rtp::proto::Kind k = rtp::proto::classify(pkt);
@@ -194,12 +194,15 @@ class Rtp {
         remote_.last_sr = uint32_t(m.a);
         remote_.last_sr_ns = m.b;
         break;
-      case kMailBlock:
+      case kMailBlock: {
         ctx.counters[kPeerFractionLost].set(m.a >> 56);
-        ctx.counters[kPeerLost].set((m.a >> 32) & 0xffffff);
+        // 24-bit signed on the wire; a negative count (duplicates) shows as 0.
+        const int32_t lost = int32_t(uint32_t(m.a >> 32) << 8) >> 8;
+        ctx.counters[kPeerLost].set(lost > 0 ? uint64_t(lost) : 0);
         ctx.counters[kPeerJitter].set(uint32_t(m.a));
         if (m.b) ctx.counters[kRttUs].set(m.b * 1'000'000 / 65536);
         break;
+      }
       default:
         break;  // control mail (enable/disable/drain): a session has nothing to finish
     }
@@ -216,6 +219,11 @@ class Rtp {
   static constexpr size_t kRtpMax = rtp::proto::kRtpHeaderSize + 48000 * 2 / 50;
   static constexpr size_t kRtcpMax = 512;
 
+  // The peer rule (docs/rtp.md): its address and port, or with peer_match = "address" its
+  // address from any port (senders such as GStreamer's udpsink use ephemeral ports).
+  bool from(const dp::Endpoint& src, const dp::Endpoint& peer) const {
+    return src.addr_be == peer.addr_be && (o_.match_address || src.port_be == peer.port_be);
+  }
   uint32_t samples() const { return o_.clock_rate / (1000 / rtp::kPacketMs); }
   size_t payload_bytes() const { return samples() * (o_.codec == rtp::Codec::pcmu ? 1 : 2); }
 
@@ -362,7 +370,8 @@ class Rtp {
       ctx.counters[kFractionLost].set(last_fraction(buf));
       ctx.counters[kLost].set(lost > 0 ? uint64_t(lost) : 0);
     }
-    uint8_t* out = ctx.io.dgram_reserve(sock_, o_.peer, uint32_t(n));
+    const dp::Endpoint to = o_.peer_rtcp.port_be ? o_.peer_rtcp : o_.peer;
+    uint8_t* out = ctx.io.dgram_reserve(sock_, to, uint32_t(n));
     if (!out) return ctx.counters[kTxFull].add();
     std::memcpy(out, buf, n);
     ctx.io.dgram_commit(uint32_t(n));
