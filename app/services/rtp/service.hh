@@ -103,6 +103,7 @@ class Rtp {
     if (has_sock_ && sock_ < c.bound.size()) port_ = c.bound[sock_].port_be;
     sender_.ssrc = o.ssrc ? o.ssrc : uint32_t(0x43570000u ^ port_ << 4 ^ c.service);
     rng_.s ^= uint64_t{sender_.ssrc} << 32 | c.worker;
+    if (rng_.s == 0) rng_.s = 1;  // xorshift's one fixed point
     sender_.seq = uint16_t(rng_.next());
     sender_.ts = uint32_t(rng_.next());
     sender_.held.resize(kRtpMax);
@@ -176,7 +177,7 @@ class Rtp {
     ctx.svc->requests.add();
     if (o_.mode == rtp::Mode::relay) return relay(ctx, it, from_a);
     // Arrival in RTP timestamp units (A.8), from the one monotonic clock every worker reads.
-    const uint32_t arrival = uint32_t(ctx.now_ns * o_.clock_rate / 1'000'000'000);
+    const uint32_t arrival = rtp::rtp_units(ctx.now_ns, o_.clock_rate);
     rt::Mail m;
     m.kind = kMailRtp;
     m.a = uint64_t{p.timestamp} << 32 | arrival;
@@ -359,7 +360,7 @@ class Rtp {
   void send_report(rt::Ctx<Io>& ctx, bool bye) {
     // The SR's RTP timestamp is the source's clock at this instant, from the nominal start.
     const uint64_t elapsed = ctx.now_ns - sender_.t0_ns;
-    const uint32_t rtp_now = sender_.ts0 + uint32_t(elapsed * o_.clock_rate / 1'000'000'000);
+    const uint32_t rtp_now = sender_.ts0 + rtp::rtp_units(elapsed, o_.clock_rate);
     uint8_t buf[kRtcpMax];
     const size_t n =
         rtp::write_report(buf, sender_, remote_, ctx.now_ns, ntp_now(ctx), rtp_now, o_.cname, bye);

@@ -50,6 +50,11 @@ inline uint32_t ntp_middle(uint64_t ntp) {
   return uint32_t(ntp >> 16);
 }
 
+// ns in RTP timestamp units of `rate` Hz, modulo 2^32 (split so ns * rate cannot overflow).
+inline uint32_t rtp_units(uint64_t ns, uint32_t rate) {
+  return uint32_t((ns / 1'000'000'000) * rate + (ns % 1'000'000'000) * rate / 1'000'000'000);
+}
+
 // What is known of the stream the peer sends us.
 struct Remote {
   bool seen = false;  // a packet from the peer arrived (ssrc is set)
