@@ -26,6 +26,8 @@ TEST_PKGS=(
   clang libclang-rt-14-dev clang-format           # fuzz targets (libFuzzer), sanitizers, format check
   scdoc debhelper lintian fakeroot                 # man pages, Debian package (debian/)
   prometheus                                       # promtool: checks the /metrics text
+  gstreamer1.0-tools gstreamer1.0-plugins-base     # rtp interop tests (gst-launch-1.0, rtpbin)
+  gstreamer1.0-plugins-good                        #   (rtpbin, rtppcmupay, mulaw, udp)
 )
 case ${1:-all} in
   run) PKGS=("${RUN_PKGS[@]}") ;;

@@ -12,12 +12,14 @@
 #include "app/services/echo_sockperf.hh"
 #include "app/services/kv/service.hh"
 #include "app/services/pubsub/service.hh"
+#include "app/services/rtp/service.hh"
 
 namespace cw::server {
 
 struct ServerConfig;
 
-using Services = std::variant<svc::SockperfEcho, svc::NativeEcho, svc::Kv, svc::Pubsub>;
+using Services =
+    std::variant<svc::SockperfEcho, svc::NativeEcho, svc::Kv, svc::Pubsub, svc::Rtp>;
 
 // Every name a [[service]] table may give.
 inline const std::array<ServiceEntry<Services>, 4> kRegistry = {
@@ -26,6 +28,7 @@ inline const std::array<ServiceEntry<Services>, 4> kRegistry = {
     entry<Services, svc::NativeEcho>("echo", "the native corewire protocol (docs/protocol.md)"),
     entry<Services, svc::Kv>("kv", "memcached's text and meta protocols, TCP and UDP (docs/kv.md)"),
     entry<Services, svc::Pubsub>("pubsub", "the NATS client protocol, TCP (docs/pubsub.md)"),
+    entry<Services, svc::Rtp>("rtp", "RTP/RTCP sessions: tone endpoint or relay (docs/rtp.md)"),
 };
 
 // What parse_config accepts by default.

@@ -79,3 +79,45 @@ pubsub_service_seeds['pub_cross'] = (b'CONNECT {"verbose":false,"headers":true,"
                                      b'SUB _I.* 9\r\nPUB a 2\r\nhi\r\nPUB x _I.1 0\r\n\r\n'
                                      b'HPUB h 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPING\r\n')
 write('pubsub_service', pubsub_service_seeds, True)
+
+# RTP (RFC 3550 5.1) and compound RTCP (6.4, 6.5, 6.6, 6.7).
+def rtp(pt=0, seq=1, ts=160, ssrc=0x1234, payload=b'\xff' * 160, m=0, csrc=(), ext=None,
+        pad=0):
+    b0 = 0x80 | (0x20 if pad else 0) | (0x10 if ext is not None else 0) | len(csrc)
+    h = struct.pack('>BBHII', b0, m << 7 | pt, seq, ts, ssrc)
+    h += b''.join(struct.pack('>I', c) for c in csrc)
+    if ext is not None:
+        h += struct.pack('>HH', 0xbede, len(ext) // 4) + ext
+    return h + payload + (bytes(pad - 1) + bytes([pad]) if pad else b'')
+
+def rtcp(pt, count, body, pad=0):
+    body += bytes(pad - 1) + bytes([pad]) if pad else b''
+    return struct.pack('>BBH', 0x80 | (0x20 if pad else 0) | count, pt, len(body) // 4) + body
+
+block = struct.pack('>IIIIII', 0xabcd, 25 << 24 | 3, 0x10005, 42, 0x12345678, 65536)
+sr = rtcp(200, 1, struct.pack('>IIIIII', 0x5eed, 0xe0000000, 0x80000000, 160, 50, 8000) + block)
+rr = rtcp(201, 1, struct.pack('>I', 0x5eed) + block)
+sdes = rtcp(202, 1, struct.pack('>IBB', 0x5eed, 1, 10) + b'cw@example' + bytes(4))
+bye = rtcp(203, 1, struct.pack('>IB', 0x5eed, 3) + b'bye' + bytes(0))
+app = rtcp(204, 0, struct.pack('>I', 0x5eed) + b'test' + b'data')
+rtp_seeds = {
+    'pcmu': rtp(),
+    'l16_marker': rtp(pt=96, m=1, payload=bytes(640)),
+    'csrc_ext_pad': rtp(csrc=(1, 2, 3), ext=bytes(8), pad=4),
+    'empty': rtp(payload=b''),
+    'bad_pad': rtp(pad=200, payload=b'')[:-1] + b'\xc8',
+    'rtcp_pt': rtp(pt=72),
+    'seq_wrap': b''.join(struct.pack('>HI', s & 0xffff, s * 160) for s in range(65530, 65545)),
+}
+rtcp_seeds = {
+    'sr_sdes': sr + sdes,
+    'rr_sdes_bye': rr + sdes + bye,
+    'rr_app_padded': rr + rtcp(204, 0, struct.pack('>I', 1) + b'name', pad=4),
+    'sr_only': sr,
+    'sdes_first': sdes + sr,
+    'lying_length': sr[:2] + b'\x00\x20' + sr[4:] + sdes,
+    'bye_reason_long': rr + rtcp(203, 1, struct.pack('>IB', 1, 40) + b'abc'),
+    'app': rr + app,
+}
+write('rtp', rtp_seeds, False)
+write('rtcp', rtcp_seeds, False)

@@ -274,7 +274,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"log = \"x\"\n", "t.toml:1: log: ", "expected a table"},
         BadCase{"[service]\nname = \"echo\"\n", "t.toml:1: service: ", "array of tables"},
         BadCase{"[[service]]\nname = \"ehco\"\nudp = 1\n", "t.toml:2: service[0].name: ",
-                "unknown service 'ehco' (known: sockperf-echo, echo, kv, pubsub)"},
+                "unknown service 'ehco' (known: sockperf-echo, echo, kv, pubsub, rtp)"},
         // kv's own keys (docs/configuration.md).
         BadCase{"[[service]]\nname = \"kv\"\ntcp = 1\nmemory_limt = \"1MiB\"\n",
                 "t.toml:4: service[0].memory_limt: ",
@@ -297,6 +297,16 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.toml:4: service[0].udp_tcp_trust: ", "not a duration"},
         BadCase{"[[service]]\nname = \"kv\"\ntcp = 1\nwarm_restart_file = \"/tmp/\"\n",
                 "t.toml:4: service[0].warm_restart_file: ", "must name a file"},
+        // rtp's own keys (docs/configuration.md, docs/rtp.md).
+        BadCase{"[[service]]\nname = \"rtp\"\nudp = 1\nmode = \"x\"\npeer = \"127.0.0.1:5\"\n",
+                "t.toml:4: service[0].mode: ", "expected \"endpoint\" or \"relay\""},
+        BadCase{"[[service]]\nname = \"rtp\"\nudp = 1\npeer = \"1.2.3.4\"\n",
+                "t.toml:4: service[0].peer: ", "expected \"a.b.c.d:port\""},
+        BadCase{"[[service]]\nname = \"rtp\"\nudp = 1\npeer = \"127.0.0.1:5\"\npt = 72\n",
+                "t.toml:5: service[0].pt: ", "collide with RTCP"},
+        BadCase{"[[service]]\nname = \"rtp\"\nudp = 1\npeer = \"127.0.0.1:5\"\n"
+                "inject_loss = 1001\n",
+                "t.toml:5: service[0].inject_loss: ", "out of range"},
         BadCase{"[[service]]\nudp = 1\n", "t.toml:1: service[0].name: ", "missing"},
         BadCase{"[[service]]\nname = \"echo\"\n", "t.toml:1: service[0]: ", "serves nothing"},
         BadCase{"[[service]]\nname = \"echo\"\nudp = 70000\n",

@@ -1,0 +1,241 @@
+"""The rtp service end to end (docs/rtp.md), on the real binary over loopback.
+
+- An endpoint's stream: PCMU every 20 ms whose decoded samples are the configured sine, SR +
+  SDES CNAME at the configured minimum interval; what Python sends it is counted as RFC 3550
+  A.3 says; malformed RTP/RTCP and strangers are dropped and counted.
+- Relay mode forwards each side's packets to the other unchanged.
+- Fault injection: one corewire sends with injected loss, jitter and reorder to another,
+  whose receiver statistics must match what was injected (tolerances in the test).
+Every socket has a timeout, every process is stopped; ports are free ones the kernel gave.
+"""
+
+import json
+import math
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import harness as h
+
+CTL = os.environ.get("COREWIRECTL", "build/control/corewirectl")
+
+
+def free_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def bound_udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(2)
+    return s
+
+
+def ulaw_decode(u):
+    u = ~u & 0xFF
+    t = (((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 7)
+    return (0x84 - t) if u & 0x80 else (t - 0x84)
+
+
+def rtp(seq, ts, ssrc=0xABCDEF01, pt=0, payload=b"\xff" * 160):
+    return struct.pack(">BBHII", 0x80, pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
+
+
+class Session:
+    """One corewire process with one rtp table, its own run dir, stats through corewirectl."""
+
+    def __init__(self, keys, port=None, workers=1):
+        self.dir = tempfile.mkdtemp(prefix="cw-rtp-")
+        self.port = port or free_udp_port()
+        backend = os.environ.get("CW_TEST_BACKEND", "auto")
+        self.cfg = (f'[runtime]\nbackend = "{backend}"\nworkers = {workers}\n'
+                    f'[log]\nlevel = "info"\n'
+                    f'[control]\nrun_dir = "{self.dir}"\n'
+                    f'[[service]]\nname = "rtp"\nudp = "127.0.0.1:{self.port}"\n{keys}\n')
+        self.server = h.Server(self.cfg)
+        self.cfg_path = self.server.cfg.name
+
+    def counters(self):
+        """Declared counters of the rtp table, summed over workers (gauges: the owner's)."""
+        r = subprocess.run([CTL, "-c", self.cfg_path, "stats", "--json"], capture_output=True,
+                           text=True, timeout=10)
+        if r.returncode != 0:
+            raise AssertionError(r.stdout + r.stderr)
+        out = {}
+        for w in json.loads(r.stdout)["workers"]:
+            for k, v in w["services"]["rtp"]["counters"].items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def stop(self):
+        self.server.stop()
+
+
+class EndpointTest(unittest.TestCase):
+    def setUp(self):
+        self.peer = bound_udp()
+        pp = self.peer.getsockname()[1]
+        self.s = Session(f'peer = "127.0.0.1:{pp}"\nrtcp_min_interval = "300ms"\n'
+                         f'ssrc = 305419896\ncname = "cw-test"\nworker = 1', workers=2)
+        self.addr = ("127.0.0.1", self.s.port)
+
+    def tearDown(self):
+        self.s.stop()
+        self.peer.close()
+
+    def test_tone_is_the_sine_and_sr_arrives(self):
+        rtps, srs = [], []
+        end = time.monotonic() + 3
+        while time.monotonic() < end and (len(rtps) < 50 or not srs):
+            b, _ = self.peer.recvfrom(2048)
+            if 192 <= b[1] <= 223:
+                srs.append(b)
+            else:
+                rtps.append(b)
+        self.assertGreaterEqual(len(rtps), 50)
+        self.assertTrue(srs, "no RTCP within 3 s")
+        seqs = []
+        for b in rtps:
+            v, pt, seq, ts, ssrc = struct.unpack(">BBHII", b[:12])
+            self.assertEqual((v, pt, ssrc, len(b)), (0x80, 0, 305419896, 12 + 160))
+            seqs.append(seq)
+            for k, u in enumerate(b[12:]):
+                want = 8000 * math.sin(2 * math.pi * 440 * ((ts + k) % 8000) / 8000)
+                self.assertLess(abs(ulaw_decode(u) - want), 300, (seq, k))
+        self.assertEqual([(s - seqs[0]) & 0xFFFF for s in seqs], list(range(len(seqs))))
+        # SR (PT 200), sender SSRC, then SDES (202) with our CNAME.
+        sr = srs[0]
+        self.assertEqual(sr[1], 200)
+        self.assertEqual(struct.unpack(">I", sr[4:8])[0], 305419896)
+        n = (struct.unpack(">H", sr[2:4])[0] + 1) * 4
+        self.assertEqual(sr[n + 1], 202)
+        self.assertIn(b"cw-test", sr[n:])
+
+    def test_reception_statistics_of_what_we_send(self):
+        # 0..99 with 10 lost, 3 duplicates and a reorder: A.1 counts from seq 1 (probation).
+        seqs = [q for q in range(100) if q % 10 != 5]
+        seqs[20], seqs[21] = seqs[21], seqs[20]
+        seqs += [40, 41, 42]
+        for q in seqs:
+            self.peer.sendto(rtp(1000 + q, 160 * q), self.addr)
+            time.sleep(0.001)
+        c = self._wait(lambda c: c["rtp_in"] >= len(seqs))
+        self.assertEqual(c["rtp_in"], len(seqs))
+        # Probation takes 1000; 1001..1099 are expected (99), 89 of them arrived (5, 15, ...,
+        # 95 never did) plus 3 duplicates: received 92, cumulative lost 99 - 92 = 7.
+        self.assertEqual(c["expected"], 99)
+        self.assertEqual(c["lost"], 7)
+        self.assertEqual(c["seq_not_counted"], 1)
+
+    def _wait(self, ok, timeout=5):
+        end = time.monotonic() + timeout
+        c = self.s.counters()
+        while time.monotonic() < end and not ok(c):
+            time.sleep(0.1)
+            c = self.s.counters()
+        return c
+
+    def test_malformed_and_strangers_are_counted_drops(self):
+        stranger = bound_udp()
+        try:
+            stranger.sendto(rtp(1, 160), self.addr)
+        finally:
+            stranger.close()
+        self.peer.sendto(b"\x40" + rtp(1, 160)[1:], self.addr)  # version 1
+        self.peer.sendto(rtp(1, 160)[:11], self.addr)  # short
+        bad_csrc = bytearray(rtp(2, 320, payload=b"\0" * 8))
+        bad_csrc[0] |= 0x0F
+        self.peer.sendto(bytes(bad_csrc), self.addr)
+        lying = struct.pack(">BBHI", 0x80, 201, 9, 1)  # RR claiming 40 bytes in 8
+        self.peer.sendto(lying, self.addr)
+        self.peer.sendto(struct.pack(">BBHI", 0x81, 202, 1, 1), self.addr)  # SDES first
+        c = self._wait(lambda c: c["bad_rtp"] >= 3 and c["bad_rtcp"] >= 2 and c["unknown_source"])
+        self.assertEqual((c["unknown_source"], c["bad_rtp"], c["bad_rtcp"]), (1, 3, 2))
+        self.assertTrue(self.s.server.alive())
+
+
+class RelayTest(unittest.TestCase):
+    def test_each_side_reaches_the_other_unchanged(self):
+        a, b, stranger = bound_udp(), bound_udp(), bound_udp()
+        s = Session(f'mode = "relay"\npeer = "127.0.0.1:{a.getsockname()[1]}"\n'
+                    f'peer_b = "127.0.0.1:{b.getsockname()[1]}"', workers=2)
+        try:
+            addr = ("127.0.0.1", s.port)
+            for i in range(20):
+                pa, pb = rtp(i, 160 * i, ssrc=1), rtp(500 + i, 80 * i, ssrc=2, pt=96)
+                a.sendto(pa, addr)
+                self.assertEqual(b.recvfrom(2048), (pa, ("127.0.0.1", s.port)))
+                b.sendto(pb, addr)
+                self.assertEqual(a.recvfrom(2048), (pb, ("127.0.0.1", s.port)))
+            stranger.sendto(rtp(1, 1), addr)
+            a.sendto(rtp(1, 1)[:5], addr)
+            c = s.counters()
+            end = time.monotonic() + 5
+            while time.monotonic() < end and c["unknown_source"] + c["bad_rtp"] < 2:
+                time.sleep(0.1)
+                c = s.counters()
+            self.assertEqual((c["relayed"], c["unknown_source"], c["bad_rtp"]), (40, 1, 1))
+        finally:
+            s.stop()
+            for x in (a, b, stranger):
+                x.close()
+
+
+class FaultInjectionTest(unittest.TestCase):
+    """Sender A injects 10% loss, 0..20 ms uniform delay and 2% reorder; receiver B measures.
+
+    Loss: B's cumulative lost equals A's injected_loss (reorder is not loss), give or take
+    the packets in flight between the two snapshots (3). Jitter: with delays d uniform on
+    [0, D], RFC 3550's J estimates E|d_i - d_(i-1)| = D/3; a reorder (the held packet goes
+    out right after its successor) turns about two differences into about 20 ms each, so
+    J ~ D/3 + 2p(20 ms - D/3) = 7.2 ms = 57.6 samples at 8 kHz for p = 2%. J is a 1/16
+    moving average (a 1-sigma noise of about 13% here), so the test averages 8 readings
+    over 4 s and accepts +-25%; the timer's 262 us tick and scheduling add a little."""
+
+    def test_reported_loss_and_jitter_match_the_injection(self):
+        pa, pb = free_udp_port(), free_udp_port()
+        common = 'rtcp_min_interval = "500ms"\n'
+        b = Session(f'peer = "127.0.0.1:{pa}"\n' + common, port=pb)
+        try:
+            a = Session(f'peer = "127.0.0.1:{pb}"\ninject_loss = 100\ninject_jitter = "20ms"\n'
+                        f'inject_reorder = 20\n' + common, port=pa)
+            try:
+                time.sleep(4)
+                jb, ja = [], []
+                for _ in range(8):  # 8 readings over the next 4 s (400 packets in all)
+                    time.sleep(0.5)
+                    jb.append(b.counters()["jitter"])
+                    ja.append(a.counters()["peer_jitter"])
+                ca, cb = a.counters(), b.counters()
+            finally:
+                a.stop()
+        finally:
+            b.stop()
+        sent = ca["rtp_out"] + ca["injected_loss"]
+        self.assertGreater(sent, 300)
+        frac = ca["injected_loss"] / sent
+        self.assertTrue(0.05 < frac < 0.15, frac)  # the injection itself (binomial, 10%)
+        self.assertLessEqual(abs(cb["lost"] - ca["injected_loss"]), 3, (ca, cb))
+        self.assertGreater(ca["injected_reorder"], 0)
+        want = 57.6
+        print(f"jitter readings: receiver {jb}, reported back {ja}; lost {cb['lost']} "
+              f"injected {ca['injected_loss']} of {sent}", file=sys.stderr)
+        self.assertTrue(0.75 * want <= sum(jb) / len(jb) <= 1.25 * want, jb)
+        # A hears the same through B's receiver reports (the peer_* gauges), which lag by
+        # up to one report interval.
+        self.assertTrue(0.75 * want <= sum(ja) / len(ja) <= 1.25 * want, ja)
+        self.assertGreater(ca["peer_lost"], 0)
+        self.assertGreater(ca["rtt_us"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
