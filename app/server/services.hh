@@ -18,11 +18,10 @@ namespace cw::server {
 
 struct ServerConfig;
 
-using Services =
-    std::variant<svc::SockperfEcho, svc::NativeEcho, svc::Kv, svc::Pubsub, svc::Rtp>;
+using Services = std::variant<svc::SockperfEcho, svc::NativeEcho, svc::Kv, svc::Pubsub, svc::Rtp>;
 
 // Every name a [[service]] table may give.
-inline const std::array<ServiceEntry<Services>, 4> kRegistry = {
+inline const std::array<ServiceEntry<Services>, std::variant_size_v<Services>> kRegistry = {
     entry<Services, svc::SockperfEcho>("sockperf-echo",
                                        "sockperf's wire format (for the sockperf client)"),
     entry<Services, svc::NativeEcho>("echo", "the native corewire protocol (docs/protocol.md)"),
