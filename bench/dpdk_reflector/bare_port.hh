@@ -62,6 +62,9 @@ class LinkWatch {
   uint64_t next_ = 0;
 };
 
+// Stops and closes the port; the process then exits without rte_eal_cleanup, as corewire
+// does: DPDK 22.11's cleanup unmaps its memory while the interrupt thread still runs, and
+// that thread then faults on a memif handle (seen as SIGSEGV in rte_intr_fd_get).
 inline void stop_port() {
   rte_eth_dev_stop(kPort);
   rte_eth_dev_close(kPort);

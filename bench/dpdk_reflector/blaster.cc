@@ -136,7 +136,6 @@ int main(int argc, char** argv) {
   if (!resolved) {
     std::fprintf(stderr, "cw-dpdk-blaster: no ARP reply from %s\n", dst_s.substr(0, colon).c_str());
     stop_port();
-    rte_eal_cleanup();
     return 1;
   }
 
@@ -206,7 +205,7 @@ int main(int argc, char** argv) {
   std::printf("cw-dpdk-blaster: replies_per_s %.0f replies %llu sent %llu refills %llu\n",
               double(got - got_at_start) / duration, (unsigned long long)(got - got_at_start),
               (unsigned long long)sent, (unsigned long long)refills);
+  std::fflush(stdout);  // the figure is out even if the port's teardown fails
   stop_port();
-  rte_eal_cleanup();
   return 0;
 }

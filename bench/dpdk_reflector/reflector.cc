@@ -115,6 +115,5 @@ int main(int argc, char** argv) {
   }
   std::printf("cw-dpdk-reflector: reflected %llu frames\n", (unsigned long long)reflected);
   stop_port();
-  rte_eal_cleanup();
   return 0;
 }
