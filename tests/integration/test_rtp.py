@@ -1,8 +1,9 @@
 """The rtp service end to end (docs/rtp.md), on the real binary over loopback.
 
 - An endpoint's stream: PCMU every 20 ms whose decoded samples are the configured sine, SR +
-  SDES CNAME at the configured minimum interval; what Python sends it is counted as RFC 3550
-  A.3 says; malformed RTP/RTCP and strangers are dropped and counted.
+  SDES CNAME at the configured minimum interval, SR + SDES + BYE at shutdown; what Python
+  sends it is counted as RFC 3550 A.3 says; malformed RTP/RTCP and strangers are dropped
+  and counted.
 - Relay mode forwards each side's packets to the other unchanged.
 - Fault injection: one corewire sends with injected loss, jitter and reorder to another,
   whose receiver statistics must match what was injected (tolerances in the test).
@@ -119,6 +120,28 @@ class EndpointTest(unittest.TestCase):
         n = (struct.unpack(">H", sr[2:4])[0] + 1) * 4
         self.assertEqual(sr[n + 1], 202)
         self.assertIn(b"cw-test", sr[n:])
+
+    def test_bye_at_shutdown(self):
+        # RFC 3550 6.3.7: the last RTCP packet is a compound SR + SDES + BYE with our SSRC.
+        self.assertGreaterEqual(self._wait(lambda c: c["rtcp_out"] >= 1)["rtcp_out"], 1)
+        self.s.stop()
+        last = None
+        try:
+            while True:
+                b, _ = self.peer.recvfrom(2048)
+                if 192 <= b[1] <= 223:
+                    last = b
+        except socket.timeout:
+            pass
+        self.assertIsNotNone(last)
+        types, off = [], 0
+        while off + 4 <= len(last):
+            types.append(last[off + 1])
+            off += (struct.unpack(">H", last[off + 2:off + 4])[0] + 1) * 4
+        self.assertEqual(off, len(last))
+        self.assertEqual(types, [200, 202, 203])
+        bye = last[-8:]
+        self.assertEqual((bye[0] & 0x1F, struct.unpack(">I", bye[4:8])[0]), (1, 305419896))
 
     def test_reception_statistics_of_what_we_send(self):
         # 0..99 with 10 lost, 3 duplicates and a reorder: A.1 counts from seq 1 (probation).

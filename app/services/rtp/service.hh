@@ -156,6 +156,12 @@ class Rtp {
     }
   }
 
+  // Leaving the session (RFC 3550 6.3.7): a last report with BYE, flushed by the runtime.
+  template <class Io>
+  void on_stop(rt::Ctx<Io>& ctx) {
+    if (started_ && o_.mode == rtp::Mode::endpoint) send_report(ctx, true);
+  }
+
   template <class Io>
   void on_datagram(rt::Ctx<Io>& ctx, const dp::RxItem& it) {
     const bool from_a = from(it.peer, o_.peer);
