@@ -1,6 +1,9 @@
 // A worker's subscription table: fixed-capacity entries (subject, queue group, sid, owner)
-// found by literal subject through a hash index and, for wildcard subjects, through a
-// list scanned per publish. No I/O; owner worker only; sized at setup, never grows.
+// found by literal subject through a hash index; a wildcard subject is indexed by its
+// literal prefix (the tokens before its first wildcard: "a.b" for "a.b.*.c", "" for
+// "*.x"), so a publish looks up each of its own prefixes (one hash step per token) and
+// checks only the wildcard entries filed under them. No I/O; owner worker only; sized at
+// setup, never grows.
 //
 // The pubsub service keeps two: its own connections' subscriptions (owner = ConnId) and the
 // interest other workers announced (owner = worker index, `count` = how many of that
@@ -25,9 +28,27 @@ inline constexpr size_t kMaxSidLen = 32;
 inline constexpr uint32_t kNil = ~uint32_t{0};
 
 // FNV-1a; the seed separates the subject index from the (subject, queue, owner) index.
-inline uint64_t hash_bytes(std::string_view s, uint64_t h = 0xcbf29ce484222325ull) {
-  for (char c : s) h = (h ^ uint8_t(c)) * 0x100000001b3ull;
+inline constexpr uint64_t kFnvBasis = 0xcbf29ce484222325ull;
+inline uint64_t hash_step(uint64_t h, char c) {
+  return (h ^ uint8_t(c)) * 0x100000001b3ull;
+}
+inline uint64_t hash_bytes(std::string_view s, uint64_t h = kFnvBasis) {
+  for (char c : s) h = hash_step(h, c);
   return h;
+}
+
+// The length of a wildcard subject's literal prefix: the bytes before the '.' that ends
+// the last literal token ahead of its first wildcard token (0 when the first is one).
+inline size_t literal_prefix_len(std::string_view subject) {
+  size_t start = 0;
+  while (start <= subject.size()) {
+    size_t end = subject.find('.', start);
+    if (end == std::string_view::npos) end = subject.size();
+    const std::string_view tok = subject.substr(start, end - start);
+    if (tok == "*" || tok == ">") return start == 0 ? 0 : start - 1;
+    start = end + 1;
+  }
+  return subject.size();
 }
 
 // memcpy of a view that may be empty (an empty view may hold a null pointer).
@@ -46,6 +67,7 @@ struct Sub {
   uint32_t full_next = kNil, full_prev = kNil;  // (subject, queue, owner) chain
   uint32_t sid_next = kNil, sid_prev = kNil;    // (owner, sid) chain
   uint16_t subject_len = 0;
+  uint16_t prefix_len = 0;  // wildcard entries: literal_prefix_len(subject)
   uint8_t queue_len = 0, sid_len = 0;
   bool live = false, wildcard = false;
   char subject[kMaxSubjectLen];
@@ -64,6 +86,7 @@ class Sublist {
     uint32_t b = 64;
     while (b < capacity) b <<= 1;
     buckets_.assign(b, kNil);
+    wild_.assign(b, kNil);
     full_.assign(b, kNil);
     sids_.assign(b, kNil);
     free_.reserve(capacity);
@@ -95,8 +118,10 @@ class Sublist {
     copy_bytes(s.sid, sid);
     s.queue_hash = queue.empty() ? 0 : hash_bytes(queue) | 1;
     s.wildcard = proto::has_wildcard(subject);
+    s.prefix_len = s.wildcard ? uint16_t(literal_prefix_len(subject)) : 0;
     s.live = true;
-    link(s.wildcard ? wild_ : buckets_[bucket(subject)], id, &Sub::key_next, &Sub::key_prev);
+    link(key_head(s), id, &Sub::key_next, &Sub::key_prev);
+    wild_count_ += s.wildcard;
     link(own_head, id, &Sub::own_next, &Sub::own_prev);
     link(full_[full_bucket(subject, queue, owner)], id, &Sub::full_next, &Sub::full_prev);
     link(sids_[sid_bucket(owner, sid)], id, &Sub::sid_next, &Sub::sid_prev);
@@ -107,8 +132,8 @@ class Sublist {
   void remove(uint32_t id, uint32_t& own_head) {
     Sub& s = subs_[id];
     if (!s.live) return;
-    unlink(s.wildcard ? wild_ : buckets_[bucket(s.subject_sv())], id, &Sub::key_next,
-           &Sub::key_prev);
+    unlink(key_head(s), id, &Sub::key_next, &Sub::key_prev);
+    wild_count_ -= s.wildcard;
     unlink(own_head, id, &Sub::own_next, &Sub::own_prev);
     unlink(full_[full_bucket(s.subject_sv(), s.queue_sv(), s.owner)], id, &Sub::full_next,
            &Sub::full_prev);
@@ -135,13 +160,21 @@ class Sublist {
     return kNil;
   }
 
-  // f(id) for every entry matching the literal `subject`.
+  // f(id) once for every entry matching the literal `subject`: literal entries first,
+  // then wildcard entries by the length of their literal prefix.
   template <class F>
   void match(std::string_view subject, F&& f) const {
     for (uint32_t i = buckets_[bucket(subject)]; i != kNil; i = subs_[i].key_next)
       if (subs_[i].subject_sv() == subject) f(i);
-    for (uint32_t i = wild_; i != kNil; i = subs_[i].key_next)
-      if (proto::subject_matches(subs_[i].subject_sv(), subject)) f(i);
+    if (wild_count_ == 0) return;
+    // A wildcard entry's prefix ends before a token boundary of the subject: the empty
+    // prefix, then subject[0, i) at each '.'. An entry qualifies under one length only.
+    uint64_t h = kFnvBasis;
+    match_prefix(subject, 0, h, f);
+    for (size_t i = 0; i < subject.size(); ++i) {
+      if (subject[i] == '.') match_prefix(subject, i, h, f);
+      h = hash_step(h, subject[i]);
+    }
   }
 
   Sub& at(uint32_t id) { return subs_[id]; }
@@ -152,6 +185,19 @@ class Sublist {
  private:
   size_t bucket(std::string_view subject) const {
     return size_t(hash_bytes(subject)) & (buckets_.size() - 1);
+  }
+  uint32_t& key_head(const Sub& s) {
+    return s.wildcard ? wild_[size_t(hash_bytes({s.subject, s.prefix_len})) & (wild_.size() - 1)]
+                      : buckets_[bucket(s.subject_sv())];
+  }
+  template <class F>
+  void match_prefix(std::string_view subject, size_t len, uint64_t h, F& f) const {
+    for (uint32_t i = wild_[size_t(h) & (wild_.size() - 1)]; i != kNil; i = subs_[i].key_next) {
+      const Sub& s = subs_[i];
+      if (s.prefix_len == len && std::memcmp(s.subject, subject.data(), len) == 0 &&
+          proto::subject_matches(s.subject_sv(), subject))
+        f(i);
+    }
   }
   size_t full_bucket(std::string_view subject, std::string_view queue, uint64_t owner) const {
     uint64_t h = hash_bytes(queue, hash_bytes(subject) ^ 0x9e3779b97f4a7c15ull);
@@ -180,10 +226,11 @@ class Sublist {
 
   std::vector<Sub> subs_;
   std::vector<uint32_t> buckets_;  // literal subjects, by hash of the subject
+  std::vector<uint32_t> wild_;     // wildcard subjects, by hash of their literal prefix
   std::vector<uint32_t> full_;     // every entry, by hash of (subject, queue, owner)
   std::vector<uint32_t> sids_;     // every entry, by hash of (owner, sid)
   std::vector<uint32_t> free_;     // capacity entries; never grows past it
-  uint32_t wild_ = kNil;           // wildcard subjects
+  uint32_t wild_count_ = 0;
   uint32_t size_ = 0;
 };
 
