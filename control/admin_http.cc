@@ -2,9 +2,13 @@
 
 #include <httplib.h>
 
+#include <chrono>
+#include <optional>
+
 #include "control/cli.hh"
 #include "control/control_socket.hh"
 #include "control/metrics.hh"
+#include "control/nats_monitor.hh"
 
 namespace cw::ctl {
 
@@ -97,6 +101,26 @@ Result<std::unique_ptr<AdminHttp>> AdminHttp::start(const std::string& host, uin
             "\n",
         "application/json");
   });
+  // nats-server's monitoring endpoints, for NATS tools pointed at this port.
+  for (const char* path : {"/varz", "/subsz"}) {
+    s.Get(path, [&st, path](const httplib::Request&, httplib::Response& res) {
+      std::lock_guard g(st.mu);
+      Result<Snapshot> snap = make_error("no dataplane attached");
+      if (st.reader) snap = st.reader->snapshot();
+      std::optional<Json> j;
+      if (snap) {
+        const auto now = std::chrono::system_clock::now().time_since_epoch();
+        j = std::string_view(path) == "/varz"
+                ? nats_varz(snap.value(), uint64_t(std::chrono::nanoseconds(now).count()))
+                : nats_subsz(snap.value());
+      }
+      res.status = !snap ? 503 : j ? 200 : 404;
+      if (!j)
+        j = Json{{"ok", false},
+                 {"error", snap ? "the dataplane runs no pubsub service" : snap.error().message}};
+      res.set_content(j->dump() + "\n", "application/json");
+    });
+  }
   s.Get("/ready", [&st](const httplib::Request&, httplib::Response& res) {
     auto r = control_request(st.socket, {{"cmd", "status"}}, kRequestTimeoutMs);
     const bool ready = r && r.value().value("state", "") == "serving";

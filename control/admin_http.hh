@@ -2,6 +2,7 @@
 //   GET  /metrics   Prometheus text 0.0.4 from the stats segment + supervisor counters
 //   GET  /status    JSON: the supervisor's view and the dataplane's "status" reply
 //   GET  /ready     200 when the dataplane is up and serving, else 503
+//   GET  /varz, /subsz  nats-server's monitoring subset for the pubsub service (404 without)
 //   POST /drain, /shutdown, /reload, /log-level?level=L, /service/NAME/enable|disable
 // Mutations are POST only (GET on them answers 405). Handlers run on httplib's threads and
 // share AdminState with the supervisor loop under its mutex; none touches the dataplane's

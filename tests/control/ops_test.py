@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -198,6 +199,10 @@ class Ops(unittest.TestCase):
                                             timeout=5) as r:
                     return r.status, r.read().decode()
             self.assertEqual(get("/healthz"), (200, "ok\n"))
+            # No pubsub service here: nats-server's monitoring paths say so.
+            with self.assertRaises(urllib.error.HTTPError) as e:
+                get("/varz")
+            self.assertEqual(e.exception.code, 404)
             code, body = get("/stats")
             self.assertEqual(code, 200)
             self.assertGreater(json.loads(body)["latency"]["echo"]["count"], 0)

@@ -377,6 +377,20 @@ class PubsubCounters(unittest.TestCase):
                     r'(?m)^%s\{[^}]*service="pubsub"[^}]*\} (\S+)$' % n, text)) for n in want}
                 time.sleep(0.2)
             self.assertEqual(got, want)
+            # The same totals under nats-server's monitoring names (/varz, /subsz).
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/varz", timeout=2) as r:
+                varz = json.load(r)
+            self.assertEqual({k: varz[k] for k in ("in_msgs", "out_msgs", "in_bytes",
+                                                   "out_bytes", "subscriptions", "connections",
+                                                   "total_connections", "slow_consumers")},
+                             {"in_msgs": 100, "out_msgs": 100, "in_bytes": 300,
+                              "out_bytes": 300, "subscriptions": 1, "connections": 2,
+                              "total_connections": 2, "slow_consumers": 0})
+            self.assertEqual((varz["server_name"], varz["workers"]), ("corewire", 2))
+            self.assertGreater(varz["mem"], 0)
+            self.assertRegex(varz["now"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/subsz", timeout=2) as r:
+                self.assertEqual(json.load(r), {"num_subscriptions": 1})
             st = subprocess.run([CTL, "-c", cfg, "stats"], capture_output=True, text=True,
                                 timeout=10)
             self.assertEqual(st.returncode, 0, st.stderr)
