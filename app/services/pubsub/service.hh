@@ -81,8 +81,9 @@ class Pubsub {
         conns_(c.max_conns),
         subs_(o.worker_subscriptions),
         remote_(c.workers > 1 ? o.worker_subscriptions : 1),
-        matches_(o.worker_subscriptions),
-        cands_(size_t(o.worker_subscriptions) + (c.workers > 1 ? o.worker_subscriptions : 1)),
+        matches_(std::make_unique_for_overwrite<uint32_t[]>(o.worker_subscriptions)),
+        cands_(std::make_unique_for_overwrite<Cand[]>(
+            size_t(o.worker_subscriptions) + (c.workers > 1 ? o.worker_subscriptions : 1))),
         head_(2 * nats::kMaxControlLine + 128),
         info_(1024),
         rng_(0x9e3779b97f4a7c15ull ^ (uint64_t(c.worker) + 1) * 0xbf58476d1ce4e5b9ull) {
@@ -582,7 +583,7 @@ class Pubsub {
         }
       });
     }
-    std::sort(cands_.begin(), cands_.begin() + nc,
+    std::sort(cands_.get(), cands_.get() + nc,
               [](const Cand& a, const Cand& b) { return a.queue_hash < b.queue_hash; });
     for (uint32_t i = 0; i < nc;) {
       uint32_t j = i;
@@ -883,8 +884,10 @@ class Pubsub {
   pubsub::Sublist subs_;                // this worker's connections' subscriptions
   pubsub::Sublist remote_;              // other workers' interest (owner = worker, count)
   uint32_t remote_own_ = pubsub::kNil;  // remote_'s entries as one owner list (unused order)
-  std::vector<uint32_t> matches_;       // one message's local deliveries; capacity subs_
-  std::vector<Cand> cands_;             // one message's queue candidates
+  // One message's local deliveries (capacity: subs_) and queue candidates (subs_ + remote_);
+  // written before read, so untouched pages cost nothing.
+  std::unique_ptr<uint32_t[]> matches_;
+  std::unique_ptr<Cand[]> cands_;
   std::array<Pick, kMaxPicks> picks_{};
   std::vector<char> head_;             // one MSG/HMSG line
   std::vector<char> info_;             // one INFO line

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -56,20 +57,22 @@ inline void copy_bytes(void* dst, std::string_view s) {
   if (!s.empty()) std::memcpy(dst, s.data(), s.size());
 }
 
+// Trivially constructible: Sublist::add writes every field, so the table's entries cost
+// memory only once used.
 struct Sub {
-  uint64_t owner = 0;      // ConnId, or a worker index (remote interest)
-  uint64_t max = 0;        // deliveries before it goes (UNSUB <sid> <max>); 0: none
-  uint64_t delivered = 0;  // deliveries so far
-  uint64_t count = 0;      // remote interest: subscriptions behind this entry
-  uint64_t queue_hash = 0;
-  uint32_t key_next = kNil, key_prev = kNil;    // subject chain or the wildcard list
-  uint32_t own_next = kNil, own_prev = kNil;    // the owner's subscriptions (service's)
-  uint32_t full_next = kNil, full_prev = kNil;  // (subject, queue, owner) chain
-  uint32_t sid_next = kNil, sid_prev = kNil;    // (owner, sid) chain
-  uint16_t subject_len = 0;
-  uint16_t prefix_len = 0;  // wildcard entries: literal_prefix_len(subject)
-  uint8_t queue_len = 0, sid_len = 0;
-  bool live = false, wildcard = false;
+  uint64_t owner;      // ConnId, or a worker index (remote interest)
+  uint64_t max;        // deliveries before it goes (UNSUB <sid> <max>); 0: none
+  uint64_t delivered;  // deliveries so far
+  uint64_t count;      // remote interest: subscriptions behind this entry
+  uint64_t queue_hash;
+  uint32_t key_next, key_prev;    // literal subject chain, or wildcard prefix chain
+  uint32_t own_next, own_prev;    // the owner's subscriptions (service's)
+  uint32_t full_next, full_prev;  // (subject, queue, owner) chain
+  uint32_t sid_next, sid_prev;    // (owner, sid) chain
+  uint16_t subject_len;
+  uint16_t prefix_len;  // wildcard entries: literal_prefix_len(subject)
+  uint8_t queue_len, sid_len;
+  bool live, wildcard;
   char subject[kMaxSubjectLen];
   char queue[kMaxQueueLen];
   char sid[kMaxSidLen];
@@ -82,7 +85,8 @@ struct Sub {
 class Sublist {
  public:
   Sublist() = default;
-  explicit Sublist(uint32_t capacity) : subs_(capacity) {
+  explicit Sublist(uint32_t capacity)
+      : subs_(std::make_unique_for_overwrite<Sub[]>(capacity)), capacity_(capacity) {
     uint32_t b = 64;
     while (b < capacity) b <<= 1;
     buckets_.assign(b, kNil);
@@ -90,7 +94,6 @@ class Sublist {
     full_.assign(b, kNil);
     sids_.assign(b, kNil);
     free_.reserve(capacity);
-    for (uint32_t i = capacity; i-- > 0;) free_.push_back(i);
   }
 
   // Whether the fields fit an entry (the caller answers 'Invalid Subject' otherwise).
@@ -103,9 +106,15 @@ class Sublist {
   // list the entry joins (the service keeps one per connection; pass a dummy otherwise).
   uint32_t add(std::string_view subject, std::string_view queue, std::string_view sid,
                uint64_t owner, uint32_t& own_head) {
-    if (free_.empty()) return kNil;
-    const uint32_t id = free_.back();
-    free_.pop_back();
+    uint32_t id;
+    if (!free_.empty()) {
+      id = free_.back();
+      free_.pop_back();
+    } else if (fresh_ < capacity_) {
+      id = fresh_++;
+    } else {
+      return kNil;
+    }
     Sub& s = subs_[id];
     s.owner = owner;
     s.max = s.delivered = 0;
@@ -180,7 +189,7 @@ class Sublist {
   Sub& at(uint32_t id) { return subs_[id]; }
   const Sub& at(uint32_t id) const { return subs_[id]; }
   uint32_t size() const { return size_; }
-  uint32_t capacity() const { return uint32_t(subs_.size()); }
+  uint32_t capacity() const { return capacity_; }
 
  private:
   size_t bucket(std::string_view subject) const {
@@ -224,12 +233,14 @@ class Sublist {
     s.*next = s.*prev = kNil;
   }
 
-  std::vector<Sub> subs_;
+  std::unique_ptr<Sub[]> subs_;
   std::vector<uint32_t> buckets_;  // literal subjects, by hash of the subject
   std::vector<uint32_t> wild_;     // wildcard subjects, by hash of their literal prefix
   std::vector<uint32_t> full_;     // every entry, by hash of (subject, queue, owner)
   std::vector<uint32_t> sids_;     // every entry, by hash of (owner, sid)
-  std::vector<uint32_t> free_;     // capacity entries; never grows past it
+  std::vector<uint32_t> free_;     // removed entries (capacity reserved; never grows past it)
+  uint32_t capacity_ = 0;
+  uint32_t fresh_ = 0;  // entries [fresh_, capacity_) were never used
   uint32_t wild_count_ = 0;
   uint32_t size_ = 0;
 };
