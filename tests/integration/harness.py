@@ -11,9 +11,14 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+
+# free_port: the one picker of tests/control, which never hands out a port twice.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../control"))
+from cwtest import free_port  # noqa: E402,F401
 
 COREWIRE = os.environ.get("COREWIRE", "build/app/server/corewire")
 START_TIMEOUT = float(os.environ.get("CW_START_TIMEOUT", "20"))  # s; sanitizer builds are slow

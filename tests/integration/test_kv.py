@@ -268,7 +268,7 @@ class KvVsMemcached(unittest.TestCase):
     def setUpClass(cls):
         if not MEMCACHED:
             raise unittest.SkipTest("memcached not installed")
-        cls.mc_port = free_port()
+        cls.mc_port = h.free_port()
         cls.mc = subprocess.Popen([MEMCACHED, "-p", str(cls.mc_port), "-U", "0", "-l", "127.0.0.1",
                                    "-t", "1", "-m", "64", "-u", "nobody"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -332,8 +332,8 @@ class KvWarmRestart(unittest.TestCase):
 
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="cw-kv-warm-")
-        self.port = free_port()
-        self.admin = free_port()
+        self.port = h.free_port()
+        self.admin = h.free_port()
         self.procs = []
 
     def tearDown(self):
@@ -419,14 +419,6 @@ class KvWarmRestart(unittest.TestCase):
                    for name in want}
             time.sleep(0.2)
         self.assertEqual(got, want)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 if __name__ == "__main__":

@@ -43,14 +43,6 @@ max_pending = "64KiB"
 SERVING = re.compile(r"serving pubsub tcp 127\.0\.0\.1:(\d+)")
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def session(port, steps, wait=0.25):
     """One connection: sends each step, collects what arrives within `wait` after it;
     returns the replies as one string, INFO masked, '<EOF>' when the server closed."""
@@ -310,7 +302,7 @@ class PubsubTest(unittest.TestCase):
         ns = shutil.which("nats-server")
         if not ns:
             self.skipTest("nats-server not installed")
-        port = free_port()
+        port = h.free_port()
         p = subprocess.Popen([ns, "-a", "127.0.0.1", "-p", str(port)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -340,7 +332,7 @@ class PubsubCounters(unittest.TestCase):
 
     def test_counters_reach_stats_and_metrics(self):
         d = tempfile.mkdtemp(prefix="cw-pubsub-")
-        port, admin = free_port(), free_port()
+        port, admin = h.free_port(), h.free_port()
         cfg = os.path.join(d, "corewire.toml")
         with open(cfg, "w") as f:
             f.write(h.config("workers = 2", f'[[service]]\nname = "pubsub"\ntcp = {port}\n') +

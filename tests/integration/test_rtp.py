@@ -26,14 +26,6 @@ import harness as h
 CTL = os.environ.get("COREWIRECTL", "build/control/corewirectl")
 
 
-def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def bound_udp():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
@@ -56,7 +48,7 @@ class Session:
 
     def __init__(self, keys, port=None, workers=1):
         self.dir = tempfile.mkdtemp(prefix="cw-rtp-")
-        self.port = port or free_udp_port()
+        self.port = port or h.free_port(socket.SOCK_DGRAM)
         backend = os.environ.get("CW_TEST_BACKEND", "auto")
         self.cfg = (f'[runtime]\nbackend = "{backend}"\nworkers = {workers}\n'
                     f'[log]\nlevel = "info"\n'
@@ -225,7 +217,7 @@ class FaultInjectionTest(unittest.TestCase):
     over 4 s and accepts +-25%; the timer's 262 us tick and scheduling add a little."""
 
     def test_reported_loss_and_jitter_match_the_injection(self):
-        pa, pb = free_udp_port(), free_udp_port()
+        pa, pb = h.free_port(socket.SOCK_DGRAM), h.free_port(socket.SOCK_DGRAM)
         common = 'rtcp_min_interval = "500ms"\n'
         b = Session(f'peer = "127.0.0.1:{pa}"\n' + common, port=pb)
         try:
