@@ -46,6 +46,10 @@ def header(res):
     lines += [f"  - `{n}`: `{c}`" for n, c in cmds.items()]
     if s.get("note"):
         lines += ["", s["note"]]
+    if s.get("proto") == "nats":
+        lines += ["", "NATS: k msg/s counts deliveries (all subscribers); the latency columns "
+                  "(\"RTT p50\", p99, p99.9) are one-way, publisher's stamp to delivery; "
+                  "CPU per message is per delivery; a curve's offered load is the publish rate."]
     return lines
 
 
