@@ -149,10 +149,13 @@ def summarize_pair(spec, runs):
     names = [s["name"] for s in table_servers(spec)]
     rounds = sorted({r["round"] for r in runs})
     by = {(r["server"], r["round"]): r for r in runs}
-    per = {n: {m: [by.get((n, k), {}).get(m) for k in rounds] for m in METRICS} for n in names}
+    # proto nats: a server may close subscribers it finds slow (closed loop paces publishers
+    # by the server's PONGs, not by deliveries), so the share not delivered is shown too.
+    metrics = METRICS + (("loss_ratio",) if spec.get("proto") == "nats" else ())
+    per = {n: {m: [by.get((n, k), {}).get(m) for k in rounds] for m in metrics} for n in names}
     subject, ratios = names[0], {}
     for other in names[1:]:
-        for m in METRICS:
+        for m in metrics:
             pr = []
             for a, b in zip(per[subject][m], per[other][m]):
                 pr.append(a / b if a is not None and b else None)
