@@ -224,7 +224,7 @@ int run(int argc, char** argv) {
       if (!o.hgrm.empty())
         r->hist->write_hgrm(o.hgrm + "." + std::to_string(uint64_t(rate)) + ".hgrm");
       const bool saturated =
-          r->throughput() < kSaturatedAchieved * rate || r->loss_ratio() > kSaturatedLoss;
+          r->achieved_load() < kSaturatedAchieved * rate || r->loss_ratio() > kSaturatedLoss;
       steps.push_back(std::move(*r));
       if (saturated) {
         std::printf("saturated at %.0f msg/s offered\n", rate);

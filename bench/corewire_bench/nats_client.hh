@@ -50,11 +50,11 @@ namespace cw::bench {
 struct NatsShared {
   explicit NatsShared(uint32_t n) : workers(n) {}
   const uint32_t workers;
-  std::atomic<uint32_t> ready{0};       // workers whose connections are set up (or gave up)
-  std::atomic<uint32_t> sent_done{0};   // workers whose publishers finished
-  std::atomic<uint64_t> published{0};   // measured PUBs of the workers that finished
-  std::atomic<uint64_t> delivered{0};   // measured MSGs received so far, all workers
-  std::atomic<uint32_t> subscribed{0};  // subscriber connections that got their PONG
+  std::atomic<uint32_t> ready{0};      // workers whose connections are set up (or gave up)
+  std::atomic<uint32_t> sent_done{0};  // workers whose publishers finished
+  std::atomic<uint64_t> published{0};  // measured PUBs of the workers that finished
+  alignas(64) std::atomic<uint64_t> delivered{0};  // measured MSGs so far, all workers (per tick)
+  std::atomic<uint32_t> subscribed{0};             // subscriber connections that got their PONG
 };
 
 struct NatsConfig {

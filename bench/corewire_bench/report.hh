@@ -81,6 +81,12 @@ struct RunResult {
   void set_nats_expected(uint64_t published, uint64_t fanout);
   // nats: measured PUBs per second (first to last intended time).
   double published_per_s() const;
+  // What a sweep compares with the offered rate: replies/s, or for nats deliveries/s over
+  // the fan-out (the publish rate the subscribers saw).
+  double achieved_load() const {
+    if (info.proto != "nats" || nats.expected == 0) return throughput();
+    return throughput() * double(sent) / double(nats.expected);
+  }
 };
 
 std::string text_report(const RunResult& r);

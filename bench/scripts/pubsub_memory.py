@@ -120,15 +120,26 @@ def median(xs):
 
 
 def table(res):
-    lines = ["| server | start RSS MiB | bytes per idle connection | bytes per subscription |",
-             "|---|---|---|---|"]
+    """Medians (min..max) per server: the deltas, and the whole RSS they start from and end
+    at (a server that touches its tables at start-up shows it there, not in the deltas)."""
+    lines = [f"| server | start RSS MiB | bytes per idle connection | RSS MiB with {res['conns']} "
+             f"connections | bytes per subscription | RSS MiB with {res['subs']} subscriptions |",
+             "|---|---|---|---|---|---|"]
+
+    def fmt(xs, scale=1.0, digits=0):
+        xs = [x * scale for x in xs]
+        return (f"{median(xs):.{digits}f} ({min(xs):.{digits}f}..{max(xs):.{digits}f})"
+                if xs else "-")
+
     for s in res["servers"]:
         runs = [r for r in res["runs"] if r["server"] == s]
-        c = [r["bytes_per_conn"] for r in runs if r["what"] == "conns"]
-        u = [r["bytes_per_sub"] for r in runs if r["what"] == "subs"]
-        st = median([r["rss_start_kib"] for r in runs])
-        fmt = lambda xs: (f"{median(xs):.0f} ({min(xs):.0f}..{max(xs):.0f})" if xs else "-")
-        lines.append(f"| {s} | {st / 1024:.1f} | {fmt(c)} | {fmt(u)} |" if st else f"| {s} | - | - | - |")
+        conns = [r for r in runs if r["what"] == "conns"]
+        subs = [r for r in runs if r["what"] == "subs"]
+        start = [r["rss_start_kib"] / 1024 for r in runs]
+        lines.append(f"| {s} | {median(start):.1f} | {fmt([r['bytes_per_conn'] for r in conns])} | "
+                     f"{fmt([r['rss_after_kib'] for r in conns], 1 / 1024, 1)} | "
+                     f"{fmt([r['bytes_per_sub'] for r in subs])} | "
+                     f"{fmt([r['rss_after_kib'] for r in subs], 1 / 1024, 1)} |")
     return "\n".join(lines)
 
 

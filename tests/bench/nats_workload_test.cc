@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "bench/corewire_bench/nats_client.hh"
 #include "bench/corewire_bench/nats_codec.hh"
+#include "bench/corewire_bench/report.hh"
 #include "tests/bench/client_fixture.hh"
 
 namespace cw::bench {
@@ -393,6 +395,36 @@ TEST_F(NatsClientTest, NoServerAnswerEndsTheRunAfterTheConnectTimeout) {
   tick(cfg.connect_timeout_ns);
   EXPECT_EQ(client->phase(), Phase::done);
   EXPECT_EQ(res->sent.get(), 0u);
+}
+
+// The report: loss against published x fan-out, the sweep's achieved load, the JSON.
+TEST(NatsReport, ExpectedDeliveriesLossAndJson) {
+  RunResult r;
+  r.info.proto = "nats";
+  r.info.transport = "tcp";
+  r.info.nats = {2, 3, "bench", ""};
+  r.sent = 100;
+  r.received = 250;
+  r.elapsed_s = 1.0;
+  r.nats.pub_elapsed_s = 0.5;
+  r.set_nats_expected(100, 3);
+  EXPECT_EQ(r.nats.expected, 300u);
+  EXPECT_EQ(r.lost, 50u);
+  EXPECT_DOUBLE_EQ(r.loss_ratio(), 50.0 / 300.0);
+  EXPECT_DOUBLE_EQ(r.achieved_load(), 250.0 / 3.0);
+  EXPECT_DOUBLE_EQ(r.published_per_s(), 200.0);
+  const auto j = nlohmann::json::parse(json_report(r));
+  EXPECT_EQ(j["nats"]["expected"], 300);
+  EXPECT_EQ(j["nats"]["delivered"], 250);
+  EXPECT_EQ(j["nats"]["subscribers"], 3);
+  EXPECT_DOUBLE_EQ(j["nats"]["delivered_per_s"].get<double>(), 250.0);
+  EXPECT_DOUBLE_EQ(j["throughput_msgs"].get<double>(), 250.0);
+  EXPECT_FALSE(j.contains("kv"));
+  EXPECT_NE(text_report(r).find("nats 2 pub(s) -> 3 sub(s)"), std::string::npos);
+  // More delivered than expected (a stray duplicate) is no negative loss.
+  r.received = 400;
+  r.set_nats_expected(100, 3);
+  EXPECT_EQ(r.lost, 0u);
 }
 
 }  // namespace
