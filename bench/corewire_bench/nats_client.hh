@@ -99,7 +99,7 @@ class NatsClient {
         send_open(ctx);
       else
         send_closed(ctx);
-      if (sending_over(now)) end_sending(now);
+      if (sending_over(now)) end_sending();
     }
     if (phase() == Phase::draining && drained(now)) set_phase(Phase::done);
     if (phase() != Phase::done) ctx.wake_at(next_wake(now));
@@ -311,17 +311,19 @@ class NatsClient {
     if (!any_publisher()) return true;
     return !may_send(cfg_.mode == LoopMode::open ? next_intended_ns_ : now);
   }
-  void end_sending(uint64_t now) {
-    drain_deadline_ = now + cfg_.timeout_ns;
+  void end_sending() {
     n_.shared->published.fetch_add(measured_sent_, std::memory_order_relaxed);
     n_.shared->sent_done.fetch_add(1, std::memory_order_acq_rel);
     set_phase(Phase::draining);
   }
-  // Every worker finished publishing and every expected message came, or the timeout.
-  bool drained(uint64_t now) const {
-    if (now >= drain_deadline_) return true;
+  // Every worker finished publishing and every expected message came, or `timeout` passed
+  // since this worker saw them all finished (a worker with subscribers only waits for the
+  // others' publishers).
+  bool drained(uint64_t now) {
     const NatsShared& s = *n_.shared;
     if (s.sent_done.load(std::memory_order_acquire) != s.workers) return false;
+    if (all_sent_ns_ == 0) all_sent_ns_ = now;
+    if (now - all_sent_ns_ >= cfg_.timeout_ns) return true;
     const uint64_t fan = n_.queue.empty() ? n_.subs_total : (n_.subs_total ? 1 : 0);
     return s.delivered.load(std::memory_order_relaxed) >=
            s.published.load(std::memory_order_relaxed) * fan;
@@ -429,7 +431,8 @@ class NatsClient {
   uint32_t chunk_ = 1;              // closed loop: PUBs per PING
   uint32_t issued_ = 0, ready_ = 0, gave_up_ = 0;
   bool counted_ready_ = false;
-  uint64_t connect_deadline_ = 0, drain_deadline_ = 0;
+  uint64_t connect_deadline_ = 0;
+  uint64_t all_sent_ns_ = 0;  // when this worker saw every worker done publishing (0: not yet)
   uint64_t start_ns_ = 0, next_intended_ns_ = 0;
   double period_ns_ = 0, gap_carry_ = 0;
   uint64_t rng_ = 1;

@@ -397,6 +397,71 @@ TEST_F(NatsClientTest, NoServerAnswerEndsTheRunAfterTheConnectTimeout) {
   EXPECT_EQ(res->sent.get(), 0u);
 }
 
+// Two workers: one publishes, the other only subscribes. The subscriber's worker waits for
+// the publisher's to finish (not its own timeout from the start) and for every delivery.
+TEST_F(NatsClientTest, SubscriberOnlyWorkerWaitsForThePublishers) {
+  auto shared = std::make_shared<NatsShared>(2);
+  ClientConfig c;
+  c.mode = LoopMode::closed;
+  c.window = 2;
+  c.duration_ns = 3 * cfg.timeout_ns;  // far longer than the drain timeout
+  c.msg_size = 16;
+  NatsConfig n;
+  n.pubs = 0;
+  n.subs = 1;
+  n.pubs_total = 1;
+  n.subs_total = 1;
+  n.shared = shared;
+  make(c, n);  // `client`: the subscriber's worker
+  const auto sub = connect_all(0);
+  ASSERT_EQ(sub.size(), 1u);
+  tick(kMs);
+  EXPECT_EQ(client->phase(), Phase::connecting) << "waits for the other worker";
+
+  ClientResults pres;
+  NatsConfig pn = n;
+  pn.pubs = 1;
+  pn.subs = 0;
+  NatsClient pub(cfg, pn, &pres);
+  auto x = ctx(kMs);
+  pub.on_tick(x);
+  auto conns = io.take_connects();
+  ASSERT_EQ(conns.size(), 1u);
+  const dp::ConnId pc = conns[0].first;
+  io.complete_connect(pc);
+  dp::RxItem items[4];
+  ASSERT_EQ(io.poll(items, 4, 0), 1u);
+  pub.on_open(x, items[0]);
+  pub.on_stream(x, pc, bytes("INFO {}\r\n"));
+  pub.on_stream(x, pc, bytes("PONG\r\n"));
+  io.flush();
+  io.take_stream_out(pc);
+  pub.on_tick(x);  // both ready: the publisher runs
+  tick(2 * kMs);
+  EXPECT_EQ(pub.phase(), Phase::running);
+  EXPECT_EQ(client->phase(), Phase::draining) << "nothing of its own to publish";
+  tick(2 * kMs + 2 * cfg.timeout_ns);
+  EXPECT_EQ(client->phase(), Phase::draining) << "the publisher is still at it";
+
+  // The publisher's run ends; its two messages arrive; both workers finish.
+  const uint64_t end = kMs + c.duration_ns;
+  auto y = ctx(end);
+  pub.on_tick(y);
+  io.flush();
+  const auto sent = pubs(out(pc));
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(pub.phase(), Phase::draining);
+  std::string all;
+  for (const auto& s : sent) all += msg("bench", 1, payload(16, s));
+  in(end, sub[0], all);
+  tick(end);
+  pub.on_tick(y);
+  EXPECT_EQ(client->phase(), Phase::done);
+  EXPECT_EQ(pub.phase(), Phase::done);
+  EXPECT_EQ(res->received.get(), 2u);
+  EXPECT_EQ(pres.sent.get(), 2u);
+}
+
 // The report: loss against published x fan-out, the sweep's achieved load, the JSON.
 TEST(NatsReport, ExpectedDeliveriesLossAndJson) {
   RunResult r;
