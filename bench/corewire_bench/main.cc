@@ -78,6 +78,9 @@ int run(int argc, char** argv) {
       ->check(CLI::Range(0u, kMaxNatsConns));
   app.add_option("--nats-subject", o.nats_subject, "nats: the subject published to");
   app.add_option("--nats-queue", o.nats_queue, "nats: subscribers join this queue group");
+  app.add_option("--nats-closed", o.nats_closed,
+                 "nats closed loop: a PUB is in flight until delivery | ack (server's PONG)")
+      ->check(CLI::IsMember({"delivery", "ack"}));
   app.add_flag("--udp", o.udp, "UDP (default)");
   app.add_flag("--tcp", o.tcp, "TCP");
   app.add_option("--target", o.target, "server address:port")->required();
@@ -139,7 +142,8 @@ int run(int argc, char** argv) {
   if (nats) {
     if (auto v = check_nats(o); !v) return fail(v.error().message);
     o.tcp = true;
-  } else if (o.nats_pubs != 1 || o.nats_subs != 1 || !o.nats_queue.empty()) {
+  } else if (o.nats_pubs != 1 || o.nats_subs != 1 || !o.nats_queue.empty() ||
+             o.nats_closed != "delivery") {
     return fail("--nats-*: only with --proto nats");
   }
   const bool kv = o.proto == "memcached";

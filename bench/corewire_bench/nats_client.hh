@@ -7,9 +7,14 @@
 //   open loop:   at `rate` (this worker's share), fixed or Poisson gaps, round-robin over the
 //                publishers; a message carries its *intended* time, so a stall shows as
 //                latency (no coordinated omission).
-//   closed loop: each publisher keeps at most `window` PUBs not yet acknowledged; a PING
-//                follows every max(1, window / 2) PUBs and its PONG acknowledges them (the
-//                server has taken them; what nats clients' flush() waits for).
+//   closed loop: each publisher keeps at most `window` PUBs in flight. By default a PUB is
+//                in flight until delivered (to every subscriber; to one in a queue group):
+//                the publisher's deliveries over the fan-out, summed over all workers,
+//                so the run holds the rate the subscribers keep up with. With ack_window
+//                (or no subscribers) until the server took it: a PING follows every
+//                max(1, window / 2) PUBs and its PONG acknowledges them (what nats
+//                clients' flush() waits for; a server may then deliver faster than the
+//                subscribers read, and close them as slow consumers).
 // Each payload starts with a nats::Stamp (intended time, publisher, sequence, measured flag);
 // a subscriber records now - intended into the histogram for every measured message, and
 // counts messages that come before an earlier one of the same publisher (out_of_order).
@@ -21,8 +26,8 @@
 //
 // Workers meet through a NatsShared (atomics only, touched per tick, never per message): a
 // worker starts publishing once all are set up, and is done when every worker finished
-// publishing and the subscribers got every expected message, or `timeout` after its own
-// last PUB.
+// publishing and the subscribers got every expected message, or `timeout` after it saw
+// every worker finish publishing. Closed-loop pacing reads the per-publisher deliveries.
 //
 // Ownership: the service is owned by its worker thread; results as in client.hh (the
 // histogram is not written once the phase is done).
@@ -48,13 +53,15 @@ namespace cw::bench {
 
 // What the workers of one run share (written by all, by atomic adds once per tick at most).
 struct NatsShared {
-  explicit NatsShared(uint32_t n) : workers(n) {}
-  const uint32_t workers;
+  NatsShared(uint32_t n, uint32_t pubs_total)
+      : workers(n), npubs(pubs_total), by_pub(new std::atomic<uint64_t>[pubs_total]()) {}
+  const uint32_t workers, npubs;
+  // Deliveries of each publisher's messages (warm-up too), all workers: closed-loop pacing.
+  const std::unique_ptr<std::atomic<uint64_t>[]> by_pub;
   std::atomic<uint32_t> ready{0};      // workers whose connections are set up (or gave up)
   std::atomic<uint32_t> sent_done{0};  // workers whose publishers finished
   std::atomic<uint64_t> published{0};  // measured PUBs of the workers that finished
   alignas(64) std::atomic<uint64_t> delivered{0};  // measured MSGs so far, all workers (per tick)
-  std::atomic<uint32_t> subscribed{0};             // subscriber connections that got their PONG
 };
 
 struct NatsConfig {
@@ -63,7 +70,8 @@ struct NatsConfig {
   uint32_t pubs_total = 1;      // all workers (< 2^kPubBits)
   uint32_t subs_total = 1;      // all workers
   std::string subject = "bench";
-  std::string queue;  // empty: plain subscriptions (every subscriber gets every message)
+  std::string queue;        // empty: plain subscriptions (every subscriber gets every message)
+  bool ack_window = false;  // closed loop: in flight until the server's PONG, not delivery
   std::shared_ptr<NatsShared> shared;
 };
 
@@ -73,7 +81,12 @@ class NatsClient {
   // payload size (at least nats::kStampSize).
   NatsClient(const ClientConfig& cfg, const NatsConfig& n, ClientResults* res)
       : cfg_(cfg), n_(n), res_(res) {
-    if (!n_.shared) n_.shared = std::make_shared<NatsShared>(1);
+    if (!n_.shared) n_.shared = std::make_shared<NatsShared>(1, n_.pubs_total);
+    n_.pubs_total = std::min(n_.pubs_total, n_.shared->npubs);
+    got_by_pub_.assign(n_.pubs_total, 0);
+    // A publisher's message is delivered this many times (0: nobody to pace on).
+    fan_ = n_.queue.empty() ? n_.subs_total : std::min(n_.subs_total, 1u);
+    if (fan_ == 0) n_.ack_window = true;
     cfg_.msg_size = std::max(cfg_.msg_size, nats::kStampSize);
     conns_.resize(size_t(n_.pubs) + n_.subs);
     for (uint32_t i = 0; i < conns_.size(); ++i) conns_[i].pub = i < n_.pubs;
@@ -227,7 +240,6 @@ class NatsClient {
     if (!cn.ready) {
       cn.ready = true;
       ++ready_;
-      if (!cn.pub) n_.shared->subscribed.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     if (cn.pub) cn.acked = std::min(cn.pubs, cn.acked + chunk_);
@@ -242,6 +254,7 @@ class NatsClient {
     }
     const nats::Stamp s = nats::get_stamp(rx.head);
     if (s.pub < n_.pubs_total) {
+      ++got_by_pub_[s.pub];
       uint64_t& last = last_seq_[size_t(cn.sub) * n_.pubs_total + s.pub];
       if (s.seq + 1 <= last) res_->nats_out_of_order.add();
       last = std::max(last, s.seq + 1);
@@ -328,7 +341,14 @@ class NatsClient {
     return s.delivered.load(std::memory_order_relaxed) >=
            s.published.load(std::memory_order_relaxed) * fan;
   }
+  // Tells the other workers what this one's subscribers got (per tick: O(publishers)).
   void share_delivered() {
+    if (n_.subs)
+      for (uint32_t p = 0; p < n_.pubs_total; ++p)
+        if (got_by_pub_[p]) {
+          n_.shared->by_pub[p].fetch_add(got_by_pub_[p], std::memory_order_relaxed);
+          got_by_pub_[p] = 0;
+        }
     if (delivered_ == shared_delivered_) return;
     n_.shared->delivered.fetch_add(delivered_ - shared_delivered_, std::memory_order_relaxed);
     shared_delivered_ = delivered_;
@@ -352,12 +372,21 @@ class NatsClient {
     uint32_t budget = kMaxSendsPerTick;
     for (uint32_t p = 0; p < n_.pubs && budget; ++p) {
       Conn& cn = conns_[p];
-      while (cn.ready && cn.pubs - cn.acked < cfg_.window && budget && may_send(ctx.now_ns)) {
+      while (cn.ready && in_flight(cn, p) < cfg_.window && budget && may_send(ctx.now_ns)) {
         if (!publish(ctx, cn, ctx.now_ns, p)) return;
         --budget;
       }
     }
   }
+  // Closed loop: PUBs of local publisher p not yet acknowledged (ack_window) or delivered
+  // (what every worker's subscribers got of them, over the fan-out).
+  uint64_t in_flight(const Conn& cn, uint32_t p) const {
+    const uint32_t g = n_.pub_base + p;
+    if (n_.ack_window || g >= n_.pubs_total) return cn.pubs - cn.acked;
+    const uint64_t got = n_.shared->by_pub[g].load(std::memory_order_relaxed) + got_by_pub_[g];
+    return cn.pubs - std::min(cn.pubs, got / fan_);
+  }
+
   uint32_t next_publisher() const {
     for (uint32_t i = 0; i < n_.pubs; ++i) {
       const uint32_t p = (rr_ + i) % n_.pubs;
@@ -371,7 +400,7 @@ class NatsClient {
   bool publish(rt::Ctx<Io>& ctx, Conn& cn, uint64_t intended, uint32_t p) {
     const uint32_t size = cfg_.msg_size;
     const uint32_t line = nats::pub_line_size(n_.subject, size);
-    const bool ping = cfg_.mode == LoopMode::closed && (cn.pubs + 1) % chunk_ == 0;
+    const bool ping = cfg_.mode == LoopMode::closed && n_.ack_window && (cn.pubs + 1) % chunk_ == 0;
     const uint32_t n = line + size + 2 + (ping ? uint32_t(nats::kPing.size()) : 0);
     uint8_t* o = ctx.io.stream_reserve(cn.id, n);
     if (!o) {
@@ -426,9 +455,11 @@ class NatsClient {
   ClientResults* res_;
   std::vector<Conn> conns_;  // publishers first, then subscribers
   rt::ConnSlots<ConnIdx> conn_idx_;
-  std::vector<uint64_t> last_seq_;  // [subscriber][publisher]: highest seq + 1 seen
-  std::vector<uint8_t> filler_;     // the payload's bytes after the stamp
-  uint32_t chunk_ = 1;              // closed loop: PUBs per PING
+  std::vector<uint64_t> last_seq_;    // [subscriber][publisher]: highest seq + 1 seen
+  std::vector<uint64_t> got_by_pub_;  // deliveries per publisher not yet in by_pub
+  uint32_t fan_ = 1;                  // deliveries per publish (subscribers, or 1: queue)
+  std::vector<uint8_t> filler_;       // the payload's bytes after the stamp
+  uint32_t chunk_ = 1;                // closed loop: PUBs per PING
   uint32_t issued_ = 0, ready_ = 0, gave_up_ = 0;
   bool counted_ready_ = false;
   uint64_t connect_deadline_ = 0;

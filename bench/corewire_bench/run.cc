@@ -152,7 +152,7 @@ Result<RunResult> run(const Options& o, double rate, bool progress, bool preload
                              : nats  ? uint32_t(share(o.nats_pubs, 0, n) + share(o.nats_subs, 0, n))
                                      : o.flows;
   // nats: what the workers share (set-up barrier, end of publishing, deliveries).
-  auto nats_shared = std::make_shared<NatsShared>(n);
+  auto nats_shared = std::make_shared<NatsShared>(n, std::max(o.nats_pubs, 1u));
   rt::RuntimeConfig rc;
   rc.backend = o.backend;
   rc.io.workers = n;
@@ -196,6 +196,7 @@ Result<RunResult> run(const Options& o, double rate, bool progress, bool preload
       nc.subs_total = o.nats_subs;
       nc.subject = o.nats_subject;
       nc.queue = o.nats_queue;
+      nc.ack_window = o.nats_closed == "ack";
       nc.shared = nats_shared;
       return Services(std::in_place_type<NatsClient>, c, nc, &results[w]);
     }

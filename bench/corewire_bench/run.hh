@@ -42,6 +42,7 @@ struct Options {
   // connections over all workers, the subject, an optional queue group.
   uint32_t nats_pubs = 1, nats_subs = 1;
   std::string nats_subject = "bench", nats_queue;
+  std::string nats_closed = "delivery";  // closed loop in flight until: delivery | ack
 };
 
 // Runs once at `rate` msgs/s (open loop) or closed loop (rate ignored). Blocks until every

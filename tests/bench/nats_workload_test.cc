@@ -241,21 +241,25 @@ class NatsClientTest : public ClientFixture {
     return r;
   }
 
+  // Closed loop, one publisher to two subscribers (one worker).
+  void make_closed(uint32_t window, uint64_t count, uint32_t msg_size, bool ack_window) {
+    ClientConfig c;
+    c.mode = LoopMode::closed;
+    c.window = window;
+    c.count = count;
+    c.msg_size = msg_size;
+    NatsConfig n;
+    n.subs = n.subs_total = 2;
+    n.subject = "bench.x";
+    n.ack_window = ack_window;
+    make(c, n);
+  }
+
   std::unique_ptr<NatsClient> client;  // hides the fixture's Client
 };
 
-TEST_F(NatsClientTest, ClosedLoopFanOutToEverySubscriber) {
-  ClientConfig c;
-  c.mode = LoopMode::closed;
-  c.window = 4;
-  c.count = 6;
-  c.msg_size = 20;
-  NatsConfig n;
-  n.pubs = 1;
-  n.subs = 2;
-  n.subs_total = 2;
-  n.subject = "bench.x";
-  make(c, n);
+TEST_F(NatsClientTest, ClosedLoopAckWindowFanOutToEverySubscriber) {
+  make_closed(4, 6, 20, true);
   std::vector<std::string> hello;
   const auto ids = connect_all(0, &hello);
   ASSERT_EQ(ids.size(), 3u);
@@ -304,6 +308,37 @@ TEST_F(NatsClientTest, ClosedLoopFanOutToEverySubscriber) {
   EXPECT_EQ(client->phase(), Phase::done);
   EXPECT_EQ(res->errors.get(), 0u);
   EXPECT_EQ(res->nats_out_of_order.get(), 0u);
+}
+
+// By default a closed-loop PUB stays in flight until every subscriber got it; PONGs do
+// not move the window and no PINGs are sent.
+TEST_F(NatsClientTest, ClosedLoopWindowFollowsDeliveries) {
+  make_closed(2, 100, 16, false);
+  const auto ids = connect_all(0);
+  tick(kMs);
+  uint32_t pings = 0;
+  auto sent = pubs(out(ids[0]), &pings);
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(pings, 0u);
+  in(kMs, ids[0], "PONG\r\n");
+  tick(2 * kMs);
+  EXPECT_TRUE(out(ids[0]).empty()) << "a PONG acknowledges nothing here";
+  // The first message reaches one subscriber: still in flight (1 of 2 deliveries).
+  in(3 * kMs, ids[1], msg("bench", 1, payload(16, sent[0])));
+  tick(3 * kMs);
+  EXPECT_TRUE(out(ids[0]).empty());
+  // ... and the other: one slot opens.
+  in(4 * kMs, ids[2], msg("bench", 2, payload(16, sent[0])));
+  tick(4 * kMs);
+  auto more = pubs(out(ids[0]));
+  ASSERT_EQ(more.size(), 1u);
+  EXPECT_EQ(more[0].seq, 2u);
+  // Both of the second message, to one subscriber each: two deliveries of 2 = one more.
+  in(5 * kMs, ids[1], msg("bench", 1, payload(16, sent[1])));
+  in(5 * kMs, ids[2], msg("bench", 2, payload(16, sent[1])));
+  tick(5 * kMs);
+  EXPECT_EQ(pubs(out(ids[0])).size(), 1u);
+  EXPECT_EQ(res->received.get(), 4u);
 }
 
 TEST_F(NatsClientTest, OpenLoopStampsIntendedTimesAndJoinsTheQueueGroup) {
@@ -400,7 +435,7 @@ TEST_F(NatsClientTest, NoServerAnswerEndsTheRunAfterTheConnectTimeout) {
 // Two workers: one publishes, the other only subscribes. The subscriber's worker waits for
 // the publisher's to finish (not its own timeout from the start) and for every delivery.
 TEST_F(NatsClientTest, SubscriberOnlyWorkerWaitsForThePublishers) {
-  auto shared = std::make_shared<NatsShared>(2);
+  auto shared = std::make_shared<NatsShared>(2, 1);
   ClientConfig c;
   c.mode = LoopMode::closed;
   c.window = 2;
