@@ -361,7 +361,9 @@ class NatsClient {
       if (!may_send(next_intended_ns_)) return;
       const uint32_t p = next_publisher();
       if (p == kNone) return;
-      if (!publish(ctx, conns_[p], next_intended_ns_, p)) return;  // retried, time kept
+      // No buffer: the connection is gone (a failed reservation closes it; on_closed
+      // follows). The message keeps its intended time for the next publisher.
+      if (!publish(ctx, conns_[p], next_intended_ns_, p)) return;
       rr_ = p + 1;
       next_intended_ns_ += next_gap_ns();
     }

@@ -167,6 +167,14 @@ Result<RunResult> run(const Options& o, double rate, bool progress, bool preload
     rc.io.conn_out_limit = uint32_t(
         std::clamp<uint64_t>(window_bytes, rc.io.conn_out_limit, rc.io.worker_out_limit / 2));
   }
+  if (nats) {
+    // A publisher's whole window of PUBs may be queued on its connection at once (a
+    // reservation past the limit closes the connection); open loop: at least 4.
+    const uint64_t window_bytes = uint64_t(std::max(o.window, 4u)) *
+                                  (nats::pub_size(o.nats_subject, o.msg_size) + nats::kPing.size());
+    rc.io.conn_out_limit = uint32_t(
+        std::clamp<uint64_t>(window_bytes, rc.io.conn_out_limit, rc.io.worker_out_limit / 2));
+  }
   if (auto d = dpdk_config(o, rc); !d) return d.error();
 
   // One service; its client sockets are declared (UDP: one per flow, TCP: the group its

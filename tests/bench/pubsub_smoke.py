@@ -76,6 +76,14 @@ def generator(spec):
                   f"{name} queue: 1000 delivered once each ({rep['received']})")
             check(rep["errors"] == 0 and rep["nats"]["out_of_order"] == 0,
                   f"{name} queue: no error or reordering")
+        # 1 MiB payloads (nats-server's default max_payload), each parsed as it streams in;
+        # a window of 2 stays below corewire's max_pending (3 MiB), past which a subscriber
+        # is closed as a slow consumer.
+        rep = bench(port, ["--nats-pubs", "1", "--nats-subs", "2", "-m", "1048576", "--window",
+                           "2", "--count", "20"], f"{name} 1 MiB")
+        if rep:
+            check(rep["received"] == 40 and rep["errors"] == 0 and rep["conns"]["closed"] == 0,
+                  f"{name} 1 MiB: 40 delivered ({rep['received']}), no error, none closed")
         # 1 -> 1 open loop, Poisson, two threads (publisher and subscriber on two workers).
         rep = bench(port, ["--nats-pubs", "1", "--nats-subs", "1", "-m", "64", "--mode", "open",
                            "--rate", "5000", "--arrival", "poisson", "--duration", "0.3",
