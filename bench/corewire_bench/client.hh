@@ -47,7 +47,7 @@
 
 namespace cw::bench {
 
-enum class Dialect : uint8_t { native, sockperf, memcached };
+enum class Dialect : uint8_t { native, sockperf, memcached, nats };  // nats: NatsClient
 enum class LoopMode : uint8_t { closed, open };
 enum class Arrival : uint8_t { fixed, poisson };
 
@@ -110,6 +110,10 @@ struct alignas(64) ClientResults {
   // be parsed (in `errors` too), UDP reassemblies given up for a newer request.
   dp::Counter kv_gets, kv_sets, kv_keys, kv_hits, kv_misses, kv_error_replies;
   dp::Counter kv_bad_replies, kv_udp_evicted;
+  // nats (nats_client.hh), whole run: -ERR lines, bytes that are not the NATS server
+  // protocol (the connection is closed), MSGs without a stamp, MSGs that came before an
+  // earlier one of the same publisher, warm-up MSGs (not in received).
+  dp::Counter nats_err_lines, nats_bad, nats_unstamped, nats_out_of_order, nats_warmup_msgs;
   std::atomic<uint8_t> phase{uint8_t(Phase::connecting)};
   // Written by the worker; read by others only once phase == done (or the thread exited).
   uint64_t measure_start_ns = 0;  // start of the measured phase

@@ -7,6 +7,7 @@
 #include <optional>
 #include <sstream>
 
+#include "bench/corewire_bench/nats_codec.hh"
 #include "bench/corewire_bench/run.hh"
 #include "control/version.hh"
 
@@ -20,17 +21,39 @@ constexpr double kSaturatedLoss = 0.01;      // ... or loss above this ratio
 // while the first requests are in flight; those requests may be lost and must not count.
 constexpr double kDpdkDefaultWarmup_s = 1.0;
 
+// --proto nats: publishers have 16-bit ids in the stamp; payloads up to nats-server's
+// default max_payload.
+constexpr uint32_t kMaxNatsConns = 1u << nats::kPubBits;
+constexpr uint32_t kMaxNatsPayload = 1u << 20;
+
 int fail(const std::string& msg) {
   std::fprintf(stderr, "corewire-bench: %s\n", msg.c_str());
   return 1;
 }
 
+// --proto nats: what the NATS workload cannot do, refused before anything starts.
+Result<void> check_nats(const Options& o) {
+  if (o.udp) return make_error("--proto nats: TCP only");
+  if (o.backend == "dpdk") return make_error("--proto nats: TCP only (not with --backend dpdk)");
+  if (o.conns || o.check) return make_error("--conns and --check: native and sockperf only");
+  if (o.nats_pubs == 0 && o.nats_subs == 0) return make_error("--proto nats: no connections");
+  if (o.msg_size < nats::kStampSize || o.msg_size > kMaxNatsPayload)
+    return make_error("-m: the NATS payload, " + std::to_string(nats::kStampSize) + " .. " +
+                      std::to_string(kMaxNatsPayload) + " bytes (a 16-byte time stamp first)");
+  auto bad_token = [](const std::string& s) {
+    return s.find_first_of(" \t\r\n") != std::string::npos;
+  };
+  if (o.nats_subject.empty() || bad_token(o.nats_subject) || bad_token(o.nats_queue))
+    return make_error("--nats-subject / --nats-queue: one token, no whitespace");
+  return {};
+}
+
 int run(int argc, char** argv) {
   Options o;
-  CLI::App app{"corewire-bench: load generator for corewire (native, sockperf, memcached)"};
+  CLI::App app{"corewire-bench: load generator for corewire (native, sockperf, memcached, nats)"};
   app.set_version_flag("--version", version_line("corewire-bench"));
   app.add_option("--proto", o.proto, "dialect")
-      ->check(CLI::IsMember({"native", "sockperf", "memcached"}));
+      ->check(CLI::IsMember({"native", "sockperf", "memcached", "nats"}));
   app.add_option("--kv-proto", o.kv_proto, "memcached: text | meta")
       ->check(CLI::IsMember({"text", "meta"}));
   app.add_option("--kv-get-ratio", o.kv_get_ratio, "memcached: share of gets (rest: sets)")
@@ -49,6 +72,15 @@ int run(int argc, char** argv) {
   app.add_flag("--kv-preload", o.kv_preload, "memcached: set every key once first (TCP)");
   bool preload_only = false;
   app.add_flag("--kv-preload-only", preload_only, "memcached: only set every key once (TCP)");
+  app.add_option("--nats-pubs", o.nats_pubs, "nats: publisher connections (all workers)")
+      ->check(CLI::Range(0u, kMaxNatsConns));
+  app.add_option("--nats-subs", o.nats_subs, "nats: subscriber connections (all workers)")
+      ->check(CLI::Range(0u, kMaxNatsConns));
+  app.add_option("--nats-subject", o.nats_subject, "nats: the subject published to");
+  app.add_option("--nats-queue", o.nats_queue, "nats: subscribers join this queue group");
+  app.add_option("--nats-closed", o.nats_closed,
+                 "nats closed loop: a PUB is in flight until delivery | ack (server's PONG)")
+      ->check(CLI::IsMember({"delivery", "ack"}));
   app.add_flag("--udp", o.udp, "UDP (default)");
   app.add_flag("--tcp", o.tcp, "TCP");
   app.add_option("--target", o.target, "server address:port")->required();
@@ -106,6 +138,14 @@ int run(int argc, char** argv) {
     if (!warmup->count()) o.warmup_s = kDpdkDefaultWarmup_s;
   }
   if (!o.cores.empty()) o.threads = uint32_t(o.cores.size());
+  const bool nats = o.proto == "nats";
+  if (nats) {
+    if (auto v = check_nats(o); !v) return fail(v.error().message);
+    o.tcp = true;
+  } else if (o.nats_pubs != 1 || o.nats_subs != 1 || !o.nats_queue.empty() ||
+             o.nats_closed != "delivery") {
+    return fail("--nats-*: only with --proto nats");
+  }
   const bool kv = o.proto == "memcached";
   if (kv) {
     if (auto v = parse_value_size(o); !v) return fail(v.error().message);
@@ -148,11 +188,12 @@ int run(int argc, char** argv) {
   }
   if (o.mode == "open" && o.rate <= 0 && o.sweep.empty())
     return fail("--mode open needs --rate (or --sweep)");
-  const double min_msg = kv                    ? 0
+  const double min_msg = kv || nats            ? 0
                          : o.proto == "native" ? proto::native::kHeaderSize
                                                : proto::sockperf::kHeaderSize;
   if (o.msg_size < min_msg) return fail("-m: at least " + std::to_string(int(min_msg)) + " bytes");
-  if (!kv && o.msg_size > proto::sockperf::kMaxMessage) return fail("-m: at most 65507 bytes");
+  if (!kv && !nats && o.msg_size > proto::sockperf::kMaxMessage)
+    return fail("-m: at most 65507 bytes");
 
   // --kv-preload: every key set once, before the measured run(s).
   std::optional<RunResult> preload;
@@ -187,7 +228,7 @@ int run(int argc, char** argv) {
       if (!o.hgrm.empty())
         r->hist->write_hgrm(o.hgrm + "." + std::to_string(uint64_t(rate)) + ".hgrm");
       const bool saturated =
-          r->throughput() < kSaturatedAchieved * rate || r->loss_ratio() > kSaturatedLoss;
+          r->achieved_load() < kSaturatedAchieved * rate || r->loss_ratio() > kSaturatedLoss;
       steps.push_back(std::move(*r));
       if (saturated) {
         std::printf("saturated at %.0f msg/s offered\n", rate);

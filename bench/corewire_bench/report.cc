@@ -69,6 +69,23 @@ nlohmann::json run_json(const RunResult& r) {
                {"bad_replies", k.bad_replies},
                {"udp_reassembly_evicted", k.udp_evicted}};
   }
+  if (i.proto == "nats") {
+    const NatsCounts& n = r.nats;
+    j["nats"] = {{"publishers", i.nats.pubs},
+                 {"subscribers", i.nats.subs},
+                 {"subject", i.nats.subject},
+                 {"queue", i.nats.queue},
+                 {"published", r.sent},
+                 {"published_per_s", r.published_per_s()},
+                 {"expected", n.expected},
+                 {"delivered", r.received},
+                 {"delivered_per_s", r.throughput()},
+                 {"err_lines", n.err_lines},
+                 {"bad", n.bad},
+                 {"unstamped", n.unstamped},
+                 {"out_of_order", n.out_of_order},
+                 {"warmup_msgs", n.warmup_msgs}};
+  }
   if (r.preloaded)
     j["preload"] = {{"sent", r.preload_sent},
                     {"stored", r.preload_stored},
@@ -104,6 +121,14 @@ void RunResult::add(const ClientResults& w) {
   kv.error_replies += w.kv_error_replies.get();
   kv.bad_replies += w.kv_bad_replies.get();
   kv.udp_evicted += w.kv_udp_evicted.get();
+  nats.err_lines += w.nats_err_lines.get();
+  nats.bad += w.nats_bad.get();
+  nats.unstamped += w.nats_unstamped.get();
+  nats.out_of_order += w.nats_out_of_order.get();
+  nats.warmup_msgs += w.nats_warmup_msgs.get();
+  if (w.last_tx_ns > w.measure_start_ns)
+    nats.pub_elapsed_s =
+        std::max(nats.pub_elapsed_s, double(w.last_tx_ns - w.measure_start_ns) / 1e9);
   if (!w.done()) ++unfinished;
   hist->merge(w.hist);
   if (w.last_rx_ns > w.measure_start_ns)
@@ -117,6 +142,15 @@ void RunResult::set_preload(const RunResult& p) {
   preload_lost = p.lost;
   preload_errors = p.errors;
   preload_s = p.elapsed_s;
+}
+
+void RunResult::set_nats_expected(uint64_t published, uint64_t fanout) {
+  nats.expected = published * fanout;
+  lost = nats.expected > received ? nats.expected - received : 0;
+}
+
+double RunResult::published_per_s() const {
+  return nats.pub_elapsed_s > 0 ? double(sent) / nats.pub_elapsed_s : 0.0;
 }
 
 std::string text_report(const RunResult& r) {
@@ -157,6 +191,19 @@ std::string text_report(const RunResult& r) {
                   (unsigned long long)k.hits, (unsigned long long)k.misses,
                   (unsigned long long)k.sets, (unsigned long long)k.error_replies,
                   (unsigned long long)k.bad_replies);
+    s += b;
+  }
+  if (r.info.proto == "nats") {
+    const NatsCounts& n = r.nats;
+    std::snprintf(b, sizeof b,
+                  "nats %u pub(s) -> %u sub(s)%s%s: published %llu (%.0f/s)  delivered %llu "
+                  "(%.0f/s) of %llu expected  out of order %llu  -ERR %llu  bad %llu  "
+                  "unstamped %llu\n",
+                  r.info.nats.pubs, r.info.nats.subs, r.info.nats.queue.empty() ? "" : ", queue ",
+                  r.info.nats.queue.c_str(), (unsigned long long)r.sent, r.published_per_s(),
+                  (unsigned long long)r.received, r.throughput(), (unsigned long long)n.expected,
+                  (unsigned long long)n.out_of_order, (unsigned long long)n.err_lines,
+                  (unsigned long long)n.bad, (unsigned long long)n.unstamped);
     s += b;
   }
   if (r.preloaded) {

@@ -28,6 +28,11 @@ struct RunInfo {
     uint64_t keys = 0;
     uint32_t key_size = 0, value_min = 0, value_max = 0, multiget = 0;
   } kv;
+  // proto nats only: connections over all workers, subject, queue group (may be empty).
+  struct Nats {
+    uint32_t pubs = 0, subs = 0;
+    std::string subject, queue;
+  } nats;
 };
 
 // memcached: what the measured requests asked and got (ClientResults' kv_* counters).
@@ -36,12 +41,21 @@ struct KvCounts {
   uint64_t bad_replies = 0, udp_evicted = 0;
 };
 
+// nats: what the subscribers got (ClientResults' nats_* counters) and what they should
+// have: published (measured) x subscribers, or x 1 with a queue group.
+struct NatsCounts {
+  uint64_t expected = 0, err_lines = 0, bad = 0, unstamped = 0, out_of_order = 0;
+  uint64_t warmup_msgs = 0;
+  double pub_elapsed_s = 0;  // start of the measured phase to the last measured PUB
+};
+
 struct RunResult {
   RunInfo info;
   uint64_t sent = 0, received = 0, lost = 0, errors = 0, late = 0, warmup_sent = 0;
   uint64_t send_blocked = 0;
   uint64_t conns_open = 0, conns_failed = 0, conns_closed = 0;
   KvCounts kv;
+  NatsCounts nats;
   // --kv-preload: the preload run's figures (requests = keys set), when one ran.
   bool preloaded = false;
   uint64_t preload_sent = 0, preload_stored = 0, preload_lost = 0, preload_errors = 0;
@@ -53,11 +67,26 @@ struct RunResult {
   std::unique_ptr<Histogram> hist = std::make_unique<Histogram>();
 
   double throughput() const { return elapsed_s > 0 ? double(received) / elapsed_s : 0.0; }
-  double loss_ratio() const { return sent ? double(lost) / double(sent) : 0.0; }
+  // Of the replies (nats: deliveries) expected, the share that did not come.
+  double loss_ratio() const {
+    const uint64_t want = info.proto == "nats" ? nats.expected : sent;
+    return want ? double(lost) / double(want) : 0.0;
+  }
   // Adds one worker's results (read after the worker finished or exited).
   void add(const ClientResults& r);
   // Records a preload run's figures in this (the measured) run.
   void set_preload(const RunResult& p);
+  // nats, after every worker was added: what the subscribers should have received; lost
+  // is what of that did not come.
+  void set_nats_expected(uint64_t published, uint64_t fanout);
+  // nats: measured PUBs per second (first to last intended time).
+  double published_per_s() const;
+  // What a sweep compares with the offered rate: replies/s, or for nats deliveries/s over
+  // the fan-out (the publish rate the subscribers saw).
+  double achieved_load() const {
+    if (info.proto != "nats" || nats.expected == 0) return throughput();
+    return throughput() * double(sent) / double(nats.expected);
+  }
 };
 
 std::string text_report(const RunResult& r);

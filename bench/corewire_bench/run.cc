@@ -11,11 +11,12 @@
 
 #include "app/runtime/launch.hh"
 #include "bench/corewire_bench/client.hh"
+#include "bench/corewire_bench/nats_client.hh"
 
 namespace cw::bench {
 namespace {
 
-using Services = std::variant<Client>;
+using Services = std::variant<Client, NatsClient>;
 
 constexpr double kProgressEvery_s = 1.0;
 constexpr double kProgressFrom_s = 2.0;  // short runs print no progress at all
@@ -117,6 +118,7 @@ Result<RunResult> run(const Options& o, double rate, bool progress, bool preload
   ClientConfig base;
   base.dialect = o.proto == "native"     ? Dialect::native
                  : o.proto == "sockperf" ? Dialect::sockperf
+                 : o.proto == "nats"     ? Dialect::nats
                                          : Dialect::memcached;
   const bool kv = base.dialect == Dialect::memcached;
   if (kv) {
@@ -131,7 +133,8 @@ Result<RunResult> run(const Options& o, double rate, bool progress, bool preload
     // One table for all workers (setup: O(keys) time, 8 bytes per key for Zipf).
     k.keys = std::make_shared<const kv::KeyDist>(o.kv_keys, o.kv_dist == "zipf" ? o.kv_theta : 0);
   }
-  base.transport = o.tcp ? dp::Transport::tcp : dp::Transport::udp;
+  const bool nats = base.dialect == Dialect::nats;  // NatsClient: its connections over TCP
+  base.transport = o.tcp || nats ? dp::Transport::tcp : dp::Transport::udp;
   base.target = *target;
   base.msg_size = o.msg_size;
   base.mode = o.mode == "open" ? LoopMode::open : LoopMode::closed;
@@ -145,7 +148,11 @@ Result<RunResult> run(const Options& o, double rate, bool progress, bool preload
   base.service_id = o.service_id;
   base.check = o.check;
 
-  const uint32_t flows_max = o.conns ? uint32_t(share(o.conns, 0, n)) : o.flows;
+  const uint32_t flows_max = o.conns ? uint32_t(share(o.conns, 0, n))
+                             : nats  ? uint32_t(share(o.nats_pubs, 0, n) + share(o.nats_subs, 0, n))
+                                     : o.flows;
+  // nats: what the workers share (set-up barrier, end of publishing, deliveries).
+  auto nats_shared = std::make_shared<NatsShared>(n, std::max(o.nats_pubs, 1u));
   rt::RuntimeConfig rc;
   rc.backend = o.backend;
   rc.io.workers = n;
@@ -157,6 +164,14 @@ Result<RunResult> run(const Options& o, double rate, bool progress, bool preload
     // A full window of the largest sets may be queued on a connection at once.
     const uint64_t window_bytes = uint64_t(std::max(o.window, 1u)) *
                                   (kv::set_size(base.kv.proto, o.kv_key_size, o.kv_value_max) + 64);
+    rc.io.conn_out_limit = uint32_t(
+        std::clamp<uint64_t>(window_bytes, rc.io.conn_out_limit, rc.io.worker_out_limit / 2));
+  }
+  if (nats) {
+    // A publisher's whole window of PUBs may be queued on its connection at once (a
+    // reservation past the limit closes the connection); open loop: at least 4.
+    const uint64_t window_bytes = uint64_t(std::max(o.window, 4u)) *
+                                  (nats::pub_size(o.nats_subject, o.msg_size) + nats::kPing.size());
     rc.io.conn_out_limit = uint32_t(
         std::clamp<uint64_t>(window_bytes, rc.io.conn_out_limit, rc.io.worker_out_limit / 2));
   }
@@ -180,6 +195,19 @@ Result<RunResult> run(const Options& o, double rate, bool progress, bool preload
     for (unsigned v = 0; v < w; ++v) c.kv.preload_first += share(o.count, v, n);
     c.max_conns = ctx.max_conns;
     for (const rt::SocketRef& s : ctx.sockets) c.sockets.push_back(s.id);
+    if (nats) {
+      NatsConfig nc;
+      nc.pubs = uint32_t(share(o.nats_pubs, w, n));
+      nc.subs = uint32_t(share(o.nats_subs, w, n));
+      for (unsigned v = 0; v < w; ++v) nc.pub_base += uint32_t(share(o.nats_pubs, v, n));
+      nc.pubs_total = o.nats_pubs;
+      nc.subs_total = o.nats_subs;
+      nc.subject = o.nats_subject;
+      nc.queue = o.nats_queue;
+      nc.ack_window = o.nats_closed == "ack";
+      nc.shared = nats_shared;
+      return Services(std::in_place_type<NatsClient>, c, nc, &results[w]);
+    }
     return Services(std::in_place_type<Client>, c, &results[w]);
   };
   auto app = rt::build_app<Services>({std::move(client)});
@@ -240,7 +268,7 @@ Result<RunResult> run(const Options& o, double rate, bool progress, bool preload
   runtime.join();
 
   r.info = {o.proto,
-            o.tcp ? "tcp" : "udp",
+            o.tcp || nats ? "tcp" : "udp",
             o.target,
             o.mode,
             o.arrival,
@@ -254,6 +282,7 @@ Result<RunResult> run(const Options& o, double rate, bool progress, bool preload
             o.duration_s,
             o.warmup_s,
             o.count,
+            {},
             {}};
   if (kv)
     r.info.kv = {o.kv_proto,   o.kv_dist,     o.kv_get_ratio, o.kv_dist == "zipf" ? o.kv_theta : 0,
@@ -261,6 +290,11 @@ Result<RunResult> run(const Options& o, double rate, bool progress, bool preload
                  o.kv_multiget};
   for (unsigned w = 0; w < n; ++w) r.add(results[w]);
   r.conns_open = open_at_end;
+  if (nats) {
+    r.info.nats = {o.nats_pubs, o.nats_subs, o.nats_subject, o.nats_queue};
+    r.info.conns = o.nats_pubs + o.nats_subs;
+    r.set_nats_expected(r.sent, o.nats_queue.empty() ? o.nats_subs : (o.nats_subs ? 1 : 0));
+  }
   r.backend_counters = runtime.backend_counters();
   return r;
 }

@@ -38,6 +38,11 @@ struct Options {
   uint64_t kv_keys = 100000;
   uint32_t kv_key_size = 32, kv_multiget = 1, kv_value_min = 100, kv_value_max = 100;
   bool kv_preload = false;  // set every key once (over TCP) before the run
+  // --proto nats (bench/README.md, "The NATS workload"): publisher and subscriber
+  // connections over all workers, the subject, an optional queue group.
+  uint32_t nats_pubs = 1, nats_subs = 1;
+  std::string nats_subject = "bench", nats_queue;
+  std::string nats_closed = "delivery";  // closed loop in flight until: delivery | ack
 };
 
 // Runs once at `rate` msgs/s (open loop) or closed loop (rate ignored). Blocks until every

@@ -9,6 +9,12 @@ A client spec is a dict: {"type": ..., options}. Types:
                   with proto memcached the table's "msg" is the sets' value size, and
                   "preload": corewire-bench arguments of a --kv-preload-only run made
                   after the server starts, before the measured run and its CPU figures.
+                  With proto nats: the table's "pubs", "subs" and "queue" (publisher and
+                  subscriber connections, queue group or none), "msg" the payload size,
+                  "window" unacknowledged PUBs per publisher (closed loop), "rate" the
+                  publish rate (open loop); msg_per_s is delivered messages/s (all
+                  subscribers), load_per_s that divided by the fan-out (so it compares with
+                  the offered publish rate), published_per_s, and the report's "nats" kept.
   kernel-blaster  bench/reference cw-kernel-blaster: msg_per_s only (UDP).
   sockperf-pp     `sockperf ping-pong --full-rtt`: p50_us, p99_us (one outstanding; whole
                   seconds, at least 1).
@@ -54,7 +60,7 @@ def corewire_bench(spec, w, build, port, core, hgrm, rate):
     with tempfile.NamedTemporaryFile(suffix=".json") as j:
         argv = [os.path.join(build, "bench/corewire-bench"), "--proto", w["proto"],
                 f"--{w['transport']}", "--target", f"127.0.0.1:{port}", "-m", str(w["msg"]),
-                "--flows", str(w["flows"]), "--duration", str(w["duration"]),
+                "--duration", str(w["duration"]),
                 "--warmup", str(w.get("warmup", 0)), "--cores", str(core), "--json", j.name]
         if rate:
             argv += ["--mode", "open", "--rate", str(rate), "--arrival",
@@ -63,6 +69,11 @@ def corewire_bench(spec, w, build, port, core, hgrm, rate):
             argv += ["--mode", "closed", "--window", str(spec.get("window", 16))]
         argv += ["--busy-poll"] if spec.get("busy_poll", True) else []
         argv += ["--hgrm", hgrm] if hgrm else []
+        if w["proto"] == "nats":
+            argv += ["--nats-pubs", str(w["pubs"]), "--nats-subs", str(w["subs"])]
+            argv += ["--nats-queue", w["queue"]] if w.get("queue") else []
+        else:
+            argv += ["--flows", str(w["flows"])]
         if w["proto"] == "memcached":  # "msg" is the value size of the sets
             argv += ["--kv-value-size", str(w["msg"])]
         argv += [str(a) for a in spec.get("args", [])]
@@ -83,6 +94,13 @@ def corewire_bench(spec, w, build, port, core, hgrm, rate):
            "answered": rep["received"] + rep["warmup_sent"], "client_cmd": cmd}
     if "kv" in rep:
         out["kv"] = rep["kv"]
+    if "nats" in rep:
+        n = rep["nats"]
+        fan = 1 if n["queue"] else max(n["subscribers"], 1)
+        out.update({"nats": n, "published_per_s": n["published_per_s"],
+                    "load_per_s": n["delivered_per_s"] / fan})
+        # CPU per message is per delivered message (warm-up included), publishing included.
+        out["answered"] = rep["received"] + n["warmup_msgs"]
     return out
 
 

@@ -20,6 +20,14 @@ def header(res):
     s, m = res["spec"], res["machine"]
     w = (f"{s.get('transport', 'udp').upper()}, {s.get('proto', 'sockperf')} dialect, "
          f"{s.get('msg', 64)} B, {s.get('flows', 1)} flow(s)")
+    if s.get("proto") == "nats":
+        w = (f"NATS over TCP, {s.get('msg', 64)} B payloads, {s.get('pubs', 1)} publisher(s) -> "
+             f"{s.get('subs', 1)} subscriber(s)"
+             + (f" in queue group {s['queue']!r}" if s.get("queue") else ""))
+    if res.get("peak"):
+        pk = res["peak"]
+        w += (f"; offered loads = {pk.get('fractions', s.get('fractions'))} x {pk['server']}'s "
+              f"closed-loop peak {pk['msg_per_s']:.0f}/s = {pk['loads']}")
     c = res["spec"]["client"]
     lines = [f"### {s.get('title', s['name'])}", "",
              f"- **Command:** `{res['command']}`",
@@ -38,6 +46,10 @@ def header(res):
     lines += [f"  - `{n}`: `{c}`" for n, c in cmds.items()]
     if s.get("note"):
         lines += ["", s["note"]]
+    if s.get("proto") == "nats":
+        lines += ["", "NATS: k msg/s counts deliveries (all subscribers); the latency columns "
+                  "(\"RTT p50\", p99, p99.9) are one-way, publisher's stamp to delivery; "
+                  "CPU per message is per delivery; a curve's offered load is the publish rate."]
     return lines
 
 

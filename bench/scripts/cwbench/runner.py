@@ -49,7 +49,9 @@ class Context:
         s = self.spec
         return {"transport": s.get("transport", "udp"), "proto": s.get("proto", "sockperf"),
                 "msg": s.get("msg", 64), "flows": s.get("flows", 1),
-                "duration": s.get("duration", 5), "warmup": s.get("warmup", 1)}
+                "duration": s.get("duration", 5), "warmup": s.get("warmup", 1),
+                # proto nats: publisher and subscriber connections, queue group ("": none)
+                "pubs": s.get("pubs", 1), "subs": s.get("subs", 1), "queue": s.get("queue", "")}
 
     def check_state(self, label):
         """Probes before a round; a slow probe postpones the round (logged), up to
@@ -147,10 +149,13 @@ def summarize_pair(spec, runs):
     names = [s["name"] for s in table_servers(spec)]
     rounds = sorted({r["round"] for r in runs})
     by = {(r["server"], r["round"]): r for r in runs}
-    per = {n: {m: [by.get((n, k), {}).get(m) for k in rounds] for m in METRICS} for n in names}
+    # proto nats: a server may close subscribers it finds slow (closed loop paces publishers
+    # by the server's PONGs, not by deliveries), so the share not delivered is shown too.
+    metrics = METRICS + (("loss_ratio",) if spec.get("proto") == "nats" else ())
+    per = {n: {m: [by.get((n, k), {}).get(m) for k in rounds] for m in metrics} for n in names}
     subject, ratios = names[0], {}
     for other in names[1:]:
-        for m in METRICS:
+        for m in metrics:
             pr = []
             for a, b in zip(per[subject][m], per[other][m]):
                 pr.append(a / b if a is not None and b else None)
@@ -158,6 +163,32 @@ def summarize_pair(spec, runs):
                 ratios[f"{m} {subject}/{other}"] = stats.ratio_summary(pr)
     return {"subject": subject, "servers": names, "rounds": rounds, "per_server": per,
             "ratios": ratios}
+
+
+def achieved(run):
+    """The rate a curve step compares with its offered load: replies/s, or for proto nats
+    deliveries/s over the fan-out (the publish rate the subscribers saw)."""
+    return run.get("load_per_s", run.get("msg_per_s", 0))
+
+
+def measure_peak(ctx, spec, w, srvs):
+    """Curves with "fractions": the reference's ("peak_of", default the last server) peak,
+    the median over "peak_runs" (1) closed-loop runs of published/s (proto nats) or
+    msg/s; the offered loads are those fractions of it. Every run is kept."""
+    name = spec.get("peak_of", srvs[-1]["name"])
+    ref = next(s for s in srvs if s["name"] == name)
+    runs = []
+    for i in range(spec.get("peak_runs", 1)):
+        ctx.check_state(f"peak{i}")
+        run = ctx.measure(ref, spec["client"], w, f"peak{i}")
+        run["round"] = i
+        runs.append(run)
+    rates = [r.get("published_per_s", r.get("msg_per_s")) for r in runs if "error" not in r]
+    peak = stats.median([x for x in rates if x])
+    if not peak:
+        raise RuntimeError(f"no peak measured for {name}: {[r.get('error') for r in runs]}")
+    return {"server": name, "msg_per_s": peak, "runs": runs, "fractions": spec["fractions"],
+            "loads": [max(1, int(f * peak)) for f in spec["fractions"]]}
 
 
 def loads_of(spec):
@@ -173,9 +204,11 @@ def loads_of(spec):
 def run_curve(spec, build, out_dir):
     ctx = Context(spec, build, out_dir)
     w, srvs, runs = ctx.workload(), table_servers(spec), []
+    peak = measure_peak(ctx, spec, w, srvs) if "fractions" in spec and "loads" not in spec else None
+    loads = peak["loads"] if peak else loads_of(spec)
     for rnd in range(spec.get("rounds", 1)):
         past = {s["name"]: -1 for s in srvs}  # steps measured since saturation (-1: not yet)
-        for i, load in enumerate(loads_of(spec)):
+        for i, load in enumerate(loads):
             live = [s for s in srvs if past[s["name"]] < STEPS_PAST_SATURATION]
             if not live:
                 break
@@ -185,14 +218,19 @@ def run_curve(spec, build, out_dir):
                 run = ctx.measure(s, spec["client"], w, label, rate=load)
                 run.update({"round": rnd, "offered": load, "probe_ns": probe.get("median_ns"),
                             "probe_slow": probe.get("slow", False)})
-                sat = ("error" in run or run.get("msg_per_s", 0) < SATURATED_ACHIEVED * load
+                sat = ("error" in run or achieved(run) < SATURATED_ACHIEVED * load
                        or run.get("loss_ratio", 0) > SATURATED_LOSS)
                 run["saturated"] = sat
                 if sat or past[s["name"]] >= 0:
                     past[s["name"]] += 1
                 runs.append(run)
-    return {"runs": runs, "probes": ctx.probes, "postponed": ctx.postponed,
-            "summary": summarize_curve(spec, runs)}
+    out = {"runs": runs, "probes": ctx.probes, "postponed": ctx.postponed,
+           "summary": summarize_curve(spec, runs)}
+    if peak:
+        out["peak"] = peak
+        out["summary"]["peak"] = {"server": peak["server"], "msg_per_s": peak["msg_per_s"],
+                                  "fractions": spec["fractions"], "loads": peak["loads"]}
+    return out
 
 
 CURVE_METRICS = ("msg_per_s", "p50_us", "p99_us", "p99_9_us", "loss_ratio",

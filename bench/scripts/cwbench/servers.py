@@ -10,6 +10,9 @@ A server spec is a dict: {"name": "...", "type": ..., options}. Types:
   sockperf     the stock `sockperf server` (sockperf dialect only).
   memcached    Debian's memcached (proto memcached only), `-t 1` on the port for TCP and
                UDP; "args": more memcached arguments (e.g. ["-m", "4096"]).
+  nats-server  Debian's nats-server (proto nats only, TCP) on 127.0.0.1, pinned with taskset
+               and GOMAXPROCS=1 (one core, as corewire gets); "args": more arguments.
+               corewire runs its "pubsub" service for proto nats.
   command      any program: "argv" with {port}, {core}, {transport} substituted.
 """
 import os
@@ -20,6 +23,7 @@ import time
 from procgroup import stop_group
 
 UDP_ONLY = {"uring-echo"}
+NATS_SERVERS = {"corewire", "nats-server", "command"}  # the ones that speak NATS
 
 
 def supports(spec, transport, proto):
@@ -28,6 +32,10 @@ def supports(spec, transport, proto):
     if spec["type"] == "sockperf" and proto != "sockperf":
         return False
     if (spec["type"] == "memcached") != (proto == "memcached"):
+        return False
+    if spec["type"] == "nats-server" and proto != "nats":
+        return False
+    if proto == "nats" and (transport != "tcp" or spec["type"] not in NATS_SERVERS):
         return False
     return transport in spec.get("transports", ("udp", "tcp"))
 
@@ -39,7 +47,8 @@ def argv_for(spec, build, transport, proto, port, core):
     if t == "corewire":
         rt = {"backend": spec.get("backend", "io_uring"), "cores": [core], **spec.get("runtime", {})}
         lines = ["[runtime]"] + [f"{k} = {toml(v)}" for k, v in rt.items()]
-        svc = spec.get("service", {"sockperf": "sockperf-echo", "memcached": "kv"}.get(proto, "echo"))
+        svc = spec.get("service", {"sockperf": "sockperf-echo", "memcached": "kv",
+                                   "nats": "pubsub"}.get(proto, "echo"))
         lines += ["[[service]]", f'name = "{svc}"', f"{transport} = {port}"]
         cfg = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
         cfg.write("\n".join(lines) + "\n")
@@ -60,6 +69,9 @@ def argv_for(spec, build, transport, proto, port, core):
         return (["taskset", "-c", str(core), "memcached", "-p", str(port), "-U", str(port),
                  "-l", "127.0.0.1", "-t", "1"] + user + [str(a) for a in spec.get("args", [])],
                 None)
+    if t == "nats-server":
+        return (["taskset", "-c", str(core), "env", "GOMAXPROCS=1", "nats-server", "-a",
+                 "127.0.0.1", "-p", str(port)] + [str(a) for a in spec.get("args", [])], None)
     if t == "command":
         return [a.format(port=port, core=core, transport=transport) for a in spec["argv"]], None
     raise ValueError(f"unknown server type {t!r}")
