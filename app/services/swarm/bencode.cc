@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <iterator>
 
 namespace cw::swarm::bencode {
 namespace {
@@ -66,40 +67,18 @@ Error parse_string(Bytes in, size_t& pos, size_t max_len, size_t& data, size_t& 
   return Error::ok;
 }
 
+// Indexed by Error; the static_assert keeps it as long as the enum.
+constexpr std::string_view kErrorNames[] = {
+    "ok",       "truncated",       "bad_char", "bad_int",      "bad_length",    "too_long",
+    "too_deep", "too_many_tokens", "bad_key",  "unsorted_key", "missing_value", "trailing",
+    "too_large"};
+static_assert(std::size(kErrorNames) == static_cast<size_t>(Error::kCount));
+
 }  // namespace
 
 std::string_view error_name(Error e) {
-  switch (e) {
-    case Error::ok:
-      return "ok";
-    case Error::truncated:
-      return "truncated";
-    case Error::bad_char:
-      return "bad_char";
-    case Error::bad_int:
-      return "bad_int";
-    case Error::bad_length:
-      return "bad_length";
-    case Error::too_long:
-      return "too_long";
-    case Error::too_deep:
-      return "too_deep";
-    case Error::too_many_tokens:
-      return "too_many_tokens";
-    case Error::bad_key:
-      return "bad_key";
-    case Error::unsorted_key:
-      return "unsorted_key";
-    case Error::missing_value:
-      return "missing_value";
-    case Error::trailing:
-      return "trailing";
-    case Error::too_large:
-      return "too_large";
-    case Error::kCount:
-      break;
-  }
-  return "?";
+  const auto i = static_cast<size_t>(e);
+  return i < std::size(kErrorNames) ? kErrorNames[i] : "?";
 }
 
 std::string_view Doc::str(uint32_t i) const {
