@@ -98,6 +98,16 @@ uint32_t Metainfo::piece_size(uint32_t i) const {
   return left < piece_length ? static_cast<uint32_t>(left) : piece_length;
 }
 
+std::array<char, 2 * kHashSize> to_hex(const Hash& h) {
+  constexpr char kDigits[] = "0123456789abcdef";
+  std::array<char, 2 * kHashSize> out;
+  for (size_t i = 0; i < h.size(); ++i) {
+    out[2 * i] = kDigits[h[i] >> 4];
+    out[2 * i + 1] = kDigits[h[i] & 15];
+  }
+  return out;
+}
+
 Hash sha1(Bytes b) {
   Sha1 s;
   s.update(b);

@@ -111,6 +111,8 @@ class Sha1 {
   sha1_ctx ctx_;
 };
 Hash sha1(Bytes b);
+// The 40 lowercase hex digits of a hash (how info-hashes are shown: magnet links, logs).
+std::array<char, 2 * kHashSize> to_hex(const Hash& h);
 
 // Hashes a torrent's byte stream (its files, in order) into piece hashes, written into the
 // caller's span (20 bytes per piece).

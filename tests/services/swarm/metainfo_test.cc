@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <array>
-#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -18,13 +17,8 @@ Bytes B(std::string_view s) {
 }
 
 std::string hex(const Hash& h) {
-  std::string s;
-  char b[3];
-  for (uint8_t c : h) {
-    std::snprintf(b, sizeof b, "%02x", c);
-    s += b;
-  }
-  return s;
+  const auto x = to_hex(h);
+  return {x.begin(), x.end()};
 }
 
 std::string pieces(size_t n) {
