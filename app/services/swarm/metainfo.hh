@@ -80,7 +80,7 @@ struct Metainfo {
   Bytes piece_hash(uint32_t i) const { return pieces.subspan(size_t{i} * kHashSize, kHashSize); }
   // Bytes in piece i: piece_length, except the last.
   uint32_t piece_size(uint32_t i) const;
-  // Calls f(tier, url) for each tracker: the announce-list (BEP 12) if present, else announce.
+  // Calls f(tier, url) for each tracker: the announce-list (BEP 12) if not empty, else announce.
   template <class F>
   void for_each_tracker(F&& f) const;
 };
@@ -155,7 +155,8 @@ Error create(const CreateParams& p, const Limits& lim, std::span<uint8_t> out, s
 
 template <class F>
 void Metainfo::for_each_tracker(F&& f) const {
-  if (announce_list == bencode::kNone) {
+  // An empty announce-list falls back to announce, as libtorrent does.
+  if (announce_list == bencode::kNone || doc.at(announce_list).count == 0) {
     if (!announce.empty()) f(size_t{0}, announce);
     return;
   }

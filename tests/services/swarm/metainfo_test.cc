@@ -93,6 +93,11 @@ TEST(Metainfo, MultiFileAndAnnounceList) {
   ASSERT_EQ(t.size(), 3u);  // BEP 12: the list replaces "announce"
   EXPECT_EQ(t[1], (std::pair<size_t, std::string>{0, "u:2"}));
   EXPECT_EQ(t[2], (std::pair<size_t, std::string>{1, "u:3"}));
+  // An empty list: announce serves.
+  ASSERT_EQ(p.run("d8:announce3:u:013:announce-listle4:info" + single_info() + "e"), Error::ok);
+  t.clear();
+  p.m.for_each_tracker([&](size_t tier, std::string_view u) { t.emplace_back(tier, u); });
+  EXPECT_EQ(t, (std::vector<std::pair<size_t, std::string>>{{0, "u:0"}}));
 }
 
 std::string with_info(const std::string& info) {
