@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Writes the swarm fuzz targets' seed corpus (tests/fuzz/corpus/swarm_*); re-run to
-regenerate. Standard library only: a tiny bencoder and the peer wire framing by hand."""
+regenerate. Standard library only: a tiny bencoder and the peer wire framing by hand.
+corpus/swarm_metainfo/lt_hybrid is not written here: libtorrent 2.0 made it once (a hybrid
+v1+v2 torrent of two files, with pad files, piece layers and a file tree)."""
 import hashlib, os, struct
 
 here = os.path.dirname(os.path.abspath(__file__))
