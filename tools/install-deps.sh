@@ -12,6 +12,7 @@ RUN_PKGS=(
   libtomlplusplus-dev libcli11-dev                 # config file, command line
   nlohmann-json3-dev libfmt-dev libspdlog-dev      # stats/JSON output, logging
   libcpp-httplib-dev libsystemd-dev                # corewirectl: admin HTTP, sd_notify
+  nettle-dev                                       # swarm: SHA-1 (info-hash, pieces)
 )
 DPDK_PKGS=(libdpdk-dev)                            # DPDK backend (optional in meson)
 TEST_PKGS=(
@@ -28,6 +29,7 @@ TEST_PKGS=(
   prometheus                                       # promtool: checks the /metrics text
   gstreamer1.0-tools gstreamer1.0-plugins-base     # rtp interop tests (gst-launch-1.0, rtpbin)
   gstreamer1.0-plugins-good                        #   (rtpbin, rtppcmupay, mulaw, udp)
+  python3-libtorrent                               # swarm interop tests (the metainfo codec)
 )
 case ${1:-all} in
   run) PKGS=("${RUN_PKGS[@]}") ;;
