@@ -435,8 +435,18 @@ void TcpEngine::send_ack(Conn& c, int64_t now) {
   send_segment(c, c.snd_max, 0, kTcpAck, now);
 }
 
-// RFC 5961 3.2/4.2/5.2 (not rate-limited: a flood of bad RSTs costs one ACK each).
+// RFC 5961 3.2/4.2/5.2, at most challenge_ack_limit per second for the whole engine (RFC
+// 5961 7): a flood of forged RSTs or SYNs then costs a bounded number of ACKs.
 void TcpEngine::send_challenge_ack(Conn& c, int64_t now) {
+  if (now - challenge_window_start_ >= 1'000'000'000) {
+    challenge_window_start_ = now;
+    challenge_sent_ = 0;
+  }
+  if (challenge_sent_ >= cfg_.challenge_ack_limit) {
+    ++stats_.challenge_acks_suppressed;
+    return;
+  }
+  ++challenge_sent_;
   ++stats_.challenge_acks;
   send_ack(c, now);
 }

@@ -52,6 +52,7 @@ struct TcpConfig {
   int64_t time_wait_ns = 1'000'000'000;   // TIME_WAIT (2 MSL would be 60 s or more)
   int64_t fin_wait2_ns = 30'000'000'000;  // FIN_WAIT_2 after close(): then freed
   uint8_t initial_cwnd_segs = 10;         // RFC 6928
+  uint32_t challenge_ack_limit = 1000;    // challenge ACKs per second, engine-wide (RFC 5961 7)
   // RFC 6528 secret (16 bytes). All zero: drawn from getrandom() at construction.
   std::array<uint8_t, 16> isn_key{};
 };
@@ -102,10 +103,11 @@ using TcpEmitFn = void (*)(void* ctx, const TcpSegmentOut& seg);
 // Counters beyond the drops (single writer, the owning worker).
 struct TcpStats {
   uint64_t segs_in = 0, segs_out = 0;
-  uint64_t retransmits = 0;       // segments sent again (any reason)
-  uint64_t rto_expiries = 0;      // retransmission timeouts
-  uint64_t fast_retransmits = 0;  // recoveries entered on three duplicate ACKs
-  uint64_t challenge_acks = 0;    // RFC 5961
+  uint64_t retransmits = 0;                // segments sent again (any reason)
+  uint64_t rto_expiries = 0;               // retransmission timeouts
+  uint64_t fast_retransmits = 0;           // recoveries entered on three duplicate ACKs
+  uint64_t challenge_acks = 0;             // RFC 5961
+  uint64_t challenge_acks_suppressed = 0;  // over challenge_ack_limit
   uint64_t rst_sent = 0;
   uint64_t conns_accepted = 0, conns_connected = 0, conns_reset = 0, conns_timed_out = 0;
   uint64_t ooo_segments = 0;  // segments queued out of order
@@ -243,6 +245,8 @@ class TcpEngine {
   size_t ev_len_ = 0;
   std::array<Listener, 16> listeners_{};
   int64_t next_deadline_ = INT64_MAX;
+  int64_t challenge_window_start_ = INT64_MIN / 2;  // RFC 5961 7 rate limit
+  uint32_t challenge_sent_ = 0;
   TcpStats stats_;
   uint8_t hdr_[kTcpMaxHdrLen];  // scratch for the segment being emitted
 };

@@ -409,28 +409,52 @@ TEST(Tcp, DataAfterCloseResets) {
   EXPECT_EQ(p.b.live_conns(), 0u);
 }
 
-// Forges a segment from b's side of the connection, as an attacker guessing would.
+// Forges a segment from src to dst (options padded to 4 bytes by the caller).
 std::vector<uint8_t> forge(uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
-                           uint8_t flags, uint32_t src, uint32_t dst) {
+                           uint8_t flags, uint32_t src, uint32_t dst,
+                           const std::vector<uint8_t>& opts = {},
+                           const std::vector<uint8_t>& payload = {}) {
   std::vector<uint8_t> h(20, 0);
   store_be16(&h[0], sport);
   store_be16(&h[2], dport);
   store_be32(&h[4], htonl(seq));
   store_be32(&h[8], htonl(ack));
-  h[12] = 5 << 4;
+  h[12] = uint8_t((20 + opts.size()) / 4 << 4);
   h[13] = flags;
   store16(&h[14], 1000);
-  store16(&h[16], csum_fold(pseudo_header_sum(src, dst, kProtoTcp, 20) + csum_add(h.data(), 20)));
+  h.insert(h.end(), opts.begin(), opts.end());
+  h.insert(h.end(), payload.begin(), payload.end());
+  store16(&h[16], csum_fold(pseudo_header_sum(src, dst, kProtoTcp, uint32_t(h.size())) +
+                            csum_add(h.data(), h.size())));
   return h;
+}
+
+// NOP NOP TS(tsval, tsecr).
+std::vector<uint8_t> ts_option(uint32_t tsval, uint32_t tsecr) {
+  std::vector<uint8_t> o{1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0};
+  store_be32(&o[4], htonl(tsval));
+  store_be32(&o[8], htonl(tsecr));
+  return o;
+}
+
+// What a expects next from b, and a's next sequence number: from a's last segment to b.
+struct Expect {
+  uint32_t rcv_nxt = 0, snd_nxt = 0, tsval = 0;
+};
+Expect expect_of_a(const TcpPair& p) {
+  Expect e;
+  for (const Seg& s : p.log) {
+    if (s.src == p.addr_a()) e.rcv_nxt = s.ack(), e.snd_nxt = s.seq() + s.dlen();
+    if (s.src == p.addr_b() && s.option(8).size() == 8) e.tsval = load32(s.option(8).data());
+  }
+  return e;
 }
 
 TEST(Tcp, RstAndSynPerRfc5961) {
   TcpPair p(config(), config());
   auto [ca, cb] = connect(p);
-  // a's next expected sequence number from b: the ack of a's last segment.
-  uint32_t rcv_nxt = 0, snd_nxt = 0;
-  for (const Seg& s : p.log)
-    if (s.src == p.addr_a()) rcv_nxt = s.ack(), snd_nxt = s.seq();
+  const Expect e = expect_of_a(p);
+  const uint32_t rcv_nxt = e.rcv_nxt, snd_nxt = e.snd_nxt;
   auto inject = [&](uint32_t seq, uint8_t flags) {
     auto h = forge(kPort, htons(40000), seq, snd_nxt, flags, p.addr_b(), p.addr_a());
     p.a.input(p.addr_b(), p.addr_a(), h.data(), 20, p.now);
@@ -489,6 +513,143 @@ TEST(Tcp, NoListenerAnswersRstAndBadSegmentsAreCounted) {
   EXPECT_EQ(p.log[1].flags(), kTcpRst);
   EXPECT_EQ(p.log[1].seq(), 777u);
   EXPECT_EQ(p.b.live_conns(), 0u);
+}
+
+// Delayed ACK: one segment is acknowledged after delack_ns, a second one at once.
+TEST(Tcp, DelayedAckTimerAndEverySecondSegment) {
+  TcpPair p(config(), config());
+  auto [ca, cb] = connect(p);
+  const uint32_t mss = p.a.info(ca).snd_mss;
+  const auto one = pattern(100, 1);
+  const size_t first = p.log.size();
+  const int64_t t0 = p.now;
+  p.a.send(ca, one.data(), uint32_t(one.size()), p.now);
+  p.run(
+      [&] { return p.b.readable_bytes(cb) == 100 && p.idle() && p.b.next_deadline() == INT64_MAX; },
+      1 * kSec);
+  const Seg* ack = nullptr;
+  for (size_t i = first; i < p.log.size(); ++i)
+    if (p.log[i].src == p.addr_b()) {
+      ack = &p.log[i];
+      break;
+    }
+  ASSERT_NE(ack, nullptr);
+  EXPECT_EQ(ack->sent_at - t0, 1 * kMs + 40 * kMs);  // one way, then the timer
+  // Two full segments: the second one is acknowledged on arrival.
+  const auto two = pattern(2 * mss, 2);
+  const size_t mark = p.log.size();
+  const int64_t t1 = p.now;
+  p.a.send(ca, two.data(), uint32_t(two.size()), p.now);
+  p.run([&] { return p.b.readable_bytes(cb) == 100 + 2 * mss && p.idle(); }, 1 * kSec);
+  std::vector<const Seg*> acks;
+  for (size_t i = mark; i < p.log.size(); ++i)
+    if (p.log[i].src == p.addr_b()) acks.push_back(&p.log[i]);
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_EQ(acks[0]->sent_at - t1, 1 * kMs);
+}
+
+// PAWS (RFC 7323 5): an in-window segment with a timestamp older than TS.Recent is dropped
+// and answered with an ACK; a newer one is taken.
+TEST(Tcp, PawsDropsOldTimestamps) {
+  TcpPair p(config(), config());
+  auto [ca, cb] = connect(p);
+  const Expect e = expect_of_a(p);
+  ASSERT_NE(e.tsval, 0u);
+  const size_t before = p.log.size();
+  auto old = forge(kPort, htons(40000), e.rcv_nxt, e.snd_nxt, kTcpAck | kTcpPsh, p.addr_b(),
+                   p.addr_a(), ts_option(e.tsval - 1000, 0), {'x'});
+  p.a.input(p.addr_b(), p.addr_a(), old.data(), uint32_t(old.size()), p.now);
+  EXPECT_EQ(p.drops_a.get(DropReason::tcp_paws), 1u);
+  EXPECT_EQ(p.a.readable_bytes(ca), 0u);
+  ASSERT_EQ(p.log.size(), before + 1);  // the ACK
+  auto fresh = forge(kPort, htons(40000), e.rcv_nxt, e.snd_nxt, kTcpAck | kTcpPsh, p.addr_b(),
+                     p.addr_a(), ts_option(e.tsval + 1, 0), {'y'});
+  p.a.input(p.addr_b(), p.addr_a(), fresh.data(), uint32_t(fresh.size()), p.now);
+  EXPECT_EQ(p.a.readable_bytes(ca), 1u);
+  (void)cb;
+}
+
+// RFC 5961 5.2: an ACK of unsent data is answered with an ACK, one far below SND.UNA with a
+// challenge ACK; both are dropped. Challenge ACKs are rate-limited (RFC 5961 7).
+TEST(Tcp, AckChecksAndChallengeAckLimit) {
+  TcpConfig c = config();
+  c.challenge_ack_limit = 5;
+  TcpPair p(c, c);
+  auto [ca, cb] = connect(p);
+  const Expect e = expect_of_a(p);
+  auto inject = [&](uint32_t seq, uint32_t ack, uint8_t flags) {
+    auto h = forge(kPort, htons(40000), seq, ack, flags, p.addr_b(), p.addr_a(),
+                   ts_option(e.tsval + 1, 0));
+    p.a.input(p.addr_b(), p.addr_a(), h.data(), uint32_t(h.size()), p.now);
+  };
+  inject(e.rcv_nxt, e.snd_nxt + 5000, kTcpAck);
+  EXPECT_EQ(p.drops_a.get(DropReason::tcp_ack_unsent), 1u);
+  inject(e.rcv_nxt, e.snd_nxt - 1'000'000, kTcpAck);
+  EXPECT_EQ(p.drops_a.get(DropReason::tcp_ack_too_old), 1u);
+  EXPECT_EQ(p.a.stats().challenge_acks, 1u);
+  for (int i = 0; i < 10; ++i) inject(e.rcv_nxt + 1 + i, 0, kTcpRst);
+  EXPECT_EQ(p.drops_a.get(DropReason::tcp_rst_challenged), 10u);
+  EXPECT_EQ(p.a.stats().challenge_acks, 5u);
+  EXPECT_EQ(p.a.stats().challenge_acks_suppressed, 6u);
+  p.now += 1 * kSec;  // a new second: challenges again
+  inject(e.rcv_nxt + 1, 0, kTcpRst);
+  EXPECT_EQ(p.a.stats().challenge_acks, 6u);
+  EXPECT_EQ(p.a.state(ca), TcpState::established);
+  (void)cb;
+}
+
+// Bounds: a full table drops SYNs (counted); a segment needing one out-of-order range more
+// than configured is dropped (counted) and the data still arrives by retransmission.
+TEST(Tcp, TableAndOutOfOrderBounds) {
+  TcpConfig cb = config();
+  cb.max_conns = 2;
+  cb.ooo_ranges = 2;
+  TcpPair p(config(), cb);
+  auto [ca, cbid] = connect(p, htons(40000));
+  connect(p, htons(40001));
+  p.a.connect(p.addr_a(), htons(40002), p.addr_b(), kPort, p.now);
+  p.run([&] { return false; }, 100 * kMs);
+  EXPECT_GE(p.drops_b.get(DropReason::tcp_table_full), 1u);
+  EXPECT_EQ(p.b.live_conns(), 2u);
+  const uint32_t mss = p.a.info(ca).snd_mss;
+  int n = 0;
+  p.filter = [&](const Seg& s) {
+    if (s.src != p.addr_a() || s.dport() != kPort || s.sport() != htons(40000) || s.dlen() == 0)
+      return true;
+    ++n;
+    return n != 2 && n != 4 && n != 6;  // three holes: the third range does not fit
+  };
+  const auto out = pattern(8 * mss, 3);
+  p.a.send(ca, out.data(), uint32_t(out.size()), p.now);
+  p.run([&] { return p.b.readable_bytes(cbid) == out.size(); }, 30 * kSec);
+  EXPECT_GE(p.drops_b.get(DropReason::tcp_ooo_full), 1u);
+  std::vector<uint8_t> in(out.size());
+  ASSERT_EQ(p.b.recv(cbid, in.data(), uint32_t(in.size()), p.now), out.size());
+  EXPECT_TRUE(in == out);
+}
+
+// TIME_WAIT answers a retransmitted FIN (our last ACK was lost) and restarts its timer.
+TEST(Tcp, TimeWaitAcksRetransmittedFin) {
+  TcpPair p(config(), config());
+  auto [ca, cb] = connect(p);
+  p.a.close(ca, p.now);
+  p.run([&] { return p.b.eof(cb); }, 1 * kSec);
+  bool lose = true;  // a's ACK of b's FIN is lost once
+  p.filter = [&](const Seg& s) {
+    if (lose && s.src == p.addr_a() && s.flags() == kTcpAck) {
+      lose = false;
+      return false;
+    }
+    return true;
+  };
+  p.b.close(cb, p.now);
+  p.run([&] { return p.b.live_conns() == 0; }, 5 * kSec);
+  EXPECT_FALSE(lose);
+  EXPECT_EQ(p.b.live_conns(), 0u);  // b's FIN again, a's ACK again
+  EXPECT_GE(p.b.stats().retransmits, 1u);
+  EXPECT_EQ(p.a.live_conns(), 1u);  // still in TIME_WAIT
+  p.run([&] { return p.a.live_conns() == 0; }, 5 * kSec);
+  EXPECT_EQ(p.a.live_conns(), 0u);
 }
 
 // Many short connections leave nothing behind once TIME_WAIT is over.
