@@ -274,6 +274,7 @@ TcpEngine::Conn* TcpEngine::alloc(uint32_t laddr, uint16_t lport, uint32_t raddr
 
 void TcpEngine::release(Conn& c) {
   const uint32_t slot = uint32_t(&c - conns_.get());
+  if (c.state == TcpState::syn_rcvd && c.passive) --half_open_;
   table_erase(slot);
   const uint32_t last = live_.back();
   live_[c.live_pos] = last;
@@ -676,15 +677,21 @@ void TcpEngine::apply_options(Conn& c, const SegIn& s) {
 void TcpEngine::on_listen(const SegIn& s, int64_t now) {
   if (s.has(kTcpRst)) return drop(DropReason::tcp_listen_bad);
   if (s.has(kTcpAck)) {
+    if (!s.has(kTcpSyn) && cookie_ack(s, now)) return;
     send_rst_for(s);
     return drop(DropReason::tcp_listen_bad);
   }
   if (!s.has(kTcpSyn)) return drop(DropReason::tcp_listen_bad);
+  const uint32_t backlog = cfg_.syn_backlog ? cfg_.syn_backlog : (cfg_.max_conns + 1) / 2;
+  if (free_.empty() || half_open_ >= backlog) {
+    if (!cfg_.syn_cookies) return drop(DropReason::tcp_table_full);
+    return send_cookie(s, now);
+  }
   Conn* cp = alloc(s.dst, s.dport, s.src, s.sport);
-  if (!cp) return drop(DropReason::tcp_table_full);
   Conn& c = *cp;
   c.passive = true;
   c.state = TcpState::syn_rcvd;
+  ++half_open_;
   apply_options(c, s);
   // Data on the SYN is not kept (the peer sends it again once we ACK only the SYN).
   send_syn(c, kTcpSyn | kTcpAck, now);
@@ -704,6 +711,79 @@ void TcpEngine::send_syn(Conn& c, uint8_t flags, int64_t now) {
   c.rtt_start = now;
   arm_rto(c, now);
   set_deadline(c);
+}
+
+// ---- SYN cookies ----------------------------------------------------------------------
+// With the half-open connections at syn_backlog (or the table full), a SYN is answered
+// statelessly: our ISN is the cookie (RFC 4987 3.6)
+//   bits 31..27  t mod 32, t = now / 64 s
+//   bits 26..24  index of the peer's MSS in kCookieMss (rounded down)
+//   bits 23..0   SipHash of the 4-tuple, the peer's ISN and t
+// and the returning ACK (ACK number = cookie + 1) recreates the connection if the hash
+// matches for the current or previous t. Such a connection has no window scaling,
+// timestamps or SACK: the SYN-ACK offers only MSS, as nothing else can be remembered.
+
+namespace {
+constexpr uint16_t kCookieMss[8] = {536, 1200, 1360, 1440, 1452, 1460, 4312, 8960};
+constexpr int64_t kCookiePeriodNs = 64'000'000'000;
+}  // namespace
+
+uint32_t TcpEngine::cookie_hash(const SegIn& s, uint32_t peer_isn, uint32_t t) const {
+  const uint64_t m0 = (uint64_t(s.dst) << 32 | s.src) ^ (uint64_t(t) * 0x9E3779B97F4A7C15ull);
+  const uint64_t m1 = uint64_t(s.dport) << 48 | uint64_t(s.sport) << 32 | peer_isn;
+  return uint32_t(siphash(key_, m0, m1)) & 0xFFFFFF;
+}
+
+void TcpEngine::send_cookie(const SegIn& s, int64_t now) {
+  const uint32_t t = uint32_t(now / kCookiePeriodNs);
+  const uint16_t peer_mss = s.has_mss ? s.mss : kDefaultMss;
+  uint32_t idx = 0;
+  while (idx + 1 < std::size(kCookieMss) && kCookieMss[idx + 1] <= peer_mss) ++idx;
+  Conn tmp;  // only what send_segment reads for a SYN-ACK without options beyond MSS
+  tmp.state = TcpState::syn_rcvd;
+  tmp.laddr = s.dst;
+  tmp.lport = s.dport;
+  tmp.raddr = s.src;
+  tmp.rport = s.sport;
+  tmp.irs = s.seq;
+  tmp.rcv_nxt = tmp.rcv_read = s.seq + 1;
+  tmp.iss = (t & 31) << 27 | idx << 24 | cookie_hash(s, s.seq, t);
+  send_segment(tmp, tmp.iss, 0, kTcpSyn | kTcpAck, now);
+  last_cookie_ns_ = now;
+  ++stats_.syn_cookies_sent;
+}
+
+// An ACK to a listener: the third segment of a cookie handshake? Then the connection is
+// made, established at once, and the segment processed on it. False if not a valid cookie.
+bool TcpEngine::cookie_ack(const SegIn& s, int64_t now) {
+  if (!cfg_.syn_cookies || now - last_cookie_ns_ > 2 * kCookiePeriodNs) return false;
+  const uint32_t cookie = s.ack - 1, peer_isn = s.seq - 1;
+  const uint32_t t_now = uint32_t(now / kCookiePeriodNs);
+  bool ok = false;
+  for (uint32_t t : {t_now, t_now - 1})
+    ok = ok || ((t & 31) == cookie >> 27 && cookie_hash(s, peer_isn, t) == (cookie & 0xFFFFFF));
+  if (!ok) return false;
+  Conn* cp = alloc(s.dst, s.dport, s.src, s.sport);
+  if (!cp) {
+    drop(DropReason::tcp_table_full);
+    return true;
+  }
+  Conn& c = *cp;
+  c.passive = true;
+  c.snd_mss = kCookieMss[(cookie >> 24) & 7];
+  c.irs = peer_isn;
+  c.rcv_nxt = c.rcv_read = s.seq;
+  c.iss = cookie;
+  c.snd_una = c.snd_nxt = c.snd_max = s.ack;
+  c.snd_buf_seq = s.ack;
+  c.recover = cookie;
+  c.snd_wnd = c.max_snd_wnd = s.wnd;
+  c.snd_wl1 = s.seq;
+  c.snd_wl2 = s.ack;
+  ++stats_.syn_cookies_accepted;
+  establish(c, now);
+  on_segment(c, s, now);  // its data or FIN, if any
+  return true;
 }
 
 ConnId TcpEngine::connect(uint32_t local_be, uint16_t lport_be, uint32_t remote_be,
@@ -738,6 +818,7 @@ void TcpEngine::rtt_sample(Conn& c, int64_t r) {
 }
 
 void TcpEngine::establish(Conn& c, int64_t now) {
+  if (c.state == TcpState::syn_rcvd && c.passive) --half_open_;
   c.state = TcpState::established;
   const uint32_t mss = effective_mss(c);
   c.cwnd = std::max<uint32_t>(cfg_.initial_cwnd_segs, 1) * mss;

@@ -53,6 +53,10 @@ struct TcpConfig {
   int64_t fin_wait2_ns = 30'000'000'000;  // FIN_WAIT_2 after close(): then freed
   uint8_t initial_cwnd_segs = 10;         // RFC 6928
   uint32_t challenge_ack_limit = 1000;    // challenge ACKs per second, engine-wide (RFC 5961 7)
+  // SYN cookies (RFC 4987) once this many passive connections are half open (0: half of
+  // max_conns) or the table is full; without them such SYNs are dropped (tcp_table_full).
+  bool syn_cookies = true;
+  uint32_t syn_backlog = 0;
   // RFC 6528 secret (16 bytes). All zero: drawn from getrandom() at construction.
   std::array<uint8_t, 16> isn_key{};
 };
@@ -112,6 +116,7 @@ struct TcpStats {
   uint64_t conns_accepted = 0, conns_connected = 0, conns_reset = 0, conns_timed_out = 0;
   uint64_t ooo_segments = 0;  // segments queued out of order
   uint64_t window_probes = 0;
+  uint64_t syn_cookies_sent = 0, syn_cookies_accepted = 0;
   uint64_t events_lost = 0;  // event ring full (cannot happen within its sizing)
 };
 
@@ -209,6 +214,9 @@ class TcpEngine {
   void process_fin(Conn& c, int64_t now);
   void apply_options(Conn& c, const SegIn& s);
   void establish(Conn& c, int64_t now);
+  uint32_t cookie_hash(const SegIn& s, uint32_t peer_isn, uint32_t t) const;
+  void send_cookie(const SegIn& s, int64_t now);
+  bool cookie_ack(const SegIn& s, int64_t now);
   ConnId id_of(const Conn& c) const;
   void rtt_sample(Conn& c, int64_t rtt);
   void reset_conn(Conn& c, bool count_reset);
@@ -247,6 +255,8 @@ class TcpEngine {
   int64_t next_deadline_ = INT64_MAX;
   int64_t challenge_window_start_ = INT64_MIN / 2;  // RFC 5961 7 rate limit
   uint32_t challenge_sent_ = 0;
+  uint32_t half_open_ = 0;                  // passive connections in SYN-RECEIVED
+  int64_t last_cookie_ns_ = INT64_MIN / 2;  // cookies are checked only after one was sent
   TcpStats stats_;
   uint8_t hdr_[kTcpMaxHdrLen];  // scratch for the segment being emitted
 };

@@ -73,6 +73,23 @@ struct Flow {
   }
 };
 
+// a sends out (from out[sent] on, as much as fits each step) while b reads; returns what b
+// read once all of it arrived or `limit` passed.
+std::vector<uint8_t> send_a_to_b(TcpPair& p, ConnId ca, ConnId cb, const std::vector<uint8_t>& out,
+                                 size_t& sent, int64_t limit) {
+  std::vector<uint8_t> in;
+  p.run(
+      [&] {
+        sent += p.a.send(ca, out.data() + sent, uint32_t(out.size() - sent), p.now);
+        uint8_t buf[1000];
+        for (uint32_t k; (k = p.b.recv(cb, buf, sizeof buf, p.now)) > 0;)
+          in.insert(in.end(), buf, buf + k);
+        return in.size() == out.size();
+      },
+      limit);
+  return in;
+}
+
 TEST(Tcp, HandshakeNegotiatesOptions) {
   TcpPair p(config(1 << 20), config(1 << 20));
   auto [ca, cb] = connect(p);
@@ -338,16 +355,7 @@ TEST(Tcp, WindowHonouredWithSmallReceiver) {
   EXPECT_FALSE(beyond);
   EXPECT_EQ(p.a.info(ca).snd_wnd, 0u);
   EXPECT_EQ(p.a.state(ca), TcpState::established);  // probes do not time out
-  std::vector<uint8_t> in;
-  p.run(
-      [&] {
-        sent += p.a.send(ca, out.data() + sent, uint32_t(out.size() - sent), p.now);
-        uint8_t buf[1000];
-        for (uint32_t k; (k = p.b.recv(cb, buf, sizeof buf, p.now)) > 0;)
-          in.insert(in.end(), buf, buf + k);
-        return in.size() == out.size();
-      },
-      120 * kSec);
+  const auto in = send_a_to_b(p, ca, cb, out, sent, 120 * kSec);
   EXPECT_EQ(in.size(), out.size());
   EXPECT_TRUE(in == out);
   EXPECT_FALSE(beyond);
@@ -650,6 +658,47 @@ TEST(Tcp, TimeWaitAcksRetransmittedFin) {
   EXPECT_EQ(p.a.live_conns(), 1u);  // still in TIME_WAIT
   p.run([&] { return p.a.live_conns() == 0; }, 5 * kSec);
   EXPECT_EQ(p.a.live_conns(), 0u);
+}
+
+// A SYN flood (RFC 4987): past syn_backlog half-open connections, SYNs get stateless
+// cookie SYN-ACKs; a real client still connects (through a cookie) and transfers data, and
+// an ACK with a wrong cookie is answered with RST.
+TEST(Tcp, SynCookiesUnderFlood) {
+  TcpConfig cb = config();
+  cb.max_conns = 8;
+  cb.syn_backlog = 4;
+  TcpPair p(config(), cb);
+  p.b.listen(0, kPort);
+  p.filter = [&](const Seg& s) { return s.dst != htonl(0x0A000063); };  // the flooder's
+  for (uint16_t i = 0; i < 100; ++i) {
+    auto syn = forge(htons(uint16_t(1000 + i)), kPort, 7777u * i, 0, kTcpSyn, htonl(0x0A000063),
+                     p.addr_b());
+    p.b.input(htonl(0x0A000063), p.addr_b(), syn.data(), 20, p.now);
+  }
+  EXPECT_EQ(p.b.live_conns(), 4u);
+  EXPECT_EQ(p.b.stats().syn_cookies_sent, 96u);
+  EXPECT_EQ(p.drops_b.get(DropReason::tcp_table_full), 0u);
+  auto [ca, cbid] = connect(p);
+  EXPECT_EQ(p.b.stats().syn_cookies_accepted, 1u);
+  const auto ib = p.b.info(cbid);
+  EXPECT_FALSE(ib.ts || ib.sack);  // a cookie remembers only the MSS
+  EXPECT_EQ(ib.snd_mss, 1460);
+  const auto out = pattern(100000, 4);
+  size_t sent = 0;
+  const auto in = send_a_to_b(p, ca, cbid, out, sent, 10 * kSec);
+  EXPECT_TRUE(in == out);
+  // A forged third segment: no cookie matches.
+  const size_t before = p.log.size();
+  auto ack = forge(htons(5555), kPort, 1, 12345, kTcpAck, p.addr_a(), p.addr_b());
+  p.b.input(p.addr_a(), p.addr_b(), ack.data(), 20, p.now);
+  EXPECT_EQ(p.drops_b.get(DropReason::tcp_listen_bad), 1u);
+  ASSERT_EQ(p.log.size(), before + 1);
+  EXPECT_EQ(p.log.back().flags(), kTcpRst);
+  // The flood's half-open connections time out; the table empties.
+  p.a.close(ca, p.now);
+  p.b.close(cbid, p.now);
+  p.run([&] { return p.b.live_conns() == 0; }, 300 * kSec);
+  EXPECT_EQ(p.b.live_conns(), 0u);
 }
 
 // Many short connections leave nothing behind once TIME_WAIT is over.
