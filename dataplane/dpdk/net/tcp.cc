@@ -147,12 +147,14 @@ struct TcpEngine::Conn {
   uint32_t retries = 0;
   // Timers (INT64_MAX: not armed).
   int64_t rtx_at = INT64_MAX, delack_at = INT64_MAX, tw_at = INT64_MAX;
+  int64_t ka_at = INT64_MAX;  // keep-alive: next check
+  uint32_t ka_probes = 0;     // unanswered keep-alive probes
   uint8_t* sbuf = nullptr;
   uint8_t* rbuf = nullptr;
 
   uint32_t data_end() const { return snd_buf_seq + snd_queued; }
   uint32_t rcv_data_end() const { return rcv_nxt - (fin_rcvd ? 1 : 0); }
-  int64_t earliest() const { return std::min({rtx_at, delack_at, tw_at}); }
+  int64_t earliest() const { return std::min({rtx_at, delack_at, tw_at, ka_at}); }
   bool synchronized() const {
     return state != TcpState::free && state != TcpState::syn_sent && state != TcpState::closed;
   }
@@ -832,7 +834,7 @@ void TcpEngine::establish(Conn& c, int64_t now) {
     emit_event(c, TcpEventKind::connected);
   }
   if (c.fin_queued) c.state = TcpState::fin_wait1;
-  (void)now;
+  if (cfg_.keepalive_idle_ns > 0) c.ka_at = now + cfg_.keepalive_idle_ns;
 }
 
 // 3.10.7.3: SYN-SENT.
@@ -914,6 +916,11 @@ void TcpEngine::on_segment(Conn& c, const SegIn& s, int64_t now) {
       seq_leq(c.last_ack_sent, s.seq + slen))
     c.ts_recent = s.tsval;
   if (!process_ack(c, s, now)) return;
+  // The peer is alive: the keep-alive timer starts again.
+  if (cfg_.keepalive_idle_ns > 0) {
+    c.ka_probes = 0;
+    c.ka_at = now + cfg_.keepalive_idle_ns;
+  }
   if (s.dlen) {
     switch (c.state) {
       case TcpState::established:
@@ -1069,7 +1076,7 @@ bool TcpEngine::process_ack(Conn& c, const SegIn& s, int64_t now) {
       case TcpState::last_ack:
         if (c.app_owned) {
           c.state = TcpState::closed;
-          c.rtx_at = c.delack_at = c.tw_at = INT64_MAX;
+          c.rtx_at = c.delack_at = c.tw_at = c.ka_at = INT64_MAX;
         } else {
           release(c);
         }
@@ -1189,7 +1196,7 @@ void TcpEngine::process_fin(Conn& c, int64_t now) {
 
 void TcpEngine::enter_time_wait(Conn& c, int64_t now) {
   c.state = TcpState::time_wait;
-  c.rtx_at = c.delack_at = INT64_MAX;
+  c.rtx_at = c.delack_at = c.ka_at = INT64_MAX;
   c.tw_at = now + cfg_.time_wait_ns;
   set_deadline(c);
 }
@@ -1198,7 +1205,7 @@ void TcpEngine::reset_conn(Conn& c, bool count_reset) {
   if (count_reset) ++stats_.conns_reset;
   if (!c.app_owned) return release(c);
   c.state = TcpState::closed;
-  c.rtx_at = c.delack_at = c.tw_at = INT64_MAX;
+  c.rtx_at = c.delack_at = c.tw_at = c.ka_at = INT64_MAX;
   emit_event(c, TcpEventKind::closed);
 }
 
@@ -1223,12 +1230,13 @@ void TcpEngine::on_timer(Conn& c, int64_t now) {
     if (c.state == TcpState::time_wait || c.state == TcpState::fin_wait2) {
       if (!c.app_owned) return release(c);
       c.state = TcpState::closed;  // the application still holds it: close() frees it
-      c.rtx_at = c.delack_at = INT64_MAX;
+      c.rtx_at = c.delack_at = c.ka_at = INT64_MAX;
       return;
     }
   }
   if (c.delack_at <= now) send_ack(c, now);
-  if (c.rtx_at > now) return;
+  if (c.ka_at <= now) keepalive(c, now);
+  if (c.state == TcpState::free || c.rtx_at > now) return;
   c.rtx_at = INT64_MAX;
   if (c.persist) {  // zero-window probe: one byte beyond the window (3.8.6.1)
     ++stats_.window_probes;
@@ -1271,6 +1279,28 @@ void TcpEngine::on_timer(Conn& c, int64_t now) {
   c.snd_nxt = c.snd_una;  // go back N: the rest follows as ACKs open the window
   retransmit_una(c, now);
   arm_rto(c, now);
+}
+
+// Keep-alive (RFC 1122 4.2.3.6, RFC 9293 3.8.4): after keepalive_idle_ns without a segment
+// from the peer, and nothing of ours in flight (the RTO covers that), an ACK one below
+// SND.UNA, which the peer must answer; keepalive_probes unanswered ones, keepalive_interval_ns
+// apart, end the connection.
+void TcpEngine::keepalive(Conn& c, int64_t now) {
+  c.ka_at = INT64_MAX;
+  if (c.state != TcpState::established && c.state != TcpState::close_wait) return;
+  if (c.snd_una != c.snd_max) {
+    c.ka_at = now + cfg_.keepalive_idle_ns;
+    return;
+  }
+  if (c.ka_probes >= cfg_.keepalive_probes) {
+    ++stats_.conns_timed_out;
+    send_segment(c, c.snd_max, 0, kTcpRst | kTcpAck, now);
+    return reset_conn(c, false);
+  }
+  ++c.ka_probes;
+  ++stats_.keepalive_probes;
+  send_segment(c, c.snd_una - 1, 0, kTcpAck, now);
+  c.ka_at = now + cfg_.keepalive_interval_ns;
 }
 
 // ---- the application side ------------------------------------------------------------

@@ -53,6 +53,10 @@ struct TcpConfig {
   int64_t fin_wait2_ns = 30'000'000'000;  // FIN_WAIT_2 after close(): then freed
   uint8_t initial_cwnd_segs = 10;         // RFC 6928
   uint32_t challenge_ack_limit = 1000;    // challenge ACKs per second, engine-wide (RFC 5961 7)
+  // Keep-alive (0: off): probe after this long without a segment from the peer.
+  int64_t keepalive_idle_ns = 0;
+  int64_t keepalive_interval_ns = 75'000'000'000;
+  uint32_t keepalive_probes = 9;  // unanswered probes before the connection is reset
   // SYN cookies (RFC 4987) once this many passive connections are half open (0: half of
   // max_conns) or the table is full; without them such SYNs are dropped (tcp_table_full).
   bool syn_cookies = true;
@@ -116,6 +120,7 @@ struct TcpStats {
   uint64_t conns_accepted = 0, conns_connected = 0, conns_reset = 0, conns_timed_out = 0;
   uint64_t ooo_segments = 0;  // segments queued out of order
   uint64_t window_probes = 0;
+  uint64_t keepalive_probes = 0;
   uint64_t syn_cookies_sent = 0, syn_cookies_accepted = 0;
   uint64_t events_lost = 0;  // event ring full (cannot happen within its sizing)
 };
@@ -230,6 +235,7 @@ class TcpEngine {
   void send_rst_for(const SegIn& s);
   void retransmit_una(Conn& c, int64_t now);
   void on_timer(Conn& c, int64_t now);
+  void keepalive(Conn& c, int64_t now);
   void arm_rto(Conn& c, int64_t now);
   void set_deadline(Conn& c);
   void emit_event(Conn& c, TcpEventKind k);

@@ -29,6 +29,10 @@ TcpConfig fuzz_config() {
   c.ooo_ranges = 3;
   c.time_wait_ns = 100 * kMs;
   c.fin_wait2_ns = 1 * kSec;
+  c.keepalive_idle_ns = 500 * kMs;
+  c.keepalive_interval_ns = 100 * kMs;
+  c.keepalive_probes = 2;
+  c.syn_backlog = 2;  // the fuzzer's SYNs reach the cookie path soon
   c.isn_key = {9, 9, 9};
   return c;
 }

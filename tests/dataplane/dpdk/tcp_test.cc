@@ -701,6 +701,39 @@ TEST(Tcp, SynCookiesUnderFlood) {
   EXPECT_EQ(p.b.live_conns(), 0u);
 }
 
+// Keep-alive: an idle connection is probed (one below SND.UNA, which the peer answers);
+// when the peer falls silent, the probes run out and the connection is reset.
+TEST(Tcp, KeepAliveProbesAndTimesOut) {
+  TcpConfig c = config();
+  c.keepalive_idle_ns = 2 * kSec;
+  c.keepalive_interval_ns = 1 * kSec;
+  c.keepalive_probes = 3;
+  TcpPair p(c, config());
+  auto [ca, cb] = connect(p);  // a established at 2 ms (the SYN-ACK's arrival)
+  const size_t first = p.log.size();
+  p.run([&] { return p.now >= 5 * kSec; }, 10 * kSec);
+  std::vector<const Seg*> probes;
+  for (size_t i = first; i < p.log.size(); ++i)
+    if (p.log[i].src == p.addr_a()) probes.push_back(&p.log[i]);
+  // At 2 s after the last segment from b, then (b answered at once) 2 s after the answer.
+  ASSERT_EQ(probes.size(), 2u);
+  EXPECT_EQ(probes[0]->sent_at, 2 * kSec + 2 * kMs);
+  EXPECT_EQ(probes[1]->sent_at, 4 * kSec + 4 * kMs);
+  EXPECT_EQ(probes[0]->seq(), p.log.at(2).seq() - 1);  // one below SND.UNA
+  EXPECT_EQ(probes[0]->dlen(), 0u);
+  EXPECT_EQ(p.a.stats().keepalive_probes, 2u);
+  EXPECT_EQ(p.a.state(ca), TcpState::established);
+  // b falls silent: probes at 6, 7 and 8 s go unanswered; at 9 s a resets.
+  p.filter = [&](const Seg& s) { return s.src != p.addr_b(); };
+  p.run([&] { return p.a.state(ca) == TcpState::closed; }, 10 * kSec);
+  EXPECT_EQ(p.a.state(ca), TcpState::closed);
+  EXPECT_EQ(p.a.stats().keepalive_probes, 5u);
+  EXPECT_EQ(p.a.stats().conns_timed_out, 1u);
+  EXPECT_EQ(p.log.back().flags(), kTcpRst | kTcpAck);
+  EXPECT_EQ(p.log.back().sent_at, 9 * kSec + 6 * kMs);
+  (void)cb;
+}
+
 // Many short connections leave nothing behind once TIME_WAIT is over.
 TEST(Tcp, TenThousandConnectCloseCycles) {
   TcpConfig c = config(4096);
