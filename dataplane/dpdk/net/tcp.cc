@@ -825,13 +825,15 @@ void TcpEngine::establish(Conn& c, int64_t now) {
   const uint32_t mss = effective_mss(c);
   c.cwnd = std::max<uint32_t>(cfg_.initial_cwnd_segs, 1) * mss;
   c.ssthresh = 0x7FFFFFFF;
-  c.app_owned = true;
   if (c.passive) {
     ++stats_.conns_accepted;
+    c.app_owned = true;
     emit_event(c, TcpEventKind::accepted);
   } else {
     ++stats_.conns_connected;
-    emit_event(c, TcpEventKind::connected);
+    // An active open the application closed in SYN-RECEIVED (simultaneous open) is not
+    // handed back to it: the engine sends the FIN and frees it.
+    if (!c.app_closed) emit_event(c, TcpEventKind::connected);
   }
   if (c.fin_queued) c.state = TcpState::fin_wait1;
   if (cfg_.keepalive_idle_ns > 0) c.ka_at = now + cfg_.keepalive_idle_ns;

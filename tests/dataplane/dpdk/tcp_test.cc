@@ -133,6 +133,39 @@ TEST(Tcp, HandshakeWithoutOptions) {
   EXPECT_LE(ia.snd_wnd, 65535u);
 }
 
+// Simultaneous open (RFC 9293 3.5): both SYNs cross, both sides pass SYN-RECEIVED.
+TEST(Tcp, SimultaneousOpen) {
+  TcpPair p(config(), config());
+  const ConnId ca = p.a.connect(p.addr_a(), htons(7000), p.addr_b(), htons(8000), p.now);
+  const ConnId cb = p.b.connect(p.addr_b(), htons(8000), p.addr_a(), htons(7000), p.now);
+  int connected = 0;
+  p.run(
+      [&] {
+        for (const TcpEvent& e : p.a.events()) connected += e.kind == TcpEventKind::connected;
+        for (const TcpEvent& e : p.b.events()) connected += e.kind == TcpEventKind::connected;
+        p.a.clear_events();
+        p.b.clear_events();
+        return connected == 2;
+      },
+      5 * kSec);
+  EXPECT_EQ(connected, 2);
+  EXPECT_EQ(p.a.state(ca), TcpState::established);
+  EXPECT_EQ(p.b.state(cb), TcpState::established);
+  EXPECT_TRUE(p.a.info(ca).ts && p.b.info(cb).sack);
+  size_t sent = 0;
+  const auto out = pattern(50000, 9);
+  EXPECT_TRUE(send_a_to_b(p, ca, cb, out, sent, 5 * kSec) == out);
+  // Closed by the application while still in SYN-RECEIVED: never handed back, freed.
+  const ConnId c2 = p.a.connect(p.addr_a(), htons(7001), p.addr_b(), htons(8001), p.now);
+  p.b.connect(p.addr_b(), htons(8001), p.addr_a(), htons(7001), p.now);
+  p.run([&] { return p.a.state(c2) == TcpState::syn_rcvd; }, 1 * kSec);
+  ASSERT_EQ(p.a.state(c2), TcpState::syn_rcvd);
+  p.a.close(c2, p.now);
+  p.run([&] { return p.a.live_conns() == 1; }, 60 * kSec);
+  EXPECT_EQ(p.a.live_conns(), 1u);  // only ca
+  for (const TcpEvent& e : p.a.events()) EXPECT_NE(e.conn, c2);
+}
+
 // Transfers `n` bytes each way at once, then both sides shut down; checks every byte.
 void bulk_both_ways(TcpPair& p, size_t n) {
   auto [ca, cb] = connect(p);
