@@ -38,7 +38,7 @@ namespace cw::dp::net {
   X(ip_frag_dropped)      /* reassembly gave up (timeout, table full, overlap) */       \
   X(ip_reasm_too_large)   /* reassembled datagram above max_datagram */                 \
   X(ip_unknown_proto)     /* not ICMP/UDP/TCP */                                        \
-  X(tcp_unsupported)      /* TCP segment: the DPDK stack has no TCP */                  \
+  X(tcp_unsupported)      /* TCP segment on a worker without TCP (all but worker 0) */  \
   /* TCP (tcp.hh; RFC 9293 3.10.7, RFC 5961, RFC 7323) */                              \
   X(tcp_too_short)        /* fewer than 20 bytes */                                     \
   X(tcp_bad_offset)       /* data offset < 5 or beyond the segment */                   \

@@ -210,6 +210,10 @@ bool TcpEngine::listen(uint32_t addr_be, uint16_t port_be) {
   return false;
 }
 
+void TcpEngine::stop_listening() {
+  for (Listener& l : listeners_) l.used = false;
+}
+
 // ---- the connection table ------------------------------------------------------------
 
 size_t TcpEngine::hash(uint32_t laddr, uint16_t lport, uint32_t raddr, uint16_t rport) const {
@@ -1322,6 +1326,22 @@ uint32_t TcpEngine::send_space(ConnId id) const {
       (c->state != TcpState::established && c->state != TcpState::close_wait))
     return 0;
   return snd_size_ - c->snd_queued;
+}
+
+uint32_t TcpEngine::send_queued(ConnId id) const {
+  const Conn* c = lookup(id);
+  return c ? c->snd_queued : 0;
+}
+
+bool TcpEngine::endpoints(ConnId id, uint32_t* laddr, uint16_t* lport, uint32_t* raddr,
+                          uint16_t* rport) const {
+  const Conn* c = lookup(id);
+  if (!c) return false;
+  *laddr = c->laddr;
+  *lport = c->lport;
+  *raddr = c->raddr;
+  *rport = c->rport;
+  return true;
 }
 
 uint32_t TcpEngine::send(ConnId id, const uint8_t* p, uint32_t n, int64_t now) {

@@ -136,6 +136,7 @@ class TcpEngine {
   // Accept connections to addr:port (network order; addr 0 = any of ours). False when the
   // listener table (16) is full or the port is taken.
   bool listen(uint32_t addr_be, uint16_t port_be);
+  void stop_listening();  // no new connections; existing ones go on
 
   // One received segment: the IPv4 payload (TCP header onward, `len` bytes) with its
   // addresses. csum_ok: the NIC verified the checksum (else it is checked here).
@@ -155,6 +156,7 @@ class TcpEngine {
   // Sends at once what the windows allow (Nagle off).
   uint32_t send(ConnId c, const uint8_t* p, uint32_t n, int64_t now_ns);
   uint32_t send_space(ConnId c) const;
+  uint32_t send_queued(ConnId c) const;  // bytes in the send ring (sent or not, unacked)
   // In-order received bytes: the first contiguous piece (the ring may wrap; call again
   // after consume()). consume() frees n bytes and may send a window update.
   std::span<const uint8_t> readable(ConnId c) const;
@@ -175,6 +177,9 @@ class TcpEngine {
   void clear_events();
 
   TcpState state(ConnId c) const;
+  // The connection's addresses and ports (network order); false for a stale handle.
+  bool endpoints(ConnId c, uint32_t* laddr, uint16_t* lport, uint32_t* raddr,
+                 uint16_t* rport) const;
   bool valid(ConnId c) const;
   uint32_t live_conns() const { return uint32_t(live_.size()); }  // slots not free
   const TcpStats& stats() const { return stats_; }
