@@ -739,14 +739,17 @@ void DpdkWorker::tcp_poll(RxItem* out, uint32_t n, uint32_t& got) {
     } else {
       // Hand out no more than the send ring takes: a service answering every byte (an echo)
       // then never finds it full; the rest waits in the receive ring (the window closes).
-      const auto r = tcp_->readable(c);
+      // A reset connection (engine state closed) has no send space: what it had not handed
+      // out is dropped and stream_closed follows at once.
+      const bool reset = tcp_->state(c) == net::TcpState::closed;
+      const auto r = reset ? std::span<const uint8_t>{} : tcp_->readable(c);
       const uint32_t len = std::min<uint32_t>(uint32_t(r.size()), tcp_->send_space(c));
       if (len) {
         st.delivered = len;
         counters_.rx_stream_bytes.add(len);
         tcp_item(out, got, RxKind::stream_data, c, CloseReason::none, len, r.data());
         again = true;
-      } else if (r.empty() && tcp_->eof(c)) {
+      } else if (r.empty() && (reset || tcp_->eof(c))) {
         st.closing = true;  // the engine's side is closed by the next poll (step 1)
         counters_.conns_closed.add();
         counters_.conns_open.set(counters_.conns_open.get() - 1);
