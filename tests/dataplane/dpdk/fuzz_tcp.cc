@@ -29,6 +29,10 @@ TcpConfig fuzz_config() {
   c.ooo_ranges = 3;
   c.time_wait_ns = 100 * kMs;
   c.fin_wait2_ns = 1 * kSec;
+  // Short timeouts: an input's wind-down (below) then takes little simulated time.
+  c.rto_max_ns = 2 * kSec;
+  c.max_retries = 4;
+  c.syn_retries = 2;
   c.keepalive_idle_ns = 500 * kMs;
   c.keepalive_interval_ns = 100 * kMs;
   c.keepalive_probes = 2;
