@@ -63,6 +63,28 @@ DpdkWorker::DpdkWorker(std::shared_ptr<DpdkShared> shared, unsigned id)
   ip_id_ = uint16_t(id * 7919);  // workers start apart; ids only need to differ per flow
   link_up_ = sh_->link_up.load(std::memory_order_relaxed);
   now_ns_ = int64_t(now_ns());
+  // TCP: worker 0 serves every TCP server socket (docs/dpdk.md, "TCP on the datapath").
+  bool tcp = false;
+  for (const SocketSpec& sp : sh_->specs)
+    tcp = tcp || (sp.transport == Transport::tcp && sp.server);
+  if (id == 0 && tcp) {
+    net::TcpConfig tc;
+    tc.max_conns = std::min<uint32_t>(sh_->io.max_conns, kDpdkTcpConns);
+    tc.snd_buf = tc.rcv_buf = kDpdkTcpBuf;
+    tc.mss = uint16_t(sh_->ifc.mtu - net::kIpv4MinHdrLen - net::kTcpHdrLen);
+    tcp_ = std::make_unique<net::TcpEngine>(tc, drops_, &DpdkWorker::tcp_emit, this);
+    tcp_conns_.resize(tc.max_conns);
+    tcp_watch_.reserve(tc.max_conns);
+    tcp_closed_.reserve(tc.max_conns);
+    tcp_res_.reset(new uint8_t[kDpdkTcpReserve]);
+    tcp_listen_.assign(65536, kNoSocket);
+    for (size_t s = 0; s < sh_->specs.size(); ++s) {
+      const Endpoint& b = sh_->bound[s];
+      if (sh_->specs[s].transport == Transport::tcp && sh_->specs[s].server &&
+          tcp_->listen(b.addr_be, b.port_be))
+        tcp_listen_[ntohs(b.port_be)] = uint16_t(s);
+    }
+  }
 }
 
 DpdkWorker::~DpdkWorker() {
@@ -91,6 +113,7 @@ uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   // 1. The previous poll's items are dead now: return their buffers.
   free_held();
   arena_used_ = 0;
+  if (tcp_) now_ns_ = int64_t(now_ns());  // TCP timers need ms, not kDpdkHousekeepNs
   // 2. Timers (link, ARP, reassembly) every kDpdkHousekeepNs, not per packet.
   const uint64_t tsc = rte_rdtsc();
   if (tsc >= next_housekeep_tsc_) {
@@ -126,6 +149,7 @@ uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
       counters_.rx_datagrams.add(got);
       counters_.rx_bytes.add(bytes);
     }
+    if (tcp_) tcp_poll(out, n, got);
     // ARP/ICMP answers go out with the next flush; send them now if nothing else will.
     if (tx_n_ && got == 0) flush();
     if (nb) return got;
@@ -198,7 +222,10 @@ void DpdkWorker::rx_other(rte_mbuf* m, net::RxOffload off, RxItem* out, uint32_t
       rx_fragment(m, p.l3_off, out, n, got);
       return;
     case net::FrameKind::drop:
-      drops_->add(p.drop);
+      if (p.drop == DropReason::tcp_unsupported && tcp_)
+        tcp_segment(f, p, off);
+      else
+        drops_->add(p.drop);
       break;
   }
   rte_pktmbuf_free(m);
@@ -573,6 +600,242 @@ void DpdkWorker::housekeep() {
     rte_eth_stats st{};
     if (rte_eth_stats_get(port_, &st) == 0) counters_.rx_no_buffer.set(st.imissed + st.rx_nombuf);
   }
+}
+
+}  // namespace cw::dp
+
+namespace cw::dp {
+
+// ---- TCP ----------------------------------------------------------------------------------
+// Worker 0's net::TcpEngine: segments in from rx_other, segments out through tcp_emit (IPv4
+// header and checksums in software, then the ARP path like any frame). Stream bytes are
+// handed out straight from the engine's receive ring and consumed at the next poll, when
+// the items are dead (io.hh ownership rules).
+
+void DpdkWorker::tcp_segment(const uint8_t* f, const net::Parsed& p, net::RxOffload off) {
+  if (off.l4 == net::CsumState::bad) return drops_->add(DropReason::tcp_bad_checksum);
+  const uint32_t len = p.ip_len - uint32_t(p.l4_off - p.l3_off);
+  tcp_->input(p.src_be, p.dst_be, f + p.l4_off, len, now_ns_, off.l4 == net::CsumState::good);
+}
+
+void DpdkWorker::tcp_emit(void* self, const net::TcpSegmentOut& s) {
+  auto* w = static_cast<DpdkWorker*>(self);
+  rte_mbuf* m = rte_pktmbuf_alloc(w->sh_->pools[w->id_]);
+  if (!m) return w->drops_->add(DropReason::tx_no_mbuf);  // TCP sends it again
+  const uint32_t ip_len = net::kIpv4MinHdrLen + s.len();
+  auto* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(net::kEthHdrLen + ip_len)));
+  if (!f) {  // cannot happen: the engine's MSS is the MTU's
+    rte_pktmbuf_free(m);
+    return w->drops_->add(DropReason::tx_too_large);
+  }
+  net::store_mac(f + 6, w->ifc_.mac);
+  net::store16(f + 12, net::kEtherTypeIpv4);
+  uint8_t* ip = f + net::kEthHdrLen;
+  ip[0] = 0x45;
+  ip[1] = 0;
+  net::store16(ip + 2, uint16_t(ip_len));
+  net::store16(ip + 4, w->ip_id_++);
+  net::store16(ip + 6, 0x4000);  // DF: segments fit the MTU (MSS = MTU - 40)
+  ip[8] = net::kDefaultTtl;
+  ip[9] = net::kProtoTcp;
+  net::store16(ip + 10, 0);
+  net::store_be32(ip + 12, s.src_be);
+  net::store_be32(ip + 16, s.dst_be);
+  net::store16(ip + 10, net::csum_fold(net::csum_add(ip, net::kIpv4MinHdrLen)));
+  uint8_t* t = ip + net::kIpv4MinHdrLen;
+  std::memcpy(t, s.hdr, s.hdr_len);
+  if (s.n1) std::memcpy(t + s.hdr_len, s.p1, s.n1);
+  if (s.n2) std::memcpy(t + s.hdr_len + s.n1, s.p2, s.n2);
+  m->ol_flags = 0;
+  net::Mac mac;
+  w->route_frame(m, s.dst_be, &mac);
+}
+
+void DpdkWorker::tcp_watch(ConnId c) {
+  TcpConnState& st = tcp_conns_[conn_slot(c)];
+  if (st.watched) return;
+  st.watched = true;
+  tcp_watch_.push_back(c);
+}
+
+void DpdkWorker::tcp_item(RxItem* out, uint32_t& got, RxKind kind, ConnId c, CloseReason why,
+                          uint32_t len, const uint8_t* data) {
+  uint32_t la = 0, ra = 0;
+  uint16_t lp = 0, rp = 0;
+  tcp_->endpoints(c, &la, &lp, &ra, &rp);
+  RxItem& it = out[got++];
+  it.kind = kind;
+  it.reason = why;
+  it.sock = tcp_conns_[conn_slot(c)].sock;
+  it.conn = c;
+  it.peer = Endpoint{ra, rp};
+  it.len = len;
+  it.data = data;
+  it.token = kNoHeld;
+}
+
+void DpdkWorker::tcp_poll(RxItem* out, uint32_t n, uint32_t& got) {
+  const int64_t now = now_ns_;
+  // 1. What the last poll handed out is read; connections it reported closed are closed.
+  for (ConnId c : tcp_watch_) {
+    if (!tcp_->valid(c)) continue;
+    TcpConnState& st = tcp_conns_[conn_slot(c)];
+    if (st.delivered) tcp_->consume(c, st.delivered, now);
+    st.delivered = 0;
+    if (st.closing) {
+      tcp_->close(c, now);
+      st = TcpConnState{};
+    }
+  }
+  // 2. Timers, then the engine's events: each only marks its connection for step 3.
+  tcp_->advance(now);
+  for (const net::TcpEvent& e : tcp_->events()) {
+    if (!tcp_->valid(e.conn)) continue;
+    if (e.kind == net::TcpEventKind::accepted) {
+      uint32_t la, ra;
+      uint16_t lp, rp;
+      tcp_->endpoints(e.conn, &la, &lp, &ra, &rp);
+      const uint16_t s = tcp_listen_[ntohs(lp)];
+      tcp_conns_[conn_slot(e.conn)] = TcpConnState{};
+      tcp_conns_[conn_slot(e.conn)].sock = s == kNoSocket ? 0 : s;
+      counters_.conns_accepted.add();
+      counters_.conns_open.add();
+    }
+    tcp_watch(e.conn);
+  }
+  tcp_->clear_events();
+  // 3. Items, as many as fit; what does not fit stays watched for the next poll.
+  size_t keep = 0;
+  for (size_t i = 0; i < tcp_watch_.size(); ++i) {
+    const ConnId c = tcp_watch_[i];
+    if (!tcp_->valid(c)) continue;  // closed locally meanwhile; its slot state was reset
+    TcpConnState& st = tcp_conns_[conn_slot(c)];
+    if (!st.watched) continue;
+    if (got + 3 > n) {  // room for open, resumed or writable, and one more
+      tcp_watch_[keep++] = c;
+      continue;
+    }
+    if (!st.opened) {
+      st.opened = true;
+      tcp_item(out, got, RxKind::stream_open, c, CloseReason::none, 0, nullptr);
+    }
+    if (st.resumed) {
+      st.resumed = false;
+      tcp_item(out, got, RxKind::stream_resumed, c, CloseReason::none, 0, nullptr);
+    }
+    bool again = false;
+    if (st.want_writable) {
+      if (tcp_->send_queued(c) <= sh_->io.conn_low_water) {
+        st.want_writable = false;
+        tcp_item(out, got, RxKind::stream_writable, c, CloseReason::none, 0, nullptr);
+      } else {
+        again = true;
+      }
+    }
+    if (st.closing) {
+      again = true;  // closed by step 1 of the next poll
+    } else if (st.paused) {
+      // nothing handed out; resume() watches it again
+    } else {
+      // Hand out no more than the send ring takes: a service answering every byte (an echo)
+      // then never finds it full; the rest waits in the receive ring (the window closes).
+      // A reset connection (engine state closed) has no send space: what it had not handed
+      // out is dropped and stream_closed follows at once.
+      const bool reset = tcp_->state(c) == net::TcpState::closed;
+      const auto r = reset ? std::span<const uint8_t>{} : tcp_->readable(c);
+      const uint32_t len = std::min<uint32_t>(uint32_t(r.size()), tcp_->send_space(c));
+      if (len) {
+        st.delivered = len;
+        counters_.rx_stream_bytes.add(len);
+        tcp_item(out, got, RxKind::stream_data, c, CloseReason::none, len, r.data());
+        again = true;
+      } else if (r.empty() && (reset || tcp_->eof(c))) {
+        st.closing = true;  // the engine's side is closed by the next poll (step 1)
+        counters_.conns_closed.add();
+        counters_.conns_open.set(counters_.conns_open.get() - 1);
+        tcp_item(out, got, RxKind::stream_closed, c, CloseReason::peer, 0, nullptr);
+        again = true;
+      } else if (!r.empty()) {
+        again = true;  // the send ring is full: look again once it drained
+      }
+    }
+    if (again)
+      tcp_watch_[keep++] = c;
+    else
+      st.watched = false;
+  }
+  tcp_watch_.resize(keep);
+  // 4. Connections closed here (close(), overflow): their stream_closed items.
+  size_t left = 0;
+  for (const auto& [c, why] : tcp_closed_) {
+    if (got < n)
+      tcp_item(out, got, RxKind::stream_closed, c, why, 0, nullptr);
+    else
+      tcp_closed_[left++] = {c, why};
+  }
+  tcp_closed_.resize(left);
+}
+
+uint8_t* DpdkWorker::stream_reserve(ConnId c, uint32_t n) {
+  if (!tcp_ || !tcp_->valid(c) || tcp_conns_[conn_slot(c)].closing) return nullptr;
+  if (n > kDpdkTcpReserve || n > tcp_->send_space(c)) {
+    // io.hh: a reservation that cannot be queued closes the connection (overflow).
+    counters_.conns_overflow.add();
+    tcp_->abort(c, now_ns_);
+    tcp_conns_[conn_slot(c)] = TcpConnState{};
+    counters_.conns_closed.add();
+    counters_.conns_open.set(counters_.conns_open.get() - 1);
+    tcp_closed_.push_back({c, CloseReason::overflow});
+    return nullptr;
+  }
+  tcp_res_conn_ = c;
+  return tcp_res_.get();
+}
+
+void DpdkWorker::stream_commit(ConnId c, uint32_t n) {
+  if (!tcp_ || c != tcp_res_conn_) return;
+  tcp_res_conn_ = kNoConn;
+  const uint32_t k = tcp_->send(c, tcp_res_.get(), n, now_ns_);  // room checked by reserve
+  counters_.tx_stream_bytes.add(k);
+}
+
+void DpdkWorker::close(ConnId c) {
+  if (!tcp_ || !tcp_->valid(c)) return;
+  TcpConnState& st = tcp_conns_[conn_slot(c)];
+  if (st.closing) return;  // stream_closed(peer) was handed out: the handle is dead
+  if (st.delivered) tcp_->consume(c, st.delivered, now_ns_);  // the service has read them
+  tcp_->close(c, now_ns_);  // FIN after the queued bytes (RST if unread bytes remain)
+  st = TcpConnState{};
+  counters_.conns_closed.add();
+  counters_.conns_open.set(counters_.conns_open.get() - 1);
+  tcp_closed_.push_back({c, CloseReason::local});
+}
+
+void DpdkWorker::pause(ConnId c) {
+  if (tcp_ && tcp_->valid(c)) tcp_conns_[conn_slot(c)].paused = true;
+}
+
+void DpdkWorker::resume(ConnId c) {
+  if (!tcp_ || !tcp_->valid(c)) return;
+  TcpConnState& st = tcp_conns_[conn_slot(c)];
+  if (!st.paused) return;
+  st.paused = false;
+  st.resumed = true;
+  tcp_watch(c);
+}
+
+uint32_t DpdkWorker::queued(ConnId c) const {
+  return tcp_ ? tcp_->send_queued(c) : 0;
+}
+
+void DpdkWorker::notify_writable(ConnId c) {
+  if (!tcp_ || !tcp_->valid(c)) return;
+  tcp_conns_[conn_slot(c)].want_writable = true;
+  tcp_watch(c);
+}
+
+void DpdkWorker::stop_accepting() {
+  if (tcp_) tcp_->stop_listening();
 }
 
 }  // namespace cw::dp

@@ -6,9 +6,10 @@
 //     shared between workers except read-only port state and the ARP copy rings.
 //   * Worker threads are the runtime's own threads; open_worker() registers the calling
 //     thread with EAL (rte_thread_register) so it gets an lcore id and mempool caches.
-//   * UDP only. ARP and ICMP echo are answered inside the backend. TCP specs are accepted
-//     (so a config with TCP listeners still starts) but never receive anything:
-//     stream_reserve() returns nullptr and connect() returns kNoConn.
+//   * UDP, and TCP servers on worker 0 (net::TcpEngine, docs/dpdk.md "TCP on the
+//     datapath"): accept, stream receive, reserve/commit, pause/resume, close; software
+//     checksums; connect() returns kNoConn. ARP and ICMP echo are answered inside the
+//     backend.
 //
 // This header has no DPDK includes: launch.hh and the worker loop see only these types. The
 // reply path of the common datagram (dgram_reserve_reply, dgram_commit to a cached flow) is
@@ -30,6 +31,7 @@
 #include "dataplane/dpdk/net/arp.hh"
 #include "dataplane/dpdk/net/drop.hh"
 #include "dataplane/dpdk/net/frame.hh"
+#include "dataplane/dpdk/net/tcp.hh"
 #include "dataplane/io.hh"
 
 struct rte_mbuf;
@@ -79,6 +81,9 @@ inline constexpr uint32_t kDpdkTxStash = 32;            // tx mbufs taken from t
 inline constexpr uint32_t kDpdkReasmArena = 4 * 65536;  // reassembled bytes per poll
 inline constexpr int64_t kDpdkHousekeepNs = 100'000'000;  // link, ARP and reassembly timers
 inline constexpr int64_t kDpdkIdlePauseNs = 100'000;      // longest pause of an idle non-busy poll
+inline constexpr uint32_t kDpdkTcpConns = 1024;           // most TCP connections (worker 0)
+inline constexpr uint32_t kDpdkTcpBuf = 64 * 1024;      // TCP send and receive ring, per connection
+inline constexpr uint32_t kDpdkTcpReserve = 64 * 1024;  // largest stream_reserve
 
 class alignas(64) DpdkWorker {
  public:
@@ -98,17 +103,18 @@ class alignas(64) DpdkWorker {
   // updated for the edits rather than summed again (net::write_udp_reply_frame).
   using ReplyEdits = net::CsumEdits;
   inline void dgram_commit_edited(uint32_t n, const ReplyEdits& e);
-  uint8_t* stream_reserve(ConnId, uint32_t) { return nullptr; }  // no TCP on DPDK
-  void stream_commit(ConnId, uint32_t) {}
-  ConnId connect(SocketId, Endpoint) { return kNoConn; }
-  void pause(ConnId) {}  // no connection exists, so every handle is stale: no-ops
-  void resume(ConnId) {}
-  uint32_t queued(ConnId) const { return 0; }
-  void notify_writable(ConnId) {}
-  void close(ConnId) {}
+  // TCP (worker 0 only; elsewhere every handle is stale and these do nothing).
+  uint8_t* stream_reserve(ConnId c, uint32_t n);
+  void stream_commit(ConnId c, uint32_t n);
+  ConnId connect(SocketId, Endpoint) { return kNoConn; }  // no client role on DPDK yet
+  void pause(ConnId c);
+  void resume(ConnId c);
+  uint32_t queued(ConnId c) const;
+  void notify_writable(ConnId c);
+  void close(ConnId c);
   void flush();
   void wake() { woken_.store(true, std::memory_order_relaxed); }
-  void stop_accepting() {}  // no TCP on DPDK: nothing accepts; UDP is served until stop
+  void stop_accepting();
   const IoCounters& counters() const { return counters_; }
   unsigned worker_id() const { return id_; }
   const net::DropCounters& drops() const;
@@ -174,6 +180,21 @@ class alignas(64) DpdkWorker {
   net::UdpHeaderSpec reserved_udp_spec();
   void housekeep();
   void port_faulted();
+  // TCP (tcp_ set on worker 0 when a TCP server socket exists).
+  static void tcp_emit(void* self, const net::TcpSegmentOut& seg);
+  void tcp_segment(const uint8_t* f, const net::Parsed& p, net::RxOffload off);
+  void tcp_poll(RxItem* out, uint32_t n, uint32_t& got);
+  void tcp_item(RxItem* out, uint32_t& got, RxKind kind, ConnId c, CloseReason why, uint32_t len,
+                const uint8_t* data);
+  void tcp_watch(ConnId c);  // c may have bytes, an EOF or a reset to deliver
+  SocketId tcp_sock_of(ConnId c) const;
+  struct TcpConnState {      // per engine slot
+    uint32_t delivered = 0;  // bytes handed out by the last poll, consumed by the next
+    bool opened = false;     // stream_open handed out
+    bool watched = false, paused = false, resumed = false, want_writable = false;
+    bool closing = false;  // stream_closed handed out: close the engine's side next poll
+    SocketId sock = 0;
+  };
   void drain_arp_copies();
   void free_held();
 
@@ -231,6 +252,13 @@ class alignas(64) DpdkWorker {
   std::unique_ptr<uint8_t[]> big_;    // large datagram being reserved (UDP hdr + data)
   std::unique_ptr<uint8_t[]> arena_;  // reassembled datagrams of the current poll
   std::atomic<bool> woken_{false};
+  std::unique_ptr<net::TcpEngine> tcp_;
+  std::vector<TcpConnState> tcp_conns_;  // by conn_slot
+  std::vector<ConnId> tcp_watch_;        // connections to look at in the next poll
+  std::vector<std::pair<ConnId, CloseReason>> tcp_closed_;  // closed here: stream_closed owed
+  std::unique_ptr<uint8_t[]> tcp_res_;  // stream_reserve's buffer (kDpdkTcpReserve)
+  std::vector<uint16_t> tcp_listen_;    // port (host order) -> TCP server SocketId
+  ConnId tcp_res_conn_ = kNoConn;       // the open stream reservation's connection
 };
 
 class DpdkBackend {

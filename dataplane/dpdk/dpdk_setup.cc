@@ -305,7 +305,8 @@ Result<std::unique_ptr<DpdkBackend>> DpdkBackend::create(
 
   // Sockets: UDP demultiplexing by destination port (the stack owns the whole port space).
   sh->by_port.assign(65536, kNoSocket);
-  uint16_t next_ephemeral = 49152;
+  uint16_t next_ephemeral = 49152, next_tcp_ephemeral = 49152;
+  std::vector<bool> tcp_used(65536, false);  // TCP server ports (worker 0's listeners)
   for (size_t s = 0; s < specs.size(); ++s) {
     const SocketSpec& sp = specs[s];
     Endpoint b = sp.bind;
@@ -313,7 +314,18 @@ Result<std::unique_ptr<DpdkBackend>> DpdkBackend::create(
     if (b.addr_be != 0 && !sh->ifc.is_local(b.addr_be))
       return make_error(what + ": address is not one of dpdk.addresses");
     if (sp.transport == Transport::tcp) {
-      if (log) log("dpdk: " + what + ": no TCP on the DPDK stack; this socket never receives");
+      if (log && !sp.server) log("dpdk: " + what + ": no TCP client role on DPDK yet");
+      if (sp.server) {  // port 0: the first free one from 49152, as for UDP
+        uint16_t p = ntohs(b.port_be);
+        if (p == 0) {
+          while (next_tcp_ephemeral != 0 && tcp_used[next_tcp_ephemeral]) ++next_tcp_ephemeral;
+          if (next_tcp_ephemeral == 0) return make_error(what + ": no free port");
+          p = next_tcp_ephemeral++;
+          b.port_be = htons(p);
+        }
+        if (tcp_used[p]) return make_error(what + ": port already used by another dpdk socket");
+        tcp_used[p] = true;
+      }
     } else {
       uint16_t p = ntohs(b.port_be);
       if (p == 0) {

@@ -38,7 +38,27 @@ namespace cw::dp::net {
   X(ip_frag_dropped)      /* reassembly gave up (timeout, table full, overlap) */       \
   X(ip_reasm_too_large)   /* reassembled datagram above max_datagram */                 \
   X(ip_unknown_proto)     /* not ICMP/UDP/TCP */                                        \
-  X(tcp_unsupported)      /* TCP segment: the DPDK stack has no TCP */                  \
+  X(tcp_unsupported)      /* TCP segment on a worker without TCP (all but worker 0) */  \
+  /* TCP (tcp.hh; RFC 9293 3.10.7, RFC 5961, RFC 7323) */                              \
+  X(tcp_too_short)        /* fewer than 20 bytes */                                     \
+  X(tcp_bad_offset)       /* data offset < 5 or beyond the segment */                   \
+  X(tcp_bad_checksum)     /* checksum wrong (software or NIC) */                        \
+  X(tcp_bad_options)      /* malformed option list (length 0/1 or past the header) */   \
+  X(tcp_bad_flags)        /* SYN+FIN, SYN+RST, no SYN/ACK/RST, or ports 0 */            \
+  X(tcp_no_listener)      /* no connection and no listener: answered with RST */        \
+  X(tcp_listen_bad)       /* non-SYN (RST/ACK/bare) to a listener (ACK -> RST) */       \
+  X(tcp_table_full)       /* SYN or connect with no free connection slot */             \
+  X(tcp_bad_ack)          /* SYN-SENT/SYN-RCVD: ACK outside what we sent (-> RST) */    \
+  X(tcp_paws)             /* timestamp older than TS.Recent (RFC 7323 5) */             \
+  X(tcp_out_of_window)    /* sequence outside the receive window (-> ACK) */            \
+  X(tcp_rst_out_of_window) /* RST outside the window: ignored */                        \
+  X(tcp_rst_challenged)   /* RST in window but not at RCV.NXT: challenge ACK */         \
+  X(tcp_syn_challenged)   /* SYN on a synchronized connection: challenge ACK */         \
+  X(tcp_no_ack)           /* segment without ACK on a synchronized connection */        \
+  X(tcp_ack_unsent)       /* ACK of data never sent (-> ACK) */                         \
+  X(tcp_ack_too_old)      /* ACK below SND.UNA - MAX.SND.WND: challenge ACK */          \
+  X(tcp_ooo_full)         /* out-of-order segment with no range slot left */            \
+  X(tcp_data_after_close) /* data after our close() or after the peer's FIN (-> RST) */ \
   /* ICMP */                                                                            \
   X(icmp_too_short)       /* fewer than 8 bytes */                                      \
   X(icmp_bad_checksum)    /* checksum wrong */                                          \

@@ -21,6 +21,15 @@ inline int sh(const std::string& cmd) {
   return run(cmd + " >/dev/null 2>&1");
 }
 
+// Why a tap-in-namespace test cannot run here (GTEST_SKIP reason), or nullptr.
+inline const char* tap_env_missing() {
+  if (geteuid() != 0) return "needs root (network namespace, tap device, EAL)";
+  if (sh("ip -V") != 0) return "no iproute2 'ip' command";
+  if (sh("python3 -c 1") != 0) return "no python3";
+  if (access("/dev/net/tun", R_OK | W_OK) != 0) return "no /dev/net/tun for net_tap";
+  return nullptr;
+}
+
 class Netns {
  public:
   explicit Netns(std::string name) : name_(std::move(name)) {

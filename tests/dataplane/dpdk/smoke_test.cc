@@ -73,14 +73,11 @@ sys.exit(0 if ok else 1)
 )PY";
 
 TEST(DpdkSmoke, TapInNamespaceAnswersArpPingAndUdp) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root (network namespace, tap device, EAL)";
-  if (sh("ip -V") != 0) GTEST_SKIP() << "no iproute2 'ip' command";
-  if (sh("python3 -c 1") != 0) GTEST_SKIP() << "no python3";
+  if (const char* why = test::tap_env_missing()) GTEST_SKIP() << why;
   const std::string tag = std::to_string(getpid());
   const std::string iface = "cwt" + tag.substr(tag.size() > 6 ? tag.size() - 6 : 0);
   Netns ns("cwdpdk" + tag);
   if (!ns.ok()) GTEST_SKIP() << "cannot create or enter a network namespace here";
-  if (access("/dev/net/tun", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/net/tun for net_tap";
 
   IoConfig io;
   io.workers = 2;  // two queue pairs: exercises ARP copies between workers
