@@ -21,7 +21,8 @@ import tempfile
 import time
 import unittest
 
-from test_rtp import Session, free_udp_port
+import harness as h
+from test_rtp import Session
 
 GST = shutil.which("gst-launch-1.0")
 
@@ -29,7 +30,7 @@ GST = shutil.which("gst-launch-1.0")
 def free_port_pair():
     """G, G+1 both free (G even, as RTP/RTCP pairs traditionally are)."""
     for _ in range(50):
-        g = free_udp_port() & ~1
+        g = h.free_port(socket.SOCK_DGRAM) & ~1
         socks = []
         try:
             for p in (g, g + 1):
@@ -49,7 +50,7 @@ def free_port_pair():
 class GStreamerTest(unittest.TestCase):
     def test_rtpbin_both_ways(self):
         g = free_port_pair()
-        c = free_udp_port()
+        c = h.free_port(socket.SOCK_DGRAM)
         d = tempfile.mkdtemp(prefix="cw-rtp-gst-")
         raw = os.path.join(d, "out.raw")
         s = Session(f'peer = "127.0.0.1:{g}"\npeer_rtcp = "127.0.0.1:{g + 1}"\n'
