@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "tests/dataplane/dpdk/tcp_pair.hh"
@@ -33,7 +34,8 @@ std::vector<uint8_t> pattern(size_t n, uint64_t seed) {
   return v;
 }
 
-// A connected pair: a connects to b, which accepts. Returns {a's, b's} ConnIds.
+// A connected pair: a connects to b, which accepts. Returns {a's, b's} ConnIds (taken with
+// std::tie: clang 14 does not let lambdas capture structured bindings).
 std::pair<ConnId, ConnId> connect(TcpPair& p, uint16_t lport = htons(40000)) {
   EXPECT_TRUE(p.b.listen(0, kPort) || true);
   const ConnId ca = p.a.connect(p.addr_a(), lport, p.addr_b(), kPort, p.now);
@@ -92,7 +94,8 @@ std::vector<uint8_t> send_a_to_b(TcpPair& p, ConnId ca, ConnId cb, const std::ve
 
 TEST(Tcp, HandshakeNegotiatesOptions) {
   TcpPair p(config(1 << 20), config(1 << 20));
-  auto [ca, cb] = connect(p);
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
   const auto ia = p.a.info(ca), ib = p.b.info(cb);
   EXPECT_EQ(ia.state, TcpState::established);
   EXPECT_EQ(ib.state, TcpState::established);
@@ -121,7 +124,8 @@ TEST(Tcp, HandshakeWithoutOptions) {
   cb.timestamps = cb.window_scaling = cb.sack = false;
   cb.mss = 536;
   TcpPair p(config(1 << 20), cb);
-  auto [ca, cbid] = connect(p);
+  ConnId ca, cbid;
+  std::tie(ca, cbid) = connect(p);
   const auto ia = p.a.info(ca), ib = p.b.info(cbid);
   EXPECT_FALSE(ia.ts || ia.sack || ib.ts || ib.sack);
   EXPECT_EQ(ia.rcv_wscale, 0xFF);
@@ -168,7 +172,8 @@ TEST(Tcp, SimultaneousOpen) {
 
 // Transfers `n` bytes each way at once, then both sides shut down; checks every byte.
 void bulk_both_ways(TcpPair& p, size_t n) {
-  auto [ca, cb] = connect(p);
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
   Flow fa, fb;
   fa.out = pattern(n, 7);
   fb.out = pattern(n, 8);
@@ -241,7 +246,8 @@ TEST(Tcp, SynRetransmissionTimingDoubles) {
 TEST(Tcp, SrttAndRtoFromSamples) {
   TcpPair p(config(), config());
   p.faults.delay = 10 * kMs;
-  auto [ca, cb] = connect(p);
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
   // First sample (RFC 6298 2.2): SRTT = R = 20 ms, RTTVAR = R/2, RTO = max(min, R + 4 R/2).
   auto ia = p.a.info(ca);
   EXPECT_EQ(ia.srtt_ns, 20 * kMs);
@@ -280,7 +286,8 @@ TEST(Tcp, SrttAndRtoFromSamples) {
 // Three duplicate ACKs: one fast retransmit, no timeout (RFC 5681 3.2, RFC 6582).
 TEST(Tcp, FastRetransmitOnThreeDupAcks) {
   TcpPair p(config(), config());
-  auto [ca, cb] = connect(p);
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
   const uint32_t mss = p.a.info(ca).snd_mss;
   int data_segs = 0;
   p.filter = [&](const Seg& s) {
@@ -322,7 +329,8 @@ TEST(Tcp, FastRetransmitOnThreeDupAcks) {
 // Two holes: the SACK blocks name both ranges, the most recent first (RFC 2018 4).
 TEST(Tcp, SackBlocksAfterHoles) {
   TcpPair p(config(), config());
-  auto [ca, cb] = connect(p);
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
   const uint32_t mss = p.a.info(ca).snd_mss;
   int n = 0;
   p.filter = [&](const Seg& s) {
@@ -365,7 +373,8 @@ TEST(Tcp, WindowHonouredWithSmallReceiver) {
   TcpConfig cfa = config(), cfb = config(4096);
   cfa.mss = cfb.mss = 1036;
   TcpPair p(cfa, cfb);
-  auto [ca, cb] = connect(p);
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
   const auto out = pattern(64 * 1024, 13);
   size_t sent = 0;
   // Track b's advertised right edge and check a never sends beyond it.
@@ -396,7 +405,8 @@ TEST(Tcp, WindowHonouredWithSmallReceiver) {
 
 TEST(Tcp, SimultaneousClose) {
   TcpPair p(config(), config());
-  auto [ca, cb] = connect(p);
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
   p.a.shutdown(ca, p.now);
   p.b.shutdown(cb, p.now);  // both FINs cross on the wire
   EXPECT_EQ(p.a.state(ca), TcpState::fin_wait1);
@@ -414,7 +424,8 @@ TEST(Tcp, SimultaneousClose) {
 
 TEST(Tcp, OrderlyCloseBothWays) {
   TcpPair p(config(), config());
-  auto [ca, cb] = connect(p);
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
   p.a.shutdown(ca, p.now);
   p.run([&] { return p.b.eof(cb) && p.a.state(ca) == TcpState::fin_wait2; }, 5 * kSec);
   EXPECT_EQ(p.b.state(cb), TcpState::close_wait);
@@ -437,7 +448,8 @@ TEST(Tcp, OrderlyCloseBothWays) {
 // Data for a connection the application closed: RST (RFC 9293 3.6), and the peer resets.
 TEST(Tcp, DataAfterCloseResets) {
   TcpPair p(config(), config());
-  auto [ca, cb] = connect(p);
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
   p.a.close(ca, p.now);
   p.run([&] { return p.b.eof(cb); }, 5 * kSec);
   const uint8_t x[3] = {1, 2, 3};
@@ -493,7 +505,8 @@ Expect expect_of_a(const TcpPair& p) {
 
 TEST(Tcp, RstAndSynPerRfc5961) {
   TcpPair p(config(), config());
-  auto [ca, cb] = connect(p);
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
   const Expect e = expect_of_a(p);
   const uint32_t rcv_nxt = e.rcv_nxt, snd_nxt = e.snd_nxt;
   auto inject = [&](uint32_t seq, uint8_t flags) {
@@ -559,7 +572,8 @@ TEST(Tcp, NoListenerAnswersRstAndBadSegmentsAreCounted) {
 // Delayed ACK: one segment is acknowledged after delack_ns, a second one at once.
 TEST(Tcp, DelayedAckTimerAndEverySecondSegment) {
   TcpPair p(config(), config());
-  auto [ca, cb] = connect(p);
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
   const uint32_t mss = p.a.info(ca).snd_mss;
   const auto one = pattern(100, 1);
   const size_t first = p.log.size();
@@ -593,7 +607,8 @@ TEST(Tcp, DelayedAckTimerAndEverySecondSegment) {
 // and answered with an ACK; a newer one is taken.
 TEST(Tcp, PawsDropsOldTimestamps) {
   TcpPair p(config(), config());
-  auto [ca, cb] = connect(p);
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
   const Expect e = expect_of_a(p);
   ASSERT_NE(e.tsval, 0u);
   const size_t before = p.log.size();
@@ -616,7 +631,8 @@ TEST(Tcp, AckChecksAndChallengeAckLimit) {
   TcpConfig c = config();
   c.challenge_ack_limit = 5;
   TcpPair p(c, c);
-  auto [ca, cb] = connect(p);
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
   const Expect e = expect_of_a(p);
   auto inject = [&](uint32_t seq, uint32_t ack, uint8_t flags) {
     auto h = forge(kPort, htons(40000), seq, ack, flags, p.addr_b(), p.addr_a(),
@@ -646,7 +662,8 @@ TEST(Tcp, TableAndOutOfOrderBounds) {
   cb.max_conns = 2;
   cb.ooo_ranges = 2;
   TcpPair p(config(), cb);
-  auto [ca, cbid] = connect(p, htons(40000));
+  ConnId ca, cbid;
+  std::tie(ca, cbid) = connect(p, htons(40000));
   connect(p, htons(40001));
   p.a.connect(p.addr_a(), htons(40002), p.addr_b(), kPort, p.now);
   p.run([&] { return false; }, 100 * kMs);
@@ -672,7 +689,8 @@ TEST(Tcp, TableAndOutOfOrderBounds) {
 // TIME_WAIT answers a retransmitted FIN (our last ACK was lost) and restarts its timer.
 TEST(Tcp, TimeWaitAcksRetransmittedFin) {
   TcpPair p(config(), config());
-  auto [ca, cb] = connect(p);
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
   p.a.close(ca, p.now);
   p.run([&] { return p.b.eof(cb); }, 1 * kSec);
   bool lose = true;  // a's ACK of b's FIN is lost once
@@ -711,7 +729,8 @@ TEST(Tcp, SynCookiesUnderFlood) {
   EXPECT_EQ(p.b.live_conns(), 4u);
   EXPECT_EQ(p.b.stats().syn_cookies_sent, 96u);
   EXPECT_EQ(p.drops_b.get(DropReason::tcp_table_full), 0u);
-  auto [ca, cbid] = connect(p);
+  ConnId ca, cbid;
+  std::tie(ca, cbid) = connect(p);
   EXPECT_EQ(p.b.stats().syn_cookies_accepted, 1u);
   const auto ib = p.b.info(cbid);
   EXPECT_FALSE(ib.ts || ib.sack);  // a cookie remembers only the MSS
@@ -742,7 +761,8 @@ TEST(Tcp, KeepAliveProbesAndTimesOut) {
   c.keepalive_interval_ns = 1 * kSec;
   c.keepalive_probes = 3;
   TcpPair p(c, config());
-  auto [ca, cb] = connect(p);  // a established at 2 ms (the SYN-ACK's arrival)
+  ConnId ca, cb;  // a established at 2 ms (the SYN-ACK's arrival)
+  std::tie(ca, cb) = connect(p);
   const size_t first = p.log.size();
   p.run([&] { return p.now >= 5 * kSec; }, 10 * kSec);
   std::vector<const Seg*> probes;
