@@ -46,6 +46,7 @@ namespace cw::dp::net {
   X(tcp_bad_options)      /* malformed option list (length 0/1 or past the header) */   \
   X(tcp_bad_flags)        /* SYN+FIN, SYN+RST, no SYN/ACK/RST, or ports 0 */            \
   X(tcp_no_listener)      /* no connection and no listener: answered with RST */        \
+  X(tcp_conn_closed)      /* for a closed connection the app still holds (RST -> none) */ \
   X(tcp_listen_bad)       /* non-SYN (RST/ACK/bare) to a listener (ACK -> RST) */       \
   X(tcp_table_full)       /* SYN or connect with no free connection slot */             \
   X(tcp_bad_ack)          /* SYN-SENT/SYN-RCVD: ACK outside what we sent (-> RST) */    \

@@ -655,8 +655,15 @@ void TcpEngine::input(uint32_t src_be, uint32_t dst_be, const uint8_t* p, uint32
       on_segment(*c, s, now);
     return;
   }
+  // A closed connection whose slot the application still holds: the segment (typically
+  // the peer's RST answering data we sent before its RST arrived) belongs to it, not to a
+  // listener, and gets CLOSED's answer.
+  if (c) {
+    send_rst_for(s);
+    return drop(DropReason::tcp_conn_closed);
+  }
   for (const Listener& l : listeners_)
-    if (l.used && l.port_be == s.dport && (l.addr_be == 0 || l.addr_be == dst_be) && !c)
+    if (l.used && l.port_be == s.dport && (l.addr_be == 0 || l.addr_be == dst_be))
       return on_listen(s, now);
   // 3.10.7.1: CLOSED. An RST is dropped; anything else is answered with one.
   send_rst_for(s);

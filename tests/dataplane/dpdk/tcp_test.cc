@@ -533,6 +533,18 @@ TEST(Tcp, RstAndSynPerRfc5961) {
   for (const TcpEvent& e : p.a.events()) closed = closed || (e.kind == TcpEventKind::closed);
   EXPECT_TRUE(closed);
   EXPECT_TRUE(p.a.eof(ca));
+  // Until the application releases it, the closed connection answers as CLOSED does: a
+  // late RST is dropped unanswered, anything else gets an RST; neither is a refused connect.
+  const size_t at_close = p.log.size();
+  inject(rcv_nxt, kTcpRst);
+  EXPECT_EQ(p.drops_a.get(DropReason::tcp_conn_closed), 1u);
+  EXPECT_EQ(p.log.size(), at_close);
+  inject(rcv_nxt, kTcpAck);
+  EXPECT_EQ(p.drops_a.get(DropReason::tcp_conn_closed), 2u);
+  ASSERT_EQ(p.log.size(), at_close + 1);
+  EXPECT_EQ(p.log.back().flags(), kTcpRst);
+  EXPECT_EQ(p.log.back().seq(), snd_nxt);
+  EXPECT_EQ(p.drops_a.get(DropReason::tcp_no_listener), 0u);
   p.a.close(ca, p.now);
   EXPECT_EQ(p.a.live_conns(), 0u);
   (void)cb;
