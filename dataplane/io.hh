@@ -136,6 +136,11 @@ struct IoConfig {
   // Send consecutive datagrams to one destination as one UDP GSO send (UDP_SEGMENT) when
   // the kernel offers it: kernel backends only (dataplane/kernel/udp_gso.hh).
   bool udp_gso = true;
+  // Receive runs of same-size datagrams from one source (a sender's GSO train, or what the
+  // kernel's UDP GRO merged) as one buffer and split them here (UDP_GRO): one pass through
+  // the kernel's receive path per run instead of per datagram. io_uring backend only, and
+  // only while max_datagram holds the largest run (65,507 bytes).
+  bool udp_gro = true;
 };
 
 // Per-worker counters the backend maintains. Single writer (the worker), read from other

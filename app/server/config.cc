@@ -317,9 +317,11 @@ class Parser {
       } else if (k == "workers") {
         workers_line = line;
         if (auto w = integer(line, key, v, 1, kMaxWorkers)) cfg_.io.workers = unsigned(*w);
-      } else if (k == "busy_poll" || k == "udp_gso") {
+      } else if (k == "busy_poll" || k == "udp_gso" || k == "udp_gro") {
         if (auto* b = v.as_boolean())
-          (k == "busy_poll" ? cfg_.io.busy_poll : cfg_.io.udp_gso) = b->get();
+          (k == "busy_poll" ? cfg_.io.busy_poll
+           : k == "udp_gso" ? cfg_.io.udp_gso
+                            : cfg_.io.udp_gro) = b->get();
         else
           type(line, key, v, "a boolean (true or false)");
       } else if (k == "listen") {
@@ -373,7 +375,7 @@ class Parser {
              "unknown key (known: backend, cores, workers, busy_poll, listen, max_conns, "
              "conn_out_limit, worker_out_limit, conn_low_water, stream_buffer_limit, "
              "max_timers, idle_timeout, rx_buffers, rx_buffer_size, tx_buffers, burst, "
-             "coalesce, udp_gso)");
+             "coalesce, udp_gso, udp_gro)");
       }
     }
     // The default low-water mark follows a small conn_out_limit; a configured one must be

@@ -9,6 +9,10 @@
 // length except the last, which may be shorter (the kernel's rule), so a shorter datagram
 // ends its train and a longer one starts a new train.
 //
+// The receive side (UDP_GRO, Linux 5.0+; io_uring backend): a socket with UDP_GRO takes
+// such a run, from a GSO sender over loopback or merged by the kernel's GRO, as one buffer
+// with a cmsg giving the datagram size, and the backend splits it.
+//
 // Order: datagrams to one destination leave in commit order (a train is submitted before
 // anything later to the same destination); datagrams to different destinations may be
 // reordered between trains, which UDP never promised anyway.
@@ -105,14 +109,25 @@ inline bool gso_refused(int err) {
   return err == EINVAL || err == EMSGSIZE || err == EIO;
 }
 
-// Whether this kernel takes UDP_SEGMENT (setup only: opens a socket).
-inline bool udp_gso_available() {
+#ifndef UDP_GRO
+#define UDP_GRO 104  // <linux/udp.h>
+#endif
+// The largest run UDP_GRO hands over: one IPv4 packet's worth of UDP payload.
+inline constexpr uint32_t kGroMaxPayload = 65535 - 20 - 8;
+
+// Whether this kernel takes a SOL_UDP socket option (setup only: opens a socket).
+inline bool udp_option_available(int opt, int value) {
   const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
-  int zero = 0;
-  const bool ok = ::setsockopt(fd, SOL_UDP, UDP_SEGMENT, &zero, sizeof zero) == 0;
+  const bool ok = ::setsockopt(fd, SOL_UDP, opt, &value, sizeof value) == 0;
   ::close(fd);
   return ok;
+}
+inline bool udp_gro_available() {
+  return udp_option_available(UDP_GRO, 1);
+}
+inline bool udp_gso_available() {
+  return udp_option_available(UDP_SEGMENT, 0);
 }
 
 // The per-worker train descriptors: the open set (trains still gathering) and a free list.

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cerrno>
 #include <cstring>
@@ -192,9 +193,9 @@ uint32_t UringWorker::reap(RxItem* out, uint32_t n) {
   unsigned seen = 0;
   io_uring_cqe* cqe;
   io_uring_for_each_cqe(&ring_, head, cqe) {
-    if (k >= n) break;
+    if (k >= n || gro_.left) break;
     ++seen;
-    handle(*cqe, out, k);
+    handle(*cqe, out, n, k);
   }
   io_uring_cq_advance(&ring_, seen);
   return k;
@@ -219,7 +220,8 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   uint32_t k = 0;
   woken_ = false;
   emit_closed(out, k, n);
-  if (k < n) k += reap(out + k, n - k);
+  if (gro_.left && k < n) emit_run(out, n, k);
+  if (k < n && !gro_.left) k += reap(out + k, n - k);
   if (k || woken_) return k;
   // 4. Nothing ready: enter the kernel once (submit re-arms, run deferred completions),
   //    blocking up to timeout_ns in interrupt mode.
@@ -260,11 +262,12 @@ uint32_t UringWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   return k;
 }
 
-// Processes one CQE; writes at most one item at out[k] (the caller guarantees room).
-void UringWorker::handle(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
+// Processes one CQE; writes items from out[k] on, never past out[n - 1] (k < n on entry):
+// one, except a UDP_GRO run, whose datagrams that do not fit wait in gro_.
+void UringWorker::handle(const io_uring_cqe& c, RxItem* out, uint32_t n, uint32_t& k) {
   switch (uring::op_of(c.user_data)) {
     case Op::udp_recv:
-      return on_udp_recv(c, out, k);
+      return on_udp_recv(c, out, n, k);
     case Op::udp_send: {
       const uint32_t b = uring::index_of(c.user_data);
       if (c.res >= 0) {
@@ -309,26 +312,55 @@ void UringWorker::recycle(uring::BufRing& br, const io_uring_cqe& c) {
   io_uring_buf_ring_advance(br.ring, 1);
 }
 
-void UringWorker::on_udp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k) {
+// The datagram size of a UDP_GRO run (its cmsg), or len when the buffer holds one datagram.
+uint32_t UringWorker::gro_segment(io_uring_recvmsg_out* o, uint32_t len) {
+  for (cmsghdr* h = io_uring_recvmsg_cmsg_firsthdr(o, &recv_msg_); h;
+       h = io_uring_recvmsg_cmsg_nexthdr(o, &recv_msg_, h)) {
+    if (h->cmsg_level != SOL_UDP || h->cmsg_type != UDP_GRO) continue;
+    int seg;
+    std::memcpy(&seg, CMSG_DATA(h), sizeof seg);
+    return seg > 0 && uint32_t(seg) < len ? uint32_t(seg) : len;
+  }
+  return len;
+}
+
+// Hands out the pending run's datagrams while there is room; its buffer goes back to the
+// ring at the poll() after the one that took its last datagram.
+void UringWorker::emit_run(RxItem* out, uint32_t n, uint32_t& k) {
+  GroRun& g = gro_;
+  while (g.left && k < n) {
+    const uint32_t len = std::min(g.left, g.seg);
+    out[k++] = RxItem{RxKind::datagram, CloseReason::none, g.sock, kNoConn, g.peer, len, g.next};
+    counters_.rx_datagrams.add();
+    counters_.rx_bytes.add(len);
+    g.next += len;
+    g.left -= len;
+  }
+  if (!g.left) udp_.out[udp_.nout++] = g.bid;
+}
+
+void UringWorker::on_udp_recv(const io_uring_cqe& c, RxItem* out, uint32_t n, uint32_t& k) {
   const SocketId s = SocketId(uring::index_of(c.user_data));
   if (c.flags & IORING_CQE_F_BUFFER) {
     const uint16_t bid = uint16_t(c.flags >> IORING_CQE_BUFFER_SHIFT);
     io_uring_recvmsg_out* o = io_uring_recvmsg_validate(udp_.buf(bid), c.res, &recv_msg_);
-    // MSG_CTRUNC cannot happen (no socket option adds cmsgs) and would be harmless: the
-    // payload does not depend on the control data.
+    // MSG_CTRUNC cannot happen: the control room fits UDP_GRO's one int, the only cmsg
+    // enabled.
     if (c.res > 0 && o && !(o->flags & MSG_TRUNC)) {
       const auto* from = static_cast<const sockaddr_in*>(io_uring_recvmsg_name(o));
-      RxItem& it = out[k++];
-      it.kind = RxKind::datagram;
-      it.reason = CloseReason::none;
-      it.sock = s;
-      it.conn = kNoConn;
-      it.peer = kernel::from_sockaddr(*from);
-      it.len = io_uring_recvmsg_payload_length(o, c.res, &recv_msg_);
-      it.data = static_cast<const uint8_t*>(io_uring_recvmsg_payload(o, &recv_msg_));
-      counters_.rx_datagrams.add();
-      counters_.rx_bytes.add(it.len);
-      udp_.out[udp_.nout++] = bid;  // back to the ring at the next poll()
+      const uint32_t len = io_uring_recvmsg_payload_length(o, c.res, &recv_msg_);
+      const auto* data = static_cast<const uint8_t*>(io_uring_recvmsg_payload(o, &recv_msg_));
+      const Endpoint peer = kernel::from_sockaddr(*from);
+      const uint32_t seg = plan_.udp_gro ? gro_segment(o, len) : len;
+      if (seg < len) {
+        gro_ = GroRun{data, len, seg, bid, s, peer};
+        emit_run(out, n, k);
+      } else {
+        out[k++] = RxItem{RxKind::datagram, CloseReason::none, s, kNoConn, peer, len, data};
+        counters_.rx_datagrams.add();
+        counters_.rx_bytes.add(len);
+        udp_.out[udp_.nout++] = bid;  // back to the ring at the next poll()
+      }
     } else {
       if (o && (o->flags & MSG_TRUNC)) counters_.rx_truncated.add();  // > max_datagram
       recycle(udp_, c);

@@ -68,6 +68,9 @@ struct RingPlan {
   bool send_to = false;
   // UDP_SEGMENT is available and IoConfig::udp_gso asks for it.
   bool udp_gso = false;
+  // UDP_GRO is set on the UDP sockets: IoConfig::udp_gro asks for it, the kernel has it and
+  // a receive buffer holds the largest run (max_datagram >= kernel::kGroMaxPayload).
+  bool udp_gro = false;
 };
 
 // SQE user_data: [63..56] op, [55..32] generation, [31..0] index. For connection ops the
@@ -102,7 +105,7 @@ inline constexpr uint16_t kUdpGroup = 0;
 inline constexpr uint16_t kTcpGroup = 1;
 
 // Datagram receive buffers hold a whole datagram of up to IoConfig::max_datagram bytes
-// (plus ~72 bytes of recvmsg header, address and control), so nothing up to max_datagram
+// (plus ~100 bytes of recvmsg header, address and control), so nothing up to max_datagram
 // is ever truncated: a multishot receive cannot pick a buffer size per datagram, so one
 // size fits all. They are mapped MAP_NORESERVE: a small datagram touches one page of its
 // buffer, so resident memory is ~4 KiB per buffer and grows toward count x 64 KiB only
@@ -230,8 +233,10 @@ class UringWorker {
   io_uring_sqe* sqe();
   void return_buffers();
   uint32_t reap(RxItem* out, uint32_t n);
-  void handle(const io_uring_cqe& c, RxItem* out, uint32_t& k);
-  void on_udp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k);
+  void handle(const io_uring_cqe& c, RxItem* out, uint32_t n, uint32_t& k);
+  void on_udp_recv(const io_uring_cqe& c, RxItem* out, uint32_t n, uint32_t& k);
+  uint32_t gro_segment(io_uring_recvmsg_out* o, uint32_t len);
+  void emit_run(RxItem* out, uint32_t n, uint32_t& k);
   void on_accept(const io_uring_cqe& c, RxItem* out, uint32_t& k);
   void on_tcp_recv(const io_uring_cqe& c, RxItem* out, uint32_t& k);
   void on_tcp_send(const io_uring_cqe& c);
@@ -267,9 +272,21 @@ class UringWorker {
   IoCounters counters_;
 
   std::vector<Sock> socks_;
-  // Multishot recvmsg template: name = sockaddr_in, no control data. Each buffer holds
-  // io_uring_recvmsg_out, name, then the payload.
+  // Multishot recvmsg template: name = sockaddr_in, control = room for the UDP_GRO cmsg
+  // when plan_.udp_gro. Each buffer holds io_uring_recvmsg_out, name, control, payload.
   msghdr recv_msg_{};
+  // A UDP_GRO run not yet wholly handed out (poll() ran out of room): its next datagram,
+  // the bytes left, the datagram size, and the buffer that goes back after the last one.
+  // While one is pending, reap() takes no completions: the run's order is kept.
+  struct GroRun {
+    const uint8_t* next = nullptr;
+    uint32_t left = 0;
+    uint32_t seg = 0;
+    uint16_t bid = 0;
+    SocketId sock = 0;
+    Endpoint peer{};
+  };
+  GroRun gro_;
 
   uring::BufRing udp_;
   uring::BufRing tcp_;

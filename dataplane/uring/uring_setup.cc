@@ -179,11 +179,14 @@ uint32_t floor_pow2(uint64_t v) {
   return v == 0 ? 0 : uint32_t(std::bit_floor(v));
 }
 
-// Bytes of one datagram receive buffer: recvmsg header, sockaddr_in, payload up to
-// max_datagram; 64-aligned.
+// Room for the one cmsg a datagram receive can carry (UDP_GRO's run size).
+constexpr size_t kRecvControl = CMSG_SPACE(sizeof(int));
+
+// Bytes of one datagram receive buffer: recvmsg header, sockaddr_in, control, payload up
+// to max_datagram; 64-aligned.
 uint32_t udp_buf_size(const IoConfig& cfg) {
-  return uint32_t(
-      round_up(sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_in) + cfg.max_datagram, 64));
+  return uint32_t(round_up(
+      sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_in) + kRecvControl + cfg.max_datagram, 64));
 }
 uint32_t udp_buf_count(const IoConfig& cfg) {
   const uint64_t budget = uring::kUdpRxVirtualBudget / udp_buf_size(cfg);
@@ -349,6 +352,8 @@ Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& cfg,
   if (pick.err != 0) return make_error(setup_failure(pick.err));
   b->plan_.send_to = on_own_thread(probe_send_to);
   b->plan_.udp_gso = cfg.udp_gso && kernel::udp_gso_available();
+  b->plan_.udp_gro =
+      cfg.udp_gro && cfg.max_datagram >= kernel::kGroMaxPayload && kernel::udp_gro_available();
   b->plan_.setup_flags = pick.flags;
   b->plan_.sq_entries = uring::kSqEntries;
   b->plan_.cq_entries = cq;
@@ -358,11 +363,12 @@ Result<std::unique_ptr<UringBackend>> UringBackend::create(const IoConfig& cfg,
   char line[320];
   std::snprintf(line, sizeof line,
                 "ring flags %s (busy-poll and interrupt mode), sq %u cq %u; datagram tx %s%s; "
-                "udp rx %u x %u B, tcp rx %u x %u B, tx %u x %u B + %u x %u B",
+                "udp rx %u x %u B%s, tcp rx %u x %u B, tx %u x %u B + %u x %u B",
                 flag_names(b->plan_.setup_flags).c_str(), uring::kSqEntries, cq,
                 b->plan_.send_to ? "send+addr" : "sendmsg", b->plan_.udp_gso ? " + gso" : "",
-                udp_buf_count(cfg), udp_buf_size(cfg), cfg.rx_buffers, cfg.rx_buffer_size,
-                cfg.tx_buffers, kernel::kTxSmallBytes, kernel::kTxLargeBuffers, cfg.max_datagram);
+                udp_buf_count(cfg), udp_buf_size(cfg), b->plan_.udp_gro ? " + gro" : "",
+                cfg.rx_buffers, cfg.rx_buffer_size, cfg.tx_buffers, kernel::kTxSmallBytes,
+                kernel::kTxLargeBuffers, cfg.max_datagram);
   b->features_ = line;
 
   // Open every socket now so bind errors surface before any thread starts.
@@ -428,7 +434,8 @@ Result<std::unique_ptr<UringWorker>> UringBackend::open_worker(unsigned i) {
 
   // Take this worker's sockets and arm them.
   w->recv_msg_.msg_namelen = sizeof(sockaddr_in);
-  w->recv_msg_.msg_controllen = 0;  // no cmsgs (kernel drops are sampled, see poll())
+  // Control room only for UDP_GRO's run size (kernel drops are sampled, see poll()).
+  w->recv_msg_.msg_controllen = w->plan_.udp_gro ? kRecvControl : 0;
   std::vector<kernel::Fd> fds = sockets_.take(i);
   w->socks_.resize(specs_.size());
   for (size_t s = 0; s < specs_.size(); ++s) {
@@ -439,6 +446,9 @@ Result<std::unique_ptr<UringWorker>> UringBackend::open_worker(unsigned i) {
     k.fd = std::move(fds[s]);
     if (!k.fd.valid()) continue;
     if (k.transport == Transport::udp) {
+      const int one = 1;
+      if (w->plan_.udp_gro && ::setsockopt(k.fd.get(), SOL_UDP, UDP_GRO, &one, sizeof one) != 0)
+        return make_error(who + "UDP_GRO: " + errstr(errno));
       ++w->udp_socks_;
       w->arm_udp(SocketId(s));
     } else

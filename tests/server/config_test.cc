@@ -88,6 +88,7 @@ TEST(Config, ExampleFileParsesAndMatchesDefaults) {
   EXPECT_EQ(r->loop.burst, d.loop.burst);
   EXPECT_EQ(r->io.coalesce_us, d.io.coalesce_us);
   EXPECT_TRUE(r->io.udp_gso);
+  EXPECT_TRUE(r->io.udp_gro);
   EXPECT_TRUE(r->deprecations.empty()) << r->deprecations[0];
   ASSERT_EQ(r->services.size(), 3u);
   EXPECT_EQ(describe(r.value()).back(), describe(d).back());
@@ -117,6 +118,7 @@ tx_buffers = 512
 burst = 32
 coalesce = "50us"
 udp_gso = false
+udp_gro = false
 [log]
 level = "debug"
 [[service]]
@@ -146,13 +148,14 @@ tcp = 0
   EXPECT_EQ(r->loop.burst, 32u);
   EXPECT_EQ(r->io.coalesce_us, 50u);
   EXPECT_FALSE(r->io.udp_gso);
+  EXPECT_FALSE(r->io.udp_gro);
   EXPECT_EQ(r->log_level, "debug");
   ASSERT_EQ(r->services.size(), 2u);
   EXPECT_FALSE(r->services[0].tcp);
   EXPECT_EQ(dp::to_string(r->endpoint(*r->services[0].udp)), "127.0.0.2:7000");
   EXPECT_FALSE(r->services[1].udp);
   EXPECT_EQ(dp::to_string(r->endpoint(*r->services[1].tcp)), "0.0.0.0:0");
-  EXPECT_EQ(r->services[1].tcp->line, 27);
+  EXPECT_EQ(r->services[1].tcp->line, 28);
   EXPECT_TRUE(finalize(r.value()));
 }
 

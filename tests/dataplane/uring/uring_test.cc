@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <thread>
@@ -257,6 +259,48 @@ TEST_F(UringTest, LargeDatagramArrivesWhole) {
   back.resize(big.size());
   EXPECT_EQ(back, big);
   EXPECT_EQ(io->counters().rx_truncated.get(), 0u);
+  ::close(c);
+}
+
+// A sender's GSO train reaches the socket as one UDP_GRO run (loopback never cuts it) and
+// leaves poll() as its datagrams, whole and in order, even three at a time; what follows
+// the run arrives after it.
+TEST_F(UringTest, GroRunLeavesAsItsDatagrams) {
+  if (!kernel::udp_gso_available() || !kernel::udp_gro_available())
+    GTEST_SKIP() << "the kernel lacks UDP_SEGMENT or UDP_GRO";
+  echo = false;
+  open({{Transport::udp, {kLoopback, 0}, true}});
+  ASSERT_NE(backend->features().find("+ gro"), std::string::npos) << backend->features();
+  const int c = udp_client();
+  sockaddr_in to = sa(backend->bound(0));
+  constexpr uint16_t kSeg = 100;
+  constexpr int kN = 40;  // 39 full datagrams and a short one
+  std::vector<uint8_t> train(size_t(kSeg) * (kN - 1) + 37);
+  for (size_t i = 0; i < train.size(); ++i) train[i] = uint8_t(i / kSeg + i % 7);
+  kernel::GsoTrain t;  // the backends' own train builder, as the sender
+  t.to = to;
+  t.seg = kSeg;
+  for (size_t off = 0; off < train.size(); off += kSeg)
+    t.add(0, train.data() + off, uint32_t(std::min<size_t>(kSeg, train.size() - off)));
+  ASSERT_EQ(sendmsg(c, t.finish(), 0), ssize_t(train.size()));
+  ASSERT_EQ(sendto(c, "after", 5, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to), 5);
+  for (int i = 0; i < kMaxPolls && dgrams.size() < kN + 1; ++i) {
+    RxItem items[3];
+    const uint32_t n = io->poll(items, 3, kPollNs);
+    EXPECT_LE(n, 3u);
+    for (uint32_t k = 0; k < n; ++k) on_item(items[k]);
+  }
+  ASSERT_EQ(dgrams.size(), size_t(kN + 1));
+  for (int i = 0; i < kN; ++i) {
+    const size_t off = size_t(i) * kSeg;
+    const std::vector<uint8_t> want(train.begin() + off,
+                                    train.begin() + std::min(off + kSeg, train.size()));
+    EXPECT_EQ(dgrams[i], want) << "datagram " << i;
+    EXPECT_EQ(seen[i].peer, local_of(c));
+  }
+  EXPECT_EQ(std::string(dgrams[kN].begin(), dgrams[kN].end()), "after");
+  EXPECT_EQ(io->counters().rx_datagrams.get(), uint64_t(kN + 1));
+  EXPECT_EQ(io->counters().rx_bytes.get(), uint64_t(train.size() + 5));
   ::close(c);
 }
 
