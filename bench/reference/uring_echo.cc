@@ -3,9 +3,11 @@
 //   receive: one multishot recvmsg into a provided-buffer ring (no per-datagram submit);
 //   reply:   in place in the received buffer; the replies of one completion batch to one peer
 //            leave as one sendmsg with UDP_SEGMENT (a GSO train); a buffer returns to the
-//            ring when the send that carries it completes.
+//            ring when the send that carries the last reply in it completes.
+//   --gro:   the socket takes runs of datagrams (a sender's GSO train) as one buffer
+//            (UDP_GRO), split here; needs buffers of a whole run (--buf-size 65664).
 //   cw-uring-echo --udp 127.0.0.1:11111 [--core N] [--busy-poll] [--mode raw|sockperf|native]
-//                 [--no-gso] [--bufs 4096] [--buf-size 2048]
+//                 [--no-gso] [--gro] [--bufs 4096] [--buf-size 2048]
 // --busy-poll peeks the completion queue without sleeping; otherwise it waits in
 // io_uring_enter. UDP only (the stream side has no io_uring reference yet). Prints
 // "udp <addr>" once listening and, on SIGTERM/SIGINT, one JSON line of counters.
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <vector>
 
@@ -27,6 +30,8 @@ constexpr uint32_t kSendSlots = 256;     // sendmsg descriptors in flight at mos
 constexpr uint32_t kMaxReplies = 1024;   // replies gathered per completion batch
 constexpr uint64_t kRecvTag = ~0ull;     // user_data of the multishot recvmsg
 constexpr unsigned kRingEntries = 1024;  // submission queue entries
+// A buffer holding a whole UDP_GRO run: recvmsg header, name, control, 65,507 bytes.
+constexpr uint32_t kGroBufSize = 65664;
 
 // One sendmsg in flight: everything it points at, read by the kernel until it completes.
 struct Send {
@@ -43,8 +48,15 @@ struct Stats {
 
 class Echo {
  public:
-  Echo(io_uring* ring, int fd, Mode mode, bool gso, uint32_t nbufs, uint32_t buf_size)
-      : ring_(ring), fd_(fd), mode_(mode), gso_(gso), nbufs_(nbufs), buf_size_(buf_size) {}
+  Echo(io_uring* ring, int fd, Mode mode, bool gso, bool gro, uint32_t nbufs, uint32_t buf_size)
+      : ring_(ring),
+        fd_(fd),
+        mode_(mode),
+        gso_(gso),
+        gro_(gro),
+        nbufs_(nbufs),
+        buf_size_(buf_size),
+        refs_(nbufs) {}
 
   // Setup: maps and registers the buffer ring, fills it, arms the receive.
   bool start() {
@@ -64,6 +76,7 @@ class Echo {
     publish();
     for (uint32_t s = 0; s < kSendSlots; ++s) free_.push_back(kSendSlots - 1 - s);
     hdr_.msg_namelen = sizeof(sockaddr_in);
+    hdr_.msg_controllen = gro_ ? CMSG_SPACE(sizeof(int)) : 0;
     return arm();
   }
 
@@ -77,7 +90,7 @@ class Echo {
         on_recv(cqe, st);
       else
         on_sent(uint32_t(cqe->user_data), cqe->res, st);
-      if (n_ == kMaxReplies) break;
+      if (n_ + kMaxSegs > kMaxReplies) break;  // room for a whole run
     }
     io_uring_cq_advance(ring_, seen);
     if (rearm_ && arm()) rearm_ = false;
@@ -104,19 +117,39 @@ class Echo {
     return true;
   }
 
+  // A run's datagram size (UDP_GRO's cmsg), else len.
+  uint32_t run_segment(io_uring_recvmsg_out* o, uint32_t len) {
+    for (cmsghdr* c = io_uring_recvmsg_cmsg_firsthdr(o, &hdr_); c;
+         c = io_uring_recvmsg_cmsg_nexthdr(o, &hdr_, c))
+      if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+        int g;
+        std::memcpy(&g, CMSG_DATA(c), sizeof g);
+        return g > 0 ? uint32_t(g) : len;
+      }
+    return len;
+  }
+
+  // Every datagram of the buffer (one, or a run's) answered in place; the buffer returns
+  // to the ring once no reply in it is waiting or in flight (refs_).
   void on_recv(io_uring_cqe* cqe, Stats& st) {
     if (!(cqe->flags & IORING_CQE_F_MORE)) rearm_ = true;
     if (cqe->res == -ENOBUFS) ++st.no_buffers;
     if (cqe->res < 0 || !(cqe->flags & IORING_CQE_F_BUFFER)) return;
     const auto bid = uint16_t(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
     io_uring_recvmsg_out* o = io_uring_recvmsg_validate(buf(bid), cqe->res, &hdr_);
-    ++st.rx;
-    bool answer = false;
+    refs_[bid] = 1;  // held while its datagrams are looked at
     if (o && !(o->flags & MSG_TRUNC)) {
       auto* p = static_cast<uint8_t*>(io_uring_recvmsg_payload(o, &hdr_));
       const uint32_t len = io_uring_recvmsg_payload_length(o, cqe->res, &hdr_);
-      if (reply_in_place(mode_, p, len, &answer) > 0 && answer) {
-        iov_[n_] = {p, len};
+      const uint32_t seg = gro_ ? run_segment(o, len) : len;
+      const uint32_t step = seg ? seg : 1;  // an empty datagram is one datagram too
+      for (uint32_t off = 0; off == 0 || off < len; off += step) {
+        const uint32_t l = std::min(seg, len - off);
+        ++st.rx;
+        bool answer = false;
+        if (n_ == kMaxReplies || reply_in_place(mode_, p + off, l, &answer) <= 0 || !answer)
+          continue;
+        iov_[n_] = {p + off, l};
         std::memcpy(&peers_[n_], io_uring_recvmsg_name(o), sizeof(sockaddr_in));
         // Replies to the peer of the previous one share its index (trains group on it).
         peer_of_[n_] =
@@ -124,16 +157,22 @@ class Echo {
                 ? peer_of_[n_ - 1]
                 : n_;
         bid_[n_++] = bid;
-        return;
+        ++refs_[bid];
       }
+    } else {
+      ++st.rx;
     }
-    give_back(bid);
+    release(bid);
+  }
+
+  void release(uint16_t bid) {
+    if (--refs_[bid] == 0) give_back(bid);
   }
 
   void on_sent(uint32_t slot, int res, Stats& st) {
     Send& s = slots_[slot];
     if (res < 0) ++st.send_errors;
-    for (size_t i = 0; i < s.msg.msg_iovlen; ++i) give_back(s.bid[i]);
+    for (size_t i = 0; i < s.msg.msg_iovlen; ++i) release(s.bid[i]);
     free_.push_back(slot);
   }
 
@@ -145,7 +184,7 @@ class Echo {
       const auto segs = uint32_t(m.msg_iovlen);
       io_uring_sqe* sqe = free_.empty() ? nullptr : io_uring_get_sqe(ring_);
       if (!sqe) {  // nothing to send with: drop, as a full NIC queue would
-        for (uint32_t i = 0; i < segs; ++i) give_back(bid_[r + i]);
+        for (uint32_t i = 0; i < segs; ++i) release(bid_[r + i]);
         st.dropped += segs;
         r += segs;
         continue;
@@ -172,11 +211,12 @@ class Echo {
   io_uring* ring_;
   int fd_;
   Mode mode_;
-  bool gso_, rearm_ = false;
+  bool gso_, gro_, rearm_ = false;
   uint32_t nbufs_, buf_size_, added_ = 0, n_ = 0;
+  std::vector<uint16_t> refs_;  // per buffer: replies in it not yet sent, + 1 while parsed
   io_uring_buf_ring* br_ = nullptr;
   std::vector<uint8_t> bufs_;
-  msghdr hdr_{};  // the multishot receive's layout: a sockaddr_in name, no control
+  msghdr hdr_{};  // the multishot receive's layout: a sockaddr_in name, UDP_GRO's cmsg
   Send slots_[kSendSlots];
   std::vector<uint32_t> free_;
   // This batch's replies: where each is, its peer (index of the first equal peer) and buffer.
@@ -197,7 +237,7 @@ int run(int argc, char** argv) {
   CLI::App app{"cw-uring-echo: bare io_uring UDP echo reference (multishot, buffer ring, GSO)"};
   std::string udp_at, mode = "raw";
   int core = -1;
-  bool busy = false, no_gso = false;
+  bool busy = false, no_gso = false, gro = false;
   uint32_t nbufs = 4096, buf_size = 2048;
   app.add_option("--udp", udp_at, "UDP address:port to echo on")->required();
   app.add_option("--core", core, "pin to this CPU");
@@ -205,11 +245,16 @@ int run(int argc, char** argv) {
       ->check(CLI::IsMember({"raw", "sockperf", "native"}));
   app.add_flag("--busy-poll", busy, "peek completions without sleeping");
   app.add_flag("--no-gso", no_gso, "one sendmsg per reply");
+  app.add_flag("--gro", gro, "take runs of datagrams as one buffer (UDP_GRO)");
   app.add_option("--bufs", nbufs, "provided buffers (power of two)")
       ->check(CLI::IsMember({256u, 512u, 1024u, 2048u, 4096u, 8192u, 16384u, 32768u}));
   app.add_option("--buf-size", buf_size, "bytes per buffer (header + name + datagram)")
-      ->check(CLI::Range(256u, 65536u));
+      ->check(CLI::Range(256u, kGroBufSize));
   CLI11_PARSE(app, argc, argv);
+  if (gro && buf_size < kGroBufSize) {
+    std::fprintf(stderr, "cw-uring-echo: --gro needs --buf-size %u (a whole run)\n", kGroBufSize);
+    return 2;
+  }
   if (!pin(core)) return fail("--core " + std::to_string(core), errno);
   on_stop_signals();
   auto addr = dp::parse_endpoint(udp_at);
@@ -220,6 +265,8 @@ int run(int argc, char** argv) {
   std::string bound;
   const int fd = open_socket(SOCK_DGRAM, *addr, &bound);
   if (fd < 0) return fail(udp_at, errno);
+  const int one = 1;
+  if (gro && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) != 0) return fail("UDP_GRO", errno);
 
   io_uring ring;
   io_uring_params p{};
@@ -232,7 +279,7 @@ int run(int argc, char** argv) {
     rc = io_uring_queue_init_params(kRingEntries, &ring, &p);
   }
   if (rc < 0) return fail("io_uring_queue_init", -rc);
-  auto echo = std::make_unique<Echo>(&ring, fd, parse_mode(mode), !no_gso, nbufs, buf_size);
+  auto echo = std::make_unique<Echo>(&ring, fd, parse_mode(mode), !no_gso, gro, nbufs, buf_size);
   if (!echo->start()) return fail("buffer ring", errno);
   std::printf("udp %s\n", bound.c_str());
   std::fflush(stdout);

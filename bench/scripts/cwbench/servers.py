@@ -6,7 +6,8 @@ A server spec is a dict: {"name": "...", "type": ..., options}. Types:
                "service": the service to run (default echo, or sockperf-echo for proto
                sockperf; "kv" for proto memcached).
   kernel-echo  bench/reference cw-kernel-echo; "busy_poll", "gso" (default true), "gro".
-  uring-echo   bench/reference cw-uring-echo (UDP only); "busy_poll", "gso".
+  uring-echo   bench/reference cw-uring-echo (UDP only); "busy_poll", "gso", "gro" (with
+               buffers that hold a whole run).
   sockperf     the stock `sockperf server` (sockperf dialect only).
   memcached    Debian's memcached (proto memcached only), `-t 1` on the port for TCP and
                UDP; "args": more memcached arguments (e.g. ["-m", "4096"]).
@@ -60,6 +61,8 @@ def argv_for(spec, build, transport, proto, port, core):
         argv += ["--busy-poll"] if spec.get("busy_poll") else []
         argv += [] if spec.get("gso", True) else ["--no-gso"]
         argv += ["--gro"] if spec.get("gro") else []
+        if spec.get("gro") and t == "uring-echo":  # buffers that hold a whole run
+            argv += ["--buf-size", "65664", "--bufs", "1024"]
         return argv, None
     if t == "sockperf":
         return (["taskset", "-c", str(core), "sockperf", "server", "-i", "127.0.0.1", "-p",
