@@ -81,13 +81,23 @@ def cmd_index(a):
              "Written by `bench/scripts/cwbench.py index` from each table's `raw.json`; every "
              "table below was rendered by `cwbench.py render` from that JSON alone. How they "
              "are measured: bench/README.md (Harness).", ""]
+    others = []
     for d in tables:
         with open(os.path.join(a.out, d, "raw.json")) as fh:
             res = json.load(fh)
+        if not isinstance(res, dict) or "spec" not in res:  # written by another script
+            others.append(f"- [{d}/raw.json]({d}/raw.json)")
+            continue
         md = render.render(res, os.path.join(a.out, d))
         # Links in a table are relative to its directory.
         md = md.replace("](", f"]({d}/").replace(f"]({d}/http", "](http")
         lines += [md, ""]
+    others += [f"- [{f}]({f})" for f in sorted(os.listdir(a.out))
+               if f.endswith((".md", ".json")) and f != "README.md"]
+    if others:
+        lines += ["## Other measurements", "",
+                  "Written by other scripts (see docs/BENCHMARKS.md for each); not rendered here:",
+                  ""] + others + [""]
     with open(os.path.join(a.out, "README.md"), "w") as fh:
         fh.write("\n".join(lines))
     print(os.path.join(a.out, "README.md"))
