@@ -22,11 +22,11 @@ struct SwarmOptions {
   uint32_t pipeline = 16;                   // blocks requested ahead from one peer
   uint32_t max_active_pieces = 16;          // pieces being downloaded at once (buffers)
   uint32_t disk_reads = 256;                // 16 KiB read buffers for blocks being sent
-  uint32_t peer_requests = 256;             // requests a peer may queue with us
-  uint64_t idle_timeout_ms = 120'000;       // a peer that sends nothing this long is closed
-  uint64_t keepalive_ms = 60'000;           // we send a keep-alive after this much silence
-  uint32_t max_offences = 2;                // bad pieces from one peer before it is banned
-  unsigned worker = 0;                      // the worker that owns the torrents
+  uint32_t peer_requests = 1024;  // requests a peer may queue with us (libtorrent asks up to 500)
+  uint64_t idle_timeout_ms = 120'000;  // a peer that sends nothing this long is closed
+  uint64_t keepalive_ms = 60'000;      // we send a keep-alive after this much silence
+  uint32_t max_offences = 2;           // bad pieces from one peer before it is banned
+  unsigned worker = 0;                 // the worker that owns the torrents
 };
 
 inline constexpr std::array<std::string_view, 14> kSwarmOptionKeys = {

@@ -203,8 +203,10 @@ class Swarm {
       if (r.status == bt::Status::need_more)
         return {uint32_t(used), false, false, uint32_t(b.size() - used + r.n)};
       if (r.status == bt::Status::error || !message(ctx, pi, p, m)) {
-        ctx.counters[kProtocolErrors].add();
-        ctx.svc->malformed.add();
+        if (!p.closing) {  // else our output was refused (counted tx_full), not the peer's fault
+          ctx.counters[kProtocolErrors].add();
+          ctx.svc->malformed.add();
+        }
         return close(p, all);
       }
       used += r.n;
@@ -265,8 +267,9 @@ class Swarm {
     disk_.reset();
   }
 
-  // For tests: pieces held of torrent i.
+  // For tests: pieces held of torrent i; whether the disk helper has nothing in flight.
   uint32_t have_count(size_t i) const { return i < ts_.size() ? ts_[i].have_count : 0; }
+  bool disk_idle() const { return !disk_ || disk_->outstanding() == 0; }
 
  private:
   struct Slot {
