@@ -9,6 +9,7 @@
 // is not the torrent's (its file matches the data wherever it has a piece).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <span>

@@ -610,15 +610,16 @@ class Swarm {
       case bt::kCancel:
         return cancel(ctx, p, m);
       case bt::kReject:
-        for (Active& a : active_)
-          if (a.owner == pi && a.torrent == p.torrent && a.piece == m.index && !a.writing &&
-              m.begin % kBlock == 0 && m.begin / kBlock < a.blocks &&
-              a.state[m.begin / kBlock] == 1) {
-            a.state[m.begin / kBlock] = 0;
-            if (p.out) --p.out;
-            orphan(a);  // so that one peer refusing a block cannot loop on it
-          }
-        return true;
+        // The piece is given up by this peer (any peer having it adopts it): every block
+        // still asked of it for the piece returns, and stops counting in its pipeline.
+        for (Active& a : active_) {
+          if (a.owner != pi || a.torrent != p.torrent || a.piece != m.index || a.writing) continue;
+          uint32_t asked = 0;
+          for (uint32_t b = 0; b < a.blocks; ++b) asked += a.state[b] == 1;
+          p.out = p.out > asked ? p.out - asked : 0;
+          orphan(a);
+        }
+        return fill(ctx, pi, p);
       default:  // port, suggest, allowed fast: nothing to do yet
         return true;
     }

@@ -117,7 +117,9 @@ TEST_F(Fixture, SeedAnnouncesAllAndServesBlocksFromDisk) {
 TEST_F(Fixture, WithoutFastRequestsWhileChokedAreDropped) {
   SwarmWorld w(files, true);
   SeedPeer p(w, files.info_hash, false);
-  auto m = split_messages(std::span(p.out()).subspan(bt::kHandshakeSize));
+  const std::vector<uint8_t> o = p.out();
+  ASSERT_GE(o.size(), bt::kHandshakeSize);
+  auto m = split_messages(std::span(o).subspan(bt::kHandshakeSize));
   ASSERT_EQ(m.size(), 1u);
   EXPECT_EQ(m[0].id, bt::kBitfield);  // no BEP 6: a bitfield of all ones
   EXPECT_EQ(m[0].payload, std::vector<uint8_t>{0xF0});
