@@ -121,6 +121,8 @@ class Swarm {
   static constexpr uint32_t kBlock = bt::kMaxBlock;  // 16 KiB
   static constexpr uint32_t kOutBudget = 1u << 20;   // output bytes a peer may have queued
   static constexpr uint32_t kNone = UINT32_MAX;
+  static constexpr uint64_t kRetryNs = 1'000'000'000;  // before connecting to a lost peer again
+  static constexpr uint32_t kMaxRetries = 30;          // in a row, without a handshake
 
   Swarm(const rt::ServiceCtx& c, const Options& o)
       : o_(o), owner_(c.worker == o.worker), slots_(owner_ ? c.max_conns : 0) {
@@ -168,8 +170,10 @@ class Swarm {
     Peer& p = peers_[sl->peer];
     if (p.outgoing && it.reason == dp::CloseReason::connect_failed)
       ctx.counters[kConnectFailed].add();
+    const uint32_t ti = p.torrent, ep = p.endpoint;
     release_peer(ctx, sl->peer);
     slots_.close(it.conn);
+    if (ep != kNone) retry(ctx, ti, ep);
   }
 
   template <class Io>
@@ -227,7 +231,13 @@ class Swarm {
   template <class Io>
   void on_timer(rt::Ctx<Io>& ctx, rt::TimerId id, uint64_t user) {
     const uint32_t pi = uint32_t(user);
-    if (!owner_ || pi >= peers_.size()) return;
+    if (!owner_) return;
+    if (pi == kNone) {  // a configured peer to connect to again
+      const uint32_t ti = uint32_t(user >> 48), ep = uint32_t(user >> 32) & 0xffff;
+      if (ti < ts_.size() && ep < o_.peers.size() && !ts_[ti].complete()) connect(ctx, ti, ep);
+      return;
+    }
+    if (pi >= peers_.size()) return;
     Peer& p = peers_[pi];
     if (p.conn != dp::ConnId(user >> 32) || p.timer != id || p.closing) return;
     const uint64_t idle = o_.idle_timeout_ms * 1'000'000, keep = o_.keepalive_ms * 1'000'000;
@@ -286,11 +296,12 @@ class Swarm {
     std::vector<uint8_t> bits;  // its pieces (BEP 3 order); sized at setup
     std::vector<Req> rq;        // its requests to us, a ring; sized at setup
     uint32_t rq_head = 0, rq_len = 0;
-    uint32_t reads = 0;       // disk reads in flight for it
-    uint32_t active = kNone;  // the piece buffer we are asking it blocks of
-    uint32_t out = 0;         // blocks asked of it, not received
-    uint32_t offences = 0;    // bad pieces it sent
-    uint32_t messages = 0;    // messages received after the handshake
+    uint32_t reads = 0;         // disk reads in flight for it
+    uint32_t active = kNone;    // the piece buffer we are asking it blocks of
+    uint32_t out = 0;           // blocks asked of it, not received
+    uint32_t offences = 0;      // bad pieces it sent
+    uint32_t messages = 0;      // messages received after the handshake
+    uint32_t endpoint = kNone;  // outgoing to a configured peer: its index in o_.peers
     bool outgoing = false, got_hs = false, fast = false, closing = false;
     bool am_choking = true, am_interested = false, peer_choking = true, peer_interested = false;
     bool counted = false, want_writable = false;
@@ -365,6 +376,7 @@ class Swarm {
     }
     reads_ = std::make_unique_for_overwrite<uint8_t[]>(size_t(o_.disk_reads) * kBlock);
     for (uint32_t i = o_.disk_reads; i-- > 0;) free_reads_.push_back(i);
+    retries_.assign(ts_.size() * o_.peers.size(), 0);
     disk_ = std::make_unique<swarm::Disk>(o_.disk_reads + o_.max_active_pieces);
   }
 
@@ -389,24 +401,24 @@ class Swarm {
     if (!has_client_) return;
     for (uint32_t ti = 0; ti < ts_.size(); ++ti) {
       if (ts_[ti].complete()) continue;
-      for (const dp::Endpoint& ep : o_.peers) connect(ctx, ti, ep);
+      for (uint32_t ep = 0; ep < o_.peers.size(); ++ep) connect(ctx, ti, ep);
     }
   }
 
   template <class Io>
-  void connect(rt::Ctx<Io>& ctx, uint32_t ti, const dp::Endpoint& ep) {
+  void connect(rt::Ctx<Io>& ctx, uint32_t ti, uint32_t ep) {
     const uint32_t pi = alloc_peer();
     if (pi == kNone) {
       ctx.counters[kPeersFull].add();
       return;
     }
-    const dp::ConnId c = ctx.io.connect(client_, ep);
+    const dp::ConnId c = ctx.io.connect(client_, o_.peers[ep]);
     Slot* sl = c == dp::kNoConn ? nullptr : slots_.open(c);
     if (!sl) {
       if (c != dp::kNoConn) ctx.io.close(c);
       free_.push_back(pi);
       ctx.counters[kConnectFailed].add();
-      return;
+      return retry(ctx, ti, ep);
     }
     ctx.counters[kConnects].add();
     sl->peer = pi;
@@ -414,6 +426,15 @@ class Swarm {
     p.conn = c;
     p.torrent = ti;
     p.outgoing = true;
+    p.endpoint = ep;
+  }
+
+  // A configured peer is connected to again a while after it was lost, while its torrent is
+  // not complete, at most kMaxRetries times in a row without a handshake.
+  template <class Io>
+  void retry(rt::Ctx<Io>& ctx, uint32_t ti, uint32_t ep) {
+    if (ts_[ti].complete() || ++retries_[ti * o_.peers.size() + ep] > kMaxRetries) return;
+    ctx.timer_after(kRetryNs, uint64_t(ti) << 48 | uint64_t(ep) << 32 | kNone);
   }
 
   uint32_t alloc_peer() {
@@ -426,7 +447,7 @@ class Swarm {
     p.torrent = kNone;
     p.timer = rt::kNoTimer;
     p.rq_head = p.rq_len = p.reads = p.out = p.offences = p.messages = 0;
-    p.active = kNone;
+    p.active = p.endpoint = kNone;
     p.outgoing = p.got_hs = p.fast = p.closing = false;
     p.am_choking = p.peer_choking = true;
     p.am_interested = p.peer_interested = p.counted = p.want_writable = false;
@@ -546,6 +567,7 @@ class Swarm {
     p.counted = true;
     ctx.counters[kPeers].set(++peer_count_);
     ctx.counters[kHandshakes].add();
+    if (p.endpoint != kNone) retries_[p.torrent * o_.peers.size() + p.endpoint] = 0;
     p.got_hs = true;
     p.fast = hs.fast();
     (void)pi;
@@ -958,7 +980,8 @@ class Swarm {
   rt::ConnSlots<Slot> slots_;
   std::vector<TorrentState> ts_;
   std::vector<Peer> peers_;
-  std::vector<uint32_t> free_;  // free peer indexes (a stack, sized at setup)
+  std::vector<uint32_t> free_;     // free peer indexes (a stack, sized at setup)
+  std::vector<uint32_t> retries_;  // per (torrent, configured peer): connects since a handshake
   std::vector<Active> active_;
   std::unique_ptr<uint8_t[]> reads_;  // disk_reads blocks of 16 KiB
   std::vector<uint32_t> free_reads_;  // a stack, sized at setup
