@@ -949,6 +949,8 @@ class Swarm {
         Peer& q = peers_[a.source];
         if (++q.offences >= o_.max_offences && !q.closing) {
           ctx.counters[kPeersBanned].add();
+          if (q.endpoint != kNone)  // a configured peer banned is not connected to again
+            retries_[q.torrent * o_.peers.size() + q.endpoint] = kMaxRetries;
           q.closing = true;
           ctx.io.close(q.conn);
         }
