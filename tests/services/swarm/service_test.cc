@@ -214,7 +214,7 @@ void leech(SwarmFiles& files, bool corrupt_once) {
     pending.insert(pending.end(), out.begin(), out.end());
     const auto ms = split_messages(pending);
     size_t used = 0;
-    for (const auto& m : ms) used += 4 + (m.id == 255 ? 0 : 1 + m.payload.size());
+    for (const auto& m : ms) used += 4 + (m.id == 255 ? size_t{0} : 1 + m.payload.size());
     pending.erase(pending.begin(), pending.begin() + long(used));
     std::vector<uint8_t> reply;
     for (const auto& m : ms) {
