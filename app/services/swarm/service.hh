@@ -652,6 +652,7 @@ class Swarm {
   template <class Io>
   bool request(rt::Ctx<Io>& ctx, uint32_t pi, Peer& p, const bt::Message& m) {
     ctx.counters[kRequestsIn].add();
+    ctx.svc->requests.add();
     const TorrentState& t = ts_[p.torrent];
     const swarm::meta::Metainfo& mi = t.t->info();
     if (m.index >= mi.piece_count || uint64_t(m.begin) + m.length > mi.piece_size(m.index))
@@ -750,6 +751,7 @@ class Swarm {
                })) {
       ctx.counters[kBlocksOut].add();
       ctx.counters[kBytesOut].add(d.op.len);
+      ctx.svc->responses.add();
     }
     pump(ctx, pi, p);
   }
