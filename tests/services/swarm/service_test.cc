@@ -250,7 +250,8 @@ void leech(SwarmFiles& files, bool corrupt_once) {
   EXPECT_EQ(SwarmFiles::read(files.leech_dir + "/one.bin"), files.data);
   // Having all, we told the peer we are no longer interested.
   bool not_interested = false;
-  for (const auto& m : split_messages(pending)) not_interested |= m.id == bt::kNotInterested;
+  for (const auto& m : split_messages(pending))
+    if (m.id == bt::kNotInterested) not_interested = true;
   EXPECT_TRUE(not_interested);
 }
 
