@@ -73,12 +73,16 @@ def same_tree(a, b):
     return None
 
 
+def is_pad(fs, i):
+    return bool(fs.file_flags(i) & lt.file_storage.flag_pad_file)
+
+
 def stream(ti, save_path):
     """The torrent's byte stream, the files in torrent order (pad files are zeros)."""
     fs = ti.files()
     out = bytearray()
     for i in range(fs.num_files()):
-        if fs.pad_file_at(i):
+        if is_pad(fs, i):
             out += bytes(fs.file_size(i))
             continue
         with open(os.path.join(save_path, fs.file_path(i)), "rb") as f:
@@ -92,7 +96,7 @@ def flip_byte(ti, save_path, off):
     fs = ti.files()
     for i in range(fs.num_files()):
         start, n = fs.file_offset(i), fs.file_size(i)
-        if start <= off < start + n and not fs.pad_file_at(i):
+        if start <= off < start + n and not is_pad(fs, i):
             with open(os.path.join(save_path, fs.file_path(i)), "r+b") as f:
                 f.seek(off - start)
                 b = f.read(1)
