@@ -274,7 +274,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"log = \"x\"\n", "t.toml:1: log: ", "expected a table"},
         BadCase{"[service]\nname = \"echo\"\n", "t.toml:1: service: ", "array of tables"},
         BadCase{"[[service]]\nname = \"ehco\"\nudp = 1\n", "t.toml:2: service[0].name: ",
-                "unknown service 'ehco' (known: sockperf-echo, echo, kv, pubsub, rtp)"},
+                "unknown service 'ehco' (known: sockperf-echo, echo, kv, pubsub, rtp, swarm)"},
         // kv's own keys (docs/configuration.md).
         BadCase{"[[service]]\nname = \"kv\"\ntcp = 1\nmemory_limt = \"1MiB\"\n",
                 "t.toml:4: service[0].memory_limt: ",
