@@ -13,12 +13,14 @@
 #include "app/services/kv/service.hh"
 #include "app/services/pubsub/service.hh"
 #include "app/services/rtp/service.hh"
+#include "app/services/swarm/service.hh"
 
 namespace cw::server {
 
 struct ServerConfig;
 
-using Services = std::variant<svc::SockperfEcho, svc::NativeEcho, svc::Kv, svc::Pubsub, svc::Rtp>;
+using Services =
+    std::variant<svc::SockperfEcho, svc::NativeEcho, svc::Kv, svc::Pubsub, svc::Rtp, svc::Swarm>;
 
 // Every name a [[service]] table may give.
 inline const std::array<ServiceEntry<Services>, std::variant_size_v<Services>> kRegistry = {
@@ -28,6 +30,8 @@ inline const std::array<ServiceEntry<Services>, std::variant_size_v<Services>> k
     entry<Services, svc::Kv>("kv", "memcached's text and meta protocols, TCP and UDP (docs/kv.md)"),
     entry<Services, svc::Pubsub>("pubsub", "the NATS client protocol, TCP (docs/pubsub.md)"),
     entry<Services, svc::Rtp>("rtp", "RTP/RTCP sessions: tone endpoint or relay (docs/rtp.md)"),
+    entry<Services, svc::Swarm>("swarm",
+                                "BitTorrent peers: seed and fetch torrents (docs/swarm.md)"),
 };
 
 // What parse_config accepts by default.

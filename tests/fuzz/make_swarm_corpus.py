@@ -73,8 +73,29 @@ wire_seeds = {
     'not_negotiated': b'\x00' + msg(14),
 }
 
+# swarm_session: flags (bit 0 BEP 6, bit 1 leech), what the peer sends after its handshake,
+# then the cut count byte (0: one segment each time the harness feeds). The torrent is
+# swarm_world.hh's: 4 pieces of 32 KiB, the last 5000 bytes.
+def ref(id_, i, b, n):
+    return msg(id_, struct.pack('>III', i, b, n))
+
+
+session_seeds = {
+    'seed_fast': b'\x01' + msg(15) + msg(2) + ref(6, 0, 0, 16384) + ref(6, 3, 0, 5000) +
+                 ref(8, 0, 0, 16384) + msg(3) + b'\x00',
+    'seed_plain': b'\x00' + msg(5, b'\x00') + msg(2) + ref(6, 1, 16384, 16384) +
+                  struct.pack('>I', 0) + b'\x00',
+    'seed_bad_request': b'\x01' + msg(2) + ref(6, 3, 16384, 16384) + b'\x00',
+    'leech_fast': b'\x03' + msg(14) + msg(1) + msg(7, struct.pack('>II', 0, 0) + bytes(16384)) +
+                  ref(16, 0, 16384, 16384) + msg(0) + msg(1) + b'\x00',
+    'leech_plain': b'\x02' + msg(5, b'\xf0') + msg(1) + msg(4, struct.pack('>I', 1)) +
+                   msg(7, struct.pack('>II', 3, 0) + bytes(5000)) + b'\x00',
+    'leech_cut': b'\x03' + msg(14) + msg(1) + msg(7, struct.pack('>II', 1, 16384) + bytes(16384)) +
+                 bytes([3, 7, 200, 0, 5]),
+}
+
 for name, seeds in [('swarm_bencode', bencode_seeds), ('swarm_metainfo', metainfo_seeds),
-                    ('swarm_wire', wire_seeds)]:
+                    ('swarm_wire', wire_seeds), ('swarm_session', session_seeds)]:
     d = os.path.join(here, 'corpus', name)
     os.makedirs(d, exist_ok=True)
     for k, v in seeds.items():

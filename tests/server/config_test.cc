@@ -277,7 +277,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"log = \"x\"\n", "t.toml:1: log: ", "expected a table"},
         BadCase{"[service]\nname = \"echo\"\n", "t.toml:1: service: ", "array of tables"},
         BadCase{"[[service]]\nname = \"ehco\"\nudp = 1\n", "t.toml:2: service[0].name: ",
-                "unknown service 'ehco' (known: sockperf-echo, echo, kv, pubsub, rtp)"},
+                "unknown service 'ehco' (known: sockperf-echo, echo, kv, pubsub, rtp, swarm)"},
         // kv's own keys (docs/configuration.md).
         BadCase{"[[service]]\nname = \"kv\"\ntcp = 1\nmemory_limt = \"1MiB\"\n",
                 "t.toml:4: service[0].memory_limt: ",
@@ -310,6 +310,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"[[service]]\nname = \"rtp\"\nudp = 1\npeer = \"127.0.0.1:5\"\n"
                 "inject_loss = 1001\n",
                 "t.toml:5: service[0].inject_loss: ", "out of range"},
+        // swarm's own keys (docs/swarm.md): its torrents are read when the config is.
+        BadCase{"[[service]]\nname = \"swarm\"\ntcp = 1\n",
+                "t.toml:1: service[0].torrents: ", "required"},
+        BadCase{"[[service]]\nname = \"swarm\"\ntcp = 1\ntorrents = [\"/nonexistent/x.torrent\"]\n",
+                "t.toml:4: service[0].torrents: ", "/nonexistent/x.torrent: cannot open"},
         BadCase{"[[service]]\nudp = 1\n", "t.toml:1: service[0].name: ", "missing"},
         BadCase{"[[service]]\nname = \"echo\"\n", "t.toml:1: service[0]: ", "serves nothing"},
         BadCase{"[[service]]\nname = \"echo\"\nudp = 70000\n",

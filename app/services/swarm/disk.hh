@@ -1,0 +1,77 @@
+// The swarm's disk helper: one thread per owning worker that reads blocks to send and
+// checks and writes downloaded pieces, so the worker's datapath never blocks on a file.
+// The runtime offers no file I/O on its io_uring ring, so this is the bounded helper thread
+// of issue 18 for both kernel backends (docs/swarm.md).
+//
+// The worker pushes Ops into one SPSC ring and, once per loop iteration, wakes the helper
+// (an atomic counter it waits on: no syscall while the helper is busy); the helper does
+// them in order, pushes a Done per Op into the other ring and wakes the worker's poll
+// (ctx.io.wake(), through the waker the worker installed). The worker never has more than
+// `capacity` Ops outstanding, so the Done ring cannot overflow. A buffer named by an Op is
+// the helper's from push until its Done is popped; the worker does not touch it meanwhile.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+
+#include "app/runtime/spsc.hh"
+
+namespace cw::swarm {
+
+class Torrent;
+
+struct DiskOp {
+  enum Kind : uint8_t { read, verify_write };
+  Kind kind = read;
+  const Torrent* torrent = nullptr;
+  uint64_t offset = 0;     // in the torrent's byte stream
+  uint32_t len = 0;        // bytes
+  uint32_t piece = 0;      // verify_write: the piece (its hash is checked first)
+  uint8_t* buf = nullptr;  // read: where the bytes go; verify_write: the piece
+  uint64_t cookie = 0;     // the worker's, returned in Done
+};
+
+struct DiskDone {
+  enum Status : uint8_t { ok, io_error, bad_hash };
+  DiskOp op;
+  Status status = ok;
+};
+
+class Disk {
+ public:
+  using Waker = void (*)(void*);
+  explicit Disk(uint32_t capacity);
+  ~Disk();
+  Disk(const Disk&) = delete;
+  Disk& operator=(const Disk&) = delete;
+
+  // Worker side. Set the waker before the first submit.
+  void set_waker(Waker w, void* arg) {
+    waker_ = w;
+    waker_arg_ = arg;
+  }
+  bool full() const { return outstanding_ >= capacity_; }
+  uint32_t outstanding() const { return outstanding_; }
+  // False when capacity Ops are outstanding (check full() first).
+  bool submit(const DiskOp& op);
+  // Wakes the helper if anything was submitted since the last kick (once per loop).
+  void kick();
+  bool poll(DiskDone& d);
+
+ private:
+  void run();
+
+  const uint32_t capacity_;
+  uint32_t outstanding_ = 0;  // worker only
+  bool submitted_ = false;    // worker only: since the last kick
+  rt::Spsc<DiskOp> ops_;
+  rt::Spsc<DiskDone> done_;
+  std::atomic<uint32_t> seq_{0};  // bumped by kick(); the helper waits on it
+  std::atomic<bool> stop_{false};
+  Waker waker_ = nullptr;
+  void* waker_arg_ = nullptr;
+  std::thread thread_;
+};
+
+}  // namespace cw::swarm

@@ -1,0 +1,142 @@
+// Torrent loading and file I/O (setup, and the disk helper thread).
+#include "app/services/swarm/storage.hh"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+namespace cw::swarm {
+
+Torrent::~Torrent() {
+  for (int fd : fds_)
+    if (fd >= 0) ::close(fd);
+}
+
+Result<std::unique_ptr<Torrent>> load_torrent(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return make_error(path + ": cannot open: " + std::strerror(errno));
+  auto t = std::make_unique<Torrent>();
+  t->path_ = path;
+  t->blob_.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  if (t->blob_.empty() || t->blob_.size() > kMaxTorrentFile)
+    return make_error(path + ": empty or larger than 16 MiB");
+  // A token is at least 2 bytes ("0:"), a file entry at least 20.
+  t->toks_.resize(t->blob_.size() / 2 + 2);
+  t->files_.resize(t->blob_.size() / 20 + 1);
+  const meta::Error e = meta::parse(t->blob_, t->toks_, t->files_, {}, t->m_);
+  if (e != meta::Error::ok) {
+    std::string why(meta::error_name(e));
+    if (e == meta::Error::bencode)
+      why += std::string(" (") + std::string(bencode::error_name(t->m_.bencode_error)) + ")";
+    return make_error(path + ": not a valid torrent: " + why);
+  }
+  return t;
+}
+
+namespace {
+
+// mkdir -p of every directory in front of the last '/'.
+bool make_parents(const std::string& p) {
+  for (size_t i = 1; i < p.size(); ++i) {
+    if (p[i] != '/') continue;
+    const std::string d = p.substr(0, i);
+    if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<void> Torrent::open(const std::string& data_dir) {
+  std::string root = data_dir;
+  if (root.empty() || root.back() != '/') root += '/';
+  if (m_.multi_file) root += std::string(m_.name) + '/';
+  std::vector<char> rel(8192);
+  for (const meta::FileEntry& fe : m_.files) {
+    const size_t n = meta::file_path(m_, fe, rel);
+    if (n == 0) return make_error(path_ + ": a file path longer than 8 KiB");
+    const std::string p = root + std::string(rel.data(), n);
+    if (!make_parents(p))
+      return make_error(p + ": cannot create its directory: " + std::strerror(errno));
+    int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 && (errno == EACCES || errno == EROFS)) fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return make_error(p + ": cannot open: " + std::strerror(errno));
+    fds_.push_back(fd);
+  }
+  return {};
+}
+
+// op(fd, file offset, stream bytes pointer offset, chunk) over the files holding
+// [off, off + len); false if any op fails or the range passes the end.
+template <class Op>
+bool Torrent::span_files(uint64_t off, uint32_t len, Op&& op) const {
+  if (off + len > m_.total_length || fds_.size() != m_.files.size()) return false;
+  const auto& fs = m_.files;
+  auto it = std::upper_bound(fs.begin(), fs.end(), off,
+                             [](uint64_t o, const meta::FileEntry& f) { return o < f.offset; });
+  size_t i = size_t(it - fs.begin());
+  i = i ? i - 1 : 0;
+  uint32_t done = 0;
+  while (done < len) {
+    while (i < fs.size() && off >= fs[i].offset + fs[i].length) ++i;
+    if (i == fs.size()) return false;
+    const uint64_t in_file = off - fs[i].offset;
+    const uint32_t chunk = uint32_t(std::min<uint64_t>(len - done, fs[i].length - in_file));
+    if (!op(fds_[i], in_file, done, chunk)) return false;
+    done += chunk;
+    off += chunk;
+  }
+  return true;
+}
+
+bool Torrent::read_at(uint64_t off, uint8_t* out, uint32_t len) const {
+  return span_files(off, len, [&](int fd, uint64_t at, uint32_t pos, uint32_t n) {
+    while (n) {
+      const ssize_t r = ::pread(fd, out + pos, n, off_t(at));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      pos += uint32_t(r);
+      at += uint64_t(r);
+      n -= uint32_t(r);
+    }
+    return true;
+  });
+}
+
+bool Torrent::write_at(uint64_t off, const uint8_t* in, uint32_t len) const {
+  return span_files(off, len, [&](int fd, uint64_t at, uint32_t pos, uint32_t n) {
+    while (n) {
+      const ssize_t r = ::pwrite(fd, in + pos, n, off_t(at));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      pos += uint32_t(r);
+      at += uint64_t(r);
+      n -= uint32_t(r);
+    }
+    return true;
+  });
+}
+
+uint32_t Torrent::check(std::vector<uint8_t>& bits) const {
+  bits.assign((size_t(m_.piece_count) + 7) / 8, 0);
+  std::vector<uint8_t> buf(m_.piece_length);
+  uint32_t good = 0;
+  for (uint32_t p = 0; p < m_.piece_count; ++p) {
+    const uint32_t n = m_.piece_size(p);
+    if (!read_at(uint64_t(p) * m_.piece_length, buf.data(), n)) continue;
+    const meta::Hash h = meta::sha1({buf.data(), n});
+    if (std::equal(h.begin(), h.end(), m_.piece_hash(p).begin())) {
+      set_bit(bits.data(), p);
+      ++good;
+    }
+  }
+  return good;
+}
+
+}  // namespace cw::swarm
