@@ -145,6 +145,7 @@ struct TcpEngine::Conn {
   uint32_t rtt_seq = 0;
   int64_t rtt_start = 0;
   uint32_t retries = 0;
+  int64_t rtx_una_at = 0;  // when SND.UNA was last sent again in recovery
   // Timers (INT64_MAX: not armed).
   int64_t rtx_at = INT64_MAX, delack_at = INT64_MAX, tw_at = INT64_MAX;
   int64_t ka_at = INT64_MAX;  // keep-alive: next check
@@ -1048,6 +1049,7 @@ bool TcpEngine::process_ack(Conn& c, const SegIn& s, int64_t now) {
         c.in_recovery = false;
       } else {  // partial ACK: the next hole, deflate by what was acked
         retransmit_una(c, now);
+        c.rtx_una_at = now;
         c.cwnd = (c.cwnd > acked ? c.cwnd - acked : 0) + (acked >= mss ? mss : 0);
         c.cwnd = std::max(c.cwnd, mss);
         arm_rto(c, now);
@@ -1065,6 +1067,13 @@ bool TcpEngine::process_ack(Conn& c, const SegIn& s, int64_t now) {
     ++c.dupacks;
     if (c.in_recovery) {
       c.cwnd += mss;  // RFC 6582 3.2 step 4: inflate
+      // Duplicate ACKs that still name SND.UNA more than an RTT after it was sent again
+      // come from segments sent after it: that retransmission was lost (the inference of
+      // RACK, RFC 8985, from time). Send it again rather than wait for the RTO.
+      if (c.srtt && now - c.rtx_una_at > std::max(c.srtt + c.srtt / 4, kClockGranularityNs)) {
+        retransmit_una(c, now);
+        c.rtx_una_at = now;
+      }
     } else if (c.dupacks == 3 && seq_gt(s.ack, c.recover)) {
       const uint32_t flight = c.snd_max - c.snd_una;
       c.ssthresh = std::max(flight / 2, 2 * mss);
@@ -1072,7 +1081,16 @@ bool TcpEngine::process_ack(Conn& c, const SegIn& s, int64_t now) {
       c.in_recovery = true;
       ++stats_.fast_retransmits;
       retransmit_una(c, now);
+      c.rtx_una_at = now;
       c.cwnd = c.ssthresh + 3 * mss;
+    } else if (c.dupacks < 3 && c.snd_nxt == c.snd_max) {
+      // RFC 3042 limited transmit: each of the first two duplicate ACKs may send one new
+      // segment beyond cwnd, so that a small window still brings the third one (and a fast
+      // retransmit rather than a timeout).
+      const uint32_t cwnd = c.cwnd;
+      c.cwnd += c.dupacks * mss;
+      output(c, now);
+      c.cwnd = cwnd;
     }
   }
   // Our FIN acknowledged?
