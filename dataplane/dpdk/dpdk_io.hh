@@ -86,6 +86,10 @@ inline constexpr uint32_t kDpdkTcpConns = 1024;           // most TCP connection
 inline constexpr uint32_t kDpdkTcpBuf = 64 * 1024;      // TCP send and receive ring, per connection
 inline constexpr uint32_t kDpdkTcpReserve = 64 * 1024;  // stream_reserve through the scratch
 inline constexpr uint32_t kDpdkTcpConnectTries = 64;    // ephemeral ports tried per connect()
+// A connection with more output than this queued behind its send ring is not read
+// (stream_data) until it drained below: back-pressure on a peer that sends faster than it
+// reads what we answer.
+inline constexpr uint32_t kDpdkTcpOutHold = 64 * 1024;
 
 class alignas(64) DpdkWorker {
  public:

@@ -95,6 +95,7 @@ struct TcpEngine::SegIn {
   const uint8_t* data = nullptr;
   uint32_t dlen = 0;
   bool has_mss = false, has_ws = false, sack_ok = false, has_ts = false;
+  bool has_sack = false;  // SACK blocks (their contents are not used)
   uint16_t mss = 0;
   uint8_t ws = 0;
   uint32_t tsval = 0, tsecr = 0;
@@ -629,6 +630,8 @@ void TcpEngine::input(uint32_t src_be, uint32_t dst_be, const uint8_t* p, uint32
       s.ws = std::min(v[0], kMaxWscale);
     } else if (kind == kOptSackOk && olen == 2) {
       s.sack_ok = true;
+    } else if (kind == kOptSack && olen >= 10 && (olen - 2) % 8 == 0) {
+      s.has_sack = true;
     } else if (kind == kOptTs && olen == 10) {
       s.has_ts = true;
       s.tsval = load32(v);
@@ -1006,8 +1009,11 @@ bool TcpEngine::process_ack(Conn& c, const SegIn& s, int64_t now) {
   const uint32_t new_wnd = uint32_t(s.wnd) << c.snd_wscale;
   const uint32_t acked = seq_gt(s.ack, c.snd_una) ? s.ack - c.snd_una : 0;
   const uint32_t mss = effective_mss(c);
-  const bool dup = acked == 0 && s.dlen == 0 && !s.has(kTcpFin) && new_wnd == c.snd_wnd &&
-                   new_wnd != 0 && c.snd_una != c.snd_max && s.ack == c.snd_una;
+  // RFC 5681 2 wants the window unchanged; an ACK with SACK blocks counts without that
+  // (RFC 6675 2: it reports data beyond the hole), as a reading receiver's window moves.
+  const bool dup = acked == 0 && s.dlen == 0 && !s.has(kTcpFin) &&
+                   (new_wnd == c.snd_wnd || (s.has_sack && c.sack_ok)) && new_wnd != 0 &&
+                   c.snd_una != c.snd_max && s.ack == c.snd_una;
   // Window update (3.10.7.4): from a newer segment, or the same one acking more.
   if (seq_lt(c.snd_wl1, s.seq) || (c.snd_wl1 == s.seq && seq_leq(c.snd_wl2, s.ack))) {
     c.snd_wnd = new_wnd;
