@@ -23,6 +23,7 @@ TEST_PKGS=(
   libmemcached-tools python3-pymemcache            # kv integration tests (memccapable, memcaslap, pymemcache)
   nats-server libnats-dev nodejs npm               # pubsub integration tests (differential, nats.c, nats.js)
   python3-scapy                                    # DPDK malformed-frame tests (frame injection)
+  nftables                                         # DPDK TCP loss tests (nft numgen drops in a namespace)
   python3-matplotlib python3-numpy                 # benchmark harness plots (bench/scripts/cwbench)
   clang libclang-rt-14-dev clang-format           # fuzz targets (libFuzzer), sanitizers, format check
   scdoc debhelper lintian fakeroot                 # man pages, Debian package (debian/)

@@ -1,5 +1,7 @@
-// DPDK backend datapath: everything a worker runs after setup. No allocation, no locks, no
-// syscalls except the optional idle pause; every drop is counted by reason.
+// DPDK backend datapath: everything a worker runs after setup. No allocation (except TCP
+// output queued beyond a send ring: chunks from a pool that mallocs only while it warms up,
+// as on the kernel backends), no locks, no syscalls except the optional idle pause; every
+// drop is counted by reason.
 #include <rte_cycles.h>
 #include <rte_lcore.h>
 #include <time.h>
@@ -63,10 +65,9 @@ DpdkWorker::DpdkWorker(std::shared_ptr<DpdkShared> shared, unsigned id)
   ip_id_ = uint16_t(id * 7919);  // workers start apart; ids only need to differ per flow
   link_up_ = sh_->link_up.load(std::memory_order_relaxed);
   now_ns_ = int64_t(now_ns());
-  // TCP: worker 0 serves every TCP server socket (docs/dpdk.md, "TCP on the datapath").
+  // TCP: worker 0 serves every TCP socket (docs/dpdk.md, "TCP on the datapath").
   bool tcp = false;
-  for (const SocketSpec& sp : sh_->specs)
-    tcp = tcp || (sp.transport == Transport::tcp && sp.server);
+  for (const SocketSpec& sp : sh_->specs) tcp = tcp || sp.transport == Transport::tcp;
   if (id == 0 && tcp) {
     net::TcpConfig tc;
     tc.max_conns = std::min<uint32_t>(sh_->io.max_conns, kDpdkTcpConns);
@@ -78,12 +79,15 @@ DpdkWorker::DpdkWorker(std::shared_ptr<DpdkShared> shared, unsigned id)
     tcp_closed_.reserve(tc.max_conns);
     tcp_res_.reset(new uint8_t[kDpdkTcpReserve]);
     tcp_listen_.assign(65536, kNoSocket);
+    out_pool_.set_limit(sh_->io.worker_out_limit);
     for (size_t s = 0; s < sh_->specs.size(); ++s) {
       const Endpoint& b = sh_->bound[s];
       if (sh_->specs[s].transport == Transport::tcp && sh_->specs[s].server &&
           tcp_->listen(b.addr_be, b.port_be))
         tcp_listen_[ntohs(b.port_be)] = uint16_t(s);
     }
+    // Ephemeral ports for connect() start at a random point of 49152..65535 (RFC 6056).
+    tcp_next_port_ = uint16_t(49152 + (uint64_t(now_ns_) * 0x9E3779B97F4A7C15ull >> 50));
   }
 }
 
@@ -93,6 +97,7 @@ DpdkWorker::~DpdkWorker() {
   if (res_m_) rte_pktmbuf_free(res_m_);
   for (uint32_t i = 0; i < tx_n_; ++i) rte_pktmbuf_free(tx_[i]);
   for (auto& w : waiting_) rte_pktmbuf_free(w.m);
+  for (TcpConnState& st : tcp_conns_) st.out.clear(out_pool_);
 }
 
 const net::DropCounters& DpdkWorker::drops() const {
@@ -595,6 +600,7 @@ void DpdkWorker::housekeep() {
     drops_->add(DropReason::ip_frag_dropped, dr->cnt);
     rte_ip_frag_free_death_row(dr, 0);
   }
+  if (tcp_) tcp_publish();
   // Port-wide NIC drops (no rx descriptor / no mbuf), reported by worker 0.
   if (id_ == 0) {
     rte_eth_stats st{};
@@ -674,17 +680,87 @@ void DpdkWorker::tcp_item(RxItem* out, uint32_t& got, RxKind kind, ConnId c, Clo
   it.token = kNoHeld;
 }
 
+// The handle c is dead for the application from now on: its stream_closed(why) is owed
+// (handed out by the next poll) and it leaves conns_open. The engine's side is the caller's.
+void DpdkWorker::tcp_closed_here(ConnId c, CloseReason why) {
+  TcpConnState& st = tcp_conns_[conn_slot(c)];
+  RxItem it{};
+  uint32_t n = 0;
+  tcp_item(&it, n, RxKind::stream_closed, c, why, 0, nullptr);
+  tcp_closed_.push_back(it);
+  if (st.counted) {
+    st.counted = false;
+    counters_.conns_closed.add();
+    counters_.conns_open.set(counters_.conns_open.get() - 1);
+  }
+  if (tcp_res_conn_ == c) tcp_res_conn_ = kNoConn;
+}
+
+void DpdkWorker::tcp_forget(ConnId c) {
+  TcpConnState& st = tcp_conns_[conn_slot(c)];
+  st.out.clear(out_pool_);
+  if (tcp_res_conn_ == c) tcp_res_conn_ = kNoConn;
+  st = TcpConnState{};
+}
+
+// As much of c's queued output as the send ring takes, in order (the engine sends it as
+// the windows allow).
+void DpdkWorker::tcp_push(ConnId c, TcpConnState& st) {
+  iovec iov[8];
+  uint64_t total = 0;
+  const unsigned k = st.out.gather(iov, 8, &total);
+  uint32_t sent = 0;
+  for (unsigned i = 0; i < k; ++i) {
+    const auto len = uint32_t(iov[i].iov_len);
+    const uint32_t m = tcp_->send(c, static_cast<const uint8_t*>(iov[i].iov_base), len, now_ns_);
+    sent += m;
+    if (m < len) break;
+  }
+  if (sent) st.out.consume(out_pool_, sent);
+}
+
+// c's handle is dead but output is queued: push it, discard what arrives (nobody reads it;
+// the engine would answer unread data at close() with a reset), and close the engine's side
+// once everything is in the send ring, so the FIN follows the last byte. A connection that
+// can no longer send (reset) is released with its output. False once it is closed.
+bool DpdkWorker::tcp_draining(ConnId c, TcpConnState& st) {
+  for (auto r = tcp_->readable(c); !r.empty(); r = tcp_->readable(c))
+    tcp_->consume(c, uint32_t(r.size()), now_ns_);
+  const net::TcpState s = tcp_->state(c);
+  const bool sending = s == net::TcpState::established || s == net::TcpState::close_wait;
+  if (sending) tcp_push(c, st);
+  if (sending && !st.out.empty()) return true;
+  tcp_->close(c, now_ns_);
+  tcp_forget(c);
+  return false;
+}
+
+void DpdkWorker::tcp_publish() {
+  const net::TcpStats& s = tcp_->stats();
+  const uint64_t v[kTcpCounterCount] = {tcp_->live_conns(), s.segs_in,          s.segs_out,
+                                        s.retransmits,      s.rto_expiries,     s.fast_retransmits,
+                                        s.conns_accepted,   s.conns_connected,  s.conns_reset,
+                                        s.conns_timed_out,  s.syn_cookies_sent, s.challenge_acks};
+  for (size_t k = 0; k < kTcpCounterCount; ++k) sh_->tcp[id_].v[k].set(v[k]);
+}
+
 void DpdkWorker::tcp_poll(RxItem* out, uint32_t n, uint32_t& got) {
   const int64_t now = now_ns_;
-  // 1. What the last poll handed out is read; connections it reported closed are closed.
+  // 1. What the last poll handed out is read; connections it reported closed are closed
+  //    (after their queued output, if any: they drain in step 3).
   for (ConnId c : tcp_watch_) {
     if (!tcp_->valid(c)) continue;
     TcpConnState& st = tcp_conns_[conn_slot(c)];
     if (st.delivered) tcp_->consume(c, st.delivered, now);
     st.delivered = 0;
     if (st.closing) {
-      tcp_->close(c, now);
-      st = TcpConnState{};
+      st.closing = false;
+      if (!st.out.empty() && tcp_->state(c) != net::TcpState::closed) {
+        st.draining = true;
+      } else {
+        tcp_->close(c, now);
+        tcp_forget(c);
+      }
     }
   }
   // 2. Timers, then the engine's events: each only marks its connection for step 3.
@@ -696,9 +772,14 @@ void DpdkWorker::tcp_poll(RxItem* out, uint32_t n, uint32_t& got) {
       uint16_t lp, rp;
       tcp_->endpoints(e.conn, &la, &lp, &ra, &rp);
       const uint16_t s = tcp_listen_[ntohs(lp)];
-      tcp_conns_[conn_slot(e.conn)] = TcpConnState{};
+      tcp_forget(e.conn);
       tcp_conns_[conn_slot(e.conn)].sock = s == kNoSocket ? 0 : s;
+      tcp_conns_[conn_slot(e.conn)].counted = true;
       counters_.conns_accepted.add();
+      counters_.conns_open.add();
+    } else if (e.kind == net::TcpEventKind::connected) {
+      tcp_conns_[conn_slot(e.conn)].counted = true;
+      counters_.conns_connected.add();
       counters_.conns_open.add();
     }
     tcp_watch(e.conn);
@@ -711,21 +792,42 @@ void DpdkWorker::tcp_poll(RxItem* out, uint32_t n, uint32_t& got) {
     if (!tcp_->valid(c)) continue;  // closed locally meanwhile; its slot state was reset
     TcpConnState& st = tcp_conns_[conn_slot(c)];
     if (!st.watched) continue;
+    if (st.draining) {  // no items: the handle is dead
+      if (tcp_draining(c, st)) tcp_watch_[keep++] = c;
+      continue;
+    }
     if (got + 3 > n) {  // room for open, resumed or writable, and one more
       tcp_watch_[keep++] = c;
       continue;
     }
+    const net::TcpState state = tcp_->state(c);
     if (!st.opened) {
+      if (st.connecting && !st.counted) {
+        if (state == net::TcpState::syn_sent || state == net::TcpState::syn_rcvd) {
+          st.watched = false;  // the engine's connected or closed event brings it back
+          continue;
+        }
+        // Refused, timed out or reset in the handshake: released by the next poll (step 1).
+        st.connecting = false;
+        st.closing = true;
+        tcp_item(out, got, RxKind::stream_closed, c, CloseReason::connect_failed, 0, nullptr);
+        tcp_watch_[keep++] = c;
+        continue;
+      }
       st.opened = true;
+      st.connecting = false;
       tcp_item(out, got, RxKind::stream_open, c, CloseReason::none, 0, nullptr);
     }
     if (st.resumed) {
       st.resumed = false;
       tcp_item(out, got, RxKind::stream_resumed, c, CloseReason::none, 0, nullptr);
     }
-    bool again = false;
+    // Output queued behind the send ring first; the connection stays watched until it is
+    // all in the ring.
+    if (!st.out.empty()) tcp_push(c, st);
+    bool again = !st.out.empty();
     if (st.want_writable) {
-      if (tcp_->send_queued(c) <= sh_->io.conn_low_water) {
+      if (queued(c) <= sh_->io.conn_low_water) {
         st.want_writable = false;
         tcp_item(out, got, RxKind::stream_writable, c, CloseReason::none, 0, nullptr);
       } else {
@@ -737,13 +839,14 @@ void DpdkWorker::tcp_poll(RxItem* out, uint32_t n, uint32_t& got) {
     } else if (st.paused) {
       // nothing handed out; resume() watches it again
     } else {
-      // Hand out no more than the send ring takes: a service answering every byte (an echo)
-      // then never finds it full; the rest waits in the receive ring (the window closes).
-      // A reset connection (engine state closed) has no send space: what it had not handed
-      // out is dropped and stream_closed follows at once.
-      const bool reset = tcp_->state(c) == net::TcpState::closed;
+      // Back-pressure: while more than kDpdkTcpOutHold bytes wait behind the send ring,
+      // nothing is handed out (the receive ring fills, the peer's window closes); below it,
+      // everything readable. An echo's output queue so stays near one receive ring's worth.
+      // A reset connection (engine state closed) hands out nothing more: what it had not
+      // handed out is dropped and stream_closed follows at once.
+      const bool reset = state == net::TcpState::closed;
       const auto r = reset ? std::span<const uint8_t>{} : tcp_->readable(c);
-      const uint32_t len = std::min<uint32_t>(uint32_t(r.size()), tcp_->send_space(c));
+      const uint32_t len = st.out.bytes() < kDpdkTcpOutHold ? uint32_t(r.size()) : 0;
       if (len) {
         st.delivered = len;
         counters_.rx_stream_bytes.add(len);
@@ -751,12 +854,15 @@ void DpdkWorker::tcp_poll(RxItem* out, uint32_t n, uint32_t& got) {
         again = true;
       } else if (r.empty() && (reset || tcp_->eof(c))) {
         st.closing = true;  // the engine's side is closed by the next poll (step 1)
-        counters_.conns_closed.add();
-        counters_.conns_open.set(counters_.conns_open.get() - 1);
+        if (st.counted) {
+          st.counted = false;
+          counters_.conns_closed.add();
+          counters_.conns_open.set(counters_.conns_open.get() - 1);
+        }
         tcp_item(out, got, RxKind::stream_closed, c, CloseReason::peer, 0, nullptr);
         again = true;
       } else if (!r.empty()) {
-        again = true;  // the send ring is full: look again once it drained
+        again = true;  // output is held back: look again once it drained
       }
     }
     if (again)
@@ -765,50 +871,110 @@ void DpdkWorker::tcp_poll(RxItem* out, uint32_t n, uint32_t& got) {
       st.watched = false;
   }
   tcp_watch_.resize(keep);
-  // 4. Connections closed here (close(), overflow): their stream_closed items.
+  // 4. Connections closed here (close(), failed reservations): their stream_closed items.
   size_t left = 0;
-  for (const auto& [c, why] : tcp_closed_) {
+  for (const RxItem& it : tcp_closed_) {
     if (got < n)
-      tcp_item(out, got, RxKind::stream_closed, c, why, 0, nullptr);
+      out[got++] = it;
     else
-      tcp_closed_[left++] = {c, why};
+      tcp_closed_[left++] = it;
   }
   tcp_closed_.resize(left);
 }
 
+// A reservation that fits the send ring (and has nothing queued before it) is written to
+// the scratch buffer and copied into the ring at commit; any other goes to the connection's
+// chunk queue (out_pool_), bounded per connection by conn_out_limit and per worker by
+// worker_out_limit: past either the connection is reset and closed (io.hh).
 uint8_t* DpdkWorker::stream_reserve(ConnId c, uint32_t n) {
-  if (!tcp_ || !tcp_->valid(c) || tcp_conns_[conn_slot(c)].closing) return nullptr;
-  if (n > kDpdkTcpReserve || n > tcp_->send_space(c)) {
-    // io.hh: a reservation that cannot be queued closes the connection (overflow).
-    counters_.conns_overflow.add();
+  if (!tcp_ || !tcp_->valid(c)) return nullptr;
+  TcpConnState& st = tcp_conns_[conn_slot(c)];
+  if (st.closing || st.draining) return nullptr;
+  uint8_t* p = nullptr;
+  const bool fits = uint64_t(queued(c)) + n <= sh_->io.conn_out_limit;
+  if (fits && st.out.empty() && n <= kDpdkTcpReserve && n <= tcp_->send_space(c)) {
+    tcp_res_conn_ = c;
+    tcp_res_out_ = false;
+    return tcp_res_.get();
+  }
+  if (fits) p = st.out.reserve(out_pool_, n);
+  if (!p) {
+    if (fits)
+      counters_.tx_no_buffer.add();
+    else
+      counters_.conns_overflow.add();
+    tcp_closed_here(c, fits ? CloseReason::error : CloseReason::overflow);
     tcp_->abort(c, now_ns_);
-    tcp_conns_[conn_slot(c)] = TcpConnState{};
-    counters_.conns_closed.add();
-    counters_.conns_open.set(counters_.conns_open.get() - 1);
-    tcp_closed_.push_back({c, CloseReason::overflow});
+    tcp_forget(c);
     return nullptr;
   }
   tcp_res_conn_ = c;
-  return tcp_res_.get();
+  tcp_res_out_ = true;
+  return p;
 }
 
 void DpdkWorker::stream_commit(ConnId c, uint32_t n) {
   if (!tcp_ || c != tcp_res_conn_) return;
   tcp_res_conn_ = kNoConn;
-  const uint32_t k = tcp_->send(c, tcp_res_.get(), n, now_ns_);  // room checked by reserve
-  counters_.tx_stream_bytes.add(k);
+  counters_.tx_stream_bytes.add(n);
+  if (!tcp_res_out_) {
+    tcp_->send(c, tcp_res_.get(), n, now_ns_);  // room checked by stream_reserve
+    return;
+  }
+  TcpConnState& st = tcp_conns_[conn_slot(c)];
+  st.out.commit(n);
+  tcp_push(c, st);
+  if (!st.out.empty()) tcp_watch(c);  // pushed as the ring drains (tcp_poll step 3)
+}
+
+// The client role on worker 0: the source address is the socket's or the one facing `to`,
+// the port the socket's or the next free ephemeral one (a port in use for this 4-tuple or
+// by a listener is skipped). stream_open follows once established, or
+// stream_closed(connect_failed) once refused or out of SYN retries.
+ConnId DpdkWorker::connect(SocketId s, Endpoint to) {
+  if (!tcp_ || s >= sh_->specs.size() || sh_->specs[s].transport != Transport::tcp ||
+      sh_->specs[s].server || to.port_be == 0)
+    return kNoConn;
+  const Endpoint& b = sh_->bound[s];
+  const uint32_t local = b.addr_be ? b.addr_be : ifc_.source_for(to.addr_be);
+  ConnId c = kNoConn;
+  if (tcp_->live_conns() < tcp_->config().max_conns) {
+    if (b.port_be) {
+      c = tcp_->connect(local, b.port_be, to.addr_be, to.port_be, now_ns_);
+    } else {
+      for (uint32_t k = 0; k < kDpdkTcpConnectTries && c == kNoConn; ++k) {
+        const uint16_t p = tcp_next_port_;
+        tcp_next_port_ = p == 65535 ? uint16_t(49152) : uint16_t(p + 1);
+        if (tcp_listen_[p] == kNoSocket)
+          c = tcp_->connect(local, htons(p), to.addr_be, to.port_be, now_ns_);
+      }
+    }
+  }
+  if (c == kNoConn) {
+    counters_.conns_rejected.add();
+    return kNoConn;
+  }
+  tcp_forget(c);
+  TcpConnState& st = tcp_conns_[conn_slot(c)];
+  st.sock = s;
+  st.connecting = true;
+  return c;
 }
 
 void DpdkWorker::close(ConnId c) {
   if (!tcp_ || !tcp_->valid(c)) return;
   TcpConnState& st = tcp_conns_[conn_slot(c)];
-  if (st.closing) return;  // stream_closed(peer) was handed out: the handle is dead
+  if (st.closing || st.draining) return;  // stream_closed was handed out: the handle is dead
   if (st.delivered) tcp_->consume(c, st.delivered, now_ns_);  // the service has read them
+  st.delivered = 0;
+  tcp_closed_here(c, CloseReason::local);
+  if (!st.out.empty() && tcp_->state(c) != net::TcpState::closed) {
+    st.draining = true;  // FIN after the queued output (tcp_draining)
+    tcp_watch(c);
+    return;
+  }
   tcp_->close(c, now_ns_);  // FIN after the queued bytes (RST if unread bytes remain)
-  st = TcpConnState{};
-  counters_.conns_closed.add();
-  counters_.conns_open.set(counters_.conns_open.get() - 1);
-  tcp_closed_.push_back({c, CloseReason::local});
+  tcp_forget(c);
 }
 
 void DpdkWorker::pause(ConnId c) {
@@ -818,19 +984,22 @@ void DpdkWorker::pause(ConnId c) {
 void DpdkWorker::resume(ConnId c) {
   if (!tcp_ || !tcp_->valid(c)) return;
   TcpConnState& st = tcp_conns_[conn_slot(c)];
-  if (!st.paused) return;
+  if (!st.paused || st.draining) return;
   st.paused = false;
   st.resumed = true;
   tcp_watch(c);
 }
 
 uint32_t DpdkWorker::queued(ConnId c) const {
-  return tcp_ ? tcp_->send_queued(c) : 0;
+  if (!tcp_ || !tcp_->valid(c)) return 0;
+  return tcp_->send_queued(c) + tcp_conns_[conn_slot(c)].out.bytes();
 }
 
 void DpdkWorker::notify_writable(ConnId c) {
   if (!tcp_ || !tcp_->valid(c)) return;
-  tcp_conns_[conn_slot(c)].want_writable = true;
+  TcpConnState& st = tcp_conns_[conn_slot(c)];
+  if (st.closing || st.draining) return;
+  st.want_writable = true;
   tcp_watch(c);
 }
 

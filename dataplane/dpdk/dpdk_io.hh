@@ -6,10 +6,10 @@
 //     shared between workers except read-only port state and the ARP copy rings.
 //   * Worker threads are the runtime's own threads; open_worker() registers the calling
 //     thread with EAL (rte_thread_register) so it gets an lcore id and mempool caches.
-//   * UDP, and TCP servers on worker 0 (net::TcpEngine, docs/dpdk.md "TCP on the
-//     datapath"): accept, stream receive, reserve/commit, pause/resume, close; software
-//     checksums; connect() returns kNoConn. ARP and ICMP echo are answered inside the
-//     backend.
+//   * UDP, and TCP on worker 0 (net::TcpEngine, docs/dpdk.md "TCP on the datapath"):
+//     accept, connect, stream receive, reserve/commit (output beyond the engine's send ring
+//     queued in chunks, bounded by conn_out_limit), pause/resume, close; software
+//     checksums. ARP and ICMP echo are answered inside the backend.
 //
 // This header has no DPDK includes: launch.hh and the worker loop see only these types. The
 // reply path of the common datagram (dgram_reserve_reply, dgram_commit to a cached flow) is
@@ -33,6 +33,7 @@
 #include "dataplane/dpdk/net/frame.hh"
 #include "dataplane/dpdk/net/tcp.hh"
 #include "dataplane/io.hh"
+#include "dataplane/kernel/out_buffer.hh"
 
 struct rte_mbuf;
 
@@ -83,7 +84,12 @@ inline constexpr int64_t kDpdkHousekeepNs = 100'000'000;  // link, ARP and reass
 inline constexpr int64_t kDpdkIdlePauseNs = 100'000;      // longest pause of an idle non-busy poll
 inline constexpr uint32_t kDpdkTcpConns = 1024;           // most TCP connections (worker 0)
 inline constexpr uint32_t kDpdkTcpBuf = 64 * 1024;      // TCP send and receive ring, per connection
-inline constexpr uint32_t kDpdkTcpReserve = 64 * 1024;  // largest stream_reserve
+inline constexpr uint32_t kDpdkTcpReserve = 64 * 1024;  // stream_reserve through the scratch
+inline constexpr uint32_t kDpdkTcpConnectTries = 64;    // ephemeral ports tried per connect()
+// A connection with more output than this queued behind its send ring is not read
+// (stream_data) until it drained below: back-pressure on a peer that sends faster than it
+// reads what we answer.
+inline constexpr uint32_t kDpdkTcpOutHold = 64 * 1024;
 
 class alignas(64) DpdkWorker {
  public:
@@ -103,10 +109,11 @@ class alignas(64) DpdkWorker {
   // updated for the edits rather than summed again (net::write_udp_reply_frame).
   using ReplyEdits = net::CsumEdits;
   inline void dgram_commit_edited(uint32_t n, const ReplyEdits& e);
-  // TCP (worker 0 only; elsewhere every handle is stale and these do nothing).
+  // TCP (worker 0 only; elsewhere every handle is stale and these do nothing, and connect
+  // returns kNoConn).
   uint8_t* stream_reserve(ConnId c, uint32_t n);
   void stream_commit(ConnId c, uint32_t n);
-  ConnId connect(SocketId, Endpoint) { return kNoConn; }  // no client role on DPDK yet
+  ConnId connect(SocketId s, Endpoint to);
   void pause(ConnId c);
   void resume(ConnId c);
   uint32_t queued(ConnId c) const;
@@ -187,13 +194,28 @@ class alignas(64) DpdkWorker {
   void tcp_item(RxItem* out, uint32_t& got, RxKind kind, ConnId c, CloseReason why, uint32_t len,
                 const uint8_t* data);
   void tcp_watch(ConnId c);  // c may have bytes, an EOF or a reset to deliver
-  SocketId tcp_sock_of(ConnId c) const;
-  struct TcpConnState {      // per engine slot
-    uint32_t delivered = 0;  // bytes handed out by the last poll, consumed by the next
-    bool opened = false;     // stream_open handed out
+  struct TcpConnState;
+  void tcp_push(ConnId c, TcpConnState& st);      // queued output into the engine's send ring
+  bool tcp_draining(ConnId c, TcpConnState& st);  // false once the engine's side is closed
+  void tcp_forget(ConnId c);                      // the slot's state and output released
+  void tcp_closed_here(ConnId c, CloseReason why);
+  void tcp_publish();  // engine counters for DpdkBackend::counters_by_name (housekeep)
+  // Per engine slot. Output the send ring cannot take yet waits in `out` (chunks from
+  // out_pool_), in order behind it; while more than kDpdkTcpOutHold bytes wait there no
+  // stream_data is handed out (the receive ring fills and the peer's window closes:
+  // back-pressure, not a reset).
+  struct TcpConnState {
+    uint32_t delivered = 0;   // bytes handed out by the last poll, consumed by the next
+    bool opened = false;      // stream_open handed out
+    bool counted = false;     // in conns_open
+    bool connecting = false;  // connect() from this side, stream_open not yet handed out
     bool watched = false, paused = false, resumed = false, want_writable = false;
     bool closing = false;  // stream_closed handed out: close the engine's side next poll
+    // The application's handle is dead (stream_closed handed out) but `out` still holds
+    // output: it is pushed, received bytes are discarded, then the engine's side is closed.
+    bool draining = false;
     SocketId sock = 0;
+    kernel::OutBuffer out;
   };
   void drain_arp_copies();
   void free_held();
@@ -255,10 +277,13 @@ class alignas(64) DpdkWorker {
   std::unique_ptr<net::TcpEngine> tcp_;
   std::vector<TcpConnState> tcp_conns_;  // by conn_slot
   std::vector<ConnId> tcp_watch_;        // connections to look at in the next poll
-  std::vector<std::pair<ConnId, CloseReason>> tcp_closed_;  // closed here: stream_closed owed
-  std::unique_ptr<uint8_t[]> tcp_res_;  // stream_reserve's buffer (kDpdkTcpReserve)
-  std::vector<uint16_t> tcp_listen_;    // port (host order) -> TCP server SocketId
-  ConnId tcp_res_conn_ = kNoConn;       // the open stream reservation's connection
+  std::vector<RxItem> tcp_closed_;       // closed here (close(), failed reservations): items owed
+  std::unique_ptr<uint8_t[]> tcp_res_;   // stream_reserve's buffer (kDpdkTcpReserve)
+  std::vector<uint16_t> tcp_listen_;     // port (host order) -> TCP server SocketId
+  ConnId tcp_res_conn_ = kNoConn;        // the open stream reservation's connection
+  bool tcp_res_out_ = false;             // ... reserved in its `out` (not tcp_res_)
+  uint16_t tcp_next_port_ = 0;           // next ephemeral port connect() tries (host order)
+  kernel::OutChunkPool out_pool_;        // bounded by IoConfig::worker_out_limit
 };
 
 class DpdkBackend {

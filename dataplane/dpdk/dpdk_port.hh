@@ -10,6 +10,7 @@
 #include <rte_ring.h>
 
 #include <atomic>
+#include <iterator>
 #include <memory>
 #include <vector>
 
@@ -30,6 +31,18 @@ struct ArpCopyElem {
 };
 static_assert(sizeof(ArpCopyElem) % 4 == 0);
 inline constexpr uint32_t kArpCopyRing = 256;  // per worker; a full ring drops copies
+
+// The TCP engine's counters (net::TcpStats is owner-only) as worker 0's housekeep() last
+// copied them, readable from any thread; DpdkBackend::counters_by_name reports them as
+// "tcp.<name>". conns_live is a gauge: the engine's slots in use (TIME-WAIT included).
+inline constexpr const char* kTcpCounterNames[] = {
+    "conns_live",   "segs_in",          "segs_out",         "retransmits",
+    "rto_expiries", "fast_retransmits", "conns_accepted",   "conns_connected",
+    "conns_reset",  "conns_timed_out",  "syn_cookies_sent", "challenge_acks"};
+inline constexpr size_t kTcpCounterCount = std::size(kTcpCounterNames);
+struct TcpPublished {
+  Counter v[kTcpCounterCount];
+};
 
 struct DpdkShared {
   ~DpdkShared();  // stops and closes the port, frees pools and tables (dpdk_setup.cc)
@@ -59,6 +72,7 @@ struct DpdkShared {
   std::vector<std::unique_ptr<rte_ip_frag_death_row>> death_rows;
   std::vector<rte_ring*> arp_rings;  // empty with one worker
   std::unique_ptr<net::DropCounters[]> drops;
+  std::unique_ptr<TcpPublished[]> tcp;  // written by the worker's engine, if any
 };
 
 }  // namespace cw::dp

@@ -253,6 +253,7 @@ Result<std::unique_ptr<DpdkBackend>> DpdkBackend::create(
   const unsigned gen = generation.fetch_add(1);
   const int sock = rte_eth_dev_socket_id(port) < 0 ? SOCKET_ID_ANY : rte_eth_dev_socket_id(port);
   sh->drops = std::make_unique<net::DropCounters[]>(nw);
+  sh->tcp = std::make_unique<TcpPublished[]>(nw);
   const uint64_t frag_cycles = sh->tsc_hz * cfg.frag_timeout_ms / 1000;
   const uint32_t frag_buckets = std::max<uint32_t>(16, std::bit_ceil(cfg.frag_flows) / 4);
   for (unsigned i = 0; i < nw; ++i) {
@@ -314,7 +315,6 @@ Result<std::unique_ptr<DpdkBackend>> DpdkBackend::create(
     if (b.addr_be != 0 && !sh->ifc.is_local(b.addr_be))
       return make_error(what + ": address is not one of dpdk.addresses");
     if (sp.transport == Transport::tcp) {
-      if (log && !sp.server) log("dpdk: " + what + ": no TCP client role on DPDK yet");
       if (sp.server) {  // port 0: the first free one from 49152, as for UDP
         uint16_t p = ntohs(b.port_be);
         if (p == 0) {
@@ -445,6 +445,13 @@ std::vector<std::pair<std::string, uint64_t>> DpdkBackend::counters_by_name() co
     uint64_t v = 0;
     for (unsigned w = 0; w < sh_->io.workers; ++w) v += sh_->drops[w].get(net::DropReason(r));
     if (v) out.emplace_back(std::string("drop.") + net::drop_reason_name(net::DropReason(r)), v);
+  }
+  bool tcp = false;
+  for (const SocketSpec& sp : sh_->specs) tcp = tcp || sp.transport == Transport::tcp;
+  for (size_t k = 0; tcp && k < kTcpCounterCount; ++k) {
+    uint64_t v = 0;
+    for (unsigned w = 0; w < sh_->io.workers; ++w) v += sh_->tcp[w].v[k].get();
+    out.emplace_back(std::string("tcp.") + kTcpCounterNames[k], v);
   }
   for (auto& st : port_stats()) out.emplace_back("port." + st.name, st.value);
   return out;

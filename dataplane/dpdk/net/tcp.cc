@@ -95,6 +95,7 @@ struct TcpEngine::SegIn {
   const uint8_t* data = nullptr;
   uint32_t dlen = 0;
   bool has_mss = false, has_ws = false, sack_ok = false, has_ts = false;
+  bool has_sack = false;  // SACK blocks (their contents are not used)
   uint16_t mss = 0;
   uint8_t ws = 0;
   uint32_t tsval = 0, tsecr = 0;
@@ -145,6 +146,7 @@ struct TcpEngine::Conn {
   uint32_t rtt_seq = 0;
   int64_t rtt_start = 0;
   uint32_t retries = 0;
+  int64_t rtx_una_at = 0;  // when SND.UNA was last sent again in recovery
   // Timers (INT64_MAX: not armed).
   int64_t rtx_at = INT64_MAX, delack_at = INT64_MAX, tw_at = INT64_MAX;
   int64_t ka_at = INT64_MAX;  // keep-alive: next check
@@ -628,6 +630,8 @@ void TcpEngine::input(uint32_t src_be, uint32_t dst_be, const uint8_t* p, uint32
       s.ws = std::min(v[0], kMaxWscale);
     } else if (kind == kOptSackOk && olen == 2) {
       s.sack_ok = true;
+    } else if (kind == kOptSack && olen >= 10 && (olen - 2) % 8 == 0) {
+      s.has_sack = true;
     } else if (kind == kOptTs && olen == 10) {
       s.has_ts = true;
       s.tsval = load32(v);
@@ -1005,8 +1009,11 @@ bool TcpEngine::process_ack(Conn& c, const SegIn& s, int64_t now) {
   const uint32_t new_wnd = uint32_t(s.wnd) << c.snd_wscale;
   const uint32_t acked = seq_gt(s.ack, c.snd_una) ? s.ack - c.snd_una : 0;
   const uint32_t mss = effective_mss(c);
-  const bool dup = acked == 0 && s.dlen == 0 && !s.has(kTcpFin) && new_wnd == c.snd_wnd &&
-                   new_wnd != 0 && c.snd_una != c.snd_max && s.ack == c.snd_una;
+  // RFC 5681 2 wants the window unchanged; an ACK with SACK blocks counts without that
+  // (RFC 6675 2: it reports data beyond the hole), as a reading receiver's window moves.
+  const bool dup = acked == 0 && s.dlen == 0 && !s.has(kTcpFin) &&
+                   (new_wnd == c.snd_wnd || (s.has_sack && c.sack_ok)) && new_wnd != 0 &&
+                   c.snd_una != c.snd_max && s.ack == c.snd_una;
   // Window update (3.10.7.4): from a newer segment, or the same one acking more.
   if (seq_lt(c.snd_wl1, s.seq) || (c.snd_wl1 == s.seq && seq_leq(c.snd_wl2, s.ack))) {
     c.snd_wnd = new_wnd;
@@ -1048,6 +1055,7 @@ bool TcpEngine::process_ack(Conn& c, const SegIn& s, int64_t now) {
         c.in_recovery = false;
       } else {  // partial ACK: the next hole, deflate by what was acked
         retransmit_una(c, now);
+        c.rtx_una_at = now;
         c.cwnd = (c.cwnd > acked ? c.cwnd - acked : 0) + (acked >= mss ? mss : 0);
         c.cwnd = std::max(c.cwnd, mss);
         arm_rto(c, now);
@@ -1065,6 +1073,13 @@ bool TcpEngine::process_ack(Conn& c, const SegIn& s, int64_t now) {
     ++c.dupacks;
     if (c.in_recovery) {
       c.cwnd += mss;  // RFC 6582 3.2 step 4: inflate
+      // Duplicate ACKs that still name SND.UNA more than an RTT after it was sent again
+      // come from segments sent after it: that retransmission was lost (the inference of
+      // RACK, RFC 8985, from time). Send it again rather than wait for the RTO.
+      if (c.srtt && now - c.rtx_una_at > std::max(c.srtt + c.srtt / 4, kClockGranularityNs)) {
+        retransmit_una(c, now);
+        c.rtx_una_at = now;
+      }
     } else if (c.dupacks == 3 && seq_gt(s.ack, c.recover)) {
       const uint32_t flight = c.snd_max - c.snd_una;
       c.ssthresh = std::max(flight / 2, 2 * mss);
@@ -1072,7 +1087,16 @@ bool TcpEngine::process_ack(Conn& c, const SegIn& s, int64_t now) {
       c.in_recovery = true;
       ++stats_.fast_retransmits;
       retransmit_una(c, now);
+      c.rtx_una_at = now;
       c.cwnd = c.ssthresh + 3 * mss;
+    } else if (c.dupacks < 3 && c.snd_nxt == c.snd_max) {
+      // RFC 3042 limited transmit: each of the first two duplicate ACKs may send one new
+      // segment beyond cwnd, so that a small window still brings the third one (and a fast
+      // retransmit rather than a timeout).
+      const uint32_t cwnd = c.cwnd;
+      c.cwnd += c.dupacks * mss;
+      output(c, now);
+      c.cwnd = cwnd;
     }
   }
   // Our FIN acknowledged?

@@ -326,6 +326,83 @@ TEST(Tcp, FastRetransmitOnThreeDupAcks) {
   EXPECT_TRUE(seen);
 }
 
+// Limited transmit (RFC 3042): with the whole initial window in flight and more queued, the
+// first duplicate ACKs each release one new segment, sent before the fast retransmit.
+TEST(Tcp, LimitedTransmitBeforeFastRetransmit) {
+  TcpPair p(config(), config());
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
+  const uint32_t mss = p.a.info(ca).snd_mss;
+  int data_segs = 0;
+  p.filter = [&](const Seg& s) {
+    return !(s.src == p.addr_a() && s.dlen() && ++data_segs == 2);  // the 2nd data segment
+  };
+  const auto out = pattern(14 * mss, 12);  // 10 in the initial window, 4 queued
+  ASSERT_EQ(p.a.send(ca, out.data(), uint32_t(out.size()), p.now), out.size());
+  std::vector<uint8_t> in(out.size());
+  size_t got = 0;
+  p.run(
+      [&] {
+        got += p.b.recv(cb, in.data() + got, uint32_t(in.size() - got), p.now);
+        return got == out.size();
+      },
+      5 * kSec);
+  ASSERT_EQ(got, out.size());
+  EXPECT_TRUE(in == out);
+  EXPECT_EQ(p.a.stats().fast_retransmits, 1u);
+  EXPECT_EQ(p.a.stats().rto_expiries, 0u);
+  // In a's log: the 11th segment (new data) comes before the 2nd one is sent again.
+  uint32_t first = 0;
+  size_t eleventh = 0, again = 0, k = 0;
+  for (size_t i = 0; i < p.log.size(); ++i) {
+    const Seg& s = p.log[i];
+    if (s.src != p.addr_a() || !s.dlen()) continue;
+    if (k++ == 0) first = s.seq();
+    if (s.seq() == first + 10 * mss && !eleventh) eleventh = i;
+    if (s.seq() == first + mss && k > 2 && !again) again = i;
+  }
+  ASSERT_NE(eleventh, 0u);
+  ASSERT_NE(again, 0u);
+  EXPECT_LT(eleventh, again);
+}
+
+// A fast retransmission that is lost too: the duplicate ACKs that still name the hole more
+// than an RTT later make the sender send it again, long before the RTO (200 ms here).
+TEST(Tcp, LostRetransmissionSentAgainBeforeRto) {
+  TcpPair p(config(), config());
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
+  const uint32_t mss = p.a.info(ca).snd_mss;
+  bool seen = false;
+  uint32_t first = 0;
+  int hole_sent = 0;
+  p.filter = [&](const Seg& s) {
+    if (s.src != p.addr_a() || !s.dlen()) return true;
+    if (!seen) {
+      seen = true;
+      first = s.seq();
+    }
+    return !(s.seq() == first + mss && ++hole_sent <= 2);  // the 2nd segment, twice
+  };
+  const auto out = pattern(60 * mss, 13);
+  ASSERT_EQ(p.a.send(ca, out.data(), uint32_t(out.size()), p.now), out.size());
+  const int64_t start = p.now;
+  std::vector<uint8_t> in(out.size());
+  size_t got = 0;
+  p.run(
+      [&] {
+        got += p.b.recv(cb, in.data() + got, uint32_t(in.size() - got), p.now);
+        return got == out.size();
+      },
+      5 * kSec);
+  ASSERT_EQ(got, out.size());
+  EXPECT_TRUE(in == out);
+  EXPECT_EQ(hole_sent, 3);
+  EXPECT_EQ(p.a.stats().fast_retransmits, 1u);
+  EXPECT_EQ(p.a.stats().rto_expiries, 0u);
+  EXPECT_LT(p.now - start, 100 * kMs);
+}
+
 // Two holes: the SACK blocks name both ranges, the most recent first (RFC 2018 4).
 TEST(Tcp, SackBlocksAfterHoles) {
   TcpPair p(config(), config());
