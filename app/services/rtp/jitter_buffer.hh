@@ -45,7 +45,8 @@ class JitterBuffer {
   static constexpr uint32_t kSeen = 256;    // duplicate window, sequence numbers
   static constexpr uint32_t kRebase = 512;  // packets between refreshes of the base transit
 
-  explicit JitterBuffer(PlayoutConfig c = {}) : cfg_(c), delay_(c.min_delay) {}
+  JitterBuffer() : JitterBuffer(PlayoutConfig{}) {}
+  explicit JitterBuffer(PlayoutConfig c) : cfg_(c), delay_(c.min_delay) {}
 
   // Forget the stream (a new SSRC): the next packet starts it again. Counts stay.
   void restart();
