@@ -211,5 +211,35 @@ TEST_F(DataplaneControlTest, StoppedStateAfterExit) {
   EXPECT_FALSE(control_request(cfg_.socket, {{"cmd", "status"}})) << "socket removed";
 }
 
+TEST_F(DataplaneControlTest, RtpCommandsNeedAnRtpTable) {
+  // The request is checked first, then the tables: this runtime has none.
+  Json r = req({{"cmd", "rtp"}, {"op", "list"}});
+  EXPECT_EQ(r["ok"], false);
+  EXPECT_NE(r["error"].get<std::string>().find("no rtp service"), std::string::npos) << r;
+  r = req({{"cmd", "rtp"}, {"op", "dance"}});
+  EXPECT_EQ(r["ok"], false);
+  EXPECT_NE(r["error"].get<std::string>().find("unknown rtp op"), std::string::npos) << r;
+  r = req({{"cmd", "rtp"}});
+  EXPECT_EQ(r["ok"], false);
+}
+
+// The request's JSON as the rtp service's command text (app/services/rtp/command.hh).
+TEST(RtpCommandText, KeysBecomeTokens) {
+  auto t = rtp_command_text(
+      {{"cmd", "rtp"}, {"op", "open"}, {"peer", "127.0.0.1:5006"}, {"pt", 0}, {"ssrc", 4660}});
+  ASSERT_TRUE(t) << t.error().message;
+  EXPECT_EQ(t.value(), "open peer=127.0.0.1:5006 pt=0 ssrc=4660");  // keys sorted, as Json keeps them
+  t = rtp_command_text({{"cmd", "rtp"}, {"op", "list"}, {"table", 1}});
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t.value(), "list");
+  for (const Json& bad :
+       {Json{{"op", 3}}, Json{{"op", "open"}, {"peer", "1.2.3.4:5 pt=1"}},
+        Json{{"op", "open"}, {"peer", "a=b"}}, Json{{"op", "open"}, {"peer", ""}},
+        Json{{"op", "open"}, {"pt", -1}}, Json{{"op", "open"}, {"pt", 1.5}},
+        Json{{"op", "open"}, {"colour", "red"}}, Json{{"op", "open"}, {"peer", Json::array()}},
+        Json{{"op", "close"}, {"peer", "x\ny"}}})
+    EXPECT_FALSE(rtp_command_text(bad)) << bad;
+}
+
 }  // namespace
 }  // namespace cw::ctl
