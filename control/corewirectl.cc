@@ -114,7 +114,9 @@ int main(int argc, char** argv) {
   if (reload->parsed()) return cmd_request(t, {{"cmd", "reload"}});
   if (rtp->parsed()) {
     Json r{{"cmd", "rtp"},
-           {"op", rtp_open->parsed() ? "open" : rtp_close->parsed() ? "close" : "list"}};
+           {"op", rtp_open->parsed()    ? "open"
+                  : rtp_close->parsed() ? "close"
+                                        : "list"}};
     if (!rtp_list->parsed()) r["peer"] = peer;
     // Out-of-range numbers reach the service, which names what is wrong.
     if (pt >= 0) r["pt"] = uint64_t(pt);

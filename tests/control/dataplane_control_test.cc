@@ -228,7 +228,8 @@ TEST(RtpCommandText, KeysBecomeTokens) {
   auto t = rtp_command_text(
       {{"cmd", "rtp"}, {"op", "open"}, {"peer", "127.0.0.1:5006"}, {"pt", 0}, {"ssrc", 4660}});
   ASSERT_TRUE(t) << t.error().message;
-  EXPECT_EQ(t.value(), "open peer=127.0.0.1:5006 pt=0 ssrc=4660");  // keys sorted, as Json keeps them
+  EXPECT_EQ(t.value(),
+            "open peer=127.0.0.1:5006 pt=0 ssrc=4660");  // keys sorted, as Json keeps them
   t = rtp_command_text({{"cmd", "rtp"}, {"op", "list"}, {"table", 1}});
   ASSERT_TRUE(t);
   EXPECT_EQ(t.value(), "list");

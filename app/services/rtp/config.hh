@@ -44,10 +44,13 @@ struct RtpOptions {
 };
 inline constexpr uint32_t kMaxSessions = 100'000;
 
+// Packed by hand: clang-format would put one key per line.
+// clang-format off
 inline constexpr std::array<std::string_view, 17> kRtpOptionKeys = {
-    "peer_rtcp",     "peer_match",     "mode",        "peer",  "peer_b", "payload",
-    "pt",            "clock_rate",     "tone_hz",     "ssrc",  "cname",  "worker",
-    "rtcp_min_interval", "inject_loss", "inject_jitter", "inject_reorder", "max_sessions"};
+    "peer_rtcp", "peer_match", "mode", "peer", "peer_b", "payload", "pt", "clock_rate",
+    "tone_hz", "ssrc", "cname", "worker", "max_sessions", "inject_loss", "inject_jitter",
+    "inject_reorder", "rtcp_min_interval"};
+// clang-format on
 
 RtpOptions parse_rtp_options(rt::ServiceKeys& k);
 

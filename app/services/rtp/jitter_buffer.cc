@@ -62,8 +62,7 @@ Playout JitterBuffer::add(uint16_t seq, uint32_t ts, uint32_t arrival) {
     } else {
       if (d_high > 0) {
         // The duplicate window moves up: forget what it leaves behind.
-        for (int i = 1; i <= std::min(d_high, int(kSeen)); ++i)
-          unmark_seen(uint16_t(highest_ + i));
+        for (int i = 1; i <= std::min(d_high, int(kSeen)); ++i) unmark_seen(uint16_t(highest_ + i));
         highest_ = seq;
       } else {
         ++n_.reordered;

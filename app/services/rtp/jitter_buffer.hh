@@ -31,12 +31,12 @@ enum class Playout : uint8_t {
 };
 
 struct JitterCounts {
-  uint64_t played = 0;     // packets released at their playout time
-  uint64_t late = 0;       // Playout::late
-  uint64_t duplicates = 0; // Playout::duplicate
-  uint64_t reordered = 0;  // held or late, but behind a higher sequence number seen before
-  uint64_t concealed = 0;  // sequence numbers with nothing to play when their turn came
-  uint64_t resyncs = 0;    // Playout::resync
+  uint64_t played = 0;      // packets released at their playout time
+  uint64_t late = 0;        // Playout::late
+  uint64_t duplicates = 0;  // Playout::duplicate
+  uint64_t reordered = 0;   // held or late, but behind a higher sequence number seen before
+  uint64_t concealed = 0;   // sequence numbers with nothing to play when their turn came
+  uint64_t resyncs = 0;     // Playout::resync
 };
 
 class JitterBuffer {
@@ -57,8 +57,8 @@ class JitterBuffer {
   // the missing sequence numbers before each are concealed. Returns how many played.
   uint32_t release(uint32_t now);
 
-  uint32_t delay() const { return delay_; }    // current playout delay, RTP units
-  uint32_t jitter() const { return jit_ >> 4; } // its A.8 estimate, RTP units
+  uint32_t delay() const { return delay_; }      // current playout delay, RTP units
+  uint32_t jitter() const { return jit_ >> 4; }  // its A.8 estimate, RTP units
   uint32_t held() const { return held_; }
   const JitterCounts& counts() const { return n_; }
 

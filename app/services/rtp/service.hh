@@ -110,8 +110,7 @@ class Rtp {
       {"jb_duplicates", "RTP packets the jitter buffer already had: dropped"},
       {"jb_reordered", "RTP packets behind a higher sequence number already received"},
       {"jb_concealed", "Playout slots with no packet to play (lost or late)"},
-      {"playout_delay", "Jitter buffer playout delay, RTP timestamp units",
-       rt::CounterKind::gauge},
+      {"playout_delay", "Jitter buffer playout delay, RTP timestamp units", rt::CounterKind::gauge},
       {"sessions", "Sessions open (the configured one included)", rt::CounterKind::gauge},
   };
 
@@ -255,8 +254,7 @@ class Rtp {
       case kMailRtp: {
         rtp::Session* s = by_peer(m.p, uint32_t(m.b >> 32));
         if (!s) return ctx.counters[kUnknownSource].add();
-        rtp_owner(ctx, *s, uint32_t(m.b >> 32), uint16_t(m.b), uint32_t(m.a >> 32),
-                  uint32_t(m.a));
+        rtp_owner(ctx, *s, uint32_t(m.b >> 32), uint16_t(m.b), uint32_t(m.a >> 32), uint32_t(m.a));
         break;
       }
       case kMailRtcp: {
@@ -639,8 +637,7 @@ class Rtp {
     const uint64_t ep = rtp::endpoint_key(cmd.peer);
     if (by_peer_.count({ep, cmd.peer_ssrc}))
       return error_json("duplicate: a session with peer " + dp::to_string(cmd.peer) +
-                        (cmd.peer_ssrc ? " and that peer_ssrc" : " (any peer_ssrc)") +
-                        " is open");
+                        (cmd.peer_ssrc ? " and that peer_ssrc" : " (any peer_ssrc)") + " is open");
     uint32_t ssrc = cmd.ssrc;
     if (ssrc && by_ours_.count({ep, ssrc}))
       return error_json("duplicate: ssrc " + std::to_string(ssrc) + " is in use toward that peer");
@@ -673,9 +670,9 @@ class Rtp {
     const uint64_t ep = rtp::endpoint_key(cmd.peer);
     auto it = by_peer_.find({ep, cmd.peer_ssrc});
     if (it == by_peer_.end())
-      return error_json("no session with peer " + dp::to_string(cmd.peer) +
-                        (cmd.peer_ssrc ? " and peer_ssrc " + std::to_string(cmd.peer_ssrc)
-                                       : std::string()));
+      return error_json(
+          "no session with peer " + dp::to_string(cmd.peer) +
+          (cmd.peer_ssrc ? " and peer_ssrc " + std::to_string(cmd.peer_ssrc) : std::string()));
     const uint32_t slot = it->second;
     rtp::Session& s = sessions_[slot];
     send_report(ctx, s, true);
@@ -685,8 +682,7 @@ class Rtp {
     by_ours_.erase(Key{ep, s.sender.ssrc});
     char buf[160];
     std::snprintf(buf, sizeof buf,
-                  "{\"ok\":true,\"closed\":%u,\"rtp_out\":%u,\"rtp_in\":%" PRIu64
-                  ",\"bye\":true}",
+                  "{\"ok\":true,\"closed\":%u,\"rtp_out\":%u,\"rtp_in\":%" PRIu64 ",\"bye\":true}",
                   slot, s.sender.packets, s.rtp_in);
     s = rtp::Session{};
     free_.push_back(slot);

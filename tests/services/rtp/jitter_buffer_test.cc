@@ -79,9 +79,9 @@ TEST(JitterBuffer, LatePacketsAreCountedAndTheirSlotConcealed) {
   jb.release(at(10) + 1600);
   const JitterCounts& c = jb.counts();
   EXPECT_EQ(c.late, 3u);
-  EXPECT_EQ(c.reordered, 1u);   // 8 behind 10
-  EXPECT_EQ(c.concealed, 3u);   // 5, 6, 8 had nothing to play
-  EXPECT_EQ(c.played, 8u);      // 0..4, 7, 9, 10
+  EXPECT_EQ(c.reordered, 1u);  // 8 behind 10
+  EXPECT_EQ(c.concealed, 3u);  // 5, 6, 8 had nothing to play
+  EXPECT_EQ(c.played, 8u);     // 0..4, 7, 9, 10
   EXPECT_EQ(c.duplicates, 0u);
 }
 

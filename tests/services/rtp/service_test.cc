@@ -33,8 +33,8 @@ dp::Endpoint ep(uint16_t port) {
 
 std::vector<uint8_t> rtp_packet(uint16_t seq, uint32_t ts, uint32_t ssrc) {
   std::vector<uint8_t> b(12 + 160, 0xff);
-  rtp::proto::write_rtp_header(b.data(),
-                               {.marker = false, .pt = 0, .seq = seq, .timestamp = ts, .ssrc = ssrc});
+  rtp::proto::write_rtp_header(
+      b.data(), {.marker = false, .pt = 0, .seq = seq, .timestamp = ts, .ssrc = ssrc});
   return b;
 }
 
@@ -52,12 +52,12 @@ struct World {
       rt::ServiceCtx c{w, 2, 64, 0, refs, {}, bound, {}};
       std::vector<Services> v;
       v.emplace_back(std::in_place_type<Rtp>, c, o);
-      workers.push_back(std::make_unique<W>(*io[w], std::move(v), std::vector<uint16_t>{0, 0},
-                                            loop, 64, stats[w], std::span(&svc[w], 1), mail));
+      workers.push_back(std::make_unique<W>(*io[w], std::move(v), std::vector<uint16_t>{0, 0}, loop,
+                                            64, stats[w], std::span(&svc[w], 1), mail));
     }
   }
 
-  Rtp& rtp(unsigned w) { return std::get<Rtp>(workers[w]->service(0)); }
+  Rtp& instance(unsigned w) { return std::get<Rtp>(workers[w]->service(0)); }
   [[gnu::noinline]] uint64_t total(uint32_t i) {
     uint64_t t = 0;
     for (unsigned w = 0; w < 2; ++w) t += workers[w]->counters().values(0)[i].get();
@@ -143,7 +143,7 @@ TEST(RtpSessions, OpenFlowListClose) {
   x.run();
   EXPECT_EQ(x.total(Rtp::kRtpIn), 10u);
   EXPECT_EQ(x.total(Rtp::kUnknownSource), 1u);
-  const rtp::Session* s = x.rtp(kOwner).session(1);
+  const rtp::Session* s = x.instance(kOwner).session(1);
   ASSERT_NE(s, nullptr);
   EXPECT_EQ(s->rtp_in, 10u);
   EXPECT_EQ(s->remote.ssrc, 0xabcu);
@@ -164,7 +164,7 @@ TEST(RtpSessions, OpenFlowListClose) {
     for (size_t i = 0; i < k.n; ++i) bye = bye || k.pkts[i].type == rtp::proto::kBye;
   }
   EXPECT_TRUE(bye);
-  EXPECT_EQ(x.rtp(kOwner).session(1), nullptr);
+  EXPECT_EQ(x.instance(kOwner).session(1), nullptr);
   EXPECT_EQ(x.total(Rtp::kSessions), 0u);
   EXPECT_TRUE(has(x.command("list"), "\"sessions\":[]"));
   // Nothing more is sent to the closed session's peer.
@@ -207,8 +207,8 @@ TEST(RtpSessions, PeerSsrcDemultiplexesOneAddress) {
     x.io[1]->inject_datagram(kUdp, ep(6000), rtp_packet(uint16_t(q + 100), 160u * q, 22));
   }
   x.run();
-  const rtp::Session* a = x.rtp(kOwner).session(1);  // slots are taken from the lowest
-  const rtp::Session* b = x.rtp(kOwner).session(2);
+  const rtp::Session* a = x.instance(kOwner).session(1);  // slots are taken from the lowest
+  const rtp::Session* b = x.instance(kOwner).session(2);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   EXPECT_EQ(a->sender.ssrc, 11u);
