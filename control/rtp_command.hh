@@ -21,6 +21,7 @@
 namespace cw::ctl {
 
 inline constexpr int kServiceCommandTimeoutMs = 2000;
+inline constexpr size_t kMaxLateCommands = 64;  // beyond: refuse until workers catch up
 
 // Control thread only: service commands in flight. A command whose worker did not answer
 // in time stays here until it does (the worker may still write it), then is freed.
@@ -39,6 +40,10 @@ class PendingCommands {
   template <class R>
   Result<std::string> run(R& rt, uint16_t service, const std::string& request,
                           int timeout_ms = kServiceCommandTimeoutMs) {
+    reap();
+    if (late_.size() >= kMaxLateCommands)
+      return make_error("the workers have not answered " + std::to_string(late_.size()) +
+                        " earlier commands: try again later");
     auto c = std::make_unique<rt::ServiceCommand>();
     c->request = request;
     rt::Mail m;
