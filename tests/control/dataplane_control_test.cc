@@ -242,5 +242,38 @@ TEST(RtpCommandText, KeysBecomeTokens) {
     EXPECT_FALSE(rtp_command_text(bad)) << bad;
 }
 
+// A service command the worker answers late stays allocated until it does, then is
+// reaped; one answered in time returns its reply.
+TEST(PendingCommands, LateAnswersAreKeptUntilDone) {
+  FakeRuntime fake;
+  PendingCommands p;
+  auto r = p.run(fake, 1, "list", 20);  // nobody answers
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("no answer"), std::string::npos);
+  rt::Mail m;
+  ASSERT_TRUE(fake.mail.control_ring(0).pop(m));
+  EXPECT_EQ(m.kind, rt::kMailServiceCommand);
+  EXPECT_EQ(m.service, 1);
+  auto* late = static_cast<rt::ServiceCommand*>(m.p);
+  EXPECT_EQ(late->request, "list");
+  // A worker answering on its own thread, in time.
+  std::thread worker([&fake] {
+    rt::Mail w;
+    for (int i = 0; i < 2000 && !fake.mail.control_ring(0).pop(w); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    auto* c = static_cast<rt::ServiceCommand*>(w.p);
+    c->reply = "{\"ok\":true}";
+    c->done.store(true, std::memory_order_release);
+  });
+  auto ok = p.run(fake, 1, "open peer=127.0.0.1:9", 5000);
+  worker.join();
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok.value(), "{\"ok\":true}");
+  // The late one is answered now: reaped (ASan would see a leak or a use after free).
+  late->reply = "{}";
+  late->done.store(true, std::memory_order_release);
+  p.reap();
+}
+
 }  // namespace
 }  // namespace cw::ctl
