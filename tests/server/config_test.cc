@@ -307,6 +307,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"[[service]]\nname = \"rtp\"\nudp = 1\npeer = \"127.0.0.1:5\"\n"
                 "inject_loss = 1001\n",
                 "t.toml:5: service[0].inject_loss: ", "out of range"},
+        BadCase{"[[service]]\nname = \"rtp\"\nudp = 1\nmax_sessions = 100001\n",
+                "t.toml:4: service[0].max_sessions: ", "out of range"},
         BadCase{"[[service]]\nudp = 1\n", "t.toml:1: service[0].name: ", "missing"},
         BadCase{"[[service]]\nname = \"echo\"\n", "t.toml:1: service[0]: ", "serves nothing"},
         BadCase{"[[service]]\nname = \"echo\"\nudp = 70000\n",
