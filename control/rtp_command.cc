@@ -29,6 +29,8 @@ Result<std::string> rtp_command_text(const Json& req) {
           return make_error("\"" + k + "\" holds a space, '=' or a non-printable byte");
     } else if (v.is_number_unsigned()) {
       value = std::to_string(v.get<uint64_t>());
+    } else if (v.is_number_integer() && v.get<int64_t>() >= 0) {
+      value = std::to_string(v.get<int64_t>());
     } else {
       return make_error("\"" + k + "\" must be a string or a non-negative integer");
     }

@@ -113,7 +113,8 @@ Json rtp_command(R& rt, PendingCommands& pending, const Json& req) {
   }
   size_t k = 0;
   if (auto t = req.find("table"); t != req.end()) {
-    if (!t->is_number_unsigned() || t->get<uint64_t>() >= tables.size())
+    if (!t->is_number_integer() || t->get<int64_t>() < 0 ||
+        uint64_t(t->get<int64_t>()) >= tables.size())
       return fail("\"table\" must be 0.." + std::to_string(tables.size() - 1) +
                   " (the rtp tables in config order)");
     k = t->get<size_t>();
