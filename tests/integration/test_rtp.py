@@ -159,7 +159,7 @@ class EndpointTest(unittest.TestCase):
             self.peer.sendto(rtp(1000 + q, 160 * q), self.addr)
             time.sleep(0.001)
         c = self._wait(lambda c: c["rtp_in"] >= len(seqs))
-        self.assertEqual(c["rtp_in"], len(seqs))
+        self.assertEqual(c["rtp_in"], len(seqs), c)
         # Probation takes 1000; 1001..1099 are expected (99), 89 of them arrived (5, 15, ...,
         # 95 never did) plus 3 duplicates: received 92, cumulative lost 99 - 92 = 7.
         self.assertEqual(c["expected"], 99)

@@ -57,7 +57,11 @@ Playout JitterBuffer::add(uint16_t seq, uint32_t ts, uint32_t arrival) {
       // Further ahead than the buffer holds (a sequence jump, or a gap longer than the
       // buffer): what is held plays now, and the stream starts again here.
       ++n_.resyncs;
+      // The duplicate window survives: it moves up to seq as it would have.
+      for (int i = 1; i <= std::min(d_high, int(kSeen)); ++i) unmark_seen(uint16_t(highest_ + i));
+      const std::array<uint64_t, kSeen / 64> seen = seen_;
       start(seq, transit);
+      seen_ = seen;
       verdict = Playout::resync;
     } else {
       if (d_high > 0) {

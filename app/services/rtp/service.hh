@@ -328,7 +328,8 @@ class Rtp {
   // expecting that SSRC, else the one taking any), or nullptr.
   rtp::Session* by_peer(void* key, uint32_t ssrc) {
     if (!owner_) return nullptr;
-    if (!key) return sessions_[0].open ? &sessions_[0] : nullptr;
+    // The configured session hears its peer from the start, before its timers run.
+    if (!key) return o_.valid && o_.mode == rtp::Mode::endpoint ? &sessions_[0] : nullptr;
     const uint64_t ep = uint64_t(reinterpret_cast<uintptr_t>(key));
     auto it = by_peer_.find({ep, ssrc});
     if (it == by_peer_.end()) it = by_peer_.find({ep, 0});
@@ -338,7 +339,7 @@ class Rtp {
   rtp::Session* by_ours(void* key, uint32_t our_ssrc) {
     if (!owner_) return nullptr;
     if (!key)
-      return sessions_[0].open && sessions_[0].sender.ssrc == our_ssrc ? &sessions_[0] : nullptr;
+      return by_peer(key, 0) && sessions_[0].sender.ssrc == our_ssrc ? &sessions_[0] : nullptr;
     auto it = by_ours_.find({uint64_t(reinterpret_cast<uintptr_t>(key)), our_ssrc});
     return it == by_ours_.end() ? nullptr : &sessions_[it->second];
   }
