@@ -45,7 +45,15 @@ class Control:
     def __init__(self, path):
         self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.s.settimeout(20)
-        self.s.connect(path)
+        end = time.monotonic() + 10  # the socket appears just after corewire says ready
+        while True:
+            try:
+                self.s.connect(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.05)
         self.buf = b""
 
     def request(self, obj):
@@ -96,7 +104,7 @@ class Side:
         if r.returncode != 0:
             raise AssertionError(r.stdout + r.stderr)
         w = json.loads(r.stdout)["workers"][0]
-        return w, w["services"]["rtp"]["counters"]
+        return w["runtime"], w["services"]["rtp"]["counters"]
 
     def stop(self):
         self.ctl.close()
