@@ -26,6 +26,8 @@ int cmd_stats_reset(const CliTarget& t, bool clear);
 Json stats_json(const Snapshot& s);
 // config show, log-level, service enable|disable, drain, shutdown, reload: one request.
 int cmd_request(const CliTarget& t, const Json& request);
+// rtp open|close|list (the control socket's `rtp` command): list as a table of sessions.
+int cmd_rtp(const CliTarget& t, const Json& request);
 
 struct RunOptions {
   std::string config;                   // corewire.toml

@@ -66,6 +66,24 @@ int main(int argc, char** argv) {
   auto* drain = app.add_subcommand("drain", "stop accepting, finish in-flight requests, exit");
   auto* shutdown = app.add_subcommand("shutdown", "stop the dataplane now");
   auto* reload = app.add_subcommand("reload", "reload what can change live (like SIGHUP)");
+  // rtp open|close|list: sessions of the rtp service at run time (docs/rtp.md).
+  auto* rtp = app.add_subcommand("rtp", "open, close and list RTP sessions");
+  rtp->require_subcommand(1);
+  std::string peer;
+  int64_t pt = -1, ssrc = -1, peer_ssrc = -1, table = -1;
+  auto* rtp_open = rtp->add_subcommand("open", "open a session: tone to PEER, stats of its stream");
+  rtp_open->add_option("peer", peer, "the peer's RTP/RTCP address, a.b.c.d:port")->required();
+  rtp_open->add_option("--pt", pt, "payload type (default: the table's)");
+  rtp_open->add_option("--ssrc", ssrc, "our SSRC (default: random)");
+  rtp_open->add_option("--peer-ssrc", peer_ssrc,
+                       "the peer's SSRC: only its stream (default: any, learned)");
+  rtp_open->add_option("--table", table, "the k-th rtp table of the config (default 0)");
+  auto* rtp_close = rtp->add_subcommand("close", "close a session (sends BYE)");
+  rtp_close->add_option("peer", peer, "the session's peer, a.b.c.d:port")->required();
+  rtp_close->add_option("--peer-ssrc", peer_ssrc, "the peer's SSRC the session was opened with");
+  rtp_close->add_option("--table", table, "the k-th rtp table of the config (default 0)");
+  auto* rtp_list = rtp->add_subcommand("list", "sessions and their statistics");
+  rtp_list->add_option("--table", table, "only the k-th rtp table (default: all)");
 
   CLI11_PARSE(app, argc, argv);
   cw::log::setup("corewirectl", "info");
@@ -94,5 +112,18 @@ int main(int argc, char** argv) {
   if (drain->parsed()) return cmd_request(t, {{"cmd", "drain"}});
   if (shutdown->parsed()) return cmd_request(t, {{"cmd", "shutdown"}});
   if (reload->parsed()) return cmd_request(t, {{"cmd", "reload"}});
+  if (rtp->parsed()) {
+    Json r{{"cmd", "rtp"},
+           {"op", rtp_open->parsed()    ? "open"
+                  : rtp_close->parsed() ? "close"
+                                        : "list"}};
+    if (!rtp_list->parsed()) r["peer"] = peer;
+    // Out-of-range numbers reach the service, which names what is wrong.
+    if (pt >= 0) r["pt"] = uint64_t(pt);
+    if (ssrc >= 0) r["ssrc"] = uint64_t(ssrc);
+    if (peer_ssrc >= 0) r["peer_ssrc"] = uint64_t(peer_ssrc);
+    if (table >= 0) r["table"] = uint64_t(table);
+    return cmd_rtp(t, r);
+  }
   return 2;
 }

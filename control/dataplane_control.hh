@@ -24,6 +24,7 @@
 #include "control/control_config.hh"
 #include "control/control_socket.hh"
 #include "control/publisher.hh"
+#include "control/rtp_command.hh"
 #include "control/segment.hh"
 
 namespace cw::ctl {
@@ -152,6 +153,7 @@ class DataplaneControl {
   void tick() {
     sync_services();
     if (drain_requested_.load() && !drain_posted_) drain_posted_ = post_drain(rt_, drain_done_);
+    pending_.reap();
     publish(*seg_, rt_);
     seg_->set_state(State(want_state_.load()));
   }
@@ -256,6 +258,8 @@ class DataplaneControl {
       if (hooks_.request_exit) hooks_.request_exit(false);
       return Json{{"state", "stopping"}};
     });
+    // The rtp service's run-time sessions (control/rtp_command.hh, docs/rtp.md).
+    srv_->on("rtp", [this](const Json& req) { return rtp_command(rt_, pending_, req); });
     srv_->on("reload", [this](const Json&) {
       if (!hooks_.reload) return fail("reload is not supported by this process");
       return hooks_.reload();
@@ -271,6 +275,7 @@ class DataplaneControl {
   std::vector<char> posted_;  // control thread only: the state last mailed to all workers
   std::unique_ptr<std::atomic<bool>[]> want_enabled_;  // by service; set_service_enabled
   std::vector<char> drain_done_;  // control thread only: post_drain's bookkeeping
+  PendingCommands pending_;       // control thread only: service commands not yet answered
   bool drain_posted_ = false;     // control thread only
   std::atomic<bool> drain_requested_{false};
   std::atomic<uint64_t> want_state_{uint64_t(State::serving)};

@@ -9,9 +9,12 @@
 //              rt::ServiceCounterBlocks (counters.hh): the counters services declare by name.
 //   mail       rt::Mail (mail.hh) and the kinds below, which the control thread sends
 //              through Mailboxes::control_ring with Mail::from = rt::kControlSender.
+//   commands   rt::ServiceCommand: a control-socket request for one service and its reply.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <string>
 
 #include "app/runtime/counters.hh"
 #include "app/runtime/mail.hh"
@@ -28,5 +31,21 @@ inline constexpr uint16_t kMailStopAccepting = 1;  // drain: io.stop_accepting()
 inline constexpr uint16_t kMailServiceDisable = 0xC001;  // refuse new requests (counted)
 inline constexpr uint16_t kMailServiceEnable = 0xC002;   // serve again
 inline constexpr uint16_t kMailDrain = 0xC003;  // finish in-flight work, accept nothing new
+// A command for the service (Mail::p is a ServiceCommand); only services that take commands
+// are sent one (the rtp service: `corewirectl rtp ...`).
+inline constexpr uint16_t kMailServiceCommand = 0xC004;
+
+// A control-socket request to one service instance, answered by a worker. The control thread
+// allocates it, fills `request`, posts it (kMailServiceCommand) and waits for `done`; it frees
+// the block only once `done` is set, also when it stopped waiting (so a late worker never
+// writes freed memory). The worker that answers (the service may forward the mail to the
+// worker that owns what the command is about) writes `reply`, a JSON object's text, then
+// sets `done` (release) and never touches the block again. Commands are rare and off the
+// packet path: handling one may allocate.
+struct ServiceCommand {
+  std::string request;  // service-defined text
+  std::string reply;    // a JSON object, e.g. {"ok":false,"error":"..."}
+  std::atomic<bool> done{false};
+};
 
 }  // namespace cw::rt

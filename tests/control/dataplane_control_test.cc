@@ -211,5 +211,70 @@ TEST_F(DataplaneControlTest, StoppedStateAfterExit) {
   EXPECT_FALSE(control_request(cfg_.socket, {{"cmd", "status"}})) << "socket removed";
 }
 
+TEST_F(DataplaneControlTest, RtpCommandsNeedAnRtpTable) {
+  // The request is checked first, then the tables: this runtime has none.
+  Json r = req({{"cmd", "rtp"}, {"op", "list"}});
+  EXPECT_EQ(r["ok"], false);
+  EXPECT_NE(r["error"].get<std::string>().find("no rtp service"), std::string::npos) << r;
+  r = req({{"cmd", "rtp"}, {"op", "dance"}});
+  EXPECT_EQ(r["ok"], false);
+  EXPECT_NE(r["error"].get<std::string>().find("unknown rtp op"), std::string::npos) << r;
+  r = req({{"cmd", "rtp"}});
+  EXPECT_EQ(r["ok"], false);
+}
+
+// The request's JSON as the rtp service's command text (app/services/rtp/command.hh).
+TEST(RtpCommandText, KeysBecomeTokens) {
+  auto t = rtp_command_text(
+      {{"cmd", "rtp"}, {"op", "open"}, {"peer", "127.0.0.1:5006"}, {"pt", 0}, {"ssrc", 4660}});
+  ASSERT_TRUE(t) << t.error().message;
+  EXPECT_EQ(t.value(),
+            "open peer=127.0.0.1:5006 pt=0 ssrc=4660");  // keys sorted, as Json keeps them
+  t = rtp_command_text({{"cmd", "rtp"}, {"op", "list"}, {"table", 1}});
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t.value(), "list");
+  for (const Json& bad :
+       {Json{{"op", 3}}, Json{{"op", "open"}, {"peer", "1.2.3.4:5 pt=1"}},
+        Json{{"op", "open"}, {"peer", "a=b"}}, Json{{"op", "open"}, {"peer", ""}},
+        Json{{"op", "open"}, {"pt", -1}}, Json{{"op", "open"}, {"pt", 1.5}},
+        Json{{"op", "open"}, {"colour", "red"}}, Json{{"op", "open"}, {"peer", Json::array()}},
+        Json{{"op", "close"}, {"peer", "x\ny"}}})
+    EXPECT_FALSE(rtp_command_text(bad)) << bad;
+}
+
+// A service command the worker answers late stays allocated until it does, then is
+// reaped; one answered in time returns its reply.
+TEST(PendingCommands, LateAnswersAreKeptUntilDone) {
+  FakeRuntime fake;
+  PendingCommands p;
+  auto r = p.run(fake, 1, "list", 20);  // nobody answers
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("no answer"), std::string::npos);
+  rt::Mail m;
+  ASSERT_TRUE(fake.mail.control_ring(0).pop(m));
+  EXPECT_EQ(m.kind, rt::kMailServiceCommand);
+  EXPECT_EQ(m.service, 1);
+  auto* late = static_cast<rt::ServiceCommand*>(m.p);
+  EXPECT_EQ(late->request, "list");
+  // A worker answering on its own thread, in time.
+  std::thread worker([&fake] {
+    rt::Mail w;
+    for (int i = 0; i < 2000 && !fake.mail.control_ring(0).pop(w); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    auto* c = static_cast<rt::ServiceCommand*>(w.p);
+    if (!c) return;  // nothing came: run() times out and the test fails
+    c->reply = "{\"ok\":true}";
+    c->done.store(true, std::memory_order_release);
+  });
+  auto ok = p.run(fake, 1, "open peer=127.0.0.1:9", 5000);
+  worker.join();
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok.value(), "{\"ok\":true}");
+  // The late one is answered now: reaped (ASan would see a leak or a use after free).
+  late->reply = "{}";
+  late->done.store(true, std::memory_order_release);
+  p.reap();
+}
+
 }  // namespace
 }  // namespace cw::ctl

@@ -69,6 +69,21 @@ class Session:
                 out[k] = out.get(k, 0) + v
         return out
 
+    def ctl(self, *args):
+        """corewirectl -c <config> --json ARGS: (exit code, reply object or None)."""
+        r = subprocess.run([CTL, "-c", self.cfg_path, "--json", *args], capture_output=True,
+                           text=True, timeout=20)
+        try:
+            return r.returncode, json.loads(r.stdout)
+        except ValueError:
+            return r.returncode, None
+
+    def sessions(self):
+        code, j = self.ctl("rtp", "list")
+        if code != 0:
+            raise AssertionError(j)
+        return [s for t in j["tables"] for s in t["sessions"]]
+
     def stop(self):
         self.server.stop()
 
@@ -144,7 +159,7 @@ class EndpointTest(unittest.TestCase):
             self.peer.sendto(rtp(1000 + q, 160 * q), self.addr)
             time.sleep(0.001)
         c = self._wait(lambda c: c["rtp_in"] >= len(seqs))
-        self.assertEqual(c["rtp_in"], len(seqs))
+        self.assertEqual(c["rtp_in"], len(seqs), c)
         # Probation takes 1000; 1001..1099 are expected (99), 89 of them arrived (5, 15, ...,
         # 95 never did) plus 3 duplicates: received 92, cumulative lost 99 - 92 = 7.
         self.assertEqual(c["expected"], 99)
@@ -253,6 +268,92 @@ class FaultInjectionTest(unittest.TestCase):
         self.assertTrue(0.75 * want <= sum(ja) / len(ja) <= 1.25 * want, ja)
         self.assertGreater(ca["peer_lost"], 0)
         self.assertGreater(ca["rtt_us"], 0)
+
+
+class RunTimeSessionsTest(unittest.TestCase):
+    """corewirectl rtp open|close|list between two corewire processes whose tables have no
+    configured session; on A the sessions live on worker 1 of 2 (commands reach worker 0
+    first and are forwarded; packets arriving on worker 0 are mailed to the owner)."""
+
+    def test_open_flow_list_close(self):
+        pa, pb = h.free_port(socket.SOCK_DGRAM), h.free_port(socket.SOCK_DGRAM)
+        common = 'rtcp_min_interval = "300ms"\nmax_sessions = 2\n'
+        a = Session(common + "worker = 1", port=pa, workers=2)
+        try:
+            b = Session(common, port=pb)
+            try:
+                self._run(a, b, pa, pb)
+            finally:
+                b.stop()
+        finally:
+            a.stop()
+
+    def _run(self, a, b, pa, pb):
+        self.assertEqual(a.sessions(), [])
+        code, r = a.ctl("rtp", "open", f"127.0.0.1:{pb}", "--ssrc", "1111", "--pt", "0")
+        self.assertEqual(code, 0, r)
+        self.assertEqual((r["ok"], r["ssrc"], r["worker"]), (True, 1111, 1))
+        code, r = b.ctl("rtp", "open", f"127.0.0.1:{pa}", "--ssrc", "2222")
+        self.assertEqual(code, 0, r)
+        # Bad input: an error reply and exit 1, never a crash.
+        for args in (["open", f"127.0.0.1:{pb}"],            # duplicate
+                     ["open", "127.0.0.1:0"],                  # bad address
+                     ["open", "localhost:5"],
+                     ["open", f"127.0.0.1:{pb}", "--pt", "72"],  # RTCP's range
+                     ["close", "127.0.0.1:9"],                 # no such session
+                     ["open", "127.0.0.1:9", "--table", "3"]):  # no such table
+            code, r = a.ctl("rtp", *args)
+            self.assertEqual(code, 1, (args, r))
+            self.assertFalse(r["ok"], (args, r))
+        # Table full: A holds 2; a second session toward 127.0.0.1:9 fills it.
+        self.assertEqual(a.ctl("rtp", "open", "127.0.0.1:9")[0], 0)
+        code, r = a.ctl("rtp", "open", "127.0.0.1:10")
+        self.assertEqual(code, 1, r)
+        self.assertIn("table full", r["error"])
+        self.assertEqual(a.ctl("rtp", "close", "127.0.0.1:9")[0], 0)
+        # Both directions flow: 50 packets/s each way, stats in list (RTT once B's receiver
+        # report carries the LSR of A's SR).
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            time.sleep(0.25)
+            sa, sb = a.sessions(), b.sessions()
+            if sa and sb and sa[0]["rtp_in"] > 100 and sb[0]["rtp_in"] > 100 and sa[0]["rtt_us"]:
+                break
+        self.assertEqual(len(sa), 1, sa)
+        s = sa[0]
+        self.assertEqual((s["peer"], s["ssrc"], s["peer_ssrc"], s["pt"]),
+                         (f"127.0.0.1:{pb}", 1111, 2222, 0))
+        self.assertGreater(s["rtp_in"], 100, s)
+        self.assertGreater(s["rtp_out"], 100, s)
+        self.assertEqual(s["lost"], 0, s)
+        # Loopback: nothing duplicated; late only if a loaded machine stalls a sender tick by
+        # more than the playout delay (20 ms or more).
+        self.assertEqual(s["jb_duplicates"], 0, s)
+        self.assertLessEqual(s["jb_late"], s["rtp_in"] // 20, s)
+        self.assertLess(s["jitter"], 400, s)  # 50 ms at 8 kHz, generous for a loaded machine
+        self.assertGreater(s["rtt_us"], 0, s)
+        self.assertGreater(s["rtcp_in"], 0, s)
+        self.assertGreaterEqual(s["playout_delay"], 160, s)
+        self.assertEqual(sb[0]["peer_ssrc"], 1111)
+        self.assertGreater(sb[0]["rtp_in"], 100)
+        ca = a.counters()
+        self.assertEqual((ca["sessions"], ca["unknown_source"], ca["bad_rtp"]), (1, 0, 0))
+        # Close: BYE goes out, the session is gone, B stops hearing A.
+        rtcp_before = s["rtcp_out"]
+        code, r = a.ctl("rtp", "close", f"127.0.0.1:{pb}")
+        self.assertEqual(code, 0, r)
+        self.assertTrue(r["bye"])
+        self.assertGreaterEqual(r["rtp_out"], s["rtp_out"])
+        self.assertEqual(a.sessions(), [])
+        self.assertGreater(a.counters()["rtcp_out"], rtcp_before)
+        time.sleep(0.3)
+        n1 = b.sessions()[0]["rtp_in"]
+        time.sleep(0.5)
+        self.assertEqual(b.sessions()[0]["rtp_in"], n1)
+        # B's packets to A now come from a stranger (no session): dropped and counted.
+        self.assertGreater(a.counters()["unknown_source"], 0)
+        self.assertEqual(a.counters()["sessions"], 0)
+        self.assertTrue(a.server.alive() and b.server.alive())
 
 
 if __name__ == "__main__":

@@ -315,6 +315,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.toml:1: service[0].torrents: ", "required"},
         BadCase{"[[service]]\nname = \"swarm\"\ntcp = 1\ntorrents = [\"/nonexistent/x.torrent\"]\n",
                 "t.toml:4: service[0].torrents: ", "/nonexistent/x.torrent: cannot open"},
+        BadCase{"[[service]]\nname = \"rtp\"\nudp = 1\nmax_sessions = 100001\n",
+                "t.toml:4: service[0].max_sessions: ", "out of range"},
         BadCase{"[[service]]\nudp = 1\n", "t.toml:1: service[0].name: ", "missing"},
         BadCase{"[[service]]\nname = \"echo\"\n", "t.toml:1: service[0]: ", "serves nothing"},
         BadCase{"[[service]]\nname = \"echo\"\nudp = 70000\n",

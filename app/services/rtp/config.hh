@@ -1,5 +1,6 @@
 // The rtp service's [[service]] keys (docs/configuration.md, docs/rtp.md): one table is one
-// session, owned by one worker. Setup-only.
+// port with its configured session (if `peer` is set) and the sessions opened at run time,
+// all owned by one worker. Setup-only.
 #pragma once
 
 #include <array>
@@ -36,13 +37,20 @@ struct RtpOptions {
   uint32_t loss_permille = 0;     // packets not sent, per 1000
   uint32_t jitter_ms = 0;         // each packet sent late by a uniform 0..jitter_ms
   uint32_t reorder_permille = 0;  // packets held back and sent after the next one, per 1000
-  bool valid = false;             // peer (and peer_b for relay) set
+  bool valid = false;             // peer (and peer_b for relay) set: the configured session
+  // Sessions opened at run time (corewirectl rtp open), endpoint mode: the table's capacity,
+  // allocated on the owner at start-up.
+  uint32_t max_sessions = 16;
 };
+inline constexpr uint32_t kMaxSessions = 100'000;
 
-inline constexpr std::array<std::string_view, 16> kRtpOptionKeys = {
-    "peer_rtcp",     "peer_match",    "mode", "peer",  "peer_b", "payload",           "pt",
-    "clock_rate",    "tone_hz",       "ssrc", "cname", "worker", "rtcp_min_interval", "inject_loss",
-    "inject_jitter", "inject_reorder"};
+// Packed by hand: clang-format would put one key per line.
+// clang-format off
+inline constexpr std::array<std::string_view, 17> kRtpOptionKeys = {
+    "peer_rtcp", "peer_match", "mode", "peer", "peer_b", "payload", "pt", "clock_rate",
+    "tone_hz", "ssrc", "cname", "worker", "max_sessions", "inject_loss", "inject_jitter",
+    "inject_reorder", "rtcp_min_interval"};
+// clang-format on
 
 RtpOptions parse_rtp_options(rt::ServiceKeys& k);
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "app/services/rtp/config.hh"
+#include "app/services/rtp/jitter_buffer.hh"
 #include "app/services/rtp/protocol.hh"
 #include "app/services/rtp/receiver_stats.hh"
 
@@ -85,6 +86,27 @@ struct Sender {
   // Fault injection: one packet held back to be sent after the next (reorder).
   std::vector<uint8_t> held;  // capacity reserved at setup
   size_t held_len = 0;
+};
+
+// One endpoint session on its owner: the table's configured one or one opened at run time.
+// Lives in the owner's session table (sized at start-up); a closed slot is reset for reuse.
+struct Session {
+  bool open = false;
+  bool configured = false;  // the [[service]] table's own session (the gauges are its)
+  dp::Endpoint peer{};
+  dp::Endpoint peer_rtcp{};  // 0: RTCP goes to peer (RFC 5761)
+  uint32_t peer_ssrc = 0;    // 0: any SSRC from peer (learned; a change restarts the stats)
+  uint8_t pt = 0;
+  Sender sender;
+  Remote remote;
+  JitterBuffer jb;
+  uint64_t tx_timer = 0, rtcp_timer = 0;  // rt::TimerId (0: none)
+  double avg_rtcp_size = 0;               // RFC 3550 6.3.3, bytes with UDP/IP
+  uint64_t rtp_in = 0, rtcp_in = 0, rtcp_out = 0;
+  uint8_t fraction_lost = 0;  // in our last report
+  PeerView peer_view;         // the peer's last report block about our stream
+  // Fault injection (the configured session only; docs/rtp.md).
+  uint32_t loss_permille = 0, jitter_ms = 0, reorder_permille = 0;
 };
 
 // The RTCP compound an endpoint sends: SR (with one block about the peer's stream when it
