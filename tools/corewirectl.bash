@@ -2,7 +2,7 @@
 _corewirectl() {
   local cur prev words cword
   _init_completion || return
-  local cmds="run status stats top services config log-level service drain shutdown reload"
+  local cmds="run status stats top services config log-level service drain shutdown reload rtp"
   local globals="-c --config --run-dir --socket --stats --json --help --version"
   case $prev in
     -c | --config) _filedir toml; return ;;
@@ -11,6 +11,7 @@ _corewirectl() {
     log-level) COMPREPLY=($(compgen -W "trace debug info warn error critical off" -- "$cur")); return ;;
     service) COMPREPLY=($(compgen -W "enable disable" -- "$cur")); return ;;
     config) COMPREPLY=($(compgen -W "show" -- "$cur")); return ;;
+    rtp) COMPREPLY=($(compgen -W "open close list" -- "$cur")); return ;;
   esac
   local i sub=
   for ((i = 1; i < cword; i++)); do
@@ -25,6 +26,7 @@ _corewirectl() {
     run) COMPREPLY=($(compgen -W "--corewire --admin-port --backoff-ms --backoff-max-ms $globals" -- "$cur")) ;;
     stats) COMPREPLY=($(compgen -W "reset -w --watch -i --interval-ms -n --count $globals" -- "$cur")) ;;
     top) COMPREPLY=($(compgen -W "-i --interval-ms -n --count $globals" -- "$cur")) ;;
+    rtp) COMPREPLY=($(compgen -W "--pt --ssrc --peer-ssrc --table $globals" -- "$cur")) ;;
     *) COMPREPLY=($(compgen -W "$globals" -- "$cur")) ;;
   esac
 }
