@@ -15,7 +15,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 SCRIPTS = os.path.join(ROOT, "bench/scripts")
 sys.path.insert(0, SCRIPTS)
 
-from cwbench import cli, runner, stats  # noqa: E402
+from cwbench import cli, runner, servers, stats  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -43,6 +43,19 @@ class Stats(unittest.TestCase):
         s = stats.ratio_summary([2.0, None, 1.0, 3.0])
         self.assertEqual(s["per_round"], [2.0, None, 1.0, 3.0])
         self.assertEqual(s["median"], 2.0)
+
+
+class Supports(unittest.TestCase):
+    def test_each_server_runs_the_protocols_it_speaks(self):
+        cw, mc = {"type": "corewire"}, {"type": "memcached"}
+        self.assertTrue(servers.supports(cw, "tcp", "memcached"))  # the kv service
+        self.assertTrue(servers.supports(cw, "udp", "memcached"))
+        self.assertTrue(servers.supports(mc, "udp", "memcached"))
+        self.assertFalse(servers.supports(mc, "udp", "sockperf"))
+        self.assertFalse(servers.supports({"type": "kernel-echo"}, "udp", "memcached"))
+        self.assertFalse(servers.supports({"type": "uring-echo"}, "tcp", "sockperf"))
+        self.assertTrue(servers.supports(cw, "tcp", "nats"))
+        self.assertFalse(servers.supports(cw, "udp", "nats"))
 
 
 class Summaries(unittest.TestCase):

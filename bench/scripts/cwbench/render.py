@@ -50,6 +50,13 @@ def header(res):
         lines += ["", "NATS: k msg/s counts deliveries (all subscribers); the latency columns "
                   "(\"RTT p50\", p99, p99.9) are one-way, publisher's stamp to delivery; "
                   "CPU per message is per delivery; a curve's offered load is the publish rate."]
+    hits = {}
+    for r in res["runs"]:
+        if isinstance(r.get("kv"), dict) and r["kv"].get("gets"):
+            hits.setdefault(r["server"], []).append(r["kv"]["hit_ratio"])
+    if hits:  # equal work only if both servers hold the keys: a miss is a cheaper reply
+        lines += ["", "Get hit ratio (min..max over the runs): " + ", ".join(
+            f"{n} {min(v):.3f}..{max(v):.3f}" for n, v in hits.items()) + "."]
     return lines
 
 

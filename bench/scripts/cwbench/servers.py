@@ -5,6 +5,7 @@ A server spec is a dict: {"name": "...", "type": ..., options}. Types:
                [runtime] keys (e.g. {"busy_poll": true}); unset keys keep the defaults;
                "service": the service to run (default echo, or sockperf-echo for proto
                sockperf; "kv" for proto memcached).
+               "service_config": that service table's own keys (e.g. {"memory_limit": "8GiB"}).
   kernel-echo  bench/reference cw-kernel-echo; "busy_poll", "gso" (default true), "gro".
   uring-echo   bench/reference cw-uring-echo (UDP only); "busy_poll", "gso", "gro" (with
                buffers that hold a whole run).
@@ -32,7 +33,9 @@ def supports(spec, transport, proto):
         return False
     if spec["type"] == "sockperf" and proto != "sockperf":
         return False
-    if (spec["type"] == "memcached") != (proto == "memcached"):
+    if spec["type"] == "memcached" and proto != "memcached":
+        return False
+    if proto == "memcached" and spec["type"] not in ("memcached", "corewire", "command"):
         return False
     if spec["type"] == "nats-server" and proto != "nats":
         return False
@@ -51,6 +54,7 @@ def argv_for(spec, build, transport, proto, port, core):
         svc = spec.get("service", {"sockperf": "sockperf-echo", "memcached": "kv",
                                    "nats": "pubsub"}.get(proto, "echo"))
         lines += ["[[service]]", f'name = "{svc}"', f"{transport} = {port}"]
+        lines += [f"{k} = {toml(v)}" for k, v in spec.get("service_config", {}).items()]
         cfg = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
         cfg.write("\n".join(lines) + "\n")
         cfg.close()
