@@ -53,7 +53,9 @@ def argv_for(spec, build, transport, proto, port, core):
         lines = ["[runtime]"] + [f"{k} = {toml(v)}" for k, v in rt.items()]
         svc = spec.get("service", {"sockperf": "sockperf-echo", "memcached": "kv",
                                    "nats": "pubsub"}.get(proto, "echo"))
-        lines += ["[[service]]", f'name = "{svc}"', f"{transport} = {port}"]
+        # kv: TCP and UDP on the port, as memcached -p P -U P (the preload sets over TCP).
+        both = ("udp", "tcp") if proto == "memcached" else (transport,)
+        lines += ["[[service]]", f'name = "{svc}"'] + [f"{t} = {port}" for t in both]
         lines += [f"{k} = {toml(v)}" for k, v in spec.get("service_config", {}).items()]
         cfg = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
         cfg.write("\n".join(lines) + "\n")
