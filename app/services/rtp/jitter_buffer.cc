@@ -53,7 +53,9 @@ Playout JitterBuffer::add(uint16_t seq, uint32_t ts, uint32_t arrival) {
       return Playout::duplicate;
     }
     const int d_next = int16_t(uint16_t(seq - next_));
-    if (d_next >= int(kSlots)) {
+    // Held packets lie in [next_, next_ + kSlots) and highest_ in [next_ - 1, next_ + kSlots),
+    // so a packet ahead of highest_ yet behind next_ jumped half the sequence space.
+    if (d_next >= int(kSlots) || (d_high > 0 && d_next < 0)) {
       // Further ahead than the buffer holds (a sequence jump, or a gap longer than the
       // buffer): what is held plays now, and the stream starts again here.
       ++n_.resyncs;

@@ -154,6 +154,20 @@ TEST(JitterBuffer, AJumpResyncsAndAnSsrcChangeRestarts) {
   EXPECT_EQ(jb.counts().late, 0u);
 }
 
+// A jump of about half the sequence space reads as ahead of the highest but behind the next
+// to play: it resyncs, so no slot is filled twice and every packet is accounted for.
+TEST(JitterBuffer, AHalfRangeJumpResyncs) {
+  JitterBuffer jb(playout_for(8000));
+  EXPECT_EQ(jb.add(0, 0, 0), Playout::held);
+  EXPECT_EQ(jb.add(50, 0xffffff00, 0x03ffffff), Playout::late);
+  EXPECT_EQ(jb.add(32771, 0, 0), Playout::resync);
+  EXPECT_EQ(jb.add(0, 0xda11f600, 0xc613da11), Playout::resync);
+  jb.release(0xc613da11 + 1600);
+  const JitterCounts& k = jb.counts();
+  EXPECT_EQ(k.played + k.late + k.duplicates + jb.held(), 4u);
+  EXPECT_EQ(jb.held(), 0u);
+}
+
 TEST(JitterBuffer, OldPacketsBeyondTheWindowAreLate) {
   JitterBuffer jb(playout_for(8000));
   for (uint32_t i = 0; i < 400; ++i) jb.add(uint16_t(i), ts_of(i), at(i));
