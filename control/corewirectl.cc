@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
   // rtp open|close|list: sessions of the rtp service at run time (docs/rtp.md).
   auto* rtp = app.add_subcommand("rtp", "open, close and list RTP sessions");
   rtp->require_subcommand(1);
-  std::string peer;
+  std::string peer, peer_b;
   int64_t pt = -1, ssrc = -1, peer_ssrc = -1, table = -1;
   auto* rtp_open = rtp->add_subcommand("open", "open a session: tone to PEER, stats of its stream");
   rtp_open->add_option("peer", peer, "the peer's RTP/RTCP address, a.b.c.d:port")->required();
@@ -77,9 +77,12 @@ int main(int argc, char** argv) {
   rtp_open->add_option("--ssrc", ssrc, "our SSRC (default: random)");
   rtp_open->add_option("--peer-ssrc", peer_ssrc,
                        "the peer's SSRC: only its stream (default: any, learned)");
+  rtp_open->add_option("--peer-b", peer_b,
+                       "relay table: side B (PEER is side A); forwards each to the other");
   rtp_open->add_option("--table", table, "the k-th rtp table of the config (default 0)");
   auto* rtp_close = rtp->add_subcommand("close", "close a session (sends BYE)");
-  rtp_close->add_option("peer", peer, "the session's peer, a.b.c.d:port")->required();
+  rtp_close->add_option("peer", peer, "the session's peer (relay: either side), a.b.c.d:port")
+      ->required();
   rtp_close->add_option("--peer-ssrc", peer_ssrc, "the peer's SSRC the session was opened with");
   rtp_close->add_option("--table", table, "the k-th rtp table of the config (default 0)");
   auto* rtp_list = rtp->add_subcommand("list", "sessions and their statistics");
@@ -119,6 +122,7 @@ int main(int argc, char** argv) {
                                         : "list"}};
     if (!rtp_list->parsed()) r["peer"] = peer;
     // Out-of-range numbers reach the service, which names what is wrong.
+    if (!peer_b.empty()) r["peer_b"] = peer_b;
     if (pt >= 0) r["pt"] = uint64_t(pt);
     if (ssrc >= 0) r["ssrc"] = uint64_t(ssrc);
     if (peer_ssrc >= 0) r["peer_ssrc"] = uint64_t(peer_ssrc);

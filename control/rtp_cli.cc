@@ -35,6 +35,13 @@ int cmd_rtp(const CliTarget& t, const Json& request) {
               "rtt_us", "late", "dups", "reord", "delay");
   for (const Json& tab : j.value("tables", Json::array())) {
     for (const Json& s : tab.value("sessions", Json::array())) {
+      if (s.contains("peer_b")) {  // a relay session: its two sides
+        std::printf("%-5llu %-7llu %s <-> %s%s (relay)\n", tab.value("table", 0ULL),
+                    s.value("session", 0ULL), s.value("peer", std::string()).c_str(),
+                    s.value("peer_b", std::string()).c_str(),
+                    s.value("configured", false) ? "*" : "");
+        continue;
+      }
       std::printf(
           "%-5llu %-7llu %-21s %10llu %10llu %3llu %9llu %9llu %7lld %7llu %8llu %6llu %6llu "
           "%6llu %6llu\n",

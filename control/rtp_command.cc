@@ -13,7 +13,8 @@ Result<std::string> rtp_command_text(const Json& req) {
   const std::string o = op->get<std::string>();
   if (o != "open" && o != "close" && o != "list")
     return make_error("unknown rtp op '" + o + "' (open, close, list)");
-  static constexpr std::array<std::string_view, 4> kKeys = {"peer", "pt", "ssrc", "peer_ssrc"};
+  static constexpr std::array<std::string_view, 5> kKeys = {"peer", "peer_b", "pt", "ssrc",
+                                                            "peer_ssrc"};
   std::string text = o;
   for (const auto& [k, v] : req.items()) {
     if (k == "cmd" || k == "op" || k == "table") continue;

@@ -3,6 +3,8 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <sstream>
 #include <utility>
 
 #include "app/protocol/native.hh"
@@ -110,6 +112,39 @@ uint32_t make_trains(uint32_t n, iovec* iov, const uint32_t* peer_of, sockaddr_i
     i = j;
   }
   return trains;
+}
+
+uint32_t send_trains(int fd, mmsghdr* trains, uint32_t n, uint64_t* calls) {
+  uint32_t sent = 0, done = 0;
+  while (sent < n) {
+    const int k = sendmmsg(fd, trains + sent, n - sent, MSG_DONTWAIT);
+    ++*calls;
+    if (k <= 0) break;
+    for (int t = 0; t < k; ++t) done += uint32_t(trains[sent + unsigned(t)].msg_hdr.msg_iovlen);
+    sent += unsigned(k);
+  }
+  return done;
+}
+
+bool read_session_pairs(const std::string& path,
+                        std::vector<std::pair<dp::Endpoint, dp::Endpoint>>* out, std::string* err) {
+  std::ifstream f(path);
+  if (!f) {
+    *err = path + ": cannot open";
+    return false;
+  }
+  for (std::string line; std::getline(f, line);) {
+    std::istringstream ls(line);
+    std::string a, b;
+    if (!(ls >> a >> b)) continue;
+    auto ea = dp::parse_endpoint(a), eb = dp::parse_endpoint(b);
+    if (!ea || !eb) {
+      *err = path + ": bad line '" + line + "'";
+      return false;
+    }
+    out->emplace_back(*ea, *eb);
+  }
+  return true;
 }
 
 }  // namespace cw::ref

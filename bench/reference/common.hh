@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "dataplane/io.hh"
 
@@ -69,5 +71,15 @@ void set_gso(msghdr* m, unsigned char* ctl, uint16_t seg);
 // ctl must hold n * kGsoCtl bytes. Replies stay where they are (the iovecs point at them).
 uint32_t make_trains(uint32_t n, iovec* iov, const uint32_t* peer_of, sockaddr_in* peers,
                      mmsghdr* msgs, unsigned char* ctl, bool gso);
+
+// Sends trains[0..n) with sendmmsg until done or the socket refuses (the rest dropped, as
+// a NIC would); returns the datagrams sent (a train's iovecs). *calls counts sendmmsg calls.
+uint32_t send_trains(int fd, mmsghdr* trains, uint32_t n, uint64_t* calls);
+
+// The RTP relay benchmark's sessions file: a line "a.b.c.d:port a.b.c.d:port" (side A,
+// side B) per session; blank lines skipped. False, with *err, on an unreadable file or a
+// bad line.
+bool read_session_pairs(const std::string& path,
+                        std::vector<std::pair<dp::Endpoint, dp::Endpoint>>* out, std::string* err);
 
 }  // namespace cw::ref

@@ -87,14 +87,7 @@ struct Udp {
     st.udp_rx += got;
     const uint32_t trains = make_trains(m, iov_out.data(), peer_of.data(), from.data(), out.data(),
                                         ctl_out.data(), gso);
-    uint32_t sent = 0, done = 0;
-    while (sent < trains) {
-      const int k = sendmmsg(fd, out.data() + sent, trains - sent, MSG_DONTWAIT);
-      ++st.udp_sends;
-      if (k <= 0) break;  // socket buffer full: drop the rest, as a NIC would
-      for (int t = 0; t < k; ++t) done += uint32_t(out[sent + unsigned(t)].msg_hdr.msg_iovlen);
-      sent += unsigned(k);
-    }
+    const uint32_t done = send_trains(fd, out.data(), trains, &st.udp_sends);
     st.udp_tx += done;
     st.udp_dropped += m - done;
     return got;

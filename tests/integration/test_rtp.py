@@ -220,6 +220,55 @@ class RelayTest(unittest.TestCase):
                 x.close()
 
 
+class RelaySessionsTest(unittest.TestCase):
+    """Relay sessions opened at run time (corewirectl rtp open A --peer-b B) on a relay table
+    with no configured pair, two workers: each side reaches the other unchanged whichever
+    worker the packet lands on; list shows the pairs; after close the sides are strangers."""
+
+    def test_open_relays_both_ways_and_close_stops(self):
+        socks = [bound_udp() for _ in range(5)]
+        a, b, c, d, stranger = socks
+        name = lambda x: f"127.0.0.1:{x.getsockname()[1]}"  # noqa: E731
+        s = Session('mode = "relay"\nmax_sessions = 2\nworker = 1', workers=2)
+        try:
+            addr = ("127.0.0.1", s.port)
+            code, r = s.ctl("rtp", "open", name(a), "--peer-b", name(b))
+            self.assertEqual((code, r["ok"], r["peer_b"]), (0, True, name(b)), r)
+            code, r = s.ctl("rtp", "open", name(c), "--peer-b", name(d))
+            self.assertEqual(code, 0, r)
+            code, r = s.ctl("rtp", "open", name(stranger), "--peer-b", name(a))
+            self.assertEqual((code, r["ok"]), (1, False), r)  # a is taken (and the table full)
+            time.sleep(0.2)  # the routes reach worker 0 by mail
+            for i in range(20):
+                pa, pb = rtp(i, 160 * i, ssrc=1), rtp(500 + i, 80 * i, ssrc=2, pt=96)
+                a.sendto(pa, addr)
+                self.assertEqual(b.recvfrom(2048), (pa, addr))
+                b.sendto(pb, addr)
+                self.assertEqual(a.recvfrom(2048), (pb, addr))
+                d.sendto(pb, addr)
+                self.assertEqual(c.recvfrom(2048), (pb, addr))
+            pairs = sorted((x["peer"], x["peer_b"]) for x in s.sessions())
+            self.assertEqual(pairs, sorted([(name(a), name(b)), (name(c), name(d))]))
+            code, r = s.ctl("rtp", "close", name(b))
+            self.assertEqual(code, 0, r)
+            time.sleep(0.2)
+            a.sendto(rtp(1, 1), addr)
+            stranger.sendto(rtp(1, 1), addr)
+            b.settimeout(0.3)
+            with self.assertRaises(socket.timeout):
+                b.recvfrom(2048)
+            cn = s.counters()
+            end = time.monotonic() + 5
+            while time.monotonic() < end and cn["unknown_source"] < 2:
+                time.sleep(0.1)
+                cn = s.counters()
+            self.assertEqual((cn["relayed"], cn["unknown_source"], cn["sessions"]), (60, 2, 1))
+        finally:
+            s.stop()
+            for x in socks:
+                x.close()
+
+
 class FaultInjectionTest(unittest.TestCase):
     """Sender A injects 10% loss, 0..20 ms uniform delay and 2% reorder; receiver B measures.
 

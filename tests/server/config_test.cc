@@ -317,6 +317,12 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.toml:4: service[0].torrents: ", "/nonexistent/x.torrent: cannot open"},
         BadCase{"[[service]]\nname = \"rtp\"\nudp = 1\nmax_sessions = 100001\n",
                 "t.toml:4: service[0].max_sessions: ", "out of range"},
+        // A relay needs its pair unless it takes pairs at run time; then a lone side is an error.
+        BadCase{"[[service]]\nname = \"rtp\"\nudp = 1\nmode = \"relay\"\n",
+                "t.toml:1: service[0].peer: ", "required"},
+        BadCase{"[[service]]\nname = \"rtp\"\nudp = 1\nmode = \"relay\"\nmax_sessions = 4\n"
+                "peer = \"127.0.0.1:5\"\n",
+                "t.toml:1: service[0].peer_b: ", "required"},
         BadCase{"[[service]]\nudp = 1\n", "t.toml:1: service[0].name: ", "missing"},
         BadCase{"[[service]]\nname = \"echo\"\n", "t.toml:1: service[0]: ", "serves nothing"},
         BadCase{"[[service]]\nname = \"echo\"\nudp = 70000\n",

@@ -36,7 +36,8 @@ std::string parse_command(std::string_view text, Command& out) {
     out.op = CommandOp::list;
   else
     return "unknown operation '" + std::string(op) + "' (open, close, list)";
-  bool have_peer = false, have_pt = false, have_ssrc = false, have_peer_ssrc = false;
+  bool have_peer = false, have_peer_b = false, have_pt = false, have_ssrc = false,
+       have_peer_ssrc = false;
   for (std::string_view t = next(); !t.empty(); t = next()) {
     const size_t eq = t.find('=');
     if (eq == std::string_view::npos) return "expected key=value, got '" + std::string(t) + "'";
@@ -55,6 +56,12 @@ std::string parse_command(std::string_view text, Command& out) {
       if (!ep) return "peer: " + ep.error().message;
       if (ep->addr_be == 0 || ep->port_be == 0) return "peer: address and port must be nonzero";
       out.peer = *ep;
+    } else if (k == "peer_b" && out.op == CommandOp::open) {
+      if (repeated(have_peer_b)) return "peer_b given twice";
+      auto ep = dp::parse_endpoint(std::string(v));
+      if (!ep) return "peer_b: " + ep.error().message;
+      if (ep->addr_be == 0 || ep->port_be == 0) return "peer_b: address and port must be nonzero";
+      out.peer_b = *ep;
     } else if (k == "peer_ssrc") {
       if (repeated(have_peer_ssrc)) return "peer_ssrc given twice";
       if (!number(v, 0xffffffff, x) || x == 0) return "peer_ssrc: expected 1..4294967295";
@@ -73,6 +80,10 @@ std::string parse_command(std::string_view text, Command& out) {
     }
   }
   if (out.op != CommandOp::list && !have_peer) return std::string(op) + " needs peer=ADDRESS:PORT";
+  // A relay session forwards between two endpoints; the endpoint keys are its own.
+  if (have_peer_b && (have_pt || have_ssrc || have_peer_ssrc))
+    return "peer_b (a relay session) takes no pt, ssrc or peer_ssrc";
+  if (have_peer_b && out.peer_b == out.peer) return "peer and peer_b are the same endpoint";
   return {};
 }
 

@@ -30,12 +30,15 @@ RtpOptions parse_rtp_options(rt::ServiceKeys& k) {
   }
   const bool peer = endpoint_key(k, "peer", o.peer);
   const bool peer_b = endpoint_key(k, "peer_b", o.peer_b);
-  if (auto v = k.integer("max_sessions", 0, kMaxSessions)) o.max_sessions = uint32_t(*v);
-  if (o.mode == Mode::relay) o.max_sessions = 0;  // a relay forwards; it opens no sessions
-  // An endpoint table may hold only run-time sessions; one that can hold none needs a peer.
-  if (!peer && (o.mode == Mode::relay || o.max_sessions == 0))
+  const auto max_sessions = k.integer("max_sessions", 0, kMaxSessions);
+  if (max_sessions) o.max_sessions = uint32_t(*max_sessions);
+  // A relay takes run-time sessions only when max_sessions says so (before it took none).
+  if (o.mode == Mode::relay && !max_sessions) o.max_sessions = 0;
+  // A table may hold only run-time sessions; one that can hold none needs a peer.
+  if (!peer && (o.max_sessions == 0 || (o.mode == Mode::relay && peer_b)))
     k.fail("peer", "required: where the session's peer (relay: side A) receives");
-  if (o.mode == Mode::relay && !peer_b) k.fail("peer_b", "required in relay mode (side B)");
+  if (o.mode == Mode::relay && !peer_b && (peer || o.max_sessions == 0))
+    k.fail("peer_b", "required in relay mode (side B)");
   if (o.mode == Mode::endpoint && peer_b) k.fail("peer_b", "only in relay mode");
   if (endpoint_key(k, "peer_rtcp", o.peer_rtcp) && o.mode == Mode::relay)
     k.fail("peer_rtcp", "only in endpoint mode (a relay forwards RTCP where it came from)");

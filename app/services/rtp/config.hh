@@ -38,8 +38,9 @@ struct RtpOptions {
   uint32_t jitter_ms = 0;         // each packet sent late by a uniform 0..jitter_ms
   uint32_t reorder_permille = 0;  // packets held back and sent after the next one, per 1000
   bool valid = false;             // peer (and peer_b for relay) set: the configured session
-  // Sessions opened at run time (corewirectl rtp open), endpoint mode: the table's capacity,
-  // allocated on the owner at start-up.
+  // Sessions opened at run time (corewirectl rtp open): the table's capacity, allocated at
+  // start-up (endpoint: on the owner; relay: a forwarding table on every worker). A relay
+  // table takes none unless the key is given.
   uint32_t max_sessions = 16;
 };
 inline constexpr uint32_t kMaxSessions = 100'000;

@@ -4,14 +4,16 @@
 // Endpoint mode sends a tone (PCMU or L16) every 20 ms and RTCP SR + SDES at the RFC 3550
 // 6.2 interval per session, and keeps reception statistics (RFC 3550 A.1, A.3, A.8) and a
 // jitter buffer (jitter_buffer.hh) of each peer's stream; relay mode forwards each side's
-// packets to the other (configured session only).
+// packets to the other (the configured pair, and pairs opened at run time).
 //
 // Every session belongs to the table's worker (key `worker`): its timers run on that
 // worker's wheel and its state is touched there only. The port's socket exists on every
 // worker (SO_REUSEPORT spreads flows), so a packet may arrive elsewhere: that worker
 // validates it and mails the owner the few header fields the statistics need, with the
 // session key (the peer's address and port; the owner also matches the SSRC), no payload,
-// no allocation. Relay forwarding needs no state, so every worker forwards what it receives.
+// no allocation. Relay forwarding needs only the route, so every worker forwards what it
+// receives: each keeps a copy of the forwarding table (relay_table.hh), which the owner
+// updates by broadcast mail when a relay session opens or closes.
 // Only the configured peers and the peers of open sessions are accepted (no latching);
 // anything else is dropped and counted.
 #pragma once
@@ -34,6 +36,7 @@
 #include "app/services/rtp/command.hh"
 #include "app/services/rtp/config.hh"
 #include "app/services/rtp/protocol.hh"
+#include "app/services/rtp/relay_table.hh"
 #include "app/services/rtp/session.hh"
 #include "dataplane/io.hh"
 
@@ -131,16 +134,21 @@ class Rtp {
     clock_gettime(CLOCK_MONOTONIC, &mono);
     unix_minus_mono_ns_ =
         int64_t(real.tv_sec - mono.tv_sec) * 1'000'000'000 + (real.tv_nsec - mono.tv_nsec);
+    // A relay's run-time sessions: both sides of each in every worker's forwarding table.
+    if (relay_sessions()) relay_ = rtp::RelayTable(2 * size_t(o.max_sessions));
     if (!owner_) return;
     // The owner's session table: slot 0 the configured session, then max_sessions slots for
     // run-time sessions, all allocated now (nothing is allocated per packet; open and close
     // touch only the two maps, on the control path).
-    sessions_.resize(1 + size_t(o.max_sessions));
+    sessions_.resize(1 + (takes_sessions() ? size_t(o.max_sessions) : 0));
+    if (relay_sessions()) relays_.resize(1 + size_t(o.max_sessions));
     for (rtp::Session& s : sessions_) s.jb = rtp::JitterBuffer(rtp::playout_for(o.clock_rate));
     free_.reserve(o.max_sessions);
     for (uint32_t i = o.max_sessions; i >= 1; --i) free_.push_back(i);
-    by_peer_.reserve(o.max_sessions);
-    by_ours_.reserve(o.max_sessions);
+    if (takes_sessions()) {
+      by_peer_.reserve(o.max_sessions);
+      by_ours_.reserve(o.max_sessions);
+    }
     rtp::Session& cs = sessions_[0];
     cs.configured = true;
     cs.peer = o.peer;
@@ -160,6 +168,7 @@ class Rtp {
     if (started_ || !owner_ || !has_sock_ || !o_.valid) return;
     if (o_.mode != rtp::Mode::endpoint) {
       started_ = true;
+      ctx.counters[kSessions].set(open_sessions());
       return;
     }
     // A full timer pool (counted timers_full) is retried on the next iteration.
@@ -213,9 +222,21 @@ class Rtp {
     const bool from_a = o_.valid && from(it.peer, o_.peer);
     const bool from_b = o_.valid && o_.mode == rtp::Mode::relay && from(it.peer, o_.peer_b);
     const bool configured = from_a || from_b;
-    // Run-time sessions are known to the owner only: another peer's packets go there to be
-    // matched (or counted unknown_source), once well-formed.
-    if (!configured && !takes_sessions()) return ctx.counters[kUnknownSource].add();
+    // A relay's run-time sessions are in every worker's table; an endpoint's are known to
+    // the owner only: another peer's packets go there to be matched (or counted
+    // unknown_source), once well-formed.
+    const rtp::RelayTable::Entry* route = nullptr;
+    if (!configured) {
+      if (o_.mode == rtp::Mode::relay) {
+        route = relay_.find(rtp::endpoint_key(it.peer));
+        if (!route) return ctx.counters[kUnknownSource].add();
+      } else if (!takes_sessions()) {
+        return ctx.counters[kUnknownSource].add();
+      }
+    }
+    const dp::Endpoint relay_to = route    ? rtp::endpoint_of_key(route->dest)
+                                  : from_a ? o_.peer_b
+                                           : o_.peer;
     const rtp::proto::Bytes pkt(it.data, it.len);
     const rtp::proto::Kind k = rtp::proto::classify(pkt);
     // The session key in mail: none for the configured session, else the peer's endpoint.
@@ -226,7 +247,7 @@ class Rtp {
       if (rtp::proto::parse_rtcp(pkt, c) != rtp::proto::Error::ok) return bad(ctx, kBadRtcp);
       if (o_.mode == rtp::Mode::relay) {
         ctx.counters[kRtcpIn].add();
-        return relay(ctx, it, from_a);
+        return relay(ctx, it, relay_to);
       }
       return rtcp_in(ctx, c, key);
     }
@@ -236,7 +257,7 @@ class Rtp {
     if (o_.mode == rtp::Mode::relay) {
       ctx.counters[kRtpIn].add();
       ctx.svc->requests.add();
-      return relay(ctx, it, from_a);
+      return relay(ctx, it, relay_to);
     }
     // Arrival in RTP timestamp units (A.8), from the one monotonic clock every worker reads.
     const uint32_t arrival = rtp::rtp_units(ctx.now_ns, o_.clock_rate);
@@ -276,6 +297,14 @@ class Rtp {
       case rt::kMailServiceCommand:
         command(ctx, m);
         break;
+      case kMailRelayAdd:  // from the owner: a relay session's two routes
+        (void)relay_.insert(m.a, m.b, uint32_t(uintptr_t(m.p)));
+        (void)relay_.insert(m.b, m.a, uint32_t(uintptr_t(m.p)));
+        break;
+      case kMailRelayDel:
+        (void)relay_.erase(m.a);
+        (void)relay_.erase(m.b);
+        break;
       case rt::kMailDrain:
         draining_ = true;  // no new sessions; the open ones run until the workers stop
         break;
@@ -294,7 +323,7 @@ class Rtp {
 
  private:
   enum : uint64_t { kTimerTx = 1, kTimerRtcp = 2 };  // timer user = slot << 2 | kind
-  enum : uint16_t { kMailRtp = 1, kMailSr, kMailBlock, kMailRtcp };
+  enum : uint16_t { kMailRtp = 1, kMailSr, kMailBlock, kMailRtcp, kMailRelayAdd, kMailRelayDel };
   static constexpr size_t kRtpMax = rtp::proto::kRtpHeaderSize + 48000 * 2 / 50;
   static constexpr size_t kRtcpMax = 512;
 
@@ -318,9 +347,11 @@ class Rtp {
     return src.addr_be == peer.addr_be && (o_.match_address || src.port_be == peer.port_be);
   }
   bool takes_sessions() const { return o_.mode == rtp::Mode::endpoint && o_.max_sessions > 0; }
+  bool relay_sessions() const { return o_.mode == rtp::Mode::relay && o_.max_sessions > 0; }
   uint32_t samples() const { return o_.clock_rate / (1000 / rtp::kPacketMs); }
   size_t payload_bytes() const { return samples() * (o_.codec == rtp::Codec::pcmu ? 1 : 2); }
   uint64_t open_sessions() const {
+    if (o_.mode == rtp::Mode::relay) return uint64_t(o_.valid) + relays_open_;
     return (sessions_.empty() ? 0 : uint64_t(sessions_[0].open)) + by_peer_.size();
   }
 
@@ -382,8 +413,7 @@ class Rtp {
   }
 
   template <class Io>
-  void relay(rt::Ctx<Io>& ctx, const dp::RxItem& it, bool from_a) {
-    const dp::Endpoint to = from_a ? o_.peer_b : o_.peer;
+  void relay(rt::Ctx<Io>& ctx, const dp::RxItem& it, const dp::Endpoint& to) {
     uint8_t* out = ctx.io.dgram_reserve(it.sock, to, it.len);
     if (!out) {
       ctx.counters[kTxFull].add();
@@ -615,19 +645,113 @@ class Rtp {
     rtp::Command cmd;
     const std::string e = rtp::parse_command(c->request, cmd);
     if (!e.empty()) return answer(c, error_json(e));
+    const bool relay = o_.mode == rtp::Mode::relay;
     switch (cmd.op) {
       case rtp::CommandOp::open:
-        return answer(c, open_session(ctx, cmd));
+        return answer(c, relay ? open_relay(ctx, cmd) : open_session(ctx, cmd));
       case rtp::CommandOp::close:
-        return answer(c, close_session(ctx, cmd));
+        return answer(c, relay ? close_relay(ctx, cmd) : close_session(ctx, cmd));
       case rtp::CommandOp::list:
-        return answer(c, list_sessions());
+        return answer(c, relay ? list_relays() : list_sessions());
     }
+  }
+
+  // A relay session at run time: both routes into the owner's table, then broadcast to the
+  // other workers (each forwards what it receives). A broadcast that did not reach every
+  // worker is undone (the delete reaches the others after the add: mail between two workers
+  // keeps its order), so a session is either routed everywhere or refused.
+  template <class Io>
+  std::string open_relay(rt::Ctx<Io>& ctx, const rtp::Command& cmd) {
+    if (!relay_sessions())
+      return error_json("this relay table takes no sessions at run time (max_sessions = 0)");
+    if (cmd.peer_b.port_be == 0) return error_json("a relay session needs peer_b (side B)");
+    if (!has_sock_) return error_json("the table has no udp port");
+    if (draining_) return error_json("draining: no new sessions");
+    if (free_.empty())
+      return error_json("session table full (max_sessions = " + std::to_string(o_.max_sessions) +
+                        ")");
+    for (const dp::Endpoint& e : {cmd.peer, cmd.peer_b}) {
+      if (o_.valid && (from(e, o_.peer) || from(e, o_.peer_b)))
+        return error_json(dp::to_string(e) + " is a side of the table's configured session");
+      if (const rtp::RelayTable::Entry* x = relay_.find(rtp::endpoint_key(e)))
+        return error_json("duplicate: " + dp::to_string(e) + " is a side of session " +
+                          std::to_string(x->slot));
+    }
+    const uint64_t ka = rtp::endpoint_key(cmd.peer), kb = rtp::endpoint_key(cmd.peer_b);
+    const uint32_t slot = free_.back();
+    // Room for both: the table holds 2 x max_sessions routes and a slot was free.
+    (void)relay_.insert(ka, kb, slot);
+    (void)relay_.insert(kb, ka, slot);
+    rt::Mail m;
+    m.kind = kMailRelayAdd;
+    m.a = ka;
+    m.b = kb;
+    m.p = reinterpret_cast<void*>(uintptr_t(slot));
+    if (ctx.broadcast(m, false) != 0) {
+      relay_.erase(ka);
+      relay_.erase(kb);
+      m.kind = kMailRelayDel;
+      (void)ctx.broadcast(m, false);
+      return error_json("a worker's mailbox is full: try again");
+    }
+    free_.pop_back();
+    relays_[slot] = {cmd.peer, cmd.peer_b, true};
+    ++relays_open_;
+    ctx.counters[kSessions].set(open_sessions());
+    char buf[160];
+    std::snprintf(buf, sizeof buf,
+                  "{\"ok\":true,\"session\":%u,\"peer\":\"%s\",\"peer_b\":\"%s\",\"worker\":%u}",
+                  slot, dp::to_string(cmd.peer).c_str(), dp::to_string(cmd.peer_b).c_str(),
+                  ctx.worker);
+    return buf;
+  }
+
+  // Closing a relay session (by either side): its routes leave every worker's table. When
+  // the broadcast misses a worker the session stays open on the owner, to be closed again.
+  template <class Io>
+  std::string close_relay(rt::Ctx<Io>& ctx, const rtp::Command& cmd) {
+    if (cmd.peer_ssrc) return error_json("a relay session has no peer_ssrc");
+    const rtp::RelayTable::Entry* x =
+        relay_sessions() ? relay_.find(rtp::endpoint_key(cmd.peer)) : nullptr;
+    if (!x) return error_json("no relay session with side " + dp::to_string(cmd.peer));
+    const uint32_t slot = x->slot;
+    RelaySlot& r = relays_[slot];
+    rt::Mail m;
+    m.kind = kMailRelayDel;
+    m.a = rtp::endpoint_key(r.a);
+    m.b = rtp::endpoint_key(r.b);
+    if (ctx.broadcast(m, false) != 0)
+      return error_json("a worker's mailbox is full: the session stays open, close it again");
+    relay_.erase(m.a);
+    relay_.erase(m.b);
+    r = RelaySlot{};
+    free_.push_back(slot);
+    --relays_open_;
+    ctx.counters[kSessions].set(open_sessions());
+    return "{\"ok\":true,\"closed\":" + std::to_string(slot) + "}";
+  }
+
+  // A relay table's sessions (the configured pair as session 0).
+  std::string list_relays() const {
+    std::string out = "{\"ok\":true,\"worker\":" + std::to_string(o_.worker) +
+                      ",\"mode\":\"relay\",\"max_sessions\":" + std::to_string(o_.max_sessions) +
+                      ",\"sessions\":[";
+    bool first = true;
+    auto add = [&](size_t slot, const dp::Endpoint& a, const dp::Endpoint& b, bool configured) {
+      out += std::string(first ? "" : ",") + "{\"session\":" + std::to_string(slot) +
+             ",\"configured\":" + (configured ? "true" : "false") + ",\"peer\":\"" +
+             dp::to_string(a) + "\",\"peer_b\":\"" + dp::to_string(b) + "\"}";
+      first = false;
+    };
+    if (o_.valid) add(0, o_.peer, o_.peer_b, true);
+    for (size_t i = 1; i < relays_.size(); ++i)
+      if (relays_[i].open) add(i, relays_[i].a, relays_[i].b, false);
+    return out + "]}";
   }
 
   template <class Io>
   std::string open_session(rt::Ctx<Io>& ctx, const rtp::Command& cmd) {
-    if (o_.mode != rtp::Mode::endpoint) return error_json("a relay table takes no sessions");
+    if (cmd.peer_b.port_be) return error_json("peer_b: only a relay table's sessions have one");
     if (!has_sock_) return error_json("the table has no udp port");
     if (draining_) return error_json("draining: no new sessions");
     if (free_.empty())
@@ -743,6 +867,14 @@ class Rtp {
   std::vector<uint32_t> free_;
   std::unordered_map<Key, uint32_t, KeyHash> by_peer_;
   std::unordered_map<Key, uint32_t, KeyHash> by_ours_;
+  // Relay: every worker's copy of the routes of the run-time sessions; the owner's slots.
+  struct RelaySlot {
+    dp::Endpoint a{}, b{};
+    bool open = false;
+  };
+  rtp::RelayTable relay_;
+  std::vector<RelaySlot> relays_;
+  uint32_t relays_open_ = 0;
 };
 
 }  // namespace cw::svc

@@ -2,7 +2,8 @@
 // worker 1: commands arrive at worker 0 as the control thread sends them (rt::ServiceCommand
 // through the control ring) and are forwarded to the owner; open starts the session's tone
 // and reports, packets from its peer reach its statistics wherever they arrive, close sends
-// BYE and frees the slot; bad commands, duplicates and a full table are errors.
+// BYE and frees the slot; bad commands, duplicates and a full table are errors. Relay
+// sessions opened at run time forward each side to the other on every worker.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
@@ -10,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -39,8 +41,10 @@ std::vector<uint8_t> rtp_packet(uint16_t seq, uint32_t ts, uint32_t ssrc) {
 }
 
 struct World {
-  explicit World(uint32_t max_sessions) : mail(2, 64, 4096), stats(2), svc(2) {
+  explicit World(uint32_t max_sessions, rtp::Mode mode = rtp::Mode::endpoint)
+      : mail(2, 64, 4096), stats(2), svc(2) {
     rtp::RtpOptions o;
+    o.mode = mode;
     o.worker = kOwner;
     o.max_sessions = max_sessions;
     o.rtcp_min_ms = 100;
@@ -107,6 +111,14 @@ struct World {
 
 bool has(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
+}
+
+// Each command in turn, its reply holding the expected part.
+void expect_replies(World& x, std::initializer_list<std::pair<const char*, const char*>> cases) {
+  for (const auto& [cmd, part] : cases) {
+    const std::string r = x.command(cmd);
+    EXPECT_TRUE(has(r, part)) << cmd << ": " << r;
+  }
 }
 
 TEST(RtpSessions, OpenFlowListClose) {
@@ -185,17 +197,17 @@ TEST(RtpSessions, BadCommandsAreErrors) {
     EXPECT_TRUE(has(r, "\"ok\":false")) << bad << ": " << r;
   }
   EXPECT_EQ(x.total(Rtp::kSessions), 0u);
-  // Duplicates: the same peer (and peer_ssrc); our SSRC twice toward one peer.
-  EXPECT_TRUE(has(x.command("open peer=127.0.0.1:6000 ssrc=5"), "\"ok\":true"));
-  EXPECT_TRUE(has(x.command("open peer=127.0.0.1:6000"), "duplicate"));
-  EXPECT_TRUE(has(x.command("open peer=127.0.0.1:6000 peer_ssrc=7 ssrc=5"), "duplicate"));
-  // The same peer with a given peer_ssrc is another session (RTP streams demultiplexed by
-  // SSRC on one address); then the table (2) is full.
-  EXPECT_TRUE(has(x.command("open peer=127.0.0.1:6000 peer_ssrc=7 ssrc=6"), "\"ok\":true"));
-  EXPECT_TRUE(has(x.command("open peer=127.0.0.1:6001"), "table full"));
-  EXPECT_TRUE(has(x.command("close peer=127.0.0.1:6000 peer_ssrc=8"), "no session"));
-  EXPECT_TRUE(has(x.command("close peer=127.0.0.1:6000 peer_ssrc=7"), "\"ok\":true"));
-  EXPECT_TRUE(has(x.command("open peer=127.0.0.1:6001"), "\"ok\":true"));
+  // Duplicates: the same peer (and peer_ssrc); our SSRC twice toward one peer. The same peer
+  // with a given peer_ssrc is another session (RTP streams demultiplexed by SSRC on one
+  // address); then the table (2) is full.
+  expect_replies(x, {{"open peer=127.0.0.1:6000 ssrc=5", "\"ok\":true"},
+                     {"open peer=127.0.0.1:6000", "duplicate"},
+                     {"open peer=127.0.0.1:6000 peer_ssrc=7 ssrc=5", "duplicate"},
+                     {"open peer=127.0.0.1:6000 peer_ssrc=7 ssrc=6", "\"ok\":true"},
+                     {"open peer=127.0.0.1:6001", "table full"},
+                     {"close peer=127.0.0.1:6000 peer_ssrc=8", "no session"},
+                     {"close peer=127.0.0.1:6000 peer_ssrc=7", "\"ok\":true"},
+                     {"open peer=127.0.0.1:6001", "\"ok\":true"}});
   EXPECT_EQ(x.total(Rtp::kSessions), 2u);
 }
 
@@ -219,6 +231,87 @@ TEST(RtpSessions, PeerSsrcDemultiplexesOneAddress) {
   EXPECT_EQ(b->jb.counts().duplicates, 4u);  // after probation, each second copy
   EXPECT_EQ(x.total(Rtp::kJbDuplicates), 4u);
   EXPECT_EQ(x.total(Rtp::kUnknownSource), 0u);
+}
+
+// A relay table with no configured pair: sessions opened at run time are routed on both
+// workers (the owner broadcasts them), each side's packets reach the other unchanged from
+// the table's port, and after close both sides are strangers again.
+TEST(RtpRelaySessions, OpenRoutesBothWaysOnEveryWorkerCloseStops) {
+  World x(2, rtp::Mode::relay);
+  const std::string r = x.command("open peer=127.0.0.1:6000 peer_b=127.0.0.1:6002");
+  ASSERT_TRUE(has(r, "\"ok\":true")) << r;
+  EXPECT_TRUE(has(r, "\"peer_b\":\"127.0.0.1:6002\"")) << r;
+  EXPECT_EQ(x.total(Rtp::kSessions), 1u);
+  ASSERT_TRUE(has(x.command("open peer=127.0.0.1:7000 peer_b=127.0.0.2:7000"), "\"ok\":true"));
+  for (unsigned w = 0; w < 2; ++w) {
+    const auto a = rtp_packet(uint16_t(10 + w), 160, 0xa);
+    const auto b = rtp_packet(uint16_t(20 + w), 320, 0xb);
+    x.io[w]->inject_datagram(kUdp, ep(6000), a);
+    x.io[w]->inject_datagram(kUdp, ep(6002), b);
+    x.io[w]->inject_datagram(kUdp, {htonl(0x7f000002), htons(7000)}, a);
+    x.run();
+    const auto sent = x.io[w]->take_sent();
+    ASSERT_EQ(sent.size(), 3u) << "worker " << w;
+    EXPECT_EQ(sent[0].to, ep(6002));
+    EXPECT_EQ(sent[0].bytes, a);
+    EXPECT_EQ(sent[1].to, ep(6000));
+    EXPECT_EQ(sent[1].bytes, b);
+    EXPECT_EQ(sent[2].to, ep(7000));
+    for (const auto& d : sent) EXPECT_EQ(d.sock, kUdp);
+  }
+  EXPECT_EQ(x.total(Rtp::kRelayed), 6u);
+  const std::string l = x.command("list");
+  EXPECT_TRUE(has(l, "\"mode\":\"relay\"")) << l;
+  EXPECT_TRUE(has(l,
+                  "{\"session\":1,\"configured\":false,\"peer\":\"127.0.0.1:6000\","
+                  "\"peer_b\":\"127.0.0.1:6002\"}"))
+      << l;
+  // Closed by its side B: neither side is routed any more, on either worker.
+  EXPECT_TRUE(has(x.command("close peer=127.0.0.1:6002"), "\"closed\":1"));
+  for (unsigned w = 0; w < 2; ++w) {
+    x.io[w]->inject_datagram(kUdp, ep(6000), rtp_packet(1, 1, 1));
+    x.io[w]->inject_datagram(kUdp, ep(6002), rtp_packet(1, 1, 1));
+  }
+  x.run();
+  EXPECT_TRUE(x.io[0]->take_sent().empty());
+  EXPECT_TRUE(x.io[1]->take_sent().empty());
+  EXPECT_EQ(x.total(Rtp::kUnknownSource), 4u);
+  EXPECT_EQ(x.total(Rtp::kSessions), 1u);
+  // The other session still forwards; a malformed packet from its side is not forwarded.
+  x.io[0]->inject_datagram(kUdp, ep(7000), rtp_packet(5, 5, 5));
+  x.io[0]->inject_datagram(kUdp, ep(7000), std::vector<uint8_t>(5, 0x80));
+  x.run();
+  const auto sent = x.io[0]->take_sent();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].to, (dp::Endpoint{htonl(0x7f000002), htons(7000)}));
+  EXPECT_EQ(x.total(Rtp::kBadRtp), 1u);
+}
+
+TEST(RtpRelaySessions, BadCommandsAreErrors) {
+  World x(2, rtp::Mode::relay);
+  constexpr const char* kRefused = "\"ok\":false";
+  // Then a side already in a session, either way round; a full table; close by a side.
+  expect_replies(
+      x, {{"open peer=127.0.0.1:6000", kRefused},
+          {"open peer=127.0.0.1:6000 peer_b=127.0.0.1:6000", kRefused},
+          {"open peer=127.0.0.1:6000 peer_b=127.0.0.1:0", kRefused},
+          {"open peer=127.0.0.1:6000 peer_b=x", kRefused},
+          {"open peer=127.0.0.1:6000 peer_b=127.0.0.1:6002 ssrc=4", kRefused},
+          {"open peer=127.0.0.1:6000 peer_b=127.0.0.1:6002 peer_b=127.0.0.1:6004", kRefused},
+          {"close peer=127.0.0.1:6000 peer_b=127.0.0.1:6002", kRefused},
+          {"close peer=127.0.0.1:6000", kRefused},
+          {"open peer=127.0.0.1:6000 peer_b=127.0.0.1:6002", "\"ok\":true"},
+          {"open peer=127.0.0.1:6004 peer_b=127.0.0.1:6000", "duplicate"},
+          {"open peer=127.0.0.1:6002 peer_b=127.0.0.1:6004", "duplicate"},
+          {"open peer=127.0.0.1:6004 peer_b=127.0.0.1:6006", "\"ok\":true"},
+          {"open peer=127.0.0.1:6008 peer_b=127.0.0.1:6010", "table full"},
+          {"close peer=127.0.0.1:6000 peer_ssrc=3", "no peer_ssrc"},
+          {"close peer=127.0.0.1:6000", "\"ok\":true"},
+          {"open peer=127.0.0.1:6008 peer_b=127.0.0.1:6010", "\"ok\":true"}});
+  EXPECT_EQ(x.total(Rtp::kSessions), 2u);
+  // An endpoint table refuses relay sessions.
+  World e(2);
+  EXPECT_TRUE(has(e.command("open peer=127.0.0.1:6000 peer_b=127.0.0.1:6002"), "only a relay"));
 }
 
 }  // namespace
