@@ -101,8 +101,8 @@ class Relay:
             return
         cfg = os.path.join(self.tmp, "corewire.toml")
         with open(cfg, "w") as f:
-            f.write(f'[runtime]\nbackend = "{args.backend}"\nworkers = 1\n'
-                    + (f"cores = [{core}]\n" if core >= 0 else "") +
+            f.write(f'[runtime]\nbackend = "{args.backend}"\n'
+                    + (f"cores = [{core}]\n" if core >= 0 else "workers = 1\n") +
                     f'busy_poll = {"true" if busy else "false"}\n'
                     f'[log]\nlevel = "warn"\n[control]\nrun_dir = "{self.tmp}"\n'
                     f'[[service]]\nname = "rtp"\nmode = "relay"\n'
