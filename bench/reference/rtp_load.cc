@@ -7,9 +7,10 @@
 //   - pacing: the 2N streams are spread evenly over the packet interval (stream s sends at
 //     t0 + s x interval / 2N + k x interval); the loop sends whatever is due (sendmmsg, 32
 //     packets a round) and drains both sockets (recvmmsg) in turn, busy, never sleeping;
-//   - each payload carries the stream, its send time (CLOCK_MONOTONIC, taken just before the
+//   - each payload carries the stream, its send time (CLOCK_REALTIME, taken just before the
 //     sendmmsg that sends it) and whether it is in the measured window.
-// Measured: each packet's delay (receive time after its recvmmsg - send time) in a histogram
+// Measured: each packet's delay (its arrival at our socket, SO_TIMESTAMPNS - its send time,
+// both CLOCK_REALTIME) in a histogram
 // (p50/p99/p99.9/max) and each stream's RFC 3550 A.8 interarrival jitter of that delay
 // (J += (|D| - J) / 16), i.e. the jitter the path added; loss over the window's packets.
 //   cw-rtp-load --relay 127.0.0.1:P --sessions FILE [--pps 50] [--warmup 2] [--seconds 5]
@@ -42,10 +43,19 @@ constexpr uint32_t kPayload = 160;
 constexpr uint32_t kPacket = 12 + kPayload;
 constexpr size_t kPktinfoCtl = CMSG_SPACE(sizeof(in_pktinfo));
 
-uint64_t now_ns() {
+uint64_t clock_ns(clockid_t c) {
   timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
+  clock_gettime(c, &t);
   return uint64_t(t.tv_sec) * 1'000'000'000u + uint64_t(t.tv_nsec);
+}
+// The schedule's clock.
+uint64_t now_ns() {
+  return clock_ns(CLOCK_MONOTONIC);
+}
+// The delay's clock: SO_TIMESTAMPNS stamps a datagram with CLOCK_REALTIME when it is queued
+// to the socket, so the send time in the payload is taken on that clock too.
+uint64_t wall_ns() {
+  return clock_ns(CLOCK_REALTIME);
 }
 
 void put32(uint8_t* p, uint32_t v) {
@@ -79,6 +89,11 @@ int open_side(uint16_t port_be) {
   const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
   if (fd < 0) return -1;
   size_udp_buffers(fd);
+  const int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) != 0) {
+    close(fd);
+    return -1;
+  }
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = port_be;  // any address: every side's 127.x.y.z:port arrives here
@@ -163,10 +178,12 @@ int run(int argc, char** argv) {
   std::array<std::array<uint8_t, 2048>, kRecvBatch> in{};
   std::array<iovec, kRecvBatch> in_iov{};
   std::array<mmsghdr, kRecvBatch> in_msg{};
+  alignas(cmsghdr) std::array<std::array<unsigned char, CMSG_SPACE(sizeof(timespec))>, kRecvBatch>
+      in_ctl{};
 
   bench::Histogram delay;
   uint64_t next_j = 0, sent = 0, sent_measured = 0, send_fail = 0, received = 0;
-  uint64_t received_measured = 0, foreign = 0, behind_max = 0, late_batches = 0;
+  uint64_t unstamped = 0, received_measured = 0, foreign = 0, behind_max = 0, late_batches = 0;
   for (uint64_t now = now_ns(); now < end && !g_stop; now = now_ns()) {
     // Send what is due (until m1): up to 4 rounds of kSendBatch packets, each round's
     // packets split by socket (the stream's side) into one sendmmsg each, then receive.
@@ -176,7 +193,7 @@ int run(int argc, char** argv) {
       behind_max = std::max(behind_max, due - next_j);
       for (unsigned round = 0; round < 4 && next_j < due; ++round) {
         unsigned n[2] = {0, 0};
-        const uint64_t send_ns = now_ns();
+        const uint64_t send_ns = now_ns(), stamp_ns = wall_ns();
         const uint64_t stop = std::min(due, next_j + kSendBatch);
         for (uint64_t j = next_j; j < stop; ++j) {
           const size_t s = size_t(j % streams);
@@ -191,7 +208,7 @@ int run(int argc, char** argv) {
           put32(p + 8, uint32_t(0x52000000u + s));
           ++x.seq;
           x.ts += 160;
-          const Payload pl{send_ns, uint32_t(s), send_ns >= m0 ? 1u : 0u};
+          const Payload pl{stamp_ns, uint32_t(s), send_ns >= m0 ? 1u : 0u};
           std::memcpy(p + 12, &pl, sizeof pl);
           out_iov[w][k] = {p, kPacket};
           const dp::Endpoint to = direct ? side[s ^ 1] : *relay;
@@ -237,10 +254,12 @@ int run(int argc, char** argv) {
         in_msg[i].msg_hdr = msghdr{};
         in_msg[i].msg_hdr.msg_iov = &in_iov[i];
         in_msg[i].msg_hdr.msg_iovlen = 1;
+        in_msg[i].msg_hdr.msg_control = in_ctl[i].data();
+        in_msg[i].msg_hdr.msg_controllen = in_ctl[i].size();
       }
       const int n = recvmmsg(fd[w], in_msg.data(), kRecvBatch, MSG_DONTWAIT, nullptr);
       if (n <= 0) continue;
-      const uint64_t rx_ns = now_ns();
+      const uint64_t read_ns = wall_ns();
       for (int i = 0; i < n; ++i) {
         Payload pl;
         if (in_msg[i].msg_len != kPacket) {
@@ -248,6 +267,19 @@ int run(int argc, char** argv) {
           continue;
         }
         std::memcpy(&pl, in[size_t(i)].data() + 12, sizeof pl);
+        // Arrival: when the kernel queued it to our socket (so the generator's own lateness
+        // in reading does not count as the relay's delay); the read time if not stamped.
+        uint64_t rx_ns = read_ns;
+        bool stamped = false;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&in_msg[i].msg_hdr); c;
+             c = CMSG_NXTHDR(&in_msg[i].msg_hdr, c))
+          if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            timespec ts;
+            std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+            rx_ns = uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
+            stamped = true;
+          }
+        unstamped += !stamped;
         // A stream's packets arrive at the other side's socket.
         if (pl.stream >= streams || (pl.stream & 1) == unsigned(w) || pl.send_ns > rx_ns) {
           ++foreign;
@@ -282,17 +314,18 @@ int run(int argc, char** argv) {
   std::printf(
       "{\"sessions\":%zu,\"pps\":%g,\"seconds\":%g,\"direct\":%s,\"sent\":%llu,"
       "\"sent_measured\":%llu,\"received\":%llu,\"received_measured\":%llu,\"loss\":%.6f,"
-      "\"send_fail\":%llu,\"foreign\":%llu,\"behind_max\":%llu,\"late_batches\":%llu,"
+      "\"send_fail\":%llu,\"foreign\":%llu,\"behind_max\":%llu,\"late_batches\":%llu,\"unstamped\":"
+      "%llu,"
       "\"delay_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,"
       "\"mean\":%.1f},\"jitter_us\":{\"mean\":%.2f,\"p50\":%.2f,\"p99\":%.2f,\"max\":%.2f}}\n",
       streams / 2, pps, seconds, direct ? "true" : "false", (unsigned long long)sent,
       (unsigned long long)sent_measured, (unsigned long long)received,
       (unsigned long long)received_measured, loss, (unsigned long long)send_fail,
       (unsigned long long)foreign, (unsigned long long)behind_max, (unsigned long long)late_batches,
-      double(delay.percentile(50)) / 1e3, double(delay.percentile(90)) / 1e3,
-      double(delay.percentile(99)) / 1e3, double(delay.percentile(99.9)) / 1e3,
-      double(delay.max()) / 1e3, delay.mean() / 1e3, jmean / 1e3, pct(50) / 1e3, pct(99) / 1e3,
-      jit.empty() ? 0.0 : jit.back() / 1e3);
+      (unsigned long long)unstamped, double(delay.percentile(50)) / 1e3,
+      double(delay.percentile(90)) / 1e3, double(delay.percentile(99)) / 1e3,
+      double(delay.percentile(99.9)) / 1e3, double(delay.max()) / 1e3, delay.mean() / 1e3,
+      jmean / 1e3, pct(50) / 1e3, pct(99) / 1e3, jit.empty() ? 0.0 : jit.back() / 1e3);
   return 0;
 }
 
