@@ -43,7 +43,7 @@ std::string parse_command(std::string_view text, Command& out) {
     if (eq == std::string_view::npos) return "expected key=value, got '" + std::string(t) + "'";
     const std::string_view k = t.substr(0, eq), v = t.substr(eq + 1);
     const std::string key(k);
-    auto repeated = [&key](bool& seen) {
+    auto repeated = [](bool& seen) {
       const bool r = seen;
       seen = true;
       return r;
