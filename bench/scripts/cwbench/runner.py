@@ -99,6 +99,8 @@ class Context:
                 s1, m1 = machine.task_cpu_ns(srv.proc.pid), machine.proc_stat()
                 run["timeline"] = samp.samples
             run["server_stdout"] = srv.stdout[-1000:]
+        except clients.SetupError:
+            raise  # the table stops (cli: no raw.json, exit 2)
         except (RuntimeError, OSError, KeyError, ValueError, subprocess.SubprocessError) as e:
             run["error"] = str(e)[:3000]
             log(f"{label} {server['name']}: {run['error'][:300]}")
