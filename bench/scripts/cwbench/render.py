@@ -17,6 +17,22 @@ def f(x, digits=3):
     return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:.0f}"
 
 
+def spread_cell(xs, scale=1.0, digits=0):
+    """'median (min..max)' of xs x scale, None values left out; '-' when none is left."""
+    med, lo, hi = stats.spread([None if x is None else x * scale for x in xs])
+    return "-" if med is None else f"{med:.{digits}f} ({lo:.{digits}f}..{hi:.{digits}f})"
+
+
+def script_lines(command, m, where):
+    """The command, machine and date lines of a table written by a script outside the
+    harness (the memory scripts); m is machine.describe()."""
+    return [f"- **Command:** `{command}`",
+            f"- **Machine:** {m['host']}, {m['cpus']} CPUs ({m['cpu_model']}), Linux "
+            f"{m['kernel']}; {where}",
+            f"- **Date:** {m['date']}; **commit** `{m['commit'][:12]}`"
+            + (" (with uncommitted changes)" if m.get("dirty") else "")]
+
+
 def header(res):
     s, m = res["spec"], res["machine"]
     w = (f"{s.get('transport', 'udp').upper()}, {s.get('proto', 'sockperf')} dialect, "
