@@ -31,6 +31,13 @@ int fail(const std::string& msg) {
   return 1;
 }
 
+// --kv-preload: whether every key was set and stored (STORED, no error reply, nothing
+// lost, no connection refused, no worker cut off).
+bool complete_preload(const Options& o, const RunResult& p) {
+  return p.sent == o.kv_keys && p.received == p.sent && p.lost == 0 && p.errors == 0 &&
+         p.kv.error_replies == 0 && p.conns_failed == 0 && p.unfinished == 0;
+}
+
 // --proto nats: what the NATS workload cannot do, refused before anything starts.
 Result<void> check_nats(const Options& o) {
   if (o.udp) return make_error("--proto nats: TCP only");
@@ -203,14 +210,18 @@ int run(int argc, char** argv) {
     std::printf("preload: %llu keys set in %.3f s (%llu stored, %llu lost, %llu errors)\n",
                 (unsigned long long)p->sent, p->elapsed_s, (unsigned long long)p->received,
                 (unsigned long long)p->lost, (unsigned long long)p->errors);
-    if (p->unfinished || p->received != p->sent)
-      std::fprintf(stderr, "corewire-bench: warning: preload did not store every key\n");
+    // Every key must be stored: a refused connection sends nothing (so sent == received
+    // == 0), and a measured run on a partly loaded store would be another workload.
+    if (preload_only && !o.json.empty() && !write_file(o.json, json_report(*p)))
+      return fail("--json " + o.json + ": cannot write");
+    if (!complete_preload(o, *p))
+      return fail("preload failed: " + std::to_string(p->received) + " of " +
+                  std::to_string(o.kv_keys) + " keys stored (" + std::to_string(p->sent) +
+                  " sent, " + std::to_string(p->conns_failed) + " connection(s) failed, " +
+                  std::to_string(p->lost) + " lost, " + std::to_string(p->errors) + " errors, " +
+                  std::to_string(p->kv.error_replies) + " error replies)");
     preload = std::move(*p);
-    if (preload_only) {
-      if (!o.json.empty() && !write_file(o.json, json_report(*preload)))
-        return fail("--json " + o.json + ": cannot write");
-      return preload->received == preload->sent && !preload->unfinished ? 0 : 1;
-    }
+    if (preload_only) return 0;
   }
 
   if (!o.sweep.empty()) {

@@ -22,6 +22,10 @@ constexpr double kProgressEvery_s = 1.0;
 constexpr double kProgressFrom_s = 2.0;  // short runs print no progress at all
 constexpr uint32_t kConnSlack = 64;      // extra connection slots per worker
 constexpr uint32_t kPreloadWindow = 32;  // --kv-preload: at least this many sets in flight
+// --kv-preload: a set counts as lost after at least this long. The preload is not timed
+// and fails unless every set was STORED, so a server stalled by a busy machine (a late
+// reply over TCP) must not fail it; one that never answers still does.
+constexpr double kPreloadTimeout_s = 10.0;
 
 uint64_t share(uint64_t total, unsigned w, unsigned n) {
   return total / n + (w < total % n);
@@ -81,6 +85,7 @@ Result<RunResult> run_preload(const Options& o) {
   p.udp = false;
   p.mode = "closed";
   p.window = std::max(o.window, kPreloadWindow);
+  p.timeout_s = std::max(o.timeout_s, kPreloadTimeout_s);
   p.count = o.kv_keys;
   p.duration_s = p.warmup_s = 0;
   p.conns = 0;

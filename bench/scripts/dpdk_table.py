@@ -171,10 +171,12 @@ def warmup(args, dpdk):
     return args.warmup + (EXTRA_WARMUP if gen_first(args, dpdk) else 0)
 
 
-def generator(args, gen, make, tmp, flows, window, dpdk):
+def generator(args, gen, make, tmp, flows, window, dpdk, workload=None):
+    """corewire-bench's JSON report of one closed-loop run; workload: its protocol
+    arguments (default: sockperf over UDP, --msg bytes)."""
     out = os.path.join(tmp, "run.json")
-    argv = [args.bench, *gen, "--proto", "sockperf", "--udp", "-m", str(args.msg),
-            "--mode", "closed", "--flows", str(flows), "--window", str(window),
+    workload = workload or ["--proto", "sockperf", "--udp", "-m", str(args.msg)]
+    argv = [args.bench, *gen, *workload, "--mode", "closed", "--flows", str(flows), "--window", str(window),
             "--duration", str(args.duration), "--warmup", str(warmup(args, dpdk)),
             "--cores", str(args.client_core), "--busy-poll", "--json", out, "-q"]
 
@@ -236,16 +238,21 @@ def measure(args):
                       + ", ".join(f"{k}={v[-1]:.3f}" for k, v in m.items()), file=sys.stderr)
     finally:
         args.probes = probe.probes
-        shutil.rmtree(tmp, ignore_errors=True)
-        # The reflector's EAL runtime directory (empty: --no-shconf, --no-telemetry), and
-        # the shared one --in-memory processes use, if they left it empty.
-        shutil.rmtree(f"/var/run/dpdk/cw-refl-{os.getpid()}", ignore_errors=True)
-        shutil.rmtree(f"/var/run/dpdk/cw-blast-{os.getpid()}", ignore_errors=True)
-        try:
-            os.rmdir("/var/run/dpdk/rte")
-        except OSError:
-            pass
+        cleanup(tmp)
     return results
+
+
+def cleanup(tmp):
+    """Removes tmp (memif socket, configs), the reflector's and blaster's EAL runtime
+    directories (empty: --no-shconf, --no-telemetry), and the shared one --in-memory
+    processes use, if they left it empty."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(f"/var/run/dpdk/cw-refl-{os.getpid()}", ignore_errors=True)
+    shutil.rmtree(f"/var/run/dpdk/cw-blast-{os.getpid()}", ignore_errors=True)
+    try:
+        os.rmdir("/var/run/dpdk/rte")
+    except OSError:
+        pass
 
 
 def fmt(vals, digits=2):
@@ -322,15 +329,11 @@ def num(x):
     return "-" if x is None else f"{x:.3g}"
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_common_args(ap):
+    """The options kv_dpdk_table.py shares with this table."""
     ap.add_argument("--build", default="build")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--duration", type=float, default=5, help="measured seconds per run")
-    ap.add_argument("--warmup", type=float, default=1,
-                    help="seconds before each measurement (memif link-up and ARP)")
-    ap.add_argument("--msg", type=int, default=64)
     ap.add_argument("--flows", type=int, default=8)
     ap.add_argument("--window", type=int, default=32)
     # 1024: corewire's 64-frame bursts keep more requests in the server than the
@@ -338,26 +341,40 @@ def main():
     # state: corewire 11.5 / 12.2 / 12.1 M msg/s at 512 / 1024 / 2048, the reflector
     # 15.5 / 15.7 / 15.5 M); 1024 is the plateau for both (docs/BENCHMARKS.md).
     ap.add_argument("--blast-window", type=int, default=1024,
-                    help="cw-dpdk-blaster's requests outstanding (second table)")
+                    help="cw-dpdk-blaster's requests outstanding")
     ap.add_argument("--server-core", type=int, default=1)
     ap.add_argument("--client-core", type=int, default=0)
     ap.add_argument("--eal", default="--no-huge -m 512 --no-pci",
                     help="EAL arguments for every DPDK process (memory, devices)")
-    ap.add_argument("--link", choices=("copy", "zero-copy", "both"), default="copy",
-                    help="memif mode: copy (servers are memif servers) or zero-copy (servers "
-                    "are zero-copy memif clients; needs hugepages); both: one table each, "
-                    "copy first")
     ap.add_argument("--json", help="write raw results and ratios here")
-    args = ap.parse_args()
+
+
+def find_programs(args, prog):
+    """Root, and the four programs in --build (args.corewire, bench, reflector, blaster)."""
     if os.geteuid() != 0:
-        sys.exit("dpdk_table: needs root (DPDK EAL, memif)")
+        sys.exit(f"{prog}: needs root (DPDK EAL, memif)")
     args.corewire = os.path.join(args.build, "app/server/corewire")
     args.bench = os.path.join(args.build, "bench/corewire-bench")
     args.reflector = os.path.join(args.build, "bench/cw-dpdk-reflector")
     args.blaster = os.path.join(args.build, "bench/cw-dpdk-blaster")
     for p in (args.corewire, args.bench, args.reflector, args.blaster):
         if not os.access(p, os.X_OK):
-            sys.exit(f"dpdk_table: {p} missing (a DPDK build in --build is needed)")
+            sys.exit(f"{prog}: {p} missing (a DPDK build in --build is needed)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(ap)
+    ap.add_argument("--warmup", type=float, default=1,
+                    help="seconds before each measurement (memif link-up and ARP)")
+    ap.add_argument("--msg", type=int, default=64)
+    ap.add_argument("--link", choices=("copy", "zero-copy", "both"), default="copy",
+                    help="memif mode: copy (servers are memif servers) or zero-copy (servers "
+                    "are zero-copy memif clients; needs hugepages); both: one table each, "
+                    "copy first")
+    args = ap.parse_args()
+    find_programs(args, "dpdk_table")
     links = ("copy", "zero-copy") if args.link == "both" else (args.link,)
     print(f"command: {' '.join(sys.argv)}\nmachine: {os.uname().nodename}, {os.cpu_count()} cores, "
           f"kernel {os.uname().release}\ndate: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"

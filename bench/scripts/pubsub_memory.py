@@ -26,19 +26,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cwbench import machine, runner, servers  # noqa: E402
+from cwbench.machine import rss_kib  # noqa: E402
+from cwbench.render import spread_cell as fmt, script_lines  # noqa: E402
+from cwbench.stats import median  # noqa: E402
 
 SERVERS = [{"name": "corewire", "type": "corewire", "backend": "io_uring", "service": "pubsub"},
            {"name": "nats-server", "type": "nats-server"}]
 SETTLE_S = 0.5   # after the last PONG, before RSS is read (a Go server's GC, lazy pages)
 IO_TIMEOUT_S = 10
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 def read_until(sock, buf, token):
@@ -111,25 +106,12 @@ def one(spec, build, core, what, n):
     return r
 
 
-def median(xs):
-    xs = sorted(x for x in xs if x is not None)
-    if not xs:
-        return None
-    m = len(xs) // 2
-    return xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
-
-
 def table(res):
     """Medians (min..max) per server: the deltas, and the whole RSS they start from and end
     at (a server that touches its tables at start-up shows it there, not in the deltas)."""
     lines = [f"| server | start RSS MiB | bytes per idle connection | RSS MiB with {res['conns']} "
              f"connections | bytes per subscription | RSS MiB with {res['subs']} subscriptions |",
              "|---|---|---|---|---|---|"]
-
-    def fmt(xs, scale=1.0, digits=0):
-        xs = [x * scale for x in xs]
-        return (f"{median(xs):.{digits}f} ({min(xs):.{digits}f}..{max(xs):.{digits}f})"
-                if xs else "-")
 
     for s in res["servers"]:
         runs = [r for r in res["runs"] if r["server"] == s]
@@ -185,11 +167,7 @@ def main():
     m = res["machine"]
     print("\n".join([
         "### NATS memory per idle connection and per subscription: corewire vs nats-server", "",
-        f"- **Command:** `{res['command']}`",
-        f"- **Machine:** {m['host']}, {m['cpus']} CPUs ({m['cpu_model']}), Linux {m['kernel']}; "
-        f"servers on core {a.server_core}",
-        f"- **Date:** {m['date']}; **commit** `{m['commit'][:12]}`"
-        + (" (with uncommitted changes)" if m.get("dirty") else ""),
+        *script_lines(res["command"], m, f"servers on core {a.server_core}"),
         f"- {a.conns} idle connections / {a.subs} subscriptions, {a.rounds} round(s), a fresh "
         "server per figure; RSS from /proc/<pid>/status; raw runs in the JSON", "",
         table(res)]))

@@ -18,7 +18,7 @@ import os
 import shlex
 import sys
 
-from . import render, runner
+from . import clients, render, runner
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../../.."))
 
@@ -61,7 +61,13 @@ def cmd_run(a):
         if a.loads:
             s["loads"] = [int(x) for x in a.loads.split(",")]
         out = os.path.join(a.out, s["name"])
-        res = runner.run_table(s, a.build, out, ROOT, command)
+        try:
+            res = runner.run_table(s, a.build, out, ROOT, command)
+        except clients.SetupError as e:
+            # No raw.json for this table, and the tables after it are not run either: they
+            # would most likely fail the same way.
+            print(f"cwbench: table {s['name']} stopped: {e}", file=sys.stderr)
+            return 2
         with open(os.path.join(out, "raw.json"), "w") as fh:
             json.dump(res, fh, indent=1)
         print(render.render(res, out))

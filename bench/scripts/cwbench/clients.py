@@ -38,16 +38,25 @@ def run_client(spec, w, build, port, core, hgrm=None, rate=None):
     raise ValueError(f"unknown client type {t!r}")
 
 
+class SetupError(RuntimeError):
+    """A set-up step failed (the preload did not store every key): every later run of the
+    table would measure another workload, so the table stops instead of recording it."""
+
+
 def prepare(spec, w, build, port):
-    """The client's set-up run (proto memcached "preload"), not measured."""
+    """The client's set-up run (proto memcached "preload"), not measured. corewire-bench
+    exits 1 unless every key was stored; that (or no exit in time) raises SetupError."""
     if "preload" not in spec:
         return
     argv = [os.path.join(build, "bench/corewire-bench"), "--proto", "memcached",
             "--target", f"127.0.0.1:{port}", "--kv-preload-only", "-q",
             "--kv-value-size", str(w["msg"])] + [str(a) for a in spec["preload"]]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise SetupError(f"preload did not run: {' '.join(argv)}: {e}")
     if r.returncode != 0:
-        raise RuntimeError(f"preload failed ({r.returncode}): {' '.join(argv)}\n{r.stdout}{r.stderr}")
+        raise SetupError(f"preload failed ({r.returncode}): {' '.join(argv)}\n{r.stdout}{r.stderr}")
 
 
 def bounded(argv, w):

@@ -55,6 +55,16 @@ def task_cpu_ns(pid):
     return total if found else None
 
 
+def rss_kib(pid):
+    """VmRSS of pid in KiB (/proc/<pid>/status); a server started through taskset has
+    exec'd, so the harness's pid is the server's."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
 def children(pid):
     """Direct children of pid (taskset / wrapper processes exec, but be safe)."""
     out = []

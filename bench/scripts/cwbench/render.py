@@ -7,13 +7,30 @@ from . import stats
 UNITS = {"msg_per_s": ("k msg/s", 1e-3), "p50_us": ("RTT p50 µs", 1), "p99_us": ("p99 µs", 1),
          "p99_9_us": ("p99.9 µs", 1), "server_ns_per_msg": ("server CPU ns/msg", 1),
          "machine_ns_per_msg": ("machine CPU ns/msg", 1),
-         "softirq_ns_per_msg": ("of which softirq", 1), "loss_ratio": ("loss %", 100)}
+         "softirq_ns_per_msg": ("of which softirq", 1), "loss_ratio": ("loss %", 100),
+         "server_core_busy": ("server core busy", 1), "client_core_busy": ("client core busy", 1)}
 
 
 def f(x, digits=3):
     if x is None:
         return "-"
     return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:.0f}"
+
+
+def spread_cell(xs, scale=1.0, digits=0):
+    """'median (min..max)' of xs x scale, None values left out; '-' when none is left."""
+    med, lo, hi = stats.spread([None if x is None else x * scale for x in xs])
+    return "-" if med is None else f"{med:.{digits}f} ({lo:.{digits}f}..{hi:.{digits}f})"
+
+
+def script_lines(command, m, where):
+    """The command, machine and date lines of a table written by a script outside the
+    harness (the memory scripts); m is machine.describe()."""
+    return [f"- **Command:** `{command}`",
+            f"- **Machine:** {m['host']}, {m['cpus']} CPUs ({m['cpu_model']}), Linux "
+            f"{m['kernel']}; {where}",
+            f"- **Date:** {m['date']}; **commit** `{m['commit'][:12]}`"
+            + (" (with uncommitted changes)" if m.get("dirty") else "")]
 
 
 def header(res):
@@ -120,15 +137,25 @@ def curve_table(res):
         common = sorted(set(a) & set(b))
         if not common:
             continue
-        lines += ["", f"{subj} / {other} at equal offered load (both below saturation):", "",
-                  "| offered k msg/s | p50 | p99 | p99.9 | machine CPU/msg | server CPU/msg |",
-                  "|---|---|---|---|---|---|"]
+        # Whole-machine CPU (every core's busy time, the generator's included) per million
+        # messages: ns per message x 1e6 / 1e9 = s per M.
+        unit = "req" if res["spec"].get("proto") == "memcached" else "msg"
+        lines += ["", f"{subj} / {other} at equal offered load (both below saturation); "
+                  f"whole-machine CPU seconds per million {unit}s for each:", "",
+                  f"| offered k {unit}/s | p50 | p99 | p99.9 | machine CPU/{unit} | "
+                  f"{subj} machine CPU s/M | {other} machine CPU s/M | server CPU/{unit} |",
+                  "|---|---|---|---|---|---|---|---|"]
         for load in common:
             def r(m):
                 x, y = a[load].get(m), b[load].get(m)
                 return f(x / y) if x is not None and y else "-"
+
+            def per_m(p):
+                x = p.get("machine_ns_per_msg")
+                return f(x / 1e3) if x is not None else "-"
             lines.append(f"| {f(load / 1e3)} | {r('p50_us')} | {r('p99_us')} | {r('p99_9_us')} | "
-                         f"{r('machine_ns_per_msg')} | {r('server_ns_per_msg')} |")
+                         f"{r('machine_ns_per_msg')} | {per_m(a[load])} | {per_m(b[load])} | "
+                         f"{r('server_ns_per_msg')} |")
     return lines + [""] + probe_lines(res)
 
 

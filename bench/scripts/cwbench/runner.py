@@ -92,19 +92,29 @@ class Context:
                 run["server_cmd"] = " ".join(srv.argv)
                 clients.prepare(client, w, self.build, port)
                 s0, m0 = machine.task_cpu_ns(srv.proc.pid), machine.proc_stat()
+                c0 = time.monotonic()
                 run["client_t"] = round(time.time() - self.t0, 3)  # the timelines' origin
                 with machine.Sampler() as samp:
                     run.update(clients.run_client(client, w, self.build, port, self.cores[1],
                                                   hgrm, rate))
                 s1, m1 = machine.task_cpu_ns(srv.proc.pid), machine.proc_stat()
+                wall = time.monotonic() - c0
                 run["timeline"] = samp.samples
             run["server_stdout"] = srv.stdout[-1000:]
+        except clients.SetupError:
+            raise  # the table stops (cli: no raw.json, exit 2)
         except (RuntimeError, OSError, KeyError, ValueError, subprocess.SubprocessError) as e:
             run["error"] = str(e)[:3000]
             log(f"{label} {server['name']}: {run['error'][:300]}")
             return run
         cpu = machine.cpu_delta(m0, m1)
         run["machine"] = cpu
+        # Each pinned core's busy share over the client's run (its start-up included): a
+        # generator whose core is below 1 while it does not busy-poll waited for replies,
+        # so the server, not the generator, set the rate (docs/BENCHMARKS.md, kv).
+        for key, core in (("server_core_busy", self.cores[0]), ("client_core_busy", self.cores[1])):
+            c = cpu["cores"].get(f"cpu{core}")
+            run[key] = c["busy_s"] / wall if c and wall > 0 else None
         run["server_cpu_s"] = (s1 - s0) / 1e9 if s0 is not None and s1 is not None else None
         n = run.get("answered")
         if n:
@@ -141,6 +151,7 @@ def run_pair(spec, build, out_dir):
 
 METRICS = ("msg_per_s", "p50_us", "p99_us", "p99_9_us", "server_ns_per_msg",
            "machine_ns_per_msg", "softirq_ns_per_msg")
+BUSY = ("server_core_busy", "client_core_busy")  # shown per server, no ratio
 
 
 def summarize_pair(spec, runs):
@@ -152,7 +163,8 @@ def summarize_pair(spec, runs):
     # proto nats: a server may close subscribers it finds slow (closed loop paces publishers
     # by the server's PONGs, not by deliveries), so the share not delivered is shown too.
     metrics = METRICS + (("loss_ratio",) if spec.get("proto") == "nats" else ())
-    per = {n: {m: [by.get((n, k), {}).get(m) for k in rounds] for m in metrics} for n in names}
+    per = {n: {m: [by.get((n, k), {}).get(m) for k in rounds] for m in metrics + BUSY}
+           for n in names}
     subject, ratios = names[0], {}
     for other in names[1:]:
         for m in metrics:
@@ -234,7 +246,7 @@ def run_curve(spec, build, out_dir):
 
 
 CURVE_METRICS = ("msg_per_s", "p50_us", "p99_us", "p99_9_us", "loss_ratio",
-                 "server_ns_per_msg", "machine_ns_per_msg")
+                 "server_ns_per_msg", "machine_ns_per_msg") + BUSY
 
 
 def summarize_curve(spec, runs):
