@@ -77,6 +77,7 @@ constexpr uint32_t kMaxOooRanges = 16;
 constexpr uint32_t kSackScoreboard = 16;            // SACKed ranges kept per connection (RFC 6675)
 constexpr uint32_t kMaxSackBlocks = 4;              // in one segment: 40 option bytes
 constexpr uint32_t kDupThresh = 3;                  // RFC 6675 2
+constexpr int64_t kTlpMinNs = 10'000'000;           // the least PTO (as Linux)
 constexpr int64_t kClockGranularityNs = 1'000'000;  // G in RFC 6298
 
 }  // namespace
@@ -123,6 +124,9 @@ struct TcpEngine::Conn {
   bool ooo_fin = false;  // a FIN beyond rcv_nxt, applied when the data before it arrives
   bool ws_ok = false, ts_ok = false, sack_ok = false;
   bool in_recovery = false;
+  bool rto_recovery = false;  // SACK recovery after an RTO (cwnd grows as in slow start)
+  bool tlp_armed = false;     // rtx timer is the tail loss probe timer (RFC 8985 7)
+  bool tlp_out = false;       // a probe is out, [tlp_seq, tlp_end): no other before an ACK
   bool rtt_timing = false;
   bool persist = false;  // rtx timer is the zero-window probe timer
   bool want_writable = false;
@@ -157,6 +161,10 @@ struct TcpEngine::Conn {
   // of RFC 6675); rxt_last_at is when the last one was.
   uint32_t rxt_next = 0;
   int64_t rxt_last_at = 0;
+  // In SACK recovery, everything unSACKed below lost_below is lost whatever is SACKed above:
+  // after an RTO (up to recover), or before a tail loss probe that arrived.
+  uint32_t lost_below = 0;
+  uint32_t tlp_seq = 0, tlp_end = 0;
   // RTT (RFC 6298), ns. rto includes the backoff.
   int64_t srtt = 0, rttvar = 0, rto = 0;
   uint32_t rtt_seq = 0;
@@ -504,7 +512,49 @@ void TcpEngine::send_rst_for(const SegIn& s) {
 
 void TcpEngine::arm_rto(Conn& c, int64_t now) {
   c.rtx_at = now + c.rto;
-  c.persist = false;
+  c.persist = c.tlp_armed = false;
+}
+
+// The RTO, or before it a tail loss probe (RFC 8985 7.2): with SACK, outside recovery, SRTT
+// known, no probe out and all in flight within the peer's window, after PTO = max(2 SRTT,
+// 10 ms), plus the peer's delayed ACK
+// (taken as ours) when one segment is out, if that comes before the RTO.
+void TcpEngine::arm_timer(Conn& c, int64_t now) {
+  arm_rto(c, now);
+  // Not into a window that shrank below what is out (the zero-window probe's byte).
+  if (!cfg_.tail_loss_probe || !c.sack_ok || c.in_recovery || !c.srtt || c.tlp_out ||
+      c.snd_una == c.snd_max || c.snd_wnd < c.snd_max - c.snd_una)
+    return;
+  int64_t pto = std::max(2 * c.srtt, kTlpMinNs);
+  if (c.snd_max - c.snd_una <= effective_mss(c)) pto += cfg_.delack_ns;
+  if (pto >= c.rto) return;
+  c.rtx_at = now + pto;
+  c.tlp_armed = true;
+}
+
+// The probe (RFC 8985 7.3): one new segment if the windows allow one more, else the last
+// one sent again; its ACK shows a tail loss that no duplicate ACK would have (process_ack).
+// Then the RTO as usual.
+void TcpEngine::tail_loss_probe(Conn& c, int64_t now) {
+  ++stats_.tlp_probes;
+  c.tlp_out = true;
+  const uint32_t mss = effective_mss(c), end = c.data_end();
+  const uint32_t sent = c.snd_nxt - c.snd_una;
+  if (c.snd_nxt == c.snd_max && seq_lt(c.snd_nxt, end) &&
+      c.snd_wnd >= sent + std::min(mss, end - c.snd_nxt)) {
+    c.tlp_seq = c.snd_max;
+    const uint32_t cwnd = c.cwnd;
+    c.cwnd = std::max(cwnd, sent + mss);
+    output(c, now);
+    c.cwnd = cwnd;
+  } else {
+    const uint32_t top = c.fin_queued && seq_gt(c.snd_max, end) ? end : c.snd_max;
+    const uint32_t len = std::min(top - c.snd_una, mss);
+    c.tlp_seq = top - len;
+    send_again(c, c.tlp_seq, len, now);
+  }
+  c.tlp_end = c.snd_max;
+  arm_rto(c, now);
 }
 
 // Sends what the send and congestion windows allow from snd_nxt: new data, data again after
@@ -576,7 +626,7 @@ void TcpEngine::output(Conn& c, int64_t now) {
     c.snd_nxt += len + (fin ? 1 : 0);
     if (seq_gt(c.snd_nxt, c.snd_max)) c.snd_max = c.snd_nxt;
     pipe += len + (fin ? 1 : 0);
-    if (c.rtx_at == INT64_MAX || c.persist) arm_rto(c, now);
+    if (c.rtx_at == INT64_MAX || c.persist || c.tlp_armed) arm_timer(c, now);
     if (fin) break;
   }
   // NextSeg rule 3: nothing new may go, so unSACKed data below the highest SACK, before the
@@ -594,6 +644,7 @@ void TcpEngine::output(Conn& c, int64_t now) {
       c.rtx_at == INT64_MAX) {
     c.rtx_at = now + c.rto;
     c.persist = true;
+    c.tlp_armed = false;
   }
   set_deadline(c);
 }
@@ -644,6 +695,8 @@ void TcpEngine::enter_recovery(Conn& c, int64_t now) {
   c.ssthresh = std::max(flight / 2, 2 * mss);
   c.recover = c.snd_max;
   c.in_recovery = true;
+  c.rto_recovery = c.tlp_out = false;
+  c.lost_below = c.snd_una;
   ++stats_.fast_retransmits;
   c.rxt_next = retransmit_una(c, now);
   c.rtx_una_at = c.rxt_last_at = now;
@@ -1150,29 +1203,28 @@ bool TcpEngine::process_ack(Conn& c, const SegIn& s, int64_t now) {
   const bool news = c.sack_ok && s.nsack && sack_update(c, s);
   if (c.sack_ok && !news) dup = false;
   if (acked) {
-    if (c.in_recovery) {
-      if (seq_geq(s.ack, c.recover)) {  // full ACK (RFC 6582 3.2 step 3, RFC 6675 5)
-        const uint32_t flight = c.snd_max - c.snd_una;
-        c.cwnd = std::min(c.ssthresh, std::max(flight, mss) + mss);
-        c.in_recovery = false;
-      } else if (sack_recovery) {  // partial ACK: the scoreboard says what to send
-        arm_rto(c, now);
-      } else {  // partial ACK: the next hole, deflate by what was acked
-        retransmit_una(c, now);
-        c.rtx_una_at = now;
-        c.cwnd = (c.cwnd > acked ? c.cwnd - acked : 0) + (acked >= mss ? mss : 0);
-        c.cwnd = std::max(c.cwnd, mss);
-        arm_rto(c, now);
-      }
-    } else if (c.cwnd < c.ssthresh) {
+    // Fast recovery holds cwnd (at ssthresh, or NewReno's inflation); after an RTO it grows
+    // as in slow start, recovery or not.
+    const bool fast_recovery = c.in_recovery && !c.rto_recovery;
+    if (c.in_recovery && seq_geq(s.ack, c.recover)) {  // full ACK (RFC 6582 3.2, RFC 6675 5)
+      const uint32_t flight = c.snd_max - c.snd_una;
+      if (fast_recovery) c.cwnd = std::min(c.ssthresh, std::max(flight, mss) + mss);
+      c.in_recovery = c.rto_recovery = false;
+    } else if (fast_recovery && !sack_recovery) {  // partial ACK: the next hole, deflate
+      retransmit_una(c, now);
+      c.rtx_una_at = now;
+      c.cwnd = (c.cwnd > acked ? c.cwnd - acked : 0) + (acked >= mss ? mss : 0);
+      c.cwnd = std::max(c.cwnd, mss);
+    }  // a partial ACK in SACK recovery: the scoreboard says what to send (output())
+    if (!fast_recovery && c.cwnd < c.ssthresh) {
       c.cwnd += std::min(acked, mss);  // slow start (RFC 5681 3.1)
-    } else if (flight_before >= c.cwnd / 2) {
+    } else if (!fast_recovery && flight_before >= c.cwnd / 2) {
       c.cwnd += std::max<uint32_t>(1, uint32_t(uint64_t(mss) * mss / c.cwnd));
     }
     if (c.snd_una == c.snd_max)
       c.rtx_at = INT64_MAX;
-    else if (!c.in_recovery || seq_geq(s.ack, c.recover))
-      arm_rto(c, now);
+    else
+      arm_timer(c, now);  // RFC 6298 5.3
   } else if (dup) {
     ++c.dupacks;
     if (c.in_recovery && !sack_recovery) {
@@ -1199,13 +1251,24 @@ bool TcpEngine::process_ack(Conn& c, const SegIn& s, int64_t now) {
       c.cwnd = cwnd;
     }
   }
+  if (c.tlp_out && seq_geq(c.snd_una, c.tlp_end)) c.tlp_out = false;
   if (sack_recovery && c.snd_una != c.snd_max) {
     // RFC 6675 5: recovery also starts once the scoreboard says SND.UNA is lost (fewer
-    // than three duplicate ACKs can SACK that much, e.g. with ACKs lost or stretched).
-    if (!c.in_recovery && seq_gt(s.ack, c.recover) && sack_is_lost(c, c.snd_una))
+    // than three duplicate ACKs can SACK that much, e.g. with ACKs lost or stretched);
+    // and once a tail loss probe is SACKed above a hole: what is unSACKed below it was
+    // sent at least a PTO before it, so it is lost (RFC 8985 7.4, RACK's rule).
+    bool probe_sacked = false;
+    for (uint8_t i = 0; c.tlp_out && news && i < c.nsacked; ++i)
+      probe_sacked = probe_sacked ||
+                     (seq_lt(c.sacked[i].start, c.tlp_end) && seq_gt(c.sacked[i].end, c.tlp_seq));
+    if (!c.in_recovery && seq_gt(s.ack, c.recover) &&
+        (probe_sacked || sack_is_lost(c, c.snd_una))) {
+      const uint32_t probe = c.tlp_seq;
       enter_recovery(c, now);
-    else if (c.in_recovery && news)
+      if (probe_sacked) c.lost_below = probe;
+    } else if (c.in_recovery && news) {
       sack_lost_retransmits(c, now);
+    }
   }
   // Our FIN acknowledged?
   const bool fin_acked = c.fin_queued && c.snd_una == c.data_end() + 1;
@@ -1411,8 +1474,9 @@ void TcpEngine::sack_trim(Conn& c) {
 }
 
 // IsLost (RFC 6675 4): DupThresh SACKed ranges above seq, or more than (DupThresh - 1) *
-// SMSS SACKed bytes.
+// SMSS SACKed bytes; after an RTO, anything below recover.
 bool TcpEngine::sack_is_lost(const Conn& c, uint32_t seq) const {
+  if (c.in_recovery && seq_lt(seq, c.lost_below)) return true;
   uint32_t bytes = 0, ranges = 0;
   for (uint8_t i = c.nsacked; i-- > 0 && seq_gt(c.sacked[i].start, seq);) {
     bytes += c.sacked[i].end - c.sacked[i].start;
@@ -1431,7 +1495,10 @@ uint32_t TcpEngine::sack_pipe(const Conn& c) const {
   for (int i = c.nsacked; i >= 0; --i) {
     const uint32_t lo = i > 0 ? c.sacked[i - 1].end : c.snd_una;
     if (seq_lt(lo, hi)) {
-      if (!(ranges >= kDupThresh || above > lost_bytes)) pipe += hi - lo;
+      // The part below lost_below is lost whatever is SACKed above.
+      const uint32_t from =
+          seq_lt(lo, c.lost_below) ? (seq_lt(hi, c.lost_below) ? hi : c.lost_below) : lo;
+      if (!(ranges >= kDupThresh || above > lost_bytes)) pipe += hi - from;
       if (seq_lt(lo, c.rxt_next)) pipe += (seq_lt(hi, c.rxt_next) ? hi : c.rxt_next) - lo;
     }
     if (i > 0) {
@@ -1444,25 +1511,38 @@ uint32_t TcpEngine::sack_pipe(const Conn& c) const {
 }
 
 // NextSeg (RFC 6675 4) rules 1 (lost_only) and 3: the lowest unSACKed piece at or above
-// rxt_next and below the highest SACKed byte, up to an MSS and not into SACKed data.
+// rxt_next and below the highest SACKed byte (or lost_below), up to an MSS and not into
+// SACKed data.
 bool TcpEngine::sack_next(const Conn& c, bool lost_only, uint32_t* seq, uint32_t* len) const {
   const uint32_t lost_bytes = (kDupThresh - 1) * effective_mss(c);
   uint32_t above = 0, ranges = c.nsacked;
   for (uint8_t i = 0; i < c.nsacked; ++i) above += c.sacked[i].end - c.sacked[i].start;
   const uint32_t from = seq_lt(c.rxt_next, c.snd_una) ? c.snd_una : c.rxt_next;
   uint32_t lo = c.snd_una;
-  for (uint8_t i = 0; i < c.nsacked; ++i) {
-    const Conn::Sacked& r = c.sacked[i];
-    if (seq_lt(from, r.start)) {  // the hole [lo, r.start) reaches past from
+  for (uint8_t i = 0; i <= c.nsacked; ++i) {
+    const bool below = seq_lt(lo, c.lost_below);
+    uint32_t hi;  // the hole is [lo, hi)
+    if (i < c.nsacked)
+      hi = c.sacked[i].start;
+    else if (below)
+      hi = c.lost_below;
+    else
+      return false;
+    if (seq_lt(from, hi)) {
+      const uint32_t at = seq_lt(lo, from) ? from : lo;
+      const bool at_below = seq_lt(at, c.lost_below);
       // Higher holes have less SACKed above: none of them is lost either.
-      if (lost_only && !(ranges >= kDupThresh || above > lost_bytes)) return false;
-      *seq = seq_lt(lo, from) ? from : lo;
-      *len = std::min(r.start - *seq, effective_mss(c));
+      if (lost_only && !at_below && !(ranges >= kDupThresh || above > lost_bytes)) return false;
+      if (at_below && seq_lt(c.lost_below, hi)) hi = c.lost_below;
+      *seq = at;
+      *len = std::min(hi - at, effective_mss(c));
       return true;
     }
-    above -= r.end - r.start;
-    --ranges;
-    lo = r.end;
+    if (i < c.nsacked) {
+      above -= c.sacked[i].end - c.sacked[i].start;
+      --ranges;
+      lo = c.sacked[i].end;
+    }
   }
   return false;
 }
@@ -1515,6 +1595,10 @@ void TcpEngine::on_timer(Conn& c, int64_t now) {
   if (c.ka_at <= now) keepalive(c, now);
   if (c.state == TcpState::free || c.rtx_at > now) return;
   c.rtx_at = INT64_MAX;
+  if (c.tlp_armed) {
+    c.tlp_armed = false;
+    return tail_loss_probe(c, now);
+  }
   if (c.persist) {  // zero-window probe: one byte beyond the window (3.8.6.1)
     ++stats_.window_probes;
     c.persist = false;
@@ -1550,15 +1634,26 @@ void TcpEngine::on_timer(Conn& c, int64_t now) {
     c.ssthresh = std::max((c.snd_max - c.snd_una) / 2, 2 * mss);
     c.cwnd = mss;
   }
-  c.in_recovery = false;
+  c.in_recovery = c.rto_recovery = c.tlp_out = false;
   c.dupacks = 0;
   c.recover = c.snd_max;
-  // The receiver may have dropped what it SACKed (RFC 2018 8, RFC 6675 5.1): forget it;
-  // SACKs arriving from now on are fresh and let going back N skip what they cover.
+  // The receiver may have dropped what it SACKed (RFC 2018 8, RFC 6675 5.1): forget it.
   c.nsacked = 0;
   c.rxt_next = c.snd_una;
-  c.snd_nxt = c.snd_una;  // go back N: the rest follows as ACKs open the window
-  retransmit_una(c, now);
+  if (c.sack_ok && c.snd_wnd != 0) {
+    // With SACK, everything sent before the timeout and not SACKed from now on is lost:
+    // recovery by the scoreboard up to recover (no new recovery starts before it is
+    // ACKed, RFC 6675 5.1), as cwnd grows from one segment; what the peer SACKs meanwhile
+    // is skipped and a lost retransmission found as in fast recovery, where going back N
+    // would need another timeout for each.
+    c.in_recovery = c.rto_recovery = true;
+    c.lost_below = c.recover;
+    c.rxt_next = retransmit_una(c, now);
+    c.rtx_una_at = c.rxt_last_at = now;
+  } else {
+    c.snd_nxt = c.snd_una;  // go back N: the rest follows as ACKs open the window
+    retransmit_una(c, now);
+  }
   arm_rto(c, now);
 }
 

@@ -55,6 +55,7 @@ struct TcpConfig {
   int64_t time_wait_ns = 1'000'000'000;   // TIME_WAIT (2 MSL would be 60 s or more)
   int64_t fin_wait2_ns = 30'000'000'000;  // FIN_WAIT_2 after close(): then freed
   uint8_t initial_cwnd_segs = 10;         // RFC 6928
+  bool tail_loss_probe = true;            // RFC 8985 7, with SACK peers
   uint32_t challenge_ack_limit = 1000;    // challenge ACKs per second, engine-wide (RFC 5961 7)
   // Keep-alive (0: off): probe after this long without a segment from the peer.
   int64_t keepalive_idle_ns = 0;
@@ -121,6 +122,7 @@ struct TcpStats {
   uint64_t lost_retransmits = 0;      // retransmissions found lost by time (RFC 8985 inference)
   uint64_t sack_blocks_bogus = 0;     // received SACK blocks ignored: empty, unsent, too old
   uint64_t sack_scoreboard_full = 0;  // SACK ranges forgotten: more than the scoreboard holds
+  uint64_t tlp_probes = 0;            // tail loss probes sent (RFC 8985 7)
   uint64_t challenge_acks = 0;        // RFC 5961
   uint64_t challenge_acks_suppressed = 0;  // over challenge_ack_limit
   uint64_t rst_sent = 0;
@@ -260,6 +262,8 @@ class TcpEngine {
   void on_timer(Conn& c, int64_t now);
   void keepalive(Conn& c, int64_t now);
   void arm_rto(Conn& c, int64_t now);
+  void arm_timer(Conn& c, int64_t now);
+  void tail_loss_probe(Conn& c, int64_t now);
   void set_deadline(Conn& c);
   void emit_event(Conn& c, TcpEventKind k);
   uint32_t rcv_window(const Conn& c) const;

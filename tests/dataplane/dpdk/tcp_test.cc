@@ -261,7 +261,9 @@ TEST(Tcp, SynRetransmissionTimingDoubles) {
 }
 
 TEST(Tcp, SrttAndRtoFromSamples) {
-  TcpPair p(config(), config());
+  TcpConfig no_tlp = config();
+  no_tlp.tail_loss_probe = false;  // the RTO alone
+  TcpPair p(no_tlp, config());
   p.faults.delay = 10 * kMs;
   ConnId ca, cb;
   std::tie(ca, cb) = connect(p);
@@ -721,7 +723,9 @@ TEST(Tcp, SackBogusBlocksIgnored) {
 // scoreboard (RFC 2018 8, RFC 6675 5.1) and leaves recovery; going back N then skips what
 // the peer SACKs afterwards, so no segment that arrived is sent again.
 TEST(Tcp, SackRtoClearsScoreboard) {
-  TcpPair p(config(), config());
+  TcpConfig no_tlp = config();
+  no_tlp.tail_loss_probe = false;  // the RTO alone
+  TcpPair p(no_tlp, config());
   ConnId ca, cb;
   std::tie(ca, cb) = connect(p);
   const uint32_t mss = p.a.info(ca).snd_mss;
