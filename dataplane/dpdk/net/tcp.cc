@@ -78,6 +78,7 @@ constexpr uint32_t kSackScoreboard = 16;            // SACKed ranges kept per co
 constexpr uint32_t kMaxSackBlocks = 4;              // in one segment: 40 option bytes
 constexpr uint32_t kDupThresh = 3;                  // RFC 6675 2
 constexpr int64_t kTlpMinNs = 10'000'000;           // the least PTO (as Linux)
+constexpr uint8_t kMaxRewinds = 4;                  // recovery timer expiries per recovery
 constexpr int64_t kClockGranularityNs = 1'000'000;  // G in RFC 6298
 
 }  // namespace
@@ -165,6 +166,7 @@ struct TcpEngine::Conn {
   // after an RTO (up to recover), or before a tail loss probe that arrived.
   uint32_t lost_below = 0;
   uint32_t tlp_seq = 0, tlp_end = 0;
+  uint8_t rewinds = 0;  // recovery timer expiries in this recovery
   // RTT (RFC 6298), ns. rto includes the backoff.
   int64_t srtt = 0, rttvar = 0, rto = 0;
   uint32_t rtt_seq = 0;
@@ -536,6 +538,36 @@ void TcpEngine::arm_timer(Conn& c, int64_t now) {
 // one sent again; its ACK shows a tail loss that no duplicate ACK would have (process_ack).
 // Then the RTO as usual.
 void TcpEngine::tail_loss_probe(Conn& c, int64_t now) {
+  // What is unSACKed below SACKed data was sent before data that arrived, a PTO or more
+  // ago: lost (RACK's rule, RFC 8985 6.2), which is what the probe would show. So recovery
+  // starts now: too little followed the loss for IsLost (two segments, say).
+  const bool sacked = c.nsacked && seq_geq(c.snd_una, c.recover);
+  if (!c.in_recovery && sacked) {
+    enter_recovery(c, now);
+    c.lost_below = c.sacked[c.nsacked - 1].start;
+    output(c, now);
+    return arm_rto(c, now);
+  }
+  if (c.in_recovery) {  // the recovery timer (arm_recovery_timer)
+    const int64_t wait = std::max(c.srtt + c.srtt / 4, kClockGranularityNs);
+    if (now - c.rxt_last_at > wait) {
+      // Every retransmission is older than an RTT and SND.UNA still not ACKed: the holes
+      // below the highest SACK are lost again (RACK's rule); nothing SACKed: SND.UNA's
+      // segment goes again, as a probe would.
+      ++c.rewinds;
+      ++stats_.lost_retransmits;
+      if (c.nsacked) {
+        const uint32_t top = c.sacked[c.nsacked - 1].start;
+        if (seq_gt(top, c.lost_below)) c.lost_below = top;
+        c.rxt_next = c.snd_una;
+        output(c, now);
+      } else {
+        retransmit_una(c, now);
+        c.rtx_una_at = c.rxt_last_at = now;
+      }
+    }
+    return arm_rto(c, now);
+  }
   ++stats_.tlp_probes;
   c.tlp_out = true;
   const uint32_t mss = effective_mss(c), end = c.data_end();
@@ -555,6 +587,22 @@ void TcpEngine::tail_loss_probe(Conn& c, int64_t now) {
   }
   c.tlp_end = c.snd_max;
   arm_rto(c, now);
+}
+
+// In SACK recovery, before the RTO: a retransmission lost when nothing sent after it is left
+// to bring the SACKs that sack_lost_retransmits() reads. max(2 SRTT, 10 ms) after the last
+// retransmission, if SND.UNA is still lost and every retransmission older than 1.25 SRTT,
+// NextSeg starts again from SND.UNA; at most kMaxRewinds times per recovery, then the RTO
+// decides (and counts towards the abort).
+void TcpEngine::arm_recovery_timer(Conn& c, int64_t now) {
+  if (!cfg_.tail_loss_probe || !c.srtt || c.rewinds >= kMaxRewinds || c.rtx_at == INT64_MAX ||
+      c.persist)
+    return;
+  const int64_t at = std::max(c.rxt_last_at + std::max(2 * c.srtt, kTlpMinNs), now + 1);
+  if (at < c.rtx_at) {
+    c.rtx_at = at;
+    c.tlp_armed = true;
+  }
 }
 
 // Sends what the send and congestion windows allow from snd_nxt: new data, data again after
@@ -646,6 +694,7 @@ void TcpEngine::output(Conn& c, int64_t now) {
     c.persist = true;
     c.tlp_armed = false;
   }
+  if (sack_recovery) arm_recovery_timer(c, now);
   set_deadline(c);
 }
 
@@ -697,6 +746,7 @@ void TcpEngine::enter_recovery(Conn& c, int64_t now) {
   c.in_recovery = true;
   c.rto_recovery = c.tlp_out = false;
   c.lost_below = c.snd_una;
+  c.rewinds = 0;
   ++stats_.fast_retransmits;
   c.rxt_next = retransmit_una(c, now);
   c.rtx_una_at = c.rxt_last_at = now;
@@ -1648,6 +1698,7 @@ void TcpEngine::on_timer(Conn& c, int64_t now) {
     // would need another timeout for each.
     c.in_recovery = c.rto_recovery = true;
     c.lost_below = c.recover;
+    c.rewinds = 0;
     c.rxt_next = retransmit_una(c, now);
     c.rtx_una_at = c.rxt_last_at = now;
   } else {

@@ -55,7 +55,7 @@ struct TcpConfig {
   int64_t time_wait_ns = 1'000'000'000;   // TIME_WAIT (2 MSL would be 60 s or more)
   int64_t fin_wait2_ns = 30'000'000'000;  // FIN_WAIT_2 after close(): then freed
   uint8_t initial_cwnd_segs = 10;         // RFC 6928
-  bool tail_loss_probe = true;            // RFC 8985 7, with SACK peers
+  bool tail_loss_probe = true;            // RFC 8985 7 and a recovery timer, with SACK peers
   uint32_t challenge_ack_limit = 1000;    // challenge ACKs per second, engine-wide (RFC 5961 7)
   // Keep-alive (0: off): probe after this long without a segment from the peer.
   int64_t keepalive_idle_ns = 0;
@@ -264,6 +264,7 @@ class TcpEngine {
   void arm_rto(Conn& c, int64_t now);
   void arm_timer(Conn& c, int64_t now);
   void tail_loss_probe(Conn& c, int64_t now);
+  void arm_recovery_timer(Conn& c, int64_t now);
   void set_deadline(Conn& c);
   void emit_event(Conn& c, TcpEventKind k);
   uint32_t rcv_window(const Conn& c) const;

@@ -715,7 +715,10 @@ TEST(Tcp, SackBogusBlocksIgnored) {
   // The peer is honest from here: everything arrives.
   p.filter = nullptr;
   size_t sent = 6 * mss;
-  EXPECT_TRUE(send_a_to_b(p, ca, cb, out, sent, 5 * kSec) == out);  // after the RTO
+  // The block that lied is forgotten once SND.UNA reaches it, and its segment sent again.
+  EXPECT_TRUE(send_a_to_b(p, ca, cb, out, sent, 5 * kSec) == out);
+  p.run([&] { return p.a.send_queued(ca) == 0 && p.idle(); }, 1 * kSec);
+  EXPECT_EQ(p.a.send_queued(ca), 0u);
   EXPECT_EQ(p.a.info(ca).sacked_ranges, 0u);
 }
 
