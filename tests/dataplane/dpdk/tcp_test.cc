@@ -577,6 +577,25 @@ std::vector<int64_t> sent_at(const TcpPair& p, uint32_t seq) {
   return t;
 }
 
+// Loses the first copy of a's data segments number `lost` (0-based, counted in MSS from
+// a's first data segment); later copies pass.
+struct FirstCopyLoss {
+  uint32_t mss;
+  std::vector<uint32_t> lost, dropped;
+  uint32_t first = 0;
+  bool seen = false;
+  bool pass(const TcpPair& p, const Seg& s) {
+    if (s.src != p.addr_a() || !s.dlen()) return true;
+    if (!seen) seen = true, first = s.seq();
+    const uint32_t k = (s.seq() - first) / mss;
+    if (std::find(lost.begin(), lost.end(), k) == lost.end() ||
+        std::find(dropped.begin(), dropped.end(), k) != dropped.end())
+      return true;
+    dropped.push_back(k);
+    return false;
+  }
+};
+
 // Four holes in one flight: a connects and moves 40 segments to b, the first copy of
 // segments 12, 15, 18 and 21 lost, all four recovered in one episode, no timeout. Returns
 // when each of them was sent again (once each).
@@ -584,26 +603,16 @@ std::vector<int64_t> four_holes(TcpPair& p, ConnId& ca) {
   ConnId cb;
   std::tie(ca, cb) = connect(p);
   const uint32_t mss = p.a.info(ca).snd_mss;
-  uint32_t first = 0;
-  bool seen = false;
-  std::vector<uint32_t> dropped;
-  p.filter = [&](const Seg& s) {
-    if (s.src != p.addr_a() || !s.dlen()) return true;
-    if (!seen) seen = true, first = s.seq();
-    const uint32_t k = (s.seq() - first) / mss;
-    if ((k != 11 && k != 14 && k != 17 && k != 20) ||
-        std::find(dropped.begin(), dropped.end(), k) != dropped.end())
-      return true;
-    dropped.push_back(k);
-    return false;
-  };
+  FirstCopyLoss loss{mss, {11, 14, 17, 20}, {}};
+  p.filter = [&](const Seg& s) { return loss.pass(p, s); };
   const auto out = pattern(40 * mss, 21);
   EXPECT_TRUE(a_sends_all(p, ca, cb, out));
-  EXPECT_EQ(dropped.size(), 4u);
+  EXPECT_EQ(loss.dropped.size(), 4u);
   p.run([&] { return p.idle(); }, 1 * kSec);
+  p.filter = nullptr;  // loss is gone after the return
   std::vector<int64_t> rtx;
-  for (uint32_t k : {11u, 14u, 17u, 20u}) {
-    const auto t = sent_at(p, first + k * mss);
+  for (uint32_t k : loss.lost) {
+    const auto t = sent_at(p, loss.first + k * mss);
     EXPECT_EQ(t.size(), 2u) << k;
     if (t.size() >= 2) rtx.push_back(t[1]);
   }
@@ -647,6 +656,51 @@ TEST(Tcp, SackPeerWithoutSackStillNewReno) {
   for (size_t i = 1; i < rtx.size(); ++i) EXPECT_GE(rtx[i] - rtx[i - 1], 2 * kMs) << i;
   for (const Seg& s : p.log) EXPECT_TRUE(s.sacks().empty());
   EXPECT_EQ(p.a.info(ca).sacked_ranges, 0u);
+}
+
+// Losses at the tail of a flight (first copies of segments `lost` of 10), with nothing
+// more to send: no third duplicate ACK ever comes. Returns how long the transfer took.
+int64_t tail_losses(TcpPair& p, std::vector<uint32_t> lost) {
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
+  const uint32_t mss = p.a.info(ca).snd_mss;
+  FirstCopyLoss loss{mss, std::move(lost), {}};
+  p.filter = [&](const Seg& s) { return loss.pass(p, s); };
+  const int64_t start = p.now;
+  EXPECT_TRUE(a_sends_all(p, ca, cb, pattern(10 * mss, 24)));
+  EXPECT_EQ(loss.dropped.size(), loss.lost.size());
+  p.filter = nullptr;  // loss is gone after the return
+  return p.now - start;
+}
+
+// RFC 8985 7: the last two segments lost. The probe (the last segment again, PTO =
+// max(2 SRTT, 10 ms) later) is SACKed above the hole, which is then lost: recovery, well
+// before the 200 ms RTO. Without probes the RTO it is.
+TEST(Tcp, TailLossProbeInsteadOfRto) {
+  TcpPair p(config(), config());
+  EXPECT_LT(tail_losses(p, {8, 9}), 40 * kMs);
+  EXPECT_EQ(p.a.stats().tlp_probes, 1u);
+  EXPECT_EQ(p.a.stats().fast_retransmits, 1u);
+  EXPECT_EQ(p.a.stats().rto_expiries, 0u);
+  EXPECT_EQ(p.a.stats().retransmits, 2u);  // the probe and the hole
+  TcpConfig no_tlp = config();
+  no_tlp.tail_loss_probe = false;
+  TcpPair q(no_tlp, config());
+  EXPECT_GE(tail_losses(q, {8, 9}), 200 * kMs);
+  EXPECT_EQ(q.a.stats().tlp_probes, 0u);
+  EXPECT_EQ(q.a.stats().rto_expiries, 1u);
+}
+
+// One segment lost with only two after it: IsLost (more than 2 MSS SACKed above) stays
+// false and no third duplicate ACK comes. When the probe timer fires, the SACKed data that
+// arrived after the hole shows it lost (RACK's rule): recovery at once, no probe, no RTO.
+TEST(Tcp, TwoSegmentsAfterAHoleRecoverAtTheProbeTimer) {
+  TcpPair p(config(), config());
+  EXPECT_LT(tail_losses(p, {7}), 40 * kMs);
+  EXPECT_EQ(p.a.stats().tlp_probes, 0u);
+  EXPECT_EQ(p.a.stats().fast_retransmits, 1u);
+  EXPECT_EQ(p.a.stats().rto_expiries, 0u);
+  EXPECT_EQ(p.a.stats().retransmits, 1u);
 }
 
 // An ACK from b to a (as b's last segment, an ACK: its sequence number, window and
