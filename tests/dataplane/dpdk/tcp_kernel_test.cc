@@ -4,7 +4,7 @@
 // always removes); the kernel's clients run in the namespace:
 //   * 256 MiB of native requests (64 KiB payloads, so every reply is nearly a whole send
 //     ring and is queued behind it) echoed back, every byte compared by hash;
-//   * 16 MiB the same way with nftables dropping 2 % of the TCP packets at random both ways;
+//   * 256 MiB the same way with nftables dropping 2 % of the TCP packets at random both ways;
 //   * 300 short connections, 30 at a time, with 10 % of the SYNs (and SYN-ACKs) dropped;
 //   * the stock sockperf ping-pong --tcp --data-integrity, at 64, 1472 and 65000 bytes;
 //   * 10 000 connect/close cycles (one in eight closed by corewire first, so its side goes
