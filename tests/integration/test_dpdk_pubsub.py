@@ -81,55 +81,34 @@ sys.path.insert(0, HERE)
 import dpdk_env as env  # noqa: E402
 
 
-def ns(*cmd, check=True, timeout=30):
-    return env.in_ns(NS, *cmd, check=check, timeout=timeout)
-
-
-def why_not():
-    return env.why_not(OUR)
-
-
 class DpdkPubsubTest(unittest.TestCase):
-    def setUp(self):
-        env.topology_up(self, NS, TAP, f"{PEER}/24", PEER_MAC)
-
     def test_nats_clients_over_tap(self):
-        cfg = f"""[runtime]
-backend = "dpdk"
-workers = 1
-[log]
-level = "info"
-[dpdk]
-eal = ["--no-huge", "-m", "512", "--no-pci"]
-port = "net_tap0,iface={TAP}"
-addresses = ["{OUR}/24"]
-[[service]]
+        env.topology_up(self, NS, TAP, f"{PEER}/24", PEER_MAC)
+        cfg = env.tap_config(TAP, OUR, """[[service]]
 name = "pubsub"
 tcp = 0
 allow_anonymous = true  # not loopback: the test has no credentials
-"""
+""", runtime="workers = 1\n")
         srv = env.start_server(self, cfg, prefix=("ip", "netns", "exec", NS))
         env.restore_peer_mac(NS, PEER_MAC)
         self.assertIn(("pubsub", "tcp"), srv.endpoints, srv.log()[-3000:])
         host, port = srv.ep("pubsub", "tcp")
         self.assertEqual(host, OUR)
-        r = ns(sys.executable, os.path.abspath(__file__), "client", OUR, str(port), check=False,
-               timeout=60)
+        r = env.in_ns(NS, sys.executable, os.path.abspath(__file__), "client", OUR, str(port),
+                      check=False, timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr + srv.log()[-3000:])
         self.assertIn("client: ok", r.stdout)
         cnats = os.environ.get("CW_CNATS")
         if cnats:  # Debian's libnats: a real NATS client library
-            r = ns(cnats, f"{OUR}:{port}", "main", check=False, timeout=60)
+            r = env.in_ns(NS, cnats, f"{OUR}:{port}", "main", check=False, timeout=60)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr + srv.log()[-3000:])
             self.assertIn("ok main", r.stdout)
         self.assertEqual(srv.stop(), 0, srv.log())
-        drops = env.backend_counters(srv.log())
-        self.assertEqual(drops.get("drop.tcp_bad_checksum", 0), 0, drops)
-        self.assertEqual(drops.get("drop.tcp_unsupported", 0), 0, drops)
+        env.assert_tcp_clean(self, srv.log())
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "client":
         client(sys.argv[2], sys.argv[3])
     else:
-        env.main(why_not, "DPDK pubsub integration test")
+        env.main(lambda: env.why_not(OUR), "DPDK pubsub integration test")
