@@ -281,8 +281,10 @@ TEST_F(DpdkTcpKernel, EchoWithTwoPercentLoss) {
       static_cast<unsigned long long>(backend("tcp.tlp_probes")),
       static_cast<unsigned long long>(backend("tcp.retransmits")));
   // The kernel's side of it (nstat reads the namespace's counters), for the log.
-  run(ns_->exec("nstat -az TcpRetransSegs TcpExtTCPTimeouts TcpExtTCPLossProbes "
-                "TcpExtTCPSackRecovery TcpExtTCPLostRetransmit 2>/dev/null"));
+  const std::string nstat =
+      "nstat -az TcpRetransSegs TcpExtTCPTimeouts TcpExtTCPLossProbes TcpExtTCPSackRecovery "
+      "TcpExtTCPLostRetransmit 2>/dev/null";
+  run(ns_->exec(nstat));
   EXPECT_GT(backend("tcp.retransmits"), 0u);
   EXPECT_GT(backend("tcp.sack_retransmits"), 0u);
 }
