@@ -519,8 +519,8 @@ void TcpEngine::arm_rto(Conn& c, int64_t now) {
 
 // The RTO, or before it a tail loss probe (RFC 8985 7.2): with SACK, outside recovery, SRTT
 // known, no probe out and all in flight within the peer's window, after PTO = max(2 SRTT,
-// 10 ms), plus the peer's delayed ACK
-// (taken as ours) when one segment is out, if that comes before the RTO.
+// 10 ms), plus the peer's delayed ACK (taken as ours) when one segment is out, if that
+// comes before the RTO.
 void TcpEngine::arm_timer(Conn& c, int64_t now) {
   arm_rto(c, now);
   // Not into a window that shrank below what is out (the zero-window probe's byte).
@@ -591,9 +591,10 @@ void TcpEngine::tail_loss_probe(Conn& c, int64_t now) {
 
 // In SACK recovery, before the RTO: a retransmission lost when nothing sent after it is left
 // to bring the SACKs that sack_lost_retransmits() reads. max(2 SRTT, 10 ms) after the last
-// retransmission, if SND.UNA is still lost and every retransmission older than 1.25 SRTT,
-// NextSeg starts again from SND.UNA; at most kMaxRewinds times per recovery, then the RTO
-// decides (and counts towards the abort).
+// retransmission (tail_loss_probe() then finds every one older than 1.25 SRTT), the holes
+// below the highest SACK count as lost and NextSeg starts again from SND.UNA, or SND.UNA's
+// segment goes again when nothing is SACKed; at most kMaxRewinds times per recovery, then
+// the RTO decides (and counts towards the abort).
 void TcpEngine::arm_recovery_timer(Conn& c, int64_t now) {
   if (!cfg_.tail_loss_probe || !c.srtt || c.rewinds >= kMaxRewinds || c.rtx_at == INT64_MAX ||
       c.persist)
@@ -606,10 +607,10 @@ void TcpEngine::arm_recovery_timer(Conn& c, int64_t now) {
 }
 
 // Sends what the send and congestion windows allow from snd_nxt: new data, data again after
-// a timeout (snd_nxt < snd_max; what the peer SACKed since is skipped), and the FIN once
-// every byte before it is sent. In SACK recovery (RFC 6675 5 step C) the congestion window
-// is measured against pipe, not SND.NXT - SND.UNA, and NextSeg's order holds: lost holes
-// first, then new data, then (nothing new to send) holes not yet known lost.
+// a timeout without SACK (snd_nxt < snd_max), and the FIN once every byte before it is sent. In
+// SACK recovery (RFC 6675 5 step C) the congestion window is measured against pipe, not SND.NXT -
+// SND.UNA, and NextSeg's order holds: lost holes first, then new data, then (nothing new to send)
+// holes not yet known lost.
 void TcpEngine::output(Conn& c, int64_t now) {
   switch (c.state) {
     case TcpState::established:
@@ -636,25 +637,13 @@ void TcpEngine::output(Conn& c, int64_t now) {
   bool rwnd_limited = false;
   for (;;) {
     const uint32_t end = c.data_end();
-    uint32_t sacked_lim = UINT32_MAX;
-    if (c.nsacked && seq_lt(c.snd_nxt, c.snd_max)) {
-      // Going back N after a timeout: not what the peer SACKed since.
-      for (uint8_t i = 0; i < c.nsacked; ++i) {
-        const Conn::Sacked& r = c.sacked[i];
-        if (seq_in(c.snd_nxt, r.start, r.end)) c.snd_nxt = r.end;
-        if (seq_lt(c.snd_nxt, r.start)) {
-          sacked_lim = r.start - c.snd_nxt;
-          break;
-        }
-      }
-    }
     const uint32_t flight = sack_recovery ? pipe : c.snd_nxt - c.snd_una;
     const uint32_t sent = c.snd_nxt - c.snd_una;
     const uint32_t rwnd = c.snd_wnd > sent ? c.snd_wnd - sent : 0;
     const uint32_t usable = std::min(c.cwnd > flight ? c.cwnd - flight : 0, rwnd);
     const uint32_t avail = seq_lt(c.snd_nxt, end) ? end - c.snd_nxt : 0;
     rwnd_limited = avail > 0 && rwnd < std::min(avail, mss);
-    const uint32_t len = std::min({avail, usable, mss, sacked_lim});
+    const uint32_t len = std::min({avail, usable, mss});
     const bool fin = c.fin_queued && c.snd_nxt + len == end && seq_leq(c.snd_nxt, end) &&
                      (len > 0 || avail == 0);
     if (len == 0 && !fin) break;
@@ -1524,7 +1513,7 @@ void TcpEngine::sack_trim(Conn& c) {
 }
 
 // IsLost (RFC 6675 4): DupThresh SACKed ranges above seq, or more than (DupThresh - 1) *
-// SMSS SACKed bytes; after an RTO, anything below recover.
+// SMSS SACKed bytes; in recovery, anything below lost_below too.
 bool TcpEngine::sack_is_lost(const Conn& c, uint32_t seq) const {
   if (c.in_recovery && seq_lt(seq, c.lost_below)) return true;
   uint32_t bytes = 0, ranges = 0;

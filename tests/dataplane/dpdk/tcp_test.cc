@@ -777,8 +777,8 @@ TEST(Tcp, SackBogusBlocksIgnored) {
 }
 
 // A retransmission timeout in SACK recovery (both holes' retransmissions lost) empties the
-// scoreboard (RFC 2018 8, RFC 6675 5.1) and leaves recovery; going back N then skips what
-// the peer SACKs afterwards, so no segment that arrived is sent again.
+// scoreboard (RFC 2018 8, RFC 6675 5.1); the recovery after it skips what the peer SACKs
+// from then on, so no segment that arrived is sent again (going back N would).
 TEST(Tcp, SackRtoClearsScoreboard) {
   TcpConfig no_tlp = config();
   no_tlp.tail_loss_probe = false;  // the RTO alone
