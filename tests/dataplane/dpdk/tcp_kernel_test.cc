@@ -266,8 +266,8 @@ TEST_F(DpdkTcpKernel, Echo256MiB) {
 }
 
 // 256 MiB with 2 % of the packets lost both ways: our side recovers with SACK (RFC 6675),
-// probes and RACK's rule, so RTOs are the exception (about 30 against 3200 recoveries);
-// 25-35 s here, release or ASan, against the 150 s client bound (docs/dpdk.md).
+// probes and RACK's rule, so RTOs are the exception (30-60 against 3200 recoveries);
+// 24-47 s here, release or ASan, against the 150 s client bound (docs/dpdk.md).
 TEST_F(DpdkTcpKernel, EchoWithTwoPercentLoss) {
   if (sh("nft --version") != 0) GTEST_SKIP() << "no nft (Debian's nftables)";
   ASSERT_TRUE(drop_at_random("meta l4proto tcp", 2));
