@@ -737,10 +737,11 @@ bool DpdkWorker::tcp_draining(ConnId c, TcpConnState& st) {
 
 void DpdkWorker::tcp_publish() {
   const net::TcpStats& s = tcp_->stats();
-  const uint64_t v[kTcpCounterCount] = {tcp_->live_conns(), s.segs_in,          s.segs_out,
-                                        s.retransmits,      s.rto_expiries,     s.fast_retransmits,
-                                        s.conns_accepted,   s.conns_connected,  s.conns_reset,
-                                        s.conns_timed_out,  s.syn_cookies_sent, s.challenge_acks};
+  const uint64_t v[kTcpCounterCount] = {
+      tcp_->live_conns(), s.segs_in,          s.segs_out,          s.retransmits,
+      s.rto_expiries,     s.fast_retransmits, s.conns_accepted,    s.conns_connected,
+      s.conns_reset,      s.conns_timed_out,  s.syn_cookies_sent,  s.challenge_acks,
+      s.sack_retransmits, s.lost_retransmits, s.sack_blocks_bogus, s.tlp_probes};
   for (size_t k = 0; k < kTcpCounterCount; ++k) sh_->tcp[id_].v[k].set(v[k]);
 }
 

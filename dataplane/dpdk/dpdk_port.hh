@@ -36,9 +36,10 @@ inline constexpr uint32_t kArpCopyRing = 256;  // per worker; a full ring drops 
 // copied them, readable from any thread; DpdkBackend::counters_by_name reports them as
 // "tcp.<name>". conns_live is a gauge: the engine's slots in use (TIME-WAIT included).
 inline constexpr const char* kTcpCounterNames[] = {
-    "conns_live",   "segs_in",          "segs_out",         "retransmits",
-    "rto_expiries", "fast_retransmits", "conns_accepted",   "conns_connected",
-    "conns_reset",  "conns_timed_out",  "syn_cookies_sent", "challenge_acks"};
+    "conns_live",       "segs_in",          "segs_out",          "retransmits",
+    "rto_expiries",     "fast_retransmits", "conns_accepted",    "conns_connected",
+    "conns_reset",      "conns_timed_out",  "syn_cookies_sent",  "challenge_acks",
+    "sack_retransmits", "lost_retransmits", "sack_blocks_bogus", "tlp_probes"};
 inline constexpr size_t kTcpCounterCount = std::size(kTcpCounterNames);
 struct TcpPublished {
   Counter v[kTcpCounterCount];

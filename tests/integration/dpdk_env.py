@@ -38,6 +38,20 @@ def why_not(our_ip, topology=True):
     return None
 
 
+def tap_config(tap, our_ip, services, runtime=""):
+    """A config for corewire on the net_tap PMD (TAP tap, address our_ip/24), no hugepages,
+    with these [[service]] tables and extra [runtime] keys."""
+    return f"""[runtime]
+backend = "dpdk"
+{runtime}[log]
+level = "info"
+[dpdk]
+eal = ["--no-huge", "-m", "512", "--no-pci"]
+port = "net_tap0,iface={tap}"
+addresses = ["{our_ip}/24"]
+{services}"""
+
+
 def start_server(test, cfg, prefix=()):
     """A running corewire with config cfg; skips the test when the build has no DPDK."""
     srv = h.Server(cfg, expect_start=False, prefix=prefix)
@@ -75,6 +89,14 @@ def backend_counters(log):
     """{"drop.<reason>": N, "port.<stat>": N} from the exit log's "stats dpdk:" line."""
     m = re.search(r"stats dpdk: (.*)", log)
     return {k: int(v) for k, v in re.findall(r"([\w.]+)=(\d+)", m.group(1))} if m else {}
+
+
+def assert_tcp_clean(test, log):
+    """From the exit log's counters: no TCP segment had a bad checksum or reached a worker
+    without TCP."""
+    drops = backend_counters(log)
+    test.assertEqual(drops.get("drop.tcp_bad_checksum", 0), 0, drops)
+    test.assertEqual(drops.get("drop.tcp_unsupported", 0), 0, drops)
 
 
 def main(why_not_fn, what):

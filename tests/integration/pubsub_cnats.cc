@@ -1,8 +1,8 @@
-// Debian's libnats (nats.c) against a NATS server: pubsub_cnats <port> <mode>. mode "main":
-// pub/sub with a wildcard, auto-unsubscribe after N, queue groups over two connections,
-// request/reply, no-responders, headers; "token:<t>": auth with a token, and a wrong token
-// is refused. Prints "ok <mode>" and exits 0, or the failed check and exits 1. Every wait
-// is bounded (NextMsg and Request timeouts).
+// Debian's libnats (nats.c) against a NATS server: pubsub_cnats <port|host:port> <mode>.
+// mode "main": pub/sub with a wildcard, auto-unsubscribe after N, queue groups over two
+// connections, request/reply, no-responders, headers; "token:<t>": auth with a token, and a
+// wrong token is refused. Prints "ok <mode>" and exits 0, or the failed check and exits 1.
+// Every wait is bounded (NextMsg and Request timeouts).
 #include <nats/nats.h>
 #include <cstdio>
 #include <cstdlib>
@@ -132,8 +132,8 @@ static void run_token(const char* url, const char* token) {
 
 int main(int argc, char** argv) {
   if (argc != 3) return 2;
-  char url[64];
-  snprintf(url, sizeof url, "nats://127.0.0.1:%s", argv[1]);
+  char url[96];  // argv[1]: a port on 127.0.0.1, or host:port
+  snprintf(url, sizeof url, "nats://%s%s", strchr(argv[1], ':') ? "" : "127.0.0.1:", argv[1]);
   if (strncmp(argv[2], "token:", 6) == 0)
     run_token(url, argv[2] + 6);
   else

@@ -74,6 +74,11 @@ constexpr uint8_t kMaxWscale = 14;  // RFC 7323 2.3
 constexpr uint16_t kDefaultMss = 536;
 constexpr uint16_t kMinMss = 64;  // a peer's smaller MSS is raised to this
 constexpr uint32_t kMaxOooRanges = 16;
+constexpr uint32_t kSackScoreboard = 16;            // SACKed ranges kept per connection (RFC 6675)
+constexpr uint32_t kMaxSackBlocks = 4;              // in one segment: 40 option bytes
+constexpr uint32_t kDupThresh = 3;                  // RFC 6675 2
+constexpr int64_t kTlpMinNs = 10'000'000;           // the least PTO (as Linux)
+constexpr uint8_t kMaxRewinds = 4;                  // recovery timer expiries per recovery
 constexpr int64_t kClockGranularityNs = 1'000'000;  // G in RFC 6298
 
 }  // namespace
@@ -95,7 +100,9 @@ struct TcpEngine::SegIn {
   const uint8_t* data = nullptr;
   uint32_t dlen = 0;
   bool has_mss = false, has_ws = false, sack_ok = false, has_ts = false;
-  bool has_sack = false;  // SACK blocks (their contents are not used)
+  bool has_sack = false;  // SACK blocks: the first nsack of them in sack (host order)
+  uint8_t nsack = 0;
+  std::array<uint32_t, 2 * kMaxSackBlocks> sack{};
   uint16_t mss = 0;
   uint8_t ws = 0;
   uint32_t tsval = 0, tsecr = 0;
@@ -118,6 +125,9 @@ struct TcpEngine::Conn {
   bool ooo_fin = false;  // a FIN beyond rcv_nxt, applied when the data before it arrives
   bool ws_ok = false, ts_ok = false, sack_ok = false;
   bool in_recovery = false;
+  bool rto_recovery = false;  // SACK recovery after an RTO (cwnd grows as in slow start)
+  bool tlp_armed = false;     // rtx timer is the tail loss probe timer (RFC 8985 7)
+  bool tlp_out = false;       // a probe is out, [tlp_seq, tlp_end): no other before an ACK
   bool rtt_timing = false;
   bool persist = false;  // rtx timer is the zero-window probe timer
   bool want_writable = false;
@@ -141,6 +151,22 @@ struct TcpEngine::Conn {
   uint32_t ooo_fin_seq = 0, ooo_stamp = 0;
   uint32_t ts_recent = 0, ts_offset = 0;
   std::array<Range, kMaxOooRanges> ooo{};
+  // The SACK scoreboard (RFC 6675): ranges [start, end) the peer SACKed, within
+  // (SND.UNA, SND.MAX], disjoint, not adjacent, in ascending order.
+  struct Sacked {
+    uint32_t start, end;
+  };
+  std::array<Sacked, kSackScoreboard> sacked{};
+  uint8_t nsacked = 0;
+  // SACK recovery: below rxt_next every hole was sent again in this recovery (HighRxt + 1
+  // of RFC 6675); rxt_last_at is when the last one was.
+  uint32_t rxt_next = 0;
+  int64_t rxt_last_at = 0;
+  // In SACK recovery, everything unSACKed below lost_below is lost whatever is SACKed above:
+  // after an RTO (up to recover), or before a tail loss probe that arrived.
+  uint32_t lost_below = 0;
+  uint32_t tlp_seq = 0, tlp_end = 0;
+  uint8_t rewinds = 0;  // recovery timer expiries in this recovery
   // RTT (RFC 6298), ns. rto includes the backoff.
   int64_t srtt = 0, rttvar = 0, rto = 0;
   uint32_t rtt_seq = 0;
@@ -488,11 +514,103 @@ void TcpEngine::send_rst_for(const SegIn& s) {
 
 void TcpEngine::arm_rto(Conn& c, int64_t now) {
   c.rtx_at = now + c.rto;
-  c.persist = false;
+  c.persist = c.tlp_armed = false;
+}
+
+// The RTO, or before it a tail loss probe (RFC 8985 7.2): with SACK, outside recovery, SRTT
+// known, no probe out and all in flight within the peer's window, after PTO = max(2 SRTT,
+// 10 ms), plus the peer's delayed ACK (taken as ours) when one segment is out, if that
+// comes before the RTO.
+void TcpEngine::arm_timer(Conn& c, int64_t now) {
+  arm_rto(c, now);
+  // Not into a window that shrank below what is out (the zero-window probe's byte).
+  if (!cfg_.tail_loss_probe || !c.sack_ok || c.in_recovery || !c.srtt || c.tlp_out ||
+      c.snd_una == c.snd_max || c.snd_wnd < c.snd_max - c.snd_una)
+    return;
+  int64_t pto = std::max(2 * c.srtt, kTlpMinNs);
+  if (c.snd_max - c.snd_una <= effective_mss(c)) pto += cfg_.delack_ns;
+  if (pto >= c.rto) return;
+  c.rtx_at = now + pto;
+  c.tlp_armed = true;
+}
+
+// The probe (RFC 8985 7.3): one new segment if the windows allow one more, else the last
+// one sent again; its ACK shows a tail loss that no duplicate ACK would have (process_ack).
+// Then the RTO as usual.
+void TcpEngine::tail_loss_probe(Conn& c, int64_t now) {
+  // What is unSACKed below SACKed data was sent before data that arrived, a PTO or more
+  // ago: lost (RACK's rule, RFC 8985 6.2), which is what the probe would show. So recovery
+  // starts now: too little followed the loss for IsLost (two segments, say).
+  const bool sacked = c.nsacked && seq_geq(c.snd_una, c.recover);
+  if (!c.in_recovery && sacked) {
+    enter_recovery(c, now);
+    c.lost_below = c.sacked[c.nsacked - 1].start;
+    output(c, now);
+    return arm_rto(c, now);
+  }
+  if (c.in_recovery) {  // the recovery timer (arm_recovery_timer)
+    const int64_t wait = std::max(c.srtt + c.srtt / 4, kClockGranularityNs);
+    if (now - c.rxt_last_at > wait) {
+      // Every retransmission is older than an RTT and SND.UNA still not ACKed: the holes
+      // below the highest SACK are lost again (RACK's rule); nothing SACKed: SND.UNA's
+      // segment goes again, as a probe would.
+      ++c.rewinds;
+      ++stats_.lost_retransmits;
+      if (c.nsacked) {
+        const uint32_t top = c.sacked[c.nsacked - 1].start;
+        if (seq_gt(top, c.lost_below)) c.lost_below = top;
+        c.rxt_next = c.snd_una;
+        output(c, now);
+      } else {
+        retransmit_una(c, now);
+        c.rtx_una_at = c.rxt_last_at = now;
+      }
+    }
+    return arm_rto(c, now);
+  }
+  ++stats_.tlp_probes;
+  c.tlp_out = true;
+  const uint32_t mss = effective_mss(c), end = c.data_end();
+  const uint32_t sent = c.snd_nxt - c.snd_una;
+  if (c.snd_nxt == c.snd_max && seq_lt(c.snd_nxt, end) &&
+      c.snd_wnd >= sent + std::min(mss, end - c.snd_nxt)) {
+    c.tlp_seq = c.snd_max;
+    const uint32_t cwnd = c.cwnd;
+    c.cwnd = std::max(cwnd, sent + mss);
+    output(c, now);
+    c.cwnd = cwnd;
+  } else {
+    const uint32_t top = c.fin_queued && seq_gt(c.snd_max, end) ? end : c.snd_max;
+    const uint32_t len = std::min(top - c.snd_una, mss);
+    c.tlp_seq = top - len;
+    send_again(c, c.tlp_seq, len, now);
+  }
+  c.tlp_end = c.snd_max;
+  arm_rto(c, now);
+}
+
+// In SACK recovery, before the RTO: a retransmission lost when nothing sent after it is left
+// to bring the SACKs that sack_lost_retransmits() reads. max(2 SRTT, 10 ms) after the last
+// retransmission (tail_loss_probe() then finds every one older than 1.25 SRTT), the holes
+// below the highest SACK count as lost and NextSeg starts again from SND.UNA, or SND.UNA's
+// segment goes again when nothing is SACKed; at most kMaxRewinds times per recovery, then
+// the RTO decides (and counts towards the abort).
+void TcpEngine::arm_recovery_timer(Conn& c, int64_t now) {
+  if (!cfg_.tail_loss_probe || !c.srtt || c.rewinds >= kMaxRewinds || c.rtx_at == INT64_MAX ||
+      c.persist)
+    return;
+  const int64_t at = std::max(c.rxt_last_at + std::max(2 * c.srtt, kTlpMinNs), now + 1);
+  if (at < c.rtx_at) {
+    c.rtx_at = at;
+    c.tlp_armed = true;
+  }
 }
 
 // Sends what the send and congestion windows allow from snd_nxt: new data, data again after
-// a timeout (snd_nxt < snd_max), and the FIN once every byte before it is sent.
+// a timeout without SACK (snd_nxt < snd_max), and the FIN once every byte before it is sent. In
+// SACK recovery (RFC 6675 5 step C) the congestion window is measured against pipe, not SND.NXT -
+// SND.UNA, and NextSeg's order holds: lost holes first, then new data, then (nothing new to send)
+// holes not yet known lost.
 void TcpEngine::output(Conn& c, int64_t now) {
   switch (c.state) {
     case TcpState::established:
@@ -505,12 +623,26 @@ void TcpEngine::output(Conn& c, int64_t now) {
       return;
   }
   const uint32_t mss = effective_mss(c);
+  const bool sack_recovery = c.in_recovery && c.sack_ok;
+  uint32_t pipe = sack_recovery ? sack_pipe(c) : 0;
+  auto cwnd_room = [&] { return c.cwnd > pipe && c.cwnd - pipe >= mss; };
+  if (sack_recovery) {  // NextSeg rule 1: lost holes above HighRxt
+    uint32_t seq, len;
+    while (cwnd_room() && sack_next(c, true, &seq, &len) && send_again(c, seq, len, now)) {
+      c.rxt_next = seq + len;
+      pipe += len;
+      ++stats_.sack_retransmits;
+    }
+  }
+  bool rwnd_limited = false;
   for (;;) {
     const uint32_t end = c.data_end();
-    const uint32_t wnd = std::min(c.snd_wnd, c.cwnd);
-    const uint32_t flight = c.snd_nxt - c.snd_una;
-    const uint32_t usable = wnd > flight ? wnd - flight : 0;
+    const uint32_t flight = sack_recovery ? pipe : c.snd_nxt - c.snd_una;
+    const uint32_t sent = c.snd_nxt - c.snd_una;
+    const uint32_t rwnd = c.snd_wnd > sent ? c.snd_wnd - sent : 0;
+    const uint32_t usable = std::min(c.cwnd > flight ? c.cwnd - flight : 0, rwnd);
     const uint32_t avail = seq_lt(c.snd_nxt, end) ? end - c.snd_nxt : 0;
+    rwnd_limited = avail > 0 && rwnd < std::min(avail, mss);
     const uint32_t len = std::min({avail, usable, mss});
     const bool fin = c.fin_queued && c.snd_nxt + len == end && seq_leq(c.snd_nxt, end) &&
                      (len > 0 || avail == 0);
@@ -530,34 +662,84 @@ void TcpEngine::output(Conn& c, int64_t now) {
                  uint8_t(kTcpAck | (fin ? kTcpFin : 0) | (len && len == avail ? kTcpPsh : 0)), now);
     c.snd_nxt += len + (fin ? 1 : 0);
     if (seq_gt(c.snd_nxt, c.snd_max)) c.snd_max = c.snd_nxt;
-    if (c.rtx_at == INT64_MAX || c.persist) arm_rto(c, now);
+    pipe += len + (fin ? 1 : 0);
+    if (c.rtx_at == INT64_MAX || c.persist || c.tlp_armed) arm_timer(c, now);
     if (fin) break;
+  }
+  // NextSeg rule 3: nothing new may go, so unSACKed data below the highest SACK, before the
+  // scoreboard calls it lost (saves an RTO when too little follows a loss).
+  if (sack_recovery && (rwnd_limited || !seq_lt(c.snd_nxt, c.data_end()))) {
+    uint32_t seq, len;
+    while (cwnd_room() && sack_next(c, false, &seq, &len) && send_again(c, seq, len, now)) {
+      c.rxt_next = seq + len;
+      pipe += len;
+      ++stats_.sack_retransmits;
+    }
   }
   // Zero window with data waiting and nothing in flight: the probe timer (3.8.6.1).
   if (c.snd_una == c.snd_max && c.snd_wnd == 0 && seq_lt(c.snd_nxt, c.data_end()) &&
       c.rtx_at == INT64_MAX) {
     c.rtx_at = now + c.rto;
     c.persist = true;
+    c.tlp_armed = false;
   }
+  if (sack_recovery) arm_recovery_timer(c, now);
   set_deadline(c);
 }
 
-// The first unacknowledged segment again (fast retransmit, RTO, partial ACK).
-void TcpEngine::retransmit_una(Conn& c, int64_t now) {
+// The first unacknowledged segment again (fast retransmit, RTO, partial ACK), up to the
+// first SACKed range; returns the sequence number after it.
+uint32_t TcpEngine::retransmit_una(Conn& c, int64_t now) {
   const uint32_t end = c.data_end();
   // Within the offered window; a zero window gets a one-byte probe.
-  const uint32_t len = seq_lt(c.snd_una, end)
-                           ? std::min({end - c.snd_una, effective_mss(c), std::max(c.snd_wnd, 1u)})
-                           : 0;
+  uint32_t len = seq_lt(c.snd_una, end)
+                     ? std::min({end - c.snd_una, effective_mss(c), std::max(c.snd_wnd, 1u)})
+                     : 0;
+  if (c.nsacked) len = std::min(len, c.sacked[0].start - c.snd_una);
   const bool fin =
       c.fin_queued && c.snd_una + len == end && seq_gt(c.snd_max, end);  // FIN was sent
-  if (len == 0 && !fin) return;
+  if (len == 0 && !fin) return c.snd_una;
   ++stats_.retransmits;
   c.rtt_timing = false;  // Karn
   send_segment(c, c.snd_una, len, uint8_t(kTcpAck | (fin ? kTcpFin : 0)), now);
   const uint32_t next = c.snd_una + len + (fin ? 1 : 0);
   if (seq_lt(c.snd_nxt, next)) c.snd_nxt = next;
   if (seq_lt(c.snd_max, next)) c.snd_max = next;  // more than the one-byte probe it repeats
+  return next;
+}
+
+// [seq, seq + len) again, within what was sent (SACK recovery); the FIN with the last byte
+// if it was sent. False if there was nothing to send.
+bool TcpEngine::send_again(Conn& c, uint32_t seq, uint32_t len, int64_t now) {
+  const uint32_t end = c.data_end();
+  const uint32_t n = seq_lt(seq, end) ? std::min(len, end - seq) : 0;
+  const bool fin =
+      c.fin_queued && seq + n == end && seq_gt(c.snd_max, end) && seq_lt(seq, c.snd_max);
+  if (n == 0 && !fin) return false;
+  ++stats_.retransmits;
+  c.rtt_timing = false;  // Karn
+  send_segment(c, seq, n, uint8_t(kTcpAck | (fin ? kTcpFin : 0)), now);
+  if (seq == c.snd_una) c.rtx_una_at = now;
+  c.rxt_last_at = now;
+  return true;
+}
+
+// Fast retransmit (RFC 5681 3.2 steps 2-3 with RFC 6582; RFC 6675 5 step 4): ssthresh is
+// half the flight, SND.UNA's segment goes again; NewReno inflates cwnd by the three
+// duplicates, SACK recovery sets cwnd = ssthresh and lets pipe decide what follows.
+void TcpEngine::enter_recovery(Conn& c, int64_t now) {
+  const uint32_t mss = effective_mss(c);
+  const uint32_t flight = c.snd_max - c.snd_una;
+  c.ssthresh = std::max(flight / 2, 2 * mss);
+  c.recover = c.snd_max;
+  c.in_recovery = true;
+  c.rto_recovery = c.tlp_out = false;
+  c.lost_below = c.snd_una;
+  c.rewinds = 0;
+  ++stats_.fast_retransmits;
+  c.rxt_next = retransmit_una(c, now);
+  c.rtx_una_at = c.rxt_last_at = now;
+  c.cwnd = c.sack_ok ? c.ssthresh : c.ssthresh + kDupThresh * mss;
 }
 
 void TcpEngine::set_deadline(Conn& c) {
@@ -632,6 +814,8 @@ void TcpEngine::input(uint32_t src_be, uint32_t dst_be, const uint8_t* p, uint32
       s.sack_ok = true;
     } else if (kind == kOptSack && olen >= 10 && (olen - 2) % 8 == 0) {
       s.has_sack = true;
+      s.nsack = uint8_t(std::min<uint32_t>((olen - 2) / 8, kMaxSackBlocks));
+      for (uint32_t k = 0; k < 2u * s.nsack; ++k) s.sack[k] = load32(v + 4 * k);
     } else if (kind == kOptTs && olen == 10) {
       s.has_ts = true;
       s.tsval = load32(v);
@@ -1011,9 +1195,9 @@ bool TcpEngine::process_ack(Conn& c, const SegIn& s, int64_t now) {
   const uint32_t mss = effective_mss(c);
   // RFC 5681 2 wants the window unchanged; an ACK with SACK blocks counts without that
   // (RFC 6675 2: it reports data beyond the hole), as a reading receiver's window moves.
-  const bool dup = acked == 0 && s.dlen == 0 && !s.has(kTcpFin) &&
-                   (new_wnd == c.snd_wnd || (s.has_sack && c.sack_ok)) && new_wnd != 0 &&
-                   c.snd_una != c.snd_max && s.ack == c.snd_una;
+  bool dup = acked == 0 && s.dlen == 0 && !s.has(kTcpFin) &&
+             (new_wnd == c.snd_wnd || (s.has_sack && c.sack_ok)) && new_wnd != 0 &&
+             c.snd_una != c.snd_max && s.ack == c.snd_una;
   // Window update (3.10.7.4): from a newer segment, or the same one acking more.
   if (seq_lt(c.snd_wl1, s.seq) || (c.snd_wl1 == s.seq && seq_leq(c.snd_wl2, s.ack))) {
     c.snd_wnd = new_wnd;
@@ -1021,10 +1205,11 @@ bool TcpEngine::process_ack(Conn& c, const SegIn& s, int64_t now) {
     c.snd_wl1 = s.seq;
     c.snd_wl2 = s.ack;
   }
-  if (c.snd_wnd == 0) c.retries = 0;  // the peer answers our probes: it is alive
+  if (c.snd_wnd == 0) c.retries = 0;     // the peer answers our probes: it is alive
+  const bool sack_recovery = c.sack_ok;  // RFC 6675 with a SACK peer, else RFC 6582
+  const uint32_t flight_before = c.snd_max - c.snd_una;
   if (acked) {
     c.retries = 0;
-    const uint32_t flight_before = c.snd_max - c.snd_una;
     if (c.rtt_timing && seq_geq(s.ack, c.rtt_seq)) {
       rtt_sample(c, now - c.rtt_start);
       c.rtt_timing = false;
@@ -1047,49 +1232,55 @@ bool TcpEngine::process_ack(Conn& c, const SegIn& s, int64_t now) {
     }
     c.snd_una = s.ack;
     if (seq_lt(c.snd_nxt, c.snd_una)) c.snd_nxt = c.snd_una;
+    if (seq_lt(c.rxt_next, c.snd_una)) c.rxt_next = c.snd_una;
+    sack_trim(c);
     c.dupacks = 0;
-    if (c.in_recovery) {
-      if (seq_geq(s.ack, c.recover)) {  // full ACK (RFC 6582 3.2 step 3)
-        const uint32_t flight = c.snd_max - c.snd_una;
-        c.cwnd = std::min(c.ssthresh, std::max(flight, mss) + mss);
-        c.in_recovery = false;
-      } else {  // partial ACK: the next hole, deflate by what was acked
-        retransmit_una(c, now);
-        c.rtx_una_at = now;
-        c.cwnd = (c.cwnd > acked ? c.cwnd - acked : 0) + (acked >= mss ? mss : 0);
-        c.cwnd = std::max(c.cwnd, mss);
-        arm_rto(c, now);
-      }
-    } else if (c.cwnd < c.ssthresh) {
+  }
+  // The scoreboard takes the blocks above the (new) SND.UNA; `news`: some were new. With
+  // SACK, only such an ACK counts as a duplicate (RFC 6675 2): a D-SACK, a repeated or a
+  // forged block does not move the sender.
+  const bool news = c.sack_ok && s.nsack && sack_update(c, s);
+  if (c.sack_ok && !news) dup = false;
+  if (acked) {
+    // Fast recovery holds cwnd (at ssthresh, or NewReno's inflation); after an RTO it grows
+    // as in slow start, recovery or not.
+    const bool fast_recovery = c.in_recovery && !c.rto_recovery;
+    if (c.in_recovery && seq_geq(s.ack, c.recover)) {  // full ACK (RFC 6582 3.2, RFC 6675 5)
+      const uint32_t flight = c.snd_max - c.snd_una;
+      if (fast_recovery) c.cwnd = std::min(c.ssthresh, std::max(flight, mss) + mss);
+      c.in_recovery = c.rto_recovery = false;
+    } else if (fast_recovery && !sack_recovery) {  // partial ACK: the next hole, deflate
+      retransmit_una(c, now);
+      c.rtx_una_at = now;
+      c.cwnd = (c.cwnd > acked ? c.cwnd - acked : 0) + (acked >= mss ? mss : 0);
+      c.cwnd = std::max(c.cwnd, mss);
+    }  // a partial ACK in SACK recovery: the scoreboard says what to send (output())
+    if (!fast_recovery && c.cwnd < c.ssthresh) {
       c.cwnd += std::min(acked, mss);  // slow start (RFC 5681 3.1)
-    } else if (flight_before >= c.cwnd / 2) {
+    } else if (!fast_recovery && flight_before >= c.cwnd / 2) {
       c.cwnd += std::max<uint32_t>(1, uint32_t(uint64_t(mss) * mss / c.cwnd));
     }
     if (c.snd_una == c.snd_max)
       c.rtx_at = INT64_MAX;
-    else if (!c.in_recovery || seq_geq(s.ack, c.recover))
-      arm_rto(c, now);
+    else
+      arm_timer(c, now);  // RFC 6298 5.3
   } else if (dup) {
     ++c.dupacks;
-    if (c.in_recovery) {
+    if (c.in_recovery && !sack_recovery) {
       c.cwnd += mss;  // RFC 6582 3.2 step 4: inflate
       // Duplicate ACKs that still name SND.UNA more than an RTT after it was sent again
       // come from segments sent after it: that retransmission was lost (the inference of
       // RACK, RFC 8985, from time). Send it again rather than wait for the RTO.
       if (c.srtt && now - c.rtx_una_at > std::max(c.srtt + c.srtt / 4, kClockGranularityNs)) {
+        ++stats_.lost_retransmits;
         retransmit_una(c, now);
         c.rtx_una_at = now;
       }
-    } else if (c.dupacks == 3 && seq_gt(s.ack, c.recover)) {
-      const uint32_t flight = c.snd_max - c.snd_una;
-      c.ssthresh = std::max(flight / 2, 2 * mss);
-      c.recover = c.snd_max;
-      c.in_recovery = true;
-      ++stats_.fast_retransmits;
-      retransmit_una(c, now);
-      c.rtx_una_at = now;
-      c.cwnd = c.ssthresh + 3 * mss;
-    } else if (c.dupacks < 3 && c.snd_nxt == c.snd_max) {
+    } else if (c.in_recovery) {
+      // SACK recovery: output() sends what pipe allows (RFC 6675 5 step C).
+    } else if (c.dupacks == kDupThresh && seq_gt(s.ack, c.recover)) {
+      enter_recovery(c, now);
+    } else if (c.dupacks < kDupThresh && c.snd_nxt == c.snd_max) {
       // RFC 3042 limited transmit: each of the first two duplicate ACKs may send one new
       // segment beyond cwnd, so that a small window still brings the third one (and a fast
       // retransmit rather than a timeout).
@@ -1097,6 +1288,25 @@ bool TcpEngine::process_ack(Conn& c, const SegIn& s, int64_t now) {
       c.cwnd += c.dupacks * mss;
       output(c, now);
       c.cwnd = cwnd;
+    }
+  }
+  if (c.tlp_out && seq_geq(c.snd_una, c.tlp_end)) c.tlp_out = false;
+  if (sack_recovery && c.snd_una != c.snd_max) {
+    // RFC 6675 5: recovery also starts once the scoreboard says SND.UNA is lost (fewer
+    // than three duplicate ACKs can SACK that much, e.g. with ACKs lost or stretched);
+    // and once a tail loss probe is SACKed above a hole: what is unSACKed below it was
+    // sent at least a PTO before it, so it is lost (RFC 8985 7.4, RACK's rule).
+    bool probe_sacked = false;
+    for (uint8_t i = 0; c.tlp_out && news && i < c.nsacked; ++i)
+      probe_sacked = probe_sacked ||
+                     (seq_lt(c.sacked[i].start, c.tlp_end) && seq_gt(c.sacked[i].end, c.tlp_seq));
+    if (!c.in_recovery && seq_gt(s.ack, c.recover) &&
+        (probe_sacked || sack_is_lost(c, c.snd_una))) {
+      const uint32_t probe = c.tlp_seq;
+      enter_recovery(c, now);
+      if (probe_sacked) c.lost_below = probe;
+    } else if (c.in_recovery && news) {
+      sack_lost_retransmits(c, now);
     }
   }
   // Our FIN acknowledged?
@@ -1246,6 +1456,155 @@ void TcpEngine::reset_conn(Conn& c, bool count_reset) {
   emit_event(c, TcpEventKind::closed);
 }
 
+// ---- the SACK scoreboard (RFC 6675) ---------------------------------------------------
+// At most kSackScoreboard ranges per connection, sorted, so every routine here is a bounded
+// walk over them: no allocation, no per-segment state.
+
+// The peer's SACK blocks into the scoreboard; true if they SACKed something new. A block is
+// bogus (ignored, counted) when it is empty or inverted, covers unsent data or SND.UNA
+// itself (which the peer would have ACKed), or starts more than a window below SND.UNA (as
+// Linux's tcp_is_sackblock_valid); one wholly below SND.UNA is a D-SACK (RFC 2883) or
+// stale, and marks nothing.
+bool TcpEngine::sack_update(Conn& c, const SegIn& s) {
+  bool news = false;
+  for (uint8_t k = 0; k < s.nsack; ++k) {
+    const uint32_t l = s.sack[2 * k], r = s.sack[2 * k + 1];
+    if (!seq_lt(l, r) || seq_gt(r, c.snd_max) || (seq_leq(l, c.snd_una) && seq_gt(r, c.snd_una)) ||
+        seq_lt(l, c.snd_una - std::max(c.max_snd_wnd, 1u))) {
+      ++stats_.sack_blocks_bogus;
+      continue;
+    }
+    if (seq_leq(r, c.snd_una)) continue;
+    auto& v = c.sacked;
+    uint8_t n = c.nsacked;
+    uint8_t i = 0;
+    while (i < n && seq_lt(v[i].end, l)) ++i;  // wholly below, not adjacent
+    uint8_t j = i;
+    while (j < n && seq_leq(v[j].start, r)) ++j;  // [i, j) overlap or touch [l, r)
+    if (i == j) {
+      if (n == kSackScoreboard) {  // forget the highest range: it matters least to IsLost
+        ++stats_.sack_scoreboard_full;
+        if (i == n) continue;
+        --n;
+      }
+      for (uint8_t m = n; m > i; --m) v[m] = v[m - 1];
+      v[i] = {l, r};
+      c.nsacked = uint8_t(n + 1);
+      news = true;
+      continue;
+    }
+    news = news || seq_lt(l, v[i].start) || seq_gt(r, v[j - 1].end) || j - i > 1;
+    v[i] = {seq_lt(l, v[i].start) ? l : v[i].start, seq_gt(r, v[j - 1].end) ? r : v[j - 1].end};
+    const uint8_t gone = uint8_t(j - i - 1);
+    for (uint8_t m = uint8_t(i + 1); m + gone < n; ++m) v[m] = v[m + gone];
+    c.nsacked = uint8_t(n - gone);
+  }
+  return news;
+}
+
+// After SND.UNA moved: ranges it reached are gone (one it reached only in part would be
+// data the peer both SACKed and did not ACK: forgotten, at worst sent again).
+void TcpEngine::sack_trim(Conn& c) {
+  uint8_t k = 0;
+  while (k < c.nsacked && seq_leq(c.sacked[k].start, c.snd_una)) ++k;
+  if (k == 0) return;
+  for (uint8_t m = k; m < c.nsacked; ++m) c.sacked[m - k] = c.sacked[m];
+  c.nsacked = uint8_t(c.nsacked - k);
+}
+
+// IsLost (RFC 6675 4): DupThresh SACKed ranges above seq, or more than (DupThresh - 1) *
+// SMSS SACKed bytes; in recovery, anything below lost_below too.
+bool TcpEngine::sack_is_lost(const Conn& c, uint32_t seq) const {
+  if (c.in_recovery && seq_lt(seq, c.lost_below)) return true;
+  uint32_t bytes = 0, ranges = 0;
+  for (uint8_t i = c.nsacked; i-- > 0 && seq_gt(c.sacked[i].start, seq);) {
+    bytes += c.sacked[i].end - c.sacked[i].start;
+    ++ranges;
+  }
+  return ranges >= kDupThresh || bytes > (kDupThresh - 1) * effective_mss(c);
+}
+
+// SetPipe (RFC 6675 4): the bytes in flight. Each hole (unSACKed stretch) counts once unless
+// IsLost says it left the network, and once more where it was sent again (below rxt_next).
+// Lost-ness is the same across a hole (nothing SACKed inside it), so the walk goes by hole,
+// from the top, adding up what is SACKed above.
+uint32_t TcpEngine::sack_pipe(const Conn& c) const {
+  const uint32_t lost_bytes = (kDupThresh - 1) * effective_mss(c);
+  uint32_t pipe = 0, above = 0, ranges = 0, hi = c.snd_max;
+  for (int i = c.nsacked; i >= 0; --i) {
+    const uint32_t lo = i > 0 ? c.sacked[i - 1].end : c.snd_una;
+    if (seq_lt(lo, hi)) {
+      // The part below lost_below is lost whatever is SACKed above.
+      const uint32_t from =
+          seq_lt(lo, c.lost_below) ? (seq_lt(hi, c.lost_below) ? hi : c.lost_below) : lo;
+      if (!(ranges >= kDupThresh || above > lost_bytes)) pipe += hi - from;
+      if (seq_lt(lo, c.rxt_next)) pipe += (seq_lt(hi, c.rxt_next) ? hi : c.rxt_next) - lo;
+    }
+    if (i > 0) {
+      above += c.sacked[i - 1].end - c.sacked[i - 1].start;
+      ++ranges;
+      hi = c.sacked[i - 1].start;
+    }
+  }
+  return pipe;
+}
+
+// NextSeg (RFC 6675 4) rules 1 (lost_only) and 3: the lowest unSACKed piece at or above
+// rxt_next and below the highest SACKed byte (or lost_below), up to an MSS and not into
+// SACKed data.
+bool TcpEngine::sack_next(const Conn& c, bool lost_only, uint32_t* seq, uint32_t* len) const {
+  const uint32_t lost_bytes = (kDupThresh - 1) * effective_mss(c);
+  uint32_t above = 0, ranges = c.nsacked;
+  for (uint8_t i = 0; i < c.nsacked; ++i) above += c.sacked[i].end - c.sacked[i].start;
+  const uint32_t from = seq_lt(c.rxt_next, c.snd_una) ? c.snd_una : c.rxt_next;
+  uint32_t lo = c.snd_una;
+  for (uint8_t i = 0; i <= c.nsacked; ++i) {
+    const bool below = seq_lt(lo, c.lost_below);
+    uint32_t hi;  // the hole is [lo, hi)
+    if (i < c.nsacked)
+      hi = c.sacked[i].start;
+    else if (below)
+      hi = c.lost_below;
+    else
+      return false;
+    if (seq_lt(from, hi)) {
+      const uint32_t at = seq_lt(lo, from) ? from : lo;
+      const bool at_below = seq_lt(at, c.lost_below);
+      // Higher holes have less SACKed above: none of them is lost either.
+      if (lost_only && !at_below && !(ranges >= kDupThresh || above > lost_bytes)) return false;
+      if (at_below && seq_lt(c.lost_below, hi)) hi = c.lost_below;
+      *seq = at;
+      *len = std::min(hi - at, effective_mss(c));
+      return true;
+    }
+    if (i < c.nsacked) {
+      above -= c.sacked[i].end - c.sacked[i].start;
+      --ranges;
+      lo = c.sacked[i].end;
+    }
+  }
+  return false;
+}
+
+// In SACK recovery, on an ACK that SACKed new data: a retransmission still not delivered
+// more than max(1.25 SRTT, 1 ms) after it was sent, while later data keeps arriving, was
+// lost too (the inference of RACK, RFC 8985, from time), and waiting for the RTO would
+// stall the connection. If every retransmission of this recovery is that old, they are all
+// considered lost and NextSeg starts again from SND.UNA (rxt_next back to it, which also
+// takes them out of pipe); else only SND.UNA's segment goes again.
+void TcpEngine::sack_lost_retransmits(Conn& c, int64_t now) {
+  if (!c.srtt || !seq_gt(c.rxt_next, c.snd_una) || !sack_is_lost(c, c.snd_una)) return;
+  const int64_t wait = std::max(c.srtt + c.srtt / 4, kClockGranularityNs);
+  if (now - c.rxt_last_at > wait) {
+    ++stats_.lost_retransmits;
+    c.rxt_next = c.snd_una;
+  } else if (now - c.rtx_una_at > wait) {
+    ++stats_.lost_retransmits;
+    retransmit_una(c, now);
+    c.rtx_una_at = c.rxt_last_at = now;
+  }
+}
+
 // ---- timers --------------------------------------------------------------------------
 
 void TcpEngine::advance(int64_t now) {
@@ -1275,6 +1634,10 @@ void TcpEngine::on_timer(Conn& c, int64_t now) {
   if (c.ka_at <= now) keepalive(c, now);
   if (c.state == TcpState::free || c.rtx_at > now) return;
   c.rtx_at = INT64_MAX;
+  if (c.tlp_armed) {
+    c.tlp_armed = false;
+    return tail_loss_probe(c, now);
+  }
   if (c.persist) {  // zero-window probe: one byte beyond the window (3.8.6.1)
     ++stats_.window_probes;
     c.persist = false;
@@ -1310,11 +1673,27 @@ void TcpEngine::on_timer(Conn& c, int64_t now) {
     c.ssthresh = std::max((c.snd_max - c.snd_una) / 2, 2 * mss);
     c.cwnd = mss;
   }
-  c.in_recovery = false;
+  c.in_recovery = c.rto_recovery = c.tlp_out = false;
   c.dupacks = 0;
   c.recover = c.snd_max;
-  c.snd_nxt = c.snd_una;  // go back N: the rest follows as ACKs open the window
-  retransmit_una(c, now);
+  // The receiver may have dropped what it SACKed (RFC 2018 8, RFC 6675 5.1): forget it.
+  c.nsacked = 0;
+  c.rxt_next = c.snd_una;
+  if (c.sack_ok && c.snd_wnd != 0) {
+    // With SACK, everything sent before the timeout and not SACKed from now on is lost:
+    // recovery by the scoreboard up to recover (no new recovery starts before it is
+    // ACKed, RFC 6675 5.1), as cwnd grows from one segment; what the peer SACKs meanwhile
+    // is skipped and a lost retransmission found as in fast recovery, where going back N
+    // would need another timeout for each.
+    c.in_recovery = c.rto_recovery = true;
+    c.lost_below = c.recover;
+    c.rewinds = 0;
+    c.rxt_next = retransmit_una(c, now);
+    c.rtx_una_at = c.rxt_last_at = now;
+  } else {
+    c.snd_nxt = c.snd_una;  // go back N: the rest follows as ACKs open the window
+    retransmit_una(c, now);
+  }
   arm_rto(c, now);
 }
 
@@ -1471,7 +1850,9 @@ void TcpEngine::abort(ConnId id, int64_t now) {
 
 TcpEngine::Info TcpEngine::info(ConnId id) const {
   const Conn* c = lookup(id);
-  if (!c) return Info{TcpState::free, 0, 0xFF, 0xFF, false, false, 0, 0, 0, 0, 0, 0, false};
+  if (!c) return Info{TcpState::free, 0, 0xFF, 0xFF, false, false, 0, 0, 0, 0, 0, 0, false, 0, 0};
+  uint32_t sacked_bytes = 0;
+  for (uint8_t i = 0; i < c->nsacked; ++i) sacked_bytes += c->sacked[i].end - c->sacked[i].start;
   return Info{c->state,
               uint16_t(effective_mss(*c)),
               c->ws_ok ? c->snd_wscale : uint8_t(0xFF),
@@ -1484,7 +1865,9 @@ TcpEngine::Info TcpEngine::info(ConnId id) const {
               c->cwnd,
               c->ssthresh,
               c->snd_wnd,
-              c->in_recovery};
+              c->in_recovery,
+              c->nsacked,
+              sacked_bytes};
 }
 
 }  // namespace cw::dp::net

@@ -6,10 +6,13 @@
 // What it does (docs/dpdk.md, "TCP"): passive and active three-way handshake with MSS,
 // window scaling, timestamps with PAWS (RFC 7323) and SACK-permitted; SACK blocks on
 // receive from a bounded out-of-order range list (RFC 2018); RTO per RFC 6298 (SRTT/RTTVAR,
-// backoff, Karn); NewReno fast retransmit and recovery (RFC 6582); delayed ACK (every second
+// backoff, Karn); NewReno fast retransmit and recovery (RFC 6582) for peers without SACK,
+// SACK-based recovery (RFC 6675) for the others; delayed ACK (every second
 // segment or 40 ms); zero-window probes; orderly close both ways including simultaneous
 // close; a short, configurable TIME_WAIT; RST/SYN/ACK checks per RFC 5961 (challenge ACKs);
-// ISNs per RFC 6528. Every segment not accepted is counted under one DropReason (drop.hh).
+// ISNs per RFC 6528; with a SACK peer, loss recovery per RFC 6675 from a scoreboard of the
+// peer's SACK blocks (IsLost, pipe, NextSeg), with lost retransmissions found by time as
+// RACK does (RFC 8985). Every segment not accepted is counted under one DropReason (drop.hh).
 //
 // Buffers: each connection slot owns a send ring and a receive ring (sizes from TcpConfig,
 // rounded up to powers of two), carved from one allocation made at construction.
@@ -52,6 +55,7 @@ struct TcpConfig {
   int64_t time_wait_ns = 1'000'000'000;   // TIME_WAIT (2 MSL would be 60 s or more)
   int64_t fin_wait2_ns = 30'000'000'000;  // FIN_WAIT_2 after close(): then freed
   uint8_t initial_cwnd_segs = 10;         // RFC 6928
+  bool tail_loss_probe = true;            // RFC 8985 7 and a recovery timer, with SACK peers
   uint32_t challenge_ack_limit = 1000;    // challenge ACKs per second, engine-wide (RFC 5961 7)
   // Keep-alive (0: off): probe after this long without a segment from the peer.
   int64_t keepalive_idle_ns = 0;
@@ -111,10 +115,15 @@ using TcpEmitFn = void (*)(void* ctx, const TcpSegmentOut& seg);
 // Counters beyond the drops (single writer, the owning worker).
 struct TcpStats {
   uint64_t segs_in = 0, segs_out = 0;
-  uint64_t retransmits = 0;                // segments sent again (any reason)
-  uint64_t rto_expiries = 0;               // retransmission timeouts
-  uint64_t fast_retransmits = 0;           // recoveries entered on three duplicate ACKs
-  uint64_t challenge_acks = 0;             // RFC 5961
+  uint64_t retransmits = 0;           // segments sent again (any reason)
+  uint64_t rto_expiries = 0;          // retransmission timeouts
+  uint64_t fast_retransmits = 0;      // recoveries entered (three dup ACKs or IsLost)
+  uint64_t sack_retransmits = 0;      // holes beyond SND.UNA sent again in SACK recovery
+  uint64_t lost_retransmits = 0;      // retransmissions found lost by time (RFC 8985 inference)
+  uint64_t sack_blocks_bogus = 0;     // received SACK blocks ignored: empty, unsent, too old
+  uint64_t sack_scoreboard_full = 0;  // SACK ranges forgotten: more than the scoreboard holds
+  uint64_t tlp_probes = 0;            // tail loss probes sent (RFC 8985 7)
+  uint64_t challenge_acks = 0;        // RFC 5961
   uint64_t challenge_acks_suppressed = 0;  // over challenge_ack_limit
   uint64_t rst_sent = 0;
   uint64_t conns_accepted = 0, conns_connected = 0, conns_reset = 0, conns_timed_out = 0;
@@ -194,6 +203,8 @@ class TcpEngine {
     int64_t srtt_ns, rttvar_ns, rto_ns;
     uint32_t cwnd, ssthresh, snd_wnd;
     bool in_recovery;
+    uint8_t sacked_ranges;  // ranges in the SACK scoreboard
+    uint32_t sacked_bytes;  // bytes they cover
   };
   Info info(ConnId c) const;
 
@@ -238,10 +249,22 @@ class TcpEngine {
   void send_syn(Conn& c, uint8_t flags, int64_t now);
   void send_challenge_ack(Conn& c, int64_t now);
   void send_rst_for(const SegIn& s);
-  void retransmit_una(Conn& c, int64_t now);
+  uint32_t retransmit_una(Conn& c, int64_t now);
+  bool send_again(Conn& c, uint32_t seq, uint32_t len, int64_t now);
+  void enter_recovery(Conn& c, int64_t now);
+  // The SACK scoreboard (RFC 6675).
+  bool sack_update(Conn& c, const SegIn& s);
+  void sack_trim(Conn& c);
+  bool sack_is_lost(const Conn& c, uint32_t seq) const;
+  uint32_t sack_pipe(const Conn& c) const;
+  bool sack_next(const Conn& c, bool lost_only, uint32_t* seq, uint32_t* len) const;
+  void sack_lost_retransmits(Conn& c, int64_t now);
   void on_timer(Conn& c, int64_t now);
   void keepalive(Conn& c, int64_t now);
   void arm_rto(Conn& c, int64_t now);
+  void arm_timer(Conn& c, int64_t now);
+  void tail_loss_probe(Conn& c, int64_t now);
+  void arm_recovery_timer(Conn& c, int64_t now);
   void set_deadline(Conn& c);
   void emit_event(Conn& c, TcpEventKind k);
   uint32_t rcv_window(const Conn& c) const;

@@ -3,8 +3,9 @@
 // clock steps, the peer's answers and application calls. The input is a list of operations;
 // a segment may be aimed at a live connection (its ports, and sequence/ack numbers relative
 // to what the engine last sent, so it lands in the window) and get a correct checksum, so
-// the state machine is reached and not only the parser. Checked: no crash or sanitizer
-// report, every emitted segment well formed with a right checksum, the table bounded.
+// the state machine is reached and not only the parser; its SACK blocks then land near what
+// the engine sent, so they reach the scoreboard. Checked: no crash or sanitizer report,
+// every emitted segment well formed with a right checksum, the table bounded.
 #include <cstdint>
 #include <cstdlib>
 #include <vector>
@@ -113,6 +114,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           }
           seg[12] = uint8_t(std::max<uint8_t>(seg[12] >> 4, 5) << 4);
           if (seg.size() < (seg[12] >> 4) * 4u) seg[12] = 5 << 4;
+          if (how & 0x20) {
+            // SACK blocks near what a sent, so that they reach its scoreboard (RFC 6675).
+            const uint32_t hlen = (seg[12] >> 4) * 4u;
+            for (uint32_t i = kTcpHdrLen; i + 1 < hlen && seg[i] != 0;) {
+              if (seg[i] == 1) {
+                ++i;
+                continue;
+              }
+              const uint32_t olen = std::max<uint32_t>(seg[i + 1], 2);
+              for (uint32_t k = i + 2; seg[i] == 5 && k + 4 <= std::min(i + olen, hlen); k += 4)
+                store_be32(&seg[k], htonl(load32(&seg[k]) % 16384 - 8192 + base_ack));
+              i += olen;
+            }
+          }
         }
         if ((how & 0x80) && seg.size() >= kTcpHdrLen) {  // right checksum
           store16(&seg[16], 0);

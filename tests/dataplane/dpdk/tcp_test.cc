@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <tuple>
@@ -90,6 +91,22 @@ std::vector<uint8_t> send_a_to_b(TcpPair& p, ConnId ca, ConnId cb, const std::ve
       },
       limit);
   return in;
+}
+
+// a sends all of out at once (it fits the send ring); b reads until it has as many bytes
+// or `limit` passed. True if b read exactly out.
+bool a_sends_all(TcpPair& p, ConnId ca, ConnId cb, const std::vector<uint8_t>& out,
+                 int64_t limit = 5 * kSec) {
+  EXPECT_EQ(p.a.send(ca, out.data(), uint32_t(out.size()), p.now), out.size());
+  std::vector<uint8_t> in(out.size());
+  size_t got = 0;
+  p.run(
+      [&] {
+        got += p.b.recv(cb, in.data() + got, uint32_t(in.size() - got), p.now);
+        return got == out.size();
+      },
+      limit);
+  return got == out.size() && in == out;
 }
 
 TEST(Tcp, HandshakeNegotiatesOptions) {
@@ -244,7 +261,9 @@ TEST(Tcp, SynRetransmissionTimingDoubles) {
 }
 
 TEST(Tcp, SrttAndRtoFromSamples) {
-  TcpPair p(config(), config());
+  TcpConfig no_tlp = config();
+  no_tlp.tail_loss_probe = false;  // the RTO alone
+  TcpPair p(no_tlp, config());
   p.faults.delay = 10 * kMs;
   ConnId ca, cb;
   std::tie(ca, cb) = connect(p);
@@ -294,17 +313,7 @@ TEST(Tcp, FastRetransmitOnThreeDupAcks) {
     return !(s.src == p.addr_a() && s.dlen() && ++data_segs == 2);  // the 2nd data segment
   };
   const auto out = pattern(8 * mss, 11);
-  p.a.send(ca, out.data(), uint32_t(out.size()), p.now);
-  std::vector<uint8_t> in(out.size());
-  size_t got = 0;
-  p.run(
-      [&] {
-        got += p.b.recv(cb, in.data() + got, uint32_t(in.size() - got), p.now);
-        return got == out.size();
-      },
-      5 * kSec);
-  ASSERT_EQ(got, out.size());
-  EXPECT_TRUE(in == out);
+  ASSERT_TRUE(a_sends_all(p, ca, cb, out));
   p.run([&] { return p.idle(); }, 1 * kSec);  // the last ACK reaches a
   EXPECT_EQ(p.a.stats().fast_retransmits, 1u);
   EXPECT_EQ(p.a.stats().rto_expiries, 0u);
@@ -338,17 +347,7 @@ TEST(Tcp, LimitedTransmitBeforeFastRetransmit) {
     return !(s.src == p.addr_a() && s.dlen() && ++data_segs == 2);  // the 2nd data segment
   };
   const auto out = pattern(14 * mss, 12);  // 10 in the initial window, 4 queued
-  ASSERT_EQ(p.a.send(ca, out.data(), uint32_t(out.size()), p.now), out.size());
-  std::vector<uint8_t> in(out.size());
-  size_t got = 0;
-  p.run(
-      [&] {
-        got += p.b.recv(cb, in.data() + got, uint32_t(in.size() - got), p.now);
-        return got == out.size();
-      },
-      5 * kSec);
-  ASSERT_EQ(got, out.size());
-  EXPECT_TRUE(in == out);
+  ASSERT_TRUE(a_sends_all(p, ca, cb, out));
   EXPECT_EQ(p.a.stats().fast_retransmits, 1u);
   EXPECT_EQ(p.a.stats().rto_expiries, 0u);
   // In a's log: the 11th segment (new data) comes before the 2nd one is sent again.
@@ -385,18 +384,8 @@ TEST(Tcp, LostRetransmissionSentAgainBeforeRto) {
     return !(s.seq() == first + mss && ++hole_sent <= 2);  // the 2nd segment, twice
   };
   const auto out = pattern(60 * mss, 13);
-  ASSERT_EQ(p.a.send(ca, out.data(), uint32_t(out.size()), p.now), out.size());
   const int64_t start = p.now;
-  std::vector<uint8_t> in(out.size());
-  size_t got = 0;
-  p.run(
-      [&] {
-        got += p.b.recv(cb, in.data() + got, uint32_t(in.size() - got), p.now);
-        return got == out.size();
-      },
-      5 * kSec);
-  ASSERT_EQ(got, out.size());
-  EXPECT_TRUE(in == out);
+  ASSERT_TRUE(a_sends_all(p, ca, cb, out));
   EXPECT_EQ(hole_sent, 3);
   EXPECT_EQ(p.a.stats().fast_retransmits, 1u);
   EXPECT_EQ(p.a.stats().rto_expiries, 0u);
@@ -578,6 +567,251 @@ Expect expect_of_a(const TcpPair& p) {
     if (s.src == p.addr_b() && s.option(8).size() == 8) e.tsval = load32(s.option(8).data());
   }
   return e;
+}
+
+// Times at which a sent data segments that start at `seq` (every copy).
+std::vector<int64_t> sent_at(const TcpPair& p, uint32_t seq) {
+  std::vector<int64_t> t;
+  for (const Seg& s : p.log)
+    if (s.src == p.addr_a() && s.dlen() && s.seq() == seq) t.push_back(s.sent_at);
+  return t;
+}
+
+// Loses the first copy of a's data segments number `lost` (0-based, counted in MSS from
+// a's first data segment); later copies pass.
+struct FirstCopyLoss {
+  uint32_t mss;
+  std::vector<uint32_t> lost, dropped;
+  uint32_t first = 0;
+  bool seen = false;
+  bool pass(const TcpPair& p, const Seg& s) {
+    if (s.src != p.addr_a() || !s.dlen()) return true;
+    if (!seen) seen = true, first = s.seq();
+    const uint32_t k = (s.seq() - first) / mss;
+    if (std::find(lost.begin(), lost.end(), k) == lost.end() ||
+        std::find(dropped.begin(), dropped.end(), k) != dropped.end())
+      return true;
+    dropped.push_back(k);
+    return false;
+  }
+};
+
+// Four holes in one flight: a connects and moves 40 segments to b, the first copy of
+// segments 12, 15, 18 and 21 lost, all four recovered in one episode, no timeout. Returns
+// when each of them was sent again (once each).
+std::vector<int64_t> four_holes(TcpPair& p, ConnId& ca) {
+  ConnId cb;
+  std::tie(ca, cb) = connect(p);
+  const uint32_t mss = p.a.info(ca).snd_mss;
+  FirstCopyLoss loss{mss, {11, 14, 17, 20}, {}};
+  p.filter = [&](const Seg& s) { return loss.pass(p, s); };
+  const auto out = pattern(40 * mss, 21);
+  EXPECT_TRUE(a_sends_all(p, ca, cb, out));
+  EXPECT_EQ(loss.dropped.size(), 4u);
+  p.run([&] { return p.idle(); }, 1 * kSec);
+  p.filter = nullptr;  // loss is gone after the return
+  std::vector<int64_t> rtx;
+  for (uint32_t k : loss.lost) {
+    const auto t = sent_at(p, loss.first + k * mss);
+    EXPECT_EQ(t.size(), 2u) << k;
+    if (t.size() >= 2) rtx.push_back(t[1]);
+  }
+  EXPECT_EQ(p.a.stats().fast_retransmits, 1u);
+  EXPECT_EQ(p.a.stats().rto_expiries, 0u);
+  EXPECT_EQ(p.a.stats().retransmits, 4u);
+  EXPECT_EQ(rtx.size(), 4u);
+  return rtx;
+}
+
+// SACK recovery (RFC 6675): the scoreboard shows every hole, and all four go again within
+// one round trip of the fast retransmit (pipe allowing), in one recovery, with no timeout
+// and nothing sent twice that had arrived.
+TEST(Tcp, SackRecoversSeveralHolesInOneEpisode) {
+  TcpPair p(config(), config());
+  ConnId ca;
+  const auto rtx = four_holes(p, ca);
+  ASSERT_EQ(rtx.size(), 4u);
+  EXPECT_TRUE(p.a.info(ca).sack);
+  EXPECT_EQ(p.a.stats().sack_retransmits, 3u);  // the holes after the first
+  EXPECT_EQ(p.a.stats().lost_retransmits, 0u);
+  // The round trip is 2 ms (1 ms each way): NewReno would need one per hole.
+  EXPECT_LT(*std::max_element(rtx.begin(), rtx.end()) - rtx.front(), 2 * kMs);
+  const auto ia = p.a.info(ca);
+  EXPECT_FALSE(ia.in_recovery);
+  EXPECT_EQ(ia.sacked_ranges, 0u);
+  EXPECT_EQ(p.a.stats().sack_blocks_bogus, 0u);
+}
+
+// The same losses to a peer without SACK: NewReno (RFC 6582), one hole per round trip,
+// still without a timeout; no scoreboard.
+TEST(Tcp, SackPeerWithoutSackStillNewReno) {
+  TcpConfig cb_cfg = config();
+  cb_cfg.sack = false;
+  TcpPair p(config(), cb_cfg);
+  ConnId ca;
+  const auto rtx = four_holes(p, ca);  // each hole sent again after a partial ACK
+  ASSERT_EQ(rtx.size(), 4u);
+  EXPECT_FALSE(p.a.info(ca).sack);
+  EXPECT_EQ(p.a.stats().sack_retransmits, 0u);
+  for (size_t i = 1; i < rtx.size(); ++i) EXPECT_GE(rtx[i] - rtx[i - 1], 2 * kMs) << i;
+  for (const Seg& s : p.log) EXPECT_TRUE(s.sacks().empty());
+  EXPECT_EQ(p.a.info(ca).sacked_ranges, 0u);
+}
+
+// Losses at the tail of a flight (first copies of segments `lost` of 10), with nothing
+// more to send: no third duplicate ACK ever comes. Returns how long the transfer took.
+int64_t tail_losses(TcpPair& p, std::vector<uint32_t> lost) {
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
+  const uint32_t mss = p.a.info(ca).snd_mss;
+  FirstCopyLoss loss{mss, std::move(lost), {}};
+  p.filter = [&](const Seg& s) { return loss.pass(p, s); };
+  const int64_t start = p.now;
+  EXPECT_TRUE(a_sends_all(p, ca, cb, pattern(10 * mss, 24)));
+  EXPECT_EQ(loss.dropped.size(), loss.lost.size());
+  p.filter = nullptr;  // loss is gone after the return
+  return p.now - start;
+}
+
+// RFC 8985 7: the last two segments lost. The probe (the last segment again, PTO =
+// max(2 SRTT, 10 ms) later) is SACKed above the hole, which is then lost: recovery, well
+// before the 200 ms RTO. Without probes the RTO it is.
+TEST(Tcp, TailLossProbeInsteadOfRto) {
+  TcpPair p(config(), config());
+  EXPECT_LT(tail_losses(p, {8, 9}), 40 * kMs);
+  EXPECT_EQ(p.a.stats().tlp_probes, 1u);
+  EXPECT_EQ(p.a.stats().fast_retransmits, 1u);
+  EXPECT_EQ(p.a.stats().rto_expiries, 0u);
+  EXPECT_EQ(p.a.stats().retransmits, 2u);  // the probe and the hole
+  TcpConfig no_tlp = config();
+  no_tlp.tail_loss_probe = false;
+  TcpPair q(no_tlp, config());
+  EXPECT_GE(tail_losses(q, {8, 9}), 200 * kMs);
+  EXPECT_EQ(q.a.stats().tlp_probes, 0u);
+  EXPECT_EQ(q.a.stats().rto_expiries, 1u);
+}
+
+// One segment lost with only two after it: IsLost (more than 2 MSS SACKed above) stays
+// false and no third duplicate ACK comes. When the probe timer fires, the SACKed data that
+// arrived after the hole shows it lost (RACK's rule): recovery at once, no probe, no RTO.
+TEST(Tcp, TwoSegmentsAfterAHoleRecoverAtTheProbeTimer) {
+  TcpPair p(config(), config());
+  EXPECT_LT(tail_losses(p, {7}), 40 * kMs);
+  EXPECT_EQ(p.a.stats().tlp_probes, 0u);
+  EXPECT_EQ(p.a.stats().fast_retransmits, 1u);
+  EXPECT_EQ(p.a.stats().rto_expiries, 0u);
+  EXPECT_EQ(p.a.stats().retransmits, 1u);
+}
+
+// An ACK from b to a (as b's last segment, an ACK: its sequence number, window and
+// timestamp) with these options.
+std::vector<uint8_t> ack_from_b(const TcpPair& p, uint32_t ack, const std::vector<uint8_t>& opts) {
+  const Seg* last = nullptr;
+  for (const Seg& s : p.log)
+    if (s.src == p.addr_b()) last = &s;
+  std::vector<uint8_t> o = ts_option(load32(last->option(8).data()), 0);
+  o.insert(o.end(), opts.begin(), opts.end());
+  auto h = forge(kPort, htons(40000), last->seq(), ack, kTcpAck, p.addr_b(), p.addr_a(), o);
+  store16(&h[14], last->wnd());
+  store16(&h[16], 0);
+  store16(&h[16],
+          csum_fold(pseudo_header_sum(p.addr_b(), p.addr_a(), kProtoTcp, uint32_t(h.size())) +
+                    csum_add(h.data(), h.size())));
+  return h;
+}
+
+// NOP NOP SACK with these blocks.
+std::vector<uint8_t> sack_option(const std::vector<std::pair<uint32_t, uint32_t>>& blocks) {
+  std::vector<uint8_t> o{1, 1, 5, uint8_t(2 + 8 * blocks.size())};
+  for (const auto& [l, r] : blocks) {
+    o.resize(o.size() + 8);
+    store_be32(&o[o.size() - 8], htonl(l));
+    store_be32(&o[o.size() - 4], htonl(r));
+  }
+  return o;
+}
+
+// SACK blocks that cannot be true (empty or inverted, unsent data, SND.UNA itself, far
+// below SND.UNA) are ignored and counted; the segment is still processed. A D-SACK below
+// SND.UNA marks nothing and is not bogus; a good block is kept.
+TEST(Tcp, SackBogusBlocksIgnored) {
+  TcpPair p(config(), config());
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
+  const uint32_t mss = p.a.info(ca).snd_mss;
+  // One segment through (SND.UNA moves), then five that never arrive.
+  const auto out = pattern(6 * mss, 22);
+  ASSERT_EQ(p.a.send(ca, out.data(), mss, p.now), mss);
+  p.run([&] { return p.a.send_queued(ca) == 0 && p.idle(); }, 1 * kSec);  // b's ACK too
+  ASSERT_EQ(p.a.send_queued(ca), 0u);
+  p.filter = [&](const Seg& s) { return s.src != p.addr_a() || !s.dlen(); };
+  p.a.send(ca, out.data() + mss, 5 * mss, p.now);
+  const Expect e = expect_of_a(p);
+  const uint32_t una = e.snd_nxt - 5 * mss, max = e.snd_nxt;
+  auto feed = [&](const std::vector<std::pair<uint32_t, uint32_t>>& blocks) {
+    const auto h = ack_from_b(p, una, sack_option(blocks));
+    p.a.input(p.addr_b(), p.addr_a(), h.data(), uint32_t(h.size()), p.now);
+  };
+  feed({{una + mss, una + mss}, {una + 2 * mss, una + mss}, {max, max + mss}});
+  EXPECT_EQ(p.a.stats().sack_blocks_bogus, 3u);
+  feed({{una - 10, una + mss}, {una - 4'000'000, una - 3'000'000}});
+  EXPECT_EQ(p.a.stats().sack_blocks_bogus, 5u);
+  EXPECT_EQ(p.a.info(ca).sacked_ranges, 0u);
+  feed({{una - mss, una}});  // D-SACK of the segment that did arrive
+  EXPECT_EQ(p.a.stats().sack_blocks_bogus, 5u);
+  EXPECT_EQ(p.a.info(ca).sacked_ranges, 0u);
+  EXPECT_EQ(p.drops_a.total(), 0u);  // each segment was accepted
+  EXPECT_FALSE(p.a.info(ca).in_recovery);
+  feed({{una + 2 * mss, una + 3 * mss}});
+  EXPECT_EQ(p.a.info(ca).sacked_ranges, 1u);
+  EXPECT_EQ(p.a.info(ca).sacked_bytes, mss);
+  EXPECT_EQ(p.a.stats().sack_blocks_bogus, 5u);
+  // The peer is honest from here: everything arrives.
+  p.filter = nullptr;
+  size_t sent = 6 * mss;
+  // The block that lied is forgotten once SND.UNA reaches it, and its segment sent again.
+  EXPECT_TRUE(send_a_to_b(p, ca, cb, out, sent, 5 * kSec) == out);
+  p.run([&] { return p.a.send_queued(ca) == 0 && p.idle(); }, 1 * kSec);
+  EXPECT_EQ(p.a.send_queued(ca), 0u);
+  EXPECT_EQ(p.a.info(ca).sacked_ranges, 0u);
+}
+
+// A retransmission timeout in SACK recovery (both holes' retransmissions lost) empties the
+// scoreboard (RFC 2018 8, RFC 6675 5.1); the recovery after it skips what the peer SACKs
+// from then on, so no segment that arrived is sent again (going back N would).
+TEST(Tcp, SackRtoClearsScoreboard) {
+  TcpConfig no_tlp = config();
+  no_tlp.tail_loss_probe = false;  // the RTO alone
+  TcpPair p(no_tlp, config());
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
+  const uint32_t mss = p.a.info(ca).snd_mss;
+  uint32_t first = 0;
+  bool seen = false;
+  int rto_sends = 0;
+  uint32_t sacked_at_rto = 99;
+  p.filter = [&](const Seg& s) {
+    if (s.src != p.addr_a() || !s.dlen()) return true;
+    if (!seen) seen = true, first = s.seq();
+    const uint32_t k = (s.seq() - first) / mss;
+    if (p.a.stats().rto_expiries == 0) return k != 1 && k != 5;  // both holes, every copy
+    if (rto_sends++ == 0) sacked_at_rto = p.a.info(ca).sacked_ranges;
+    return true;
+  };
+  const auto out = pattern(10 * mss, 23);
+  ASSERT_TRUE(a_sends_all(p, ca, cb, out));
+  EXPECT_EQ(p.a.stats().fast_retransmits, 1u);  // SACK recovery, then the timeout
+  EXPECT_EQ(p.a.stats().rto_expiries, 1u);
+  EXPECT_EQ(sacked_at_rto, 0u);  // the RTO's retransmission left with the scoreboard empty
+  EXPECT_GE(rto_sends, 2);       // holes 1 and 5 after the RTO
+  // Segments 2-4 and 6-9 arrived the first time and went only once.
+  for (uint32_t k = 0; k < 10; ++k)
+    if (k != 1 && k != 5) {
+      EXPECT_EQ(sent_at(p, first + k * mss).size(), 1u) << k;
+    }
+  p.run([&] { return p.idle(); }, 1 * kSec);
+  EXPECT_FALSE(p.a.info(ca).in_recovery);
+  EXPECT_EQ(p.a.info(ca).sacked_ranges, 0u);
 }
 
 TEST(Tcp, RstAndSynPerRfc5961) {
