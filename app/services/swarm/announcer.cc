@@ -68,6 +68,7 @@ void Announcer::run() {
 void Announcer::announce(const AnnounceJob& j, AnnounceDone& d) {
   d.torrent = j.torrent;
   d.event = j.event;
+  d.left = j.left;
   d.status = AnnounceDone::error;
   if (j.torrent >= targets_.size()) return;
   // BEP 12: tiers in order, trackers of a tier in order; the one that answers moves to the

@@ -34,8 +34,9 @@ struct AnnounceDone {
   // none answered usably (connection, HTTP status, reply too large or malformed).
   enum Status : uint8_t { ok, failure, error };
   uint32_t torrent = 0;
-  tracker::Event event = tracker::Event::none;
+  tracker::Event event = tracker::Event::none;  // the job's
   Status status = error;
+  uint64_t left = 0;            // the job's
   uint32_t interval_s = 0;      // ok: the tracker's interval
   uint32_t min_interval_s = 0;  // its min interval, 0 if none
   uint32_t npeers = 0;

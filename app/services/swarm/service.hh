@@ -568,8 +568,8 @@ class Swarm {
       ctx.counters[kTrackerPeers].add(d.npeers);
       t.announce_fails = 0;
       if (d.event == Event::started) t.announced = true;
-      // A `started` sent with nothing left, or a `completed`, told the tracker we are done.
-      if (d.event == Event::completed || (d.event == Event::started && t.complete()))
+      // A `completed`, or a `started` sent with nothing left, told the tracker we are done.
+      if (d.event == Event::completed || (d.event == Event::started && d.left == 0))
         t.completed_pending = false;
       wait_s = std::max({d.interval_s, d.min_interval_s, kMinAnnounceS});
       if (!t.complete()) connect_tracker_peers(ctx, d);
@@ -581,7 +581,10 @@ class Swarm {
                    std::min(kAnnounceRetryS << std::min(t.announce_fails, 7u), kAnnounceRetryMaxS));
       ++t.announce_fails;
     }
-    if (t.announced && t.completed_pending) return announce(ctx, d.torrent);
+    // Completed while this announce was out: tell the tracker now (after a failure, the
+    // backoff first).
+    if (d.status == swarm::AnnounceDone::ok && t.announced && t.completed_pending)
+      return announce(ctx, d.torrent);
     if (t.announce_timer != rt::kNoTimer) ctx.timer_cancel(t.announce_timer);
     t.announce_timer =
         ctx.timer_after(wait_s * 1'000'000'000,
