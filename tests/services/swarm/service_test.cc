@@ -2,7 +2,9 @@
 // handshake, have-all, unchoke and blocks read from disk; BEP 6 rejects; counted closes for a
 // wrong info-hash, a request outside the torrent and a silent peer; a leech that connects
 // out, asks rarest-first blocks pipelined, discards a corrupted piece and completes with the
-// file byte-identical. The piece picker on its own.
+// file byte-identical; with a tracker (fake_tracker.hh) instead of configured peers, the
+// leech finds its peer through it and reports started/completed/stopped, and a seed's
+// failed announce waits for the backoff. The piece picker on its own.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -285,6 +287,25 @@ void leech(SwarmFiles& files, bool corrupt_once, swarm::test::FakeTracker* track
   EXPECT_EQ(w.counter(S::kTrackerPeers), 4u);
   EXPECT_EQ(w.counter(S::kTrackerFailures) + w.counter(S::kTrackerErrors), 0u);
   EXPECT_EQ(w.counter(S::kConnects), 1u);  // not ourselves, and nothing once complete
+}
+
+// A seed announces `started` with nothing left; a failure reason is counted and the next
+// announce waits for the backoff (one announce in 300 ms, not a loop).
+TEST_F(Fixture, SeedAnnouncesAndAFailureWaitsForTheBackoff) {
+  swarm::test::FakeTracker tracker;
+  tracker.reply = "d14:failure reason8:go away!e";
+  S::Options o;
+  o.tracker_urls = {tracker.url()};
+  SwarmWorld w(files, true, o);
+  for (int i = 0; tracker.count() < 1 && i < 300; ++i) w.run_for(std::chrono::milliseconds(10));
+  w.run_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(tracker.count(), 1u);
+  EXPECT_EQ(tracker.param(0, "event"), "started");
+  EXPECT_EQ(tracker.param(0, "left"), "0");
+  EXPECT_EQ(w.counter(S::kTrackerAnnounces), 1u);
+  EXPECT_EQ(w.counter(S::kTrackerFailures), 1u);
+  EXPECT_EQ(w.counter(S::kTrackerReplies), 0u);
+  EXPECT_EQ(w.counter(S::kConnects), 0u);
 }
 
 TEST_F(Fixture, LeechFetchesEveryPieceVerified) {
