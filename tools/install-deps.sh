@@ -31,6 +31,7 @@ TEST_PKGS=(
   gstreamer1.0-tools gstreamer1.0-plugins-base     # rtp interop tests (gst-launch-1.0, rtpbin)
   gstreamer1.0-plugins-good                        #   (rtpbin, rtppcmupay, mulaw, udp)
   python3-libtorrent                               # swarm interop tests (the metainfo codec)
+  opentracker aria2                                # swarm tracker tests (a real tracker, aria2c)
 )
 case ${1:-all} in
   run) PKGS=("${RUN_PKGS[@]}") ;;

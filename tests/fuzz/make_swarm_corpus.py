@@ -94,8 +94,24 @@ session_seeds = {
                  bytes([3, 7, 200, 0, 5]),
 }
 
+# swarm_tracker: announce replies as trackers send them (opentracker's compact form, the
+# dict form, a failure reason, unsorted keys); the same bytes are tried as a query's URL.
+tracker_seeds = {
+    'compact': be({'complete': 1, 'downloaded': 0, 'incomplete': 2, 'interval': 1728,
+                   'min interval': 864, 'peers': bytes([127, 0, 0, 1, 0x1b, 0x58] * 3)}),
+    'dict_peers': be({'interval': 60, 'peers': [
+        {'ip': '10.0.0.1', 'peer id': 'a' * 20, 'port': 6881}, {'ip': 'example.com', 'port': 1},
+        {'ip': '::1', 'port': 2}, {'ip': '10.0.0.2', 'port': 0}]}),
+    'failure': be({'failure reason': 'Requested download is not authorized for use with this tracker.'}),
+    'unsorted': b'd8:intervali30e5:peers6:\x7f\x00\x00\x01\x00\x5012:min intervali0e'
+                b'15:warning message2:hie',
+    'bad_peers': be({'interval': 5, 'peers': b'abcde'}),
+    'url': bytes(range(40)) + b'http://127.0.0.1:6969/announce?passkey=x',
+}
+
 for name, seeds in [('swarm_bencode', bencode_seeds), ('swarm_metainfo', metainfo_seeds),
-                    ('swarm_wire', wire_seeds), ('swarm_session', session_seeds)]:
+                    ('swarm_wire', wire_seeds), ('swarm_session', session_seeds),
+                    ('swarm_tracker', tracker_seeds)]:
     d = os.path.join(here, 'corpus', name)
     os.makedirs(d, exist_ok=True)
     for k, v in seeds.items():

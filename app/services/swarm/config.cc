@@ -3,6 +3,7 @@
 #include "app/services/swarm/config.hh"
 
 #include "app/services/swarm/storage.hh"
+#include "app/services/swarm/tracker.hh"
 
 namespace cw::swarm {
 
@@ -65,6 +66,17 @@ SwarmOptions parse_swarm_options(rt::ServiceKeys& k) {
   }
   if (auto v = k.integer("max_offences", 1, 1000)) o.max_offences = uint32_t(*v);
   if (auto v = k.integer("worker", 0, 1023)) o.worker = unsigned(*v);
+  if (auto v = k.boolean("trackers")) o.trackers = *v;
+  if (auto v = k.strings("tracker_urls")) {
+    if (v->size() > 16) k.fail("tracker_urls", "at most 16 trackers");
+    for (const std::string& s : *v) {
+      tracker::HttpUrl u;
+      if (!tracker::split_url(s, u))
+        k.fail("tracker_urls", "expected an http:// or https:// URL, got \"" + s + "\"");
+      else
+        o.tracker_urls.push_back(s);
+    }
+  }
   return o;
 }
 

@@ -11,24 +11,15 @@ Disk::Disk(uint32_t capacity)
     : capacity_(capacity), ops_(capacity), done_(capacity), thread_([this] { run(); }) {}
 
 Disk::~Disk() {
-  stop_.store(true, std::memory_order_release);
-  seq_.fetch_add(1, std::memory_order_release);
-  seq_.notify_one();
+  bell_.stop();
   thread_.join();
 }
 
 bool Disk::submit(const DiskOp& op) {
   if (outstanding_ >= capacity_ || !ops_.push(op)) return false;
   ++outstanding_;
-  submitted_ = true;
+  bell_.queued();
   return true;
-}
-
-void Disk::kick() {
-  if (!submitted_) return;
-  submitted_ = false;
-  seq_.fetch_add(1, std::memory_order_release);
-  seq_.notify_one();
 }
 
 bool Disk::poll(DiskDone& d) {
@@ -39,7 +30,7 @@ bool Disk::poll(DiskDone& d) {
 
 void Disk::run() {
   for (;;) {
-    const uint32_t seen = seq_.load(std::memory_order_acquire);
+    const uint32_t seen = bell_.seen();
     bool any = false;
     DiskOp op;
     while (ops_.pop(op)) {
@@ -59,9 +50,9 @@ void Disk::run() {
       done_.push(d);
       any = true;
     }
-    if (any && waker_) waker_(waker_arg_);
-    if (stop_.load(std::memory_order_acquire)) return;
-    if (!any) seq_.wait(seen, std::memory_order_acquire);
+    if (any) bell_.wake_worker();
+    if (bell_.stopping()) return;
+    if (!any) bell_.wait(seen);
   }
 }
 

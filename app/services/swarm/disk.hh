@@ -4,18 +4,18 @@
 // of issue 18 for both kernel backends (docs/swarm.md).
 //
 // The worker pushes Ops into one SPSC ring and, once per loop iteration, wakes the helper
-// (an atomic counter it waits on: no syscall while the helper is busy); the helper does
+// (doorbell.hh: no syscall while the helper is busy); the helper does
 // them in order, pushes a Done per Op into the other ring and wakes the worker's poll
 // (ctx.io.wake(), through the waker the worker installed). The worker never has more than
 // `capacity` Ops outstanding, so the Done ring cannot overflow. A buffer named by an Op is
 // the helper's from push until its Done is popped; the worker does not touch it meanwhile.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <thread>
 
 #include "app/runtime/spsc.hh"
+#include "app/services/swarm/doorbell.hh"
 
 namespace cw::swarm {
 
@@ -40,23 +40,20 @@ struct DiskDone {
 
 class Disk {
  public:
-  using Waker = void (*)(void*);
+  using Waker = Doorbell::Waker;
   explicit Disk(uint32_t capacity);
   ~Disk();
   Disk(const Disk&) = delete;
   Disk& operator=(const Disk&) = delete;
 
   // Worker side. Set the waker before the first submit.
-  void set_waker(Waker w, void* arg) {
-    waker_ = w;
-    waker_arg_ = arg;
-  }
+  void set_waker(Waker w, void* arg) { bell_.set_waker(w, arg); }
   bool full() const { return outstanding_ >= capacity_; }
   uint32_t outstanding() const { return outstanding_; }
   // False when capacity Ops are outstanding (check full() first).
   bool submit(const DiskOp& op);
   // Wakes the helper if anything was submitted since the last kick (once per loop).
-  void kick();
+  void kick() { bell_.ring(); }
   bool poll(DiskDone& d);
 
  private:
@@ -64,13 +61,9 @@ class Disk {
 
   const uint32_t capacity_;
   uint32_t outstanding_ = 0;  // worker only
-  bool submitted_ = false;    // worker only: since the last kick
   rt::Spsc<DiskOp> ops_;
   rt::Spsc<DiskDone> done_;
-  std::atomic<uint32_t> seq_{0};  // bumped by kick(); the helper waits on it
-  std::atomic<bool> stop_{false};
-  Waker waker_ = nullptr;
-  void* waker_arg_ = nullptr;
+  Doorbell bell_;
   std::thread thread_;
 };
 

@@ -25,9 +25,11 @@
 // reads all the data once and only announces pieces whose hash matched).
 #pragma once
 
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -42,6 +44,7 @@
 #include "app/runtime/registry.hh"
 #include "app/runtime/service.hh"
 #include "app/runtime/service_keys.hh"
+#include "app/services/swarm/announcer.hh"
 #include "app/services/swarm/config.hh"
 #include "app/services/swarm/disk.hh"
 #include "app/services/swarm/picker.hh"
@@ -89,6 +92,14 @@ class Swarm {
     kConnectFailed,
     kTorrentsComplete,
     kTxFull,
+    kTrackerAnnounces,
+    kTrackerReplies,
+    kTrackerFailures,
+    kTrackerErrors,
+    kTrackerPeers,
+    kSelfConnects,
+    kCorewireBytesIn,
+    kCorewireBytesOut,
   };
   static constexpr rt::CounterDecl kCounters[] = {
       {"peers", "Peers past the handshake", rt::CounterKind::gauge},
@@ -116,6 +127,14 @@ class Swarm {
       {"connect_failed", "Outgoing peer connections that failed"},
       {"torrents_complete", "Torrents with every piece", rt::CounterKind::gauge},
       {"tx_full", "Messages not sent: the connection's output was refused"},
+      {"tracker_announces", "Tracker announces started"},
+      {"tracker_replies", "Tracker announces answered with peers"},
+      {"tracker_failures", "Tracker announces answered with a failure reason"},
+      {"tracker_errors", "Tracker announces no tracker answered usably"},
+      {"tracker_peers", "Peer addresses received from trackers"},
+      {"self_connects", "Connections to ourselves (our own peer id): closed"},
+      {"corewire_bytes_in", "Block bytes received from peers with our peer_id_prefix"},
+      {"corewire_bytes_out", "Block bytes sent to peers with our peer_id_prefix"},
   };
 
   static constexpr uint32_t kBlock = bt::kMaxBlock;  // 16 KiB
@@ -123,14 +142,22 @@ class Swarm {
   static constexpr uint32_t kNone = UINT32_MAX;
   static constexpr uint64_t kRetryNs = 1'000'000'000;  // before connecting to a lost peer again
   static constexpr uint32_t kMaxRetries = 30;          // in a row, without a handshake
+  // Tracker announces: the shortest interval we accept from a tracker, and the wait after
+  // a failed announce (doubling from kAnnounceRetryS up to kAnnounceRetryMaxS).
+  static constexpr uint32_t kMinAnnounceS = 10;
+  static constexpr uint32_t kAnnounceRetryS = 15, kAnnounceRetryMaxS = 1800;
+  static constexpr uint32_t kTrackerEndpoint = 0xffff;  // a timer's endpoint: the announce
 
   Swarm(const rt::ServiceCtx& c, const Options& o)
       : o_(o), owner_(c.worker == o.worker), slots_(owner_ ? c.max_conns : 0) {
-    for (const rt::SocketRef& s : c.sockets)
+    for (const rt::SocketRef& s : c.sockets) {
       if (!s.server && s.transport == dp::Transport::tcp && s.here) {
         client_ = s.id;
         has_client_ = true;
       }
+      if (s.server && s.transport == dp::Transport::tcp && s.id < c.bound.size())
+        listen_ = c.bound[s.id];  // the port we announce
+    }
     if (owner_) setup();
   }
   Swarm(Swarm&&) = default;
@@ -155,6 +182,7 @@ class Swarm {
       }
       sl->peer = pi;
       peers_[pi].conn = it.conn;
+      peers_[pi].remote = it.peer;
     }
     Peer& p = peers_[pi];
     p.last_rx_ns = p.last_tx_ns = ctx.now_ns;
@@ -234,7 +262,12 @@ class Swarm {
     if (!owner_) return;
     if (pi == kNone) {  // a configured peer to connect to again
       const uint32_t ti = uint32_t(user >> 48), ep = uint32_t(user >> 32) & 0xffff;
-      if (ti < ts_.size() && ep < o_.peers.size() && !ts_[ti].complete()) connect(ctx, ti, ep);
+      if (ti >= ts_.size()) return;
+      if (ep == kTrackerEndpoint) {
+        if (ts_[ti].announce_timer == id) ts_[ti].announce_timer = rt::kNoTimer;
+        return announce(ctx, ti);
+      }
+      if (ep < o_.peers.size() && !ts_[ti].complete()) connect(ctx, ti, o_.peers[ep], ep);
       return;
     }
     if (pi >= peers_.size()) return;
@@ -263,6 +296,10 @@ class Swarm {
     if (!started_) start(ctx);
     swarm::DiskDone d;
     while (disk_->poll(d)) completed(ctx, d);
+    if (announcer_) {
+      while (announcer_->poll(announce_done_)) announced(ctx, announce_done_);
+      announcer_->kick();
+    }
     if (starving_) {
       starving_ = false;
       for (uint32_t i = 0; i < peers_.size(); ++i)
@@ -272,9 +309,15 @@ class Swarm {
   }
 
   // The loop has stopped: join the disk helper before the backend (its waker) goes.
+  // The announcer sends `stopped` for every torrent a tracker knows (within its budget).
   template <class Io>
   void on_stop(rt::Ctx<Io>&) {
     disk_.reset();
+    if (!announcer_) return;
+    for (uint32_t ti = 0; ti < ts_.size(); ++ti)
+      if (ts_[ti].announced) announcer_->submit(job(ti, swarm::tracker::Event::stopped));
+    announcer_->kick();
+    announcer_.reset();
   }
 
   // For tests: pieces held of torrent i; whether the disk helper has nothing in flight.
@@ -302,7 +345,9 @@ class Swarm {
     uint32_t offences = 0;      // bad pieces it sent
     uint32_t messages = 0;      // messages received after the handshake
     uint32_t endpoint = kNone;  // outgoing to a configured peer: its index in o_.peers
+    dp::Endpoint remote{};      // where it is (an incoming peer: its address and source port)
     bool outgoing = false, got_hs = false, fast = false, closing = false;
+    bool corewire = false;  // its peer id starts with our peer_id_prefix
     bool am_choking = true, am_interested = false, peer_choking = true, peer_interested = false;
     bool counted = false, want_writable = false;
   };
@@ -324,6 +369,15 @@ class Swarm {
     std::vector<uint16_t> avail;  // per piece: peers that have it
     uint32_t have_count = 0, peers = 0;
     bool started = false;  // a piece was picked (no more random first)
+    // Trackers (the announcer thread does the HTTP): block bytes up and down this run, the
+    // next announce's timer, failures in a row.
+    uint64_t uploaded = 0, downloaded = 0;
+    rt::TimerId announce_timer = rt::kNoTimer;
+    uint32_t announce_fails = 0;
+    bool tracked = false;            // it has trackers to announce to
+    bool announcing = false;         // a job is with the announcer
+    bool announced = false;          // a tracker accepted our `started`
+    bool completed_pending = false;  // complete, and no tracker told yet
     bool complete() const { return have_count == t->info().piece_count; }
   };
 
@@ -378,6 +432,42 @@ class Swarm {
     for (uint32_t i = o_.disk_reads; i-- > 0;) free_reads_.push_back(i);
     retries_.assign(ts_.size() * o_.peers.size(), 0);
     disk_ = std::make_unique<swarm::Disk>(o_.disk_reads + o_.max_active_pieces);
+    setup_trackers();
+  }
+
+  // The announcer thread, when any torrent has an http(s) tracker (and `trackers` is on):
+  // tracker_urls if given (one tier each), else each torrent's announce-list or announce.
+  void setup_trackers() {
+    if (!o_.trackers) return;
+    std::vector<swarm::Announcer::Target> targets(ts_.size());
+    bool any = false;
+    for (size_t ti = 0; ti < ts_.size(); ++ti) {
+      const swarm::meta::Metainfo& m = ts_[ti].t->info();
+      swarm::Announcer::Target& tg = targets[ti];
+      std::copy(m.info_hash.begin(), m.info_hash.end(), tg.info_hash.begin());
+      auto add = [&](size_t tier, std::string_view url) {
+        swarm::tracker::HttpUrl u;
+        if (!swarm::tracker::split_url(url, u)) {
+          std::fprintf(stderr, "corewire: swarm: %s: tracker %.*s skipped (http and https only)\n",
+                       ts_[ti].t->path().c_str(), int(url.size()), url.data());
+          return;
+        }
+        if (tg.tiers.size() <= tier) tg.tiers.resize(tier + 1);
+        tg.tiers[tier].emplace_back(url);
+      };
+      if (!o_.tracker_urls.empty())
+        for (size_t i = 0; i < o_.tracker_urls.size(); ++i) add(i, o_.tracker_urls[i]);
+      else
+        m.for_each_tracker(add);
+      std::erase_if(tg.tiers, [](const auto& tier) { return tier.empty(); });
+      ts_[ti].tracked = !tg.tiers.empty();
+      any = any || ts_[ti].tracked;
+    }
+    if (!any) return;
+    announcer_ = std::make_unique<swarm::Announcer>(
+        std::move(targets), peer_id_, ntohs(listen_.port_be),
+        std::min<uint32_t>(o_.max_peers, uint32_t(swarm::tracker::kMaxPeers)),
+        uint32_t(next_random()));
   }
 
   [[noreturn]] static void fatal(const std::string& why) {
@@ -396,29 +486,36 @@ class Swarm {
   void start(rt::Ctx<Io>& ctx) {
     started_ = true;
     disk_->set_waker([](void* io) { static_cast<Io*>(io)->wake(); }, &ctx.io);
+    if (announcer_) {
+      announcer_->set_waker([](void* io) { static_cast<Io*>(io)->wake(); }, &ctx.io);
+      for (uint32_t ti = 0; ti < ts_.size(); ++ti) announce(ctx, ti);
+    }
     ctx.counters[kPiecesHave].set(pieces_have_);
     ctx.counters[kTorrentsComplete].set(complete_);
     if (!has_client_) return;
     for (uint32_t ti = 0; ti < ts_.size(); ++ti) {
       if (ts_[ti].complete()) continue;
-      for (uint32_t ep = 0; ep < o_.peers.size(); ++ep) connect(ctx, ti, ep);
+      for (uint32_t ep = 0; ep < o_.peers.size(); ++ep) connect(ctx, ti, o_.peers[ep], ep);
     }
   }
 
+  // Connects to `to` for torrent ti; ep is its index in o_.peers (retried when lost), or
+  // kNone for a peer a tracker gave (not retried: the next announce gives it again).
   template <class Io>
-  void connect(rt::Ctx<Io>& ctx, uint32_t ti, uint32_t ep) {
+  void connect(rt::Ctx<Io>& ctx, uint32_t ti, const dp::Endpoint& to, uint32_t ep) {
     const uint32_t pi = alloc_peer();
     if (pi == kNone) {
       ctx.counters[kPeersFull].add();
       return;
     }
-    const dp::ConnId c = ctx.io.connect(client_, o_.peers[ep]);
+    const dp::ConnId c = ctx.io.connect(client_, to);
     Slot* sl = c == dp::kNoConn ? nullptr : slots_.open(c);
     if (!sl) {
       if (c != dp::kNoConn) ctx.io.close(c);
       free_.push_back(pi);
       ctx.counters[kConnectFailed].add();
-      return retry(ctx, ti, ep);
+      if (ep != kNone) retry(ctx, ti, ep);
+      return;
     }
     ctx.counters[kConnects].add();
     sl->peer = pi;
@@ -427,6 +524,97 @@ class Swarm {
     p.torrent = ti;
     p.outgoing = true;
     p.endpoint = ep;
+    p.remote = to;
+  }
+
+  // --- trackers ---
+
+  swarm::AnnounceJob job(uint32_t ti, swarm::tracker::Event ev) const {
+    const TorrentState& t = ts_[ti];
+    const swarm::meta::Metainfo& m = t.t->info();
+    // Bytes we lack: whole pieces, the last one possibly short.
+    uint64_t have = uint64_t(t.have_count) * m.piece_length;
+    if (m.piece_count && swarm::bit(t.have.data(), m.piece_count - 1))
+      have -= m.piece_length - m.piece_size(m.piece_count - 1);
+    return {ti, ev, t.uploaded, t.downloaded, m.total_length - have};
+  }
+
+  // Hands torrent ti's next announce to the announcer: `started` until a tracker took it,
+  // then `completed` once, else a plain re-announce.
+  template <class Io>
+  void announce(rt::Ctx<Io>& ctx, uint32_t ti) {
+    TorrentState& t = ts_[ti];
+    if (!announcer_ || !t.tracked || t.announcing) return;
+    using swarm::tracker::Event;
+    const Event ev = !t.announced          ? Event::started
+                     : t.completed_pending ? Event::completed
+                                           : Event::none;
+    if (!announcer_->submit(job(ti, ev))) return;  // cannot fail: one job per torrent
+    t.announcing = true;
+    ctx.counters[kTrackerAnnounces].add();
+  }
+
+  // A tracker's answer (or none): connect to the peers it gave while the torrent is not
+  // complete, and set the next announce after its interval (or a backoff after a failure).
+  template <class Io>
+  void announced(rt::Ctx<Io>& ctx, const swarm::AnnounceDone& d) {
+    using swarm::tracker::Event;
+    if (d.torrent >= ts_.size()) return;
+    TorrentState& t = ts_[d.torrent];
+    t.announcing = false;
+    uint64_t wait_s;
+    if (d.status == swarm::AnnounceDone::ok) {
+      ctx.counters[kTrackerReplies].add();
+      ctx.counters[kTrackerPeers].add(d.npeers);
+      t.announce_fails = 0;
+      if (d.event == Event::started) t.announced = true;
+      // A `completed`, or a `started` sent with nothing left, told the tracker we are done.
+      if (d.event == Event::completed || (d.event == Event::started && d.left == 0))
+        t.completed_pending = false;
+      wait_s = std::max({d.interval_s, d.min_interval_s, kMinAnnounceS});
+      if (!t.complete()) connect_tracker_peers(ctx, d);
+    } else {
+      ctx.counters[d.status == swarm::AnnounceDone::failure ? kTrackerFailures : kTrackerErrors]
+          .add();
+      wait_s =
+          std::max(d.min_interval_s,
+                   std::min(kAnnounceRetryS << std::min(t.announce_fails, 7u), kAnnounceRetryMaxS));
+      ++t.announce_fails;
+    }
+    // Completed while this announce was out: tell the tracker now (after a failure, the
+    // backoff first).
+    if (d.status == swarm::AnnounceDone::ok && t.announced && t.completed_pending)
+      return announce(ctx, d.torrent);
+    if (t.announce_timer != rt::kNoTimer) ctx.timer_cancel(t.announce_timer);
+    t.announce_timer =
+        ctx.timer_after(wait_s * 1'000'000'000,
+                        uint64_t(d.torrent) << 48 | uint64_t(kTrackerEndpoint) << 32 | kNone);
+  }
+
+  template <class Io>
+  void connect_tracker_peers(rt::Ctx<Io>& ctx, const swarm::AnnounceDone& d) {
+    const uint32_t ti = d.torrent;
+    uint32_t conns = 0;
+    for (const Peer& p : peers_) conns += p.conn != dp::kNoConn && p.torrent == ti;
+    for (uint32_t k = 0; k < d.npeers && k < d.peers.size() && conns < o_.max_peers; ++k) {
+      const dp::Endpoint to{d.peers[k].addr_be, d.peers[k].port_be};
+      if (is_self(to)) continue;
+      bool known = false;
+      for (const Peer& p : peers_)
+        known = known || (p.conn != dp::kNoConn && p.torrent == ti && p.remote == to);
+      if (known) continue;
+      connect(ctx, ti, to, kNone);
+      ++conns;
+    }
+  }
+
+  // Our own listening address as a tracker reports it back: the address we are bound to, a
+  // loopback address with our port, or one that answered with our own peer id before.
+  bool is_self(const dp::Endpoint& e) const {
+    if (e.port_be == listen_.port_be &&
+        (e.addr_be == listen_.addr_be || (ntohl(e.addr_be) >> 24) == 127))
+      return true;
+    return std::find(self_.begin(), self_.end(), e) != self_.end();
   }
 
   // A configured peer is connected to again a while after it was lost, while its torrent is
@@ -558,6 +746,15 @@ class Swarm {
       }
       p.torrent = ti;
     }
+    if (hs.peer_id == peer_id_) {
+      // Ourselves, through an address a tracker gave: the source address of the connection
+      // with our listening port is how we appear, so it is not connected to again.
+      ctx.counters[kSelfConnects].add();
+      if (!p.outgoing) {
+        self_[self_next_++ % self_.size()] = {p.remote.addr_be, listen_.port_be};
+      }
+      return false;
+    }
     TorrentState& t = ts_[p.torrent];
     if (t.peers >= o_.max_peers) {
       ctx.counters[kPeersFull].add();
@@ -570,6 +767,9 @@ class Swarm {
     if (p.endpoint != kNone) retries_[p.torrent * o_.peers.size() + p.endpoint] = 0;
     p.got_hs = true;
     p.fast = hs.fast();
+    p.corewire = !o_.peer_id_prefix.empty() &&
+                 std::equal(o_.peer_id_prefix.begin(), o_.peer_id_prefix.end(), hs.peer_id.begin(),
+                            [](char a, uint8_t b) { return uint8_t(a) == b; });
     (void)pi;
     if (!p.outgoing && !send_handshake(ctx, p)) return false;
     return send_pieces(ctx, p);
@@ -607,24 +807,17 @@ class Swarm {
             return interested(ctx, pi, p);
         }
         return true;
-      case bt::kBitfield: {
-        if (!first || m.payload.size() != t.have.size()) return false;
+      // BEP 3 sends these first only; aria2c may send its bitfield after other messages, and
+      // libtorrent takes a late one as the peer's whole state: so do we.
+      case bt::kBitfield:
+        if (m.payload.size() != t.have.size()) return false;
         // Spare bits past the last piece must be zero (BEP 3).
         if (n % 8 && (m.payload.back() & (0xffu >> (n % 8)))) return false;
-        std::memcpy(p.bits.data(), m.payload.data(), m.payload.size());
-        for (uint32_t i = 0; i < n; ++i)
-          if (swarm::bit(p.bits.data(), i)) ++t.avail[i];
-        return update_interest(ctx, pi, p);
-      }
+        return replace_bits(ctx, pi, p, first, Bits::these, m.payload.data());
       case bt::kHaveAll:
-        if (!first) return false;
-        for (uint32_t i = 0; i < n; ++i) {
-          swarm::set_bit(p.bits.data(), i);
-          ++t.avail[i];
-        }
-        return update_interest(ctx, pi, p);
+        return replace_bits(ctx, pi, p, first, Bits::all, nullptr);
       case bt::kHaveNone:
-        return first;
+        return first || replace_bits(ctx, pi, p, first, Bits::none, nullptr);
       case bt::kRequest:
         return request(ctx, pi, p, m);
       case bt::kPiece:
@@ -645,6 +838,28 @@ class Swarm {
       default:  // port, suggest, allowed fast: nothing to do yet
         return true;
     }
+  }
+
+  // p's pieces become all, none or `these` (a bitfield of the torrent's size, checked).
+  enum class Bits : uint8_t { all, none, these };
+  template <class Io>
+  bool replace_bits(rt::Ctx<Io>& ctx, uint32_t pi, Peer& p, bool first, Bits b,
+                    const uint8_t* these) {
+    TorrentState& t = ts_[p.torrent];
+    const uint32_t n = t.t->info().piece_count;
+    if (!first)  // a late one: what it had before stops counting
+      for (uint32_t i = 0; i < n; ++i)
+        if (swarm::bit(p.bits.data(), i) && t.avail[i]) --t.avail[i];
+    const size_t len = t.have.size();
+    if (b == Bits::these) {
+      std::memcpy(p.bits.data(), these, len);
+    } else {
+      std::fill(p.bits.begin(), p.bits.begin() + long(len), uint8_t(b == Bits::all ? 0xff : 0));
+      if (b == Bits::all && n % 8) p.bits[len - 1] = uint8_t(0xff00u >> (n % 8));
+    }
+    for (uint32_t i = 0; i < n; ++i)
+      if (swarm::bit(p.bits.data(), i)) ++t.avail[i];
+    return update_interest(ctx, pi, p);
   }
 
   // --- seeding ---
@@ -751,6 +966,8 @@ class Swarm {
                })) {
       ctx.counters[kBlocksOut].add();
       ctx.counters[kBytesOut].add(d.op.len);
+      if (p.corewire) ctx.counters[kCorewireBytesOut].add(d.op.len);
+      ts_[p.torrent].uploaded += d.op.len;
       ctx.svc->responses.add();
     }
     pump(ctx, pi, p);
@@ -903,6 +1120,8 @@ class Swarm {
       return true;
     }
     if (a->state[b] == 1 && p.out) --p.out;
+    if (p.corewire) ctx.counters[kCorewireBytesIn].add(m.payload.size());
+    ts_[p.torrent].downloaded += m.payload.size();
     std::memcpy(a->buf.get() + m.begin, m.payload.data(), m.payload.size());
     a->state[b] = 2;
     a->source = pi;
@@ -938,7 +1157,16 @@ class Swarm {
       ++t.have_count;
       ctx.counters[kPiecesDone].add();
       ctx.counters[kPiecesHave].set(++pieces_have_);
-      if (t.complete()) ctx.counters[kTorrentsComplete].set(++complete_);
+      if (t.complete()) {
+        ctx.counters[kTorrentsComplete].set(++complete_);
+        // Trackers learn it now (BEP 3's `completed`), not at the next interval.
+        t.completed_pending = t.tracked;
+        if (t.announced && !t.announcing) {
+          if (t.announce_timer != rt::kNoTimer) ctx.timer_cancel(t.announce_timer);
+          t.announce_timer = rt::kNoTimer;
+          announce(ctx, ti);
+        }
+      }
       for (uint32_t i = 0; i < peers_.size(); ++i) {
         Peer& q = peers_[i];
         if (q.conn == dp::kNoConn || !q.got_hs || q.closing || q.torrent != ti) continue;
@@ -987,8 +1215,14 @@ class Swarm {
   std::vector<uint32_t> free_;     // free peer indexes (a stack, sized at setup)
   std::vector<uint32_t> retries_;  // per (torrent, configured peer): connects since a handshake
   std::vector<Active> active_;
-  std::unique_ptr<uint8_t[]> reads_;  // disk_reads blocks of 16 KiB
-  std::vector<uint32_t> free_reads_;  // a stack, sized at setup
+  std::unique_ptr<uint8_t[]> reads_;    // disk_reads blocks of 16 KiB
+  std::vector<uint32_t> free_reads_;    // a stack, sized at setup
+  dp::Endpoint listen_{};               // where peers reach us (announced port)
+  std::array<dp::Endpoint, 8> self_{};  // our addresses learnt from self-connections
+  uint32_t self_next_ = 0;
+  swarm::AnnounceDone announce_done_;  // the one being handled (large: not on the stack)
+  // Stops (sending `stopped`) after the disk helper; destroyed after it too.
+  std::unique_ptr<swarm::Announcer> announcer_;
   // Last: destroyed first, so the helper thread stops before what it reads goes.
   std::unique_ptr<swarm::Disk> disk_;
 };

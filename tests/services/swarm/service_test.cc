@@ -2,7 +2,9 @@
 // handshake, have-all, unchoke and blocks read from disk; BEP 6 rejects; counted closes for a
 // wrong info-hash, a request outside the torrent and a silent peer; a leech that connects
 // out, asks rarest-first blocks pipelined, discards a corrupted piece and completes with the
-// file byte-identical. The piece picker on its own.
+// file byte-identical; with a tracker (fake_tracker.hh) instead of configured peers, the
+// leech finds its peer through it and reports started/completed/stopped, and a seed's
+// failed announce waits for the backoff. The piece picker on its own.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "app/services/swarm/picker.hh"
+#include "tests/services/swarm/fake_tracker.hh"
 #include "tests/services/swarm/swarm_world.hh"
 
 namespace cw::testing {
@@ -188,16 +191,28 @@ TEST_F(Fixture, HandshakenPeerGetsKeepAlives) {
 }
 
 // A leech connected to one peer that has everything; it answers every request, corrupting
-// piece `corrupt` once when asked.
-void leech(SwarmFiles& files, bool corrupt_once) {
+// piece `corrupt` once when asked. With a tracker, the peer is not configured: the tracker
+// gives it (and ourselves, 127.0.0.1:6881, which is skipped).
+void leech(SwarmFiles& files, bool corrupt_once, swarm::test::FakeTracker* tracker = nullptr) {
   S::Options o;
-  o.peers = {{htonl(0x7f000001), htons(51413)}};
+  if (tracker) {
+    o.tracker_urls = {tracker->url()};
+    tracker->reply = std::string("d8:intervali1800e5:peers12:") +
+                     std::string("\x7f\x00\x00\x01\x1a\xe1\x7f\x00\x00\x01\xc8\xd5", 12) + "e";
+  } else {
+    o.peers = {{htonl(0x7f000001), htons(51413)}};
+  }
   o.pipeline = 4;
   SwarmWorld w(files, false, o);
   EXPECT_TRUE(w.run());
   EXPECT_EQ(w.swarm().have_count(0), 0u);
-  const auto cs = w.io().take_connects();
+  auto cs = w.io().take_connects();
+  for (int i = 0; tracker && cs.empty() && i < 300; ++i) {  // the announce is asynchronous
+    w.run_for(std::chrono::milliseconds(10));
+    cs = w.io().take_connects();
+  }
   ASSERT_EQ(cs.size(), 1u);
+  EXPECT_EQ(cs[0].second, (dp::Endpoint{htonl(0x7f000001), htons(51413)}));
   const dp::ConnId c = cs[0].first;
   w.io().complete_connect(c);
   EXPECT_TRUE(w.run());
@@ -253,10 +268,55 @@ void leech(SwarmFiles& files, bool corrupt_once) {
   for (const auto& m : split_messages(pending))
     if (m.id == bt::kNotInterested) not_interested = true;
   EXPECT_TRUE(not_interested);
+  if (!tracker) return;
+  // `started` with everything left, then `completed` as soon as the last piece was written.
+  for (int i = 0; tracker->count() < 2 && i < 300; ++i) w.run_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(tracker->count(), 2u);
+  const std::string total = std::to_string(files.data.size());
+  EXPECT_EQ(tracker->param(0, "event"), "started");
+  EXPECT_EQ(tracker->param(0, "left"), total);
+  EXPECT_EQ(tracker->param(0, "downloaded"), "0");
+  EXPECT_EQ(tracker->param(0, "port"), "6881");
+  EXPECT_EQ(tracker->param(1, "event"), "completed");
+  EXPECT_EQ(tracker->param(1, "left"), "0");
+  EXPECT_EQ(tracker->param(1, "downloaded"), total);
+  EXPECT_EQ(tracker->param(1, "uploaded"), "0");
+  w.run();
+  EXPECT_EQ(w.counter(S::kTrackerAnnounces), 2u);
+  EXPECT_EQ(w.counter(S::kTrackerReplies), 2u);
+  EXPECT_EQ(w.counter(S::kTrackerPeers), 4u);
+  EXPECT_EQ(w.counter(S::kTrackerFailures) + w.counter(S::kTrackerErrors), 0u);
+  EXPECT_EQ(w.counter(S::kConnects), 1u);  // not ourselves, and nothing once complete
+}
+
+// A seed announces `started` with nothing left; a failure reason is counted and the next
+// announce waits for the backoff (one announce in 300 ms, not a loop).
+TEST_F(Fixture, SeedAnnouncesAndAFailureWaitsForTheBackoff) {
+  swarm::test::FakeTracker tracker;
+  tracker.reply = "d14:failure reason8:go away!e";
+  S::Options o;
+  o.tracker_urls = {tracker.url()};
+  SwarmWorld w(files, true, o);
+  for (int i = 0; tracker.count() < 1 && i < 300; ++i) w.run_for(std::chrono::milliseconds(10));
+  w.run_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(tracker.count(), 1u);
+  EXPECT_EQ(tracker.param(0, "event"), "started");
+  EXPECT_EQ(tracker.param(0, "left"), "0");
+  EXPECT_EQ(w.counter(S::kTrackerAnnounces), 1u);
+  EXPECT_EQ(w.counter(S::kTrackerFailures), 1u);
+  EXPECT_EQ(w.counter(S::kTrackerReplies), 0u);
+  EXPECT_EQ(w.counter(S::kConnects), 0u);
 }
 
 TEST_F(Fixture, LeechFetchesEveryPieceVerified) {
   leech(files, false);
+}
+TEST_F(Fixture, LeechFindsItsPeerThroughATrackerAndReportsCompletion) {
+  swarm::test::FakeTracker tracker;
+  leech(files, false, &tracker);
+  // Stopping the service sent `stopped` (the world is gone when leech returns).
+  ASSERT_EQ(tracker.count(), 3u);
+  EXPECT_EQ(tracker.param(2, "event"), "stopped");
 }
 TEST_F(Fixture, LeechDiscardsACorruptedPieceAndFetchesItAgain) {
   leech(files, true);
