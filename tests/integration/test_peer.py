@@ -8,7 +8,8 @@ corewire processes on loopback.
   accepts A's certificate and presents its own, which A refuses (counted peer_refused on A,
   handshake_failed on C, no session); with only its own CA it refuses A's certificate itself.
 - Garbage datagrams on A's peer port are counted drops; A keeps serving.
-CA and certificates come from certtool (gnutls-bin) in a temporary directory; the test skips
+- Certificates from `corewirectl cluster init-ca` / `issue-cert` carry a session too.
+CA and certificates come from certtool (gnutls-bin) in a temporary directory; those tests skip
 without it. Every wait is bounded; every process is stopped.
 """
 
@@ -87,6 +88,41 @@ class Node:
     def stop(self):
         self.server.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class CtlCertsTest(unittest.TestCase):
+    """corewirectl cluster init-ca / issue-cert make what two nodes need (no certtool)."""
+
+    def test_sessions_with_corewirectl_certificates(self):
+        d = tempfile.mkdtemp(prefix="cw-peer-ctl-")
+        nodes = []
+        try:
+            def ctl(*a):
+                return subprocess.run([CTL, "cluster", *a], capture_output=True, text=True,
+                                      timeout=30)
+
+            self.assertEqual(ctl("init-ca", f"{d}/ca").returncode, 0)
+            for n in ("x", "y"):
+                r = ctl("issue-cert", "--ca", f"{d}/ca", "--name", f"node-{n}", "--out", f"{d}/{n}")
+                self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(os.stat(f"{d}/x/node-x.key").st_mode & 0o777, 0o600)
+            # Refuses to overwrite a CA, and a name that is no file or DNS name.
+            self.assertNotEqual(ctl("init-ca", f"{d}/ca").returncode, 0)
+            r = ctl("issue-cert", "--ca", f"{d}/ca", "--name", "../evil", "--out", d)
+            self.assertNotEqual(r.returncode, 0)
+            px, py = h.free_port(socket.SOCK_DGRAM), h.free_port(socket.SOCK_DGRAM)
+            x = Node(px, f"{d}/x/node-x.pem", f"{d}/x/node-x.key", f"{d}/ca/ca.pem",
+                     peers=[py], probe=100)
+            nodes.append(x)
+            y = Node(py, f"{d}/y/node-y.pem", f"{d}/y/node-y.key", f"{d}/ca/ca.pem")
+            nodes.append(y)
+            c = x.wait(lambda c: c["probe_done"] >= 1, "the probe")
+            self.assertEqual(c["probe_ok"], 100)
+            self.assertEqual(y.counters()["sessions_open"], 1)
+        finally:
+            for n in nodes:
+                n.stop()
+            shutil.rmtree(d, ignore_errors=True)
 
 
 @unittest.skipUnless(CERTTOOL, "certtool (gnutls-bin) is not installed")
