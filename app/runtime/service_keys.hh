@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "app/runtime/registry.hh"
-#include "dataplane/io.hh"
 
 namespace cw::rt {
 
@@ -30,23 +29,6 @@ class ServiceKeys {
   // A value the service rejects for its own reasons.
   virtual void fail(std::string_view key, const std::string& what) = 0;
 };
-
-// A list of "a.b.c.d:port" endpoints (a peer list) under key, each with a nonzero address
-// and port, at most max of them; the well-formed ones (every bad one is recorded as an error).
-inline std::vector<dp::Endpoint> endpoint_list(ServiceKeys& k, std::string_view key, size_t max) {
-  std::vector<dp::Endpoint> out;
-  auto v = k.strings(key);
-  if (!v) return out;
-  if (v->size() > max) k.fail(key, "at most " + std::to_string(max) + " entries");
-  for (const std::string& s : *v) {
-    auto ep = dp::parse_endpoint(s);
-    if (!ep || ep->addr_be == 0 || ep->port_be == 0)
-      k.fail(key, "expected \"a.b.c.d:port\" with a nonzero address and port, got \"" + s + "\"");
-    else
-      out.push_back(*ep);
-  }
-  return out;
-}
 
 // A client socket a service declares from its options. `key` names the config key that set
 // its affinity (for the error when that worker does not exist); `line` is filled by the parser.

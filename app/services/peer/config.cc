@@ -1,6 +1,7 @@
 // The peer service's [[service]] keys.
 #include "app/services/peer/config.hh"
 
+#include "app/runtime/endpoint_keys.hh"
 #include "app/services/peer/frame.hh"
 #include "app/services/peer/tls.hh"
 

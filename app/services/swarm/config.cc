@@ -2,6 +2,7 @@
 // file stops corewire with an error naming the key before any worker starts.
 #include "app/services/swarm/config.hh"
 
+#include "app/runtime/endpoint_keys.hh"
 #include "app/services/swarm/storage.hh"
 
 namespace cw::swarm {
