@@ -9,18 +9,6 @@ namespace cw::peer {
 
 PeerOptions parse_peer_options(rt::ServiceKeys& k) {
   PeerOptions o;
-  const char* files[] = {"cert", "key", "ca"};
-  std::string* into[] = {&o.cert, &o.key, &o.ca};
-  for (int i = 0; i < 3; ++i) {
-    if (auto v = k.string(files[i]); v && !v->empty())
-      *into[i] = *v;
-    else
-      k.fail(files[i], "required: a PEM file (docs/cluster.md, \"Certificates\")");
-  }
-  if (!o.cert.empty() && !o.key.empty() && !o.ca.empty()) {
-    TlsContext tls;
-    if (std::string e = tls.load(o.cert, o.key, o.ca); !e.empty()) k.fail("cert", e);
-  }
   o.peers = rt::endpoint_list(k, "peers", kMaxPeers);
   if (auto v = k.integer("max_inbound", 0, 1024)) o.max_inbound = uint32_t(*v);
   struct Ms {
@@ -42,6 +30,19 @@ PeerOptions parse_peer_options(rt::ServiceKeys& k) {
     k.fail("keepalive", "must be below idle_timeout (or 0: none)");
   if (auto v = k.integer("probe_requests", 0, kMaxProbeRequests)) o.probe_requests = uint32_t(*v);
   if (auto v = k.integer("probe_bytes", 8, kMaxFrameBody)) o.probe_bytes = uint32_t(*v);
+  // The files last: a config with other errors reports those first.
+  const char* files[] = {"cert", "key", "ca"};
+  std::string* into[] = {&o.cert, &o.key, &o.ca};
+  for (int i = 0; i < 3; ++i) {
+    if (auto v = k.string(files[i]); v && !v->empty())
+      *into[i] = *v;
+    else
+      k.fail(files[i], "required: a PEM file (docs/cluster.md, \"Certificates\")");
+  }
+  if (!o.cert.empty() && !o.key.empty() && !o.ca.empty()) {
+    TlsContext tls;
+    if (std::string e = tls.load(o.cert, o.key, o.ca); !e.empty()) k.fail("cert", e);
+  }
   return o;
 }
 
