@@ -7,6 +7,7 @@ corewire processes on loopback.
 - Node C holds a certificate from another CA: with the cluster's CA as its trust anchor it
   accepts A's certificate and presents its own, which A refuses (counted peer_refused on A,
   handshake_failed on C, no session); with only its own CA it refuses A's certificate itself.
+- Three nodes of two workers each dial each other: six sessions, every probe in order.
 - Garbage datagrams on A's peer port are counted drops; A keeps serving.
 - Certificates from `corewirectl cluster init-ca` / `issue-cert` carry a session too.
 CA and certificates come from certtool (gnutls-bin) in a temporary directory; those tests skip
@@ -58,11 +59,11 @@ def make_node(d, name, ca):
 class Node:
     """One corewire process with one peer table; stats through corewirectl."""
 
-    def __init__(self, port, cert, key, ca, peers=(), backend=None, probe=0):
+    def __init__(self, port, cert, key, ca, peers=(), backend=None, probe=0, workers=1):
         self.dir = tempfile.mkdtemp(prefix="cw-peer-")
         backend = backend or os.environ.get("CW_TEST_BACKEND", "auto")
         peer_list = ", ".join(f'"127.0.0.1:{p}"' for p in peers)
-        cfg = (f'[runtime]\nbackend = "{backend}"\nworkers = 1\n'
+        cfg = (f'[runtime]\nbackend = "{backend}"\nworkers = {workers}\n'
                f'[log]\nlevel = "info"\n'
                f'[control]\nrun_dir = "{self.dir}"\n'
                f'[[service]]\nname = "peer"\nudp = "127.0.0.1:{port}"\n'
@@ -183,6 +184,20 @@ class PeerTest(unittest.TestCase):
         self.assertEqual(c["sessions_open"], 2)
         self.assertEqual(c["handshake_failed"], 0)
         self.assertTrue(a.server.alive())
+
+    def test_three_nodes_two_workers_full_mesh(self):
+        # Each node dials the other two, one from each of its workers; the sessions others
+        # open land on whichever worker the kernel hashes them to and stay there.
+        certs = [self.a, self.b, make_node(self.tmp, "node-d", self.ca)]
+        ports = [h.free_port(socket.SOCK_DGRAM) for _ in certs]
+        nodes = [self.node(ports[i], *certs[i], self.ca[1], workers=2, probe=500,
+                           peers=[p for p in ports if p != ports[i]]) for i in range(3)]
+        for n in nodes:
+            c = n.wait(lambda c: c["probe_done"] >= 2, "both probes")
+            self.assertEqual(c["probe_ok"], 1000)
+            self.assertEqual(c["probe_bad"], 0)
+            self.assertEqual(c["sessions_open"], 4)
+            self.assertEqual(c["drop_wrong_worker"], 0)
 
     def test_certificate_from_another_ca_is_refused(self):
         pa, pc = h.free_port(socket.SOCK_DGRAM), h.free_port(socket.SOCK_DGRAM)
