@@ -8,7 +8,8 @@
 //
 // ctl bit 0: it arrives on the client port (the dialed session's) instead of the server
 // port; bits 1..7: milliseconds the clock moves first (deadlines that pass run). After each
-// datagram the endpoint flushes and the streams are drained (requests echoed). Checks: what
+// datagram the endpoint flushes and the streams and QUIC datagrams are drained (requests and
+// datagrams echoed). Checks: what
 // it sends fits a QUIC packet, the outbox never overflows, the session gauge stays within the
 // slots, and nothing crashes or hangs (a run is bounded by kMaxRecords).
 #include <unistd.h>

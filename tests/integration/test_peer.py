@@ -28,6 +28,7 @@ import harness as h
 CTL = os.environ.get("COREWIRECTL", "build/control/corewirectl")
 CERTTOOL = shutil.which("certtool")
 PROBE_N = 2000
+DGRAM_N = 300
 WAIT_S = 20.0
 
 
@@ -59,7 +60,8 @@ def make_node(d, name, ca):
 class Node:
     """One corewire process with one peer table; stats through corewirectl."""
 
-    def __init__(self, port, cert, key, ca, peers=(), backend=None, probe=0, workers=1):
+    def __init__(self, port, cert, key, ca, peers=(), backend=None, probe=0, workers=1,
+                 datagrams=0):
         self.dir = tempfile.mkdtemp(prefix="cw-peer-")
         backend = backend or os.environ.get("CW_TEST_BACKEND", "auto")
         peer_list = ", ".join(f'"127.0.0.1:{p}"' for p in peers)
@@ -69,6 +71,7 @@ class Node:
                f'[[service]]\nname = "peer"\nudp = "127.0.0.1:{port}"\n'
                f'cert = "{cert}"\nkey = "{key}"\nca = "{ca}"\npeers = [{peer_list}]\n'
                f'probe_requests = {probe}\nprobe_bytes = 100\nretry = "200ms"\n'
+               f'probe_datagrams = {datagrams}\n'
                f'handshake_timeout = "3s"\n')
         self.port = port
         self.server = h.Server(cfg)
@@ -155,10 +158,17 @@ class PeerTest(unittest.TestCase):
 
     def test_mutual_tls_sessions_and_ordered_echo(self):
         pa, pb = h.free_port(socket.SOCK_DGRAM), h.free_port(socket.SOCK_DGRAM)
-        a = self.node(pa, *self.a, self.ca[1], peers=[pb], probe=PROBE_N)
-        b = self.node(pb, *self.b, self.ca[1], peers=[pa], backend="epoll", probe=PROBE_N)
+        a = self.node(pa, *self.a, self.ca[1], peers=[pb], probe=PROBE_N, datagrams=DGRAM_N)
+        b = self.node(pb, *self.b, self.ca[1], peers=[pa], backend="epoll", probe=PROBE_N,
+                      datagrams=DGRAM_N)
         for n in (a, b):
-            c = n.wait(lambda c: c["probe_done"] >= 1, "the probe")
+            c = n.wait(lambda c: c["probe_done"] >= 1 and c["dgram_probe_sent"] >= DGRAM_N,
+                       "the probes")
+            # RFC 9221 datagrams are best effort; on loopback nearly all come back.
+            c = n.wait(lambda c: c["dgram_probe_back"] >= DGRAM_N * 9 // 10, "datagram echoes",
+                       timeout=5)
+            self.assertLessEqual(c["dgram_probe_back"], DGRAM_N)
+            self.assertEqual(c["bad_datagrams"], 0)
             self.assertEqual(c["probe_ok"], PROBE_N)
             self.assertEqual(c["probe_bad"], 0)
             self.assertEqual(c["handshake_failed"], 0)

@@ -30,6 +30,7 @@ PeerOptions parse_peer_options(rt::ServiceKeys& k) {
     k.fail("keepalive", "must be below idle_timeout (or 0: none)");
   if (auto v = k.integer("probe_requests", 0, kMaxProbeRequests)) o.probe_requests = uint32_t(*v);
   if (auto v = k.integer("probe_bytes", 8, kMaxFrameBody)) o.probe_bytes = uint32_t(*v);
+  if (auto v = k.integer("probe_datagrams", 0, kMaxProbeRequests)) o.probe_datagrams = uint32_t(*v);
   // The files last: a config with other errors reports those first.
   const char* files[] = {"cert", "key", "ca"};
   std::string* into[] = {&o.cert, &o.key, &o.ca};

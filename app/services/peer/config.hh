@@ -29,13 +29,15 @@ struct PeerOptions {
   // probe_bytes each on one stream and check the responses arrive whole and in order.
   uint32_t probe_requests = 0;
   uint32_t probe_bytes = 64;
+  // And probe_datagrams RFC 9221 datagrams (echoed by the peer; best effort, so counted).
+  uint32_t probe_datagrams = 0;
 };
 
 // Packed by hand: clang-format would put one key per line.
 // clang-format off
-inline constexpr std::array<std::string_view, 11> kPeerOptionKeys = {
+inline constexpr std::array<std::string_view, 12> kPeerOptionKeys = {
     "cert", "key", "ca", "peers", "max_inbound", "idle_timeout", "keepalive",
-    "handshake_timeout", "retry", "probe_requests", "probe_bytes"};
+    "handshake_timeout", "retry", "probe_requests", "probe_bytes", "probe_datagrams"};
 // clang-format on
 
 // Reads and checks the keys; the certificate, key and CA are loaded once here so that a bad

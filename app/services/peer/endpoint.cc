@@ -37,6 +37,7 @@ bool certificate_alert(uint8_t a) {
 struct Callbacks {
   using Conn = QuicEndpoint::Conn;
   using Stream = QuicEndpoint::Stream;
+  using InDatagram = QuicEndpoint::InDatagram;
 
   static ngtcp2_conn* get_conn(ngtcp2_crypto_conn_ref* ref) {
     return static_cast<Conn*>(ref->user_data)->conn;
@@ -128,6 +129,21 @@ struct Callbacks {
     return 0;
   }
 
+  static int recv_datagram(ngtcp2_conn*, uint32_t, const uint8_t* data, size_t len, void* user) {
+    auto* c = static_cast<Conn*>(user);
+    QuicEndpoint& ep = *c->ep;
+    ++ep.counts_[kDatagramsIn];
+    if (ep.dgram_in_n_ == kDatagramInbox || len > kMaxDatagram) {
+      ++ep.counts_[kDatagramsDropped];
+      return 0;
+    }
+    InDatagram& d = ep.dgram_in_[ep.dgram_in_n_++];
+    d.slot = c->index;
+    d.len = uint16_t(len);
+    std::memcpy(d.data, data, len);
+    return 0;
+  }
+
   static ngtcp2_callbacks make(bool client) {
     ngtcp2_callbacks cb{};
     if (client) {
@@ -154,6 +170,7 @@ struct Callbacks {
     cb.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
     cb.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
     cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+    cb.recv_datagram = recv_datagram;
     return cb;
   }
 };
@@ -176,6 +193,7 @@ QuicEndpoint::QuicEndpoint(const EndpointConfig& cfg, const TlsContext* tls)
       s.tx = std::make_unique<uint8_t[]>(kStreamTxBytes);
       s.rx = std::make_unique<uint8_t[]>(kStreamRxBytes);
     }
+    c->dgrams = std::make_unique<uint8_t[]>(size_t{kDatagramQueue} * kMaxDatagram);
     slots_.push_back(std::move(c));
   }
   touched_.reserve(n);
@@ -183,6 +201,7 @@ QuicEndpoint::QuicEndpoint(const EndpointConfig& cfg, const TlsContext* tls)
   rx_ready_.reserve(n * kStreams);
   rx_next_.reserve(n * kStreams);
   out_.resize(kOutboxPackets);
+  dgram_in_.resize(kDatagramInbox);
 }
 
 QuicEndpoint::~QuicEndpoint() {
@@ -248,6 +267,7 @@ bool QuicEndpoint::init_conn(Conn& c, bool client, const ngtcp2_cid* dcid, const
   params.initial_max_streams_uni = 0;
   params.max_idle_timeout = cfg_.idle_timeout_ns;
   params.active_connection_id_limit = 4;
+  params.max_datagram_frame_size = kMaxDatagram + 3;  // the frame's type and length included
   sockaddr_in local, remote;
   const ngtcp2_path path = path_of(c, local, remote);
   const ngtcp2_callbacks cb = Callbacks::make(client);
@@ -279,6 +299,7 @@ bool QuicEndpoint::init_conn(Conn& c, bool client, const ngtcp2_cid* dcid, const
   c.state = SlotState::handshake;
   c.deadline = kNever;
   for (Stream& s : c.streams) reset(s);
+  c.dgram_head = c.dgram_count = 0;
   return true;
 }
 
@@ -542,6 +563,12 @@ void QuicEndpoint::write_conn(Conn& c, uint64_t now) {
       touch(c);  // the rest next flush
       break;
     }
+    if (c.dgram_count) {
+      const int d = write_datagram(c, out_[out_n_], now);
+      if (d == 2) return;
+      if (d == 0) break;
+      if (d == 1) continue;
+    }
     Stream* s = nullptr;
     for (unsigned k = 0; k < kStreams && !s; ++k) {
       Stream& t = c.streams[(next + k) % kStreams];
@@ -591,6 +618,57 @@ void QuicEndpoint::write_conn(Conn& c, uint64_t now) {
   }
   for (Stream& t : c.streams) t.blocked = false;
   ngtcp2_conn_update_pkt_tx_time(c.conn, now);
+}
+
+// One datagram per packet (no FLAG_MORE): a packet is always complete when this returns.
+int QuicEndpoint::write_datagram(Conn& c, OutPacket& p, uint64_t now) {
+  while (c.dgram_count) {
+    const uint32_t at = c.dgram_head % kDatagramQueue;
+    const ngtcp2_vec v{c.dgrams.get() + size_t{at} * kMaxDatagram, c.dgram_len[at]};
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi;
+    int accepted = 0;
+    const ngtcp2_ssize n =
+        ngtcp2_conn_writev_datagram(c.conn, &ps.path, &pi, p.data, sizeof p.data, &accepted,
+                                    NGTCP2_WRITE_DATAGRAM_FLAG_NONE, 0, &v, 1, now);
+    if (n == NGTCP2_ERR_INVALID_STATE || n == NGTCP2_ERR_INVALID_ARGUMENT) {
+      // The peer takes no datagrams, or none this large: this one is dropped.
+      ++counts_[kDatagramsDropped];
+      ++c.dgram_head;
+      --c.dgram_count;
+      continue;
+    }
+    if (n < 0 && n != NGTCP2_ERR_WRITE_MORE) {
+      fail(c, int(n), now);
+      return 2;
+    }
+    if (accepted) {
+      ++counts_[kDatagramsOut];
+      ++c.dgram_head;
+      --c.dgram_count;
+    }
+    if (n == NGTCP2_ERR_WRITE_MORE) return 1;
+    if (n == 0) return 0;
+    p.via = c.via;
+    p.to = c.remote;
+    p.len = uint16_t(n);
+    ++out_n_;
+    return 1;
+  }
+  return -1;
+}
+
+bool QuicEndpoint::send_datagram(uint32_t slot, std::span<const uint8_t> data) {
+  Conn& c = *slots_[slot];
+  if (c.state != SlotState::open || c.dgram_count == kDatagramQueue || data.size() > kMaxDatagram)
+    return false;
+  const uint32_t at = (c.dgram_head + c.dgram_count) % kDatagramQueue;
+  std::memcpy(c.dgrams.get() + size_t{at} * kMaxDatagram, data.data(), data.size());
+  c.dgram_len[at] = uint16_t(data.size());
+  ++c.dgram_count;
+  touch(c);
+  return true;
 }
 
 QuicEndpoint::Stream* QuicEndpoint::stream_by_id(Conn& c, int64_t id) {

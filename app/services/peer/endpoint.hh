@@ -45,6 +45,13 @@ inline constexpr unsigned kStreams = kLocalStreams + kRemoteStreams;
 inline constexpr uint32_t kStreamTxBytes = 64 * 1024;  // send ring per stream (power of two)
 inline constexpr uint32_t kStreamRxBytes = 32 * 1024;  // receive window per stream
 inline constexpr uint32_t kOutboxPackets = 256;
+// RFC 9221 datagrams: the largest we send or take (it fits a 1200-byte packet, QUIC's
+// smallest, with header, frame and tag, so it never waits for path MTU discovery), and how
+// many wait to be sent per connection and to be drained per endpoint (a full queue refuses
+// or drops, counted).
+inline constexpr uint32_t kMaxDatagram = 1100;
+inline constexpr uint32_t kDatagramQueue = 64;
+inline constexpr uint32_t kDatagramInbox = 64;
 inline constexpr uint32_t kMaxInbound = 1024;
 inline constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
 static_assert((kStreamTxBytes & (kStreamTxBytes - 1)) == 0);
@@ -57,20 +64,23 @@ enum class Via : uint8_t { server, client };
 
 // What the endpoint counts; the service exports them (its kCounters, same order).
 enum EpCounter : uint32_t {
-  kSessionsUp,       // handshakes completed (both roles)
-  kSessionsClosed,   // sessions that ended after being up
-  kHandshakeFailed,  // handshakes that failed or timed out
-  kPeerRefused,      // of those: the peer's certificate was missing or not the CA's
-  kAcceptNoSlot,     // new inbound connections refused for want of a slot
-  kDropGarbage,      // datagrams that are not QUIC (ngtcp2 could not decode them)
-  kDropUnknown,      // QUIC packets for no connection of this worker (no new Initial)
-  kDropWrongWorker,  // packets naming a connection of another worker (not forwarded yet)
-  kDropVersion,      // packets of a QUIC version we do not speak
-  kOutboxFull,       // times a connection had more to send than the outbox held
-  kFramesIn,         // frames received
-  kFramesOut,        // frames queued to send
-  kBadFrames,        // malformed frames (the connection is closed)
-  kSessionsOpen,     // gauge: connections up now
+  kSessionsUp,        // handshakes completed (both roles)
+  kSessionsClosed,    // sessions that ended after being up
+  kHandshakeFailed,   // handshakes that failed or timed out
+  kPeerRefused,       // of those: the peer's certificate was missing or not the CA's
+  kAcceptNoSlot,      // new inbound connections refused for want of a slot
+  kDropGarbage,       // datagrams that are not QUIC (ngtcp2 could not decode them)
+  kDropUnknown,       // QUIC packets for no connection of this worker (no new Initial)
+  kDropWrongWorker,   // packets naming a connection of another worker (not forwarded yet)
+  kDropVersion,       // packets of a QUIC version we do not speak
+  kOutboxFull,        // times a connection had more to send than the outbox held
+  kFramesIn,          // frames received
+  kFramesOut,         // frames queued to send
+  kBadFrames,         // malformed frames (the connection is closed)
+  kDatagramsIn,       // RFC 9221 datagrams received
+  kDatagramsOut,      // datagrams sent
+  kDatagramsDropped,  // datagrams not sent (the peer takes none) or not kept (inbox full)
+  kSessionsOpen,      // gauge: connections up now
   kEpCounters
 };
 
@@ -132,6 +142,12 @@ class QuicEndpoint {
   // call, e.g. when its reply does not fit. A malformed frame closes the connection.
   template <class F>
   void drain_frames(F&& f);
+  // RFC 9221 datagrams (best effort: lost packets are not resent). send_datagram queues one
+  // (at most kMaxDatagram bytes) for the next flush: false when the connection's queue is
+  // full or it is not open. drain_datagrams calls f(slot, bytes) for each one received.
+  bool send_datagram(uint32_t slot, std::span<const uint8_t> data);
+  template <class F>
+  void drain_datagrams(F&& f);
   // Closes a connection with an application error (sends CONNECTION_CLOSE).
   void close(uint32_t slot, uint64_t app_error);
 
@@ -172,6 +188,15 @@ class QuicEndpoint {
     gnutls_session_t tls = nullptr;
     ngtcp2_connection_close_error last_error{};
     std::array<Stream, kStreams> streams;
+    // Datagrams waiting to be sent: kDatagramQueue slots of kMaxDatagram bytes.
+    std::unique_ptr<uint8_t[]> dgrams;
+    std::array<uint16_t, kDatagramQueue> dgram_len{};
+    uint32_t dgram_head = 0, dgram_count = 0;
+  };
+  struct InDatagram {
+    uint32_t slot = 0;
+    uint16_t len = 0;
+    uint8_t data[kMaxDatagram];
   };
 
   friend struct Callbacks;
@@ -188,6 +213,10 @@ class QuicEndpoint {
   void enter_closing(Conn& c, uint64_t now, bool send_close);
   void release(Conn& c, uint64_t now);
   void write_conn(Conn& c, uint64_t now);
+  // One packet with the connection's next queued datagram, if any: -1 none queued (or the
+  // queue was emptied of ones the peer cannot take), 0 congestion-limited, 1 went on (a
+  // packet may have been completed), 2 the connection failed.
+  int write_datagram(Conn& c, OutPacket& p, uint64_t now);
   void touch(Conn& c);
   void timer_changed(Conn& c);
   ngtcp2_path path_of(const Conn& c, sockaddr_in& local, sockaddr_in& remote) const;
@@ -203,6 +232,8 @@ class QuicEndpoint {
   std::vector<uint64_t> rx_ready_;       // slot << 8 | stream with frames to drain
   std::vector<uint64_t> rx_next_;        // drain_frames' second list (frames left for later)
   std::vector<OutPacket> out_;
+  std::vector<InDatagram> dgram_in_;  // received, not yet drained (kDatagramInbox)
+  uint32_t dgram_in_n_ = 0;
   uint32_t out_n_ = 0;
   uint64_t now_ = 0;  // the latest time a call gave (close() takes none)
   std::array<uint64_t, kEpCounters> counts_{};
@@ -248,6 +279,15 @@ void QuicEndpoint::drain_frames(F&& f) {
   }
   rx_ready_.swap(rx_next_);
   rx_next_.clear();
+}
+
+template <class F>
+void QuicEndpoint::drain_datagrams(F&& f) {
+  for (uint32_t i = 0; i < dgram_in_n_; ++i) {
+    const InDatagram& d = dgram_in_[i];
+    if (slots_[d.slot]->state == SlotState::open) f(d.slot, std::span(d.data, d.len));
+  }
+  dgram_in_n_ = 0;
 }
 
 }  // namespace cw::peer

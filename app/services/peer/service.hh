@@ -34,6 +34,8 @@ namespace cw::svc {
 
 class Peer {
  public:
+  static constexpr size_t kDgramHeader = 3;     // kind, channel
+  static constexpr uint32_t kDgramWindow = 32;  // probe datagrams in flight
   using Options = peer::PeerOptions;
   static constexpr const auto& kOptionKeys = peer::kPeerOptionKeys;
   static Options parse_options(rt::ServiceKeys& k) { return peer::parse_peer_options(k); }
@@ -54,6 +56,11 @@ class Peer {
     kUnexpectedFrames,
     kTxFull,
     kSetupFailed,
+    kDgramProbeSent,
+    kDgramProbeBack,
+    kDgramEchoed,
+    kBadDatagrams,
+    kDgramEchoFull,
   };
   static constexpr rt::CounterDecl kCounters[] = {
       {"sessions_up", "Peer sessions whose handshake completed (dialed and accepted)"},
@@ -69,6 +76,9 @@ class Peer {
       {"frames_in", "Frames received on peer streams"},
       {"frames_out", "Frames queued on peer streams"},
       {"bad_frames", "Malformed frames (their session is closed)"},
+      {"datagrams_in", "RFC 9221 datagrams received"},
+      {"datagrams_out", "RFC 9221 datagrams sent"},
+      {"datagrams_dropped", "Datagrams not sent (peer takes none) or not kept (inbox full)"},
       {"sessions_open", "Peer sessions up now", rt::CounterKind::gauge},
       {"probe_sent", "Probe requests sent"},
       {"probe_ok", "Probe responses that came back whole and in order"},
@@ -81,7 +91,13 @@ class Peer {
       {"tx_full", "Packets not sent for want of a transmit buffer (QUIC resends)"},
       {"setup_failed", "Workers whose endpoint could not start (see the log)",
        rt::CounterKind::gauge},
+      {"dgram_probe_sent", "Probe datagrams sent (best effort)"},
+      {"dgram_probe_back", "Probe datagrams that came back echoed"},
+      {"dgram_echoed", "Echo request datagrams answered"},
+      {"bad_datagrams", "Datagrams too short or of an unknown kind: dropped"},
+      {"dgram_echo_full", "Echo datagrams not sent: the session's datagram queue was full"},
   };
+  static_assert(std::size(kCounters) == kDgramEchoFull + 1);
 
   Peer(const rt::ServiceCtx& c, const Options& o) : o_(o) {
     for (const rt::SocketRef& s : c.sockets) {
@@ -125,6 +141,8 @@ class Peer {
       const peer::Via via =
           it.sock == client_sock_ && has_client_ ? peer::Via::client : peer::Via::server;
       ep_->on_datagram(via, it.peer, it.data, it.len, ctx.now_ns);
+      // QUIC datagrams it carried, now: the inbox holds one packet's worth.
+      drain_datagrams(ctx);
     }
     pump(ctx);
   }
@@ -158,6 +176,7 @@ class Peer {
     uint32_t session = 0;  // the endpoint's session number this probe runs on
     int stream = -1;
     uint32_t sent = 0, ok = 0;
+    uint32_t dgrams = 0, dgrams_back = 0;  // probe datagrams sent, echoes received
     uint64_t t0 = 0;
     bool done = false;
   };
@@ -170,6 +189,7 @@ class Peer {
         [&](uint32_t slot, unsigned st, const peer::FrameHeader& h, std::span<const uint8_t> body) {
           return on_frame(ctx, slot, st, h, body);
         });
+    drain_datagrams(ctx);
     run_probes(ctx);
     // A full outbox is drained and refilled a few times; what is left goes next iteration.
     for (int round = 0; round < 4; ++round) {
@@ -236,6 +256,36 @@ class Peer {
     return true;
   }
 
+  template <class Io>
+  void drain_datagrams(rt::Ctx<Io>& ctx) {
+    ep_->drain_datagrams(
+        [&](uint32_t slot, std::span<const uint8_t> d) { on_datagram_in(ctx, slot, d); });
+  }
+
+  // A datagram: kind (1 request, 2 response), channel (u16 big-endian), payload. Channel 0
+  // echoes a request as a response; a full send queue drops the answer (best effort).
+  template <class Io>
+  void on_datagram_in(rt::Ctx<Io>& ctx, uint32_t slot, std::span<const uint8_t> d) {
+    if (d.size() < kDgramHeader || (d[0] != 1 && d[0] != 2))
+      return ctx.counters[kBadDatagrams].add();
+    const uint16_t channel = uint16_t(d[1] << 8 | d[2]);
+    if (d[0] == 2) {
+      if (slot < probes_.size() && channel == peer::kChannelEcho) {
+        ++probes_[slot].dgrams_back;
+        ctx.counters[kDgramProbeBack].add();
+      } else
+        ctx.counters[kUnexpectedFrames].add();
+      return;
+    }
+    if (channel != peer::kChannelEcho) return ctx.counters[kUnknownChannel].add();
+    std::memcpy(dgram_buf_.data(), d.data(), d.size());
+    dgram_buf_[0] = 2;
+    if (ep_->send_datagram(slot, std::span(dgram_buf_.data(), d.size())))
+      ctx.counters[kDgramEchoed].add();
+    else
+      ctx.counters[kDgramEchoFull].add();
+  }
+
   // The probe's request i: its number, then bytes derived from it.
   void fill_probe(uint32_t seq) {
     for (size_t i = 0; i < probe_buf_.size(); ++i) probe_buf_[i] = uint8_t(seq * 131u + i);
@@ -263,13 +313,13 @@ class Peer {
   template <class Io>
   void run_probes(rt::Ctx<Io>& ctx) {
     probing_ = false;
-    if (o_.probe_requests == 0) return;
+    if (o_.probe_requests == 0 && o_.probe_datagrams == 0) return;
     for (uint32_t slot = 0; slot < probes_.size(); ++slot) {
       Probe& p = probes_[slot];
       if (!ep_->is_open(slot)) continue;
       if (p.session != ep_->session(slot)) p = Probe{ep_->session(slot)};
-      if (p.done) continue;
-      if (p.stream < 0) {
+      if (p.done && p.dgrams == o_.probe_datagrams) continue;
+      if (p.stream < 0 && o_.probe_requests) {
         p.stream = ep_->open_stream(slot);
         if (p.stream < 0) continue;
         p.t0 = ctx.now_ns;
@@ -277,13 +327,22 @@ class Peer {
       const peer::FrameHeader h{uint32_t(probe_buf_.size()), peer::FrameKind::request,
                                 peer::kChannelEcho};
       // Up to what the ring holds; the rest as acknowledgements free it.
-      while (p.sent < o_.probe_requests) {
+      while (p.stream >= 0 && p.sent < o_.probe_requests) {
         fill_probe(p.sent);
         if (!ep_->send_frame(slot, unsigned(p.stream), h, probe_buf_)) break;
         ++p.sent;
         ctx.counters[kProbeSent].add();
       }
       if (p.sent < o_.probe_requests) probing_ = true;
+      // Datagram probe: requests of probe_bytes (capped), at most kDgramWindow unanswered
+      // (a lost one keeps its place: heavy loss stalls the probe, which a test notices).
+      for (; p.dgrams < o_.probe_datagrams && p.dgrams - p.dgrams_back < kDgramWindow; ++p.dgrams) {
+        const size_t n = std::min<size_t>(o_.probe_bytes + kDgramHeader, peer::kMaxDatagram);
+        dgram_buf_[0] = 1;
+        dgram_buf_[1] = dgram_buf_[2] = 0;
+        if (!ep_->send_datagram(slot, std::span(dgram_buf_.data(), n))) break;
+        ctx.counters[kDgramProbeSent].add();
+      }
     }
   }
 
@@ -296,6 +355,7 @@ class Peer {
   std::vector<rt::TimerId> timers_;  // by slot
   std::vector<Probe> probes_;        // by client slot
   std::vector<uint8_t> probe_buf_;
+  std::vector<uint8_t> dgram_buf_ = std::vector<uint8_t>(peer::kMaxDatagram);
 };
 
 }  // namespace cw::svc
