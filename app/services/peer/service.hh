@@ -312,7 +312,6 @@ class Peer {
 
   template <class Io>
   void run_probes(rt::Ctx<Io>& ctx) {
-    probing_ = false;
     if (o_.probe_requests == 0 && o_.probe_datagrams == 0) return;
     for (uint32_t slot = 0; slot < probes_.size(); ++slot) {
       Probe& p = probes_[slot];
@@ -333,7 +332,6 @@ class Peer {
         ++p.sent;
         ctx.counters[kProbeSent].add();
       }
-      if (p.sent < o_.probe_requests) probing_ = true;
       // Datagram probe: requests of probe_bytes (capped), at most kDgramWindow unanswered
       // (a lost one keeps its place: heavy loss stalls the probe, which a test notices).
       for (; p.dgrams < o_.probe_datagrams && p.dgrams - p.dgrams_back < kDgramWindow; ++p.dgrams) {
@@ -348,7 +346,7 @@ class Peer {
 
   peer::PeerOptions o_;
   bool has_server_ = false, has_client_ = false;
-  bool started_ = false, probing_ = false, counted_setup_ = false;
+  bool started_ = false, counted_setup_ = false;
   dp::SocketId server_sock_ = 0, client_sock_ = 0;
   std::unique_ptr<peer::TlsContext> tls_;
   std::unique_ptr<peer::QuicEndpoint> ep_;
