@@ -28,6 +28,10 @@ Json stats_json(const Snapshot& s);
 int cmd_request(const CliTarget& t, const Json& request);
 // rtp open|close|list (the control socket's `rtp` command): list as a table of sessions.
 int cmd_rtp(const CliTarget& t, const Json& request);
+// cluster init-ca / issue-cert (cluster_cli.cc): local files only, no dataplane.
+int cmd_cluster_init_ca(const std::string& dir, const std::string& name);
+int cmd_cluster_issue_cert(const std::string& ca_dir, const std::string& name,
+                           const std::string& out_dir);
 
 struct RunOptions {
   std::string config;                   // corewire.toml

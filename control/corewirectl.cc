@@ -88,6 +88,18 @@ int main(int argc, char** argv) {
   auto* rtp_list = rtp->add_subcommand("list", "sessions and their statistics");
   rtp_list->add_option("--table", table, "only the k-th rtp table (default: all)");
 
+  // cluster init-ca|issue-cert: the cluster's certificates (docs/cluster.md).
+  auto* cluster = app.add_subcommand("cluster", "the cluster's CA and node certificates");
+  cluster->require_subcommand(1);
+  std::string ca_dir, ca_name = "corewire cluster CA", node_name, out_dir;
+  auto* init_ca = cluster->add_subcommand("init-ca", "make DIR/ca.pem and DIR/ca.key");
+  init_ca->add_option("dir", ca_dir, "directory for the CA (created if missing)")->required();
+  init_ca->add_option("--name", ca_name, "the CA's common name");
+  auto* issue = cluster->add_subcommand("issue-cert", "make OUT/NAME.pem and OUT/NAME.key");
+  issue->add_option("--ca", ca_dir, "the CA's directory (init-ca)")->required();
+  issue->add_option("--name", node_name, "the node's name")->required();
+  issue->add_option("--out", out_dir, "directory for the node's files")->required();
+
   CLI11_PARSE(app, argc, argv);
   cw::log::setup("corewirectl", "info");
 
@@ -96,6 +108,8 @@ int main(int argc, char** argv) {
     ro.run_dir = run_dir;
     return cmd_run(ro);
   }
+  if (init_ca->parsed()) return cmd_cluster_init_ca(ca_dir, ca_name);
+  if (issue->parsed()) return cmd_cluster_issue_cert(ca_dir, node_name, out_dir);
   auto target = resolve_target(config, run_dir);
   if (!target) {
     spdlog::error("{}", target.error().message);

@@ -2,7 +2,7 @@
 _corewirectl() {
   local cur prev words cword
   _init_completion || return
-  local cmds="run status stats top services config log-level service drain shutdown reload rtp"
+  local cmds="run status stats top services config log-level service drain shutdown reload rtp cluster"
   local globals="-c --config --run-dir --socket --stats --json --help --version"
   case $prev in
     -c | --config) _filedir toml; return ;;
@@ -12,6 +12,8 @@ _corewirectl() {
     service) COMPREPLY=($(compgen -W "enable disable" -- "$cur")); return ;;
     config) COMPREPLY=($(compgen -W "show" -- "$cur")); return ;;
     rtp) COMPREPLY=($(compgen -W "open close list" -- "$cur")); return ;;
+    cluster) COMPREPLY=($(compgen -W "init-ca issue-cert" -- "$cur")); return ;;
+    --ca | --out) _filedir -d; return ;;
   esac
   local i sub=
   for ((i = 1; i < cword; i++)); do
@@ -27,6 +29,7 @@ _corewirectl() {
     stats) COMPREPLY=($(compgen -W "reset -w --watch -i --interval-ms -n --count $globals" -- "$cur")) ;;
     top) COMPREPLY=($(compgen -W "-i --interval-ms -n --count $globals" -- "$cur")) ;;
     rtp) COMPREPLY=($(compgen -W "--pt --ssrc --peer-ssrc --table $globals" -- "$cur")) ;;
+    cluster) COMPREPLY=($(compgen -W "--name --ca --out $globals" -- "$cur")) ;;
     *) COMPREPLY=($(compgen -W "$globals" -- "$cur")) ;;
   esac
 }

@@ -13,6 +13,8 @@ RUN_PKGS=(
   nlohmann-json3-dev libfmt-dev libspdlog-dev      # stats/JSON output, logging
   libcpp-httplib-dev libsystemd-dev                # corewirectl: admin HTTP, sd_notify
   nettle-dev                                       # swarm: SHA-1 (info-hash, pieces)
+  libngtcp2-dev libngtcp2-crypto-gnutls-dev        # peer: QUIC (ngtcp2 0.12) and its TLS glue
+  libgnutls28-dev                                  # peer: TLS 1.3, X.509 (mutual TLS)
 )
 DPDK_PKGS=(libdpdk-dev)                            # DPDK backend (optional in meson)
 TEST_PKGS=(
@@ -32,6 +34,7 @@ TEST_PKGS=(
   gstreamer1.0-plugins-good                        #   (rtpbin, rtppcmupay, mulaw, udp)
   python3-libtorrent                               # swarm interop tests (the metainfo codec)
   opentracker aria2                                # swarm tracker tests (a real tracker, aria2c)
+  gnutls-bin                                       # peer tests: certtool makes CAs and certificates
 )
 case ${1:-all} in
   run) PKGS=("${RUN_PKGS[@]}") ;;

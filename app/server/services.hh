@@ -11,6 +11,7 @@
 #include "app/services/echo_native.hh"
 #include "app/services/echo_sockperf.hh"
 #include "app/services/kv/service.hh"
+#include "app/services/peer/service.hh"
 #include "app/services/pubsub/service.hh"
 #include "app/services/rtp/service.hh"
 #include "app/services/swarm/service.hh"
@@ -19,8 +20,8 @@ namespace cw::server {
 
 struct ServerConfig;
 
-using Services =
-    std::variant<svc::SockperfEcho, svc::NativeEcho, svc::Kv, svc::Pubsub, svc::Rtp, svc::Swarm>;
+using Services = std::variant<svc::SockperfEcho, svc::NativeEcho, svc::Kv, svc::Pubsub, svc::Rtp,
+                              svc::Swarm, svc::Peer>;
 
 // Every name a [[service]] table may give.
 inline const std::array<ServiceEntry<Services>, std::variant_size_v<Services>> kRegistry = {
@@ -32,6 +33,7 @@ inline const std::array<ServiceEntry<Services>, std::variant_size_v<Services>> k
     entry<Services, svc::Rtp>("rtp", "RTP/RTCP sessions: tone endpoint or relay (docs/rtp.md)"),
     entry<Services, svc::Swarm>("swarm",
                                 "BitTorrent peers: seed and fetch torrents (docs/swarm.md)"),
+    entry<Services, svc::Peer>("peer", "QUIC peer sessions with mutual TLS (docs/cluster.md)"),
 };
 
 // What parse_config accepts by default.

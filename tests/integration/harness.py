@@ -5,6 +5,7 @@ endpoints it bound from its "serving <name> <udp|tcp> <addr>:<port>" log lines (
 port 0), and always stops it at the end. Every wait is bounded.
 """
 
+import json
 import os
 import re
 import signal
@@ -151,6 +152,19 @@ class Server:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def service_counters(ctl, cfg_path, service):
+    """A service's declared counters through `corewirectl stats --json`, summed over workers."""
+    r = subprocess.run([ctl, "-c", cfg_path, "stats", "--json"], capture_output=True, text=True,
+                       timeout=10)
+    if r.returncode != 0:
+        raise AssertionError(r.stdout + r.stderr)
+    out = {}
+    for w in json.loads(r.stdout)["workers"]:
+        for k, v in w["services"][service]["counters"].items():
+            out[k] = out.get(k, 0) + v
+    return out
 
 
 def run_corewire(args, timeout=20):

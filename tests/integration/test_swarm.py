@@ -13,13 +13,11 @@ Every wait is bounded; every process and session is stopped. Exits 77 without li
 """
 
 import hashlib
-import json
 import os
 import random
 import shutil
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -120,15 +118,7 @@ class Corewire:
         self.server = h.Server(cfg)
 
     def counters(self):
-        r = subprocess.run([CTL, "-c", self.server.cfg.name, "stats", "--json"],
-                           capture_output=True, text=True, timeout=10)
-        if r.returncode != 0:
-            raise AssertionError(r.stdout + r.stderr)
-        out = {}
-        for w in json.loads(r.stdout)["workers"]:
-            for k, v in w["services"]["swarm"]["counters"].items():
-                out[k] = out.get(k, 0) + v
-        return out
+        return h.service_counters(CTL, self.server.cfg.name, "swarm")
 
     def wait(self, ok, timeout, what):
         end = time.monotonic() + timeout

@@ -276,8 +276,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"runtime = 5\n", "t.toml:1: runtime: ", "expected a table"},
         BadCase{"log = \"x\"\n", "t.toml:1: log: ", "expected a table"},
         BadCase{"[service]\nname = \"echo\"\n", "t.toml:1: service: ", "array of tables"},
-        BadCase{"[[service]]\nname = \"ehco\"\nudp = 1\n", "t.toml:2: service[0].name: ",
-                "unknown service 'ehco' (known: sockperf-echo, echo, kv, pubsub, rtp, swarm)"},
+        BadCase{
+            "[[service]]\nname = \"ehco\"\nudp = 1\n", "t.toml:2: service[0].name: ",
+            "unknown service 'ehco' (known: sockperf-echo, echo, kv, pubsub, rtp, swarm, peer)"},
         // kv's own keys (docs/configuration.md).
         BadCase{"[[service]]\nname = \"kv\"\ntcp = 1\nmemory_limt = \"1MiB\"\n",
                 "t.toml:4: service[0].memory_limt: ",
@@ -315,6 +316,16 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.toml:1: service[0].torrents: ", "required"},
         BadCase{"[[service]]\nname = \"swarm\"\ntcp = 1\ntorrents = [\"/nonexistent/x.torrent\"]\n",
                 "t.toml:4: service[0].torrents: ", "/nonexistent/x.torrent: cannot open"},
+        // peer's own keys (docs/cluster.md): its certificate, key and CA are loaded.
+        BadCase{"[[service]]\nname = \"peer\"\nudp = 1\n",
+                "t.toml:1: service[0].cert: ", "required"},
+        BadCase{"[[service]]\nname = \"peer\"\nudp = 1\ncert = \"/nonexistent/n.pem\"\n"
+                "key = \"/nonexistent/n.key\"\nca = \"/nonexistent/ca.pem\"\n",
+                "t.toml:4: service[0].cert: ", "ca \"/nonexistent/ca.pem\""},
+        BadCase{"[[service]]\nname = \"peer\"\nudp = 1\npeers = [\"10.0.0.1\"]\n",
+                "t.toml:4: service[0].peers: ", "expected \"a.b.c.d:port\""},
+        BadCase{"[[service]]\nname = \"peer\"\nudp = 1\nkeepalive = \"40s\"\n",
+                "t.toml:4: service[0].keepalive: ", "must be below idle_timeout"},
         BadCase{"[[service]]\nname = \"rtp\"\nudp = 1\nmax_sessions = 100001\n",
                 "t.toml:4: service[0].max_sessions: ", "out of range"},
         // A relay needs its pair unless it takes pairs at run time; then a lone side is an error.

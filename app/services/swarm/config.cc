@@ -2,6 +2,7 @@
 // file stops corewire with an error naming the key before any worker starts.
 #include "app/services/swarm/config.hh"
 
+#include "app/runtime/endpoint_keys.hh"
 #include "app/services/swarm/storage.hh"
 #include "app/services/swarm/tracker.hh"
 
@@ -27,17 +28,7 @@ SwarmOptions parse_swarm_options(rt::ServiceKeys& k) {
     else
       o.data_dir = *v;
   }
-  if (auto v = k.strings("peers")) {
-    if (v->size() > 256) k.fail("peers", "at most 256 peers");
-    for (const std::string& s : *v) {
-      auto ep = dp::parse_endpoint(s);
-      if (!ep || ep->addr_be == 0 || ep->port_be == 0)
-        k.fail("peers",
-               "expected \"a.b.c.d:port\" with a nonzero address and port, got \"" + s + "\"");
-      else
-        o.peers.push_back(*ep);
-    }
-  }
+  o.peers = rt::endpoint_list(k, "peers", 256);
   if (auto v = k.string("peer_id_prefix")) {
     bool ok = v->size() <= 12;
     for (char c : *v) ok = ok && c > ' ' && c < 0x7f;

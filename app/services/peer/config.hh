@@ -1,0 +1,47 @@
+// The peer service's [[service]] keys (docs/configuration.md, docs/cluster.md): this node's
+// certificate, key and the cluster CA, the static peer list, and the probe that tests use.
+// Setup-only.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "app/runtime/service_keys.hh"
+#include "dataplane/io.hh"
+
+namespace cw::peer {
+
+inline constexpr uint32_t kMaxPeers = 256;
+inline constexpr uint32_t kMaxProbeRequests = 10'000'000;
+
+struct PeerOptions {
+  std::string cert, key, ca;        // PEM files: this node's chain and key; the cluster's CA
+  std::vector<dp::Endpoint> peers;  // peers to dial; peer i is dialed by worker i % workers
+  uint32_t max_inbound = 16;        // sessions peers may open to each worker
+  uint64_t idle_timeout_ms = 30'000;
+  uint64_t keepalive_ms = 5'000;
+  uint64_t handshake_timeout_ms = 10'000;
+  uint64_t retry_ms = 1'000;  // a failed or closed dial is retried this long after
+  // Test probe: on every session this node dials, send probe_requests echo requests of
+  // probe_bytes each on one stream and check the responses arrive whole and in order.
+  uint32_t probe_requests = 0;
+  uint32_t probe_bytes = 64;
+  // And probe_datagrams RFC 9221 datagrams (echoed by the peer; best effort, so counted).
+  uint32_t probe_datagrams = 0;
+};
+
+// Packed by hand: clang-format would put one key per line.
+// clang-format off
+inline constexpr std::array<std::string_view, 12> kPeerOptionKeys = {
+    "cert", "key", "ca", "peers", "max_inbound", "idle_timeout", "keepalive",
+    "handshake_timeout", "retry", "probe_requests", "probe_bytes", "probe_datagrams"};
+// clang-format on
+
+// Reads and checks the keys; the certificate, key and CA are loaded once here so that a bad
+// file stops corewire with an error naming the key.
+PeerOptions parse_peer_options(rt::ServiceKeys& k);
+
+}  // namespace cw::peer

@@ -1,0 +1,359 @@
+// The peer service (docs/cluster.md): QUIC sessions with mutual TLS between corewire nodes,
+// the foundation of the cluster. One [[service]] table gives the node's certificate, key and
+// CA, the UDP port peers dial (`udp`), and the peers this node dials (`peers`); every worker
+// runs a QuicEndpoint (endpoint.hh) for the sessions it holds: the peers it dials (peer i on
+// worker i % workers, from that worker's own client port, so the answers come back to it)
+// and the ones that dial it on the shared port (SO_REUSEPORT keeps a peer's 4-tuple on one
+// worker). Connection timers run on the worker's timer wheel, one per connection slot.
+//
+// On its streams a node answers requests for channel 0 (echo) with their body; `probe_requests`
+// makes it send that many echo requests on every session it dials and check the responses
+// (counted probe_ok / probe_bad, probe_done once all came back in order).
+//
+// Nothing here allocates per packet: the endpoint's buffers and outbox are sized at setup;
+// each packet is copied once from the outbox into the worker's send batch. GSO trains are not
+// built yet (each packet is its own datagram).
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "app/runtime/registry.hh"
+#include "app/runtime/service.hh"
+#include "app/runtime/service_keys.hh"
+#include "app/services/peer/config.hh"
+#include "app/services/peer/endpoint.hh"
+#include "app/services/peer/tls.hh"
+#include "dataplane/io.hh"
+
+namespace cw::svc {
+
+class Peer {
+ public:
+  static constexpr size_t kDgramHeader = 3;     // kind, channel
+  static constexpr uint32_t kDgramWindow = 32;  // probe datagrams in flight
+  using Options = peer::PeerOptions;
+  static constexpr const auto& kOptionKeys = peer::kPeerOptionKeys;
+  static Options parse_options(rt::ServiceKeys& k) { return peer::parse_peer_options(k); }
+  // Every worker's own client port: the sessions it dials send and receive there.
+  static std::vector<rt::ClientSocket> client_sockets(const Options&) {
+    return {{{dp::Transport::udp, false, {}, rt::kAllWorkers}, "peers"}};
+  }
+
+  // The endpoint's counters first, in peer::EpCounter order.
+  enum : uint32_t {
+    kProbeSent = peer::kEpCounters,
+    kProbeOk,
+    kProbeBad,
+    kProbeDone,
+    kProbeUs,
+    kEchoed,
+    kUnknownChannel,
+    kUnexpectedFrames,
+    kTxFull,
+    kSetupFailed,
+    kDgramProbeSent,
+    kDgramProbeBack,
+    kDgramEchoed,
+    kBadDatagrams,
+    kDgramEchoFull,
+  };
+  static constexpr rt::CounterDecl kCounters[] = {
+      {"sessions_up", "Peer sessions whose handshake completed (dialed and accepted)"},
+      {"sessions_closed", "Peer sessions that ended after being up"},
+      {"handshake_failed", "Handshakes that failed or timed out"},
+      {"peer_refused", "Handshakes refused: the peer's certificate missing or not the CA's"},
+      {"accept_no_slot", "New inbound sessions refused: max_inbound reached"},
+      {"drop_garbage", "Datagrams on a peer port that are not QUIC: dropped"},
+      {"drop_unknown", "QUIC packets for no session of this worker: dropped"},
+      {"drop_wrong_worker", "Packets for a session of another worker: dropped"},
+      {"drop_version", "Packets of a QUIC version not spoken: dropped"},
+      {"outbox_full", "Times a session had more to send than one flush took"},
+      {"frames_in", "Frames received on peer streams"},
+      {"frames_out", "Frames queued on peer streams"},
+      {"bad_frames", "Malformed frames (their session is closed)"},
+      {"datagrams_in", "RFC 9221 datagrams received"},
+      {"datagrams_out", "RFC 9221 datagrams sent"},
+      {"datagrams_dropped", "Datagrams not sent (peer takes none) or not kept (inbox full)"},
+      {"sessions_open", "Peer sessions up now", rt::CounterKind::gauge},
+      {"probe_sent", "Probe requests sent"},
+      {"probe_ok", "Probe responses that came back whole and in order"},
+      {"probe_bad", "Probe responses out of order or altered"},
+      {"probe_done", "Sessions whose probe got every response back"},
+      {"probe_us", "Time the last finished probe took, microseconds", rt::CounterKind::gauge},
+      {"echoed", "Echo requests answered"},
+      {"unknown_channel", "Requests for a channel nothing serves: dropped"},
+      {"unexpected_frames", "Responses nobody asked for, requests on our own streams: dropped"},
+      {"tx_full", "Packets not sent for want of a transmit buffer (QUIC resends)"},
+      {"setup_failed", "Workers whose endpoint could not start (see the log)",
+       rt::CounterKind::gauge},
+      {"dgram_probe_sent", "Probe datagrams sent (best effort)"},
+      {"dgram_probe_back", "Probe datagrams that came back echoed"},
+      {"dgram_echoed", "Echo request datagrams answered"},
+      {"bad_datagrams", "Datagrams too short or of an unknown kind: dropped"},
+      {"dgram_echo_full", "Echo datagrams not sent: the session's datagram queue was full"},
+  };
+  static_assert(std::size(kCounters) == kDgramEchoFull + 1);
+
+  Peer(const rt::ServiceCtx& c, const Options& o) : o_(o) {
+    for (const rt::SocketRef& s : c.sockets) {
+      if (s.transport != dp::Transport::udp) continue;
+      if (s.server) {
+        server_sock_ = s.id;
+        has_server_ = true;
+      } else if (s.here) {
+        client_sock_ = s.id;
+        has_client_ = true;
+      }
+    }
+    if (!has_client_) return;
+    tls_ = std::make_unique<peer::TlsContext>();
+    if (std::string e = tls_->load(o.cert, o.key, o.ca); !e.empty()) {
+      std::fprintf(stderr, "corewire: peer worker %u: %s\n", c.worker, e.c_str());
+      tls_.reset();
+      return;
+    }
+    peer::EndpointConfig ec;
+    ec.worker = c.worker;
+    ec.max_inbound = has_server_ ? o.max_inbound : 0;
+    for (size_t i = 0; i < o.peers.size(); ++i)
+      if (i % c.workers == c.worker) ec.dial.push_back(o.peers[i]);
+    if (has_server_ && server_sock_ < c.bound.size()) ec.server_local = c.bound[server_sock_];
+    if (client_sock_ < c.bound.size()) ec.client_local = c.bound[client_sock_];
+    ec.idle_timeout_ns = o.idle_timeout_ms * 1'000'000;
+    ec.keepalive_ns = o.keepalive_ms * 1'000'000;
+    ec.handshake_timeout_ns = o.handshake_timeout_ms * 1'000'000;
+    ec.retry_ns = o.retry_ms * 1'000'000;
+    ep_ = std::make_unique<peer::QuicEndpoint>(ec, tls_.get());
+    timers_.assign(ep_->slots(), rt::kNoTimer);
+    probes_.resize(ep_->client_slots());
+    probe_buf_.resize(o.probe_bytes);
+  }
+
+  template <class Io>
+  void on_datagrams(rt::Ctx<Io>& ctx, std::span<const dp::RxItem> items) {
+    if (!ep_) return;
+    for (const dp::RxItem& it : items) {
+      const peer::Via via =
+          it.sock == client_sock_ && has_client_ ? peer::Via::client : peer::Via::server;
+      ep_->on_datagram(via, it.peer, it.data, it.len, ctx.now_ns);
+      // QUIC datagrams it carried, now: the inbox holds one packet's worth.
+      drain_datagrams(ctx);
+    }
+    pump(ctx);
+  }
+
+  template <class Io>
+  void on_tick(rt::Ctx<Io>& ctx) {
+    if (!ep_) {
+      if (!counted_setup_) {
+        counted_setup_ = true;
+        ctx.counters[kSetupFailed].set(1);
+      }
+      return;
+    }
+    if (!started_) {
+      started_ = true;
+      ep_->start(ctx.now_ns);
+    }
+    if (ep_->pending()) pump(ctx);
+  }
+
+  template <class Io>
+  void on_timer(rt::Ctx<Io>& ctx, rt::TimerId id, uint64_t slot) {
+    if (!ep_ || slot >= timers_.size() || timers_[slot] != id) return;
+    timers_[slot] = rt::kNoTimer;  // fired: a new one is set from the slot's next expiry
+    ep_->on_expiry(uint32_t(slot), ctx.now_ns);
+    pump(ctx);
+  }
+
+ private:
+  struct Probe {
+    uint32_t session = 0;  // the endpoint's session number this probe runs on
+    int stream = -1;
+    uint32_t sent = 0, ok = 0;
+    uint32_t dgrams = 0, dgrams_back = 0;  // probe datagrams sent, echoes received
+    uint64_t t0 = 0;
+    bool done = false;
+  };
+
+  // After any input: hand received frames to their handlers, send probe requests, write
+  // what the connections have into the worker's batch, and move their timers.
+  template <class Io>
+  void pump(rt::Ctx<Io>& ctx) {
+    ep_->drain_frames(
+        [&](uint32_t slot, unsigned st, const peer::FrameHeader& h, std::span<const uint8_t> body) {
+          return on_frame(ctx, slot, st, h, body);
+        });
+    drain_datagrams(ctx);
+    run_probes(ctx);
+    // A full outbox is drained and refilled a few times; what is left goes next iteration.
+    for (int round = 0; round < 4; ++round) {
+      ep_->flush(ctx.now_ns);
+      send_out(ctx);
+      if (!ep_->pending()) break;
+    }
+    if (ep_->pending()) ctx.wake_at(ctx.now_ns);
+    for (uint32_t slot : ep_->timer_changes()) set_timer(ctx, slot);
+    ep_->clear_timer_changes();
+    const auto& n = ep_->counters();
+    for (uint32_t i = 0; i < peer::kEpCounters; ++i) ctx.counters[i].set(n[i]);
+  }
+
+  template <class Io>
+  void send_out(rt::Ctx<Io>& ctx) {
+    for (const peer::OutPacket& p : ep_->outbox()) {
+      const dp::SocketId s = p.via == peer::Via::client ? client_sock_ : server_sock_;
+      uint8_t* out = ctx.io.dgram_reserve(s, p.to, p.len);
+      if (!out) {
+        ctx.counters[kTxFull].add();
+        continue;
+      }
+      std::memcpy(out, p.data, p.len);
+      ctx.io.dgram_commit(p.len);
+    }
+    ep_->clear_outbox();
+  }
+
+  template <class Io>
+  void set_timer(rt::Ctx<Io>& ctx, uint32_t slot) {
+    const uint64_t t = ep_->expiry(slot);
+    rt::TimerId& id = timers_[slot];
+    if (t == peer::kNever) {
+      if (id != rt::kNoTimer) ctx.timer_cancel(id);
+      id = rt::kNoTimer;
+      return;
+    }
+    if (id != rt::kNoTimer && ctx.timer_rearm(id, t)) return;
+    id = ctx.timer_at(t, slot);  // kNoTimer when the pool is full: counted, retried next pump
+    if (id == rt::kNoTimer) ctx.wake_at(ctx.now_ns + 1'000'000);
+  }
+
+  // One received frame; false leaves it for later (its answer does not fit yet).
+  template <class Io>
+  bool on_frame(rt::Ctx<Io>& ctx, uint32_t slot, unsigned st, const peer::FrameHeader& h,
+                std::span<const uint8_t> body) {
+    const bool ours = st < peer::kLocalStreams;  // a stream we opened: it carries responses
+    if (!ours && h.kind == peer::FrameKind::request) {
+      if (h.channel != peer::kChannelEcho) {
+        ctx.counters[kUnknownChannel].add();
+        return true;
+      }
+      const peer::FrameHeader r{h.len, peer::FrameKind::response, h.channel};
+      if (!ep_->send_frame(slot, st, r, body)) return false;
+      ctx.counters[kEchoed].add();
+      return true;
+    }
+    if (ours && h.kind == peer::FrameKind::response && slot < probes_.size()) {
+      probe_response(ctx, probes_[slot], body);
+      return true;
+    }
+    ctx.counters[kUnexpectedFrames].add();
+    return true;
+  }
+
+  template <class Io>
+  void drain_datagrams(rt::Ctx<Io>& ctx) {
+    ep_->drain_datagrams(
+        [&](uint32_t slot, std::span<const uint8_t> d) { on_datagram_in(ctx, slot, d); });
+  }
+
+  // A datagram: kind (1 request, 2 response), channel (u16 big-endian), payload. Channel 0
+  // echoes a request as a response; a full send queue drops the answer (best effort).
+  template <class Io>
+  void on_datagram_in(rt::Ctx<Io>& ctx, uint32_t slot, std::span<const uint8_t> d) {
+    if (d.size() < kDgramHeader || (d[0] != 1 && d[0] != 2))
+      return ctx.counters[kBadDatagrams].add();
+    const uint16_t channel = uint16_t(d[1] << 8 | d[2]);
+    if (d[0] == 2) {
+      if (slot < probes_.size() && channel == peer::kChannelEcho) {
+        ++probes_[slot].dgrams_back;
+        ctx.counters[kDgramProbeBack].add();
+      } else
+        ctx.counters[kUnexpectedFrames].add();
+      return;
+    }
+    if (channel != peer::kChannelEcho) return ctx.counters[kUnknownChannel].add();
+    std::memcpy(dgram_buf_.data(), d.data(), d.size());
+    dgram_buf_[0] = 2;
+    if (ep_->send_datagram(slot, std::span(dgram_buf_.data(), d.size())))
+      ctx.counters[kDgramEchoed].add();
+    else
+      ctx.counters[kDgramEchoFull].add();
+  }
+
+  // The probe's request i: its number, then bytes derived from it.
+  void fill_probe(uint32_t seq) {
+    for (size_t i = 0; i < probe_buf_.size(); ++i) probe_buf_[i] = uint8_t(seq * 131u + i);
+    std::memcpy(probe_buf_.data(), &seq, sizeof seq);
+  }
+
+  template <class Io>
+  void probe_response(rt::Ctx<Io>& ctx, Probe& p, std::span<const uint8_t> body) {
+    fill_probe(p.ok);
+    const bool ok = p.ok < p.sent && body.size() == probe_buf_.size() &&
+                    std::memcmp(body.data(), probe_buf_.data(), body.size()) == 0;
+    if (!ok) {
+      ctx.counters[kProbeBad].add();
+      return;
+    }
+    ++p.ok;
+    ctx.counters[kProbeOk].add();
+    if (p.ok == o_.probe_requests && !p.done) {
+      p.done = true;
+      ctx.counters[kProbeDone].add();
+      ctx.counters[kProbeUs].set((ctx.now_ns - p.t0) / 1000);
+    }
+  }
+
+  template <class Io>
+  void run_probes(rt::Ctx<Io>& ctx) {
+    if (o_.probe_requests == 0 && o_.probe_datagrams == 0) return;
+    for (uint32_t slot = 0; slot < probes_.size(); ++slot) {
+      Probe& p = probes_[slot];
+      if (!ep_->is_open(slot)) continue;
+      if (p.session != ep_->session(slot)) p = Probe{ep_->session(slot)};
+      if (p.done && p.dgrams == o_.probe_datagrams) continue;
+      if (p.stream < 0 && o_.probe_requests) {
+        p.stream = ep_->open_stream(slot);
+        if (p.stream < 0) continue;
+        p.t0 = ctx.now_ns;
+      }
+      const peer::FrameHeader h{uint32_t(probe_buf_.size()), peer::FrameKind::request,
+                                peer::kChannelEcho};
+      // Up to what the ring holds; the rest as acknowledgements free it.
+      while (p.stream >= 0 && p.sent < o_.probe_requests) {
+        fill_probe(p.sent);
+        if (!ep_->send_frame(slot, unsigned(p.stream), h, probe_buf_)) break;
+        ++p.sent;
+        ctx.counters[kProbeSent].add();
+      }
+      // Datagram probe: requests of probe_bytes (capped), at most kDgramWindow unanswered
+      // (a lost one keeps its place: heavy loss stalls the probe, which a test notices).
+      for (; p.dgrams < o_.probe_datagrams && p.dgrams - p.dgrams_back < kDgramWindow; ++p.dgrams) {
+        const size_t n = std::min<size_t>(o_.probe_bytes + kDgramHeader, peer::kMaxDatagram);
+        dgram_buf_[0] = 1;
+        dgram_buf_[1] = dgram_buf_[2] = 0;
+        if (!ep_->send_datagram(slot, std::span(dgram_buf_.data(), n))) break;
+        ctx.counters[kDgramProbeSent].add();
+      }
+    }
+  }
+
+  peer::PeerOptions o_;
+  bool has_server_ = false, has_client_ = false;
+  bool started_ = false, counted_setup_ = false;
+  dp::SocketId server_sock_ = 0, client_sock_ = 0;
+  std::unique_ptr<peer::TlsContext> tls_;
+  std::unique_ptr<peer::QuicEndpoint> ep_;
+  std::vector<rt::TimerId> timers_;  // by slot
+  std::vector<Probe> probes_;        // by client slot
+  std::vector<uint8_t> probe_buf_;
+  std::vector<uint8_t> dgram_buf_ = std::vector<uint8_t>(peer::kMaxDatagram);
+};
+
+}  // namespace cw::svc
