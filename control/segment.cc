@@ -13,6 +13,7 @@
 #include <ctime>
 #include <new>
 #include <optional>
+#include <thread>
 
 namespace cw::ctl {
 
@@ -322,11 +323,35 @@ bool read_worker_block(const WorkerBlock& b, uint32_t nsvc, uint32_t ncnt, Worke
   return b.seq.load(std::memory_order_relaxed) == s1;
 }
 
+namespace {
+
+// Paces the reads of a block its writer holds: spins first (an update takes nanoseconds),
+// then sleeps between reads, so a preempted writer gets a core; gives up after kBusyLimit.
+class BusyWait {
+ public:
+  // Whether to read again.
+  bool again() {
+    if (++tries_ <= kSpins) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (tries_ == kSpins + 1) deadline_ = now + SegmentReader::kBusyLimit;
+    if (now > deadline_) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+    return true;
+  }
+
+ private:
+  static constexpr int kSpins = 1000;
+  int tries_ = 0;
+  std::chrono::steady_clock::time_point deadline_{};
+};
+
+}  // namespace
+
 // The named backend counters, under their seqlock; false if the block stayed busy.
 bool SegmentReader::read_backend_block(const SegmentHeader& h, Snapshot& s) const {
   auto* bb = reinterpret_cast<const BackendBlock*>(static_cast<const char*>(map_.base()) +
                                                    h.backend_offset);
-  for (int tries = 0; tries < kMaxRetries; ++tries) {
+  for (BusyWait wait; wait.again();) {
     const uint64_t s1 = bb->seq.load(std::memory_order_acquire);
     if (s1 & 1) continue;
     const size_t n = std::min<uint64_t>(bb->count.get(), kMaxBackendCounters);
@@ -364,9 +389,9 @@ Result<Snapshot> SegmentReader::snapshot() const {
   for (uint32_t w = 0; w < h.workers; ++w) {
     auto* b = reinterpret_cast<const WorkerBlock*>(
         static_cast<const char*>(map_.base()) + h.workers_offset + uint64_t(w) * h.worker_stride);
-    int tries = 0;
+    BusyWait wait;
     while (!read_worker_block(*b, h.services, h.counters, s.workers[w])) {
-      if (++tries >= kMaxRetries) return make_error("stats segment: worker block stayed busy");
+      if (!wait.again()) return make_error("stats segment: worker block stayed busy");
       ++s.retries;
     }
   }

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <iterator>
 #include <string>
@@ -137,7 +138,7 @@ class SegmentReader {
   static Result<SegmentReader> open(const std::string& path);
 
   // A consistent copy of every block. Fails if the writer restarted under us (epoch
-  // changed) or a block stayed busy for kMaxRetries attempts.
+  // changed) or a block stayed busy for kBusyLimit.
   Result<Snapshot> snapshot() const;
 
   // True when path now names another file than the one mapped (the dataplane restarted,
@@ -148,7 +149,9 @@ class SegmentReader {
   uint64_t epoch() const { return header().epoch; }
   int64_t pid() const { return header().pid; }
 
-  static constexpr int kMaxRetries = 1000;
+  // How long a block may stay busy: a writer preempted in mid-update (a loaded machine)
+  // holds its block until the scheduler runs it again, which can take milliseconds.
+  static constexpr std::chrono::milliseconds kBusyLimit{1000};
 
  private:
   bool read_backend_block(const SegmentHeader& h, Snapshot& s) const;

@@ -253,6 +253,28 @@ TEST_F(SegmentTest, BlockBeingWrittenIsNotRead) {
   EXPECT_TRUE(r->snapshot());
 }
 
+// A writer preempted in mid-update holds its block for as long as the scheduler keeps it
+// off a core (milliseconds on a loaded machine): the reader waits for it, up to kBusyLimit.
+TEST_F(SegmentTest, AWriterPreemptedMidUpdateIsWaitedFor) {
+  auto w = SegmentWriter::create(path_, info());
+  ASSERT_TRUE(w) << w.error().message;
+  auto r = SegmentReader::open(path_);
+  ASSERT_TRUE(r);
+  w->begin_write(0);
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    w->end_write(0);
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  auto s = r->snapshot();
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  writer.join();
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_GT(s->retries, 0u);
+  EXPECT_GE(waited, std::chrono::milliseconds(25));
+  EXPECT_LT(waited, SegmentReader::kBusyLimit);
+}
+
 // A writer thread keeps every counter of worker 0 equal to v while bumping v; the reader
 // must never see two different values in one snapshot.
 TEST_F(SegmentTest, ConcurrentWriterNeverYieldsATornSnapshot) {
