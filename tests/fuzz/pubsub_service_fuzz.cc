@@ -16,45 +16,26 @@
 #include <variant>
 #include <vector>
 
-#include "app/runtime/worker.hh"
 #include "app/services/pubsub/service.hh"
-#include "dataplane/fake/fake_io.hh"
-#include "tests/services/run_idle.hh"
+#include "tests/fuzz/service_harness.hh"
 
 namespace {
 
 using namespace cw;
-using W = rt::Worker<dp::FakeWorker, std::variant<svc::Pubsub>>;
 
-#define PS_FUZZ_CHECK(c)    \
-  do {                      \
-    if (!(c)) std::abort(); \
-  } while (0)
+struct Pair : fuzz::Workers<svc::Pubsub, 2> {
+  static inline const rt::SocketRef kRefs[1] = {{0, dp::Transport::tcp, true, true}};
+  static inline const dp::Endpoint kBound[1] = {{htonl(0x7f000001), htons(4222)}};
 
-struct Pair {
-  static constexpr unsigned kN = 2;
-  Pair() : mail(kN, 8, 256) {
+  Pair() : Workers(kRefs, kBound, options()) {}
+  static pubsub::PubsubOptions options() {
     pubsub::PubsubOptions o;
     o.max_payload = 4096;
     o.worker_subscriptions = 64;
     o.max_pending = 64 * 1024;
-    for (unsigned w = 0; w < kN; ++w) {
-      io.push_back(std::make_unique<dp::FakeWorker>(w, iocfg, 1));
-      const rt::SocketRef refs[1] = {{0, dp::Transport::tcp, true, true}};
-      const dp::Endpoint bound[1] = {{htonl(0x7f000001), htons(4222)}};
-      rt::ServiceCtx c{w, kN, 4, 0, refs, {}, bound, {}};
-      std::vector<std::variant<svc::Pubsub>> v;
-      v.emplace_back(std::in_place_type<svc::Pubsub>, c, o);
-      workers.push_back(std::make_unique<W>(*io[w], std::move(v), std::vector<uint16_t>{0}, loop, 4,
-                                            stats[w], std::span(&svc[w], 1), mail));
-    }
+    return o;
   }
-  svc::Pubsub& ps(unsigned w) { return std::get<svc::Pubsub>(workers[w]->service(0)); }
-
-  void run() {
-    // The workers must go idle once the input is consumed.
-    if (!cw::testing::run_until_idle<W>(workers, stats, mail, 20000)) std::abort();
-  }
+  svc::Pubsub& ps(unsigned w) { return service(w); }
 
   struct Outcome {
     std::vector<uint8_t> out, sub_out;
@@ -68,49 +49,31 @@ struct Pair {
     io[1]->inject_stream(s, {reinterpret_cast<const uint8_t*>(subs.data()), subs.size()});
     run();
     const dp::ConnId c = io[0]->inject_open(0, {htonl(0x7f000001), htons(4242)});
-    size_t off = 0, k = 0;
-    while (off < b.size() && io[0]->is_open(c)) {
-      size_t n = b.size() - off;
-      if (k < cuts.size()) n = std::min<size_t>(n, cuts[k++] + 1);
-      io[0]->inject_stream(c, b.subspan(off, n));
-      off += n;
-      run();
-    }
+    fuzz::feed_cut(*io[0], c, b, cuts, [this] { run(); });
     run();
     Outcome o{io[0]->take_stream_out(c), io[1]->take_stream_out(s), io[0]->is_open(c)};
     if (o.open) {
       io[0]->inject_peer_close(c);
       run();
     }
-    PS_FUZZ_CHECK(workers[0]->tails().in_use() == 0);
-    PS_FUZZ_CHECK(ps(0).subscriptions().size() == 0);  // the fuzzed connection's are gone
-    PS_FUZZ_CHECK(ps(1).remote_interest().size() == 0);
-    PS_FUZZ_CHECK(ps(0).remote_interest().size() == 2);  // the subscriber's
+    CW_FUZZ_CHECK(workers[0]->tails().in_use() == 0);
+    CW_FUZZ_CHECK(ps(0).subscriptions().size() == 0);  // the fuzzed connection's are gone
+    CW_FUZZ_CHECK(ps(1).remote_interest().size() == 0);
+    CW_FUZZ_CHECK(ps(0).remote_interest().size() == 2);  // the subscriber's
     return o;
   }
-
-  dp::IoConfig iocfg{};
-  rt::Mailboxes mail;
-  rt::LoopConfig loop{
-      .burst = 8, .busy_poll = true, .tail_small = 64, .tail_buffers = 8, .max_timers = 16};
-  rt::WorkerStats stats[kN];
-  rt::ServiceStats svc[kN];
-  std::vector<std::unique_ptr<dp::FakeWorker>> io;
-  std::vector<std::unique_ptr<W>> workers;
 };
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  const size_t ncuts = std::min<size_t>(data[size - 1] & 15, size - 1);
-  const std::span<const uint8_t> cuts(data + size - 1 - ncuts, ncuts);
-  const std::span<const uint8_t> bytes(data, size - 1 - ncuts);
+  const auto [bytes, cuts] = fuzz::split_input({data, size});
   Pair split, whole;
   const auto a = split.stream(bytes, cuts);
   const auto b = whole.stream(bytes, {});
-  PS_FUZZ_CHECK(a.out == b.out);
-  PS_FUZZ_CHECK(a.sub_out == b.sub_out);
-  PS_FUZZ_CHECK(a.open == b.open);
+  CW_FUZZ_CHECK(a.out == b.out);
+  CW_FUZZ_CHECK(a.sub_out == b.sub_out);
+  CW_FUZZ_CHECK(a.open == b.open);
   return 0;
 }
