@@ -19,9 +19,12 @@ table with the command, date and commit beside it.
   /usr/bin/python3 bench/scripts/rtp_relay_bench.py --build build \
       --sessions 1000,2000,5000,10000,20000 --rounds 3 --out docs/bench/rtp-relay.json \
       --md docs/bench/rtp-relay.md
+Each run also records what the relay cost (relay_cpu()): its CPU time per packet and the
+sessions one fully busy core would hold at that cost, a figure the generator's limit does
+not cap.
 --smoke: one round of 200 sessions for 1 s against both relays, asserting that packets
-went through both ways with no loss (no timing assertion); exit 77 when io_uring or the
-binaries are missing.
+went through both ways with no loss and that the relays' CPU time was read (no timing
+assertion); exit 77 when io_uring or the binaries are missing.
 """
 
 import argparse
@@ -38,6 +41,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from procgroup import stop_group, wait_listening  # noqa: E402
+from cwbench import machine  # noqa: E402
 
 SKIP = 77
 
@@ -169,6 +173,27 @@ def run_load(build, relay_port, sessions_file, args, core):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def relay_cpu(rel, cpu0, task0, wall_s, n, args):
+    """What the relay cost over the whole load run (warm-up included): its own CPU time
+    (schedstat), its core's busy share (/proc/stat: softirq and anything else on that core
+    included), and CPU per packet at the scheduled rate (2 x n x pps packets/s in). The
+    relay's capacity, sessions per fully busy core, is n / its process's busy share: an
+    estimate that does not depend on whether the generator kept up (it assumes cost per
+    packet stays flat up to saturation)."""
+    task1, cpu1 = machine.task_cpu_ns(rel.proc.pid), machine.proc_stat()
+    out = {"wall_s": round(wall_s, 3)}
+    if task0 is not None and task1 is not None and wall_s > 0:
+        share = (task1 - task0) / 1e9 / wall_s
+        out["relay_busy"] = round(share, 4)
+        out["relay_ns_per_packet"] = round(share * 1e9 / (2 * n * args.pps), 1)
+        out["sessions_per_core"] = round(n / share) if share > 0 else None
+    if args.server_core >= 0:
+        core = machine.cpu_delta(cpu0, cpu1)["cores"].get(f"cpu{args.server_core}")
+        if core:
+            out["server_core_busy"] = round(core["busy_s"] / wall_s, 4)
+    return out
+
+
 def passes(res, args):
     return res["loss"] <= args.loss and res["delay_us"]["p99"] <= args.p99_us
 
@@ -177,6 +202,12 @@ def git_commit():
     r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                        cwd=os.path.dirname(os.path.abspath(__file__)))
     return r.stdout.strip() if r.returncode == 0 else "unknown"
+
+
+def med_opt(rs, key):
+    """Median of run["cpu"][key] over the runs that have it, else None."""
+    xs = [r["cpu"][key] for r in rs if r.get("cpu", {}).get(key) is not None]
+    return statistics.median(xs) if xs else None
 
 
 def summarize(runs, relays, args):
@@ -195,6 +226,10 @@ def summarize(runs, relays, args):
                    "jitter_mean_us": med(lambda r: r["jitter_us"]["mean"]),
                    "jitter_p99_us": med(lambda r: r["jitter_us"]["p99"]),
                    "gen_behind_max": max(r["behind_max"] for r in rs),
+                   "relay_busy": med_opt(rs, "relay_busy"),
+                   "relay_ns_per_packet": med_opt(rs, "relay_ns_per_packet"),
+                   "sessions_per_core": med_opt(rs, "sessions_per_core"),
+                   "server_core_busy": med_opt(rs, "server_core_busy"),
                    # The generator's worst lag behind its schedule: packets / packet rate.
                    "gen_behind_ms": max(r["behind_max"] for r in rs) * 1000 /
                    (2 * n * args.pps)}
@@ -217,15 +252,29 @@ def markdown(doc):
                  f"stream each way, {doc['params']['seconds']} s measured after "
                  f"{doc['params']['warmup']} s; medians over rounds.\n")
     lines.append("| relay | sessions | p50 us | p99 us | p99.9 us | loss % | jitter mean us "
-                 "| jitter p99 us | generator behind, ms | held |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+                 "| jitter p99 us | generator behind, ms | held | relay busy | relay ns/packet "
+                 "| server core busy | sessions per core (estimate) |")
+    lines.append("|---" * 14 + "|")
+
+    def opt(x, fmt):
+        return "-" if x is None else format(x, fmt)
     for kind, v in s.items():
         for r in v["rows"]:
             lines.append(f"| {kind} | {r['sessions']} | {r['p50_us']:.1f} | {r['p99_us']:.1f} | "
                          f"{r['p999_us']:.1f} | {r['loss'] * 100:.3f} | "
                          f"{r['jitter_mean_us']:.2f} | {r['jitter_p99_us']:.2f} | "
-                         f"{r['gen_behind_ms']:.1f} | {'yes' if r['held'] else 'no'} |")
+                         f"{r['gen_behind_ms']:.1f} | {'yes' if r['held'] else 'no'} | "
+                         f"{opt(r.get('relay_busy'), '.3f')} | "
+                         f"{opt(r.get('relay_ns_per_packet'), '.0f')} | "
+                         f"{opt(r.get('server_core_busy'), '.3f')} | "
+                         f"{opt(r.get('sessions_per_core'), ',.0f')} |")
     held = {k: v["sessions_held"] for k, v in s.items()}
+    lines.append("")
+    lines.append("relay busy: the relay process's CPU time over the run (schedstat) / wall time; "
+                 "ns/packet: that per packet at the scheduled rate; sessions per core: sessions "
+                 "/ relay busy, what one fully busy core would hold if cost per packet stayed "
+                 "flat (an estimate, not a held figure; it leaves out the kernel's receive "
+                 "work, which loopback runs on the sender's core).")
     lines.append("")
     lines.append("Sessions held: " + ", ".join(f"{k} **{v}**" for k, v in held.items()) +
                  (f"; ratio corewire / reference **{held['corewire'] / held['reference']:.2f}x**"
@@ -285,7 +334,11 @@ def main():
                     rel = Relay(kind, args.build, n, pa, pb, args.server_core, sessions_file,
                                 args)
                     try:
+                        cpu0, task0 = machine.proc_stat(), machine.task_cpu_ns(rel.proc.pid)
+                        t0 = time.monotonic()
                         res = run_load(args.build, rel.port, sessions_file, args, args.gen_core)
+                        res["cpu"] = relay_cpu(rel, cpu0, task0, time.monotonic() - t0, n,
+                                               args)
                         res["server_counters"] = rel.counters()
                     finally:
                         res_ref = rel.stop()
@@ -330,6 +383,10 @@ def main():
         for r in runs:
             if r["received_measured"] == 0 or r["loss"] > 0.001 or r["foreign"]:
                 print(f"FAIL: {r['relay']}: {r}", file=sys.stderr)
+                return 1
+            if not r["cpu"].get("relay_busy"):
+                print(f"FAIL: {r['relay']}: no relay CPU time measured: {r['cpu']}",
+                      file=sys.stderr)
                 return 1
             if r["relay"] == "corewire" and not r["server_counters"].get("relayed"):
                 print(f"FAIL: corewire relayed nothing: {r}", file=sys.stderr)
