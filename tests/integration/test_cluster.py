@@ -154,6 +154,7 @@ class ClusterTest(unittest.TestCase):
 
         # kill -9: no revoke; the others drop C when etcd expires its lease.
         c.server.stop(signal.SIGKILL)
+        c.stop()  # its run directory
         self.nodes.remove(c)
         t0 = time.monotonic()
         dropped = lambda x: (x["members"] == 2 and x["members_up"] == 1  # noqa: E731
