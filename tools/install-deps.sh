@@ -35,6 +35,7 @@ TEST_PKGS=(
   python3-libtorrent                               # swarm interop tests (the metainfo codec)
   opentracker aria2                                # swarm tracker tests (a real tracker, aria2c)
   gnutls-bin                                       # peer tests: certtool makes CAs and certificates
+  etcd-server etcd-client                          # cluster tests: membership through a real etcd
 )
 case ${1:-all} in
   run) PKGS=("${RUN_PKGS[@]}") ;;

@@ -57,11 +57,17 @@ def make_node(d, name, ca):
     return pem, key
 
 
+def make_cas(prefix):
+    """A temporary directory holding the cluster's CA and a rogue CA: (dir, ca, rogue_ca)."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    return d, make_ca(d, "cluster-ca"), make_ca(d, "rogue-ca")
+
+
 class Node:
     """One corewire process with one peer table; stats through corewirectl."""
 
     def __init__(self, port, cert, key, ca, peers=(), backend=None, probe=0, workers=1,
-                 datagrams=0):
+                 datagrams=0, extra=""):
         self.dir = tempfile.mkdtemp(prefix="cw-peer-")
         backend = backend or os.environ.get("CW_TEST_BACKEND", "auto")
         peer_list = ", ".join(f'"127.0.0.1:{p}"' for p in peers)
@@ -72,7 +78,7 @@ class Node:
                f'cert = "{cert}"\nkey = "{key}"\nca = "{ca}"\npeers = [{peer_list}]\n'
                f'probe_requests = {probe}\nprobe_bytes = 100\nretry = "200ms"\n'
                f'probe_datagrams = {datagrams}\n'
-               f'handshake_timeout = "3s"\n')
+               f'handshake_timeout = "3s"\n{extra}')
         self.port = port
         self.server = h.Server(cfg)
 
@@ -133,9 +139,7 @@ class CtlCertsTest(unittest.TestCase):
 class PeerTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="cw-peer-certs-")
-        cls.ca = make_ca(cls.tmp, "cluster-ca")
-        cls.rogue_ca = make_ca(cls.tmp, "rogue-ca")
+        cls.tmp, cls.ca, cls.rogue_ca = make_cas("cw-peer-certs-")
         cls.a = make_node(cls.tmp, "node-a", cls.ca)
         cls.b = make_node(cls.tmp, "node-b", cls.ca)
         cls.c = make_node(cls.tmp, "node-c", cls.rogue_ca)

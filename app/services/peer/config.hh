@@ -5,11 +5,13 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "app/runtime/service_keys.hh"
+#include "app/services/peer/membership.hh"
 #include "dataplane/io.hh"
 
 namespace cw::peer {
@@ -31,17 +33,33 @@ struct PeerOptions {
   uint32_t probe_bytes = 64;
   // And probe_datagrams RFC 9221 datagrams (echoed by the peer; best effort, so counted).
   uint32_t probe_datagrams = 0;
+  // Membership through etcd (docs/cluster.md#membership-through-etcd): with etcd set, the
+  // process's membership thread, started by the first worker (null without etcd). Each
+  // worker keeps max_members - 1 client slots for the members it dials.
+  std::vector<std::string> etcd;
+  std::string node_id;
+  uint32_t max_members = 16;
+  dp::Endpoint advertise{};
+  std::shared_ptr<Membership> membership;
 };
 
 // Packed by hand: clang-format would put one key per line.
 // clang-format off
-inline constexpr std::array<std::string_view, 12> kPeerOptionKeys = {
+inline constexpr std::array<std::string_view, 19> kPeerOptionKeys = {
     "cert", "key", "ca", "peers", "max_inbound", "idle_timeout", "keepalive",
-    "handshake_timeout", "retry", "probe_requests", "probe_bytes", "probe_datagrams"};
+    "handshake_timeout", "retry", "probe_requests", "probe_bytes", "probe_datagrams",
+    "etcd", "node_id", "prefix", "advertise", "lease_ttl", "etcd_poll", "max_members"};
 // clang-format on
 
 // Reads and checks the keys; the certificate, key and CA are loaded once here so that a bad
 // file stops corewire with an error naming the key.
 PeerOptions parse_peer_options(rt::ServiceKeys& k);
+
+// Why the peer service may not listen on addr_be (network byte order), empty when it may:
+// with etcd, peers must learn an address to dial (advertise, or a listen address not 0.0.0.0).
+std::string peer_listen_refusal(const PeerOptions& o, uint32_t addr_be);
+
+// Whether s is an etcd endpoint this build can reach: "http://host[:port]".
+bool valid_etcd_url(std::string_view s);
 
 }  // namespace cw::peer

@@ -178,15 +178,16 @@ struct Callbacks {
 QuicEndpoint::QuicEndpoint(const EndpointConfig& cfg, const TlsContext* tls)
     : cfg_(cfg), tls_(tls) {
   cfg_.max_inbound = std::min(cfg_.max_inbound, kMaxInbound);
-  const size_t n = cfg_.dial.size() + cfg_.max_inbound;
+  const size_t n = client_slots() + size_t{cfg_.max_inbound};
   slots_.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     auto c = std::make_unique<Conn>();
     c->ep = this;
     c->index = uint32_t(i);
-    c->client = i < cfg_.dial.size();
+    c->client = i < client_slots();
     c->via = c->client ? Via::client : Via::server;
-    if (c->client) c->remote = cfg_.dial[i];
+    c->assigned = i < cfg_.dial.size();
+    if (c->assigned) c->remote = cfg_.dial[i];
     c->link.ref.get_conn = Callbacks::get_conn;
     c->link.ref.user_data = c.get();
     for (Stream& s : c->streams) {
@@ -214,7 +215,32 @@ QuicEndpoint::~QuicEndpoint() {
 void QuicEndpoint::start(uint64_t now) {
   now_ = now;
   for (uint32_t i = 0; i < client_slots(); ++i)
-    if (slots_[i]->state == SlotState::free) dial(*slots_[i], now);
+    if (slots_[i]->state == SlotState::free && slots_[i]->assigned) dial(*slots_[i], now);
+}
+
+bool QuicEndpoint::assign(uint32_t slot, dp::Endpoint to, const Fingerprint& pin, uint64_t now) {
+  if (slot < cfg_.dial.size() || slot >= client_slots() || !assignable(slot)) return false;
+  Conn& c = *slots_[slot];
+  c.assigned = true;
+  c.remote = to;
+  c.link.pinned = true;
+  c.link.pin = pin;
+  now_ = now;
+  dial(c, now);
+  return true;
+}
+
+void QuicEndpoint::unassign(uint32_t slot) {
+  if (slot < cfg_.dial.size() || slot >= client_slots()) return;
+  Conn& c = *slots_[slot];
+  c.assigned = false;
+  if (c.state == SlotState::waiting) {
+    c.state = SlotState::free;
+    c.deadline = kNever;
+    timer_changed(c);
+  } else {
+    close(slot, 0);  // a session (or handshake) ends; release() then frees the slot
+  }
 }
 
 void QuicEndpoint::reset(Stream& s) {
@@ -295,6 +321,7 @@ bool QuicEndpoint::init_conn(Conn& c, bool client, const ngtcp2_cid* dcid, const
   ngtcp2_conn_set_tls_native_handle(c.conn, c.tls);
   if (cfg_.keepalive_ns) ngtcp2_conn_set_keep_alive_timeout(c.conn, cfg_.keepalive_ns);
   c.link.verdict = CertVerdict::none;
+  c.link.peer = {};
   ngtcp2_connection_close_error_default(&c.last_error);
   c.state = SlotState::handshake;
   c.deadline = kNever;
@@ -403,9 +430,10 @@ void QuicEndpoint::read(Conn& c, const uint8_t* data, size_t len, uint64_t now) 
 void QuicEndpoint::fail(Conn& c, int liberr, uint64_t now) {
   if (c.state == SlotState::handshake) {
     ++counts_[kHandshakeFailed];
-    if (c.link.verdict == CertVerdict::refused ||
+    if (c.link.verdict == CertVerdict::refused || c.link.verdict == CertVerdict::mismatch ||
         (liberr == NGTCP2_ERR_CRYPTO && certificate_alert(ngtcp2_conn_get_tls_alert(c.conn))))
       ++counts_[kPeerRefused];
+    if (c.link.verdict == CertVerdict::mismatch) ++counts_[kPeerMismatch];
   }
   switch (liberr) {
     case NGTCP2_ERR_DRAINING:  // the peer closed: wait out the draining period silently
@@ -471,7 +499,7 @@ void QuicEndpoint::release(Conn& c, uint64_t now) {
   c.tls = nullptr;
   c.odcid = ngtcp2_cid{};
   for (Stream& s : c.streams) reset(s);
-  if (c.client) {
+  if (c.assigned) {
     c.state = SlotState::waiting;
     c.deadline = now + cfg_.retry_ns;
   } else {

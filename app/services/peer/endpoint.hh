@@ -5,7 +5,9 @@
 // deadline (expiry) is for the service to put on the runtime's timer wheel. Owner-worker only.
 //
 // Connections sit in a fixed table sized at setup: one slot per configured peer this worker
-// dials (client slots), then max_inbound slots for peers that dial it (server slots). The
+// dials, then member_slots slots for peers given at run time (assign(), from etcd
+// membership), together the client slots; then max_inbound slots for peers that dial it
+// (server slots). The
 // connection ids we issue name the slot: [0] worker, [1..2] slot, [3..4] the slot's
 // generation, then random bytes, so a packet finds its connection without a map and a
 // stale id (an old connection in a reused slot) finds none. Before the client learns our id
@@ -81,6 +83,7 @@ enum EpCounter : uint32_t {
   kDatagramsOut,      // datagrams sent
   kDatagramsDropped,  // datagrams not sent (the peer takes none) or not kept (inbox full)
   kSessionsOpen,      // gauge: connections up now
+  kPeerMismatch,      // of kPeerRefused: a member's certificate not the one it registered
   kEpCounters
 };
 
@@ -88,6 +91,7 @@ struct EndpointConfig {
   unsigned worker = 0;
   uint32_t max_inbound = 16;       // server slots
   std::vector<dp::Endpoint> dial;  // client slots: the peers this worker connects to
+  uint32_t member_slots = 0;       // more client slots, given a peer at run time (assign)
   dp::Endpoint server_local{};     // where the server socket is bound
   dp::Endpoint client_local{};     // where this worker's client socket is bound
   uint64_t idle_timeout_ns = 30'000'000'000;
@@ -151,8 +155,26 @@ class QuicEndpoint {
   // Closes a connection with an application error (sends CONNECTION_CLOSE).
   void close(uint32_t slot, uint64_t app_error);
 
+  // Member slots (member_slot(0) .. member_slot(member_slots - 1)). assign gives an idle one
+  // (assignable) a peer to dial now, whose certificate must have fingerprint pin (else the
+  // handshake fails, counted kPeerRefused and kPeerMismatch); it is redialed after `retry`
+  // like a configured peer until unassign, which closes its session and stops dialing. The
+  // slot is assignable again once the close is done (state free).
+  bool assign(uint32_t slot, dp::Endpoint to, const Fingerprint& pin, uint64_t now);
+  void unassign(uint32_t slot);
+  bool assignable(uint32_t slot) const {
+    const Conn& c = *slots_[slot];
+    return !c.assigned && c.state == SlotState::free;
+  }
+  uint32_t member_slot(uint32_t i) const { return uint32_t(cfg_.dial.size()) + i; }
+  // The certificate fingerprint of an open session's peer; nullptr if it is not open.
+  const Fingerprint* peer_fingerprint(uint32_t slot) const {
+    const Conn& c = *slots_[slot];
+    return c.state == SlotState::open ? &c.link.peer : nullptr;
+  }
+
   uint32_t slots() const { return uint32_t(slots_.size()); }
-  uint32_t client_slots() const { return uint32_t(cfg_.dial.size()); }
+  uint32_t client_slots() const { return uint32_t(cfg_.dial.size()) + cfg_.member_slots; }
   SlotState state(uint32_t slot) const { return slots_[slot]->state; }
   bool is_open(uint32_t slot) const { return slots_[slot]->state == SlotState::open; }
   // Bumped each time the slot starts a new connection (a redial is a new session).
@@ -178,6 +200,7 @@ class QuicEndpoint {
     uint32_t sessions = 0;
     SlotState state = SlotState::free;
     bool client = false;
+    bool assigned = false;  // client slots: has a peer to dial
     bool touched = false;
     bool timer_changed = false;
     Via via = Via::server;

@@ -10,16 +10,25 @@
 // makes it send that many echo requests on every session it dials and check the responses
 // (counted probe_ok / probe_bad, probe_done once all came back in order).
 //
+// With `etcd`, the members come from etcd (membership.hh): the process's membership thread
+// hands every worker each new view; member X is dialed by worker hash(X) mod workers, from
+// a member slot pinned to the certificate X registered. A member that leaves the view has its
+// sessions closed (the one dialed to it, and any it dialed here); one that rejoins under a
+// new lease is dialed afresh. Worker 0 exports the thread's counters.
+//
 // Nothing here allocates per packet: the endpoint's buffers and outbox are sized at setup;
 // each packet is copied once from the outbox into the worker's send batch. GSO trains are not
 // built yet (each packet is its own datagram).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "app/runtime/registry.hh"
@@ -27,6 +36,7 @@
 #include "app/runtime/service_keys.hh"
 #include "app/services/peer/config.hh"
 #include "app/services/peer/endpoint.hh"
+#include "app/services/peer/membership.hh"
 #include "app/services/peer/tls.hh"
 #include "dataplane/io.hh"
 
@@ -39,6 +49,10 @@ class Peer {
   using Options = peer::PeerOptions;
   static constexpr const auto& kOptionKeys = peer::kPeerOptionKeys;
   static Options parse_options(rt::ServiceKeys& k) { return peer::parse_peer_options(k); }
+  static std::string listen_refusal(const Options& o, uint32_t addr_be) {
+    return peer::peer_listen_refusal(o, addr_be);
+  }
+  static constexpr uint64_t kMemberStatsNs = 100'000'000;  // membership counters' refresh
   // Every worker's own client port: the sessions it dials send and receive there.
   static std::vector<rt::ClientSocket> client_sockets(const Options&) {
     return {{{dp::Transport::udp, false, {}, rt::kAllWorkers}, "peers"}};
@@ -61,6 +75,11 @@ class Peer {
     kDgramEchoed,
     kBadDatagrams,
     kDgramEchoFull,
+    kMembers,  // the membership thread's counters, in peer::Membership::Stat order
+    kMembersUp = kMembers + uint32_t{peer::Membership::kStats},
+    kMemberDials,
+    kMemberDrops,
+    kMemberNoSlot,
   };
   static constexpr rt::CounterDecl kCounters[] = {
       {"sessions_up", "Peer sessions whose handshake completed (dialed and accepted)"},
@@ -80,6 +99,7 @@ class Peer {
       {"datagrams_out", "RFC 9221 datagrams sent"},
       {"datagrams_dropped", "Datagrams not sent (peer takes none) or not kept (inbox full)"},
       {"sessions_open", "Peer sessions up now", rt::CounterKind::gauge},
+      {"peer_mismatch", "Members refused: certificate not the one registered in etcd"},
       {"probe_sent", "Probe requests sent"},
       {"probe_ok", "Probe responses that came back whole and in order"},
       {"probe_bad", "Probe responses out of order or altered"},
@@ -96,8 +116,23 @@ class Peer {
       {"dgram_echoed", "Echo request datagrams answered"},
       {"bad_datagrams", "Datagrams too short or of an unknown kind: dropped"},
       {"dgram_echo_full", "Echo datagrams not sent: the session's datagram queue was full"},
+      {"members", "Cluster members in etcd's last view, this node included",
+       rt::CounterKind::gauge},
+      {"member_joins", "Members that appeared in the view (a restart under a new lease too)"},
+      {"member_leaves", "Members that left the view (lease expired or revoked)"},
+      {"lease_grants", "etcd leases this node was granted"},
+      {"lease_lost", "Times etcd no longer held this node's lease (registered again)"},
+      {"etcd_errors", "etcd requests not answered, or answered with an error"},
+      {"etcd_bad_replies", "etcd replies that were not what its JSON gateway sends"},
+      {"etcd_bad_members", "Member entries skipped in the last read (malformed, too many)",
+       rt::CounterKind::gauge},
+      {"etcd_up", "1 while etcd answers", rt::CounterKind::gauge},
+      {"members_up", "Members whose dialed session is up", rt::CounterKind::gauge},
+      {"member_dials", "Members given a slot to dial"},
+      {"member_drops", "Dialed member sessions ended: the member left or changed"},
+      {"member_no_slot", "Members not dialed: every member slot taken (max_members)"},
   };
-  static_assert(std::size(kCounters) == kDgramEchoFull + 1);
+  static_assert(std::size(kCounters) == kMemberNoSlot + 1);
 
   Peer(const rt::ServiceCtx& c, const Options& o) : o_(o) {
     for (const rt::SocketRef& s : c.sockets) {
@@ -128,6 +163,19 @@ class Peer {
     ec.keepalive_ns = o.keepalive_ms * 1'000'000;
     ec.handshake_timeout_ns = o.handshake_timeout_ms * 1'000'000;
     ec.retry_ns = o.retry_ms * 1'000'000;
+    if (o.membership && !has_server_)
+      std::fprintf(stderr,
+                   "corewire: peer worker %u: etcd membership needs `udp` (the port "
+                   "members dial): not joining\n",
+                   c.worker);
+    if (o.membership && has_server_) {
+      members_ = o.membership;
+      self_ = ec.server_local;
+      ec.member_slots = o.max_members - 1;
+      view_ = std::make_unique<peer::View>();
+      prev_ = std::make_unique<peer::View>();
+      member_.resize(ec.member_slots);
+    }
     ep_ = std::make_unique<peer::QuicEndpoint>(ec, tls_.get());
     timers_.assign(ep_->slots(), rt::kNoTimer);
     probes_.resize(ep_->client_slots());
@@ -160,7 +208,16 @@ class Peer {
       started_ = true;
       ep_->start(ctx.now_ns);
     }
+    if (members_) tick_members(ctx);
     if (ep_->pending()) pump(ctx);
+  }
+
+  // The loop has stopped: the membership thread forgets this worker's waker (the last
+  // worker to stop stops the thread, which revokes the lease).
+  template <class Io>
+  void on_stop(rt::Ctx<Io>& ctx) {
+    if (members_ && attached_) members_->detach(ctx.worker);
+    attached_ = false;
   }
 
   template <class Io>
@@ -172,6 +229,106 @@ class Peer {
   }
 
  private:
+  struct MemberSlot {
+    bool used = false;
+    peer::etcd::Member m;  // the member it dials
+  };
+
+  // Which worker dials member id: a hash of the id (every worker of every node agrees).
+  static unsigned member_worker(std::string_view id, unsigned workers) {
+    uint64_t h = 14695981039346656037ull;  // FNV-1a
+    for (char c : id) h = (h ^ uint8_t(c)) * 1099511628211ull;
+    return unsigned(h % workers);
+  }
+
+  // Once per loop iteration: take a new view, finish assignments that waited for a slot,
+  // and refresh the counters every kMemberStatsNs.
+  template <class Io>
+  void tick_members(rt::Ctx<Io>& ctx) {
+    if (!attached_) {
+      attached_ = true;
+      members_->attach(
+          ctx.worker, ctx.workers, self_, [](void* io) { static_cast<Io*>(io)->wake(); }, &ctx.io);
+    }
+    std::swap(view_, prev_);
+    if (members_->poll(ctx.worker, *view_)) {
+      apply_view(ctx);
+    } else {
+      std::swap(view_, prev_);
+      if (assign_pending_) assign_members(ctx);
+    }
+    if (ctx.now_ns >= next_stats_ns_) {
+      uint32_t up = 0;
+      for (uint32_t i = 0; i < member_.size(); ++i)
+        up += member_[i].used && ep_->is_open(ep_->member_slot(i));
+      ctx.counters[kMembersUp].set(up);
+      if (ctx.worker == 0)
+        for (uint32_t s = 0; s < peer::Membership::kStats; ++s)
+          ctx.counters[kMembers + s].set(members_->stat(peer::Membership::Stat(s)));
+      next_stats_ns_ = ctx.now_ns + kMemberStatsNs;
+      ctx.wake_at(next_stats_ns_);
+    }
+  }
+
+  // A new view (view_; the one before in prev_). Dialed members that left or changed (a new
+  // address, certificate or lease) are unassigned, which closes their sessions; sessions a
+  // departed member dialed here (known by its certificate) are closed too. Then the members
+  // this worker dials get slots.
+  template <class Io>
+  void apply_view(rt::Ctx<Io>& ctx) {
+    auto in = [](const peer::View& v, auto&& match) {
+      for (uint32_t j = 0; j < v.n; ++j)
+        if (match(v.members[j])) return true;
+      return false;
+    };
+    for (uint32_t i = 0; i < member_.size(); ++i) {
+      MemberSlot& ms = member_[i];
+      if (!ms.used || in(*view_, [&](const peer::etcd::Member& m) { return m.same(ms.m); }))
+        continue;
+      ep_->unassign(ep_->member_slot(i));
+      ms.used = false;
+      ctx.counters[kMemberDrops].add();
+    }
+    for (uint32_t s = ep_->client_slots(); s < ep_->slots(); ++s) {
+      const peer::Fingerprint* fp = ep_->peer_fingerprint(s);
+      auto same_fp = [&](const peer::etcd::Member& m) { return fp && m.fp == *fp; };
+      if (fp && in(*prev_, same_fp) && !in(*view_, same_fp)) ep_->close(s, 0);
+    }
+    assign_members(ctx);
+  }
+
+  template <class Io>
+  void assign_members(rt::Ctx<Io>& ctx) {
+    assign_pending_ = false;
+    const std::string_view self = members_->node_id();
+    for (uint32_t j = 0; j < view_->n; ++j) {
+      const peer::etcd::Member& m = view_->members[j];
+      if (m.name() == self || member_worker(m.name(), ctx.workers) != ctx.worker) continue;
+      uint32_t idle = UINT32_MAX;
+      bool dialed = false, closing = false;
+      for (uint32_t i = 0; i < member_.size() && !dialed; ++i) {
+        dialed = member_[i].used && member_[i].m.same(m);
+        if (member_[i].used) continue;
+        if (ep_->assignable(ep_->member_slot(i)))
+          idle = std::min(idle, i);
+        else
+          closing = true;  // free once its close is done
+      }
+      if (dialed) continue;
+      if (idle == UINT32_MAX) {
+        if (closing)
+          assign_pending_ = true;
+        else
+          ctx.counters[kMemberNoSlot].add();
+        continue;
+      }
+      ep_->assign(ep_->member_slot(idle), m.addr, m.fp, ctx.now_ns);
+      member_[idle] = {true, m};
+      ctx.counters[kMemberDials].add();
+    }
+    pump(ctx);
+  }
+
   struct Probe {
     uint32_t session = 0;  // the endpoint's session number this probe runs on
     int stream = -1;
@@ -354,6 +511,14 @@ class Peer {
   std::vector<Probe> probes_;        // by client slot
   std::vector<uint8_t> probe_buf_;
   std::vector<uint8_t> dgram_buf_ = std::vector<uint8_t>(peer::kMaxDatagram);
+  // Membership (null without etcd): the process's thread, this worker's last two views
+  // (allocated: about 8 KiB each) and its member slots.
+  std::shared_ptr<peer::Membership> members_;
+  dp::Endpoint self_{};
+  bool attached_ = false, assign_pending_ = false;
+  uint64_t next_stats_ns_ = 0;
+  std::unique_ptr<peer::View> view_, prev_;
+  std::vector<MemberSlot> member_;
 };
 
 }  // namespace cw::svc

@@ -14,17 +14,28 @@ constexpr char kPriority[] =
     "+CHACHA20-POLY1305:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:"
     "%DISABLE_TLS13_COMPAT_MODE";
 
-// Runs when the peer's certificate arrives: it must be there and chain to the CA. A refusal
-// fails the handshake (GnuTLS sends the alert) and is left in the link for the counters.
+bool sha256(const gnutls_datum_t& der, Fingerprint& out) {
+  size_t n = out.size();
+  return gnutls_fingerprint(GNUTLS_DIG_SHA256, &der, out.data(), &n) == 0 && n == out.size();
+}
+
+// Runs when the peer's certificate arrives: it must be there, chain to the CA and, on a
+// pinned link, be the pinned one. A refusal fails the handshake (GnuTLS sends the alert) and
+// is left in the link for the counters.
 int verify_peer(gnutls_session_t s) {
   auto* link = static_cast<TlsLink*>(gnutls_session_get_ptr(s));
   unsigned status = 0;
   unsigned n = 0;
-  const bool has_cert = gnutls_certificate_get_peers(s, &n) != nullptr && n > 0;
+  const gnutls_datum_t* certs = gnutls_certificate_get_peers(s, &n);
+  const bool has_cert = certs != nullptr && n > 0;
   const int rv = has_cert ? gnutls_certificate_verify_peers2(s, &status) : -1;
-  const bool ok = has_cert && rv == 0 && status == 0;
-  if (link) link->verdict = ok ? CertVerdict::ok : CertVerdict::refused;
-  return ok ? 0 : GNUTLS_E_CERTIFICATE_ERROR;
+  Fingerprint fp{};
+  const bool ok = has_cert && rv == 0 && status == 0 && sha256(certs[0], fp);
+  if (!link) return ok ? 0 : GNUTLS_E_CERTIFICATE_ERROR;
+  link->verdict = ok ? CertVerdict::ok : CertVerdict::refused;
+  link->peer = fp;
+  if (ok && link->pinned && fp != link->pin) link->verdict = CertVerdict::mismatch;
+  return link->verdict == CertVerdict::ok ? 0 : GNUTLS_E_CERTIFICATE_ERROR;
 }
 
 }  // namespace
@@ -56,6 +67,12 @@ std::string TlsContext::load(const std::string& cert_file, const std::string& ke
     gnutls_certificate_free_credentials(cred_);
     cred_ = nullptr;
     return err;
+  }
+  gnutls_datum_t der{};
+  if (gnutls_certificate_get_crt_raw(cred_, 0, 0, &der) != 0 || !sha256(der, own_)) {
+    gnutls_certificate_free_credentials(cred_);
+    cred_ = nullptr;
+    return "cert \"" + cert_file + "\": cannot take its SHA-256 fingerprint";
   }
   gnutls_certificate_set_verify_function(cred_, verify_peer);
   return {};

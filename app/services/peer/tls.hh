@@ -9,6 +9,7 @@
 #include <gnutls/gnutls.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 
@@ -16,15 +17,23 @@ namespace cw::peer {
 
 inline constexpr char kAlpn[] = "corewire-peer/1";
 
-// How the peer's certificate fared, for counting why a handshake failed.
-enum class CertVerdict : uint8_t { none, ok, refused };
+// SHA-256 of a certificate's DER: how etcd membership names the certificate a node holds.
+using Fingerprint = std::array<uint8_t, 32>;
+
+// How the peer's certificate fared, for counting why a handshake failed. mismatch: the CA
+// signed it, but it is not the one the link was pinned to.
+enum class CertVerdict : uint8_t { none, ok, refused, mismatch };
 
 // What a connection hands its TLS session: ngtcp2's conn ref first (GnuTLS's session pointer
 // points at it, and the glue reaches the connection through it), then the verdict the
-// verification callback leaves. Owned by the connection; outlives its session.
+// verification callback leaves and the fingerprint of the certificate it accepted. Owned by
+// the connection; outlives its session.
 struct TlsLink {
   ngtcp2_crypto_conn_ref ref{};
   CertVerdict verdict = CertVerdict::none;
+  bool pinned = false;  // the peer must hold the certificate whose fingerprint is pin
+  Fingerprint pin{};
+  Fingerprint peer{};  // the peer's certificate's, once verdict is ok
 };
 
 class TlsContext {
@@ -44,9 +53,12 @@ class TlsContext {
   gnutls_session_t new_session(bool server, TlsLink* link) const;
 
   bool loaded() const { return cred_ != nullptr; }
+  // This node's certificate's (the first of its chain), once loaded.
+  const Fingerprint& fingerprint() const { return own_; }
 
  private:
   gnutls_certificate_credentials_t cred_ = nullptr;
+  Fingerprint own_{};
 };
 
 }  // namespace cw::peer

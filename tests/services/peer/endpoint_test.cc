@@ -222,6 +222,60 @@ TEST(PeerEndpoint, ServerCertificateFromAnotherCaIsRefused) {
   EXPECT_FALSE(o.open);
 }
 
+// A member slot dials the peer it was assigned, pinned to a certificate fingerprint: B's
+// own is accepted; another (the CA signed B's, but it is not the one registered) is refused.
+TEST(PeerEndpoint, MemberSlotsArePinnedToTheRegisteredCertificate) {
+  NEED_CERTS();
+  TlsContext ta, tb;
+  ASSERT_EQ(ta.load(certs().f("a.pem"), certs().f("a.key"), certs().f("ca.pem")), "");
+  ASSERT_EQ(tb.load(certs().f("b.pem"), certs().f("b.key"), certs().f("ca.pem")), "");
+  ASSERT_NE(ta.fingerprint(), tb.fingerprint());
+  EndpointConfig cfg = dialer();
+  cfg.dial.clear();
+  cfg.member_slots = 2;
+  cfg.retry_ns = 5'000'000;
+  QuicEndpoint a(cfg, &ta), b(acceptor(), &tb);
+  Net net{a, b};
+  a.start(net.now);
+  ASSERT_EQ(a.client_slots(), 2u);
+  const uint32_t s0 = a.member_slot(0), s1 = a.member_slot(1);
+  for (int i = 0; i < 20; ++i) net.round();
+  EXPECT_EQ(a.counters()[kSessionsUp] + b.counters()[kSessionsUp], 0u);  // nothing assigned
+
+  // Pinned to A's own fingerprint: B's certificate is refused, and the slot keeps redialing.
+  ASSERT_TRUE(a.assign(s1, kB, ta.fingerprint(), net.now));
+  EXPECT_FALSE(a.assign(s1, kB, tb.fingerprint(), net.now));  // taken
+  for (int i = 0; i < 400 && a.counters()[kPeerMismatch] < 2; ++i) net.round(1'000'000);
+  EXPECT_GE(a.counters()[kPeerMismatch], 2u);
+  EXPECT_GE(a.counters()[kPeerRefused], 2u);
+  EXPECT_FALSE(a.is_open(s1));
+  a.unassign(s1);
+  for (int i = 0; i < 200 && !a.assignable(s1); ++i) net.round(1'000'000);
+  EXPECT_TRUE(a.assignable(s1));
+
+  // Pinned to B's: the session comes up and reports B's fingerprint.
+  ASSERT_TRUE(a.assign(s0, kB, tb.fingerprint(), net.now));
+  for (int i = 0; i < 200 && !a.is_open(s0); ++i) net.round();
+  ASSERT_TRUE(a.is_open(s0));
+  ASSERT_NE(a.peer_fingerprint(s0), nullptr);
+  EXPECT_EQ(*a.peer_fingerprint(s0), tb.fingerprint());
+  // B learnt A's the same way (the server slots come after the client slots).
+  bool b_knows_a = false;
+  for (uint32_t s = b.client_slots(); s < b.slots(); ++s)
+    b_knows_a |= b.peer_fingerprint(s) && *b.peer_fingerprint(s) == ta.fingerprint();
+  EXPECT_TRUE(b_knows_a);
+
+  // Unassigned: the session closes, B sees it end, and the slot is not redialed.
+  const uint64_t mismatches = a.counters()[kPeerMismatch];
+  a.unassign(s0);
+  for (int i = 0; i < 200; ++i) net.round(1'000'000);
+  EXPECT_FALSE(a.is_open(s0));
+  EXPECT_TRUE(a.assignable(s0));
+  EXPECT_EQ(b.counters()[kSessionsOpen], 0u);
+  EXPECT_EQ(a.counters()[kSessionsUp], 1u);
+  EXPECT_EQ(a.counters()[kPeerMismatch], mismatches);
+}
+
 TEST(PeerEndpoint, GarbageIsCountedAndDropped) {
   NEED_CERTS();
   TlsContext tb;
