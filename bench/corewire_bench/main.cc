@@ -139,7 +139,6 @@ int run(int argc, char** argv) {
   if (o.backend != "dpdk" && (!o.eal.empty() || !o.dpdk_port.empty() || !o.dpdk_addr.empty()))
     return fail("--eal, --dpdk-port and --dpdk-addr need --backend dpdk");
   if (o.backend == "dpdk") {
-    if (o.tcp) return fail("--backend dpdk: UDP only (the DPDK stack has no TCP)");
     if (o.dpdk_port.empty() || o.dpdk_addr.empty())
       return fail("--backend dpdk needs --dpdk-port and --dpdk-addr");
     if (!warmup->count()) o.warmup_s = kDpdkDefaultWarmup_s;
@@ -181,6 +180,9 @@ int run(int argc, char** argv) {
     o.threads = std::min<uint32_t>(o.threads, o.conns);
     raise_nofile(uint64_t(o.conns) + 1024);
   }
+  // The DPDK stack serves TCP on worker 0 only; other workers' connects would all fail.
+  if (o.backend == "dpdk" && o.tcp && o.threads > 1)
+    return fail("--backend dpdk --tcp: one worker (the DPDK stack's TCP is on worker 0)");
   if (o.count && o.count < o.threads) o.threads = uint32_t(o.count);
   if (preload_only) {
     if (!kv) return fail("--kv-preload-only needs --proto memcached");

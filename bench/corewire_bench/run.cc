@@ -31,8 +31,9 @@ uint64_t share(uint64_t total, unsigned w, unsigned n) {
   return total / n + (w < total % n);
 }
 
-// --backend dpdk: the generator's own user-space stack (one port, our address). Client UDP
-// sockets on DPDK need a single worker (the backend refuses more, naming why).
+// --backend dpdk: the generator's own user-space stack (one port, our address), UDP or its
+// TCP engine's client role. Client sockets on DPDK need a single worker (UDP: the backend
+// refuses more, naming why; TCP: main refuses more, as TCP runs on worker 0 only).
 Result<void> dpdk_config(const Options& o, [[maybe_unused]] rt::RuntimeConfig& rc) {
   if (o.backend != "dpdk") return {};
 #if CW_HAVE_DPDK

@@ -86,7 +86,18 @@ class Proc:
 
     def __exit__(self, *exc):
         stop_group(self.proc)
+        self.final_log = self.output()  # with the exit counters (server_counters)
         self.log.close()
+
+
+def server_counters(log):
+    """The exit log's "stats" lines as {"<line>.<name>": N}: "io.rx_datagrams",
+    "<service>.responses", "dpdk.cpu.busy_ns", "dpdk.tcp.segs_in", ..."""
+    out = {}
+    for m in re.finditer(r"stats (?:service\[\d+\] )?([\w-]+): (.*)", log):
+        for k, v in re.findall(r"([\w.]+)=(\d+)", m.group(2)):
+            out[f"{m.group(1)}.{k}"] = int(v)
+    return out
 
 
 def memif(role, sock):
@@ -107,31 +118,45 @@ def gen_first(args, dpdk):
     return dpdk and args.link == "zero-copy"
 
 
+def corewire_server(args, tmp, name, backend, runtime_extra, services):
+    """A Proc for corewire with this backend, busy-polling on --server-core, the extra
+    [runtime] lines (and sections after them), and these [[service]] tables."""
+    cfg = os.path.join(tmp, f"{name}.toml")
+    with open(cfg, "w") as f:
+        f.write(f'[runtime]\nbackend = "{backend}"\ncores = [{args.server_core}]\n'
+                f'busy_poll = true\n{runtime_extra}\n[log]\nlevel = "info"\n{services}\n')
+    return Proc(f"corewire {name}", [args.corewire, "-c", cfg], r"corewire: ready")
+
+
+def dpdk_ends(args, tmp, port):
+    """For the memif link in tmp: the DPDK server's [dpdk] section, and the generator's
+    arguments that run it on DPDK against SERVER_IP:port."""
+    srv_vdev, srv_eal, gen_vdev = link_ends(args, os.path.join(tmp, "memif.sock"))
+    section = (f'[dpdk]\neal = {json.dumps(args.eal.split() + srv_eal + ["--vdev=" + srv_vdev])}'
+               f'\nport = "net_memif0"\naddresses = ["{SERVER_IP}/24"]\n')
+    return section, ["--backend", "dpdk", "--target", f"{SERVER_IP}:{port}", "--eal", args.eal,
+                     "--dpdk-port", gen_vdev, "--dpdk-addr", f"{CLIENT_IP}/24"]
+
+
+def reflector_proc(args, tmp):
+    """A Proc for cw-dpdk-reflector on --server-core, the server side of the link in tmp."""
+    srv_vdev, srv_eal, _ = link_ends(args, os.path.join(tmp, "memif.sock"))
+    argv = [args.reflector, "-l", str(args.server_core), *args.eal.split(), *srv_eal,
+            "--no-shconf", "--no-telemetry", f"--file-prefix=cw-refl-{os.getpid()}",
+            "--vdev=" + srv_vdev, "--", "--ip", SERVER_IP]
+    return Proc("reflector", argv, r"cw-dpdk-reflector: port")
+
+
 def servers(args, tmp):
     """(name, factory() -> Proc, generator arguments) for each system, in run order."""
-    sock = os.path.join(tmp, "memif.sock")
-    srv_vdev, srv_eal, gen_vdev = link_ends(args, sock)
-    eal = args.eal.split() + srv_eal
+    dpdk_cfg, dpdk_gen = dpdk_ends(args, tmp, SP_PORT)
+    service = f'[[service]]\nname = "sockperf-echo"\nudp = {SP_PORT}'
 
     def corewire(backend, extra_cfg):
-        cfg = os.path.join(tmp, f"{backend}.toml")
-        with open(cfg, "w") as f:
-            f.write(f'[runtime]\nbackend = "{backend}"\ncores = [{args.server_core}]\n'
-                    f'busy_poll = true\n{extra_cfg}\n[log]\nlevel = "info"\n'
-                    f'[[service]]\nname = "sockperf-echo"\nudp = {SP_PORT}\n')
-        return Proc(f"corewire {backend}", [args.corewire, "-c", cfg], r"corewire: ready")
+        return corewire_server(args, tmp, backend, backend, extra_cfg, service)
 
-    dpdk_cfg = (f'[dpdk]\neal = {json.dumps(eal + ["--vdev=" + srv_vdev])}\n'
-                f'port = "net_memif0"\naddresses = ["{SERVER_IP}/24"]\n')
-    dpdk_gen = ["--backend", "dpdk", "--target", f"{SERVER_IP}:{SP_PORT}", "--eal", args.eal,
-                "--dpdk-port", gen_vdev, "--dpdk-addr", f"{CLIENT_IP}/24"]
-    refl_prefix = f"cw-refl-{os.getpid()}"
-    reflector = [args.reflector, "-l", str(args.server_core), *eal, "--no-shconf",
-                 "--no-telemetry", f"--file-prefix={refl_prefix}",
-                 "--vdev=" + srv_vdev, "--", "--ip", SERVER_IP]
     return [
-        ("reflector", lambda: Proc("reflector", reflector, r"cw-dpdk-reflector: port"),
-         dpdk_gen),
+        ("reflector", lambda: reflector_proc(args, tmp), dpdk_gen),
         ("corewire-dpdk", lambda: corewire("dpdk", dpdk_cfg), dpdk_gen),
         ("io_uring", lambda: corewire("io_uring", 'listen = "127.0.0.1"'),
          ["--backend", "io_uring", "--target", f"127.0.0.1:{SP_PORT}"]),
@@ -141,12 +166,13 @@ def servers(args, tmp):
 def run_generator(args, argv, make, tmp, parse, dpdk):
     """Runs the generator argv against a fresh server (make()), in the order the link needs:
     the memif server's side first (it creates the socket the client connects to). Returns
-    parse(completed process); every process is stopped on the way out."""
+    parse(completed process, the server's exit log); every process is stopped on the way
+    out."""
     timeout = args.duration + args.warmup + EXTRA_WARMUP + 60
     if not gen_first(args, dpdk):
-        with make():
+        with make() as srv:
             p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        return parse(p)
+        return parse(p, srv.final_log)
     sock = os.path.join(tmp, "memif.sock")
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, start_new_session=True, text=True)
@@ -154,10 +180,11 @@ def run_generator(args, argv, make, tmp, parse, dpdk):
         wait_listening(sock, proc, START_TIMEOUT)
         if proc.poll() is not None:  # it failed before listening: report its output
             out, err = proc.communicate()
-            return parse(subprocess.CompletedProcess(argv, proc.returncode, out, err))
-        with make():
+            return parse(subprocess.CompletedProcess(argv, proc.returncode, out, err), "")
+        with make() as srv:
             out, err = proc.communicate(timeout=timeout)
-        return parse(subprocess.CompletedProcess(argv, proc.returncode, out, err))
+        return parse(subprocess.CompletedProcess(argv, proc.returncode, out, err),
+                     srv.final_log)
     finally:
         stop_group(proc)
 
@@ -172,21 +199,23 @@ def warmup(args, dpdk):
 
 
 def generator(args, gen, make, tmp, flows, window, dpdk, workload=None):
-    """corewire-bench's JSON report of one closed-loop run; workload: its protocol
-    arguments (default: sockperf over UDP, --msg bytes)."""
+    """corewire-bench's JSON report of one closed-loop run, with the server's exit counters
+    under "server" (server_counters); workload: its protocol arguments (default: sockperf
+    over UDP, --msg bytes)."""
     out = os.path.join(tmp, "run.json")
     workload = workload or ["--proto", "sockperf", "--udp", "-m", str(args.msg)]
     argv = [args.bench, *gen, *workload, "--mode", "closed", "--flows", str(flows), "--window", str(window),
             "--duration", str(args.duration), "--warmup", str(warmup(args, dpdk)),
             "--cores", str(args.client_core), "--busy-poll", "--json", out, "-q"]
 
-    def parse(p):
+    def parse(p, server_log):
         if p.returncode != 0 or not os.path.exists(out):
             raise RuntimeError(f"corewire-bench failed ({p.returncode}): {' '.join(argv)}\n"
                                + p.stdout + p.stderr)
         with open(out) as f:
             rep = json.load(f)
         os.unlink(out)
+        rep["server"] = server_counters(server_log)
         return rep
 
     return run_generator(args, argv, make, tmp, parse, dpdk)
@@ -201,7 +230,7 @@ def blaster(args, make, tmp):
             "--window", str(args.blast_window), "--duration", str(args.duration),
             "--warmup", str(warmup(args, True)), "--size", str(args.msg)]
 
-    def parse(p):
+    def parse(p, _server_log):
         m = re.search(r"replies_per_s (\d+)", p.stdout)
         if p.returncode != 0 or not m:
             raise RuntimeError(f"cw-dpdk-blaster failed ({p.returncode}): {' '.join(argv)}\n"
@@ -211,35 +240,50 @@ def blaster(args, make, tmp):
     return run_generator(args, argv, make, tmp, parse, True)
 
 
-def measure(args):
-    results = {}  # name -> metric -> [value of round 0, round 1, ...]
-    tmp = tempfile.mkdtemp(prefix="cw-dpdk-table-")
+def paired_rounds(args, prefix, systems, measure_one):
+    """The paired rounds every DPDK table runs: --runs rounds, each after the VM-state probe
+    (cw-vm-probe between the two cores; a slow VM postpones the round, logged), each running
+    every system of systems(tmp) once, back to back, the order reversed every other round.
+    measure_one(entry, tmp) -> {metric: value} measures one entry (a tuple, name first).
+    Returns name -> metric -> [value of round 0, round 1, ...], every run kept; sets
+    args.probes; tmp (memif socket, configs) is removed at the end, even on error."""
+    results = {}
+    tmp = tempfile.mkdtemp(prefix=prefix)
     probe = cw_runner.Context({"server_core": args.server_core, "client_core": args.client_core},
                               args.build, tmp)
     try:
         for r in range(args.runs):
             probe.check_state(f"{args.link} r{r}")
-            order = servers(args, tmp)
-            for name, make, gen in (order if r % 2 == 0 else list(reversed(order))):
-                m = results.setdefault(name, {})
-                # A fresh server per generator run: memif unmaps the rings under a
-                # busy-polling peer when the generator leaves (docs/dpdk.md), so a server
-                # that served one generator is not trusted with the next.
-                dpdk = name != "io_uring"
-                t = generator(args, gen, make, tmp, args.flows, args.window, dpdk)
-                pp = generator(args, gen, make, tmp, 1, 1, dpdk)
-                m.setdefault("msg_per_s", []).append(t["throughput_msgs"])
-                m.setdefault("p50_us", []).append(pp["latency"]["p50"])
-                m.setdefault("p99_us", []).append(pp["latency"]["p99"])
-                m.setdefault("lost", []).append(t["lost"] + t["errors"] + pp["lost"] + pp["errors"])
-                if dpdk:
-                    m.setdefault("bare_msg_per_s", []).append(blaster(args, make, tmp))
-                print(f"  run {r + 1}/{args.runs} {name}: "
+            order = systems(tmp)
+            for entry in (order if r % 2 == 0 else list(reversed(order))):
+                m = results.setdefault(entry[0], {})
+                for k, v in measure_one(entry, tmp).items():
+                    m.setdefault(k, []).append(v)
+                print(f"  run {r + 1}/{args.runs} {entry[0]}: "
                       + ", ".join(f"{k}={v[-1]:.3f}" for k, v in m.items()), file=sys.stderr)
     finally:
         args.probes = probe.probes
         cleanup(tmp)
     return results
+
+
+def measure(args):
+    def one(entry, tmp):
+        name, make, gen = entry
+        # A fresh server per generator run: memif unmaps the rings under a busy-polling peer
+        # when the generator leaves (docs/dpdk.md), so a server that served one generator
+        # is not trusted with the next.
+        dpdk = name != "io_uring"
+        t = generator(args, gen, make, tmp, args.flows, args.window, dpdk)
+        pp = generator(args, gen, make, tmp, 1, 1, dpdk)
+        m = {"msg_per_s": t["throughput_msgs"], "p50_us": pp["latency"]["p50"],
+             "p99_us": pp["latency"]["p99"],
+             "lost": t["lost"] + t["errors"] + pp["lost"] + pp["errors"]}
+        if dpdk:
+            m["bare_msg_per_s"] = blaster(args, make, tmp)
+        return m
+
+    return paired_rounds(args, "cw-dpdk-table-", lambda tmp: servers(args, tmp), one)
 
 
 def cleanup(tmp):
@@ -261,9 +305,10 @@ def fmt(vals, digits=2):
 
 
 def per_round(results, a, b, metric, metric_b=None):
-    """a's figure over b's, round by round (None where b measured nothing), summarized."""
+    """a's figure over b's, round by round (None where either measured nothing), summarized."""
     xs, ys = results[a][metric], results[b][metric_b or metric]
-    return cw_stats.ratio_summary([x / y if y else None for x, y in zip(xs, ys)])
+    return cw_stats.ratio_summary([x / y if x is not None and y else None
+                                   for x, y in zip(xs, ys)])
 
 
 def table(args, results):
@@ -287,13 +332,7 @@ def table(args, results):
                                                       "msg_per_s")}
 
     def row(label, key, goal=None, ok=None):
-        v = ratios[key]
-        ci = v["ci95"]
-        cells = [f"**{num(v['median'])}**", f"{num(ci[0])}..{num(ci[1])}" if ci else "-",
-                 ", ".join(num(x) for x in v["per_round"])]
-        if goal:
-            cells += [goal, "-" if v["median"] is None else "yes" if ok(v["median"]) else "no"]
-        return f"| {label} | " + " | ".join(cells) + " |"
+        return ratio_row(label, ratios[key], goal, ok)
 
     head = "| ratio | median of per-round ratios | bootstrap 95% | per round |"
     lines += ["", head + " goal | met |", "|---|---|---|---|---|---|",
@@ -317,20 +356,50 @@ def table(args, results):
                   "bare_throughput_vs_io_uring"),
               row("throughput reflector (bare client) / io_uring: the link's bound on that "
                   "ratio", "link_bare_throughput_vs_io_uring"), ""]
+    lines += [probe_line(args), ""]
+    return "\n".join(lines), ratios
+
+
+def probe_line(args):
+    """What the VM-state probes before the rounds (paired_rounds) saw."""
     probes = [p["median_ns"] for p in args.probes if p.get("median_ns", -1) > 0]
     slow = sum(1 for p in args.probes if p.get("slow"))
-    lines += [f"VM-state probe before each round: {len(probes)} probes, median "
-              f"{num(cw_stats.median(probes))} ns, {slow} slow (each postponed its round). "
-              "Every run is in every figure.", ""]
-    return "\n".join(lines), ratios
+    return (f"VM-state probe before each round: {len(probes)} probes, median "
+            f"{num(cw_stats.median(probes))} ns, {slow} slow (each postponed its round). "
+            "Every run is in every figure.")
+
+
+def run_table(args, measure_fn, table_fn):
+    """measure_fn(args) -> results, table_fn(args, results) -> (text, ratios): prints the
+    table and writes --json {"results", "ratios", "probes"}."""
+    results = measure_fn(args)
+    text, ratios = table_fn(args, results)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"results": results, "ratios": ratios, "probes": args.probes}, f, indent=1)
 
 
 def num(x):
     return "-" if x is None else f"{x:.3g}"
 
 
-def add_common_args(ap):
-    """The options kv_dpdk_table.py shares with this table."""
+def ratio_row(label, v, goal=None, ok=None):
+    """A table row of a per_round() summary: median, bootstrap interval, every round; with a
+    goal, the goal and whether the median meets it (ok(median))."""
+    ci = v["ci95"]
+    cells = [f"**{num(v['median'])}**", f"{num(ci[0])}..{num(ci[1])}" if ci else "-",
+             ", ".join(num(x) for x in v["per_round"])]
+    if goal:
+        cells += [goal, "-" if v["median"] is None else "yes" if ok(v["median"]) else "no"]
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def make_parser(doc, warmup_help, warmup=1.0, links=("copy", "zero-copy"), link_help=None):
+    """The command line every DPDK table shares: build, rounds, load, cores, EAL, JSON,
+    --warmup and --link (memif mode, dpdk_table.py's docstring); doc is the table's."""
+    ap = argparse.ArgumentParser(description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--duration", type=float, default=5, help="measured seconds per run")
@@ -347,6 +416,19 @@ def add_common_args(ap):
     ap.add_argument("--eal", default="--no-huge -m 512 --no-pci",
                     help="EAL arguments for every DPDK process (memory, devices)")
     ap.add_argument("--json", help="write raw results and ratios here")
+    ap.add_argument("--warmup", type=float, default=warmup, help=warmup_help)
+    ap.add_argument("--link", choices=links, default="copy", help=link_help)
+    return ap
+
+
+def header(args, setup):
+    """The lines every DPDK table starts with: command, machine, date, cores and EAL, then
+    setup (the table's own link and load), the rounds."""
+    return (f"command: {' '.join(sys.argv)}\nmachine: {os.uname().nodename}, {os.cpu_count()} "
+            f"cores, kernel {os.uname().release}\ndate: "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\nserver core "
+            f"{args.server_core}, generator core {args.client_core}, EAL {args.eal}, {setup}; "
+            f"{args.runs} paired rounds, median (min..max) over every run\n")
 
 
 def find_programs(args, prog):
@@ -363,25 +445,17 @@ def find_programs(args, prog):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(ap)
-    ap.add_argument("--warmup", type=float, default=1,
-                    help="seconds before each measurement (memif link-up and ARP)")
+    ap = make_parser(__doc__, "seconds before each measurement (memif link-up and ARP)",
+                     links=("copy", "zero-copy", "both"),
+                     link_help="memif mode: copy (servers are memif servers) or zero-copy "
+                     "(servers are zero-copy memif clients; needs hugepages); both: one "
+                     "table each, copy first")
     ap.add_argument("--msg", type=int, default=64)
-    ap.add_argument("--link", choices=("copy", "zero-copy", "both"), default="copy",
-                    help="memif mode: copy (servers are memif servers) or zero-copy (servers "
-                    "are zero-copy memif clients; needs hugepages); both: one table each, "
-                    "copy first")
     args = ap.parse_args()
     find_programs(args, "dpdk_table")
     links = ("copy", "zero-copy") if args.link == "both" else (args.link,)
-    print(f"command: {' '.join(sys.argv)}\nmachine: {os.uname().nodename}, {os.cpu_count()} cores, "
-          f"kernel {os.uname().release}\ndate: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
-          f"server core {args.server_core}, generator core {args.client_core}, EAL {args.eal}, "
-          f"memif link {', '.join(links)}; "
-          f"throughput {args.flows} flows x {args.window} outstanding, ping-pong 1 x 1; "
-          f"{args.runs} paired rounds, median (min..max) over every run\n")
+    print(header(args, f"memif link {', '.join(links)}; throughput {args.flows} flows x "
+                       f"{args.window} outstanding, ping-pong 1 x 1"))
     out = {}
     for link in links:
         args.link = link

@@ -24,15 +24,11 @@ server whose ratio is below the other's answered cheaper misses. Throughput: clo
   sudo bench/scripts/kv_dpdk_table.py --build build --runs 1 --duration 1    # check, ~1 min
 """
 import argparse
-import json
 import os
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dpdk_table as dt  # noqa: E402
-from cwbench import runner as cw_runner  # noqa: E402
 
 KV_PORT = 11311  # on the memif link's own addresses, or 127.0.0.1 (io_uring)
 
@@ -44,31 +40,18 @@ def reply_size(key_size, value_size):
 
 def servers(args, tmp):
     """(name, factory() -> dt.Proc, generator arguments or None) in run order."""
-    sock = os.path.join(tmp, "memif.sock")
-    srv_vdev, srv_eal, gen_vdev = dt.link_ends(args, sock)
-    eal = args.eal.split() + srv_eal
+    dpdk_cfg, dpdk_gen = dt.dpdk_ends(args, tmp, KV_PORT)
 
     def corewire(backend, runtime_extra, kv_extra):
-        cfg = os.path.join(tmp, f"kv-{backend}.toml")
-        with open(cfg, "w") as f:
-            f.write(f'[runtime]\nbackend = "{backend}"\ncores = [{args.server_core}]\n'
-                    f'busy_poll = true\n{runtime_extra}\n[log]\nlevel = "info"\n'
-                    f'[[service]]\nname = "kv"\nudp = {KV_PORT}\nmemory_limit = "1GiB"\n'
-                    f'{kv_extra}\n')
-        return dt.Proc(f"corewire {backend}", [args.corewire, "-c", cfg], r"corewire: ready")
+        return dt.corewire_server(args, tmp, f"kv-{backend}", backend, runtime_extra,
+                                  f'[[service]]\nname = "kv"\nudp = {KV_PORT}\n'
+                                  f'memory_limit = "1GiB"\n{kv_extra}')
 
-    dpdk_cfg = (f'[dpdk]\neal = {json.dumps(eal + ["--vdev=" + srv_vdev])}\n'
-                f'port = "net_memif0"\naddresses = ["{dt.SERVER_IP}/24"]\n')
     # Not loopback: kv serves UDP there only with udp_public, and replies to a source that
     # has not proven it receives are capped; the generator's link address is trusted.
     kv_dpdk = f'udp_public = true\nudp_trusted = ["{dt.CLIENT_IP}/24"]'
-    dpdk_gen = ["--backend", "dpdk", "--target", f"{dt.SERVER_IP}:{KV_PORT}", "--eal", args.eal,
-                "--dpdk-port", gen_vdev, "--dpdk-addr", f"{dt.CLIENT_IP}/24"]
-    reflector = [args.reflector, "-l", str(args.server_core), *eal, "--no-shconf",
-                 "--no-telemetry", f"--file-prefix=cw-refl-{os.getpid()}",
-                 "--vdev=" + srv_vdev, "--", "--ip", dt.SERVER_IP]
     return [
-        ("reflector", lambda: dt.Proc("reflector", reflector, r"cw-dpdk-reflector: port"), None),
+        ("reflector", lambda: dt.reflector_proc(args, tmp), None),
         ("corewire-dpdk", lambda: corewire("dpdk", dpdk_cfg, kv_dpdk), dpdk_gen),
         ("io_uring", lambda: corewire("io_uring", 'listen = "127.0.0.1"', ""),
          ["--backend", "io_uring", "--target", f"127.0.0.1:{KV_PORT}"]),
@@ -83,39 +66,24 @@ def generator(args, gen, make, tmp, flows, window, dpdk):
 
 
 def measure(args):
-    results = {}  # name -> metric -> [value of round 0, round 1, ...]
-    tmp = tempfile.mkdtemp(prefix="cw-kv-dpdk-")
-    probe = cw_runner.Context({"server_core": args.server_core, "client_core": args.client_core},
-                              args.build, tmp)
     # cw-dpdk-blaster sends --msg-byte UDP payloads each way (dt.blaster reads args.msg).
     blast_args = argparse.Namespace(**vars(args))
     blast_args.msg = reply_size(args.kv_key_size, args.kv_value_size)
-    try:
-        for r in range(args.runs):
-            probe.check_state(f"{args.link} r{r}")
-            order = servers(args, tmp)
-            for name, make, gen in (order if r % 2 == 0 else list(reversed(order))):
-                m = results.setdefault(name, {})
-                # A fresh server per generator run (dpdk_table.py: memif and a leaving peer).
-                if gen is None:
-                    m.setdefault("bare_msg_per_s", []).append(dt.blaster(blast_args, make, tmp))
-                else:
-                    dpdk = name != "io_uring"
-                    t = generator(args, gen, make, tmp, args.flows, args.window, dpdk)
-                    pp = generator(args, gen, make, tmp, 1, 1, dpdk)
-                    m.setdefault("msg_per_s", []).append(t["throughput_msgs"])
-                    m.setdefault("hit_ratio", []).append(t["kv"]["hit_ratio"])
-                    m.setdefault("p50_us", []).append(pp["latency"]["p50"])
-                    m.setdefault("p99_us", []).append(pp["latency"]["p99"])
-                    m.setdefault("lost", []).append(t["lost"] + t["errors"] + pp["lost"]
-                                                    + pp["errors"] + t["kv"]["error_replies"]
-                                                    + t["kv"]["bad_replies"])
-                print(f"  run {r + 1}/{args.runs} {name}: "
-                      + ", ".join(f"{k}={v[-1]:.3f}" for k, v in m.items()), file=sys.stderr)
-    finally:
-        args.probes = probe.probes
-        dt.cleanup(tmp)
-    return results
+
+    def one(entry, tmp):
+        name, make, gen = entry
+        # A fresh server per generator run (dpdk_table.py: memif and a leaving peer).
+        if gen is None:
+            return {"bare_msg_per_s": dt.blaster(blast_args, make, tmp)}
+        dpdk = name != "io_uring"
+        t = generator(args, gen, make, tmp, args.flows, args.window, dpdk)
+        pp = generator(args, gen, make, tmp, 1, 1, dpdk)
+        return {"msg_per_s": t["throughput_msgs"], "hit_ratio": t["kv"]["hit_ratio"],
+                "p50_us": pp["latency"]["p50"], "p99_us": pp["latency"]["p99"],
+                "lost": t["lost"] + t["errors"] + pp["lost"] + pp["errors"]
+                + t["kv"]["error_replies"] + t["kv"]["bad_replies"]}
+
+    return dt.paired_rounds(args, "cw-kv-dpdk-", lambda tmp: servers(args, tmp), one)
 
 
 def table(args, results):
@@ -142,44 +110,25 @@ def table(args, results):
                        ("RTT p50 corewire-dpdk / io_uring", "rtt_p50_vs_io_uring"),
                        ("throughput corewire-dpdk / the link (reflector, bare client)",
                         "throughput_vs_link")):
-        v = ratios[key]
-        ci = v["ci95"]
-        lines.append(f"| {label} | **{dt.num(v['median'])}** | "
-                     + (f"{dt.num(ci[0])}..{dt.num(ci[1])}" if ci else "-") + " | "
-                     + ", ".join(dt.num(x) for x in v["per_round"]) + " |")
-    probes = [p["median_ns"] for p in args.probes if p.get("median_ns", -1) > 0]
-    lines += ["", f"VM-state probe before each round: {len(probes)} probes; every run is in "
-              "every figure.", ""]
+        lines.append(dt.ratio_row(label, ratios[key]))
+    lines += ["", dt.probe_line(args), ""]
     return "\n".join(lines), ratios
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    dt.add_common_args(ap)
-    ap.add_argument("--warmup", type=float, default=2,
-                    help="seconds before each measurement (link-up, ARP, the keys' first sets)")
+    ap = dt.make_parser(__doc__, "seconds before each measurement (link-up, ARP, the keys' "
+                        "first sets)", warmup=2)
     ap.add_argument("--kv-keys", type=int, default=1000)
     ap.add_argument("--kv-key-size", type=int, default=32)
     ap.add_argument("--kv-value-size", type=int, default=100)
     ap.add_argument("--kv-get-ratio", type=float, default=0.9)
-    ap.add_argument("--link", choices=("copy", "zero-copy"), default="copy")
     args = ap.parse_args()
     if args.kv_keys < 1 or args.runs < 1 or not 0 <= args.kv_get_ratio <= 1:
         ap.error("--kv-keys and --runs at least 1, --kv-get-ratio in 0..1")
     dt.find_programs(args, "kv_dpdk_table")
-    print(f"command: {' '.join(sys.argv)}\nmachine: {os.uname().nodename}, {os.cpu_count()} "
-          f"cores, kernel {os.uname().release}\ndate: "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\nserver core "
-          f"{args.server_core}, generator core {args.client_core}, EAL {args.eal}; throughput "
-          f"{args.flows} flows x {args.window} outstanding, ping-pong 1 x 1; {args.runs} paired "
-          "rounds, median (min..max) over every run\n")
-    results = measure(args)
-    text, ratios = table(args, results)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"results": results, "ratios": ratios, "probes": args.probes}, f, indent=1)
+    print(dt.header(args, f"memif link {args.link}; throughput {args.flows} flows x "
+                          f"{args.window} outstanding, ping-pong 1 x 1"))
+    dt.run_table(args, measure, table)
     return 0
 
 

@@ -41,6 +41,7 @@ net::CsumState csum_state(uint64_t flags, uint64_t mask, uint64_t good, uint64_t
 DpdkWorker::DpdkWorker(std::shared_ptr<DpdkShared> shared, unsigned id)
     : sh_(std::move(shared)),
       drops_(&sh_->drops[id]),
+      busy_cycles_(&sh_->cpu[id].busy_cycles),
       id_(id),
       port_(sh_->port),
       queue_(uint16_t(id)),
@@ -119,8 +120,11 @@ uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
   free_held();
   arena_used_ = 0;
   if (tcp_) now_ns_ = int64_t(now_ns());  // TCP timers need ms, not kDpdkHousekeepNs
-  // 2. Timers (link, ARP, reassembly) every kDpdkHousekeepNs, not per packet.
+  // 2. Timers (link, ARP, reassembly) every kDpdkHousekeepNs, not per packet. The same TSC
+  //    read ends the busy interval of a previous poll that had input (WorkerCpu).
   const uint64_t tsc = rte_rdtsc();
+  if (busy_from_tsc_) busy_cycles_->add(tsc - busy_from_tsc_);
+  busy_from_tsc_ = 0;
   if (tsc >= next_housekeep_tsc_) {
     now_ns_ = int64_t(now_ns());
     next_housekeep_tsc_ = tsc + sh_->tsc_hz / (1'000'000'000 / kDpdkHousekeepNs);
@@ -157,6 +161,7 @@ uint32_t DpdkWorker::poll(RxItem* out, uint32_t n, int64_t timeout_ns) {
     if (tcp_) tcp_poll(out, n, got);
     // ARP/ICMP answers go out with the next flush; send them now if nothing else will.
     if (tx_n_ && got == 0) flush();
+    if (nb || got) busy_from_tsc_ = tsc;
     if (nb) return got;
   }
   // 5. Idle. DPDK has no blocking receive here: busy-poll callers pass 0 and spin; others

@@ -222,7 +222,9 @@ class alignas(64) DpdkWorker {
 
   // Hot state first.
   std::shared_ptr<DpdkShared> sh_;
-  net::DropCounters* drops_;  // lives in sh_, so the backend can read it
+  net::DropCounters* drops_;    // lives in sh_, so the backend can read it
+  Counter* busy_cycles_;        // sh_->cpu[id].busy_cycles
+  uint64_t busy_from_tsc_ = 0;  // the last poll's TSC when it had input, else 0
   unsigned id_;
   uint16_t port_;
   uint16_t queue_;
@@ -317,8 +319,9 @@ class DpdkBackend {
   };
   LinkState link_state() const;
   // The link ("link.<port id>.up", ".speed_mbps", ".full_duplex", ".autoneg"; first), drop
-  // reasons summed over workers ("drop.<reason>", non-zero only) and port_stats()
-  // ("port.<name>"): what Runtime::backend_counters() reports.
+  // reasons summed over workers ("drop.<reason>", non-zero only), the workers' busy time
+  // ("cpu.busy_ns", WorkerCpu in dpdk_port.hh), the TCP engine's ("tcp.<name>", with a TCP
+  // socket) and port_stats() ("port.<name>"): what Runtime::backend_counters() reports.
   std::vector<std::pair<std::string, uint64_t>> counters_by_name() const;
   const net::Mac& mac() const;
   uint16_t port_id() const;

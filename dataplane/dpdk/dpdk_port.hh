@@ -45,6 +45,14 @@ struct TcpPublished {
   Counter v[kTcpCounterCount];
 };
 
+// A worker's core time on loop iterations that had input (ns = cycles * 1e9 / tsc_hz): from
+// the poll that received a burst (or handed out TCP items) to the next poll, so the service
+// handlers, the TCP engine and the flush are in it and idle polls are not. Written by the
+// worker, read by DpdkBackend::counters_by_name as "cpu.busy_ns".
+struct alignas(64) WorkerCpu {
+  Counter busy_cycles;
+};
+
 struct DpdkShared {
   ~DpdkShared();  // stops and closes the port, frees pools and tables (dpdk_setup.cc)
 
@@ -74,6 +82,7 @@ struct DpdkShared {
   std::vector<rte_ring*> arp_rings;  // empty with one worker
   std::unique_ptr<net::DropCounters[]> drops;
   std::unique_ptr<TcpPublished[]> tcp;  // written by the worker's engine, if any
+  std::unique_ptr<WorkerCpu[]> cpu;
 };
 
 }  // namespace cw::dp

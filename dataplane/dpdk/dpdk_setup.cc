@@ -254,6 +254,7 @@ Result<std::unique_ptr<DpdkBackend>> DpdkBackend::create(
   const int sock = rte_eth_dev_socket_id(port) < 0 ? SOCKET_ID_ANY : rte_eth_dev_socket_id(port);
   sh->drops = std::make_unique<net::DropCounters[]>(nw);
   sh->tcp = std::make_unique<TcpPublished[]>(nw);
+  sh->cpu = std::make_unique<WorkerCpu[]>(nw);
   const uint64_t frag_cycles = sh->tsc_hz * cfg.frag_timeout_ms / 1000;
   const uint32_t frag_buckets = std::max<uint32_t>(16, std::bit_ceil(cfg.frag_flows) / 4);
   for (unsigned i = 0; i < nw; ++i) {
@@ -446,6 +447,10 @@ std::vector<std::pair<std::string, uint64_t>> DpdkBackend::counters_by_name() co
     for (unsigned w = 0; w < sh_->io.workers; ++w) v += sh_->drops[w].get(net::DropReason(r));
     if (v) out.emplace_back(std::string("drop.") + net::drop_reason_name(net::DropReason(r)), v);
   }
+  uint64_t busy = 0;
+  for (unsigned w = 0; w < sh_->io.workers; ++w) busy += sh_->cpu[w].busy_cycles.get();
+  out.emplace_back("cpu.busy_ns",
+                   sh_->tsc_hz ? uint64_t(double(busy) * 1e9 / double(sh_->tsc_hz)) : 0);
   bool tcp = false;
   for (const SocketSpec& sp : sh_->specs) tcp = tcp || sp.transport == Transport::tcp;
   for (size_t k = 0; tcp && k < kTcpCounterCount; ++k) {
