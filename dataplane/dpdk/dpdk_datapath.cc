@@ -74,6 +74,7 @@ DpdkWorker::DpdkWorker(std::shared_ptr<DpdkShared> shared, unsigned id)
     tc.max_conns = std::min<uint32_t>(sh_->io.max_conns, kDpdkTcpConns);
     tc.snd_buf = tc.rcv_buf = kDpdkTcpBuf;
     tc.mss = uint16_t(sh_->ifc.mtu - net::kIpv4MinHdrLen - net::kTcpHdrLen);
+    tc.batch_output = true;  // flush() runs once per loop iteration
     tcp_ = std::make_unique<net::TcpEngine>(tc, drops_, &DpdkWorker::tcp_emit, this);
     tcp_conns_.resize(tc.max_conns);
     tcp_watch_.reserve(tc.max_conns);
@@ -543,6 +544,11 @@ void DpdkWorker::commit_fragmented(uint32_t len) {
 }
 
 void DpdkWorker::flush() {
+  if (tcp_) tcp_->flush(now_ns_);  // segments for what the services wrote in this burst
+  transmit();
+}
+
+void DpdkWorker::transmit() {
   if (tx_n_ == 0) return;
   if (tx_pending_datagrams_) {  // queue_udp's frames
     counters_.tx_datagrams.add(tx_pending_datagrams_);

@@ -119,7 +119,7 @@ class alignas(64) DpdkWorker {
   uint32_t queued(ConnId c) const;
   void notify_writable(ConnId c);
   void close(ConnId c);
-  void flush();
+  void flush();  // the TCP engine's batched output, then every queued frame
   void wake() { woken_.store(true, std::memory_order_relaxed); }
   void stop_accepting();
   const IoCounters& counters() const { return counters_; }
@@ -162,7 +162,7 @@ class alignas(64) DpdkWorker {
   void commit_routed(uint32_t len);  // dgram_commit without a fresh cached flow
   void release_waiting(uint32_t ip_be, const net::Mac* mac);  // nullptr: ARP failed
   void queue_tx(rte_mbuf* m) {                                // m's length and flags are set
-    if (tx_n_ == kDpdkTxBatch) flush();
+    if (tx_n_ == kDpdkTxBatch) transmit();
     tx_[tx_n_++] = m;
   }
   // Sets a single-segment UDP frame's length and tx flags (through the kMbuf offsets).
@@ -249,7 +249,8 @@ class alignas(64) DpdkWorker {
   uint16_t held_len_[kDpdkRxBurst] = {};    // its length
   uint16_t held_room_[kDpdkRxBurst] = {};   // reply payload bytes it holds behind 42 header
                                             // bytes (at most small_max_)
-  rte_mbuf* tx_[kDpdkTxBatch] = {};         // committed frames, sent by flush()
+  void transmit();                          // tx_ to the port, in one burst
+  rte_mbuf* tx_[kDpdkTxBatch] = {};         // committed frames, sent by transmit()
   uint64_t tx_flags_ = 0;                   // ol_flags of a UDP frame sent (offloads)
   uint64_t tx_offload_word_ = 0;            // its rte_mbuf::tx_offload (l2_len, l3_len)
   uint64_t tx_pending_datagrams_ = 0, tx_pending_bytes_ = 0;  // queue_udp, counted by flush()

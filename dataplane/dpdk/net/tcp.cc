@@ -131,6 +131,8 @@ struct TcpEngine::Conn {
   bool rtt_timing = false;
   bool persist = false;  // rtx timer is the zero-window probe timer
   bool want_writable = false;
+  bool deferred = false;   // on deferred_: output and a held ACK wait for flush()
+  bool ack_held = false;   // an ACK is owed at flush() unless a segment carried it
   uint8_t ev_pending = 0;  // bit per TcpEventKind queued and not yet cleared
   uint8_t snd_wscale = 0, rcv_wscale = 0;
   uint8_t dupacks = 0;
@@ -219,6 +221,7 @@ TcpEngine::TcpEngine(const TcpConfig& cfg, DropCounters* drops, TcpEmitFn emit, 
   free_.reserve(cfg_.max_conns);
   for (uint32_t i = cfg_.max_conns; i-- > 0;) free_.push_back(i);
   live_.reserve(cfg_.max_conns);
+  deferred_.reserve(cfg_.max_conns);  // a connection is on it at most once
   // At most one pending event per kind per connection (Conn::ev_pending).
   ev_.resize(size_t(cfg_.max_conns) * 5 + 16);
 }
@@ -317,6 +320,7 @@ void TcpEngine::release(Conn& c) {
   c.state = TcpState::free;
   c.gen = uint8_t(c.gen + 1);
   c.app_owned = false;
+  c.deferred = c.ack_held = false;  // a stale entry on deferred_ is skipped by flush()
   free_.push_back(slot);
 }
 
@@ -459,6 +463,7 @@ void TcpEngine::send_segment(Conn& c, uint32_t seq, uint32_t len, uint8_t flags,
     c.rcv_adv = c.rcv_nxt + (syn || !c.ws_ok ? wnd : wnd << c.rcv_wscale);
     c.delack_at = INT64_MAX;
     c.unacked_segs = 0;
+    c.ack_held = false;
   }
   ++stats_.segs_out;
   emit_(emit_ctx_, s);
@@ -1395,7 +1400,12 @@ void TcpEngine::process_data(Conn& c, const SegIn& s, int64_t now) {
     // Delayed ACK (RFC 9293 3.8.6.3, RFC 5681 4.2): every second segment, at once when a
     // hole was filled, else within delack_ns.
     if (had_ooo || ++c.unacked_segs >= 2) {
-      send_ack(c, now);
+      if (cfg_.batch_output && !had_ooo) {
+        c.ack_held = true;  // a reply written in this burst may carry it (flush())
+        defer(c);
+      } else {
+        send_ack(c, now);
+      }
     } else if (c.delack_at == INT64_MAX) {
       c.delack_at = now + cfg_.delack_ns;
     }
@@ -1765,8 +1775,34 @@ uint32_t TcpEngine::send(ConnId id, const uint8_t* p, uint32_t n, int64_t now) {
   std::memcpy(c->sbuf + off, p, k1);
   std::memcpy(c->sbuf, p + k1, k - k1);
   c->snd_queued += k;
-  output(*c, now);
+  if (cfg_.batch_output)
+    defer(*c);
+  else
+    output(*c, now);
   return k;
+}
+
+void TcpEngine::defer(Conn& c) {
+  if (c.deferred) return;
+  c.deferred = true;
+  deferred_.push_back(uint32_t(&c - conns_.get()));
+}
+
+void TcpEngine::flush(int64_t now) {
+  // output() and send_ack() do not defer, so the list does not grow while it is walked.
+  for (uint32_t slot : deferred_) {
+    Conn& c = conns_[slot];
+    if (!c.deferred) continue;  // released since
+    c.deferred = false;
+    output(c, now);
+    // A segment with ACK set since it was held carried it (send_segment clears ack_held); a
+    // connection reset or closed since owes nothing.
+    const bool synced = c.state != TcpState::closed && c.state != TcpState::syn_sent &&
+                        c.state != TcpState::syn_rcvd;
+    if (c.ack_held && synced) send_ack(c, now);
+    c.ack_held = false;
+  }
+  deferred_.clear();
 }
 
 uint32_t TcpEngine::readable_bytes(ConnId id) const {
@@ -1792,8 +1828,14 @@ void TcpEngine::consume(ConnId id, uint32_t n, int64_t now) {
   // grew by min(rcv_buf / 2, 2 MSS) beyond what was advertised.
   const uint32_t grown = c->rcv_read + rcv_size_ - c->rcv_adv;
   if (c->synchronized() && !c->fin_rcvd && int32_t(grown) > 0 &&
-      grown >= std::min<uint32_t>(rcv_size_ / 2, 2u * cfg_.mss))
-    send_ack(*c, now);
+      grown >= std::min<uint32_t>(rcv_size_ / 2, 2u * cfg_.mss)) {
+    if (cfg_.batch_output) {
+      c->ack_held = true;  // a reply written in this burst may carry the update
+      defer(*c);
+    } else {
+      send_ack(*c, now);
+    }
+  }
 }
 
 uint32_t TcpEngine::recv(ConnId id, uint8_t* out, uint32_t max, int64_t now) {

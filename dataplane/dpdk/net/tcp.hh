@@ -67,6 +67,11 @@ struct TcpConfig {
   uint32_t syn_backlog = 0;
   // RFC 6528 secret (16 bytes). All zero: drawn from getrandom() at construction.
   std::array<uint8_t, 16> isn_key{};
+  // Batched output: send() only queues, and the every-second-segment ACK waits, until
+  // flush(), which the caller runs once per burst. Replies written while a burst is handled
+  // then leave as few full segments as the windows allow, carrying that ACK. Off: send()
+  // and the ACK go out at once.
+  bool batch_output = false;
 };
 
 enum class TcpState : uint8_t {
@@ -162,8 +167,10 @@ class TcpEngine {
                  int64_t now_ns);
 
   // Queue bytes to send (ESTABLISHED or CLOSE_WAIT); returns how many fit in the send ring.
-  // Sends at once what the windows allow (Nagle off).
+  // Sends what the windows allow (Nagle off): at once, or at flush() with batch_output.
   uint32_t send(ConnId c, const uint8_t* p, uint32_t n, int64_t now_ns);
+  // batch_output: sends what send() queued and the ACKs held since the last flush().
+  void flush(int64_t now_ns);
   uint32_t send_space(ConnId c) const;
   uint32_t send_queued(ConnId c) const;  // bytes in the send ring (sent or not, unacked)
   // In-order received bytes: the first contiguous piece (the ring may wrap; call again
@@ -244,6 +251,7 @@ class TcpEngine {
   void enter_time_wait(Conn& c, int64_t now);
 
   void output(Conn& c, int64_t now);  // send what the windows allow
+  void defer(Conn& c);                // batch_output: on the list flush() works through
   void send_segment(Conn& c, uint32_t seq, uint32_t len, uint8_t flags, int64_t now);
   void send_ack(Conn& c, int64_t now);
   void send_syn(Conn& c, uint8_t flags, int64_t now);
@@ -281,8 +289,9 @@ class TcpEngine {
   std::unique_ptr<uint8_t[]> bufs_;
   std::vector<uint32_t> table_;  // open addressing, slot+1 (0 empty), linear probing
   size_t table_mask_ = 0;
-  std::vector<uint32_t> free_;  // free slots (stack)
-  std::vector<uint32_t> live_;  // used slots (timer scan), Conn::live_pos indexes it
+  std::vector<uint32_t> free_;      // free slots (stack)
+  std::vector<uint32_t> live_;      // used slots (timer scan), Conn::live_pos indexes it
+  std::vector<uint32_t> deferred_;  // slots with Conn::deferred set (batch_output)
   std::vector<TcpEvent> ev_;
   size_t ev_len_ = 0;
   std::array<Listener, 16> listeners_{};

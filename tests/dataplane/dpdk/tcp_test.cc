@@ -926,6 +926,53 @@ TEST(Tcp, DelayedAckTimerAndEverySecondSegment) {
   EXPECT_EQ(acks[0]->sent_at - t1, 1 * kMs);
 }
 
+// batch_output: send() only queues and the every-second-segment ACK is held until
+// flush(); then the replies leave as one segment that carries the ACK, and with nothing to
+// send the held ACK leaves alone.
+TEST(Tcp, BatchedOutputCoalescesRepliesAndCarriesTheAck) {
+  TcpConfig cb_cfg = config();
+  cb_cfg.batch_output = true;
+  TcpPair p(config(), cb_cfg);
+  ConnId ca, cb;
+  std::tie(ca, cb) = connect(p);
+  p.b.flush(p.now);
+  p.run([&] { return p.idle(); }, 1 * kSec);
+  auto from_b = [&](size_t mark) {
+    std::vector<const Seg*> v;
+    for (size_t i = mark; i < p.log.size(); ++i)
+      if (p.log[i].src == p.addr_b()) v.push_back(&p.log[i]);
+    return v;
+  };
+  const auto msg = pattern(64, 3);
+  const size_t mark = p.log.size();
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(p.a.send(ca, msg.data(), 64, p.now), 64u);  // 4 segments
+  ASSERT_TRUE(p.run([&] { return p.b.readable_bytes(cb) == 256 && p.idle(); }, 1 * kSec));
+  EXPECT_TRUE(from_b(mark).empty());  // the ACK is held, not sent per second segment
+  uint8_t buf[256];
+  ASSERT_EQ(p.b.recv(cb, buf, sizeof buf, p.now), 256u);
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(p.b.send(cb, buf + 64 * i, 64, p.now), 64u);
+  EXPECT_TRUE(from_b(mark).empty());  // queued until flush()
+  p.b.flush(p.now);
+  auto out = from_b(mark);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0]->dlen(), 256u);
+  EXPECT_TRUE(out[0]->flags() & kTcpAck);
+  const uint32_t a_end = out[0]->ack();
+  ASSERT_TRUE(p.run([&] { return p.a.readable_bytes(ca) == 256 && p.idle(); }, 1 * kSec));
+  // Nothing to reply: flush() sends the held ACK alone, for everything received.
+  const size_t mark2 = p.log.size();
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(p.a.send(ca, msg.data(), 64, p.now), 64u);
+  ASSERT_TRUE(p.run([&] { return p.b.readable_bytes(cb) == 128 && p.idle(); }, 1 * kSec));
+  EXPECT_TRUE(from_b(mark2).empty());
+  p.b.flush(p.now);
+  out = from_b(mark2);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0]->dlen(), 0u);
+  EXPECT_EQ(out[0]->ack(), a_end + 128);
+  p.b.flush(p.now);  // nothing more is owed
+  EXPECT_EQ(from_b(mark2).size(), 1u);
+}
+
 // PAWS (RFC 7323 5): an in-window segment with a timestamp older than TS.Recent is dropped
 // and answered with an ACK; a newer one is taken.
 TEST(Tcp, PawsDropsOldTimestamps) {
