@@ -192,6 +192,8 @@ inline constexpr Field<dp::IoCounters> kIoFields[] = {
     {"wakeups", "Polls that blocked and were woken", &dp::IoCounters::wakeups},
     {"tx_gso_sends", "Sends that carried several datagrams (UDP GSO)",
      &dp::IoCounters::tx_gso_sends},
+    {"tx_stream_sends", "TCP sends (one connection's queued output each)",
+     &dp::IoCounters::tx_stream_sends},
 };
 
 inline constexpr Field<rt::ServiceStats> kServiceFields[] = {

@@ -172,6 +172,8 @@ struct alignas(64) IoCounters {
   Counter conns_open;      // gauge
   Counter polls, wakeups;  // poll() calls; polls that blocked and were woken
   Counter tx_gso_sends;    // sends that carried two or more datagrams (UDP GSO)
+  // TCP sends (io_uring SQEs, epoll syscalls), each of one connection's queued output.
+  Counter tx_stream_sends;
 };
 
 // A buffer for the one datagram answering `it` (to it.peer from it.sock): the request's own

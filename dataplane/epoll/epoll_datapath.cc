@@ -345,6 +345,7 @@ void EpollWorker::write_conn(uint32_t slot) {
     h.msg_iov = iov;
     h.msg_iovlen = s.x.out.gather(iov, kIovMax, &total);
     const ssize_t r = ::sendmsg(s.fd, &h, MSG_NOSIGNAL | MSG_DONTWAIT);
+    counters_.tx_stream_sends.add();
     if (r > 0) {
       s.x.out.consume(out_pool_, uint32_t(r));
       conns_.sent(slot, s.x.out.bytes(), cfg_.conn_low_water);

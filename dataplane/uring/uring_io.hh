@@ -8,7 +8,8 @@
 //   TCP   one SO_REUSEPORT listener per worker (multishot accept); a connection lives on the
 //         worker that accepted (or connected, IORING_OP_CONNECT) it; multishot recv draws
 //         from the stream buffer ring (group kTcpGroup); output is queued in a bounded
-//         per-connection chunk queue and gathered into one sendmsg, at most one in flight.
+//         per-connection chunk queue and gathered into one send (sendmsg when it spans
+//         chunks), at most one in flight.
 //   Shared with the epoll backend (dataplane/kernel/): socket set-up, the connection slot
 //   table, the per-connection output chunks and the datagram tx pool.
 //
@@ -173,7 +174,7 @@ struct UringConnOps {
   bool dirty = false;     // in dirty_, output to send at flush()
   bool graceful = false;  // drained: FIN sent; unread input is discarded before close
   uint32_t held_head = kNoHeld, held_tail = kNoHeld;  // stream buffers held (pause)
-  msghdr msg{};  // the in-flight sendmsg; read by the kernel until its CQE
+  msghdr msg{};  // the in-flight sendmsg (output in several chunks); the kernel's until its CQE
   iovec iov[uring::kSendIov]{};
   sockaddr_in addr{};  // connect() target
 };

@@ -371,14 +371,6 @@ struct Writer {
     std::memcpy(out.data() + n, s.data(), s.size());
     n += s.size();
   }
-  void num(uint64_t v) {
-    char b[20];
-    size_t k = 0;
-    do b[k++] = char('0' + v % 10);
-    while ((v /= 10) != 0);
-    std::reverse(b, b + k);
-    put({b, k});
-  }
   size_t done() const { return ok ? n : 0; }
 };
 
@@ -386,34 +378,68 @@ struct Writer {
 
 namespace {
 
-// "<op> <subject> <sid> [reply] " then the sizes and CRLF: MSG has one size, HMSG two.
-size_t encode_head(std::span<char> out, std::string_view op, std::string_view subject,
-                   std::string_view sid, std::string_view reply, const size_t* hdr, size_t size) {
-  Writer w{out};
-  for (std::string_view part : {op, subject, sid, reply}) {
-    if (part.empty()) continue;  // no reply
-    w.put(part);
-    w.put(" ");
-  }
-  if (hdr) {
-    w.num(*hdr);
-    w.put(" ");
-  }
-  w.num(size);
-  w.put("\r\n");
-  return w.done();
+size_t digits(size_t v) {
+  size_t n = 1;
+  for (; v >= 10; v /= 10) ++n;
+  return n;
+}
+
+char* put(char* o, std::string_view s) {
+  std::memcpy(o, s.data(), s.size());
+  return o + s.size();
+}
+
+char* put_num(char* o, size_t v) {
+  const size_t n = digits(v);
+  for (size_t i = n; i-- > 0; v /= 10) o[i] = char('0' + v % 10);
+  return o + n;
 }
 
 }  // namespace
 
+// "<op> <subject> <sid> [reply] " then the sizes and CRLF: MSG has one size, HMSG two.
+size_t msg_head_size(std::string_view subject, std::string_view sid, std::string_view reply,
+                     const size_t* hdr, size_t total) {
+  size_t n = (hdr ? 5 : 4) + subject.size() + 1 + sid.size() + 1 + digits(total) + 2;
+  if (!reply.empty()) n += reply.size() + 1;
+  if (hdr) n += digits(*hdr) + 1;
+  return n;
+}
+
+void write_msg_head(char* o, std::string_view subject, std::string_view sid, std::string_view reply,
+                    const size_t* hdr, size_t total) {
+  o = put(o, hdr ? "HMSG " : "MSG ");
+  o = put(o, subject);
+  *o++ = ' ';
+  o = put(o, sid);
+  *o++ = ' ';
+  if (!reply.empty()) {
+    o = put(o, reply);
+    *o++ = ' ';
+  }
+  if (hdr) {
+    o = put_num(o, *hdr);
+    *o++ = ' ';
+  }
+  o = put_num(o, total);
+  o[0] = '\r';
+  o[1] = '\n';
+}
+
 size_t encode_msg_head(std::span<char> out, std::string_view subject, std::string_view sid,
                        std::string_view reply, size_t size) {
-  return encode_head(out, "MSG", subject, sid, reply, nullptr, size);
+  const size_t n = msg_head_size(subject, sid, reply, nullptr, size);
+  if (n > out.size()) return 0;
+  write_msg_head(out.data(), subject, sid, reply, nullptr, size);
+  return n;
 }
 
 size_t encode_hmsg_head(std::span<char> out, std::string_view subject, std::string_view sid,
                         std::string_view reply, size_t hdr, size_t total) {
-  return encode_head(out, "HMSG", subject, sid, reply, &hdr, total);
+  const size_t n = msg_head_size(subject, sid, reply, &hdr, total);
+  if (n > out.size()) return 0;
+  write_msg_head(out.data(), subject, sid, reply, &hdr, total);
+  return n;
 }
 
 size_t encode_err(std::span<char> out, std::string_view text) {

@@ -100,6 +100,13 @@ size_t encode_msg_head(std::span<char> out, std::string_view subject, std::strin
 // HMSG <subject> <sid> [reply] <hdr> <total>\r\n
 size_t encode_hmsg_head(std::span<char> out, std::string_view subject, std::string_view sid,
                         std::string_view reply, size_t hdr, size_t total);
+// The same heads written straight into a connection's output: msg_head_size() is the exact
+// byte count and write_msg_head() writes exactly that many at out (no bound to check: the
+// caller reserved them). hdr == nullptr: MSG; else HMSG with *hdr header bytes.
+size_t msg_head_size(std::string_view subject, std::string_view sid, std::string_view reply,
+                     const size_t* hdr, size_t total);
+void write_msg_head(char* out, std::string_view subject, std::string_view sid,
+                    std::string_view reply, const size_t* hdr, size_t total);
 // Bytes encode_msg_head/encode_hmsg_head may need at most for these fields.
 inline constexpr size_t msg_head_max(size_t subject, size_t sid, size_t reply) {
   return 5 + subject + 1 + sid + 1 + reply + 1 + 20 + 1 + 20 + 2;

@@ -84,7 +84,6 @@ class Pubsub {
         matches_(std::make_unique_for_overwrite<uint32_t[]>(o.worker_subscriptions)),
         cands_(std::make_unique_for_overwrite<Cand[]>(
             size_t(o.worker_subscriptions) + (c.workers > 1 ? o.worker_subscriptions : 1))),
-        head_(2 * nats::kMaxControlLine + 128),
         info_(1024),
         rng_(0x9e3779b97f4a7c15ull ^ (uint64_t(c.worker) + 1) * 0xbf58476d1ce4e5b9ull) {
     waiters_.reserve(c.max_conns);
@@ -583,8 +582,11 @@ class Pubsub {
         }
       });
     }
-    std::sort(cands_.get(), cands_.get() + nc,
-              [](const Cand& a, const Cand& b) { return a.queue_hash < b.queue_hash; });
+    // Groups are picked from runs of one queue_hash. One group (the common case) is a run
+    // already; a sort is needed only when groups interleave.
+    const auto by_group = [](const Cand& a, const Cand& b) { return a.queue_hash < b.queue_hash; };
+    if (!std::is_sorted(cands_.get(), cands_.get() + nc, by_group))
+      std::sort(cands_.get(), cands_.get() + nc, by_group);
     for (uint32_t i = 0; i < nc;) {
       uint32_t j = i;
       uint64_t total = 0;
@@ -719,22 +721,21 @@ class Pubsub {
     const dp::ConnId c = dp::ConnId(s.owner);
     Conn* k = conns_.find(c);
     if (!k || k->closing) return;
-    const std::span<char> head(head_);
     // A client that did not announce headers gets the payload without them, as from
     // nats-server.
     const std::span<const uint8_t> body = k->opts.headers ? m.payload : m.payload.subspan(m.hdr);
-    const size_t hn =
-        m.hdr && k->opts.headers
-            ? nats::encode_hmsg_head(head, m.subject, s.sid_sv(), m.reply, m.hdr, body.size())
-            : nats::encode_msg_head(head, m.subject, s.sid_sv(), m.reply, body.size());
-    if (hn == 0) return ctx.svc->dropped.add();
+    const size_t hdr = m.hdr;
+    const size_t* with_hdr = m.hdr && k->opts.headers ? &hdr : nullptr;
+    // The head is written straight into the output (its size first): no staging copy.
+    const size_t hn = nats::msg_head_size(m.subject, s.sid_sv(), m.reply, with_hdr, body.size());
     const size_t n = hn + body.size() + 2;
     // An idle connection takes any one message (max_payload may pass max_pending).
     const uint32_t queued = ctx.io.queued(c);
     if (queued && queued + n > opt_.max_pending) return slow_consumer(ctx, c, *k);
     uint8_t* out = ctx.io.stream_reserve(c, uint32_t(n));
     if (!out) return ctx.svc->dropped.add();
-    std::memcpy(out, head_.data(), hn);
+    nats::write_msg_head(reinterpret_cast<char*>(out), m.subject, s.sid_sv(), m.reply, with_hdr,
+                         body.size());
     if (!body.empty()) std::memcpy(out + hn, body.data(), body.size());
     out[n - 2] = '\r';
     out[n - 1] = '\n';
@@ -889,7 +890,6 @@ class Pubsub {
   std::unique_ptr<uint32_t[]> matches_;
   std::unique_ptr<Cand[]> cands_;
   std::array<Pick, kMaxPicks> picks_{};
-  std::vector<char> head_;             // one MSG/HMSG line
   std::vector<char> info_;             // one INFO line
   std::vector<dp::ConnId> waiters_;    // paused connections (wait_for); capacity max_conns
   rt::SharedBuf* open_ = nullptr;      // the announcement batch being filled (workers > 1)

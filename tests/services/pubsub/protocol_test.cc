@@ -228,5 +228,24 @@ TEST(PubsubProtocol, Encoders) {
   EXPECT_EQ(kNoRespondersHdr.size(), 16u);
 }
 
+// The in-place head: exactly msg_head_size bytes, nothing past them, sizes at every digit
+// boundary.
+TEST(PubsubProtocol, HeadWrittenInPlace) {
+  for (size_t total : {size_t{0}, size_t{9}, size_t{10}, size_t{99}, size_t{100}, size_t{1048576}})
+    for (const char* reply : {"", "_INBOX.r"})
+      for (const bool with_hdr : {false, true}) {
+        const size_t hdr = total / 2;
+        const size_t* h = with_hdr ? &hdr : nullptr;
+        const size_t n = msg_head_size("s.t", "17", reply, h, total);
+        std::string b(n + 4, '#');
+        write_msg_head(b.data(), "s.t", "17", reply, h, total);
+        std::string want = std::string(with_hdr ? "HMSG" : "MSG") + " s.t 17 ";
+        if (*reply) want += std::string(reply) + " ";
+        if (with_hdr) want += std::to_string(hdr) + " ";
+        want += std::to_string(total) + "\r\n";
+        EXPECT_EQ(b, want + "####") << total << " " << reply << " " << with_hdr;
+      }
+}
+
 }  // namespace
 }  // namespace cw::pubsub::proto

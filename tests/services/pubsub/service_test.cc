@@ -26,6 +26,13 @@ using W = rt::Worker<dp::FakeWorker, Services>;
 constexpr dp::SocketId kTcp = 0;
 namespace ps = pubsub;
 
+// How often `what` occurs in s.
+size_t occurrences(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
+  return n;
+}
+
 // n workers, each with its own fake backend; socket 0 is pubsub's TCP socket.
 struct World {
   explicit World(unsigned n, ps::PubsubOptions o = {}) : mail(n, 64, 4096), stats(n), svc(n) {
@@ -165,16 +172,29 @@ TEST(PubsubOneWorker, QueueGroupsAndEcho) {
   x.send(p, "SUB q 9\r\n");  // no echo: the publisher never gets its own
   for (int i = 0; i < 100; ++i) x.send(p, "PUB q 1\r\nm\r\n");
   const std::string oa = x.out(a), ob = x.out(b);
-  auto count = [](const std::string& s, const std::string& what) {
-    size_t n = 0;
-    for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
-    return n;
-  };
-  EXPECT_EQ(count(oa, "MSG q 2 "), 100u);                          // plain: every message
-  EXPECT_EQ(count(oa, "MSG q 1 ") + count(ob, "MSG q 1 "), 100u);  // group: one member each
-  EXPECT_GT(count(oa, "MSG q 1 "), 10u);
-  EXPECT_GT(count(ob, "MSG q 1 "), 10u);
+  EXPECT_EQ(occurrences(oa, "MSG q 2 "), 100u);  // plain: every message
+  EXPECT_EQ(occurrences(oa, "MSG q 1 ") + occurrences(ob, "MSG q 1 "),
+            100u);  // group: one member each
+  EXPECT_GT(occurrences(oa, "MSG q 1 "), 10u);
+  EXPECT_GT(occurrences(ob, "MSG q 1 "), 10u);
   EXPECT_EQ(x.out(p), "");
+}
+
+// Two groups on one subject whose members' subscriptions interleave in the table: each
+// message still goes to exactly one member of each group.
+TEST(PubsubOneWorker, InterleavedQueueGroupsGetOneMemberEach) {
+  World x(1);
+  const auto a = x.client(), b = x.client(), p = x.client();
+  x.send(a, "SUB q g1 1\r\nSUB q g2 2\r\n");
+  x.send(b, "SUB q g1 1\r\nSUB q g2 2\r\n");
+  for (int i = 0; i < 100; ++i) x.send(p, "PUB q 1\r\nm\r\n");
+  const std::string oa = x.out(a), ob = x.out(b);
+  EXPECT_EQ(occurrences(oa, "MSG q 1 ") + occurrences(ob, "MSG q 1 "),
+            100u);  // g1: one member each
+  EXPECT_EQ(occurrences(oa, "MSG q 2 ") + occurrences(ob, "MSG q 2 "),
+            100u);  // g2: one member each
+  EXPECT_GT(occurrences(oa, "MSG q 1 "), 10u);
+  EXPECT_GT(occurrences(ob, "MSG q 2 "), 10u);
 }
 
 TEST(PubsubOneWorker, HeadersAndNoResponders) {
@@ -400,18 +420,14 @@ TEST(PubsubTwoWorkers, QueueGroupOneMemberOverBothWorkers) {
   x.out(a), x.out(b), x.out(c);
   const auto p = x.client(0);
   for (int i = 0; i < 300; ++i) x.send(p, "PUB q 1\r\nm\r\n");
-  auto count = [](const std::string& s, const std::string& what) {
-    size_t n = 0;
-    for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
-    return n;
-  };
   const std::string oa = x.out(a), ob = x.out(b), oc = x.out(c);
-  const size_t na = count(oa, "MSG q 1 "), nb = count(ob, "MSG q 1 "), nc = count(oc, "MSG q 1 ");
+  const size_t na = occurrences(oa, "MSG q 1 "), nb = occurrences(ob, "MSG q 1 "),
+               nc = occurrences(oc, "MSG q 1 ");
   EXPECT_EQ(na + nb + nc, 300u);
   EXPECT_GT(na, 30u);
   EXPECT_GT(nb, 30u);
   EXPECT_GT(nc, 30u);
-  EXPECT_EQ(count(oc, "MSG q 2 "), 300u);
+  EXPECT_EQ(occurrences(oc, "MSG q 2 "), 300u);
   EXPECT_EQ(x.total(ps::kQueueDropped), 0u);
 }
 
