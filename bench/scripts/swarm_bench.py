@@ -340,10 +340,15 @@ def start_seed(kind, a, env):
     port = free_port()
     if kind == "corewire":
         s = CorewireNode(a.build, env["tmp"], a.server_core, env["torrent"], env["seed_data"], port)
-        s.wait(lambda c: c.get("torrents_complete") == 1, a.check_timeout)
+        ready = lambda: s.wait(lambda c: c.get("torrents_complete") == 1, a.check_timeout)  # noqa
     else:
         s = LtSeed(a.server_core, env["torrent"], env["seed_data"], port)
-        s.expect_ready(a.check_timeout)
+        ready = lambda: s.expect_ready(a.check_timeout)  # noqa: E731
+    try:
+        ready()
+    except RuntimeError:
+        s.stop()  # a seed that never got ready is stopped here: the run has no handle on it
+        raise
     return s
 
 
