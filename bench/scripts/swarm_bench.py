@@ -264,7 +264,15 @@ class CorewireNode:
         return self.log.read()[-2000:]
 
     def stats(self):
-        c = self.counters() or {}
+        """The counters once bytes_out has held still for 0.3 s (at most ~3 s): a send is
+        counted when its completion is reaped, which can come after the leechers are done."""
+        c, prev = {}, None
+        for _ in range(10):
+            c = self.counters() or {}
+            if prev is not None and c.get("bytes_out") == prev.get("bytes_out"):
+                break
+            prev = c
+            time.sleep(0.3)
         return {"bytes_out": c.get("bytes_out", 0), "peers": c.get("peers", 0),
                 "counters": c}
 
