@@ -426,6 +426,9 @@ class Kv {
 
   template <class Io>
   Go bad_request(rt::Ctx<Io>& ctx, dp::ConnId c, const proto::Parsed& p) {
+    // A request that ends the connection waits, as quit does, until the replies before it
+    // are out: closing now would drop those held in order.
+    if (p.close && !order_->idle(c)) return Go::wait;
     if (p.close) {
       ctx.counters[kv::kProtocolCloses].add();
       ctx.svc->malformed.add();
@@ -471,6 +474,8 @@ class Kv {
     }
     if (kv::is_get(r.cmd)) return get_line(ctx, c, k, r, now);
     if (r.cmd == Cmd::quit) return order_->idle(c) ? Go::close : Go::wait;
+    // stats counts what the requests before it did, on whichever worker ran them.
+    if (r.cmd == Cmd::stats && !order_->idle(c)) return Go::wait;
     Slot s;
     if (!take_slot(c, s)) return Go::wait;
     ctx.svc->requests.add();

@@ -467,6 +467,22 @@ TEST(KvCrossCore, PipelinedKeysOfBothOwnersRepliesInOrderNothingLost) {
   EXPECT_EQ(items, 600u);
 }
 
+TEST(KvCrossCore, StatsAndClosingRequestsWaitForTheRequestsBeforeThem) {
+  World x(2);
+  dp::ConnId c = x.open(0);
+  const std::string k = key_of(1, 2, "far");  // answered by worker 1, by mail
+  const std::string st = x.send(c, "set " + k + " 0 0 1\r\nv\r\nstats\r\n");
+  EXPECT_EQ(st.rfind("STORED\r\nSTAT pid", 0), 0u) << st;
+  EXPECT_NE(st.find("STAT cmd_set 1\r\n"), std::string::npos) << st;
+  x.send(c, "quit\r\n");
+  c = x.open(0);
+  // In one segment: the set's reply is still on its way when the HTTP line asks to close.
+  EXPECT_EQ(x.send(c, "set " + k + " 0 0 1\r\nv\r\nbogus\r\nGET / HTTP/1.1\r\n"),
+            "STORED\r\nERROR\r\n");
+  EXPECT_FALSE(x.io[0]->is_open(c));
+  EXPECT_EQ(x.counter(0, kv::kProtocolCloses), 1u);
+}
+
 TEST(KvCrossCore, MultiGetAcrossOwnersLongerThanTheWindow) {
   kv::KvOptions o;
   o.pipeline_depth = 4;
