@@ -51,7 +51,8 @@ void log_counters(const rt::Runtime<server::Services>& r) {
                  s, names[s], req, resp, err, bad, drop);
   }
   uint64_t rxd = 0, txd = 0, rxs = 0, txs = 0, acc = 0, closed = 0, ovf = 0, rej = 0, idle = 0,
-           txnb = 0, rxnb = 0, trunc = 0, txerr = 0, oversize = 0, nobuf = 0, unknown = 0;
+           txnb = 0, rxnb = 0, trunc = 0, txerr = 0, oversize = 0, nobuf = 0, unknown = 0,
+           sends = 0, polls = 0, bursts = 0, items = 0;
   for (unsigned w = 0; w < r.workers(); ++w) {
     const auto& io = r.io_counters(w);
     rxd += io.rx_datagrams.get();
@@ -67,7 +68,11 @@ void log_counters(const rt::Runtime<server::Services>& r) {
     rxnb += io.rx_no_buffer.get();
     trunc += io.rx_truncated.get();
     txerr += io.tx_errors.get();
+    sends += io.tx_stream_sends.get();
+    polls += io.polls.get();
     const auto& ws = r.worker_stats(w);
+    bursts += ws.bursts.get();
+    items += ws.items.get();
     oversize += ws.stream_oversize.get();
     nobuf += ws.stream_no_buffer.get();
     unknown += ws.unknown_socket.get();
@@ -79,6 +84,10 @@ void log_counters(const rt::Runtime<server::Services>& r) {
       "stream_no_buffer={} unknown_socket={}",
       rxd, txd, rxs, txs, acc, closed, ovf, rej, idle, txnb, rxnb, trunc, txerr, oversize, nobuf,
       unknown);
+  // How the work was batched (bytes per TCP send, items per burst, share of empty polls):
+  // kept in every benchmark run's server output, so runs in a slow state can be told apart.
+  spdlog::info("stats batching: tx_stream_sends={} polls={} bursts={} items={}", sends, polls,
+               bursts, items);
   // Backend-specific totals (e.g. DPDK drop reasons), when the backend has any.
   std::string extra;
   for (const auto& [name, value] : r.backend_counters())

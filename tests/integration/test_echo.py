@@ -255,6 +255,26 @@ class LifecycleTest(unittest.TestCase):
         self.assertEqual(st[NT]["malformed"], 5, srv.log())
         self.assertEqual(st[SP]["responses"], 1)
 
+    def test_exit_log_counts_batching(self):
+        """The exit log's batching line: a pipelined TCP batch is answered in at least one
+        and at most one send per message; polls >= bursts and items >= bursts."""
+        srv = h.Server(h.config())
+        n = 16
+        try:
+            with h.tcp_connect(srv.ep(SP, "tcp")) as s:
+                msgs = [h.sockperf_msg(i, 64) for i in range(n)]
+                s.sendall(b"".join(msgs))
+                got = h.recv_exact(s, 64 * n)
+                self.assertEqual(got, b"".join(h.sockperf_reply_of(m) for m in msgs))
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.log())
+        b = srv.stats().get("batching", {})
+        self.assertGreaterEqual(b.get("tx_stream_sends", 0), 1, srv.log())
+        self.assertLessEqual(b["tx_stream_sends"], n, srv.log())
+        self.assertGreaterEqual(b["bursts"], 1, srv.log())
+        self.assertGreaterEqual(b["items"], b["bursts"], srv.log())
+        self.assertGreaterEqual(b["polls"], b["bursts"], srv.log())
+
     def test_idle_connection_closed(self):
         with h.Server(h.config('idle_timeout = "1s"')) as srv:
             with h.tcp_connect(srv.ep(SP, "tcp")) as s:
