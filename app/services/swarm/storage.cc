@@ -11,6 +11,8 @@
 #include <fstream>
 #include <iterator>
 
+#include "app/services/file_io.hh"
+
 namespace cw::swarm {
 
 Torrent::~Torrent() {
@@ -95,38 +97,15 @@ bool Torrent::span_files(uint64_t off, uint32_t len, Op&& op) const {
   return true;
 }
 
-namespace {
-
-// The whole n bytes through pread or pwrite, retried after EINTR and short transfers.
-template <class Io>
-bool all_at(Io io, int fd, uint64_t at, uint32_t n) {
-  uint32_t pos = 0;
-  while (n) {
-    const ssize_t r = io(fd, pos, n, off_t(at));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    pos += uint32_t(r);
-    at += uint64_t(r);
-    n -= uint32_t(r);
-  }
-  return true;
-}
-
-}  // namespace
-
 bool Torrent::read_at(uint64_t off, uint8_t* out, uint32_t len) const {
   return span_files(off, len, [&](int fd, uint64_t at, uint32_t pos, uint32_t n) {
-    return all_at(
-        [&](int f, uint32_t p, uint32_t k, off_t o) { return ::pread(f, out + pos + p, k, o); }, fd,
-        at, n);
+    return svc::pread_all(fd, out + pos, n, off_t(at));
   });
 }
 
 bool Torrent::write_at(uint64_t off, const uint8_t* in, uint32_t len) const {
   return span_files(off, len, [&](int fd, uint64_t at, uint32_t pos, uint32_t n) {
-    return all_at(
-        [&](int f, uint32_t p, uint32_t k, off_t o) { return ::pwrite(f, in + pos + p, k, o); }, fd,
-        at, n);
+    return svc::pwrite_all(fd, in + pos, n, off_t(at));
   });
 }
 
