@@ -5,7 +5,8 @@
 // file byte-identical; with a tracker (fake_tracker.hh) instead of configured peers, the
 // leech finds its peer through it and reports started/completed/stopped, and a seed's
 // failed announce waits for the backoff; a slow reader served within the output budget; a
-// file truncated under the seed. The piece picker on its own.
+// prefaulted piece served without the disk helper until it expires; a file truncated under
+// the seed. The piece picker on its own.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -65,7 +66,15 @@ struct SeedPeer {
     w.io().inject_stream(c, b);
     EXPECT_TRUE(w.run());
   }
+  // Interested, and unchoked: what the seed sent so far is dropped.
+  void unchoke() {
+    send(msg({bt::kInterested}));
+    out();
+  }
 };
+
+// How long a prefaulted piece is served from its mapping without asking the helper again.
+constexpr std::chrono::milliseconds kResident{S::kResidentNs / 1'000'000};
 
 TEST_F(Fixture, SeedAnnouncesAllAndServesBlocksFromDisk) {
   SwarmWorld w(files, true);
@@ -197,8 +206,7 @@ TEST_F(Fixture, HandshakenPeerGetsKeepAlives) {
 TEST_F(Fixture, SlowReaderGetsEveryBlockWithinTheOutputBudget) {
   SwarmWorld w(files, true);
   SeedPeer p(w, files.info_hash);
-  p.send(msg({bt::kInterested}));
-  p.out();  // handshake, have all, unchoke
+  p.unchoke();
   // 200 requests (3.2 MiB) over the torrent's blocks, the short tail included.
   const uint32_t last = files.pieces() - 1, tail = SwarmFiles::kSize - last * SwarmFiles::kPiece;
   struct Asked {
@@ -248,15 +256,46 @@ TEST_F(Fixture, SlowReaderGetsEveryBlockWithinTheOutputBudget) {
   EXPECT_EQ(w.counter(S::kRequestsDropped), 0u);
 }
 
+// A piece's first request waits for the disk helper's prefault; the next ones within
+// kResidentNs are copied from the mapping in the loop iteration that receives them (no
+// helper round trip); past kResidentNs the piece is prefaulted again.
+TEST_F(Fixture, PrefaultedPieceIsServedWithoutTheHelperUntilItExpires) {
+  SwarmWorld w(files, true);
+  SeedPeer p(w, files.info_hash);
+  p.unchoke();
+  const auto request = [&](uint32_t begin) {
+    w.io().inject_stream(p.c, block_ref(bt::kRequest, 1, begin, 16384));
+    w.step();
+    return split_messages(p.out());
+  };
+  EXPECT_TRUE(request(0).empty());  // cold: the prefault is with the helper
+  EXPECT_FALSE(w.swarm().disk_idle());
+  EXPECT_TRUE(w.run());
+  auto m = split_messages(p.out());
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].id, bt::kPiece);
+  m = request(16384);  // warm: served at once
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].id, bt::kPiece);
+  EXPECT_TRUE(std::equal(m[0].payload.begin() + 8, m[0].payload.end(),
+                         files.data.begin() + SwarmFiles::kPiece + 16384));
+  EXPECT_TRUE(w.swarm().disk_idle());
+  w.run_for(kResident + kResident / 10);
+  EXPECT_TRUE(request(0).empty());  // expired: prefaulted again
+  EXPECT_TRUE(w.run());
+  m = split_messages(p.out());
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].id, bt::kPiece);
+  EXPECT_EQ(w.counter(S::kBlocksOut), 3u);
+}
+
 // The seed's file is truncated by someone else while it runs: a request for a piece the file
 // no longer holds is rejected (BEP 6) and counted, not a crash; the peer stays. Once the
 // file is whole again the piece is served (after kResidentNs, when it is tried again).
 TEST_F(Fixture, PieceTruncatedUnderTheSeedIsRejectedThenServedOnceBack) {
-  const auto resident = std::chrono::milliseconds(S::kResidentNs / 1'000'000);
   SwarmWorld w(files, true);
   SeedPeer p(w, files.info_hash);
-  p.send(msg({bt::kInterested}));
-  p.out();
+  p.unchoke();
   const std::string path = files.seed_dir + "/one.bin";
   ASSERT_EQ(::truncate(path.c_str(), SwarmFiles::kPiece), 0);  // piece 0 only
   p.send(block_ref(bt::kRequest, 0, 16384, 16384));
@@ -268,13 +307,13 @@ TEST_F(Fixture, PieceTruncatedUnderTheSeedIsRejectedThenServedOnceBack) {
   EXPECT_EQ(w.counter(S::kDiskErrors), 1u);
   EXPECT_TRUE(w.io().is_open(p.c));
   SwarmFiles::write(path, files.data);
-  w.run_for(resident / 10);
+  w.run_for(kResident / 10);
   p.send(block_ref(bt::kRequest, 2, 0, 16384));
   m = split_messages(p.out());
   ASSERT_EQ(m.size(), 1u);
   EXPECT_EQ(m[0].id, bt::kReject);  // the failure holds for kResidentNs
   EXPECT_EQ(w.counter(S::kDiskErrors), 2u);
-  w.run_for(resident);
+  w.run_for(kResident);
   p.send(block_ref(bt::kRequest, 2, 0, 16384));
   m = split_messages(p.out());
   ASSERT_EQ(m.size(), 1u);
