@@ -34,6 +34,10 @@ seconds from starting the leechers to the last one complete.
   /usr/bin/python3 bench/scripts/swarm_bench.py --build build --size 1GiB --rounds 5 \\
       --swarm-rounds 3 --out docs/bench/swarm.json --md docs/bench/swarm.md
 
+--baseline-build DIR: a second corewire build (say, main's, before a change) runs as one more
+seed, `corewire-base`, in the same alternating rounds (part 2 too), and the summary adds the
+per-round ratios corewire / corewire-base: a before/after on the same machine state.
+
 --smoke: an 8 MiB torrent, one round of each part with both seeds, every leecher's files
 compared byte for byte with the seed's; exit 1 when any run did not complete, 77 when
 python3-libtorrent or the binaries are missing. No timing assertion.
@@ -61,7 +65,7 @@ from procgroup import stop_group  # noqa: E402
 SKIP = 77
 GIB = 1 << 30
 MIB = 1 << 20
-SEEDS = ("corewire", "libtorrent")
+SEEDS = ("corewire", "corewire-base", "libtorrent")  # corewire-base: --baseline-build
 GEN_BOUND = 0.90  # client core busy share from which a run is labelled generator-bound
 HERE = os.path.abspath(__file__)
 
@@ -344,10 +348,16 @@ class LtSeed(LtProc):
         return json.loads(ln) if ln else {}
 
 
+def build_of(kind, a):
+    """The corewire build a kind runs: --baseline-build for corewire-base, else --build."""
+    return a.baseline_build if kind == "corewire-base" else a.build
+
+
 def start_seed(kind, a, env):
     port = free_port()
-    if kind == "corewire":
-        s = CorewireNode(a.build, env["tmp"], a.server_core, env["torrent"], env["seed_data"], port)
+    if kind.startswith("corewire"):
+        s = CorewireNode(build_of(kind, a), env["tmp"], a.server_core, env["torrent"],
+                         env["seed_data"], port)
         ready = lambda: s.wait(lambda c: c.get("torrents_complete") == 1, a.check_timeout)  # noqa
     else:
         s = LtSeed(a.server_core, env["torrent"], env["seed_data"], port)
@@ -473,9 +483,10 @@ def swarm_run(kind, a, env, rnd):
             os.makedirs(save, exist_ok=True)
             saves.append(save)
             peers = [seed.port] + ports[:i]
-            if kind == "corewire":
-                nodes.append(CorewireNode(a.build, env["tmp"], a.client_core, env["torrent"],
-                                          save, ports[i], peers, name=f"leech{i}"))
+            if kind.startswith("corewire"):
+                nodes.append(CorewireNode(build_of(kind, a), env["tmp"], a.client_core,
+                                          env["torrent"], save, ports[i], peers,
+                                          name=f"leech{i}"))
             else:
                 nodes.append(LtProc(a.client_core, [
                     "--role", "leech", "--torrent", env["torrent"], "--save", save,
@@ -486,7 +497,7 @@ def swarm_run(kind, a, env, rnd):
             for i, n in enumerate(nodes):
                 if done[i] is not None:
                     continue
-                if kind == "corewire":
+                if kind.startswith("corewire"):
                     c = n.counters()
                     if c and c.get("torrents_complete") == 1:
                         done[i] = time.monotonic()
@@ -497,7 +508,7 @@ def swarm_run(kind, a, env, rnd):
                     elif n.proc.poll() is not None:
                         raise RuntimeError(f"leecher {i} exited: {n.stop_text()}")
             # corewirectl is a process per look: every 0.2 s keeps it off the leechers' core.
-            time.sleep(0.2 if kind == "corewire" else 0.05)
+            time.sleep(0.2 if kind.startswith("corewire") else 0.05)
         if None in done:
             raise RuntimeError(f"leechers {[i for i, d in enumerate(done) if d is None]} did "
                                f"not complete in {a.timeout} s")
@@ -506,7 +517,7 @@ def swarm_run(kind, a, env, rnd):
         res["seconds"] = round(max(done) - t0, 3)
         res["leecher_seconds"] = [round(d - t0, 3) for d in done]
         res["seed_stats"] = seed.stats()
-        if kind == "corewire":
+        if kind.startswith("corewire"):
             res["leecher_counters"] = [
                 {k: c.get(k) for k in ("bytes_in", "corewire_bytes_in", "corewire_bytes_out",
                                        "bad_pieces", "handshakes")}
@@ -592,20 +603,24 @@ def summarize(runs):
                                               "range": spread(r["seconds"] for r in ss)},
                                   "client_core_busy": med(r["client_core_busy"] for r in ss),
                                   "runs": len(ss)}
-    # Ratios corewire / libtorrent per round (both runs of the round complete), then medians.
-    def paired(part, key, field):
+    # Ratios corewire / `ref` per round (both runs of the round complete), then medians.
+    def paired(part, key, field, ref="libtorrent"):
         rounds = {}
         for r in runs:
             if r["part"] == part and r["complete"]:
                 rounds.setdefault(r["round"], {})[r[key]] = r[field]
-        rs = [v["corewire"] / v["libtorrent"] for v in rounds.values()
-              if "corewire" in v and v.get("libtorrent")]
+        rs = [v["corewire"] / v[ref] for v in rounds.values() if "corewire" in v and v.get(ref)]
         return {"median": med(rs), "range": spread(rs), "rounds": len(rs)}
     g = paired("seed", "seed", "goodput_mib_s")
     c = paired("seed", "seed", "seed_cpu_s_per_gib")
     m = paired("seed", "seed", "machine_cpu_s_per_gib")
     out["ratios"] = {"goodput": g, "seed_cpu_per_gib": c, "machine_cpu_per_gib": m,
                      "swarm_seconds": paired("swarm", "swarm", "seconds")}
+    if "corewire-base" in out["seed"]:
+        out["ratios_vs_base"] = {
+            f: paired("seed", "seed", k, "corewire-base")
+            for f, k in (("goodput", "goodput_mib_s"), ("seed_cpu_per_gib", "seed_cpu_s_per_gib"),
+                         ("machine_cpu_per_gib", "machine_cpu_s_per_gib"))}
     out["goals"] = {
         "goodput >= 2x": None if g["median"] is None else g["median"] >= 2.0,
         "seed CPU per GiB <= 0.5x": None if c["median"] is None else c["median"] <= 0.5}
@@ -633,7 +648,8 @@ def markdown(doc):
          "|---|---|---|---|---|---|---|---|---|---|"]
 
     def mr(d, spec=".2f"):
-        return f"{fmt(d['median'], spec)} ({fmt(d['range'][0], spec)}..{fmt(d['range'][1], spec)})"
+        lo, hi = d["range"] or (None, None)
+        return f"{fmt(d['median'], spec)} ({fmt(lo, spec)}..{fmt(hi, spec)})"
     for kind, v in s["seed"].items():
         L.append(f"| {kind} | {v['runs']} | {mr(v['seconds'])} | {mr(v['goodput_mib_s'], '.0f')} "
                  f"| {mr(v['seed_cpu_s'])} | {mr(v['seed_cpu_s_per_gib'], '.3f')} | "
@@ -654,6 +670,14 @@ def markdown(doc):
              f"{goal('seed CPU per GiB <= 0.5x')} |")
     L.append(f"| whole-machine CPU per GiB | {fmt(r['machine_cpu_per_gib']['median'])}x | - | - |")
     L.append(f"| swarm time to finish | {fmt(r['swarm_seconds']['median'])}x | - | - |")
+    if s.get("ratios_vs_base", {}).get("goodput", {}).get("rounds"):
+        b = s["ratios_vs_base"]
+        L.append("")
+        L.append("| corewire / corewire-base (--baseline-build; median of per-round ratios) | "
+                 "goodput | seed CPU per GiB | whole-machine CPU per GiB |")
+        L.append("|---|---|---|---|")
+        L.append(f"| ratio (range) | {mr(b['goodput'])}x | {mr(b['seed_cpu_per_gib'])}x | "
+                 f"{mr(b['machine_cpu_per_gib'])}x |")
     if s["swarm"]:
         L.append("")
         L.append("| swarm (seed + 4 leechers trading) | runs | seconds to finish | "
@@ -682,6 +706,9 @@ def main():
     ap.add_argument("--peers", default="", help=argparse.SUPPRESS)
     ap.add_argument("--wait-go", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--build", default="build")
+    ap.add_argument("--baseline-build",
+                    help="another corewire build, run as seed `corewire-base` in the same "
+                         "rounds (before/after on the same machine state)")
     ap.add_argument("--size", type=parse_size, default=GIB)
     ap.add_argument("--files", type=int, default=5)
     ap.add_argument("--piece-size", type=parse_size, default=MIB)
@@ -712,13 +739,16 @@ def main():
     if a.smoke:
         a.size, a.piece_size, a.rounds, a.swarm_rounds = 8 * MIB, 256 * 1024, 1, 1
         a.verify, a.timeout, a.check_timeout = True, 60, 30
-    for exe in ("app/server/corewire", "control/corewirectl"):
-        if not os.path.exists(os.path.join(a.build, exe)):
-            print(f"skip: {exe} not built", file=sys.stderr)
-            return SKIP
+    for build in [a.build] + ([a.baseline_build] if a.baseline_build else []):
+        for exe in ("app/server/corewire", "control/corewirectl"):
+            if not os.path.exists(os.path.join(build, exe)):
+                print(f"skip: {build}/{exe} not built", file=sys.stderr)
+                return SKIP
     if shutil.which("taskset") is None or max(a.server_core, a.client_core) >= (os.cpu_count() or 1):
         a.server_core = a.client_core = -1  # not pinned
     kinds = [k for k in a.seeds.split(",") if k]
+    if a.baseline_build and "corewire-base" not in kinds:
+        kinds.insert(1, "corewire-base")
     # A SIGTERM (meson's timeout) unwinds, so the finally blocks stop every process started
     # and remove the data.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

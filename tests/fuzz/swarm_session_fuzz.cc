@@ -15,16 +15,12 @@
 #include <span>
 #include <string>
 
+#include "tests/fuzz/service_harness.hh"
 #include "tests/services/swarm/swarm_world.hh"
 
 namespace {
 
 using namespace cw;
-
-#define SW_FUZZ_CHECK(c)    \
-  do {                      \
-    if (!(c)) std::abort(); \
-  } while (0)
 
 testing::SwarmFiles& files() {
   static testing::SwarmFiles f("/tmp/cw-swarm-fuzz-" + std::to_string(::getpid()));
@@ -36,11 +32,7 @@ testing::SwarmFiles& files() {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
   const bool fast = data[0] & 1, leech = data[0] & 2;
-  ++data;
-  --size;
-  const size_t ncuts = std::min<size_t>(data[size - 1] & 15, size - 1);
-  const std::span<const uint8_t> cuts(data + size - 1 - ncuts, ncuts);
-  const std::span<const uint8_t> bytes(data, size - 1 - ncuts);
+  const auto [bytes, cuts] = fuzz::split_input({data + 1, size - 1});
 
   testing::SwarmFiles& f = files();
   if (leech) std::remove((f.leech_dir + "/one.bin").c_str());
@@ -51,31 +43,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   o.disk_reads = 4;
   o.peer_requests = 8;
   testing::SwarmWorld w(f, !leech, o);
-  SW_FUZZ_CHECK(w.run());
+  CW_FUZZ_CHECK(w.run());
   dp::ConnId c;
   if (leech) {
     const auto cs = w.io().take_connects();
-    SW_FUZZ_CHECK(cs.size() == 1);
+    CW_FUZZ_CHECK(cs.size() == 1);
     c = cs[0].first;
     w.io().complete_connect(c);
   } else {
     c = w.io().inject_open(testing::SwarmWorld::kServer, {htonl(0x7f000001), htons(40000)});
   }
   w.io().inject_stream(c, testing::SwarmWorld::handshake(f.info_hash, fast));
-  SW_FUZZ_CHECK(w.run());
-  size_t off = 0, k = 0;
-  while (off < bytes.size() && w.io().is_open(c)) {
-    size_t n = bytes.size() - off;
-    if (k < cuts.size()) n = std::min<size_t>(n, cuts[k++] + 1);
-    w.io().inject_stream(c, bytes.subspan(off, n));
-    off += n;
-    SW_FUZZ_CHECK(w.run());
-  }
+  CW_FUZZ_CHECK(w.run());
+  fuzz::feed_cut(w.io(), c, bytes, cuts, [&] { CW_FUZZ_CHECK(w.run()); });
   if (w.io().is_open(c)) w.io().inject_peer_close(c);
-  SW_FUZZ_CHECK(w.run());
-  SW_FUZZ_CHECK(w.counter(svc::Swarm::kPeers) == 0);
-  SW_FUZZ_CHECK(w.worker().tails().in_use() == 0);
-  SW_FUZZ_CHECK(w.swarm().disk_idle());
+  CW_FUZZ_CHECK(w.run());
+  CW_FUZZ_CHECK(w.counter(svc::Swarm::kPeers) == 0);
+  CW_FUZZ_CHECK(w.worker().tails().in_use() == 0);
+  CW_FUZZ_CHECK(w.swarm().disk_idle());
   if (leech && w.swarm().have_count(0)) {
     const std::vector<uint8_t> got = testing::SwarmFiles::read(f.leech_dir + "/one.bin");
     for (uint32_t p = 0; p < f.pieces(); ++p) {
@@ -86,7 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                               f.data.begin() + long(at))) {
         bool zeros = true;
         for (size_t i = at; i < at + n; ++i) zeros = zeros && got[i] == 0;
-        SW_FUZZ_CHECK(zeros);
+        CW_FUZZ_CHECK(zeros);
       }
     }
   }

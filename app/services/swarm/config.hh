@@ -21,7 +21,7 @@ struct SwarmOptions {
   uint32_t unchoke_slots = 4;               // interested peers unchoked at once
   uint32_t pipeline = 16;                   // blocks requested ahead from one peer
   uint32_t max_active_pieces = 16;          // pieces being downloaded at once (buffers)
-  uint32_t disk_reads = 256;                // 16 KiB read buffers for blocks being sent
+  uint32_t disk_reads = 256;                // pieces being prefaulted at once (to send)
   uint32_t peer_requests = 1024;  // requests a peer may queue with us (libtorrent asks up to 500)
   uint64_t idle_timeout_ms = 120'000;     // a peer that sends nothing this long is closed
   uint64_t keepalive_ms = 60'000;         // we send a keep-alive after this much silence

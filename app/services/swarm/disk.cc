@@ -36,8 +36,8 @@ void Disk::run() {
     while (ops_.pop(op)) {
       DiskDone d{op, DiskDone::ok};
       const Torrent& t = *op.torrent;
-      if (op.kind == DiskOp::read) {
-        if (!t.read_at(op.offset, op.buf, op.len)) d.status = DiskDone::io_error;
+      if (op.kind == DiskOp::prefault) {
+        if (!t.prefault(op.offset, op.len)) d.status = DiskDone::io_error;
       } else {
         const meta::Hash h = meta::sha1({op.buf, op.len});
         const auto want = t.info().piece_hash(op.piece);

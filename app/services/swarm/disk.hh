@@ -1,5 +1,6 @@
-// The swarm's disk helper: one thread per owning worker that reads blocks to send and
-// checks and writes downloaded pieces, so the worker's datapath never blocks on a file.
+// The swarm's disk helper: one thread per owning worker that brings the pieces to send into
+// memory (prefaults their mapped pages, storage.hh) and checks and writes downloaded pieces,
+// so the worker's datapath never blocks on a file.
 // The runtime offers no file I/O on its io_uring ring, so this is the bounded helper thread
 // of issue 18 for both kernel backends (docs/swarm.md).
 //
@@ -22,13 +23,13 @@ namespace cw::swarm {
 class Torrent;
 
 struct DiskOp {
-  enum Kind : uint8_t { read, verify_write };
-  Kind kind = read;
+  enum Kind : uint8_t { prefault, verify_write };
+  Kind kind = prefault;
   const Torrent* torrent = nullptr;
   uint64_t offset = 0;     // in the torrent's byte stream
   uint32_t len = 0;        // bytes
-  uint32_t piece = 0;      // verify_write: the piece (its hash is checked first)
-  uint8_t* buf = nullptr;  // read: where the bytes go; verify_write: the piece
+  uint32_t piece = 0;      // the piece (verify_write: its hash is checked first)
+  uint8_t* buf = nullptr;  // verify_write: the piece's bytes
   uint64_t cookie = 0;     // the worker's, returned in Done
 };
 

@@ -8,11 +8,13 @@
 // A peer session: the 68-byte handshake (its info-hash must be a loaded torrent's), then
 // our pieces (have all / have none / bitfield), interest and choking (the first
 // unchoke_slots interested peers are unchoked; when one leaves or loses interest the next
-// is), requests served from disk and blocks requested from peers. Blocks to send are read by
-// the disk helper (disk.hh) into a fixed pool of 16 KiB buffers and written out when the
-// read completes; a peer's queued requests are bounded (peer_requests: beyond, or for a
-// piece we lack, or while choked, BEP 6 rejects, else the request is dropped and counted),
-// and it is read from disk only while its connection's output is below kOutBudget.
+// is), requests served from disk and blocks requested from peers. Blocks are sent from
+// read-only mappings of the files (storage.hh), copied once into the connection's output:
+// the disk helper (disk.hh) first prefaults the piece's pages, and a piece prefaulted less
+// than kResidentNs ago is served without asking it again. A peer's queued requests are
+// bounded (peer_requests: beyond, or for a piece we lack, or while choked, BEP 6 rejects,
+// else the request is dropped and counted), and served only while its connection's output
+// is below kOutBudget.
 // Downloading: rarest first with a random first piece (picker.hh), `pipeline` blocks asked
 // ahead from each unchoked peer into one of max_active_pieces piece buffers; a complete
 // piece goes to the helper, which checks its SHA-1 and writes it; only then is it ours
@@ -20,9 +22,9 @@
 // it, which is banned (closed) after max_offences. A peer that sends nothing for
 // idle_timeout is closed; we send a keep-alive after `keepalive` of our own silence.
 //
-// Handlers allocate nothing: peers, bitfields, request rings, piece and read buffers are
-// sized in the factory. The owner worker loads and checks every torrent there (setup: it
-// reads all the data once and only announces pieces whose hash matched).
+// Handlers allocate nothing: peers, bitfields, request rings and piece buffers are sized in
+// the factory. The owner worker loads, maps and checks every torrent there (setup: it reads
+// all the data once and only announces pieces whose hash matched).
 #pragma once
 
 #include <arpa/inet.h>
@@ -122,7 +124,7 @@ class Swarm {
       {"pieces_done", "Pieces downloaded, verified and written"},
       {"bad_pieces", "Downloaded pieces whose SHA-1 did not match: discarded"},
       {"peers_banned", "Peers closed after max_offences bad pieces"},
-      {"disk_errors", "Block reads or piece writes that failed"},
+      {"disk_errors", "Piece prefaults (for sending) or piece writes that failed"},
       {"connects", "Outgoing peer connections started"},
       {"connect_failed", "Outgoing peer connections that failed"},
       {"torrents_complete", "Torrents with every piece", rt::CounterKind::gauge},
@@ -139,6 +141,9 @@ class Swarm {
 
   static constexpr uint32_t kBlock = bt::kMaxBlock;  // 16 KiB
   static constexpr uint32_t kOutBudget = 1u << 20;   // output bytes a peer may have queued
+  // A piece whose pages the helper prefaulted this recently is copied from without asking it
+  // again: pages just faulted in are not evicted this soon short of extreme memory pressure.
+  static constexpr uint64_t kResidentNs = 1'000'000'000;
   static constexpr uint32_t kNone = UINT32_MAX;
   static constexpr uint64_t kRetryNs = 1'000'000'000;  // before connecting to a lost peer again
   static constexpr uint32_t kMaxRetries = 30;          // in a row, without a handshake
@@ -252,7 +257,7 @@ class Swarm {
     Slot* sl = slots_.find(c);
     if (!sl) return;
     peers_[sl->peer].want_writable = false;
-    pump(ctx, sl->peer, peers_[sl->peer]);
+    pump(ctx, peers_[sl->peer]);
   }
 
   // The idle and keep-alive timer of a peer (user: its ConnId << 32 | peer index).
@@ -303,7 +308,7 @@ class Swarm {
     if (starving_) {
       starving_ = false;
       for (uint32_t i = 0; i < peers_.size(); ++i)
-        if (peers_[i].conn != dp::kNoConn && peers_[i].rq_len) pump(ctx, i, peers_[i]);
+        if (peers_[i].conn != dp::kNoConn && peers_[i].rq_len) pump(ctx, peers_[i]);
     }
     disk_->kick();
   }
@@ -339,7 +344,6 @@ class Swarm {
     std::vector<uint8_t> bits;  // its pieces (BEP 3 order); sized at setup
     std::vector<Req> rq;        // its requests to us, a ring; sized at setup
     uint32_t rq_head = 0, rq_len = 0;
-    uint32_t reads = 0;         // disk reads in flight for it
     uint32_t active = kNone;    // the piece buffer we are asking it blocks of
     uint32_t out = 0;           // blocks asked of it, not received
     uint32_t offences = 0;      // bad pieces it sent
@@ -362,11 +366,18 @@ class Swarm {
     std::vector<uint8_t> state;
     std::unique_ptr<uint8_t[]> buf;
   };
+  // A piece's pages for serving: prefaulted by the helper (a prefault op), then copied from
+  // until kResidentNs after `ns`. A failed prefault's requests are refused until then.
+  struct PieceMem {
+    uint64_t ns = 0;  // when the last prefault finished (0: never)
+    bool loading = false, failed = false;
+  };
   struct TorrentState {
     std::unique_ptr<swarm::Torrent> t;
     std::vector<uint8_t> have;    // BEP 3 bitfield
     std::vector<uint8_t> busy;    // per piece: in an Active
     std::vector<uint16_t> avail;  // per piece: peers that have it
+    std::vector<PieceMem> mem;    // per piece: its pages for serving
     uint32_t have_count = 0, peers = 0;
     bool started = false;  // a piece was picked (no more random first)
     // Trackers (the announcer thread does the HTTP): block bytes up and down this run, the
@@ -404,6 +415,7 @@ class Swarm {
       const swarm::meta::Metainfo& m = s.t->info();
       s.have_count = s.t->check(s.have);
       s.busy.assign(m.piece_count, 0);
+      s.mem.assign(m.piece_count, {});
       s.avail.assign(m.piece_count, 0);
       max_bits = std::max(max_bits, s.have.size());
       max_piece = std::max<size_t>(max_piece, m.piece_length);
@@ -428,8 +440,6 @@ class Swarm {
       a.state.assign((max_piece + kBlock - 1) / kBlock, 0);
       a.buf = std::make_unique_for_overwrite<uint8_t[]>(max_piece);
     }
-    reads_ = std::make_unique_for_overwrite<uint8_t[]>(size_t(o_.disk_reads) * kBlock);
-    for (uint32_t i = o_.disk_reads; i-- > 0;) free_reads_.push_back(i);
     retries_.assign(ts_.size() * o_.peers.size(), 0);
     disk_ = std::make_unique<swarm::Disk>(o_.disk_reads + o_.max_active_pieces);
     setup_trackers();
@@ -634,7 +644,7 @@ class Swarm {
     p.conn = dp::kNoConn;
     p.torrent = kNone;
     p.timer = rt::kNoTimer;
-    p.rq_head = p.rq_len = p.reads = p.out = p.offences = p.messages = 0;
+    p.rq_head = p.rq_len = p.out = p.offences = p.messages = 0;
     p.active = p.endpoint = kNone;
     p.outgoing = p.got_hs = p.fast = p.closing = false;
     p.am_choking = p.peer_choking = true;
@@ -819,7 +829,7 @@ class Swarm {
       case bt::kHaveNone:
         return first || replace_bits(ctx, pi, p, first, Bits::none, nullptr);
       case bt::kRequest:
-        return request(ctx, pi, p, m);
+        return request(ctx, p, m);
       case bt::kPiece:
         return block(ctx, pi, p, m);
       case bt::kCancel:
@@ -865,7 +875,7 @@ class Swarm {
   // --- seeding ---
 
   template <class Io>
-  bool request(rt::Ctx<Io>& ctx, uint32_t pi, Peer& p, const bt::Message& m) {
+  bool request(rt::Ctx<Io>& ctx, Peer& p, const bt::Message& m) {
     ctx.counters[kRequestsIn].add();
     ctx.svc->requests.add();
     const TorrentState& t = ts_[p.torrent];
@@ -876,7 +886,7 @@ class Swarm {
       return refuse(ctx, p, m.index, m.begin, m.length);
     p.rq[(p.rq_head + p.rq_len) % p.rq.size()] = {m.index, m.begin, m.length};
     ++p.rq_len;
-    pump(ctx, pi, p);
+    pump(ctx, p);
     return !p.closing;
   }
 
@@ -904,16 +914,15 @@ class Swarm {
     return true;  // already being read or sent: the block goes out
   }
 
-  // Starts disk reads for p's queued requests while buffers, the helper's queue and p's
-  // output budget allow.
+  // Sends p's queued requests, in order, while its connection's output is below kOutBudget.
+  // The head request's piece must have been prefaulted less than kResidentNs ago, else it
+  // is prefaulted first (the request waits; the prefault's completion pumps every peer).
   template <class Io>
-  void pump(rt::Ctx<Io>& ctx, uint32_t pi, Peer& p) {
+  void pump(rt::Ctx<Io>& ctx, Peer& p) {
+    if (!p.rq_len) return;  // (and p.torrent is set: requests come after the handshake)
+    TorrentState& t = ts_[p.torrent];
     while (p.rq_len && !p.closing) {
-      if (free_reads_.empty() || disk_->full()) {
-        starving_ = true;
-        return;
-      }
-      if (ctx.io.queued(p.conn) + uint64_t(p.reads) * kBlock >= kOutBudget) {
+      if (ctx.io.queued(p.conn) >= kOutBudget) {
         if (!p.want_writable) {
           p.want_writable = true;
           ctx.io.notify_writable(p.conn);
@@ -921,56 +930,62 @@ class Swarm {
         return;
       }
       const Req r = p.rq[p.rq_head];
+      if (r.length) {
+        const PieceMem& pm = t.mem[r.index];
+        if (pm.loading) return;
+        if (pm.ns == 0 || ctx.now_ns - pm.ns >= kResidentNs) return prefault(t, r.index);
+      }
       p.rq_head = uint32_t((p.rq_head + 1) % p.rq.size());
       --p.rq_len;
       if (r.length == 0) continue;
-      const uint32_t b = free_reads_.back();
-      free_reads_.pop_back();
-      const swarm::Torrent* t = ts_[p.torrent].t.get();
-      swarm::DiskOp op;
-      op.kind = swarm::DiskOp::read;
-      op.torrent = t;
-      op.offset = uint64_t(r.index) * t->info().piece_length + r.begin;
-      op.len = r.length;
-      op.piece = r.index;
-      op.buf = reads_.get() + size_t(b) * kBlock;
-      op.cookie = (uint64_t(p.conn) << 32) | pi;
-      disk_->submit(op);  // cannot fail: checked full() above
-      ++p.reads;
+      if (t.mem[r.index].failed) {
+        ctx.counters[kDiskErrors].add();
+        refuse(ctx, p, r.index, r.begin, r.length);
+        continue;
+      }
+      const uint64_t off = uint64_t(r.index) * t.t->info().piece_length + r.begin;
+      if (!emit(ctx, p, bt::kPieceHeaderSize + r.length, [&](std::span<uint8_t> o) {
+            bt::write_piece_header(o, r.index, r.begin, r.length);
+            t.t->copy_out(off, r.length, o.data() + bt::kPieceHeaderSize);
+            return bt::kPieceHeaderSize + r.length;
+          }))
+        return;
+      ctx.counters[kBlocksOut].add();
+      ctx.counters[kBytesOut].add(r.length);
+      if (p.corewire) ctx.counters[kCorewireBytesOut].add(r.length);
+      t.uploaded += r.length;
+      ctx.svc->responses.add();
     }
+  }
+
+  // Hands the helper a prefault of piece i of t when it has room (else a later tick tries).
+  void prefault(TorrentState& t, uint32_t i) {
+    if (prefaults_ >= o_.disk_reads || disk_->full()) {
+      starving_ = true;
+      return;
+    }
+    swarm::DiskOp op;
+    op.kind = swarm::DiskOp::prefault;
+    op.torrent = t.t.get();
+    op.offset = uint64_t(i) * t.t->info().piece_length;
+    op.len = t.t->info().piece_size(i);
+    op.piece = i;
+    op.cookie = uint64_t(&t - ts_.data());
+    disk_->submit(op);  // cannot fail: checked full() above
+    t.mem[i].loading = true;
+    ++prefaults_;
   }
 
   template <class Io>
   void completed(rt::Ctx<Io>& ctx, const swarm::DiskDone& d) {
-    if (d.op.kind == swarm::DiskOp::read) return read_done(ctx, d);
-    write_done(ctx, d);
-  }
-
-  template <class Io>
-  void read_done(rt::Ctx<Io>& ctx, const swarm::DiskDone& d) {
-    free_reads_.push_back(uint32_t((d.op.buf - reads_.get()) / kBlock));
-    const uint32_t pi = uint32_t(d.op.cookie);
-    Peer& p = peers_[pi];
-    if (p.conn != dp::ConnId(d.op.cookie >> 32)) return;  // the peer is gone
-    if (p.reads) --p.reads;
-    if (p.closing) return;
-    const uint32_t begin =
-        uint32_t(d.op.offset - uint64_t(d.op.piece) * d.op.torrent->info().piece_length);
-    if (d.status != swarm::DiskDone::ok || p.am_choking) {
-      if (d.status != swarm::DiskDone::ok) ctx.counters[kDiskErrors].add();
-      refuse(ctx, p, d.op.piece, begin, d.op.len);
-    } else if (emit(ctx, p, bt::kPieceHeaderSize + d.op.len, [&](std::span<uint8_t> o) {
-                 bt::write_piece_header(o, d.op.piece, begin, d.op.len);
-                 std::memcpy(o.data() + bt::kPieceHeaderSize, d.op.buf, d.op.len);
-                 return bt::kPieceHeaderSize + d.op.len;
-               })) {
-      ctx.counters[kBlocksOut].add();
-      ctx.counters[kBytesOut].add(d.op.len);
-      if (p.corewire) ctx.counters[kCorewireBytesOut].add(d.op.len);
-      ts_[p.torrent].uploaded += d.op.len;
-      ctx.svc->responses.add();
-    }
-    pump(ctx, pi, p);
+    if (d.op.kind == swarm::DiskOp::verify_write) return write_done(ctx, d);
+    // A prefault: the piece's requests can go (every peer with requests is pumped).
+    --prefaults_;
+    PieceMem& pm = ts_[uint32_t(d.op.cookie)].mem[d.op.piece];
+    pm.loading = false;
+    pm.failed = d.status != swarm::DiskDone::ok;
+    pm.ns = ctx.now_ns;
+    starving_ = true;
   }
 
   // --- choking ---
@@ -1201,7 +1216,7 @@ class Swarm {
   bool owner_ = false;
   bool has_client_ = false;
   bool started_ = false;
-  bool starving_ = false;  // a peer waits for a read buffer or the helper's queue
+  bool starving_ = false;  // a peer waits for a prefault, or room for one
   dp::SocketId client_ = 0;
   uint32_t max_frame_ = rt::kDefaultMaxFrame;
   uint32_t unchoked_ = 0;
@@ -1215,8 +1230,7 @@ class Swarm {
   std::vector<uint32_t> free_;     // free peer indexes (a stack, sized at setup)
   std::vector<uint32_t> retries_;  // per (torrent, configured peer): connects since a handshake
   std::vector<Active> active_;
-  std::unique_ptr<uint8_t[]> reads_;    // disk_reads blocks of 16 KiB
-  std::vector<uint32_t> free_reads_;    // a stack, sized at setup
+  uint32_t prefaults_ = 0;              // prefault ops with the helper (at most disk_reads)
   dp::Endpoint listen_{};               // where peers reach us (announced port)
   std::array<dp::Endpoint, 8> self_{};  // our addresses learnt from self-connections
   uint32_t self_next_ = 0;

@@ -2,6 +2,7 @@
 #include "app/services/swarm/storage.hh"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,9 +12,22 @@
 #include <fstream>
 #include <iterator>
 
+#include "app/services/file_io.hh"
+
+// Linux 5.14; glibc 2.36's headers have it, older ones not.
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
 namespace cw::swarm {
 
+namespace {
+const uintptr_t kPage = uintptr_t(::sysconf(_SC_PAGESIZE));
+}  // namespace
+
 Torrent::~Torrent() {
+  for (size_t i = 0; i < maps_.size(); ++i)
+    if (maps_[i]) ::munmap(const_cast<uint8_t*>(maps_[i]), m_.files[i].length);
   for (int fd : fds_)
     if (fd >= 0) ::close(fd);
 }
@@ -68,12 +82,23 @@ Result<void> Torrent::open(const std::string& data_dir) {
     if (fd < 0 && (errno == EACCES || errno == EROFS)) fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return make_error(p + ": cannot open: " + std::strerror(errno));
     fds_.push_back(fd);
+    // The torrent's length of it, whatever the file's size now: a leech's files grow as
+    // pieces are written, and only written (verified) pieces are read through the mapping.
+    void* m = nullptr;
+    if (fe.length) {
+      m = ::mmap(nullptr, fe.length, PROT_READ, MAP_SHARED, fd, 0);
+      if (m == MAP_FAILED) return make_error(p + ": cannot map: " + std::strerror(errno));
+      // EFAULT (the page is past the file's end) is fine here; EINVAL is a kernel before 5.14.
+      if (::madvise(m, kPage, MADV_POPULATE_READ) != 0 && errno == EINVAL) {
+        ::munmap(m, fe.length);
+        return make_error(p + ": the kernel has no MADV_POPULATE_READ (Linux 5.14 or later)");
+      }
+    }
+    maps_.push_back(static_cast<const uint8_t*>(m));
   }
   return {};
 }
 
-// op(fd, file offset, stream bytes pointer offset, chunk) over the files holding
-// [off, off + len); false if any op fails or the range passes the end.
 template <class Op>
 bool Torrent::span_files(uint64_t off, uint32_t len, Op&& op) const {
   if (off + len > m_.total_length || fds_.size() != m_.files.size()) return false;
@@ -88,45 +113,40 @@ bool Torrent::span_files(uint64_t off, uint32_t len, Op&& op) const {
     if (i == fs.size()) return false;
     const uint64_t in_file = off - fs[i].offset;
     const uint32_t chunk = uint32_t(std::min<uint64_t>(len - done, fs[i].length - in_file));
-    if (!op(fds_[i], in_file, done, chunk)) return false;
+    if (!op(i, in_file, done, chunk)) return false;
     done += chunk;
     off += chunk;
   }
   return true;
 }
 
-namespace {
-
-// The whole n bytes through pread or pwrite, retried after EINTR and short transfers.
-template <class Io>
-bool all_at(Io io, int fd, uint64_t at, uint32_t n) {
-  uint32_t pos = 0;
-  while (n) {
-    const ssize_t r = io(fd, pos, n, off_t(at));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    pos += uint32_t(r);
-    at += uint64_t(r);
-    n -= uint32_t(r);
-  }
-  return true;
-}
-
-}  // namespace
-
 bool Torrent::read_at(uint64_t off, uint8_t* out, uint32_t len) const {
-  return span_files(off, len, [&](int fd, uint64_t at, uint32_t pos, uint32_t n) {
-    return all_at(
-        [&](int f, uint32_t p, uint32_t k, off_t o) { return ::pread(f, out + pos + p, k, o); }, fd,
-        at, n);
+  return span_files(off, len, [&](size_t f, uint64_t at, uint32_t pos, uint32_t n) {
+    return svc::pread_all(fds_[f], out + pos, n, off_t(at));
   });
 }
 
 bool Torrent::write_at(uint64_t off, const uint8_t* in, uint32_t len) const {
-  return span_files(off, len, [&](int fd, uint64_t at, uint32_t pos, uint32_t n) {
-    return all_at(
-        [&](int f, uint32_t p, uint32_t k, off_t o) { return ::pwrite(f, in + pos + p, k, o); }, fd,
-        at, n);
+  return span_files(off, len, [&](size_t f, uint64_t at, uint32_t pos, uint32_t n) {
+    return svc::pwrite_all(fds_[f], in + pos, n, off_t(at));
+  });
+}
+
+bool Torrent::prefault(uint64_t off, uint32_t len) const {
+  return span_files(off, len, [&](size_t f, uint64_t at, uint32_t, uint32_t n) {
+    const uintptr_t from = uintptr_t(maps_[f] + at) & ~(kPage - 1);
+    const uintptr_t to = uintptr_t(maps_[f] + at + n);
+    int r;
+    do r = ::madvise(reinterpret_cast<void*>(from), to - from, MADV_POPULATE_READ);
+    while (r != 0 && errno == EINTR);
+    return r == 0;
+  });
+}
+
+void Torrent::copy_out(uint64_t off, uint32_t len, uint8_t* out) const {
+  span_files(off, len, [&](size_t f, uint64_t at, uint32_t pos, uint32_t n) {
+    std::memcpy(out + pos, maps_[f] + at, n);
+    return true;
   });
 }
 

@@ -1,8 +1,11 @@
 // A torrent as the swarm service holds it: its metainfo (the file's bytes and what was parsed
 // from them) and its files on disk, read and written as one byte stream (BEP 3: the files
 // in order). Loading, opening and checking are setup (they allocate, do I/O and may fail);
-// read_at/write_at are called only from the disk helper thread (disk.hh) once the worker
-// runs, never on the datapath. The metainfo and descriptors are immutable after open().
+// read_at/write_at/prefault are called only from the disk helper thread (disk.hh) once the
+// worker runs. Blocks are sent from read-only shared mappings of the files: the helper
+// prefaults a piece's pages (file I/O, maybe blocking), then the worker copies from them
+// (copy_out: no syscall, no file I/O while the pages stay resident). The metainfo,
+// descriptors and mappings are immutable after open().
 #pragma once
 
 #include <cstdint>
@@ -40,8 +43,19 @@ class Torrent {
   bool read_at(uint64_t off, uint8_t* out, uint32_t len) const;
   bool write_at(uint64_t off, const uint8_t* in, uint32_t len) const;
 
+  // Maps [off, off + len) of the stream's files into the process's page tables, reading
+  // what is not in memory (MADV_POPULATE_READ). False when a page cannot be had (an I/O
+  // error, or a file shorter than the torrent says: the access would be a SIGBUS).
+  bool prefault(uint64_t off, uint32_t len) const;
+  // Copies [off, off + len) of the stream to out from the mappings. Only for a range that
+  // prefault() accepted: a page that is no longer resident is read on the caller's thread,
+  // and a file truncated since by someone else is a SIGBUS.
+  void copy_out(uint64_t off, uint32_t len, uint8_t* out) const;
+
  private:
   friend Result<std::unique_ptr<Torrent>> load_torrent(const std::string& path);
+  // op(file index, offset in the file, offset in [off, off + len), bytes) over the files
+  // holding [off, off + len); false if any op fails or the range passes the end.
   template <class Op>
   bool span_files(uint64_t off, uint32_t len, Op&& op) const;
 
@@ -51,6 +65,8 @@ class Torrent {
   std::vector<meta::FileEntry> files_;
   meta::Metainfo m_;
   std::vector<int> fds_;  // one per file, in torrent order
+  // Per file: a read-only shared mapping of its torrent length (nullptr: an empty file).
+  std::vector<const uint8_t*> maps_;
 };
 
 // Reads and parses a .torrent file; the error names the file and what is wrong.

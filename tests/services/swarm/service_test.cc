@@ -4,7 +4,9 @@
 // out, asks rarest-first blocks pipelined, discards a corrupted piece and completes with the
 // file byte-identical; with a tracker (fake_tracker.hh) instead of configured peers, the
 // leech finds its peer through it and reports started/completed/stopped, and a seed's
-// failed announce waits for the backoff. The piece picker on its own.
+// failed announce waits for the backoff; a slow reader served within the output budget; a
+// prefaulted piece served without the disk helper until it expires; a file truncated under
+// the seed. The piece picker on its own.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -64,7 +66,15 @@ struct SeedPeer {
     w.io().inject_stream(c, b);
     EXPECT_TRUE(w.run());
   }
+  // Interested, and unchoked: what the seed sent so far is dropped.
+  void unchoke() {
+    send(msg({bt::kInterested}));
+    out();
+  }
 };
+
+// How long a prefaulted piece is served from its mapping without asking the helper again.
+constexpr std::chrono::milliseconds kResident{S::kResidentNs / 1'000'000};
 
 TEST_F(Fixture, SeedAnnouncesAllAndServesBlocksFromDisk) {
   SwarmWorld w(files, true);
@@ -188,6 +198,129 @@ TEST_F(Fixture, HandshakenPeerGetsKeepAlives) {
   const auto m = split_messages(p.out());
   ASSERT_FALSE(m.empty());
   EXPECT_EQ(m[0].id, 255);  // keep-alive
+}
+
+// A peer that asks for far more than the output budget (1 MiB) and reads slowly: the seed
+// queues at most the budget (plus the block that crossed it), sends the rest as the peer
+// reads, in the order asked, every block byte-identical; nothing is dropped or rejected.
+TEST_F(Fixture, SlowReaderGetsEveryBlockWithinTheOutputBudget) {
+  SwarmWorld w(files, true);
+  SeedPeer p(w, files.info_hash);
+  p.unchoke();
+  // 200 requests (3.2 MiB) over the torrent's blocks, the short tail included.
+  const uint32_t last = files.pieces() - 1, tail = SwarmFiles::kSize - last * SwarmFiles::kPiece;
+  struct Asked {
+    uint32_t index, begin, len;
+  };
+  std::vector<Asked> asked;
+  std::vector<uint8_t> reqs;
+  for (uint32_t k = 0; asked.size() < 200; ++k) {
+    const uint32_t piece = k % files.pieces(), half = (k / files.pieces()) % 2;
+    const uint32_t len = piece == last ? tail : 16384, begin = piece == last ? 0 : half * 16384;
+    asked.push_back({piece, begin, len});
+    const auto r = block_ref(bt::kRequest, piece, begin, len);
+    reqs.insert(reqs.end(), r.begin(), r.end());
+  }
+  p.send(reqs);
+  std::vector<uint8_t> got;
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_LE(w.io().queued(p.c), S::kOutBudget + bt::kPieceHeaderSize + 16384);
+    const std::vector<uint8_t> o = p.out();
+    if (i == 0) {
+      EXPECT_GE(o.size(), S::kOutBudget);  // a full budget at once, then as it is read
+      EXPECT_LT(w.counter(S::kBlocksOut), asked.size());
+    }
+    if (o.empty()) break;
+    got.insert(got.end(), o.begin(), o.end());
+    EXPECT_TRUE(w.run());
+  }
+  const auto m = split_messages(got);
+  ASSERT_EQ(m.size(), asked.size());
+  for (size_t i = 0; i < m.size(); ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_EQ(m[i].id, bt::kPiece);
+    ASSERT_EQ(m[i].payload.size(), 8 + asked[i].len);
+    const std::vector<uint8_t> head(m[i].payload.begin(), m[i].payload.begin() + 8);
+    std::vector<uint8_t> want(8);
+    for (int b = 0; b < 4; ++b) {
+      want[b] = uint8_t(asked[i].index >> (24 - 8 * b));
+      want[4 + b] = uint8_t(asked[i].begin >> (24 - 8 * b));
+    }
+    EXPECT_EQ(head, want);
+    const size_t at = size_t(asked[i].index) * SwarmFiles::kPiece + asked[i].begin;
+    EXPECT_TRUE(
+        std::equal(m[i].payload.begin() + 8, m[i].payload.end(), files.data.begin() + long(at)));
+  }
+  EXPECT_EQ(w.counter(S::kBlocksOut), asked.size());
+  EXPECT_EQ(w.counter(S::kRejectsOut), 0u);
+  EXPECT_EQ(w.counter(S::kRequestsDropped), 0u);
+}
+
+// A piece's first request waits for the disk helper's prefault; the next ones within
+// kResidentNs are copied from the mapping in the loop iteration that receives them (no
+// helper round trip); past kResidentNs the piece is prefaulted again.
+TEST_F(Fixture, PrefaultedPieceIsServedWithoutTheHelperUntilItExpires) {
+  SwarmWorld w(files, true);
+  SeedPeer p(w, files.info_hash);
+  p.unchoke();
+  const auto request = [&](uint32_t begin) {
+    w.io().inject_stream(p.c, block_ref(bt::kRequest, 1, begin, 16384));
+    w.step();
+    return split_messages(p.out());
+  };
+  EXPECT_TRUE(request(0).empty());  // cold: the prefault is with the helper
+  EXPECT_FALSE(w.swarm().disk_idle());
+  EXPECT_TRUE(w.run());
+  auto m = split_messages(p.out());
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].id, bt::kPiece);
+  m = request(16384);  // warm: served at once
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].id, bt::kPiece);
+  EXPECT_TRUE(std::equal(m[0].payload.begin() + 8, m[0].payload.end(),
+                         files.data.begin() + SwarmFiles::kPiece + 16384));
+  EXPECT_TRUE(w.swarm().disk_idle());
+  w.run_for(kResident + kResident / 10);
+  EXPECT_TRUE(request(0).empty());  // expired: prefaulted again
+  EXPECT_TRUE(w.run());
+  m = split_messages(p.out());
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].id, bt::kPiece);
+  EXPECT_EQ(w.counter(S::kBlocksOut), 3u);
+}
+
+// The seed's file is truncated by someone else while it runs: a request for a piece the file
+// no longer holds is rejected (BEP 6) and counted, not a crash; the peer stays. Once the
+// file is whole again the piece is served (after kResidentNs, when it is tried again).
+TEST_F(Fixture, PieceTruncatedUnderTheSeedIsRejectedThenServedOnceBack) {
+  SwarmWorld w(files, true);
+  SeedPeer p(w, files.info_hash);
+  p.unchoke();
+  const std::string path = files.seed_dir + "/one.bin";
+  ASSERT_EQ(::truncate(path.c_str(), SwarmFiles::kPiece), 0);  // piece 0 only
+  p.send(block_ref(bt::kRequest, 0, 16384, 16384));
+  p.send(block_ref(bt::kRequest, 2, 0, 16384));
+  auto m = split_messages(p.out());
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0].id, bt::kPiece);
+  EXPECT_EQ(m[1].id, bt::kReject);
+  EXPECT_EQ(w.counter(S::kDiskErrors), 1u);
+  EXPECT_TRUE(w.io().is_open(p.c));
+  SwarmFiles::write(path, files.data);
+  w.run_for(kResident / 10);
+  p.send(block_ref(bt::kRequest, 2, 0, 16384));
+  m = split_messages(p.out());
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].id, bt::kReject);  // the failure holds for kResidentNs
+  EXPECT_EQ(w.counter(S::kDiskErrors), 2u);
+  w.run_for(kResident);
+  p.send(block_ref(bt::kRequest, 2, 0, 16384));
+  m = split_messages(p.out());
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].id, bt::kPiece);
+  EXPECT_TRUE(std::equal(m[0].payload.begin() + 8, m[0].payload.end(),
+                         files.data.begin() + 2 * SwarmFiles::kPiece));
+  EXPECT_EQ(w.counter(S::kDiskErrors), 2u);
 }
 
 // A leech connected to one peer that has everything; it answers every request, corrupting

@@ -124,6 +124,8 @@ class SwarmWorld {
     }
     return false;
   }
+  // One loop iteration.
+  void step() { w_->run_once(); }
   // Runs the loop for a while (timers).
   void run_for(std::chrono::milliseconds d) {
     const auto end = std::chrono::steady_clock::now() + d;

@@ -17,12 +17,15 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "app/services/file_io.hh"
 #include "app/services/kv/store/item.hh"
 #include "app/services/kv/store/store.hh"
 
 namespace cw::kv {
 
 namespace {
+
+using svc::pwrite_all;
 
 constexpr char kMagic[8] = {'C', 'W', 'K', 'V', 'S', 'T', 'O', 'R'};
 constexpr uint32_t kFileVersion = 1;
@@ -60,19 +63,6 @@ uint64_t header_hash(const FileHeader& h) {
 
 std::string errno_text(const char* what) {
   return std::string(what) + ": " + std::strerror(errno);
-}
-
-bool pwrite_all(int fd, const void* p, std::size_t n, off_t off) {
-  const char* c = static_cast<const char*>(p);
-  while (n > 0) {
-    const ssize_t w = ::pwrite(fd, c, n, off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    c += w;
-    n -= static_cast<std::size_t>(w);
-    off += w;
-  }
-  return true;
 }
 
 // Buffered pread of the records region; counts what it has handed out.
