@@ -944,12 +944,19 @@ class Swarm {
         continue;
       }
       const uint64_t off = uint64_t(r.index) * t.t->info().piece_length + r.begin;
+      bool copied = false;
       if (!emit(ctx, p, bt::kPieceHeaderSize + r.length, [&](std::span<uint8_t> o) {
             bt::write_piece_header(o, r.index, r.begin, r.length);
-            t.t->copy_out(off, r.length, o.data() + bt::kPieceHeaderSize);
-            return bt::kPieceHeaderSize + r.length;
+            copied = t.t->copy_out(off, r.length, o.data() + bt::kPieceHeaderSize);
+            return copied ? bt::kPieceHeaderSize + r.length : 0u;
           }))
         return;
+      if (!copied) {  // the file lost the piece since its prefault: as a failed prefault
+        t.mem[r.index].failed = true;
+        ctx.counters[kDiskErrors].add();
+        refuse(ctx, p, r.index, r.begin, r.length);
+        continue;
+      }
       ctx.counters[kBlocksOut].add();
       ctx.counters[kBytesOut].add(r.length);
       if (p.corewire) ctx.counters[kCorewireBytesOut].add(r.length);

@@ -2,6 +2,8 @@
 #include "app/services/swarm/storage.hh"
 
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 
 #include "app/services/file_io.hh"
 
@@ -23,6 +26,59 @@ namespace cw::swarm {
 
 namespace {
 const uintptr_t kPage = uintptr_t(::sysconf(_SC_PAGESIZE));
+
+// A copy from a mapping whose file someone truncated faults with SIGBUS. The copy is guarded:
+// a SIGBUS at an address inside the source range of this thread's copy in progress returns
+// from it as a failure; any other signal goes to the handler installed before ours (the
+// DPDK port guard chains the same way), or takes the default action.
+struct CopyGuard {
+  sigjmp_buf resume;
+  const uint8_t* volatile from;
+  volatile size_t len;
+  volatile sig_atomic_t active;
+};
+thread_local CopyGuard t_copy{};  // trivially constructed: safe to read in the handler
+struct sigaction g_prev_bus;
+std::once_flag g_bus_installed;
+
+void on_bus(int sig, siginfo_t* info, void* uc) {
+  CopyGuard& g = t_copy;
+  const auto* a = static_cast<const uint8_t*>(info->si_addr);
+  if (g.active && a >= g.from && a < g.from + g.len) {
+    g.active = 0;
+    siglongjmp(g.resume, 1);
+  }
+  if (g_prev_bus.sa_flags & SA_SIGINFO) {
+    if (g_prev_bus.sa_sigaction) return g_prev_bus.sa_sigaction(sig, info, uc);
+  } else if (g_prev_bus.sa_handler != SIG_DFL && g_prev_bus.sa_handler != SIG_IGN) {
+    return g_prev_bus.sa_handler(sig);
+  }
+  signal(sig, SIG_DFL);  // returning re-runs the access, which now dumps core where it was
+}
+
+void install_copy_guard() {
+  std::call_once(g_bus_installed, [] {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_bus;
+    // The handler leaves by siglongjmp without restoring a signal mask (none is saved).
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &g_prev_bus);
+  });
+}
+
+// sigsetjmp in the frame that is live when the handler jumps back; nothing written between
+// the two is read after the jump.
+[[gnu::noinline]] bool guarded_copy(uint8_t* out, const uint8_t* from, size_t n) {
+  CopyGuard& g = t_copy;
+  if (sigsetjmp(g.resume, 0) != 0) return false;
+  g.from = from;
+  g.len = n;
+  g.active = 1;
+  std::memcpy(out, from, n);
+  g.active = 0;
+  return true;
+}
 }  // namespace
 
 Torrent::~Torrent() {
@@ -86,6 +142,7 @@ Result<void> Torrent::open(const std::string& data_dir) {
     // pieces are written, and only written (verified) pieces are read through the mapping.
     void* m = nullptr;
     if (fe.length) {
+      install_copy_guard();
       m = ::mmap(nullptr, fe.length, PROT_READ, MAP_SHARED, fd, 0);
       if (m == MAP_FAILED) return make_error(p + ": cannot map: " + std::strerror(errno));
       // EFAULT (the page is past the file's end) is fine here; EINVAL is a kernel before 5.14.
@@ -143,10 +200,9 @@ bool Torrent::prefault(uint64_t off, uint32_t len) const {
   });
 }
 
-void Torrent::copy_out(uint64_t off, uint32_t len, uint8_t* out) const {
-  span_files(off, len, [&](size_t f, uint64_t at, uint32_t pos, uint32_t n) {
-    std::memcpy(out + pos, maps_[f] + at, n);
-    return true;
+bool Torrent::copy_out(uint64_t off, uint32_t len, uint8_t* out) const {
+  return span_files(off, len, [&](size_t f, uint64_t at, uint32_t pos, uint32_t n) {
+    return guarded_copy(out + pos, maps_[f] + at, n);
   });
 }
 

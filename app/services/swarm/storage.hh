@@ -47,10 +47,11 @@ class Torrent {
   // what is not in memory (MADV_POPULATE_READ). False when a page cannot be had (an I/O
   // error, or a file shorter than the torrent says: the access would be a SIGBUS).
   bool prefault(uint64_t off, uint32_t len) const;
-  // Copies [off, off + len) of the stream to out from the mappings. Only for a range that
-  // prefault() accepted: a page that is no longer resident is read on the caller's thread,
-  // and a file truncated since by someone else is a SIGBUS.
-  void copy_out(uint64_t off, uint32_t len, uint8_t* out) const;
+  // Copies [off, off + len) of the stream to out from the mappings. Meant for a range that
+  // prefault() accepted: a page that is no longer resident is read on the caller's thread.
+  // False when the range passes the end, or a file was truncated under it since (the
+  // SIGBUS of that access is caught; out then holds part of the range).
+  bool copy_out(uint64_t off, uint32_t len, uint8_t* out) const;
 
  private:
   friend Result<std::unique_ptr<Torrent>> load_torrent(const std::string& path);
