@@ -17,7 +17,9 @@ the same frames on the same path (loopback, the same cores), and the core's AES-
 
 Per system and round: RTT p50 / p99 with one request outstanding (--rtt-count round trips) at
 64 B and 1 KiB bodies, and bulk goodput (--bulk-bytes of --bulk-msg-byte frames, one
-session / connection, consumed by the receiver). Each measurement starts fresh processes.
+session / connection, consumed by the receiver); corewire's bulk again with both nodes'
+stream_window = --stream-window (the default window, 32 KiB, lets one 16 KiB frame through
+per round trip). Each measurement starts fresh processes.
 Rounds are dpdk_table.py's paired rounds (the VM-state probe before each, the order
 reversed every other round, every run kept); ratios are medians of per-round ratios with a
 bootstrap 95% interval.
@@ -119,12 +121,13 @@ def goodput(c):
     return c["sink_bytes"] / (c["sink_us"] / 1e6)
 
 
-def corewire_run(args, tmp, extra, done):
-    """Server node b, then node a dialing it with the probe keys extra; polls both nodes'
-    counters until done(a, b) returns the figures (bounded by --timeout)."""
+def corewire_run(args, tmp, extra, done, both=""):
+    """Server node b, then node a dialing it with the probe keys extra (and both, keys of
+    both nodes); polls both nodes' counters until done(a, b) returns the figures (bounded by
+    --timeout)."""
     pa, pb = cw_runner.free_port(), cw_runner.free_port()
-    cb = node(args, tmp, "b", args.server_core, pb, None)
-    ca = node(args, tmp, "a", args.client_core, pa, pb, extra)
+    cb = node(args, tmp, "b", args.server_core, pb, None, both)
+    ca = node(args, tmp, "a", args.client_core, pa, pb, extra + both)
     with dt.Proc("corewire peer server", [args.corewire, "-c", cb], r"corewire: ready"), \
             dt.Proc("corewire peer client", [args.corewire, "-c", ca], r"corewire: ready"):
         deadline = time.time() + args.timeout
@@ -152,13 +155,15 @@ def corewire_rtt(args, tmp, size):
     return corewire_run(args, tmp, extra, done)
 
 
-def corewire_bulk(args, tmp):
+def corewire_bulk(args, tmp, window=None):
+    """Goodput of --bulk-bytes; window: both nodes' stream_window (None: the default)."""
+    win = f"stream_window = {window}\n" if window else ""
     extra = f"probe_bulk = {args.bulk_bytes}\nprobe_bytes = {args.bulk_msg}\n"
 
     def done(a, b):
         return None if b["sink_bytes"] < args.bulk_bytes else goodput(b)
 
-    return corewire_run(args, tmp, extra, done)
+    return corewire_run(args, tmp, extra, done, win)
 
 
 def tcp_server(args, port):
@@ -226,7 +231,12 @@ def measure(args):
                 raise RuntimeError(f"{name}: {n} round trips recorded, not "
                                    f"{args.rtt_count - args.rtt_count // 10}")
             m[f"p50_us_{size}"], m[f"p99_us_{size}"] = p50, p99
-        m["bulk_bytes_per_s"] = bulk(args, tmp) if name == "corewire-quic" else bulk(args)
+        if name == "corewire-quic":
+            m["bulk_bytes_per_s"] = bulk(args, tmp)
+            if args.stream_window:
+                m["bulk_window_bytes_per_s"] = bulk(args, tmp, args.stream_window)
+        else:
+            m["bulk_bytes_per_s"] = bulk(args)
         return m
 
     def systems(tmp):
@@ -254,6 +264,9 @@ def table(args, results):
         lines.append(f"| {n} | {cell(m, 'p50_us_64', 1, 1)} | {cell(m, 'p99_us_64', 1, 1)} | "
                      f"{cell(m, 'p50_us_1024', 1, 1)} | {cell(m, 'p99_us_1024', 1, 1)} | "
                      f"{cell(m, 'bulk_bytes_per_s', 1e-6, 0)} |")
+    if args.stream_window:
+        lines.append(f"| {Q}, stream_window = {args.stream_window} | - | - | - | - | "
+                     f"{cell(q, 'bulk_window_bytes_per_s', 1e-6, 0)} |")
     lines += ["", f"AES-128-GCM on core {args.server_core} (`openssl speed -evp aes-128-gcm`, "
               f"16 KiB blocks): {cell(results[A], 'aes_bytes_per_s', 1e-6, 0)} MB/s", ""]
     ratios = {f"rtt_p{p}_{s}": dt.per_round(results, Q, T, f"p{p}_us_{s}")
@@ -262,6 +275,9 @@ def table(args, results):
     ratios["tcp_bulk_vs_aes"] = dt.per_round(results, T, A, "bulk_bytes_per_s",
                                              "aes_bytes_per_s")
     ratios["bulk_vs_tcp"] = dt.per_round(results, Q, T, "bulk_bytes_per_s")
+    if args.stream_window:
+        ratios["bulk_window_vs_aes"] = dt.per_round(results, Q, A, "bulk_window_bytes_per_s",
+                                                    "aes_bytes_per_s")
     le13 = ("<= 1.3", lambda x: x <= 1.3)
     rows = [("RTT p50 64 B corewire-quic / kernel-tcp", "rtt_p50_64", *le13),
             ("RTT p50 1 KiB corewire-quic / kernel-tcp", "rtt_p50_1024", *le13),
@@ -269,6 +285,9 @@ def table(args, results):
             ("RTT p99 1 KiB corewire-quic / kernel-tcp", "rtt_p99_1024"),
             ("bulk goodput corewire-quic / AES-128-GCM rate", "bulk_vs_aes", ">= 0.4",
              lambda x: x >= 0.4),
+            *([(f"bulk goodput corewire-quic, stream_window = {args.stream_window} / "
+                "AES-128-GCM rate", "bulk_window_vs_aes", ">= 0.4", lambda x: x >= 0.4)]
+              if args.stream_window else []),
             ("bulk goodput kernel-tcp / AES-128-GCM rate (no encryption: for scale)",
              "tcp_bulk_vs_aes"),
             ("bulk goodput corewire-quic / kernel-tcp", "bulk_vs_tcp")]
@@ -294,6 +313,9 @@ def main():
                     help="round trips per RTT run (the first tenth is warm-up)")
     ap.add_argument("--bulk-bytes", type=size_arg, default=size_arg("256MiB"))
     ap.add_argument("--bulk-msg", type=int, default=16384, help="bulk frame body bytes")
+    ap.add_argument("--stream-window", type=size_arg, default=size_arg("1MiB"),
+                    help="a second corewire bulk run with this stream_window on both nodes "
+                    "(0: none)")
     ap.add_argument("--aes-seconds", type=int, default=3, help="openssl speed -seconds")
     ap.add_argument("--server-core", type=int, default=1)
     ap.add_argument("--client-core", type=int, default=0)

@@ -20,8 +20,9 @@
 // new lease is dialed afresh. Worker 0 exports the thread's counters.
 //
 // Nothing here allocates per packet: the endpoint's buffers and outbox are sized at setup;
-// each packet is copied once from the outbox into the worker's send batch. GSO trains are not
-// built yet (each packet is its own datagram).
+// each packet is copied once from the outbox into the worker's send batch, where the kernel
+// backends gather consecutive packets to one peer into GSO trains (dataplane/kernel/
+// udp_gso.hh).
 #pragma once
 
 #include <algorithm>
@@ -184,6 +185,7 @@ class Peer {
     ec.keepalive_ns = o.keepalive_ms * 1'000'000;
     ec.handshake_timeout_ns = o.handshake_timeout_ms * 1'000'000;
     ec.retry_ns = o.retry_ms * 1'000'000;
+    ec.stream_window = o.stream_window;
     if (o.membership && !has_server_)
       std::fprintf(stderr,
                    "corewire: peer worker %u: etcd membership needs `udp` (the port "
