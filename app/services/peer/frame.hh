@@ -6,8 +6,8 @@
 //
 // len: body bytes, big-endian, at most kMaxFrameBody. kind: request or response. flags: 0
 // (reserved). channel: big-endian, the service on the receiving node the frame is for
-// (kChannelEcho answers every request with its body; kChannelSink consumes it). Responses come back
-// on the stream the request went out on, in request order.
+// (kChannelEcho answers every request with its body; kChannelSink consumes it). Responses
+// come back on the stream the request went out on, in request order.
 #pragma once
 
 #include <cstdint>
