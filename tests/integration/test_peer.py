@@ -199,6 +199,36 @@ class PeerTest(unittest.TestCase):
         self.assertEqual(c["handshake_failed"], 0)
         self.assertTrue(a.server.alive())
 
+    def test_rtt_and_bulk_probes(self):
+        # probe_rtt: one request outstanding, each round trip in the histogram after the
+        # warm-up tenth; probe_bulk: sink frames (the last one shorter) the other node consumes
+        # and times, answering none of them.
+        n, bulk = 1000, 1 << 20
+        pa, pb = h.free_port(socket.SOCK_DGRAM), h.free_port(socket.SOCK_DGRAM)
+        b = self.node(pb, *self.b, self.ca[1])
+        a = self.node(pa, *self.a, self.ca[1], peers=[pb], probe=n,
+                      extra=f"probe_rtt = true\nprobe_bulk = {bulk}\n")
+        ca = a.wait(lambda c: c["probe_done"] >= 1 and c["bulk_sent_bytes"] >= bulk, "the probes")
+        cb = b.wait(lambda c: c["sink_bytes"] >= bulk, "the sink")
+        self.assertEqual(ca["probe_ok"], n)
+        self.assertEqual(ca["probe_bad"], 0)
+        self.assertEqual(ca["probe_rtt_samples"], n - n // 10)
+        self.assertGreater(ca["probe_rtt_p50_ns"], 0)
+        self.assertLessEqual(ca["probe_rtt_p50_ns"], ca["probe_rtt_p99_ns"])
+        # One at a time: the round trips cannot add up to more than the whole probe took.
+        self.assertLessEqual(ca["probe_rtt_p50_ns"] * ca["probe_rtt_samples"] // 2 // 1000,
+                             ca["probe_us"])
+        self.assertEqual(ca["bulk_sent_bytes"], bulk)
+        self.assertEqual(cb["sink_bytes"], bulk)
+        self.assertEqual(cb["sink_frames"], -(-bulk // 100))  # probe_bytes = 100
+        self.assertGreater(cb["sink_us"], 0)
+        self.assertEqual(cb["echoed"], n)
+        for c in (ca, cb):
+            self.assertEqual(c["unknown_channel"], 0)
+            self.assertEqual(c["unexpected_frames"], 0)
+            self.assertEqual(c["bad_frames"], 0)
+        self.assertEqual(ca["sink_bytes"], 0)
+
     def test_three_nodes_two_workers_full_mesh(self):
         # Each node dials the other two, one from each of its workers; the sessions others
         # open land on whichever worker the kernel hashes them to and stay there.

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "app/runtime/endpoint_keys.hh"
+#include "app/services/peer/endpoint.hh"
 #include "app/services/peer/frame.hh"
 #include "app/services/peer/tls.hh"
 
@@ -129,6 +130,10 @@ PeerOptions parse_peer_options(rt::ServiceKeys& k) {
   if (auto v = k.integer("probe_requests", 0, kMaxProbeRequests)) o.probe_requests = uint32_t(*v);
   if (auto v = k.integer("probe_bytes", 8, kMaxFrameBody)) o.probe_bytes = uint32_t(*v);
   if (auto v = k.integer("probe_datagrams", 0, kMaxProbeRequests)) o.probe_datagrams = uint32_t(*v);
+  if (auto v = k.boolean("probe_rtt")) o.probe_rtt = *v;
+  if (auto v = k.size("probe_bulk", 0, kMaxProbeBulk)) o.probe_bulk = *v;
+  if (auto v = k.size("stream_window", kStreamRxBytes, kMaxStreamWindow))
+    o.stream_window = uint32_t(*v);
   MembershipConfig m;
   parse_membership(k, o, m);
   // The files last: a config with other errors reports those first.

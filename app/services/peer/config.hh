@@ -18,6 +18,7 @@ namespace cw::peer {
 
 inline constexpr uint32_t kMaxPeers = 256;
 inline constexpr uint32_t kMaxProbeRequests = 10'000'000;
+inline constexpr uint64_t kMaxProbeBulk = uint64_t{1} << 40;  // 1 TiB
 
 struct PeerOptions {
   std::string cert, key, ca;        // PEM files: this node's chain and key; the cluster's CA
@@ -33,6 +34,15 @@ struct PeerOptions {
   uint32_t probe_bytes = 64;
   // And probe_datagrams RFC 9221 datagrams (echoed by the peer; best effort, so counted).
   uint32_t probe_datagrams = 0;
+  // Benchmarks (docs/BENCHMARKS.md, "Peer sessions"): probe_rtt keeps one probe request
+  // outstanding at a time and records each round trip in a histogram (the first tenth are
+  // warm-up, not recorded); probe_bulk sends that many bytes of sink-channel frames of
+  // probe_bytes each on a stream of its own, which the peer consumes and times.
+  bool probe_rtt = false;
+  uint64_t probe_bulk = 0;
+  // Receive window per stream (the endpoint's stream_window): bulk goodput is at most one
+  // window per round trip, scheduling delays included.
+  uint32_t stream_window = 32 * 1024;  // kStreamRxBytes (endpoint.hh)
   // Membership through etcd (docs/cluster.md#membership-through-etcd): with etcd set, the
   // process's membership thread, started by the first worker (null without etcd). Each
   // worker keeps max_members - 1 client slots for the members it dials.
@@ -45,10 +55,11 @@ struct PeerOptions {
 
 // Packed by hand: clang-format would put one key per line.
 // clang-format off
-inline constexpr std::array<std::string_view, 19> kPeerOptionKeys = {
+inline constexpr std::array<std::string_view, 22> kPeerOptionKeys = {
     "cert", "key", "ca", "peers", "max_inbound", "idle_timeout", "keepalive",
     "handshake_timeout", "retry", "probe_requests", "probe_bytes", "probe_datagrams",
-    "etcd", "node_id", "prefix", "advertise", "lease_ttl", "etcd_poll", "max_members"};
+    "etcd", "node_id", "prefix", "advertise", "lease_ttl", "etcd_poll", "max_members",
+    "probe_rtt", "probe_bulk", "stream_window"};
 // clang-format on
 
 // Reads and checks the keys; the certificate, key and CA are loaded once here so that a bad

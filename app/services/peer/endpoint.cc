@@ -6,6 +6,7 @@
 #include <ngtcp2/ngtcp2_crypto.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 namespace cw::peer {
@@ -90,7 +91,7 @@ struct Callbacks {
     auto* c = static_cast<Conn*>(user);
     Stream* s = c->ep->stream_by_id(*c, id);
     // Flow control keeps a peer within the window, which is the buffer's size.
-    if (!s || len > kStreamRxBytes - s->rx_len) return NGTCP2_ERR_CALLBACK_FAILURE;
+    if (!s || len > c->ep->rx_bytes_ - s->rx_len) return NGTCP2_ERR_CALLBACK_FAILURE;
     std::memcpy(s->rx.get() + s->rx_len, data, len);
     s->rx_len += uint32_t(len);
     if (len && !s->rx_queued) {
@@ -178,6 +179,8 @@ struct Callbacks {
 QuicEndpoint::QuicEndpoint(const EndpointConfig& cfg, const TlsContext* tls)
     : cfg_(cfg), tls_(tls) {
   cfg_.max_inbound = std::min(cfg_.max_inbound, kMaxInbound);
+  rx_bytes_ = std::clamp(cfg_.stream_window, kStreamRxBytes, kMaxStreamWindow);
+  tx_bytes_ = std::bit_ceil(2 * rx_bytes_);
   const size_t n = client_slots() + size_t{cfg_.max_inbound};
   slots_.reserve(n);
   for (size_t i = 0; i < n; ++i) {
@@ -191,8 +194,8 @@ QuicEndpoint::QuicEndpoint(const EndpointConfig& cfg, const TlsContext* tls)
     c->link.ref.get_conn = Callbacks::get_conn;
     c->link.ref.user_data = c.get();
     for (Stream& s : c->streams) {
-      s.tx = std::make_unique<uint8_t[]>(kStreamTxBytes);
-      s.rx = std::make_unique<uint8_t[]>(kStreamRxBytes);
+      s.tx = std::make_unique<uint8_t[]>(tx_bytes_);
+      s.rx = std::make_unique<uint8_t[]>(rx_bytes_);
     }
     c->dgrams = std::make_unique<uint8_t[]>(size_t{kDatagramQueue} * kMaxDatagram);
     slots_.push_back(std::move(c));
@@ -286,9 +289,9 @@ bool QuicEndpoint::init_conn(Conn& c, bool client, const ngtcp2_cid* dcid, const
   settings.handshake_timeout = cfg_.handshake_timeout_ns;
   ngtcp2_transport_params params;
   ngtcp2_transport_params_default(&params);
-  params.initial_max_stream_data_bidi_local = kStreamRxBytes;
-  params.initial_max_stream_data_bidi_remote = kStreamRxBytes;
-  params.initial_max_data = uint64_t{kStreamRxBytes} * kStreams;
+  params.initial_max_stream_data_bidi_local = rx_bytes_;
+  params.initial_max_stream_data_bidi_remote = rx_bytes_;
+  params.initial_max_data = uint64_t{rx_bytes_} * kStreams;
   params.initial_max_streams_bidi = kRemoteStreams;
   params.initial_max_streams_uni = 0;
   params.max_idle_timeout = cfg_.idle_timeout_ns;
@@ -609,10 +612,10 @@ void QuicEndpoint::write_conn(Conn& c, uint64_t now) {
     size_t nv = 0;
     if (s) {
       // The unsent part of the ring, in at most two pieces.
-      const uint64_t mask = kStreamTxBytes - 1;
+      const uint64_t mask = tx_bytes_ - 1;
       const uint64_t from = s->sent & mask;
       const uint64_t n = s->written - s->sent;
-      const uint64_t first = std::min(n, kStreamTxBytes - from);
+      const uint64_t first = std::min(n, tx_bytes_ - from);
       v[nv++] = {s->tx.get() + from, size_t(first)};
       if (n > first) v[nv++] = {s->tx.get(), size_t(n - first)};
     }
@@ -722,7 +725,7 @@ int QuicEndpoint::open_stream(uint32_t slot) {
 
 uint32_t QuicEndpoint::tx_room(uint32_t slot, unsigned stream) const {
   const Stream& s = slots_[slot]->streams[stream];
-  return kStreamTxBytes - uint32_t(s.written - s.acked);
+  return tx_bytes_ - uint32_t(s.written - s.acked);
 }
 
 bool QuicEndpoint::send_frame(uint32_t slot, unsigned stream, const FrameHeader& h,
@@ -735,9 +738,9 @@ bool QuicEndpoint::send_frame(uint32_t slot, unsigned stream, const FrameHeader&
   uint8_t hdr[kFrameHeader];
   write_frame_header(hdr, h);
   auto put = [&](const uint8_t* p, size_t n) {
-    const uint64_t mask = kStreamTxBytes - 1;
+    const uint64_t mask = tx_bytes_ - 1;
     const size_t at = size_t(s.written & mask);
-    const size_t first = std::min(n, size_t(kStreamTxBytes) - at);
+    const size_t first = std::min(n, size_t(tx_bytes_) - at);
     std::memcpy(s.tx.get() + at, p, first);
     std::memcpy(s.tx.get(), p + first, n - first);
     s.written += n;

@@ -44,8 +44,10 @@ inline constexpr size_t kMaxUdpPayload = 1452;  // NGTCP2_MAX_PMTUD_UDP_PAYLOAD_
 inline constexpr unsigned kLocalStreams = 2;    // streams a connection opens itself
 inline constexpr unsigned kRemoteStreams = 2;   // streams the peer may have open at once
 inline constexpr unsigned kStreams = kLocalStreams + kRemoteStreams;
-inline constexpr uint32_t kStreamTxBytes = 64 * 1024;  // send ring per stream (power of two)
-inline constexpr uint32_t kStreamRxBytes = 32 * 1024;  // receive window per stream
+// Receive window per stream, by default and at least (EndpointConfig::stream_window), and
+// the send ring that goes with it: the power of two at least twice the window.
+inline constexpr uint32_t kStreamRxBytes = 32 * 1024;
+inline constexpr uint32_t kMaxStreamWindow = 16 * 1024 * 1024;
 inline constexpr uint32_t kOutboxPackets = 256;
 // RFC 9221 datagrams: the largest we send or take (it fits a 1200-byte packet, QUIC's
 // smallest, with header, frame and tag, so it never waits for path MTU discovery), and how
@@ -56,7 +58,6 @@ inline constexpr uint32_t kDatagramQueue = 64;
 inline constexpr uint32_t kDatagramInbox = 64;
 inline constexpr uint32_t kMaxInbound = 1024;
 inline constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
-static_assert((kStreamTxBytes & (kStreamTxBytes - 1)) == 0);
 static_assert(kStreamRxBytes >= kFrameHeader + kMaxFrameBody);
 
 // Which of the service's two sockets a datagram came in on or leaves by: the shared server
@@ -98,6 +99,10 @@ struct EndpointConfig {
   uint64_t keepalive_ns = 5'000'000'000;
   uint64_t handshake_timeout_ns = 10'000'000'000;
   uint64_t retry_ns = 1'000'000'000;  // a client slot redials this long after it closed
+  // Receive window and buffer per stream (kStreamRxBytes .. kMaxStreamWindow); a session
+  // can have this much per stream in flight, so bulk goodput is at most the window per
+  // round trip. Memory per slot: kStreams x (window + send ring).
+  uint32_t stream_window = kStreamRxBytes;
 };
 
 struct OutPacket {
@@ -258,7 +263,9 @@ class QuicEndpoint {
   std::vector<InDatagram> dgram_in_;  // received, not yet drained (kDatagramInbox)
   uint32_t dgram_in_n_ = 0;
   uint32_t out_n_ = 0;
-  uint64_t now_ = 0;  // the latest time a call gave (close() takes none)
+  uint64_t now_ = 0;                    // the latest time a call gave (close() takes none)
+  uint32_t rx_bytes_ = kStreamRxBytes;  // each stream's receive buffer and window
+  uint32_t tx_bytes_ = 0;               // each stream's send ring (a power of two)
   std::array<uint64_t, kEpCounters> counts_{};
 };
 

@@ -6,8 +6,8 @@
 //
 // len: body bytes, big-endian, at most kMaxFrameBody. kind: request or response. flags: 0
 // (reserved). channel: big-endian, the service on the receiving node the frame is for
-// (kChannelEcho answers every request with its body). Responses come back on the stream the
-// request went out on, in request order.
+// (kChannelEcho answers every request with its body; kChannelSink consumes it). Responses
+// come back on the stream the request went out on, in request order.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +18,9 @@ namespace cw::peer {
 inline constexpr uint32_t kFrameHeader = 8;
 inline constexpr uint32_t kMaxFrameBody = 16 * 1024;  // larger requests go as several frames
 inline constexpr uint16_t kChannelEcho = 0;
+// Requests on the sink channel are consumed and counted, never answered: the bulk probe's
+// (and the kernel TCP reference's, bench/reference/peer_tcp.cc) one-way traffic.
+inline constexpr uint16_t kChannelSink = 0xffff;
 
 enum class FrameKind : uint8_t { request = 1, response = 2 };
 

@@ -8,7 +8,10 @@
 //
 // On its streams a node answers requests for channel 0 (echo) with their body; `probe_requests`
 // makes it send that many echo requests on every session it dials and check the responses
-// (counted probe_ok / probe_bad, probe_done once all came back in order).
+// (counted probe_ok / probe_bad, probe_done once all came back in order). For benchmarks,
+// probe_rtt keeps one of them outstanding and exports the round trips' p50 / p99 (a
+// histogram, bench/hist), and probe_bulk streams sink-channel frames the peer consumes and
+// times (sink_bytes over sink_us: goodput measured on the receiver).
 //
 // With `etcd`, the members come from etcd (membership.hh): the process's membership thread
 // hands every worker each new view; member X is dialed by worker hash(X) mod workers, from
@@ -17,8 +20,9 @@
 // new lease is dialed afresh. Worker 0 exports the thread's counters.
 //
 // Nothing here allocates per packet: the endpoint's buffers and outbox are sized at setup;
-// each packet is copied once from the outbox into the worker's send batch. GSO trains are not
-// built yet (each packet is its own datagram).
+// each packet is copied once from the outbox into the worker's send batch, where the kernel
+// backends gather consecutive packets to one peer into GSO trains (dataplane/kernel/
+// udp_gso.hh).
 #pragma once
 
 #include <algorithm>
@@ -38,6 +42,7 @@
 #include "app/services/peer/endpoint.hh"
 #include "app/services/peer/membership.hh"
 #include "app/services/peer/tls.hh"
+#include "bench/hist/histogram.hh"
 #include "dataplane/io.hh"
 
 namespace cw::svc {
@@ -80,6 +85,13 @@ class Peer {
     kMemberDials,
     kMemberDrops,
     kMemberNoSlot,
+    kProbeRttSamples,
+    kProbeRttP50,
+    kProbeRttP99,
+    kBulkSent,
+    kSinkFrames,
+    kSinkBytes,
+    kSinkUs,
   };
   static constexpr rt::CounterDecl kCounters[] = {
       {"sessions_up", "Peer sessions whose handshake completed (dialed and accepted)"},
@@ -131,8 +143,18 @@ class Peer {
       {"member_dials", "Members given a slot to dial"},
       {"member_drops", "Dialed member sessions ended: the member left or changed"},
       {"member_no_slot", "Members not dialed: every member slot taken (max_members)"},
+      {"probe_rtt_samples", "Round trips in the RTT probe's histogram (warm-up excluded)",
+       rt::CounterKind::gauge},
+      {"probe_rtt_p50_ns", "The RTT probe's median round trip, ns", rt::CounterKind::gauge},
+      {"probe_rtt_p99_ns", "The RTT probe's 99th percentile round trip, ns",
+       rt::CounterKind::gauge},
+      {"bulk_sent_bytes", "Bulk probe body bytes queued on sink-channel frames"},
+      {"sink_frames", "Sink-channel requests consumed"},
+      {"sink_bytes", "Sink-channel request body bytes consumed"},
+      {"sink_us", "Microseconds from this worker's first sink frame to its latest",
+       rt::CounterKind::gauge},
   };
-  static_assert(std::size(kCounters) == kMemberNoSlot + 1);
+  static_assert(std::size(kCounters) == kSinkUs + 1);
 
   Peer(const rt::ServiceCtx& c, const Options& o) : o_(o) {
     for (const rt::SocketRef& s : c.sockets) {
@@ -163,6 +185,7 @@ class Peer {
     ec.keepalive_ns = o.keepalive_ms * 1'000'000;
     ec.handshake_timeout_ns = o.handshake_timeout_ms * 1'000'000;
     ec.retry_ns = o.retry_ms * 1'000'000;
+    ec.stream_window = o.stream_window;
     if (o.membership && !has_server_)
       std::fprintf(stderr,
                    "corewire: peer worker %u: etcd membership needs `udp` (the port "
@@ -180,6 +203,7 @@ class Peer {
     timers_.assign(ep_->slots(), rt::kNoTimer);
     probes_.resize(ep_->client_slots());
     probe_buf_.resize(o.probe_bytes);
+    if (o.probe_rtt) rtt_ = std::make_unique<bench::Histogram>();
   }
 
   template <class Io>
@@ -333,6 +357,9 @@ class Peer {
     uint32_t session = 0;  // the endpoint's session number this probe runs on
     int stream = -1;
     uint32_t sent = 0, ok = 0;
+    uint64_t sent_at = 0;  // probe_rtt: when the outstanding request was queued
+    int bulk_stream = -1;
+    uint64_t bulk = 0;                     // bulk probe bytes queued
     uint32_t dgrams = 0, dgrams_back = 0;  // probe datagrams sent, echoes received
     uint64_t t0 = 0;
     bool done = false;
@@ -395,6 +422,13 @@ class Peer {
   bool on_frame(rt::Ctx<Io>& ctx, uint32_t slot, unsigned st, const peer::FrameHeader& h,
                 std::span<const uint8_t> body) {
     const bool ours = st < peer::kLocalStreams;  // a stream we opened: it carries responses
+    if (!ours && h.kind == peer::FrameKind::request && h.channel == peer::kChannelSink) {
+      if (sink_t0_ == 0) sink_t0_ = ctx.now_ns;
+      ctx.counters[kSinkFrames].add();
+      ctx.counters[kSinkBytes].add(h.len);
+      ctx.counters[kSinkUs].set((ctx.now_ns - sink_t0_) / 1000);
+      return true;
+    }
     if (!ours && h.kind == peer::FrameKind::request) {
       if (h.channel != peer::kChannelEcho) {
         ctx.counters[kUnknownChannel].add();
@@ -460,21 +494,27 @@ class Peer {
     }
     ++p.ok;
     ctx.counters[kProbeOk].add();
+    if (rtt_ && p.ok > o_.probe_requests / 10) rtt_->record(ctx.now_ns - p.sent_at);
     if (p.ok == o_.probe_requests && !p.done) {
       p.done = true;
       ctx.counters[kProbeDone].add();
       ctx.counters[kProbeUs].set((ctx.now_ns - p.t0) / 1000);
+      if (rtt_) {
+        ctx.counters[kProbeRttSamples].set(rtt_->count());
+        ctx.counters[kProbeRttP50].set(rtt_->percentile(50));
+        ctx.counters[kProbeRttP99].set(rtt_->percentile(99));
+      }
     }
   }
 
   template <class Io>
   void run_probes(rt::Ctx<Io>& ctx) {
-    if (o_.probe_requests == 0 && o_.probe_datagrams == 0) return;
+    if (o_.probe_requests == 0 && o_.probe_datagrams == 0 && o_.probe_bulk == 0) return;
     for (uint32_t slot = 0; slot < probes_.size(); ++slot) {
       Probe& p = probes_[slot];
       if (!ep_->is_open(slot)) continue;
       if (p.session != ep_->session(slot)) p = Probe{ep_->session(slot)};
-      if (p.done && p.dgrams == o_.probe_datagrams) continue;
+      if (p.done && p.dgrams == o_.probe_datagrams && p.bulk == o_.probe_bulk) continue;
       if (p.stream < 0 && o_.probe_requests) {
         p.stream = ep_->open_stream(slot);
         if (p.stream < 0) continue;
@@ -482,13 +522,17 @@ class Peer {
       }
       const peer::FrameHeader h{uint32_t(probe_buf_.size()), peer::FrameKind::request,
                                 peer::kChannelEcho};
-      // Up to what the ring holds; the rest as acknowledgements free it.
-      while (p.stream >= 0 && p.sent < o_.probe_requests) {
+      // Up to what the ring holds (probe_rtt: one at a time); the rest as acknowledgements
+      // free it.
+      const uint32_t window = o_.probe_rtt ? 1 : UINT32_MAX;
+      while (p.stream >= 0 && p.sent < o_.probe_requests && p.sent - p.ok < window) {
         fill_probe(p.sent);
         if (!ep_->send_frame(slot, unsigned(p.stream), h, probe_buf_)) break;
         ++p.sent;
+        p.sent_at = ctx.now_ns;
         ctx.counters[kProbeSent].add();
       }
+      if (p.bulk < o_.probe_bulk) run_bulk(ctx, slot, p);
       // Datagram probe: requests of probe_bytes (capped), at most kDgramWindow unanswered
       // (a lost one keeps its place: heavy loss stalls the probe, which a test notices).
       for (; p.dgrams < o_.probe_datagrams && p.dgrams - p.dgrams_back < kDgramWindow; ++p.dgrams) {
@@ -501,6 +545,21 @@ class Peer {
     }
   }
 
+  // The bulk probe: sink-channel frames of probe_bytes (the last one shorter) on a stream of
+  // its own, as many as its ring holds now.
+  template <class Io>
+  void run_bulk(rt::Ctx<Io>& ctx, uint32_t slot, Probe& p) {
+    if (p.bulk_stream < 0) p.bulk_stream = ep_->open_stream(slot);
+    while (p.bulk_stream >= 0 && p.bulk < o_.probe_bulk) {
+      const uint32_t n = uint32_t(std::min<uint64_t>(probe_buf_.size(), o_.probe_bulk - p.bulk));
+      const peer::FrameHeader h{n, peer::FrameKind::request, peer::kChannelSink};
+      if (!ep_->send_frame(slot, unsigned(p.bulk_stream), h, std::span(probe_buf_.data(), n)))
+        break;
+      p.bulk += n;
+      ctx.counters[kBulkSent].add(n);
+    }
+  }
+
   peer::PeerOptions o_;
   bool has_server_ = false, has_client_ = false;
   bool started_ = false, counted_setup_ = false;
@@ -510,6 +569,8 @@ class Peer {
   std::vector<rt::TimerId> timers_;  // by slot
   std::vector<Probe> probes_;        // by client slot
   std::vector<uint8_t> probe_buf_;
+  std::unique_ptr<bench::Histogram> rtt_;  // probe_rtt's round trips (null without it)
+  uint64_t sink_t0_ = 0;                   // when this worker's first sink frame came in
   std::vector<uint8_t> dgram_buf_ = std::vector<uint8_t>(peer::kMaxDatagram);
   // Membership (null without etcd): the process's thread, this worker's last two views
   // (allocated: about 8 KiB each) and its member slots.

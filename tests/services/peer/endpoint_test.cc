@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <bit>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -182,6 +183,50 @@ TEST(PeerEndpoint, HandshakeAndOrderedEcho) {
   for (int i = 0; i < 50; ++i) net.round();
   EXPECT_EQ(b.counters()[kSessionsOpen], 0u);
   EXPECT_EQ(b.counters()[kSessionsClosed], 1u);
+}
+
+// The receiver holds up to its stream window of frames it has not consumed, and the sender's
+// ring is twice that: with the default window one 16 KiB frame gets through while B consumes
+// nothing, with stream_window = 256 KiB all twelve do.
+TEST(PeerEndpoint, StreamWindowFromConfig) {
+  NEED_CERTS();
+  for (const uint32_t window : {kStreamRxBytes, uint32_t{256 * 1024}}) {
+    TlsContext ta, tb;
+    ASSERT_EQ(ta.load(certs().f("a.pem"), certs().f("a.key"), certs().f("ca.pem")), "");
+    ASSERT_EQ(tb.load(certs().f("b.pem"), certs().f("b.key"), certs().f("ca.pem")), "");
+    EndpointConfig ca = dialer(), cb = acceptor();
+    ca.stream_window = cb.stream_window = window;
+    QuicEndpoint a(ca, &ta), b(cb, &tb);
+    Net net{a, b};
+    a.start(net.now);
+    for (int i = 0; i < 200 && !(a.is_open(0) && b.counters()[kSessionsUp] == 1); ++i) net.round();
+    ASSERT_TRUE(a.is_open(0));
+    const int st = a.open_stream(0);
+    ASSERT_GE(st, 0);
+    EXPECT_EQ(a.tx_room(0, unsigned(st)), std::bit_ceil(2 * window));
+    const std::vector<uint8_t> body(kMaxFrameBody, 0x5a);
+    uint32_t queued = 0;
+    while (queued < 12 &&
+           a.send_frame(0, unsigned(st), {kMaxFrameBody, FrameKind::request, 0}, body))
+      ++queued;
+    EXPECT_EQ(queued, window == kStreamRxBytes ? 3u : 12u);  // what the ring holds
+    for (int i = 0; i < 300; ++i) net.round();
+    uint32_t whole = 0;
+    b.drain_frames([&](uint32_t, unsigned, const FrameHeader& h, std::span<const uint8_t>) {
+      EXPECT_EQ(h.len, kMaxFrameBody);
+      ++whole;
+      return false;  // consume nothing: the window stays where it is
+    });
+    uint32_t in_window = 0;  // frames B must have whole: all that fit its window
+    while ((in_window + 1) * (kFrameHeader + kMaxFrameBody) <= window && in_window < queued)
+      ++in_window;
+    EXPECT_EQ(whole, 1u) << "drain_frames stops at the first frame left";
+    b.drain_frames([&](uint32_t, unsigned, const FrameHeader&, std::span<const uint8_t>) {
+      ++whole;
+      return true;
+    });
+    EXPECT_EQ(whole, 1 + in_window) << "window " << window;
+  }
 }
 
 // A dial from (cert, ca) to B (the cluster's node) until the dialer's handshake fails or
