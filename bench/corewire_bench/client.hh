@@ -51,8 +51,9 @@ enum class Dialect : uint8_t { native, sockperf, memcached, nats };  // nats: Na
 enum class LoopMode : uint8_t { closed, open };
 enum class Arrival : uint8_t { fixed, poisson };
 
-inline constexpr uint32_t kMaxSendsPerTick = 256;  // bounds one tick's work (then flush)
+inline constexpr uint32_t kMaxSendsPerTick = 256;  // default bound of one tick's sends (then flush)
 inline constexpr uint32_t kConnectsPerTick = 256;  // tcp connects issued per tick
+inline constexpr uint32_t kRunBytes = 16384;       // tcp: bytes per top-up reservation at most
 
 // The memcached workload (Dialect::memcached).
 struct KvConfig {
@@ -90,10 +91,16 @@ struct ClientConfig {
   uint64_t connect_timeout_ns = 5'000'000'000;
   uint64_t scan_ns = 1'000'000;    // how often expired requests are swept (bounds the cost)
   uint32_t max_outstanding = 256;  // per flow, rounded up to a power of two
-  uint16_t service_id = 0;         // native: service field of requests
-  bool check = false;              // verify reply payloads
-  uint32_t max_conns = 16384;      // the backend's per-worker connection slots (tcp)
-  KvConfig kv;                     // memcached only
+  // Requests sent per tick at most; the rest of a closed loop's top-up (or an open loop's
+  // due requests) goes out in the next ticks, each its own flush. A bound below a closed
+  // loop's flows x window splits its requests into several bursts in flight at once, so
+  // the server and the client can work at the same time instead of taking turns with one
+  // burst (docs/BENCHMARKS.md, "TCP echo on DPDK").
+  uint32_t sends_per_tick = kMaxSendsPerTick;
+  uint16_t service_id = 0;     // native: service field of requests
+  bool check = false;          // verify reply payloads
+  uint32_t max_conns = 16384;  // the backend's per-worker connection slots (tcp)
+  KvConfig kv;                 // memcached only
 };
 
 enum class Phase : uint8_t { connecting, running, draining, done };
@@ -137,6 +144,7 @@ class Client {
     // UDP request ids are seq's low 16 bits: fewer outstanding keeps the mapping unique.
     if (kv_udp()) cap_ = std::min(cap_, kMaxKvUdpOutstanding);
     cfg_.msg_size = std::max(cfg_.msg_size, header_size());
+    run_max_ = std::max(1u, kRunBytes / cfg_.msg_size);
     flows_.resize(cfg_.flows);
     if (cfg_.transport == dp::Transport::udp) {
       // One socket per flow; sock_flow_ maps a reply's socket back to its flow.
@@ -340,7 +348,7 @@ class Client {
   // Open loop: send every request whose intended time has come, round-robin over flows.
   template <class Io>
   void send_open(rt::Ctx<Io>& ctx) {
-    for (uint32_t k = 0; k < kMaxSendsPerTick && next_intended_ns_ <= ctx.now_ns; ++k) {
+    for (uint32_t k = 0; k < cfg_.sends_per_tick && next_intended_ns_ <= ctx.now_ns; ++k) {
       if (!may_send(next_intended_ns_)) return;
       const uint32_t f = next_live_flow();
       if (f == kNoFlow) return;
@@ -353,14 +361,32 @@ class Client {
   // Closed loop: top every flow up to its window.
   template <class Io>
   void send_closed(rt::Ctx<Io>& ctx) {
-    uint32_t budget = kMaxSendsPerTick;
-    for (uint32_t f = 0; f < flows_.size() && budget; ++f) {
+    // Starts where the last tick's budget ran out, so a budget below the flows' deficit
+    // still serves every flow in turn.
+    uint32_t budget = cfg_.sends_per_tick;
+    const auto nf = uint32_t(flows_.size());
+    for (uint32_t i = 0; i < nf && budget; ++i) {
+      const uint32_t f = closed_rr_ + i < nf ? closed_rr_ + i : closed_rr_ + i - nf;
       Flow& fl = flows_[f];
       while (fl.open && fl.outstanding < cfg_.window && budget && may_send(ctx.now_ns)) {
-        if (!send(ctx, f, ctx.now_ns)) return;
-        --budget;
+        uint32_t sent;
+        if (stream_runs()) {
+          const uint32_t k = std::min({cfg_.window - fl.outstanding, budget, run_max_});
+          sent = send_run(ctx, f, k, ctx.now_ns);
+        } else {
+          sent = send(ctx, f, ctx.now_ns) ? 1 : 0;
+        }
+        if (sent == 0) return;
+        budget -= sent;
+        if (budget == 0) closed_rr_ = f;
       }
     }
+  }
+
+  // TCP with fixed-size requests (native, sockperf): a flow's top-up is one reservation
+  // (send_run), not one per request; the bytes on the wire are the same.
+  bool stream_runs() const {
+    return cfg_.transport == dp::Transport::tcp && cfg_.dialect != Dialect::memcached;
   }
 
   uint32_t next_live_flow() const {
@@ -393,6 +419,28 @@ class Client {
     return rng_;
   }
 
+  // Up to k requests of flow f (TCP, fixed size: stream_runs) in one reservation, as many
+  // as may_send allows; returns how many were queued (0: no tx buffer).
+  template <class Io>
+  uint32_t send_run(rt::Ctx<Io>& ctx, uint32_t f, uint32_t k, uint64_t intended) {
+    Flow& fl = flows_[f];
+    const uint32_t n = cfg_.msg_size;
+    uint8_t* out = ctx.io.stream_reserve(fl.conn, k * n);
+    if (!out) {
+      res_->send_blocked.add();
+      return 0;
+    }
+    uint32_t done = 0;
+    for (; done < k && may_send(intended); ++done) {
+      if (fl.next_seq - fl.oldest == cap_) retire(fl, entry(f, fl.oldest), /*lost=*/true);
+      const uint64_t seq = fl.next_seq++;
+      encode(out + size_t(done) * n, seq);
+      note_sent(fl, f, seq, intended);
+    }
+    ctx.io.stream_commit(fl.conn, done * n);
+    return done;
+  }
+
   // Builds and queues one request on flow f; false when no tx buffer was available.
   template <class Io>
   bool send(rt::Ctx<Io>& ctx, uint32_t f, uint64_t intended) {
@@ -415,6 +463,12 @@ class Client {
       ctx.io.dgram_commit(n);
     else
       ctx.io.stream_commit(fl.conn, n);
+    note_sent(fl, f, seq, intended);
+    return true;
+  }
+
+  // The bookkeeping of request seq of flow f, just queued.
+  void note_sent(Flow& fl, uint32_t f, uint64_t seq, uint64_t intended) {
     Entry& e = entry(f, seq);
     e = Entry{seq, intended, State::waiting, !in_warmup(intended)};
     ++fl.outstanding;
@@ -434,7 +488,6 @@ class Client {
     } else {
       res_->warmup_sent.add();
     }
-    return true;
   }
 
   void encode(uint8_t* out, uint64_t seq) const {
@@ -721,6 +774,7 @@ class Client {
   ClientConfig cfg_;
   ClientResults* res_;
   uint32_t cap_ = 0;
+  uint32_t run_max_ = 1;  // requests per send_run: kRunBytes of them, at least one
   std::vector<Flow> flows_;
   std::vector<Entry> entries_;         // flows * cap_
   rt::ConnSlots<ConnFlow> conn_flow_;  // tcp: connection -> flow
@@ -734,6 +788,7 @@ class Client {
   double gap_carry_ = 0;
   uint64_t rng_ = 1;
   uint32_t rr_ = 0;
+  uint32_t closed_rr_ = 0;  // closed loop: the flow the next tick's top-up starts with
   uint64_t measured_sent_ = 0;
   uint32_t total_outstanding_ = 0;
   uint64_t next_scan_ns_ = 0;

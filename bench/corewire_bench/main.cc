@@ -122,6 +122,10 @@ int run(int argc, char** argv) {
   app.add_option("--connect-timeout", o.connect_timeout_s, "seconds to wait for connections");
   app.add_option("--max-time", o.max_time_s, "cut a --count-only run off after this (s)");
   app.add_option("--max-outstanding", o.max_outstanding, "open loop: table size per flow");
+  app.add_option("--sends-per-tick", o.sends_per_tick,
+                 "requests sent per loop iteration at most (per worker; the rest follow in "
+                 "the next iterations)")
+      ->check(CLI::Range(1u, 65536u));
   app.add_option("--service-id", o.service_id, "native: service id of requests");
   app.add_option("--seed", o.seed, "Poisson arrivals seed");
   app.add_option("--sweep", o.sweep, "open-loop rates: R1:R2:STEPS or R1,R2,...");

@@ -151,6 +151,7 @@ Result<RunResult> run(const Options& o, double rate, bool progress, bool preload
   base.timeout_ns = uint64_t(o.timeout_s * 1e9);
   base.connect_timeout_ns = uint64_t(o.connect_timeout_s * 1e9);
   base.max_outstanding = o.max_outstanding;
+  base.sends_per_tick = o.sends_per_tick;
   base.service_id = o.service_id;
   base.check = o.check;
 

@@ -20,6 +20,7 @@ struct Options {
   bool udp = false, tcp = false, busy_poll = false, check = false, quiet = false;
   uint32_t msg_size = 64, flows = 1, threads = 1, window = 1, conns = 0;
   uint32_t max_outstanding = 4096;
+  uint32_t sends_per_tick = kMaxSendsPerTick;  // ClientConfig::sends_per_tick
   uint16_t service_id = svc::kEchoService;
   std::vector<int> cores;
   double rate = 0, duration_s = 0, warmup_s = 0, timeout_s = 1.0, connect_timeout_s = 5.0;

@@ -14,7 +14,11 @@ dpdk_table.py's (its docstring); the generator is corewire-bench on both ends' s
 Each server busy-polls on --server-core, each generator on --client-core; a fresh server
 per generator run. Per system and round:
 
-  throughput   closed loop, --flows x --window outstanding, --msg bytes, replies/s
+  throughput   closed loop, --flows x --window outstanding, --msg bytes, replies/s; the
+               generator sends at most --sends-per-tick requests per loop iteration (every
+               system alike), so the window circulates as several bursts and server and
+               generator work at the same time; with the whole window in one burst they take
+               turns, and the figure is 1 / (server + generator time per message)
   ping-pong    closed loop, 1 flow x 1 outstanding: RTT p50 and p99 (us)
   bulk         TCP rows: 1 flow x --bulk-window messages of --bulk-msg bytes in flight;
                goodput = echoed payload bytes/s, each way
@@ -77,14 +81,15 @@ def measure(args):
         name, make, gen, transport = entry
         dpdk = name != "tcp-io_uring"
 
-        def run(flows, window, msg):
+        def run(flows, window, msg, extra=()):
             # A generator that starts first (zero-copy link) connects while the server
             # starts: its SYNs are retried until then.
             return dt.generator(args, gen, make, tmp, flows, window, dpdk, workload=[
                 "--proto", "sockperf", f"--{transport}", "-m", str(msg),
-                "--connect-timeout", str(CONNECT_TIMEOUT)])
+                "--connect-timeout", str(CONNECT_TIMEOUT), *extra])
 
-        t = run(args.flows, args.window, args.msg)
+        t = run(args.flows, args.window, args.msg,
+                ("--sends-per-tick", str(args.sends_per_tick)))
         pp = run(1, 1, args.msg)
         m = {"msg_per_s": t["throughput_msgs"], "p50_us": pp["latency"]["p50"],
              "p99_us": pp["latency"]["p99"],
@@ -167,12 +172,18 @@ def main():
                     help="bulk run's message bytes (0: no bulk run)")
     ap.add_argument("--bulk-window", type=int, default=8,
                     help="bulk run's messages in flight on its one connection")
+    ap.add_argument("--sends-per-tick", type=int, default=64,
+                    help="throughput run: the generator's requests per loop iteration at most "
+                    "(256: the whole 8 x 32 window in one burst)")
     args = ap.parse_args()
-    if args.runs < 1 or args.msg < 16 or not (args.bulk_msg == 0 or 16 <= args.bulk_msg <= 65507):
-        ap.error("--runs at least 1; --msg and --bulk-msg 16 .. 65507 bytes (--bulk-msg 0: off)")
+    if (args.runs < 1 or args.sends_per_tick < 1 or args.msg < 16
+            or not (args.bulk_msg == 0 or 16 <= args.bulk_msg <= 65507)):
+        ap.error("--runs and --sends-per-tick at least 1; --msg and --bulk-msg 16 .. 65507 "
+                 "bytes (--bulk-msg 0: off)")
     dt.find_programs(args, "dpdk_tcp_table")
     print(dt.header(args, f"memif link {args.link}; throughput {args.flows} flows x "
-                          f"{args.window} outstanding, ping-pong 1 x 1, bulk 1 x "
+                          f"{args.window} outstanding, at most {args.sends_per_tick} sent per "
+                          f"generator loop, ping-pong 1 x 1, bulk 1 x "
                           f"{args.bulk_window} of {args.bulk_msg} B"))
     dt.run_table(args, measure, table)
     return 0

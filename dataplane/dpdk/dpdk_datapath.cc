@@ -637,7 +637,7 @@ void DpdkWorker::tcp_segment(const uint8_t* f, const net::Parsed& p, net::RxOffl
 
 void DpdkWorker::tcp_emit(void* self, const net::TcpSegmentOut& s) {
   auto* w = static_cast<DpdkWorker*>(self);
-  rte_mbuf* m = rte_pktmbuf_alloc(w->sh_->pools[w->id_]);
+  rte_mbuf* m = w->alloc_tx_mbuf();
   if (!m) return w->drops_->add(DropReason::tx_no_mbuf);  // TCP sends it again
   const uint32_t ip_len = net::kIpv4MinHdrLen + s.len();
   auto* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, uint16_t(net::kEthHdrLen + ip_len)));
@@ -664,8 +664,14 @@ void DpdkWorker::tcp_emit(void* self, const net::TcpSegmentOut& s) {
   if (s.n1) std::memcpy(t + s.hdr_len, s.p1, s.n1);
   if (s.n2) std::memcpy(t + s.hdr_len + s.n1, s.p2, s.n2);
   m->ol_flags = 0;
+  TcpRoute& r = w->tcp_route(s.dst_be);
+  if (r.dst_be == s.dst_be && r.arp_gen == w->arp_.generation() && w->now_ns_ < r.fresh_until_ns) {
+    net::store_mac(f, r.mac);
+    return w->queue_tx(m);
+  }
   net::Mac mac;
-  w->route_frame(m, s.dst_be, &mac);
+  const int64_t until = w->route_frame(m, s.dst_be, &mac);
+  if (until) r = TcpRoute{s.dst_be, w->arp_.generation(), until, mac};
 }
 
 void DpdkWorker::tcp_watch(ConnId c) {

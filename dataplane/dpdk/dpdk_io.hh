@@ -78,6 +78,7 @@ inline constexpr uint32_t kDpdkRxBurst = 64;            // frames per rte_eth_rx
 inline constexpr uint32_t kDpdkTxBatch = 128;           // frames collected before a forced tx_burst
 inline constexpr uint32_t kDpdkMaxTxFragments = 64;     // larger datagrams: tx_too_large
 inline constexpr uint32_t kDpdkTxFlows = 16;            // cached (socket, destination host) headers
+inline constexpr uint32_t kDpdkTcpRoutes = 16;          // cached TCP next-hop MACs (by destination)
 inline constexpr uint32_t kDpdkTxStash = 32;            // tx mbufs taken from the pool at once
 inline constexpr uint32_t kDpdkReasmArena = 4 * 65536;  // reassembled bytes per poll
 inline constexpr int64_t kDpdkHousekeepNs = 100'000'000;  // link, ARP and reassembly timers
@@ -189,6 +190,19 @@ class alignas(64) DpdkWorker {
   void port_faulted();
   // TCP (tcp_ set on worker 0 when a TCP server socket exists).
   static void tcp_emit(void* self, const net::TcpSegmentOut& seg);
+  // The next hop's MAC for a TCP destination, cached like TxFlow: valid while the ARP
+  // table's generation is unchanged and its answer fresh (direct-mapped by destination), so
+  // a segment costs no route or ARP lookup.
+  struct TcpRoute {
+    uint32_t dst_be = 0;
+    uint64_t arp_gen = 0;
+    int64_t fresh_until_ns = 0;  // 0: empty
+    net::Mac mac{};
+  };
+  TcpRoute& tcp_route(uint32_t dst_be) {
+    const uint32_t h = net::host(dst_be) * 0x9E3779B1u;
+    return tcp_routes_[h >> (32 - std::bit_width(kDpdkTcpRoutes - 1))];
+  }
   void tcp_segment(const uint8_t* f, const net::Parsed& p, net::RxOffload off);
   void tcp_poll(RxItem* out, uint32_t n, uint32_t& got);
   void tcp_item(RxItem* out, uint32_t& got, RxKind kind, ConnId c, CloseReason why, uint32_t len,
@@ -287,6 +301,7 @@ class alignas(64) DpdkWorker {
   bool tcp_res_out_ = false;             // ... reserved in its `out` (not tcp_res_)
   uint16_t tcp_next_port_ = 0;           // next ephemeral port connect() tries (host order)
   kernel::OutChunkPool out_pool_;        // bounded by IoConfig::worker_out_limit
+  TcpRoute tcp_routes_[kDpdkTcpRoutes];
 };
 
 class DpdkBackend {

@@ -39,6 +39,19 @@ class ClientFixture : public ::testing::Test {
     io.flush();
     return io.take_sent();
   }
+  // TCP: the first tick connects the one flow; the connection opens.
+  dp::ConnId connect() {
+    tick(0);
+    auto conns = io.take_connects();
+    EXPECT_EQ(conns.size(), 1u);
+    if (conns.empty()) return dp::kNoConn;
+    io.complete_connect(conns[0].first);
+    dp::RxItem items[2];
+    EXPECT_EQ(io.poll(items, 2, 0), 1u);
+    auto c = ctx(0);
+    client->on_open(c, items[0]);
+    return conns[0].first;
+  }
   void reply_dgram(uint64_t now, dp::SocketId s, std::vector<uint8_t> bytes) {
     auto c = ctx(now);
     dp::RxItem it{dp::RxKind::datagram,   dp::CloseReason::none, s, dp::kNoConn, target,

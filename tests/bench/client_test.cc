@@ -161,14 +161,19 @@ TEST_F(ClientTest, PoissonArrivalsAverageTheRate) {
             *std::max_element(per_ms.begin() + 1, per_ms.end()));
 }
 
-TEST_F(ClientTest, ClosedLoopKeepsTheWindowOutstanding) {
+// Closed loop, native dialect: 2 flows x 3 outstanding, 40-byte requests.
+ClientConfig closed_native() {
   ClientConfig c;
   c.dialect = Dialect::native;
   c.window = 3;
   c.flows = 2;
   c.count = 100;
   c.msg_size = 40;
-  make(c);
+  return c;
+}
+
+TEST_F(ClientTest, ClosedLoopKeepsTheWindowOutstanding) {
+  make(closed_native());
   auto out = tick(0);
   ASSERT_EQ(out.size(), 6u) << "3 per flow";
   EXPECT_EQ(out[0].sock, 0);
@@ -185,6 +190,31 @@ TEST_F(ClientTest, ClosedLoopKeepsTheWindowOutstanding) {
   ASSERT_EQ(next.size(), 1u);
   EXPECT_EQ(next[0].sock, 0);
   EXPECT_EQ(nv::decode(next[0].bytes).header.request_id, 3u);
+}
+
+// sends_per_tick bounds each tick's top-up; the rest follows in later ticks, and the next
+// top-up starts with the flow the budget ran out in, so no flow waits behind the others.
+TEST_F(ClientTest, ClosedLoopSendsAtMostItsBudgetPerTickAndServesFlowsInTurn) {
+  ClientConfig c = closed_native();
+  c.sends_per_tick = 4;
+  make(c);
+  auto socks = [](const std::vector<dp::FakeWorker::SentDatagram>& v) {
+    std::vector<dp::SocketId> s;
+    for (const auto& d : v) s.push_back(d.sock);
+    return s;
+  };
+  const auto a = tick(0);
+  EXPECT_EQ(socks(a), (std::vector<dp::SocketId>{0, 0, 0, 1}));
+  const auto b = tick(kMs);
+  EXPECT_EQ(socks(b), (std::vector<dp::SocketId>{1, 1})) << "the rest of flow 1's window";
+  EXPECT_EQ(tick(2 * kMs).size(), 0u) << "both windows full";
+  for (const auto& d : a) reply_dgram(3 * kMs, d.sock, native_reply(d.bytes));
+  for (const auto& d : b) reply_dgram(3 * kMs, d.sock, native_reply(d.bytes));
+  EXPECT_EQ(res->received.get(), 6u);
+  EXPECT_EQ(socks(tick(3 * kMs)), (std::vector<dp::SocketId>{1, 1, 1, 0}))
+      << "flow 1, where the first budget ran out, goes first";
+  EXPECT_EQ(socks(tick(4 * kMs)), (std::vector<dp::SocketId>{0, 0}));
+  EXPECT_EQ(client->outstanding(), 6u);
 }
 
 // The client uses the socket ids it was given, not 0..flows-1, and maps replies back.
@@ -316,6 +346,39 @@ TEST_F(ClientTest, TcpConnectsFlowsThenStreamsRepliesAcrossSegments) {
   EXPECT_EQ(res->lost.get(), 1u);
   EXPECT_EQ(res->conns_open.get(), 1u);
   EXPECT_EQ(res->conns_closed.get(), 1u);
+}
+
+// TCP closed loop: a flow's top-up is one reservation of several requests, cut short where
+// the count ends; the stream holds exactly the requests counted, in sequence.
+TEST_F(ClientTest, TcpClosedLoopTopUpStopsAtTheCount) {
+  ClientConfig c;
+  c.dialect = Dialect::sockperf;
+  c.transport = dp::Transport::tcp;
+  c.flows = 1;
+  c.window = 5;
+  c.count = 3;
+  c.msg_size = 32;
+  make(c);
+  const dp::ConnId conn = connect();
+  ASSERT_NE(conn, dp::kNoConn);
+  auto cx = ctx(kMs);
+  tick(kMs);
+  const auto out = io.take_stream_out(conn);
+  ASSERT_EQ(out.size(), 96u) << "the count (3) ends the window's top-up of 5";
+  for (uint64_t i = 0; i < 3; ++i) {
+    const sp::Frame f = sp::parse(std::span(out).subspan(i * 32));
+    ASSERT_EQ(f.status, sp::Status::ok);
+    EXPECT_EQ(f.header.seq, i);
+    EXPECT_EQ(f.frame_len, 32u);
+  }
+  EXPECT_EQ(res->sent.get(), 3u);
+  EXPECT_EQ(client->outstanding(), 3u);
+  std::vector<uint8_t> r = out;
+  for (uint32_t i = 0; i < 3; ++i) sp::make_reply(r.data() + i * 32);
+  EXPECT_EQ(client->on_stream(cx, conn, r).consumed, 96u);
+  EXPECT_EQ(res->received.get(), 3u);
+  tick(2 * kMs);
+  EXPECT_TRUE(io.take_stream_out(conn).empty()) << "nothing after the count";
 }
 
 TEST_F(ClientTest, FailedConnectsAreCountedAndTheRunStillEnds) {

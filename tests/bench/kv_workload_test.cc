@@ -253,18 +253,6 @@ class KvClientTest : public ClientFixture {
     make(c);
   }
   void reply(uint64_t now, const std::vector<uint8_t>& d) { reply_dgram(now, 0, d); }
-  // TCP: the first tick connects the one flow; the connection opens.
-  dp::ConnId connect() {
-    tick(0);
-    auto conns = io.take_connects();
-    EXPECT_EQ(conns.size(), 1u);
-    io.complete_connect(conns[0].first);
-    dp::RxItem items[2];
-    EXPECT_EQ(io.poll(items, 2, 0), 1u);
-    auto c = ctx(0);
-    client->on_open(c, items[0]);
-    return conns[0].first;
-  }
   static std::string text_of(const std::vector<uint8_t>& d, size_t from = 0) {
     return {reinterpret_cast<const char*>(d.data()) + from, d.size() - from};
   }

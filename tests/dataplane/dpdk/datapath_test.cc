@@ -25,6 +25,7 @@ using namespace net::test;
 
 constexpr uint32_t kMaxDatagram = 2000;
 constexpr uint32_t kArpQueue = 4;
+constexpr SocketId kTcpClient = 1;  // the fixture's TCP client socket
 
 class DpdkDatapath : public ::testing::Test {
  protected:
@@ -34,6 +35,7 @@ class DpdkDatapath : public ::testing::Test {
     io.rx_buffers = 512;
     io.tx_buffers = 512;
     io.max_datagram = kMaxDatagram;
+    io.max_conns = 16;  // socket 1's TCP engine: a small table
     DpdkConfig cfg;
     cfg.eal_args = {"--no-huge",
                     "-m",
@@ -49,7 +51,8 @@ class DpdkDatapath : public ::testing::Test {
     cfg.arp_queue = kArpQueue;
     cfg.frag_timeout_ms = 100;
     const std::vector<SocketSpec> specs{
-        {Transport::udp, parse_endpoint("0.0.0.0:7").value(), true}};
+        {Transport::udp, parse_endpoint("0.0.0.0:7").value(), true},
+        {Transport::tcp, parse_endpoint("0.0.0.0:0").value(), false}};  // kTcpClient
     auto b = DpdkBackend::create(io, specs, cfg);
     if (!b) {
       skip_ = b.error().message;
@@ -562,6 +565,53 @@ TEST_F(DpdkDatapath, LinkDownStopsRxAndDropsTx) {
   EXPECT_TRUE(backend_->link_up());
   if (items.empty()) poll(items);
   EXPECT_EQ(items.size(), 1u);  // the frame that waited
+}
+
+// TCP segments take their next hop's MAC from a per-destination cache (tcp_route): it
+// follows the ARP table when the neighbour moves, like the UDP headers above. Each
+// connect() sends one SYN at once; the connections stay in SYN-SENT until the end.
+TEST_F(DpdkDatapath, TcpSegmentsFollowArpChanges) {
+  const Mac a{0x02, 0, 0, 0, 0, 0x8A}, b{0x02, 0, 0, 0, 0, 0x8B};
+  std::vector<ConnId> conns;
+  auto syn_to = [&](uint16_t port) -> std::vector<uint8_t> {
+    const ConnId c = worker_->connect(kTcpClient, Endpoint{ip("10.0.0.9"), htons(port)});
+    EXPECT_NE(c, kNoConn);
+    conns.push_back(c);
+    worker_->flush();
+    auto tx = take_tx();
+    EXPECT_EQ(tx.size(), 1u);
+    if (tx.size() != 1) return {};
+    const std::vector<uint8_t>& f = tx[0];
+    EXPECT_GE(f.size(), kEthHdrLen + 20 + kTcpHdrLen);
+    if (f.size() < kEthHdrLen + 20 + kTcpHdrLen) return {};
+    const uint8_t* ip4 = f.data() + kEthHdrLen;
+    EXPECT_EQ(load16(f.data() + 12), kEtherTypeIpv4);
+    EXPECT_EQ(ip4[9], kProtoTcp);
+    EXPECT_EQ(csum_fold(csum_add(ip4, 20)), 0);
+    EXPECT_EQ(load16(ip4 + 20 + 2), port);
+    EXPECT_EQ(ip4[20 + 13], kTcpSyn);
+    return f;
+  };
+  arp_request_from("10.0.0.9", a);  // learned: learn_from_requests is on
+  auto f = syn_to(80);
+  ASSERT_FALSE(f.empty());
+  EXPECT_EQ(load_mac(f.data()), a);
+  f = syn_to(81);  // the cached next hop
+  ASSERT_FALSE(f.empty());
+  EXPECT_EQ(load_mac(f.data()), a);
+  arp_request_from("10.0.0.9", b);  // the neighbour moved
+  f = syn_to(82);
+  ASSERT_FALSE(f.empty());
+  EXPECT_EQ(load_mac(f.data()), b);
+  f = syn_to(83);
+  ASSERT_FALSE(f.empty());
+  EXPECT_EQ(load_mac(f.data()), b);
+  for (ConnId c : conns) worker_->close(c);  // SYN-SENT: released at once, nothing sent
+  std::vector<RxItem> items;
+  poll(items);  // hands out the closed connections' stream_closed items
+  EXPECT_EQ(items.size(), 4u);
+  for (const RxItem& it : items) EXPECT_EQ(it.kind, RxKind::stream_closed);
+  EXPECT_TRUE(take_tx().empty());
 }
 
 }  // namespace
