@@ -93,19 +93,17 @@ Send Api::request(uint32_t slot, uint16_t number, std::span<const uint8_t> body,
   Channel* ch = channel(number);
   if (!ch) return Send::no_channel;
   if (slot >= slots_.size() || !ep_.is_open(slot)) return Send::down;
-  SlotInfo& s = slots_[slot];
-  if (s.session != ep_.session(slot)) s = SlotInfo{ep_.session(slot)};
-  if (s.stream < 0) s.stream = ep_.open_stream(slot);
-  if (s.stream < 0 || ch->free.empty() ||
-      ep_.tx_room(slot, unsigned(s.stream)) < kFrameHeader + kApiRequestHeader + body.size()) {
+  const int stream = request_stream(slot, *ch, body.size());
+  if (stream < 0) {
     ++counts_[kApiWait];
     return Send::wait;
   }
+  const SlotInfo& s = slots_[slot];
   const uint32_t i = ch->free.back();
   Pending& p = ch->pending[i];
   uint8_t head[kApiRequestHeader];
   put32(head, p.id);
-  if (!send(slot, unsigned(s.stream), number, head, sizeof head, body)) {
+  if (!send(slot, unsigned(stream), number, head, sizeof head, body)) {
     ++counts_[kApiWait];
     return Send::wait;
   }
@@ -124,6 +122,22 @@ Send Api::request(uint32_t slot, uint16_t number, std::span<const uint8_t> body,
   ch->tail = i;
   ++counts_[kApiRequests];
   return Send::ok;
+}
+
+int Api::request_stream(uint32_t slot, Channel& ch, size_t n) {
+  SlotInfo& s = slots_[slot];
+  if (s.session != ep_.session(slot)) s = SlotInfo{ep_.session(slot)};
+  if (s.stream < 0) s.stream = ep_.open_stream(slot);
+  if (s.stream < 0 || ch.free.empty() ||
+      ep_.tx_room(slot, unsigned(s.stream)) < kFrameHeader + kApiRequestHeader + n)
+    return -1;
+  return s.stream;
+}
+
+bool Api::can_request(uint32_t slot, uint16_t number, size_t n) {
+  Channel* ch = channel(number);
+  return ch && n <= kMaxApiBody && slot < slots_.size() && ep_.is_open(slot) &&
+         request_stream(slot, *ch, n) >= 0;
 }
 
 Send Api::respond(const ReplyTo& to, uint16_t number, std::span<const uint8_t> body,

@@ -104,6 +104,10 @@ enum ApiCounter : uint32_t {
 
 struct ApiConfig {
   uint64_t timeout_ns = 1'000'000'000;
+  // The static membership, for services that place data on nodes (kv): this node's address
+  // as its peers dial it, and the peers configured (the same list on every node).
+  dp::Endpoint self{};
+  std::vector<dp::Endpoint> peers;
 };
 struct ChannelConfig {
   uint32_t max_pending = 1024;       // own requests in flight at once (at most 65536)
@@ -125,6 +129,9 @@ class Api {
   // dials whom). O(client slots): look it up once, not per request.
   uint32_t slot_to(dp::Endpoint addr) const;
   PeerState state(uint32_t slot) const;
+  const ApiConfig& config() const { return cfg_; }
+  // Whether request(slot, channel, n bytes) would be taken now (not Send::wait or an error).
+  bool can_request(uint32_t slot, uint16_t channel, size_t n);
   Send request(uint32_t slot, uint16_t channel, std::span<const uint8_t> body, uint64_t cookie,
                uint64_t now);
   Send respond(const ReplyTo& to, uint16_t channel, std::span<const uint8_t> body,
@@ -187,6 +194,8 @@ class Api {
   };
 
   Channel* channel(uint16_t number);
+  // The stream requests to slot go on (opened if need be), if one of n bytes fits now; -1 not.
+  int request_stream(uint32_t slot, Channel& ch, size_t n);
   bool inbox_push(Channel& ch, const Rec& r, std::span<const uint8_t> body);
   void unlink(Channel& ch, uint32_t i);
   void fail(Channel& ch, uint32_t i, Event why);

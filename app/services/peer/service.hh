@@ -193,7 +193,11 @@ class Peer {
       member_.resize(ec.member_slots);
     }
     ep_ = std::make_unique<peer::QuicEndpoint>(ec, tls_.get());
-    api_ = std::make_unique<peer::Api>(*ep_, peer::ApiConfig{o.request_timeout_ms * 1'000'000});
+    peer::ApiConfig ac;
+    ac.timeout_ns = o.request_timeout_ms * 1'000'000;
+    ac.self = o.advertise.addr_be ? o.advertise : ec.server_local;
+    ac.peers = o.peers;
+    api_ = std::make_unique<peer::Api>(*ep_, ac);
     timers_.assign(ep_->slots(), rt::kNoTimer);
     probes_.resize(ep_->client_slots());
     probe_buf_.resize(o.probe_bytes);

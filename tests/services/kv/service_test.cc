@@ -1,7 +1,8 @@
 // The kv service over the fake backend: one worker (every command, pipelining, bad input,
 // a slow writer, UDP, stats), two workers (requests forwarded to the key's owner, replies
 // in request order, multi-gets across owners, a pipeline deeper than the window) and the
-// warm restart files (saved at stop, re-homed for another worker count, a corrupt file).
+// warm restart files (saved at stop, re-homed for another worker count, a corrupt file);
+// with cluster = true, requests from another node over the peer API (valid and malformed).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -16,7 +17,10 @@
 #include "app/runtime/router.hh"
 #include "app/runtime/worker.hh"
 #include "app/services/kv/service.hh"
+#include "app/services/peer/api.hh"
+#include "app/services/peer/api_local.hh"
 #include "dataplane/fake/fake_io.hh"
+#include "tests/services/peer/two_endpoints.hh"
 #include "tests/services/run_idle.hh"
 
 namespace cw::svc {
@@ -610,6 +614,82 @@ TEST(KvWarmRestart, CorruptFileStartsEmpty) {
   }
   World y(1, o);
   EXPECT_EQ(y.kv(0).store().stats().curr_items.get(), 0u);
+}
+
+// kv with cluster = true answers another node's requests on the peer API: this kv is node B
+// (its worker's Api over endpoint b), the test is node A with a raw Api over endpoint a.
+// Valid requests run on B's store; malformed ones are answered SERVER_ERROR and counted.
+TEST(KvCluster, ServesPeersAndCountsMalformedRequests) {
+  using namespace peer::test;
+  NEED_CERTS();
+  peer::TlsContext ta, tb;
+  ASSERT_EQ(ta.load(certs().f("a.pem"), certs().f("a.key"), certs().f("ca.pem")), "");
+  ASSERT_EQ(tb.load(certs().f("b.pem"), certs().f("b.key"), certs().f("ca.pem")), "");
+  peer::QuicEndpoint a(dialer(), &ta), b(acceptor(), &tb);
+  const peer::ApiConfig ac;
+  peer::Api aa(a, ac), ab(b, ac);
+  Net net{a, b};
+  a.start(net.now);
+  for (int i = 0; i < 200 && !a.is_open(0); ++i) net.round();
+  ASSERT_TRUE(a.is_open(0));
+  ASSERT_TRUE(aa.open_channel(Kv::kPeerChannel));
+  peer::local_apis()[0] = &ab;
+  kv::KvOptions o;
+  o.cluster = true;
+  World x(1, o);
+  auto round = [&] {
+    a.drain_frames(
+        [&](uint32_t s, unsigned st, const peer::FrameHeader& h, std::span<const uint8_t> body) {
+          return aa.on_frame(s, st, h, body, net.now);
+        });
+    b.drain_frames(
+        [&](uint32_t s, unsigned st, const peer::FrameHeader& h, std::span<const uint8_t> body) {
+          return ab.on_frame(s, st, h, body, net.now);
+        });
+    aa.tick(net.now);
+    ab.tick(net.now);
+    x.run();  // B's kv takes the requests and answers
+    net.round();
+  };
+  const std::string bad = "SERVER_ERROR forwarded request unreadable\r\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"\x01set k 0 0 1\r\nv\r\n", "STORED\r\n"},
+      {"\x02get k\r\n", "VALUE k 0 1\r\nv\r\n"},  // a one-key get: no END
+      {"\x01incr k 1\r\n", "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"},
+      {"", bad},                                // no kind
+      {"\x09get k\r\n", bad},                   // an unknown kind
+      {"\x01get k\r\n", bad},                   // keyed kind, not a keyed request
+      {"\x02set k 0 0 1\r\nv\r\n", bad},        // get kind, not a get
+      {"\x02get k j\r\n", bad},                 // two keys
+      {"\x01set k 0 0 5\r\nv\r\n", bad},        // the data cut short
+      {"\x01\xff\xfe not a command\r\n", bad},  // garbage
+      {"\x01flush_all\r\n", bad},               // not keyed
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string& q = cases[i].first;
+    ASSERT_EQ(aa.request(0, Kv::kPeerChannel,
+                         {reinterpret_cast<const uint8_t*>(q.data()), q.size()}, i, net.now),
+              peer::Send::ok);
+  }
+  std::vector<std::string> got(cases.size());
+  size_t n = 0;
+  for (int r = 0; r < 200 && n < cases.size(); ++r) {
+    round();
+    aa.poll(Kv::kPeerChannel, [&](const peer::ApiMessage& m) {
+      ASSERT_EQ(m.event, peer::Event::response);
+      ASSERT_LT(m.cookie, cases.size());
+      got[m.cookie].assign(m.body.begin(), m.body.end());
+      ++n;
+    });
+  }
+  ASSERT_EQ(n, cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) EXPECT_EQ(got[i], cases[i].second) << i;
+  EXPECT_EQ(x.counter(0, kv::kClusterServed), cases.size());
+  EXPECT_EQ(x.counter(0, kv::kClusterBad), 8u);
+  const dp::ConnId c = x.open();  // B's own client sees what A stored
+  EXPECT_EQ(x.send(c, "get k\r\n"), "VALUE k 0 1\r\nv\r\nEND\r\n");
+  x.stop();
+  peer::local_apis()[0] = nullptr;
 }
 
 }  // namespace

@@ -32,8 +32,10 @@ struct Pair {
     EXPECT_EQ(tb.load(certs().f("b.pem"), certs().f("b.key"), certs().f("ca.pem")), "");
     a = std::make_unique<QuicEndpoint>(dialer(), &ta);
     b = std::make_unique<QuicEndpoint>(acceptor(), &tb);
-    aa = std::make_unique<Api>(*a, ApiConfig{timeout_ns});
-    ab = std::make_unique<Api>(*b, ApiConfig{timeout_ns});
+    ApiConfig ac;
+    ac.timeout_ns = timeout_ns;
+    aa = std::make_unique<Api>(*a, ac);
+    ab = std::make_unique<Api>(*b, ac);
     net = std::make_unique<Net>(Net{*a, *b});
     a->start(now());
     for (int i = 0; i < 200 && !(a->is_open(0) && b->counters()[kSessionsUp] == 1); ++i) round();
