@@ -1,5 +1,5 @@
 // The peer API (app/services/peer/api.hh) over two QUIC endpoints joined in memory
-// (two_endpoints.hh) on a simulated clock: requests answered and matched (in order, and out
+// (api_pair.hh) on a simulated clock: requests answered and matched (in order, and out
 // of order), a timeout when the peer stops answering, pending requests failed when the peer
 // goes down, backpressure, refusals and malformed frames. Skips without certtool.
 #include "app/services/peer/api.hh"
@@ -10,7 +10,7 @@
 #include <memory>
 #include <vector>
 
-#include "tests/services/peer/two_endpoints.hh"
+#include "tests/services/peer/api_pair.hh"
 
 namespace cw::peer {
 namespace {
@@ -19,48 +19,7 @@ using namespace test;
 
 constexpr uint16_t kCh = 7;
 
-// A dials B; each has an Api over its endpoint. round() feeds each endpoint's received frames
-// to its Api (as the peer service's pump does), runs both Apis' ticks, then moves packets.
-struct Pair {
-  TlsContext ta, tb;
-  std::unique_ptr<QuicEndpoint> a, b;
-  std::unique_ptr<Api> aa, ab;
-  std::unique_ptr<Net> net;
-
-  explicit Pair(uint64_t timeout_ns = 10'000'000'000) {
-    EXPECT_EQ(ta.load(certs().f("a.pem"), certs().f("a.key"), certs().f("ca.pem")), "");
-    EXPECT_EQ(tb.load(certs().f("b.pem"), certs().f("b.key"), certs().f("ca.pem")), "");
-    a = std::make_unique<QuicEndpoint>(dialer(), &ta);
-    b = std::make_unique<QuicEndpoint>(acceptor(), &tb);
-    ApiConfig ac;
-    ac.timeout_ns = timeout_ns;
-    aa = std::make_unique<Api>(*a, ac);
-    ab = std::make_unique<Api>(*b, ac);
-    net = std::make_unique<Net>(Net{*a, *b});
-    a->start(now());
-    for (int i = 0; i < 200 && !(a->is_open(0) && b->counters()[kSessionsUp] == 1); ++i) round();
-  }
-  uint64_t now() const { return net->now; }
-  void round(uint64_t step_ns = 200'000) {
-    a->drain_frames(
-        [&](uint32_t s, unsigned st, const FrameHeader& h, std::span<const uint8_t> body) {
-          return aa->on_frame(s, st, h, body, now());
-        });
-    b->drain_frames(
-        [&](uint32_t s, unsigned st, const FrameHeader& h, std::span<const uint8_t> body) {
-          return ab->on_frame(s, st, h, body, now());
-        });
-    aa->tick(now());
-    ab->tick(now());
-    net->round(step_ns);
-  }
-  // B's slot of the session A dialed.
-  uint32_t b_slot() const {
-    for (uint32_t s = b->client_slots(); s < b->slots(); ++s)
-      if (b->is_open(s)) return s;
-    return UINT32_MAX;
-  }
-};
+using Pair = ApiPair;
 
 std::vector<uint8_t> body_of(uint64_t seq, size_t n) {
   std::vector<uint8_t> v(n);
