@@ -20,7 +20,7 @@
 #include <string>
 
 #include "app/services/peer/endpoint.hh"
-#include "control/cluster_certs.hh"
+#include "tests/fuzz/peer_fuzz_tls.hh"
 
 #define PEER_CHECK(c)       \
   do {                      \
@@ -32,33 +32,19 @@ namespace {
 using namespace cw::peer;
 
 constexpr size_t kMaxRecords = 64;
-constexpr cw::dp::Endpoint kPeer{0x0200007f, 0x3333};
+constexpr cw::dp::Endpoint kPeer = kFuzzPeer;
 
 const TlsContext* g_tls = nullptr;
 
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  char tmpl[] = "/tmp/cw-peer-fuzz-XXXXXX";
-  if (!mkdtemp(tmpl)) std::abort();
-  const std::string d = tmpl;
-  if (!cw::ctl::init_ca(d + "/ca", "fuzz CA").empty() ||
-      !cw::ctl::issue_cert(d + "/ca", "node", d + "/n").empty())
-    std::abort();
-  auto* tls = new TlsContext();
-  if (!tls->load(d + "/n/node.pem", d + "/n/node.key", d + "/ca/ca.pem").empty()) std::abort();
-  g_tls = tls;
-  (void)std::system(("rm -rf " + d).c_str());  // loaded: the files are no longer needed
+  g_tls = fuzz_tls();
   return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  EndpointConfig cfg;
-  cfg.max_inbound = 2;
-  cfg.dial = {kPeer};
-  cfg.server_local = {0x0100007f, 0x1111};
-  cfg.client_local = {0x0100007f, 0x2222};
-  QuicEndpoint ep(cfg, g_tls);
+  QuicEndpoint ep(fuzz_endpoint_config(), g_tls);
   uint64_t now = 1'000'000'000;
   ep.start(now);
   size_t at = 0;

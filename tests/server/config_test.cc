@@ -284,7 +284,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.toml:4: service[0].memory_limt: ",
                 "unknown key (known: name, udp, tcp, "
                 "enabled, memory_limit, item_size_max, warm_restart_file, udp_public, "
-                "udp_reply_factor, udp_trusted, udp_tcp_trust, pipeline_depth)"},
+                "udp_reply_factor, udp_trusted, udp_tcp_trust, pipeline_depth, cluster)"},
         BadCase{"[[service]]\nname = \"kv\"\ntcp = 1\nmemory_limit = \"2MiB\"\n",
                 "t.toml:4: service[0].memory_limit: ", "must hold at least 4 item_size_max pages"},
         BadCase{"[[service]]\nname = \"kv\"\ntcp = 1\nitem_size_max = 512\n",

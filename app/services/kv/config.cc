@@ -33,6 +33,7 @@ KvOptions parse_kv_options(rt::ServiceKeys& k) {
   if (auto v = k.duration_ms("udp_tcp_trust", uint64_t{86400} * 1000))
     o.udp_tcp_trust_s = uint32_t(*v / 1000);
   if (auto v = k.integer("pipeline_depth", 1, 1024)) o.pipeline_depth = uint32_t(*v);
+  if (auto v = k.boolean("cluster")) o.cluster = *v;
   return o;
 }
 

@@ -61,15 +61,16 @@ struct KvOptions {
   std::vector<Cidr> udp_trusted;   // sources exempt from the cap (besides loopback)
   uint32_t udp_tcp_trust_s = 300;  // a TCP peer stays proven this long after its session
   uint32_t pipeline_depth = 64;    // requests in flight per connection
+  bool cluster = false;  // keys owned by nodes of the peer service's cluster (docs/cluster.md)
   // Filled by the factories; shared by this table's worker instances (see Partitions).
   std::shared_ptr<Partitions> partitions = std::make_shared<Partitions>();
 };
 
 inline constexpr size_t kMaxUdpTrusted = 64;  // udp_trusted entries
 
-inline constexpr std::array<std::string_view, 8> kKvOptionKeys = {
-    "memory_limit",     "item_size_max", "warm_restart_file", "udp_public",
-    "udp_reply_factor", "udp_trusted",   "udp_tcp_trust",     "pipeline_depth"};
+inline constexpr std::array<std::string_view, 9> kKvOptionKeys = {
+    "memory_limit", "item_size_max", "warm_restart_file", "udp_public", "udp_reply_factor",
+    "udp_trusted",  "udp_tcp_trust", "pipeline_depth",    "cluster"};
 
 KvOptions parse_kv_options(rt::ServiceKeys& k);
 

@@ -14,6 +14,12 @@
 // and while more than kSlowReaderBytes of its output are queued (a peer that does not
 // read); it is resumed when replies come in, mail drains, buffers return or the output
 // drains. Handlers allocate nothing: tables, pools and reply buffers are sized here.
+//
+// Cluster (`cluster = true`, docs/cluster.md#key-value-across-nodes): every key also has an
+// owner node, by rendezvous hashing over the nodes the peer API sees up (this one and the
+// peer service's `peers`). A request for another node's key takes its turn in the
+// connection's ReplyOrder and goes to that node as a peer API request on channel
+// kPeerChannel; the owner runs it and answers; the answer takes its turn. One worker only.
 #pragma once
 
 #include <time.h>
@@ -25,6 +31,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -37,11 +44,13 @@
 #include "app/runtime/service.hh"
 #include "app/runtime/service_keys.hh"
 #include "app/runtime/shared_buf.hh"
+#include "app/services/kv/cluster.hh"
 #include "app/services/kv/config.hh"
 #include "app/services/kv/exec.hh"
 #include "app/services/kv/protocol.hh"
 #include "app/services/kv/stats.hh"
 #include "app/services/kv/store/store.hh"
+#include "app/services/peer/api_local.hh"
 #include "dataplane/io.hh"
 
 namespace cw::svc {
@@ -68,6 +77,15 @@ class Kv {
     kMailFlush,        // flush_all to the other partitions: a = delay (int64)
     kMailUdp,          // to the owner: p = UdpForward + the datagram; it answers itself
   };
+
+  // The peer API channel kv nodes talk on, and what a request on it carries: a kind byte
+  // (kPeerKeyed: one keyed request, line and data; kPeerGetKey: a one-key get line, answered
+  // without END), then the request's bytes.
+  static constexpr uint16_t kPeerChannel = 2;
+  enum : uint8_t { kPeerKeyed = 1, kPeerGetKey = 2 };
+  static constexpr uint32_t kPeerPending = 4096;    // requests to other nodes in flight
+  static constexpr uint32_t kPeerInbox = 1u << 20;  // the channel's inbox, bytes
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
 
   // Declared counters (app/runtime/counters.hh, kv/stats.hh): memcached's names for the
   // partition's store (copied from its StoreStats every kHousekeepingNs), then the service's.
@@ -123,6 +141,19 @@ class Kv {
           std::make_unique<rt::SharedPool>(worker_, kv::kLargeBufs, uint32_t(large_bytes()));
     }
     if (!opt_.warm_restart_file.empty()) warm_load(started_s_);
+    if (o.cluster && workers_ > 1) {
+      std::fprintf(stderr,
+                   "corewire: kv: cluster = true runs on one worker only (not built "
+                   "for more): set workers = 1\n");
+      std::abort();  // as above: a factory cannot return an error
+    }
+    if (o.cluster) {
+      remote_.resize(kPeerPending);
+      remote_free_.reserve(kPeerPending);
+      for (uint32_t i = kPeerPending; i-- > 0;) remote_free_.push_back(i);
+      peer_buf_.resize(peer::kMaxApiBody);
+      held_.reserve(peer::kMaxApiBody);
+    }
   }
   Kv(Kv&&) = default;
 
@@ -242,6 +273,20 @@ class Kv {
         break;  // control mail (enable/disable/drain): nothing to do here
     }
     if (buf) rt::SharedPool::release(buf, ctx.worker);
+  }
+
+  // Cluster: find this worker's peer API (the peer service registers it on its first tick),
+  // then take what other nodes sent: requests to run, answers to ours.
+  template <class Io>
+  void on_tick(rt::Ctx<Io>& ctx) {
+    if (!opt_.cluster || (!api_ && !cluster_attach(ctx))) return;
+    uint32_t events = 0;
+    if (held_to_.has_value()) send_held(ctx);
+    while (!held_to_.has_value() &&
+           api_->poll(
+               kPeerChannel, [&](const peer::ApiMessage& m) { on_peer(ctx, m); }, 1))
+      ++events;
+    if (events) resume_waiters(ctx);
   }
 
   template <class Io>
@@ -451,6 +496,11 @@ class Kv {
     using proto::Cmd;
     if (kv::is_keyed(r.cmd)) {
       const std::string_view key = r.item_key();
+      if (const uint32_t slot = owner_node(key); slot != kNoSlot) {
+        const Go go = forward_peer(ctx, c, slot, kPeerKeyed, raw);
+        if (go != Go::wait) ctx.svc->requests.add();
+        return go;
+      }
       const unsigned owner = owner_of(ctx, key);
       if (owner == worker_) {
         Slot s;
@@ -522,6 +572,15 @@ class Kv {
     uint32_t i = 0;
     for (std::string_view key : r.keys) {
       if (i++ < k.get_done) continue;
+      if (const uint32_t slot = owner_node(key); slot != kNoSlot) {
+        char line[proto::kMaxLine];
+        const size_t n = kv::encode_get_key({line, sizeof line}, r.cmd, r.exptime, key);
+        const Go go =
+            forward_peer(ctx, c, slot, kPeerGetKey, {reinterpret_cast<const uint8_t*>(line), n});
+        if (go == Go::wait) k.get_done = i - 1;
+        if (go != Go::next) return go;
+        continue;
+      }
       const unsigned owner = owner_of(ctx, key);
       rt::SharedBuf* buf = nullptr;
       if (owner != worker_) {
@@ -557,9 +616,9 @@ class Kv {
 
   template <class Io>
   bool all_local(rt::Ctx<Io>& ctx, const proto::KeyList& keys) const {
-    if (workers_ == 1) return true;
+    if (workers_ == 1 && !api_) return true;
     for (std::string_view key : keys)
-      if (owner_of(ctx, key) != worker_) return false;
+      if (owner_of(ctx, key) != worker_ || owner_node(key) != kNoSlot) return false;
     return true;
   }
 
@@ -611,17 +670,9 @@ class Kv {
   // On the owner: run a forwarded request and mail the reply home.
   template <class Io>
   void serve_forwarded(rt::Ctx<Io>& ctx, const rt::Mail& m, std::span<const uint8_t> bytes) {
-    const uint32_t now = now_s(ctx);
-    const proto::Parsed p = proto::parse(bytes, limits_);
-    size_t n = 0;
-    if (p.status != proto::Status::ok)
-      n = proto::encode_server_error(scratch_, "forwarded request unreadable");
-    else if (m.kind == kMailGetKey)
-      n = kv::execute_get_key(*store_, p.req.cmd, *p.req.keys.begin(), p.req.exptime, now,
-                              scratch_);
-    else
-      n = kv::execute_keyed(*store_, p.req, now, scratch_);
-    const std::span<const char> out = scratch(n);
+    bool bad = false;
+    const std::span<const char> out =
+        scratch(run_forwarded(bytes, m.kind == kMailGetKey, now_s(ctx), bad));
     ctx.counters[kv::kServedForOthers].add();
     rt::Mail r = m;
     r.kind = kMailReply;
@@ -637,20 +688,167 @@ class Kv {
     }
   }
 
+  // A forwarded request (one keyed request, or a one-key get line when get_key) run on this
+  // partition: the reply's length in scratch_. Anything else is answered SERVER_ERROR and
+  // sets bad.
+  size_t run_forwarded(std::span<const uint8_t> bytes, bool get_key, uint32_t now, bool& bad) {
+    const proto::Parsed p = proto::parse(bytes, limits_);
+    const bool ok =
+        p.status == proto::Status::ok && p.consumed == bytes.size() &&
+        (get_key ? kv::is_get(p.req.cmd) && p.req.keys.size() == 1 : kv::is_keyed(p.req.cmd));
+    bad = !ok;
+    if (!ok) return proto::encode_server_error(scratch_, "forwarded request unreadable");
+    if (get_key)
+      return kv::execute_get_key(*store_, p.req.cmd, *p.req.keys.begin(), p.req.exptime, now,
+                                 scratch_);
+    return kv::execute_keyed(*store_, p.req, now, scratch_);
+  }
+
   // Home again: the reply takes its turn; a connection waiting for its replies may read on.
   template <class Io>
   void reply_arrived(rt::Ctx<Io>& ctx, const rt::Mail& m, rt::SharedBuf* buf) {
     const dp::ConnId c = dp::ConnId(m.a);
     if (buf) {
-      answer(ctx, c, uint32_t(m.b), {reinterpret_cast<const char*>(buf->data), buf->len});
+      take_reply(ctx, c, uint32_t(m.b), {reinterpret_cast<const char*>(buf->data), buf->len});
     } else {
       ctx.counters[kv::kForwardFailed].add();
-      answer(ctx, c, uint32_t(m.b), scratch(proto::encode_server_error(scratch_, "out of memory")));
+      take_reply(ctx, c, uint32_t(m.b),
+                 scratch(proto::encode_server_error(scratch_, "out of memory")));
     }
+    resume_waiters(ctx);
+  }
+
+  template <class Io>
+  void take_reply(rt::Ctx<Io>& ctx, dp::ConnId c, uint32_t seq, std::span<const char> bytes) {
+    answer(ctx, c, seq, bytes);
     Conn* k = conns_.find(c);
     if (k && k->wait == Wait::replies && order_->outstanding(c) <= opt_.pipeline_depth / 2)
       resume(ctx, c, *k);
-    resume_waiters(ctx);
+  }
+
+  // --- cluster ---
+
+  // The node list from the peer API: this node, then the configured peers (every node has
+  // the same list, so every node computes the same owners). False: no peer service yet.
+  template <class Io>
+  bool cluster_attach(rt::Ctx<Io>& ctx) {
+    api_ = peer::local_api(ctx.worker);
+    if (!api_) return false;
+    if (!api_->open_channel(kPeerChannel, {kPeerPending, kPeerInbox})) {
+      std::fprintf(stderr, "corewire: kv: the peer API channel %u is taken: not clustering\n",
+                   unsigned(kPeerChannel));
+      opt_.cluster = false;
+      api_ = nullptr;
+      return false;
+    }
+    const peer::ApiConfig& pc = api_->config();
+    node_ids_.push_back(kv::node_id(pc.self));
+    node_slot_.push_back(kNoSlot);
+    for (const dp::Endpoint& e : pc.peers) {
+      if (e == pc.self) continue;
+      node_ids_.push_back(kv::node_id(e));
+      node_slot_.push_back(api_->slot_to(e));
+    }
+    node_up_.assign(node_ids_.size(), 0);
+    return true;
+  }
+
+  // The peer slot of the node owning key, or kNoSlot: this node (or no cluster).
+  uint32_t owner_node(std::string_view key) const {
+    if (!api_) return kNoSlot;
+    for (size_t i = 0; i < node_ids_.size(); ++i)
+      node_up_[i] = i == 0 || (node_slot_[i] != kNoSlot &&
+                               api_->state(node_slot_[i]) != peer::PeerState::down);
+    const size_t o =
+        kv::rendezvous(rt::hash_key({reinterpret_cast<const uint8_t*>(key.data()), key.size()}),
+                       node_ids_, node_up_);
+    return o == 0 ? kNoSlot : node_slot_[o];
+  }
+
+  // Sends bytes (a keyed request or a one-key get line) to the node in slot; its answer
+  // takes the connection's next turn. Wait: no turn, no table entry or no room on the way.
+  template <class Io>
+  Go forward_peer(rt::Ctx<Io>& ctx, dp::ConnId c, uint32_t slot, uint8_t kind,
+                  std::span<const uint8_t> bytes) {
+    const bool fits = bytes.size() + 1 <= peer::kMaxApiBody;
+    if (fits && (remote_free_.empty() || !api_->can_request(slot, kPeerChannel, bytes.size() + 1)))
+      return Go::wait;
+    const uint32_t seq = order_->begin(c);
+    if (seq == rt::ReplyOrder::kFull) return Go::wait;
+    if (!fits) {
+      ctx.counters[kv::kClusterTooLarge].add();
+      return answer(ctx, c, seq,
+                    scratch(proto::encode_server_error(scratch_, "too large for the cluster")))
+                 ? Go::next
+                 : Go::close;
+    }
+    peer_buf_[0] = kind;
+    std::memcpy(peer_buf_.data() + 1, bytes.data(), bytes.size());
+    const uint32_t i = remote_free_.back();
+    if (api_->request(slot, kPeerChannel, std::span(peer_buf_.data(), bytes.size() + 1), i,
+                      ctx.now_ns) != peer::Send::ok) {
+      ctx.counters[kv::kClusterUnavailable].add();
+      return answer(ctx, c, seq, peer_failure(kind)) ? Go::next : Go::close;
+    }
+    remote_free_.pop_back();
+    remote_[i] = {c, seq, kind};
+    ctx.counters[kv::kClusterForwarded].add();
+    ctx.wake_at(ctx.now_ns);  // the peer service sends it next iteration
+    return Go::next;
+  }
+
+  // What a request to a node that did not answer gets: a get's key misses (cache semantics);
+  // anything else is a server error.
+  std::span<const char> peer_failure(uint8_t kind) {
+    if (kind == kPeerGetKey) return {};
+    return scratch(proto::encode_server_error(scratch_, "owner node unavailable"));
+  }
+
+  template <class Io>
+  void on_peer(rt::Ctx<Io>& ctx, const peer::ApiMessage& m) {
+    if (m.event == peer::Event::request) return serve_peer(ctx, m);
+    if (m.cookie >= remote_.size()) return;
+    const Remote r = remote_[m.cookie];
+    remote_free_.push_back(uint32_t(m.cookie));
+    if (m.event == peer::Event::response) {
+      take_reply(ctx, r.conn, r.seq, {reinterpret_cast<const char*>(m.body.data()), m.body.size()});
+      return;
+    }
+    ctx.counters[m.event == peer::Event::timeout ? kv::kClusterTimeouts : kv::kClusterUnavailable]
+        .add();
+    take_reply(ctx, r.conn, r.seq, peer_failure(r.kind));
+  }
+
+  // Another node's request for a key this node owns: run it, answer. An answer that must
+  // wait for room is held (polling stops until it is sent).
+  template <class Io>
+  void serve_peer(rt::Ctx<Io>& ctx, const peer::ApiMessage& m) {
+    ctx.counters[kv::kClusterServed].add();
+    size_t n = 0;
+    bool bad = m.body.empty() || (m.body[0] != kPeerKeyed && m.body[0] != kPeerGetKey);
+    if (bad)
+      n = proto::encode_server_error(scratch_, "forwarded request unreadable");
+    else
+      n = run_forwarded(m.body.subspan(1), m.body[0] == kPeerGetKey, now_s(ctx), bad);
+    if (bad) ctx.counters[kv::kClusterBad].add();
+    std::span<const char> out = scratch(n);
+    if (out.size() > peer::kMaxApiBody) {
+      ctx.counters[kv::kClusterTooLarge].add();
+      out = scratch(proto::encode_server_error(scratch_, "too large for the cluster"));
+    }
+    const std::span<const uint8_t> bytes{reinterpret_cast<const uint8_t*>(out.data()), out.size()};
+    if (api_->respond(m.to, kPeerChannel, bytes) == peer::Send::wait) {
+      held_.assign(bytes.begin(), bytes.end());
+      held_to_ = m.to;
+    }
+    ctx.wake_at(ctx.now_ns);
+  }
+
+  template <class Io>
+  void send_held(rt::Ctx<Io>& ctx) {
+    if (api_->respond(*held_to_, kPeerChannel, held_) == peer::Send::wait) return;
+    held_to_.reset();
+    ctx.wake_at(ctx.now_ns);
   }
 
   // --- UDP ---
@@ -916,6 +1114,22 @@ class Kv {
   uint64_t warm_loaded_ = 0;
   bool udp_ok_ = false;
   rt::TimerId timer_ = rt::kNoTimer;
+  // Cluster (null api_: not clustering, or not attached yet). Nodes: [0] this one, then the
+  // peers, with their peer slots and (scratch for owner_node) whether each is up.
+  struct Remote {
+    dp::ConnId conn = 0;
+    uint32_t seq = 0;
+    uint8_t kind = 0;
+  };
+  peer::Api* api_ = nullptr;
+  std::vector<uint64_t> node_ids_;
+  std::vector<uint32_t> node_slot_;
+  mutable std::vector<uint8_t> node_up_;
+  std::vector<Remote> remote_;         // requests to other nodes, by cookie
+  std::vector<uint32_t> remote_free_;  // free cookies
+  std::vector<uint8_t> peer_buf_;      // one request to another node, kind byte first
+  std::vector<uint8_t> held_;          // an answer to another node that waits for room
+  std::optional<peer::ReplyTo> held_to_;
 };
 
 }  // namespace cw::svc

@@ -66,6 +66,12 @@ enum KvCounter : uint32_t {
   kTcpPeersFull,
   kWarmLoaded,
   kWarmSaved,
+  kClusterForwarded,
+  kClusterServed,
+  kClusterTimeouts,
+  kClusterUnavailable,
+  kClusterBad,
+  kClusterTooLarge,
   kKvCounterCount
 };
 
@@ -116,6 +122,12 @@ inline constexpr rt::CounterDecl kKvCounters[] = {
     {"tcp_peers_full", "TCP peers not remembered as UDP-proven: their table slots were busy"},
     {"warm_loaded", "Items loaded from the warm restart files", CounterKind::gauge},
     {"warm_saved", "Items saved to the warm restart file", CounterKind::gauge},
+    {"cluster_forwarded", "Requests sent to the key's owner node (cluster)"},
+    {"cluster_served", "Requests run here for another node (cluster)"},
+    {"cluster_timeouts", "Requests to another node not answered in time: SERVER_ERROR or a miss"},
+    {"cluster_unavailable", "Requests whose owner node went away first: SERVER_ERROR or a miss"},
+    {"cluster_bad", "Malformed requests from other nodes: answered SERVER_ERROR"},
+    {"cluster_too_large", "Requests or replies above a peer frame: SERVER_ERROR"},
 };
 // clang-format on
 static_assert(std::size(kKvCounters) == kKvCounterCount);

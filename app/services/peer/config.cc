@@ -117,7 +117,8 @@ PeerOptions parse_peer_options(rt::ServiceKeys& k) {
   };
   for (const Ms& d :
        {Ms{"idle_timeout", &o.idle_timeout_ms, 100}, Ms{"keepalive", &o.keepalive_ms, 0},
-        Ms{"handshake_timeout", &o.handshake_timeout_ms, 100}, Ms{"retry", &o.retry_ms, 10}}) {
+        Ms{"handshake_timeout", &o.handshake_timeout_ms, 100}, Ms{"retry", &o.retry_ms, 10},
+        Ms{"request_timeout", &o.request_timeout_ms, 1}}) {
     if (auto v = k.duration_ms(d.key, 24 * 3600 * 1000)) {
       if (*v < d.lo)
         k.fail(d.key, "must be at least " + std::to_string(d.lo) + "ms");

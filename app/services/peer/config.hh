@@ -27,7 +27,8 @@ struct PeerOptions {
   uint64_t idle_timeout_ms = 30'000;
   uint64_t keepalive_ms = 5'000;
   uint64_t handshake_timeout_ms = 10'000;
-  uint64_t retry_ms = 1'000;  // a failed or closed dial is retried this long after
+  uint64_t retry_ms = 1'000;            // a failed or closed dial is retried this long after
+  uint64_t request_timeout_ms = 1'000;  // the peer API's requests (api.hh)
   // Test probe: on every session this node dials, send probe_requests echo requests of
   // probe_bytes each on one stream and check the responses arrive whole and in order.
   uint32_t probe_requests = 0;
@@ -55,11 +56,11 @@ struct PeerOptions {
 
 // Packed by hand: clang-format would put one key per line.
 // clang-format off
-inline constexpr std::array<std::string_view, 22> kPeerOptionKeys = {
+inline constexpr std::array<std::string_view, 23> kPeerOptionKeys = {
     "cert", "key", "ca", "peers", "max_inbound", "idle_timeout", "keepalive",
     "handshake_timeout", "retry", "probe_requests", "probe_bytes", "probe_datagrams",
     "etcd", "node_id", "prefix", "advertise", "lease_ttl", "etcd_poll", "max_members",
-    "probe_rtt", "probe_bulk", "stream_window"};
+    "probe_rtt", "probe_bulk", "stream_window", "request_timeout"};
 // clang-format on
 
 // Reads and checks the keys; the certificate, key and CA are loaded once here so that a bad

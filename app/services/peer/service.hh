@@ -38,6 +38,8 @@
 #include "app/runtime/registry.hh"
 #include "app/runtime/service.hh"
 #include "app/runtime/service_keys.hh"
+#include "app/services/peer/api.hh"
+#include "app/services/peer/api_local.hh"
 #include "app/services/peer/config.hh"
 #include "app/services/peer/endpoint.hh"
 #include "app/services/peer/membership.hh"
@@ -58,6 +60,7 @@ class Peer {
     return peer::peer_listen_refusal(o, addr_be);
   }
   static constexpr uint64_t kMemberStatsNs = 100'000'000;  // membership counters' refresh
+  static constexpr uint64_t kStallRetryNs = 100'000;       // a full API inbox is retried this soon
   // Every worker's own client port: the sessions it dials send and receive there.
   static std::vector<rt::ClientSocket> client_sockets(const Options&) {
     return {{{dp::Transport::udp, false, {}, rt::kAllWorkers}, "peers"}};
@@ -92,6 +95,7 @@ class Peer {
     kSinkFrames,
     kSinkBytes,
     kSinkUs,
+    kApi,  // the peer API's counters, in peer::ApiCounter order
   };
   static constexpr rt::CounterDecl kCounters[] = {
       {"sessions_up", "Peer sessions whose handshake completed (dialed and accepted)"},
@@ -118,7 +122,7 @@ class Peer {
       {"probe_done", "Sessions whose probe got every response back"},
       {"probe_us", "Time the last finished probe took, microseconds", rt::CounterKind::gauge},
       {"echoed", "Echo requests answered"},
-      {"unknown_channel", "Requests for a channel nothing serves: dropped"},
+      {"unknown_channel", "Datagram requests for a channel nothing serves: dropped"},
       {"unexpected_frames", "Responses nobody asked for, requests on our own streams: dropped"},
       {"tx_full", "Packets not sent for want of a transmit buffer (QUIC resends)"},
       {"setup_failed", "Workers whose endpoint could not start (see the log)",
@@ -153,8 +157,20 @@ class Peer {
       {"sink_bytes", "Sink-channel request body bytes consumed"},
       {"sink_us", "Microseconds from this worker's first sink frame to its latest",
        rt::CounterKind::gauge},
+      {"api_requests", "Peer API requests sent"},
+      {"api_responses", "Peer API responses received for them"},
+      {"api_timeouts", "Peer API requests that timed out (request_timeout)"},
+      {"api_down", "Peer API requests failed: their session ended"},
+      {"api_refused", "Peer API requests the peer refused: no service on the channel"},
+      {"api_served", "Peers' API requests handed to a service here"},
+      {"api_answered", "Peer API responses sent"},
+      {"api_wait", "Peer API sends told to wait: send ring or pending table full"},
+      {"api_late", "Peer API responses for no pending request (timed out): dropped"},
+      {"api_bad", "Malformed peer API frames: dropped"},
+      {"api_no_channel", "Peers' API requests for a channel nothing opened here: refused"},
+      {"api_reply_dropped", "Peer API responses not sent: the requester's session ended"},
   };
-  static_assert(std::size(kCounters) == kSinkUs + 1);
+  static_assert(std::size(kCounters) == uint32_t{kApi} + uint32_t{peer::kApiCounters});
 
   Peer(const rt::ServiceCtx& c, const Options& o) : o_(o) {
     for (const rt::SocketRef& s : c.sockets) {
@@ -200,6 +216,11 @@ class Peer {
       member_.resize(ec.member_slots);
     }
     ep_ = std::make_unique<peer::QuicEndpoint>(ec, tls_.get());
+    peer::ApiConfig ac;
+    ac.timeout_ns = o.request_timeout_ms * 1'000'000;
+    ac.self = o.advertise.addr_be ? o.advertise : ec.server_local;
+    ac.peers = o.peers;
+    api_ = std::make_unique<peer::Api>(*ep_, ac);
     timers_.assign(ep_->slots(), rt::kNoTimer);
     probes_.resize(ep_->client_slots());
     probe_buf_.resize(o.probe_bytes);
@@ -231,9 +252,15 @@ class Peer {
     if (!started_) {
       started_ = true;
       ep_->start(ctx.now_ns);
+      if (ctx.worker < peer::kMaxApiWorkers) peer::local_apis()[ctx.worker] = api_.get();
     }
     if (members_) tick_members(ctx);
-    if (ep_->pending()) pump(ctx);
+    // The API's timeouts and ended sessions; what its users sent since the last pump.
+    api_->tick(ctx.now_ns);
+    if (const uint64_t t = api_->next_deadline(); t != peer::kNever) ctx.wake_at(t);
+    // Frames left for a full channel inbox are tried again (its user polls every tick).
+    if (api_->take_stalled() || ep_->pending()) pump(ctx);
+    if (api_->stalled()) ctx.wake_at(ctx.now_ns + kStallRetryNs);
   }
 
   // The loop has stopped: the membership thread forgets this worker's waker (the last
@@ -242,6 +269,8 @@ class Peer {
   void on_stop(rt::Ctx<Io>& ctx) {
     if (members_ && attached_) members_->detach(ctx.worker);
     attached_ = false;
+    if (ctx.worker < peer::kMaxApiWorkers && peer::local_apis()[ctx.worker] == api_.get())
+      peer::local_apis()[ctx.worker] = nullptr;
   }
 
   template <class Io>
@@ -386,6 +415,8 @@ class Peer {
     ep_->clear_timer_changes();
     const auto& n = ep_->counters();
     for (uint32_t i = 0; i < peer::kEpCounters; ++i) ctx.counters[i].set(n[i]);
+    const auto& a = api_->counters();
+    for (uint32_t i = 0; i < peer::kApiCounters; ++i) ctx.counters[kApi + i].set(a[i]);
   }
 
   template <class Io>
@@ -417,11 +448,15 @@ class Peer {
     if (id == rt::kNoTimer) ctx.wake_at(ctx.now_ns + 1'000'000);
   }
 
-  // One received frame; false leaves it for later (its answer does not fit yet).
+  // One received frame; false leaves it for later (its answer does not fit yet). Channel 0 is
+  // echo and the probes', kChannelSink the bulk probe's; every other channel is the API's.
   template <class Io>
   bool on_frame(rt::Ctx<Io>& ctx, uint32_t slot, unsigned st, const peer::FrameHeader& h,
                 std::span<const uint8_t> body) {
     const bool ours = st < peer::kLocalStreams;  // a stream we opened: it carries responses
+    // Channels other than echo and the bulk probe's sink belong to the peer API's users.
+    if (h.channel != peer::kChannelEcho && h.channel != peer::kChannelSink)
+      return api_->on_frame(slot, st, h, body, ctx.now_ns);
     if (!ours && h.kind == peer::FrameKind::request && h.channel == peer::kChannelSink) {
       if (sink_t0_ == 0) sink_t0_ = ctx.now_ns;
       ctx.counters[kSinkFrames].add();
@@ -430,10 +465,6 @@ class Peer {
       return true;
     }
     if (!ours && h.kind == peer::FrameKind::request) {
-      if (h.channel != peer::kChannelEcho) {
-        ctx.counters[kUnknownChannel].add();
-        return true;
-      }
       const peer::FrameHeader r{h.len, peer::FrameKind::response, h.channel};
       if (!ep_->send_frame(slot, st, r, body)) return false;
       ctx.counters[kEchoed].add();
@@ -566,6 +597,7 @@ class Peer {
   dp::SocketId server_sock_ = 0, client_sock_ = 0;
   std::unique_ptr<peer::TlsContext> tls_;
   std::unique_ptr<peer::QuicEndpoint> ep_;
+  std::unique_ptr<peer::Api> api_;   // over ep_; local_api(worker) for this worker's services
   std::vector<rt::TimerId> timers_;  // by slot
   std::vector<Probe> probes_;        // by client slot
   std::vector<uint8_t> probe_buf_;

@@ -1,11 +1,14 @@
 // The kv service over the fake backend: one worker (every command, pipelining, bad input,
 // a slow writer, UDP, stats), two workers (requests forwarded to the key's owner, replies
 // in request order, multi-gets across owners, a pipeline deeper than the window) and the
-// warm restart files (saved at stop, re-homed for another worker count, a corrupt file).
+// warm restart files (saved at stop, re-homed for another worker count, a corrupt file);
+// with cluster = true, requests from another node over the peer API (valid and malformed)
+// and requests forwarded to the owner node (in order; the owner silent, then down).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -16,7 +19,10 @@
 #include "app/runtime/router.hh"
 #include "app/runtime/worker.hh"
 #include "app/services/kv/service.hh"
+#include "app/services/peer/api.hh"
+#include "app/services/peer/api_local.hh"
 #include "dataplane/fake/fake_io.hh"
+#include "tests/services/peer/api_pair.hh"
 #include "tests/services/run_idle.hh"
 
 namespace cw::svc {
@@ -610,6 +616,150 @@ TEST(KvWarmRestart, CorruptFileStartsEmpty) {
   }
   World y(1, o);
   EXPECT_EQ(y.kv(0).store().stats().curr_items.get(), 0u);
+}
+
+// kv with cluster = true answers another node's requests on the peer API: this kv is node B
+// (its worker's Api over endpoint b), the test is node A with a raw Api over endpoint a.
+// Valid requests run on B's store; malformed ones are answered SERVER_ERROR and counted.
+TEST(KvCluster, ServesPeersAndCountsMalformedRequests) {
+  using namespace peer::test;
+  NEED_CERTS();
+  ApiPair p;
+  ASSERT_TRUE(p.a->is_open(0));
+  peer::Api& aa = *p.aa;
+  ASSERT_TRUE(aa.open_channel(Kv::kPeerChannel));
+  peer::local_apis()[0] = p.ab.get();
+  kv::KvOptions o;
+  o.cluster = true;
+  World x(1, o);
+  auto round = [&] {
+    p.feed();
+    x.run();  // B's kv takes the requests and answers
+    p.net->round();
+  };
+  const std::string bad = "SERVER_ERROR forwarded request unreadable\r\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"\x01set k 0 0 1\r\nv\r\n", "STORED\r\n"},
+      {"\x02get k\r\n", "VALUE k 0 1\r\nv\r\n"},  // a one-key get: no END
+      {"\x01incr k 1\r\n", "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"},
+      {"", bad},                                // no kind
+      {"\x09get k\r\n", bad},                   // an unknown kind
+      {"\x01get k\r\n", bad},                   // keyed kind, not a keyed request
+      {"\x02set k 0 0 1\r\nv\r\n", bad},        // get kind, not a get
+      {"\x02get k j\r\n", bad},                 // two keys
+      {"\x01set k 0 0 5\r\nv\r\n", bad},        // the data cut short
+      {"\x01\xff\xfe not a command\r\n", bad},  // garbage
+      {"\x01flush_all\r\n", bad},               // not keyed
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string& q = cases[i].first;
+    ASSERT_EQ(aa.request(0, Kv::kPeerChannel,
+                         {reinterpret_cast<const uint8_t*>(q.data()), q.size()}, i, p.now()),
+              peer::Send::ok);
+  }
+  std::vector<std::string> got(cases.size());
+  size_t n = 0;
+  for (int r = 0; r < 200 && n < cases.size(); ++r) {
+    round();
+    aa.poll(Kv::kPeerChannel, [&](const peer::ApiMessage& m) {
+      ASSERT_EQ(m.event, peer::Event::response);
+      ASSERT_LT(m.cookie, cases.size());
+      got[m.cookie].assign(m.body.begin(), m.body.end());
+      ++n;
+    });
+  }
+  ASSERT_EQ(n, cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) EXPECT_EQ(got[i], cases[i].second) << i;
+  EXPECT_EQ(x.counter(0, kv::kClusterServed), cases.size());
+  EXPECT_EQ(x.counter(0, kv::kClusterBad), 8u);
+  const dp::ConnId c = x.open();  // B's own client sees what A stored
+  EXPECT_EQ(x.send(c, "get k\r\n"), "VALUE k 0 1\r\nv\r\nEND\r\n");
+  x.stop();
+  peer::local_apis()[0] = nullptr;
+}
+
+// A kv with cluster = true forwards what another node owns: this kv is node A (its worker's
+// Api over endpoint a, B as its one peer), the test plays node B with a raw Api over
+// endpoint b. Replies come back in request order, local ones between; when B stops answering
+// a get misses and a set fails; once B's session is down, A owns B's keys.
+TEST(KvCluster, ForwardsToTheOwnerNodeInRequestOrder) {
+  using namespace peer::test;
+  NEED_CERTS();
+  peer::ApiConfig ca;
+  ca.timeout_ns = 200'000'000;
+  ca.self = {0x0100007f, 0x3333};  // A's peer address (not dialed here)
+  ca.peers = {kB};
+  // On the worker's clock: the kv stamps its requests with it.
+  ApiPair p(ca, ApiPair::config(10'000'000'000), rt::now_ns());
+  ASSERT_TRUE(p.a->is_open(0));
+  peer::QuicEndpoint &a = *p.a, &b = *p.b;
+  peer::Api &aa = *p.aa, &ab = *p.ab;
+  ASSERT_TRUE(ab.open_channel(Kv::kPeerChannel));
+  peer::local_apis()[0] = &aa;
+  kv::KvOptions o;
+  o.cluster = true;
+  World x(1, o);
+  // A key B owns and one A owns.
+  const std::array<uint64_t, 2> ids = {kv::node_id(ca.self), kv::node_id(kB)};
+  const std::array<uint8_t, 2> up = {1, 1};
+  auto owner_of = [&](const std::string& k) {
+    return kv::rendezvous(rt::hash_key({reinterpret_cast<const uint8_t*>(k.data()), k.size()}), ids,
+                          up);
+  };
+  std::string kb, ka;
+  for (int i = 0; kb.empty() || ka.empty(); ++i) {
+    const std::string k = "k" + std::to_string(i);
+    (owner_of(k) == 1 ? kb : ka) = k;
+  }
+  // B's service: answers a keyed request STORED and a get with a value, when answering.
+  std::vector<std::string> at_b;
+  bool answering = true;
+  std::string out;
+  const dp::ConnId c = x.open();
+  auto rounds = [&](int n, uint64_t step_ns) {
+    for (int r = 0; r < n; ++r) {
+      p.feed();
+      if (answering)
+        ab.poll(Kv::kPeerChannel, [&](const peer::ApiMessage& m) {
+          at_b.emplace_back(m.body.begin(), m.body.end());
+          const std::string rep =
+              m.body[0] == Kv::kPeerKeyed ? "STORED\r\n" : "VALUE " + kb + " 0 1\r\nx\r\n";
+          ab.respond(m.to, Kv::kPeerChannel,
+                     {reinterpret_cast<const uint8_t*>(rep.data()), rep.size()});
+        });
+      x.run();
+      out += x.out(c);
+      p.net->round(step_ns);
+    }
+  };
+  out = x.send(
+      c, "set " + kb + " 0 0 1\r\nx\r\nset " + ka + " 0 0 1\r\ny\r\nget " + kb + " " + ka + "\r\n");
+  rounds(50, 200'000);
+  EXPECT_EQ(
+      out, "STORED\r\nSTORED\r\nVALUE " + kb + " 0 1\r\nx\r\nVALUE " + ka + " 0 1\r\ny\r\nEND\r\n");
+  ASSERT_EQ(at_b.size(), 2u);
+  EXPECT_EQ(at_b[0], "\x01set " + kb + " 0 0 1\r\nx\r\n");
+  EXPECT_EQ(at_b[1], "\x02get " + kb + "\r\n");
+  EXPECT_EQ(x.counter(0, kv::kClusterForwarded), 2u);
+
+  // B stops answering: after request_timeout the get misses and the set fails, in order.
+  answering = false;
+  out = x.send(c, "get " + kb + "\r\nset " + kb + " 0 0 1\r\nz\r\n");
+  EXPECT_EQ(out, "");
+  rounds(300, 1'000'000);
+  EXPECT_EQ(out, "END\r\nSERVER_ERROR owner node unavailable\r\n");
+  EXPECT_EQ(x.counter(0, kv::kClusterTimeouts), 2u);
+
+  // B's session goes down: A owns B's keys now (a miss, then stored here).
+  for (uint32_t s = b.client_slots(); s < b.slots(); ++s)
+    if (b.is_open(s)) b.close(s, 0);
+  rounds(50, 1'000'000);
+  ASSERT_FALSE(a.is_open(0));
+  out = x.send(c, "get " + kb + "\r\nset " + kb + " 0 0 1\r\nw\r\nget " + kb + "\r\n");
+  EXPECT_EQ(out, "END\r\nSTORED\r\nVALUE " + kb + " 0 1\r\nw\r\nEND\r\n");
+  EXPECT_EQ(x.counter(0, kv::kClusterForwarded), 4u);
+  x.stop();
+  peer::local_apis()[0] = nullptr;
 }
 
 }  // namespace
