@@ -40,7 +40,7 @@ struct CounterDecl {
   CounterKind kind = CounterKind::counter;
 };
 
-inline constexpr uint32_t kMaxServiceCounters = 64;  // declared counters per service type
+inline constexpr uint32_t kMaxServiceCounters = 96;  // declared counters per service type
 inline constexpr uint32_t kCounterNameBytes = 56;    // segment bytes per name, NUL included
 inline constexpr uint32_t kCounterHelpBytes = 128;   // segment bytes per help text, NUL included
 
