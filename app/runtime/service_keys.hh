@@ -38,4 +38,13 @@ struct ClientSocket {
   int line = 0;
 };
 
+// The one worker that holds a service's state (its timers, its sessions), and the key that
+// chose it: the parser fills `line` and refuses a worker that does not exist, naming the key.
+// Unlike a ClientSocket it opens no socket. kAllWorkers: the service pins nothing.
+struct WorkerKey {
+  int worker = kAllWorkers;
+  std::string_view key;
+  int line = 0;
+};
+
 }  // namespace cw::rt

@@ -613,6 +613,10 @@ class Parser {
     if (st->clients) s.clients = st->clients(s.options.get());
     s.check_listen = st->check_listen;
     for (ClientSocket& c : s.clients) c.line = keys.line_of(c.key);
+    if (st->owner) {
+      s.owner = st->owner(s.options.get());
+      s.owner.line = keys.line_of(s.owner.key);
+    }
     if (!s.udp && !s.tcp && s.clients.empty())
       fail(s.line, base, "serves nothing (give udp and/or tcp)");
     cfg_.services.push_back(std::move(s));
@@ -816,13 +820,17 @@ Result<void> finalize(ServerConfig& cfg) {
       }
     }
   }
-  // A client socket bound to one worker needs that worker to exist.
+  // A client socket bound to one worker, or a service's state pinned to one, needs that
+  // worker to exist.
   for (size_t i = 0; i < cfg.services.size(); ++i) {
-    for (const ClientSocket& c : cfg.services[i].clients) {
-      if (c.decl.worker == rt::kAllWorkers || unsigned(c.decl.worker) < cfg.io.workers) continue;
-      return where_error(cfg.source, c.line,
-                         "service[" + std::to_string(i) + "]." + std::string(c.key),
-                         "worker " + std::to_string(c.decl.worker) + " does not exist (" +
+    std::vector<WorkerKey> pinned{cfg.services[i].owner};
+    for (const ClientSocket& c : cfg.services[i].clients)
+      pinned.push_back({c.decl.worker, c.key, c.line});
+    for (const WorkerKey& w : pinned) {
+      if (w.worker == rt::kAllWorkers || unsigned(w.worker) < cfg.io.workers) continue;
+      return where_error(cfg.source, w.line,
+                         "service[" + std::to_string(i) + "]." + std::string(w.key),
+                         "worker " + std::to_string(w.worker) + " does not exist (" +
                              std::to_string(cfg.io.workers) + " worker(s))");
     }
   }

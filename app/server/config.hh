@@ -52,6 +52,7 @@ struct ServiceConfig {
   int line = 0;                       // line of the [[service]] header
   ServiceOptions options;             // its own keys, typed by the service (null: it has none)
   std::vector<ClientSocket> clients;  // client sockets it declared from its options
+  WorkerKey owner;                    // the worker its state is pinned to (ServiceType::owner)
   bool builtin = false;               // from the built-in default (the file had no [[service]])
   // Its type's check of a listen address (ServiceType::check_listen), or nullptr.
   std::string (*check_listen)(const void* options, uint32_t addr_be) = nullptr;

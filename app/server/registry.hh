@@ -8,6 +8,7 @@
 //   static constexpr std::array<std::string_view, N> kOptionKeys;   their names
 //   static Options parse_options(rt::ServiceKeys&);              reads and validates them
 //   static std::vector<rt::ClientSocket> client_sockets(const Options&);
+//   static rt::WorkerKey owner_worker(const Options&);   the worker its state lives on
 //   S(const rt::ServiceCtx&, const Options&);         the factory (else S() is used)
 #pragma once
 
@@ -41,6 +42,8 @@ ServiceEntry<V> entry(std::string_view name, std::string_view summary) {
     };
     if constexpr (requires(const O& o) { S::client_sockets(o); })
       e.clients = [](const void* o) { return S::client_sockets(*static_cast<const O*>(o)); };
+    if constexpr (requires(const O& o) { S::owner_worker(o); })
+      e.owner = [](const void* o) { return S::owner_worker(*static_cast<const O*>(o)); };
     if constexpr (requires(const O& o) { S::listen_refusal(o, uint32_t{}); })
       e.check_listen = [](const void* o, uint32_t addr_be) {
         return S::listen_refusal(*static_cast<const O*>(o), addr_be);

@@ -20,6 +20,7 @@ namespace cw::server {
 // What a service writes its keys and client sockets against (app/runtime/service_keys.hh).
 using rt::ClientSocket;
 using rt::ServiceKeys;
+using rt::WorkerKey;
 
 using ServiceOptions = std::shared_ptr<const void>;  // the service's own Options struct
 
@@ -31,6 +32,8 @@ struct ServiceType {
   ServiceOptions (*parse)(ServiceKeys&) = nullptr;
   // Its client sockets given its options; nullptr when it has none.
   std::vector<ClientSocket> (*clients)(const void* options) = nullptr;
+  // The worker its state is pinned to given its options; nullptr when it pins none.
+  WorkerKey (*owner)(const void* options) = nullptr;
   // Why it may not serve on address addr_be (network byte order), empty when it may; checked
   // once the listen addresses are final (finalize). nullptr: anywhere.
   std::string (*check_listen)(const void* options, uint32_t addr_be) = nullptr;

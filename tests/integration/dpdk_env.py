@@ -65,9 +65,9 @@ def start_server(test, cfg, prefix=()):
     return srv
 
 
-def in_ns(ns, *cmd, check=True, timeout=60):
+def in_ns(ns, *cmd, check=True, timeout=60, input=None):
     return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True,
-                          check=check, timeout=timeout)
+                          check=check, timeout=timeout, input=input)
 
 
 def topology_up(test, ns, tap, peer_cidr, peer_mac):

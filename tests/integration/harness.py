@@ -154,14 +154,19 @@ class Server:
         self.stop()
 
 
-def service_counters(ctl, cfg_path, service):
-    """A service's declared counters through `corewirectl stats --json`, summed over workers."""
+def ctl_stats(ctl, cfg_path):
+    """`corewirectl stats --json`: the snapshot object."""
     r = subprocess.run([ctl, "-c", cfg_path, "stats", "--json"], capture_output=True, text=True,
                        timeout=10)
     if r.returncode != 0:
         raise AssertionError(r.stdout + r.stderr)
+    return json.loads(r.stdout)
+
+
+def service_counters(ctl, cfg_path, service):
+    """A service's declared counters through `corewirectl stats --json`, summed over workers."""
     out = {}
-    for w in json.loads(r.stdout)["workers"]:
+    for w in ctl_stats(ctl, cfg_path)["workers"]:
         for k, v in w["services"][service]["counters"].items():
             out[k] = out.get(k, 0) + v
     return out

@@ -43,6 +43,51 @@ def rtp(seq, ts, ssrc=0xABCDEF01, pt=0, payload=b"\xff" * 160):
     return struct.pack(">BBHII", 0x80, pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
 
 
+def rtcp_sr_sdes(ssrc, cname, ntp=0x0123456789ABCDEF, ts=0, packets=0, octets=0):
+    """A compound RTCP packet: an SR without report blocks, then SDES with one CNAME."""
+    sr = struct.pack(">BBHIQIII", 0x80, 200, 6, ssrc, ntp, ts, packets, octets)
+    item = bytes([1, len(cname)]) + cname
+    chunk = struct.pack(">I", ssrc) + item + b"\0" * (4 - len(item) % 4)
+    return sr + struct.pack(">BBH", 0x81, 202, len(chunk) // 4) + chunk
+
+
+def ctl(cfg_path, *args):
+    """corewirectl -c <config> --json ARGS: (exit code, reply object or None)."""
+    r = subprocess.run([CTL, "-c", cfg_path, "--json", *args], capture_output=True, text=True,
+                       timeout=20)
+    try:
+        return r.returncode, json.loads(r.stdout)
+    except ValueError:
+        return r.returncode, None
+
+
+def sessions(cfg_path):
+    """The sessions of every rtp table (corewirectl rtp list)."""
+    code, j = ctl(cfg_path, "rtp", "list")
+    if code != 0:
+        raise AssertionError(j)
+    return [s for t in j["tables"] for s in t["sessions"]]
+
+
+def assert_tone(test, rtps, ssrc):
+    """rtps (in arrival order) are one endpoint's PCMU tone: SSRC ssrc, 160 bytes every
+    20 ms whose decoded samples are the 440 Hz sine, sequence numbers contiguous, timestamps
+    160 apart (or a multiple of 160 from 960 up: the slots a sender tick stalled for more
+    than 5 packet times skips, docs/rtp.md)."""
+    seqs, steps = [], set()
+    for i, b in enumerate(rtps):
+        v, pt, seq, ts, got_ssrc = struct.unpack(">BBHII", b[:12])
+        test.assertEqual((v, pt, got_ssrc, len(b)), (0x80, 0, ssrc, 12 + 160))
+        seqs.append(seq)
+        if i:
+            steps.add((ts - struct.unpack(">I", rtps[i - 1][4:8])[0]) & 0xFFFFFFFF)
+        for k, u in enumerate(b[12:]):
+            want = 8000 * math.sin(2 * math.pi * 440 * ((ts + k) % 8000) / 8000)
+            test.assertLess(abs(ulaw_decode(u) - want), 300, (seq, k))
+    test.assertEqual([(s - seqs[0]) & 0xFFFF for s in seqs], list(range(len(seqs))))
+    test.assertTrue(all(d == 160 or (d >= 960 and d % 160 == 0) for d in steps), steps)
+
+
 class Session:
     """One corewire process with one rtp table, its own run dir, stats through corewirectl."""
 
@@ -59,30 +104,13 @@ class Session:
 
     def counters(self):
         """Declared counters of the rtp table, summed over workers (gauges: the owner's)."""
-        r = subprocess.run([CTL, "-c", self.cfg_path, "stats", "--json"], capture_output=True,
-                           text=True, timeout=10)
-        if r.returncode != 0:
-            raise AssertionError(r.stdout + r.stderr)
-        out = {}
-        for w in json.loads(r.stdout)["workers"]:
-            for k, v in w["services"]["rtp"]["counters"].items():
-                out[k] = out.get(k, 0) + v
-        return out
+        return h.service_counters(CTL, self.cfg_path, "rtp")
 
     def ctl(self, *args):
-        """corewirectl -c <config> --json ARGS: (exit code, reply object or None)."""
-        r = subprocess.run([CTL, "-c", self.cfg_path, "--json", *args], capture_output=True,
-                           text=True, timeout=20)
-        try:
-            return r.returncode, json.loads(r.stdout)
-        except ValueError:
-            return r.returncode, None
+        return ctl(self.cfg_path, *args)
 
     def sessions(self):
-        code, j = self.ctl("rtp", "list")
-        if code != 0:
-            raise AssertionError(j)
-        return [s for t in j["tables"] for s in t["sessions"]]
+        return sessions(self.cfg_path)
 
     def stop(self):
         self.server.stop()
@@ -111,15 +139,7 @@ class EndpointTest(unittest.TestCase):
                 rtps.append(b)
         self.assertGreaterEqual(len(rtps), 50)
         self.assertTrue(srs, "no RTCP within 3 s")
-        seqs = []
-        for b in rtps:
-            v, pt, seq, ts, ssrc = struct.unpack(">BBHII", b[:12])
-            self.assertEqual((v, pt, ssrc, len(b)), (0x80, 0, 305419896, 12 + 160))
-            seqs.append(seq)
-            for k, u in enumerate(b[12:]):
-                want = 8000 * math.sin(2 * math.pi * 440 * ((ts + k) % 8000) / 8000)
-                self.assertLess(abs(ulaw_decode(u) - want), 300, (seq, k))
-        self.assertEqual([(s - seqs[0]) & 0xFFFF for s in seqs], list(range(len(seqs))))
+        assert_tone(self, rtps, 305419896)
         # SR (PT 200), sender SSRC, then SDES (202) with our CNAME.
         sr = srs[0]
         self.assertEqual(sr[1], 200)

@@ -311,6 +311,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"[[service]]\nname = \"rtp\"\nudp = 1\npeer = \"127.0.0.1:5\"\n"
                 "inject_loss = 1001\n",
                 "t.toml:5: service[0].inject_loss: ", "out of range"},
+        // rtp pins its sessions to `worker` without opening a socket: it needs `udp`.
+        BadCase{"[[service]]\nname = \"rtp\"\npeer = \"127.0.0.1:5\"\n",
+                "t.toml:1: service[0]: ", "serves nothing"},
         // swarm's own keys (docs/swarm.md): its torrents are read when the config is.
         BadCase{"[[service]]\nname = \"swarm\"\ntcp = 1\n",
                 "t.toml:1: service[0].torrents: ", "required"},

@@ -231,6 +231,10 @@ INSTANTIATE_TEST_SUITE_P(
         KeyCase{"[runtime]\nworkers = 2\n[[service]]\nname = \"pinger\"\npeer = \"echo\"\n"
                 "worker = 3\n",
                 "t.toml:6: service[0].worker: ", "worker 3 does not exist (2 worker(s))"},
+        // A service that pins its state to a worker without a client socket (rtp).
+        KeyCase{"[runtime]\nworkers = 2\n[[service]]\nname = \"rtp\"\nudp = 0\n"
+                "peer = \"127.0.0.1:5\"\nworker = 2\n",
+                "t.toml:7: service[0].worker: ", "worker 2 does not exist (2 worker(s))", true},
         KeyCase{"[[service]]\nname = \"echo\"\nudp = 0\nservice_id = 0\n",
                 "t.toml:4: service[0].service_id: ", "out of range [1, 65535]", true},
         KeyCase{"[[service]]\nname = \"echo\"\nudp = 0\nservice_id = \"1\"\n",
@@ -241,6 +245,26 @@ INSTANTIATE_TEST_SUITE_P(
                 true},
         KeyCase{"[[service]]\nname = \"echo\"\nservice_id = 3\n",
                 "t.toml:1: service[0]: ", "serves nothing", true}));
+
+// rtp's sessions live on `worker`, checked by the config, and the service opens only its
+// udp port: no client socket, which the DPDK backend refuses with more than one worker.
+TEST(Registry, RtpPinsItsWorkerWithoutAClientSocket) {
+  auto parsed = parse_config(
+      "[runtime]\nworkers = 2\n[[service]]\nname = \"rtp\"\nudp = 0\n"
+      "peer = \"127.0.0.1:5\"\nworker = 1\n",
+      "t.toml", server_catalog());
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  ServerConfig cfg = std::move(parsed.value());
+  ASSERT_TRUE(finalize(cfg));
+  EXPECT_EQ(cfg.services[0].owner.worker, 1);
+  EXPECT_EQ(cfg.services[0].owner.key, "worker");
+  EXPECT_EQ(cfg.services[0].owner.line, 7);
+  EXPECT_TRUE(cfg.services[0].clients.empty());
+  auto app = make_app(cfg);
+  ASSERT_EQ(app.sockets.size(), 1u);
+  EXPECT_TRUE(app.sockets[0].server);
+  EXPECT_EQ(app.sockets[0].transport, dp::Transport::udp);
+}
 
 // The pinger (client socket on worker 1 only) connects to the echo's server socket in the
 // same runtime, 20 requests to service id 7 come back, the connection closes and its

@@ -47,10 +47,10 @@ class Rtp {
   using Options = rtp::RtpOptions;
   static constexpr const auto& kOptionKeys = rtp::kRtpOptionKeys;
   static Options parse_options(rt::ServiceKeys& k) { return rtp::parse_rtp_options(k); }
-  // A client socket pinned to the owner, only so that the config checks `worker` exists.
-  static std::vector<rt::ClientSocket> client_sockets(const Options& o) {
-    return {{{dp::Transport::udp, false, {}, int(o.worker)}, "worker"}};
-  }
+  // The sessions live on `worker` (the config checks that it exists). No client socket:
+  // everything goes out of the table's port, so the DPDK backend, which refuses client UDP
+  // sockets with more than one worker, takes any number of workers.
+  static rt::WorkerKey owner_worker(const Options& o) { return {int(o.worker), "worker"}; }
 
   enum : uint32_t {
     kRtpIn,
@@ -119,7 +119,7 @@ class Rtp {
 
   Rtp(const rt::ServiceCtx& c, const Options& o)
       : o_(o), owner_(o.worker == c.worker), tone_(rtp::make_tone(o)) {
-    // Sockets: the udp server socket when configured, then the client socket.
+    // Its one socket: the udp server socket (the config requires `udp`).
     for (const rt::SocketRef& s : c.sockets)
       if (s.server && s.transport == dp::Transport::udp) {
         sock_ = s.id;
