@@ -638,7 +638,8 @@ def markdown(doc):
     L = ["# Swarm: one seed to four leechers, corewire vs libtorrent (issue 18)\n",
          f"Command: `{doc['command']}`  ",
          f"Date: {doc['date']}, commit `{doc['commit']}`, machine: {doc['machine']['cpus']} "
-         f"CPUs, load {doc['machine']['load'][0]:.1f} at start. {doc['note']}\n",
+         f"CPUs, load {doc['machine']['load'][0]:.1f} after the runs (1-min average: the "
+         f"benchmark's own threads count). {doc['note']}\n",
          f"Torrent: {p['size'] / MIB:g} MiB in {p['files']} files, {p['piece_size'] // 1024} KiB "
          f"pieces, data on {doc['data_fs']}; seed on core {p['server_core']}, "
          f"{p['leechers']} libtorrent leechers (one process each) on core {p['client_core']}. "
